@@ -1,0 +1,41 @@
+"""The numpy reference backend: the ground truth, and the CPU fallback users run."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sae.algorithm import Algorithm
+from sae.batch import ProgramBatch
+from sae.cpu.anneal import Annealer
+from sae.cpu.match import Matcher
+from sae.cpu.vm import run_vm
+from sae.layout import Capacities, item_words
+
+
+class CpuBackend:
+    """Implements :class:`sae.backend.Backend` with numpy."""
+
+    name = "cpu"
+    description = "numpy"
+
+    def __init__(self, alg: Algorithm, caps: Capacities) -> None:
+        self.alg, self.caps = alg, caps
+        self.matcher = Matcher(alg, caps)
+        self.annealer = Annealer(alg, self.matcher)
+
+    def bids(self, batch: ProgramBatch) -> np.ndarray:
+        n = batch.n
+        out = np.zeros((n, self.caps.stream, self.matcher.n_rules), dtype=np.uint32)
+        length = batch.max_length()
+        if n and length:
+            words = item_words(batch.items)[:n, :length]
+            out[:, :length] = self.matcher.bids(self.matcher.view(words, batch.lengths[:n]))
+        return out
+
+    def anneal(self, batch: ProgramBatch) -> None:
+        self.annealer.run(batch)
+
+    def execute(self, batch: ProgramBatch) -> np.ndarray:
+        n, length = batch.n, batch.max_length()
+        words = item_words(batch.items)[:n, :length]
+        return run_vm(words, batch.lengths[:n], self.alg.vectors, self.alg.weights, self.caps.stack)

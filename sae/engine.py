@@ -1,0 +1,156 @@
+"""The public engine: load an Algorithm, embed texts, explain one text."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sae.algorithm import Algorithm, load_algorithm
+from sae.backend import Backend
+from sae.batch import ProgramBatch
+from sae.errors import BackendUnavailableError
+from sae.layout import DEFAULT_CAPACITIES, Capacities
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "cpu", "gpu")
+
+
+def make_backend(name: str, alg: Algorithm, caps: Capacities, adapter: str | None = None) -> Backend:
+    """Build backend ``name`` (auto, cpu or gpu).
+
+    ``auto`` takes a GPU adapter when one can run sae and otherwise the numpy path,
+    and logs which; an explicit ``gpu`` with no usable adapter raises
+    :class:`~sae.errors.BackendUnavailableError`.
+    """
+    if name not in BACKENDS:
+        raise BackendUnavailableError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+    if name in ("gpu", "auto"):
+        try:
+            from sae.gpu import GpuBackend
+
+            return GpuBackend(alg, caps, adapter=adapter)
+        except BackendUnavailableError as exc:
+            if name == "gpu":
+                raise
+            log.warning("no usable GPU adapter (%s); using the CPU backend", exc)
+        except ImportError as exc:
+            if name == "gpu":
+                raise BackendUnavailableError(f"the GPU backend cannot be loaded: {exc}") from None
+            log.warning("GPU backend unavailable (%s); using the CPU backend", exc)
+    from sae.cpu import CpuBackend
+
+    return CpuBackend(alg, caps)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """Everything the engine did with one text."""
+
+    text: str
+    tokens: list[str]
+    initial: np.ndarray  # ProgramItems before annealing
+    final: np.ndarray  # ProgramItems after annealing
+    journal: np.ndarray  # JOURNAL_ENTRY records, in order
+    rule_names: list[str]
+    symbols: list[str]  # readable name of each final item's symbol
+    embedding: np.ndarray
+
+
+class Engine:
+    """Loads an Algorithm once and embeds texts with it.
+
+    >>> engine = Engine()                     # the bundled default, backend auto
+    >>> engine.embed(["a cat", "a dog"]).shape
+    (2, 384)
+    """
+
+    def __init__(
+        self,
+        algorithm: str | Path | Algorithm | None = None,
+        *,
+        backend: str = "auto",
+        batch_size: int = 1024,
+        caps: Capacities = DEFAULT_CAPACITIES,
+        adapter: str | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"Engine: batch_size must be >= 1, got {batch_size}")
+        self.caps = caps
+        self.algorithm = algorithm if isinstance(algorithm, Algorithm) else load_algorithm(algorithm, caps)
+        self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter)
+        self.batch_size = batch_size
+        self._batch = ProgramBatch(batch_size, caps)
+
+    @property
+    def dim(self) -> int:
+        return self.algorithm.dim
+
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids per text, truncated to the stream capacity (with a warning)."""
+        encodings = self.algorithm.tokenizer.encode_batch(list(texts), add_special_tokens=False)
+        cap = self.caps.stream
+        ids = [e.ids for e in encodings]
+        cut = sum(1 for t in ids if len(t) > cap)
+        if cut:
+            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", cut, cap, cap)
+        return [t[:cap] for t in ids]
+
+    def embed(
+        self, texts: str | Sequence[str], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed texts: ``(n, dim)`` float32 rows, L2-normalized (zeros for empty texts).
+
+        A single string gives a 1-D vector. ``progress`` is called with the number
+        of texts finished after each batch.
+        """
+        if isinstance(texts, str):
+            return self.embed([texts])[0]
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            chunk = texts[start : start + self.batch_size]
+            self._run(self.tokenize(chunk))
+            out[start : start + len(chunk)] = self.backend.execute(self._batch)
+            if progress is not None:
+                progress(len(chunk))
+        return out
+
+    def _run(self, token_ids: list[list[int]]) -> ProgramBatch:
+        self._batch.widen(token_ids, self.algorithm.symbol_rows)
+        self.backend.anneal(self._batch)
+        return self._batch
+
+    def explain(self, text: str) -> Explanation:
+        """Anneal one text and return its initial and final program and journal."""
+        token_ids = self.tokenize([text])
+        batch = ProgramBatch(1, self.caps)
+        batch.widen(token_ids, self.algorithm.symbol_rows)
+        initial = batch.items[0, : batch.lengths[0]].copy()
+        self.backend.anneal(batch)
+        embedding = self.backend.execute(batch)[0]
+        final = batch.items[0, : batch.lengths[0]].copy()
+        journal = batch.journal[0, : batch.journal_len[0]].copy()
+        return Explanation(
+            text=text,
+            tokens=[self.symbol_name(int(t)) for t in token_ids[0]],
+            initial=initial,
+            final=final,
+            journal=journal,
+            rule_names=[r.name for r in self.algorithm.rules],
+            symbols=[self.symbol_name(int(s)) for s in final["symbol"]],
+            embedding=embedding,
+        )
+
+    def symbol_name(self, symbol: int) -> str:
+        """Readable text of a symbol: the token, or the phrase's tokens joined."""
+        alg = self.algorithm
+        tok = alg.tokenizer
+        if symbol < alg.vocab_size:
+            return tok.id_to_token(symbol) or f"<{symbol}>"
+        ids = [int(t) for t in alg.phrases[symbol - alg.vocab_size] if t >= 0]
+        return "+".join(tok.id_to_token(t) or f"<{t}>" for t in ids)

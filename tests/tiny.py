@@ -1,0 +1,86 @@
+"""A tiny, fully deterministic Algorithm for tests: a 40-word WordPiece vocabulary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sae.algorithm import Algorithm, phrase_table, ItemUpdate, LoopParams, PatternElement, Rule
+from sae.layout import Op
+
+WORDS = (
+    "[PAD] [UNK] the a an of and not is was cat dog play runs run new york city "
+    "good bad very big small house red blue man woman eats food happy sad "
+    "##s ##ing ##ed ##er , . ! ? 1 2"
+).split()
+CLASSES = ("stop", "cont", "punct", "neg", "word")
+STOP = {"the", "a", "an", "of", "and", "is", "was"}
+PHRASES = (("new", "york"), ("new", "york", "city"), ("play", "##ing"), ("play", "##er", "##s"), ("run", "##s"))
+
+
+def tokenizer_json() -> str:
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    vocab = {w: i for i, w in enumerate(WORDS)}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    return tok.to_str()
+
+
+def token_id(word: str) -> int:
+    return WORDS.index(word)
+
+
+def classes_of(word: str) -> int:
+    bits = 0
+    if word in STOP:
+        bits |= 1 << CLASSES.index("stop")
+    if word.startswith("##"):
+        bits |= 1 << CLASSES.index("cont")
+    if word in {",", ".", "!", "?"}:
+        bits |= 1 << CLASSES.index("punct")
+    if word == "not":
+        bits |= 1 << CLASSES.index("neg")
+    if word.isalpha():
+        bits |= 1 << CLASSES.index("word")
+    return bits
+
+
+def default_rules() -> tuple[Rule, ...]:
+    """A small rule set exercising merge, reorder, update and gaps."""
+    P = PatternElement  # noqa: N806
+    return (
+        Rule("merge3", 300, (P(classes=("word",)), P(), P()), kind="merge"),
+        Rule("merge2", 200, (P(classes=("word",)), P()), kind="merge"),
+        Rule("negate", 150, (P(classes=("neg",)), P(gap=2, classes=("word",))),
+             updates=(ItemUpdate(opcode=int(Op.PUSH)), ItemUpdate(opcode=int(Op.MUL)))),
+        Rule("soften_stop", 40, (P(opcode=int(Op.ACC), classes=("stop",)),),
+             updates=(ItemUpdate(arg1=16384),)),
+        Rule("silence_punct", 30, (P(classes=("punct",)),), updates=(ItemUpdate(opcode=int(Op.NOP)),)),
+        Rule("swap_adj", 20, (P(classes=("word",)), P(classes=("word",))), perm=(1, 0)),
+    )
+
+
+def make_tiny(
+    rules: tuple[Rule, ...] | None = None, params: LoopParams | None = None, dim: int = 8, seed: int = 0
+) -> Algorithm:
+    rng = np.random.default_rng(seed)
+    vocab = len(WORDS)
+    phrase_ids = [tuple(token_id(w) for w in p) for p in PHRASES]
+    phrases = phrase_table(phrase_ids, width=max(len(p) for p in phrase_ids))
+    n_symbols = vocab + len(phrase_ids)
+    rows = n_symbols
+    symbol_classes = np.array([classes_of(w) for w in WORDS] + [1 << CLASSES.index("word")] * len(phrase_ids), dtype=np.uint32)
+    return Algorithm(
+        name="tiny",
+        tokenizer_json=tokenizer_json(),
+        vectors=rng.standard_normal((rows, dim)).astype(np.float32),
+        weights=rng.uniform(0.5, 1.5, rows).astype(np.float32),
+        symbol_rows=np.arange(n_symbols, dtype=np.int32),
+        symbol_classes=symbol_classes,
+        phrases=phrases,
+        phrase_bonus=np.array([10 * (p >= 0).sum() for p in phrases], dtype=np.int32),
+        classes=CLASSES,
+        rules=default_rules() if rules is None else rules,
+        params=params or LoopParams(max_steps=16, tolerance=0, inhibit_steps=2),
+    )
