@@ -1,0 +1,52 @@
+"""Options and helpers shared by the commands that run the engine."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from sae.engine import BACKENDS, Engine
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True) -> None:
+    """--algorithm, --backend, --adapter (and --batch-size)."""
+    parser.add_argument("--algorithm", metavar="PATH", help="Algorithm directory (default: the bundled one)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: a GPU adapter when one can run sae, else the CPU (says which on stderr)",
+    )
+    parser.add_argument(
+        "--adapter",
+        metavar="NAME",
+        default=os.environ.get("SAE_ADAPTER"),
+        help="GPU adapter to use, by (part of) its name (env SAE_ADAPTER)",
+    )
+    if batch:
+        parser.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
+                            help="documents per batch (default 1024)")
+
+
+def engine_from_args(args: argparse.Namespace) -> Engine:
+    """The engine the options describe; its backend is reported on stderr."""
+    engine = Engine(
+        args.algorithm,
+        backend=args.backend,
+        batch_size=getattr(args, "batch_size", 1024),
+        adapter=args.adapter,
+    )
+    import logging
+
+    logging.getLogger("sae").info("backend: %s (%s)", engine.backend.name, engine.backend.description)
+    return engine
