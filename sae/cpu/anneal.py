@@ -105,3 +105,20 @@ class Annealer:
         batch.journal[docs, slot] = entry
         batch.journal_len[docs] += 1
         return tried, committed
+
+
+def replay(annealer: Annealer, initial: np.ndarray, journal: np.ndarray) -> np.ndarray:
+    """Re-apply the committed entries of one document's journal to its initial program.
+
+    ``initial`` holds the document's ProgramItems (its length = ``len(initial)``).
+    Returns the resulting items. Since reverted attempts are skipped, this equals
+    the annealed program exactly when every revert restored the stream exactly.
+    """
+    words = item_words(initial.copy())[None]
+    lengths = np.array([len(initial)], dtype=np.uint32)
+    for entry in journal[journal["outcome"] == COMMITTED]:
+        apply_rewrites(
+            annealer.m, words, lengths, np.array([0]), np.array([int(entry["pos"])]),
+            np.array([int(entry["rule"])]), annealer.symbol_rows,
+        )
+    return words[0, : lengths[0]].copy().view(initial.dtype).reshape(-1)

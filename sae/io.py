@@ -1,0 +1,115 @@
+"""Reading texts and writing embeddings, with one-line errors for bad input."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from sae.errors import InputError
+
+
+def read_texts(source: str) -> list[str]:
+    """Texts from a ``.txt`` file (one per line), a ``.parquet``/``.arrow`` file with a
+    ``text`` column, or ``-`` for stdin (one per line).
+
+    Raises :class:`InputError` for a missing file, invalid UTF-8 (naming the line),
+    or a table without a string ``text`` column.
+    """
+    if source == "-":
+        return _lines(sys.stdin.buffer.read(), "<stdin>")
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{source}: no such file")
+    if path.is_dir():
+        raise InputError(f"{source}: is a directory, expected a .txt, .parquet or .arrow file")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".arrow", ".feather", ".ipc"):
+        return _table_texts(path, suffix)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read ({exc.strerror})") from None
+    return _lines(data, source)
+
+
+def _lines(data: bytes, name: str) -> list[str]:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the newline that ends the last line
+    return [line.rstrip("\r") for line in lines]
+
+
+def _table_texts(path: Path, suffix: str) -> list[str]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        if suffix == ".parquet":
+            table = pq.read_table(path, columns=None, memory_map=True)
+        else:
+            with pa.memory_map(str(path)) as source:
+                try:
+                    table = pa.ipc.open_file(source).read_all()
+                except pa.ArrowInvalid:
+                    source.seek(0)
+                    table = pa.ipc.open_stream(source).read_all()
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{path}: not a readable {suffix} table ({exc})") from None
+    if "text" not in table.column_names:
+        raise InputError(f"{path}: no 'text' column (columns: {', '.join(table.column_names)})")
+    column = table.column("text")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InputError(f"{path}: column 'text' has type {column.type}, expected string")
+    if column.null_count:
+        raise InputError(f"{path}: column 'text' has {column.null_count} null value(s)")
+    return column.to_pylist()
+
+
+def check_writable(out: str) -> Path:
+    """Fail early, before any work, when ``out`` cannot be written."""
+    path = Path(out)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise InputError(f"{out}: is a directory")
+    if not parent.is_dir():
+        raise InputError(f"{out}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{out}: directory {parent} is not writable")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise InputError(f"{out}: file is not writable")
+    return path
+
+
+def write_embeddings(out: str, texts: list[str], embeddings: np.ndarray) -> None:
+    """Write Parquet with ``text`` (string) and ``embedding`` (fixed-size list of float32).
+
+    Written to a temporary file beside ``out`` and renamed into place, so a failure
+    never leaves a partial file (and never destroys an existing one).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = check_writable(out)
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    values = pa.array(emb.reshape(-1), type=pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
+    table = pa.table({"text": pa.array(texts, type=pa.string()), "embedding": column})
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,48 @@
+"""Shared fixtures. Tests come in tiers: pure (no GPU), cpu, gpu (skip without an
+adapter), cli (end to end), and checks against ../shared/data (skip without it)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))  # tests/tiny.py: the tiny fixture Algorithm
+
+from tiny import make_tiny  # noqa: E402
+
+from sae.algorithm import Algorithm, save_algorithm  # noqa: E402
+
+# CI machines have 2 cores shared with other work: no per-example deadline.
+settings.register_profile("sae", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("sae")
+
+#: ../shared/data beside the checkout, present in CI and on developer machines.
+SHARED_DATA = Path(os.environ.get("SAE_SHARED_DATA", TESTS.parent.parent / "shared" / "data"))
+needs_shared = pytest.mark.skipif(
+    not (SHARED_DATA / "stsb" / "sts-dev.csv").exists(),
+    reason=f"STS-B data not found at {SHARED_DATA} (set SAE_SHARED_DATA); large checks skipped",
+)
+
+
+@pytest.fixture(autouse=True)
+def _numpy_strict():
+    np.random.seed(0)
+    old = np.seterr(all="raise")
+    yield
+    np.seterr(**old)
+
+
+@pytest.fixture(scope="session")
+def tiny_alg() -> Algorithm:
+    return make_tiny()
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory, tiny_alg) -> Path:
+    return save_algorithm(tiny_alg, tmp_path_factory.mktemp("alg") / "tiny", vector_dtype="float32")

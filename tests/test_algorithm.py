@@ -1,0 +1,135 @@
+"""The Algorithm format: round trip, content hash, and one clear error per bad field."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from tiny import make_tiny
+
+from sae.algorithm import LoopParams, load_algorithm, save_algorithm
+from sae.errors import AlgorithmError
+from sae.layout import Capacities
+
+
+def test_round_trip_keeps_the_content_hash(tiny_alg, tiny_dir):
+    loaded = load_algorithm(tiny_dir)
+    assert loaded.content_hash == tiny_alg.content_hash
+    assert loaded.rules == tiny_alg.rules
+    assert load_algorithm(tiny_dir / "algorithm.json").content_hash == tiny_alg.content_hash
+
+
+def test_hash_changes_with_any_part(tiny_alg):
+    assert make_tiny(seed=1).content_hash != tiny_alg.content_hash
+    assert make_tiny(rules=()).content_hash != tiny_alg.content_hash
+    assert make_tiny(params=LoopParams(max_steps=3)).content_hash != tiny_alg.content_hash
+
+
+def test_json_is_canonical(tiny_dir, tmp_path):
+    again = save_algorithm(load_algorithm(tiny_dir), tmp_path / "again", vector_dtype="float32")
+    assert (again / "algorithm.json").read_bytes() == (tiny_dir / "algorithm.json").read_bytes()
+
+
+@pytest.fixture
+def broken(tiny_dir, tmp_path):
+    """A writable copy of the tiny Algorithm to break."""
+    path = tmp_path / "broken"
+    shutil.copytree(tiny_dir, path)
+    return path
+
+
+def edit_json(path, change):
+    doc = json.loads((path / "algorithm.json").read_text())
+    change(doc)
+    (path / "algorithm.json").write_text(json.dumps(doc))
+
+
+def expect_error(path, file_part, field, reason, caps=None):
+    with pytest.raises(AlgorithmError) as info:
+        load_algorithm(path, **({"caps": caps} if caps else {}))
+    err = info.value
+    assert file_part in err.file and err.field == field and reason in err.reason, str(err)
+    assert "\n" not in str(err)
+
+
+def test_bad_json(broken):
+    (broken / "algorithm.json").write_text("{ not json")
+    expect_error(broken, "algorithm.json", "file", "not valid JSON")
+
+
+def test_unknown_opcode(broken):
+    edit_json(broken, lambda d: d["rules"][3]["pattern"][0].update(opcode="JUMP"))
+    expect_error(broken, "algorithm.json", "rules[3].pattern[0].opcode", "unknown opcode 'JUMP'")
+
+
+def test_symbol_id_out_of_range(broken):
+    edit_json(broken, lambda d: d["rules"][0]["pattern"][0].update(symbol=10**6))
+    expect_error(broken, "algorithm.json", "rules[0].pattern[0].symbol", "out of range")
+
+
+def test_rules_over_capacity(broken):
+    expect_error(broken, "algorithm.json", "rules", "exceed the capacity of 4", caps=Capacities(rules=4))
+
+
+def test_steps_over_capacity(broken):
+    edit_json(broken, lambda d: d["params"].update(max_steps=65))
+    expect_error(broken, "algorithm.json", "params.max_steps", "out of range 0..64")
+
+
+def test_unknown_field(broken):
+    edit_json(broken, lambda d: d["rules"][1].update(colour="red"))
+    expect_error(broken, "algorithm.json", "rules[1].colour", "unknown field")
+
+
+def test_unknown_class(broken):
+    edit_json(broken, lambda d: d["rules"][0]["pattern"][0].update(classes=["verb"]))
+    expect_error(broken, "algorithm.json", "rules[0].pattern[0].classes", "unknown class 'verb'")
+
+
+def test_bad_permutation(broken):
+    edit_json(broken, lambda d: d["rules"][5]["action"].update(perm=[0, 0]))
+    expect_error(broken, "algorithm.json", "rules[5].action.perm", "permutation")
+
+
+def test_merge_with_gap(broken):
+    edit_json(broken, lambda d: d["rules"][1]["pattern"][1].update(gap=1))
+    expect_error(broken, "algorithm.json", "rules[1].pattern", "cannot have gaps")
+
+
+def test_wrong_format_version(broken):
+    edit_json(broken, lambda d: d.update(version=99))
+    expect_error(broken, "algorithm.json", "version", "unsupported version 99")
+
+
+def test_nan_vectors(broken):
+    v = np.load(broken / "vectors.npy")
+    v[3, 1] = np.nan
+    np.save(broken / "vectors.npy", v)
+    expect_error(broken, "vectors.npy", "values", "NaN")
+
+
+def test_vector_row_out_of_range(broken):
+    rows = np.load(broken / "symbol_rows.npy")
+    rows[5] = 10**6
+    np.save(broken / "symbol_rows.npy", rows)
+    expect_error(broken, "symbol_rows.npy", "[5]", "out of range")
+
+
+def test_unsorted_phrases(broken):
+    p = np.load(broken / "phrases.npy")
+    np.save(broken / "phrases.npy", p[::-1].copy())
+    expect_error(broken, "phrases.npy", "order", "sorted")
+
+
+def test_pickled_array_is_refused(broken):
+    np.save(broken / "weights.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    expect_error(broken, "weights.npy", "file", "not a readable .npy")
+
+
+def test_missing_array(broken):
+    (broken / "phrase_bonus.npy").unlink()
+    expect_error(broken, "phrase_bonus.npy", "file", "missing")
+
+
+def test_missing_directory(tmp_path):
+    expect_error(tmp_path / "nope", "nope", "path", "no such Algorithm directory")

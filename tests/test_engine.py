@@ -1,0 +1,53 @@
+"""The public API: Engine.embed and Engine.explain on the numpy path."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from sae import Engine
+from sae.errors import BackendUnavailableError
+from sae.layout import Capacities
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_alg):
+    return Engine(tiny_alg, backend="cpu", batch_size=3)
+
+
+def test_embed_shapes_and_norms(engine):
+    texts = ["a cat eats food", "new york city", "the dog , not happy", "big red house", "run ##s"]
+    out = engine.embed(texts)
+    assert out.shape == (5, engine.dim) and out.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1, atol=1e-6)
+    assert engine.embed("a cat eats food").shape == (engine.dim,)
+    # Batching does not change results.
+    single = np.stack([engine.embed(t) for t in texts])
+    assert single.tobytes() == out.tobytes()
+
+
+def test_empty_and_whitespace_texts_embed_to_zero(engine):
+    out = engine.embed(["", "   ", "\t\n", "cat"])
+    assert not out[:3].any()
+    assert np.linalg.norm(out[3]) > 0.99
+
+
+def test_long_texts_are_truncated_with_a_warning(tiny_alg, caplog):
+    engine = Engine(tiny_alg, backend="cpu", caps=Capacities(stream=8))
+    with caplog.at_level(logging.WARNING, logger="sae.engine"):
+        long, cut = engine.embed(["cat dog " * 10, "cat dog cat dog cat dog cat dog"])
+    assert "1 text(s) longer than 8 tokens were truncated" in caplog.text
+    assert long.tobytes() == cut.tobytes()
+
+
+def test_explain_reports_the_journal(engine):
+    x = engine.explain("the new york city player ##s , not very big")
+    assert x.tokens[:3] == ["the", "new", "york"]
+    assert len(x.journal) > 0 and set(x.journal["outcome"]) <= {1, 2}
+    assert len(x.final) <= len(x.initial)
+    np.testing.assert_allclose(np.linalg.norm(x.embedding), 1, atol=1e-6)
+
+
+def test_unknown_backend_is_a_clear_error(tiny_alg):
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'tpu'"):
+        Engine(tiny_alg, backend="tpu")
