@@ -1,0 +1,60 @@
+"""Reading inputs and writing outputs: every bad input is one clear message."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sae.errors import InputError
+from sae.io import read_texts, write_embeddings
+
+
+def test_txt_lines_keep_empty_lines_and_order(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_bytes("\ufefffirst\r\n\nthird  \nlast".encode())
+    assert read_texts(str(f)) == ["first", "", "third  ", "last"]
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    f = tmp_path / "bad.txt"
+    f.write_bytes(b"fine\nalso fine\nbroken \xff here\n")
+    with pytest.raises(InputError, match=r"bad.txt: line 3: invalid UTF-8"):
+        read_texts(str(f))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_texts(str(tmp_path / "nope.txt"))
+
+
+def test_parquet_and_arrow_text_columns(tmp_path):
+    table = pa.table({"id": [1, 2], "text": ["a cat", "a dog"]})
+    pq.write_table(table, tmp_path / "t.parquet")
+    with pa.OSFile(str(tmp_path / "t.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    assert read_texts(str(tmp_path / "t.parquet")) == ["a cat", "a dog"]
+    assert read_texts(str(tmp_path / "t.arrow")) == ["a cat", "a dog"]
+
+
+def test_table_without_text_column(tmp_path):
+    pq.write_table(pa.table({"sentence": ["x"]}), tmp_path / "t.parquet")
+    with pytest.raises(InputError, match="no 'text' column"):
+        read_texts(str(tmp_path / "t.parquet"))
+
+
+def test_corrupt_parquet(tmp_path):
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 garbage")
+    with pytest.raises(InputError, match="not a readable .parquet table"):
+        read_texts(str(tmp_path / "t.parquet"))
+
+
+def test_output_is_written_whole_or_not_at_all(tmp_path):
+    import numpy as np
+
+    out = tmp_path / "out.parquet"
+    write_embeddings(str(out), ["a", "b"], np.eye(2, 3, dtype=np.float32))
+    table = pq.read_table(out)
+    assert table.column("text").to_pylist() == ["a", "b"]
+    assert table.schema.field("embedding").type == pa.list_(pa.float32(), 3)
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temporary left
+    with pytest.raises(InputError, match="does not exist"):
+        write_embeddings(str(tmp_path / "missing" / "x.parquet"), ["a"], np.ones((1, 3), np.float32))
