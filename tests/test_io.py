@@ -43,7 +43,7 @@ def test_table_without_text_column(tmp_path):
 
 def test_corrupt_parquet(tmp_path):
     (tmp_path / "t.parquet").write_bytes(b"PAR1 garbage")
-    with pytest.raises(InputError, match="not a readable .parquet table"):
+    with pytest.raises(InputError, match=r"not a readable \.parquet table"):
         read_texts(str(tmp_path / "t.parquet"))
 
 

@@ -32,7 +32,15 @@ class Match(NamedTuple):
 
 
 def _gather(col: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(col, np.minimum(pos, col.shape[1] - 1), axis=1)
+    return np.take_along_axis(col, np.clip(pos, 0, col.shape[1] - 1), axis=1)
+
+
+def _shifted(col: np.ndarray, shift: int) -> np.ndarray:
+    """``col`` at positions ``arange(L) + shift`` (zeros past the end): a gather without indices."""
+    out = np.zeros_like(col)
+    if shift < col.shape[1]:
+        out[:, : col.shape[1] - shift] = col[:, shift:]
+    return out
 
 
 class Matcher:
@@ -49,6 +57,9 @@ class Matcher:
         # so np.searchsorted is the binary search the GPU does word by word.
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
+        # How far past its anchor a match can reach: a rewrite at [first, last]
+        # changes only the bids anchored in [first - reach, last].
+        self.reach = max((int((r["gap"][1 : r["length"]] + 1).sum()) for r in self.rules), default=0)
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
@@ -64,49 +75,74 @@ class Matcher:
             lengths=lengths.astype(np.int64)[:, None],
         )
 
-    def _element(self, v: StreamView, pos: np.ndarray, r: int, e: int) -> np.ndarray:
+    def _element(self, v: StreamView, pos: np.ndarray, shift: int | None, r: int, e: int) -> np.ndarray:
+        """Does element ``e`` of rule ``r`` match the items at ``pos``?
+
+        ``shift`` is set when ``pos`` is every position of the stream plus a constant,
+        so columns can be shifted instead of gathered.
+        """
         rule = self.rules[r]
-        ok = pos < v.lengths
+
+        def at(col: np.ndarray) -> np.ndarray:
+            return _shifted(col, shift) if shift is not None else _gather(col, pos)
+
+        ok = (pos < v.lengths) & (pos >= 0)
         if rule["opcode"][e] != ANY:
-            ok &= _gather(v.opcode, pos) == rule["opcode"][e]
+            ok &= at(v.opcode) == rule["opcode"][e]
         if rule["symbol"][e] != ANY:
-            ok &= _gather(v.symbol, pos) == rule["symbol"][e]
+            ok &= at(v.symbol) == rule["symbol"][e]
         if rule["classes"][e] != 0:
-            ok &= (_gather(v.classes, pos) & rule["classes"][e]) != 0
+            ok &= (at(v.classes) & rule["classes"][e]) != 0
         return ok
 
-    def match(self, v: StreamView, anchors: np.ndarray, r: int) -> Match:
-        """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions)."""
+    def match(self, v: StreamView, anchors: np.ndarray, r: int, every_position: bool = False) -> Match:
+        """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions; negative = none).
+
+        ``every_position`` says that ``anchors`` is ``arange(L)`` for every document.
+        """
         rule = self.rules[r]
         k = int(rule["length"])
-        ok = self._element(v, anchors, r, 0)
-        ok &= ((_gather(v.fired, anchors) >> np.uint32(r)) & 1) == 0
+        shift: int | None = 0 if every_position else None
+        ok = self._element(v, anchors, shift, r, 0)
+        fired = _shifted(v.fired, 0) if every_position else _gather(v.fired, anchors)
+        ok &= ((fired >> np.uint32(r)) & 1) == 0
         qs = [anchors]
         prev = anchors
         for e in range(1, k):
-            found = np.zeros_like(ok)
-            nxt = np.zeros_like(anchors)
-            for g in range(int(rule["gap"][e]) + 1):
-                cand = prev + 1 + g
-                hit = ~found & self._element(v, cand, r, e)
-                nxt = np.where(hit, cand, nxt)
-                found |= hit
-            ok &= found
-            prev = nxt
-            qs.append(nxt)
-        q = np.stack(qs, axis=-1)
+            gap = int(rule["gap"][e])
+            if gap == 0:
+                shift = None if shift is None else shift + 1
+                prev = prev + 1
+                ok &= self._element(v, prev, shift, r, e)
+            else:
+                shift = None  # the position now differs per anchor
+                found = np.zeros_like(ok)
+                nxt = np.zeros_like(anchors)
+                for g in range(gap + 1):
+                    cand = prev + 1 + g
+                    hit = ~found & self._element(v, cand, None, r, e)
+                    nxt = np.where(hit, cand, nxt)
+                    found |= hit
+                ok &= found
+                prev = nxt
+            qs.append(prev)
+        q = np.stack(np.broadcast_arrays(*qs), axis=-1)
         score = np.full(ok.shape, int(rule["score"]), dtype=np.int64)
         phrase = np.full(ok.shape, -1, dtype=np.int64)
         if rule["kind"] == RULE_MERGE:
-            symbols = np.stack([_gather(v.symbol, q[..., e]) for e in range(k)], axis=-1)
-            ok &= (symbols < self.vocab_size).all(axis=-1)
-            keys = np.full((*ok.shape, self.caps.phrase), ANY, dtype=np.uint32)
-            keys[..., :k] = symbols
-            found_idx, found = self.lookup(self._as_bytes(keys))
-            ok &= found
-            phrase = np.where(ok, found_idx, -1)
+            # Look up only the structural matches: most positions never reach the lexicon.
+            cand = np.nonzero(ok)
+            qc = q[cand]  # (C, k)
+            rows = np.broadcast_to(cand[0][:, None], qc.shape)
+            symbols = v.symbol[rows, np.minimum(qc, v.symbol.shape[1] - 1)]
+            keys = np.full((len(qc), self.caps.phrase), ANY, dtype=np.uint32)
+            keys[:, :k] = symbols
+            idx, found = self.lookup(self._as_bytes(keys))
+            found &= (symbols < self.vocab_size).all(axis=-1)
+            ok[cand] = found
+            phrase[cand] = np.where(found, idx, -1)
             if len(self.phrase_bonus):
-                score += np.where(ok, self.phrase_bonus[np.where(ok, found_idx, 0)], 0)
+                score[cand] += np.where(found, self.phrase_bonus[np.where(found, idx, 0)], 0)
         return Match(ok, q, score, phrase)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,14 +154,19 @@ class Matcher:
         found = (idx < n) & (self.lexicon[np.minimum(idx, n - 1)] == keys)
         return idx.astype(np.int64), found
 
-    def bids(self, v: StreamView) -> np.ndarray:
-        """Bid keys ``(D, L, rules)`` uint32: ``(score << 16) | (0xFFFF - (p << 5 | r))``."""
-        d, length = v.symbol.shape
-        keys = np.zeros((d, length, self.n_rules), dtype=np.uint32)
-        anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
+    def bids(self, v: StreamView, anchors: np.ndarray | None = None) -> np.ndarray:
+        """Bid keys ``(D, A, rules)`` uint32: ``(score << 16) | (0xFFFF - (p << 5 | r))``.
+
+        ``anchors`` (``(D, A)``, negative = none) defaults to every position.
+        """
+        every = anchors is None
+        if anchors is None:
+            d, length = v.symbol.shape
+            anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
+        keys = np.zeros((*anchors.shape, self.n_rules), dtype=np.uint32)
         for r in range(self.n_rules):
-            m = self.match(v, anchors, r)
-            tie = 0xFFFF - ((anchors << 5) | r)
+            m = self.match(v, anchors, r, every_position=every)
+            tie = 0xFFFF - ((np.maximum(anchors, 0) << 5) | r)
             keys[:, :, r] = np.where(m.ok, (m.score << 16) | tie, 0)
         return keys
 

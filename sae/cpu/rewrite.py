@@ -16,12 +16,16 @@ def apply_rewrites(
     anchors: np.ndarray,
     rules: np.ndarray,
     symbol_rows: np.ndarray,
-) -> None:
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply rule ``rules[i]`` at ``anchors[i]`` to document ``docs[i]``, in place.
 
     ``words`` is the ``(D, L, ITEM_WORDS)`` uint32 view of the batch; documents
-    sharing a rule are applied together.
+    sharing a rule are applied together. Returns, per document, the last matched
+    position (before the rewrite) and how far later items shifted left (``k - 1``
+    for a merge, else 0): what the incremental bid update needs.
     """
+    last = np.zeros(len(docs), dtype=np.int64)
+    shift = np.zeros(len(docs), dtype=np.int64)
     for r in np.unique(rules):
         sel = rules == r
         d = docs[sel]
@@ -30,10 +34,13 @@ def apply_rewrites(
         assert found.ok.all(), "a selected bid no longer matches: selection and apply disagree"
         q = found.q[:, 0, :]
         rule = m.rules[r]
+        last[sel] = q[:, -1]
         if rule["kind"] == RULE_MERGE:
+            shift[sel] = q.shape[1] - 1
             _merge(words, lengths, d, q, found.phrase[:, 0], int(r), rule, m.vocab_size, symbol_rows)
         else:
             _rewrite(words, d, q, int(r), rule)
+    return last, shift
 
 
 def _set_fields(words: np.ndarray, d: np.ndarray, pos: np.ndarray, rule: np.void, e: int) -> None:

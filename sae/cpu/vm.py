@@ -20,26 +20,32 @@ def run_vm(
     sp = np.zeros(d, dtype=np.int64)
     rows_d = np.arange(d)
     for p in range(length):
-        live = p < lengths
-        op = np.where(live, words[:, p, F.OPCODE], Op.NOP)
-        row = words[:, p, F.ARG0]
-        scale = words[:, p, F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16
+        # Only documents this long do anything at p: compute their items alone.
+        docs = np.flatnonzero(p < lengths)
+        op = words[docs, p, F.OPCODE]
+        row = words[docs, p, F.ARG0]
+        scale = words[docs, p, F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16
         v = (weights[row] * scale)[:, None] * vectors[row]
-        has, full = sp > 0, sp >= stack_depth
+        if not (op > Op.ACC).any():  # only ACC and NOP here: no stack work
+            acc_docs = docs[op == Op.ACC]
+            acc[acc_docs] += v[op == Op.ACC]
+            continue
+        s = sp[docs]
+        has, full = s > 0, s >= stack_depth
         to_acc = (op == Op.ACC) | ((op == Op.PUSH) & full)
         to_acc |= np.isin(op, (Op.ADD, Op.MUL, Op.EMIT)) & ~has
-        np.add(acc, v, out=acc, where=to_acc[:, None])
-        push = np.flatnonzero((op == Op.PUSH) & ~full)
-        stack[push, sp[push]] = v[push]
-        sp[push] += 1
-        top = np.maximum(sp - 1, 0)
-        add = np.flatnonzero((op == Op.ADD) & has)
-        stack[add, top[add]] += v[add]
-        mul = np.flatnonzero((op == Op.MUL) & has)
-        stack[mul, top[mul]] *= v[mul]
-        emit = np.flatnonzero((op == Op.EMIT) & has)
-        acc[emit] += stack[emit, top[emit]] + v[emit]
-        sp[emit] -= 1
+        acc[docs[to_acc]] += v[to_acc]
+        top = np.maximum(s - 1, 0)
+        push = (op == Op.PUSH) & ~full
+        stack[docs[push], s[push]] = v[push]
+        add = (op == Op.ADD) & has
+        stack[docs[add], top[add]] += v[add]
+        mul = (op == Op.MUL) & has
+        stack[docs[mul], top[mul]] *= v[mul]
+        emit = (op == Op.EMIT) & has
+        acc[docs[emit]] += stack[docs[emit], top[emit]] + v[emit]
+        sp[docs[push]] += 1
+        sp[docs[emit]] -= 1
     for i in range(stack_depth):
         m = i < sp
         np.add(acc, stack[rows_d, i], out=acc, where=m[:, None])

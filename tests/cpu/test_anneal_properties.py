@@ -6,6 +6,7 @@ import tracemalloc
 from collections import Counter
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny import CLASSES, WORDS, make_tiny
@@ -13,7 +14,7 @@ from tiny import CLASSES, WORDS, make_tiny
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
 from sae.batch import ProgramBatch
 from sae.cpu import CpuBackend
-from sae.cpu.anneal import replay
+from sae.cpu.anneal import Annealer, replay
 from sae.layout import ANY, COMMITTED, DEFAULT_CAPACITIES, Op
 
 CAPS = DEFAULT_CAPACITIES
@@ -64,6 +65,12 @@ def algorithms(draw, reorder_only: bool = False):
 texts = st.lists(
     st.lists(st.sampled_from(WORDS[2:]), max_size=24).map(" ".join), min_size=1, max_size=6
 )
+
+
+@pytest.fixture(autouse=True)
+def _verify_incremental_bids(monkeypatch):
+    """Every incremental bid update in these tests is checked against a full recount."""
+    monkeypatch.setattr(Annealer, "verify_incremental", True)
 
 
 def run(alg, batch_texts):
