@@ -200,4 +200,61 @@ def wgsl_prelude(caps: Capacities = DEFAULT_CAPACITIES) -> str:
     lines.append(f"const REVERTED: u32 = {REVERTED}u;")
     for key, value in caps.as_dict().items():
         lines.append(f"const CAP_{key.upper()}: u32 = {value}u;")
+    # Records of the GPU backend (defined at the end of this module).
+    lines.append("")
+    lines.append(_wgsl_struct("Params", GPU_PARAMS_FIELDS))
+    lines.append(_wgsl_struct("DocState", doc_state_fields(caps)))
     return "\n".join(lines) + "\n"
+
+
+# -- GPU backend records (sae/gpu, shaders/) --------------------------------------------
+
+#: Uniform parameters of every GPU pass: sizes of the Algorithm and of the chunk of
+#: documents now on the device, and where each table starts in its shared buffer.
+GPU_PARAMS_FIELDS: tuple[Field, ...] = (
+    ("n_docs", "<u4", "u32", 1, "documents in this chunk"),
+    ("max_len", "<u4", "u32", 1, "longest stream of the chunk (streams never grow)"),
+    ("n_rules", "<u4", "u32", 1, "rules of the Algorithm (bid key stride per position)"),
+    ("vocab_size", "<u4", "u32", 1, "tokens; symbols at and above are lexicon phrases"),
+    ("n_phrases", "<u4", "u32", 1, "lexicon phrases"),
+    ("dim", "<u4", "u32", 1, "embedding dimensions"),
+    ("max_steps", "<u4", "u32", 1, "annealing steps of the Algorithm"),
+    ("tolerance", "<u4", "u32", 1, "health tolerance"),
+    ("inhibit_steps", "<u4", "u32", 1, "steps a reverted rule stays inhibited"),
+    ("backup_base", "<u4", "u32", 1, "item index of document 0's backup in the stream buffer"),
+    ("off_lexicon", "<u4", "u32", 1, "word offset of the lexicon keys in the table buffer"),
+    ("off_bonus", "<u4", "u32", 1, "word offset of phrase_bonus in the table buffer"),
+    ("off_classes", "<u4", "u32", 1, "word offset of symbol_classes in the table buffer"),
+    ("off_rows", "<u4", "u32", 1, "word offset of symbol_rows in the table buffer"),
+    ("off_vectors", "<u4", "u32", 1, "float offset of the vectors (weights start at 0)"),
+    ("reserved", "<u4", "u32", 1, "zero (keeps the struct a multiple of 16 bytes)"),
+)
+
+
+def doc_state_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]:
+    """Per-document annealing state the GPU passes hand to each other."""
+    return (
+        ("length", "<u4", "u32", 1, "items in the stream"),
+        ("backup_len", "<u4", "u32", 1, "length saved with the backup"),
+        ("live", "<u4", "u32", 1, "0 once the document has no bid (finished)"),
+        ("dirty", "<u4", "u32", 1, "1 when the bid keys must be recomputed"),
+        ("step", "<u4", "u32", 1, "annealing step now running"),
+        ("next_step", "<u4", "u32", 1, "steps selected so far"),
+        ("potential", "<i4", "i32", 1, "sum of the bid scores of the current stream"),
+        ("p0", "<i4", "i32", 1, "potential at the start of the step"),
+        ("best", "<u4", "u32", 1, "best bid key of the step, 0 = none"),
+        ("second", "<u4", "u32", 1, "next-best bid key (another rule), 0 = none"),
+        ("cand", "<u4", "u32", 1, "bid key being attempted, 0 = none"),
+        ("attempt", "<u4", "u32", 1, "0 = best bid, 1 = next-best bid"),
+        ("journal_len", "<u4", "u32", 1, "journal entries written"),
+        ("inhibit", "<u4", "u32", caps.rules, "per-rule inhibition counters"),
+    )
+
+
+GPU_PARAMS = _dtype(GPU_PARAMS_FIELDS)
+
+
+def doc_state(caps: Capacities = DEFAULT_CAPACITIES) -> np.dtype:
+    """The per-document GPU state dtype for these capacities."""
+    return _dtype(doc_state_fields(caps))
+

@@ -1,0 +1,377 @@
+"""The WGSL backend: the annealing loop and the VM as compute passes (docs/GPU.md).
+
+Buffers are created once per backend, sized for ``chunk`` documents; a batch with
+more documents is processed chunk by chunk. Pipelines are created once per device
+and capacities and shared by every backend on that device. One annealing run of a
+chunk is: upload, then per step the passes
+
+    bids, potential, select, apply, bids, potential, health, apply, bids, potential, health
+
+(the second apply/health pair tries the next-best bid of documents whose best bid
+was reverted), then one download. Passes skip documents with nothing to do, so a
+finished document costs almost nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sae.algorithm import Algorithm
+from sae.batch import ProgramBatch
+from sae.errors import BackendUnavailableError
+from sae.gpu.device import WORKGROUP, AdapterInfo, choose_adapter, get_device
+from sae.gpu.shaders import PASSES, numbered, shader_source
+from sae.layout import (
+    GPU_PARAMS,
+    JOURNAL_ENTRY,
+    PROGRAM_ITEM,
+    Capacities,
+    doc_state,
+)
+
+log = logging.getLogger(__name__)
+
+#: Documents per chunk unless the adapter's limits ask for fewer.
+DEFAULT_CHUNK = 1024
+#: Annealing steps encoded per submission; between submissions the backend reads
+#: back whether any document is still active and stops early when none is.
+STEPS_PER_SUBMIT = 8
+
+# Bindings of shaders/common.wgsl: (binding, kind).
+_BINDINGS = (
+    ("params", "uniform"),
+    ("rules", "read-only-storage"),
+    ("tables", "read-only-storage"),
+    ("floats", "read-only-storage"),
+    ("items", "storage"),
+    ("keys", "storage"),
+    ("state", "storage"),
+    ("journal", "storage"),
+    ("embeddings", "storage"),
+)
+
+
+@dataclass
+class _Pipelines:
+    layout: Any  # the bind group layout every pass shares
+    passes: dict[str, Any]
+
+
+_pipeline_cache: dict[tuple[int, Capacities], _Pipelines] = {}
+
+
+def _pipelines(device: Any, caps: Capacities) -> _Pipelines:
+    """Compile every pass once per device and capacities."""
+    import wgpu
+
+    key = (id(device), caps)
+    cached = _pipeline_cache.get(key)
+    if cached is not None:
+        return cached
+    entries = []
+    for i, (_, kind) in enumerate(_BINDINGS):
+        entries.append(
+            {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": kind}}
+        )
+    layout = device.create_bind_group_layout(label="sae bindings", entries=entries)
+    pipeline_layout = device.create_pipeline_layout(label="sae passes", bind_group_layouts=[layout])
+    passes = {}
+    for name in PASSES:
+        source = shader_source(name, caps)
+        try:
+            module = device.create_shader_module(label=f"sae {name}.wgsl", code=source)
+            passes[name] = device.create_compute_pipeline(
+                label=f"sae {name}",
+                layout=pipeline_layout,
+                compute={"module": module, "entry_point": "main"},
+            )
+        except Exception as exc:
+            if os.environ.get("SAE_SHADER_DEBUG"):
+                log.error("shader %s failed to compile:\n%s", name, numbered(source))
+            raise RuntimeError(
+                f"shader {name}.wgsl failed to compile (set SAE_SHADER_DEBUG=1 to log its source): {exc}"
+            ) from exc
+    cached = _Pipelines(layout, passes)
+    _pipeline_cache[key] = cached
+    return cached
+
+
+def _nbytes(n: int) -> int:
+    """A buffer size: at least 16 bytes, a multiple of 16."""
+    return max(16, (n + 15) // 16 * 16)
+
+
+class GpuBackend:
+    """Implements :class:`sae.backend.Backend` with WGSL compute passes through wgpu.
+
+    Args:
+        alg (Algorithm): the Algorithm to run.
+        caps (Capacities): the engine's capacities (compiled into the shaders).
+        adapter (str | None): part of the adapter's name; default ``SAE_ADAPTER`` or
+            the best-ranked adapter (see :mod:`sae.gpu.device`).
+        chunk (int | None): documents per chunk on the device (default 1024, fewer
+            when the adapter's buffer limits require it).
+    """
+
+    name = "gpu"
+
+    def __init__(
+        self, alg: Algorithm, caps: Capacities, adapter: str | None = None, chunk: int | None = None
+    ) -> None:
+        if chunk is not None and chunk < 1:
+            raise ValueError(f"GpuBackend: chunk must be >= 1, got {chunk}")
+        self.alg, self.caps = alg, caps
+        self.info: AdapterInfo = choose_adapter(adapter)
+        self.description = f"{self.info.name} ({self.info.backend}, {self.info.device_type})"
+        self.device = get_device(self.info)
+        self.n_rules = len(alg.rules)
+        self._rules_np = alg.compile_rules(caps)
+        self._state_dtype = doc_state(caps)
+        self.chunk = self._chunk_size(chunk)
+        self._pipes = _pipelines(self.device, caps)
+        self._create_buffers()
+        self._upload_tables()
+
+    # -- sizes ------------------------------------------------------------------------
+    def _per_doc_bytes(self) -> dict[str, int]:
+        caps = self.caps
+        return {
+            "items": 2 * caps.stream * PROGRAM_ITEM.itemsize,  # stream + backup
+            "keys": caps.stream * max(self.n_rules, 1) * 4,
+            "state": self._state_dtype.itemsize,
+            "journal": 2 * caps.steps * JOURNAL_ENTRY.itemsize,
+            "embeddings": self.alg.dim * 4,
+        }
+
+    def _chunk_size(self, wanted: int | None) -> int:
+        limits = self.info.limits
+        binding = min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
+        per_doc = self._per_doc_bytes()
+        fits = min(binding // b for b in per_doc.values())
+        # The staging buffer holds the largest download of a chunk.
+        fits = min(fits, limits["max-buffer-size"] // max(self._download_bytes_per_doc(per_doc), 1))
+        fits = min(fits, limits["max-compute-workgroups-per-dimension"])
+        if fits < 1:
+            raise BackendUnavailableError(
+                f"{self.info.name}: a storage buffer of {binding} bytes cannot hold one document"
+            )
+        chunk = min(wanted or DEFAULT_CHUNK, fits)
+        if wanted and chunk < wanted:
+            log.info("GPU chunk reduced from %d to %d documents by the adapter's limits", wanted, chunk)
+        return chunk
+
+    @staticmethod
+    def _download_bytes_per_doc(per_doc: dict[str, int]) -> int:
+        anneal = per_doc["items"] // 2 + per_doc["state"] + per_doc["journal"]
+        return max(anneal, per_doc["keys"], per_doc["embeddings"])
+
+    # -- buffers (created once) -------------------------------------------------------
+    def _buffer(self, name: str, size: int, usage: int) -> Any:
+        return self.device.create_buffer(label=f"sae {name}", size=_nbytes(size), usage=usage)
+
+    def _create_buffers(self) -> None:
+        import wgpu
+
+        alg, caps, c = self.alg, self.caps, self.chunk
+        U = wgpu.BufferUsage  # noqa: N806
+        storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
+        per_doc = self._per_doc_bytes()
+        n_sym, n_phr = alg.n_symbols, alg.n_phrases
+        self._table_words = n_phr * caps.phrase + n_phr + 2 * n_sym
+        rows, dim = alg.vectors.shape
+        float_bytes = 4 * (rows + rows * dim)
+        limit = min(self.info.limits["max-storage-buffer-binding-size"], self.info.limits["max-buffer-size"])
+        if float_bytes > limit:
+            raise BackendUnavailableError(
+                f"{self.info.name}: the Algorithm's vectors need {float_bytes} bytes, "
+                f"more than the adapter's storage buffer limit of {limit} bytes"
+            )
+        b = {
+            "params": self._buffer("params", GPU_PARAMS.itemsize, U.UNIFORM | U.COPY_DST),
+            "rules": self._buffer("rules", max(self._rules_np.nbytes, self._rules_np.dtype.itemsize), storage),
+            "tables": self._buffer("tables", 4 * self._table_words, storage),
+            "floats": self._buffer("floats", float_bytes, storage),
+        }
+        for name, size in per_doc.items():
+            b[name] = self._buffer(name, c * size, storage)
+        self._staging_size = _nbytes(c * self._download_bytes_per_doc(per_doc))
+        self._staging = self.device.create_buffer(
+            label="sae staging", size=self._staging_size, usage=U.MAP_READ | U.COPY_DST
+        )
+        self.buffers = b
+        self._bind_group = self.device.create_bind_group(
+            label="sae bindings",
+            layout=self._pipes.layout,
+            entries=[
+                {"binding": i, "resource": {"buffer": b[name], "offset": 0, "size": b[name].size}}
+                for i, (name, _) in enumerate(_BINDINGS)
+            ],
+        )
+        # Host-side staging arrays, also sized once.
+        self._params = np.zeros((), dtype=GPU_PARAMS)
+        self._state = np.zeros(c, dtype=self._state_dtype)
+
+    def _upload_tables(self) -> None:
+        alg, caps = self.alg, self.caps
+        q = self.device.queue
+        if len(self._rules_np):
+            q.write_buffer(self.buffers["rules"], 0, self._rules_np.view(np.uint8))
+        lexicon = alg.lexicon_keys(caps).reshape(-1)
+        parts = [
+            lexicon,
+            alg.phrase_bonus.astype(np.uint32),
+            alg.symbol_classes.astype(np.uint32),
+            alg.symbol_rows.astype(np.uint32),
+        ]
+        offsets = np.cumsum([0] + [len(p) for p in parts])
+        tables = np.concatenate(parts).astype(np.uint32)
+        if tables.size:
+            q.write_buffer(self.buffers["tables"], 0, tables)
+        floats = np.concatenate([alg.weights.astype(np.float32), alg.vectors.astype(np.float32).reshape(-1)])
+        q.write_buffer(self.buffers["floats"], 0, floats)
+        p = self._params
+        p["n_rules"] = max(self.n_rules, 1)
+        p["vocab_size"] = alg.vocab_size
+        p["n_phrases"] = alg.n_phrases
+        p["dim"] = alg.dim
+        p["max_steps"] = alg.params.max_steps
+        p["tolerance"] = alg.params.tolerance
+        p["inhibit_steps"] = alg.params.inhibit_steps
+        p["backup_base"] = self.chunk * caps.stream
+        p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"] = offsets[:4]
+        p["off_vectors"] = alg.weights.shape[0]
+
+    # -- per chunk ----------------------------------------------------------------------
+    def _chunks(self, batch: ProgramBatch):
+        for start in range(0, batch.n, self.chunk):
+            n = min(self.chunk, batch.n - start)
+            lengths = batch.lengths[start : start + n]
+            yield start, n, int(lengths.max()) if n else 0
+
+    def _upload(self, batch: ProgramBatch, start: int, n: int, max_len: int, journal: bool) -> None:
+        q = self.device.queue
+        self._params["n_docs"] = n
+        self._params["max_len"] = max_len
+        q.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
+        items = batch.items[start : start + n]
+        q.write_buffer(self.buffers["items"], 0, items.view(np.uint8).reshape(-1))
+        state = self._state[:n]
+        state.fill(0)
+        state["length"] = batch.lengths[start : start + n]
+        state["live"] = 1
+        state["dirty"] = 1
+        if journal:
+            state["journal_len"] = batch.journal_len[start : start + n]
+            q.write_buffer(
+                self.buffers["journal"], 0, batch.journal[start : start + n].view(np.uint8).reshape(-1)
+            )
+        q.write_buffer(self.buffers["state"], 0, state.view(np.uint8).reshape(-1))
+
+    def _dispatch(self, encoder: Any, name: str, x: int, y: int = 1) -> None:
+        cp = encoder.begin_compute_pass(label=f"sae {name}")
+        cp.set_pipeline(self._pipes.passes[name])
+        cp.set_bind_group(0, self._bind_group)
+        cp.dispatch_workgroups(x, y, 1)
+        cp.end()
+
+    def _download(self, encoder: Any, regions: list[tuple[str, int]]) -> list[memoryview]:
+        """Copy ``(buffer, bytes)`` prefixes into the staging buffer, submit, read them."""
+        offset, spans = 0, []
+        for name, size in regions:
+            if size:
+                encoder.copy_buffer_to_buffer(self.buffers[name], 0, self._staging, offset, size)
+            spans.append((offset, size))
+            offset += (size + 7) // 8 * 8
+        self.device.queue.submit([encoder.finish()])
+        total = max(offset, 8)
+        self._staging.map_sync("read", 0, total)
+        try:
+            data = self._staging.read_mapped(0, total)
+        finally:
+            self._staging.unmap()
+        return [data[o : o + s] for o, s in spans]
+
+    # -- Backend ------------------------------------------------------------------------
+    def bids(self, batch: ProgramBatch) -> np.ndarray:
+        stream, n_rules = self.caps.stream, self.n_rules
+        out = np.zeros((batch.n, stream, n_rules), dtype=np.uint32)
+        if n_rules == 0:
+            return out
+        for start, n, max_len in self._chunks(batch):
+            if max_len == 0:
+                continue
+            self._upload(batch, start, n, max_len, journal=False)
+            enc = self.device.create_command_encoder(label="sae bids")
+            self._dispatch(enc, "bids", -(-max_len * n_rules // WORKGROUP), n)
+            (keys,) = self._download(enc, [("keys", n * stream * n_rules * 4)])
+            keys = np.frombuffer(keys, dtype=np.uint32).reshape(n, stream, n_rules)
+            out[start : start + n, :max_len] = keys[:, :max_len]
+        return out
+
+    def _encode_step(self, enc: Any, n: int, max_len: int) -> None:
+        bids_x = -(-max_len * self.n_rules // WORKGROUP)
+        self._dispatch(enc, "bids", bids_x, n)
+        self._dispatch(enc, "potential", n)
+        self._dispatch(enc, "select", n)
+        for _ in range(2):  # the best bid, then the next-best where the best reverted
+            self._dispatch(enc, "apply", n)
+            self._dispatch(enc, "bids", bids_x, n)
+            self._dispatch(enc, "potential", n)
+            self._dispatch(enc, "health", n)
+
+    def anneal(self, batch: ProgramBatch) -> None:
+        steps = self.alg.params.max_steps
+        if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or steps == 0:
+            return
+        item_bytes = self.caps.stream * PROGRAM_ITEM.itemsize
+        journal_bytes = 2 * self.caps.steps * JOURNAL_ENTRY.itemsize
+        state_bytes = self._state_dtype.itemsize
+        for start, n, max_len in self._chunks(batch):
+            if max_len == 0:
+                continue
+            self._upload(batch, start, n, max_len, journal=True)
+            step = 0
+            while step < steps:
+                enc = self.device.create_command_encoder(label="sae anneal")
+                last = min(step + STEPS_PER_SUBMIT, steps)
+                for _ in range(step, last):
+                    self._encode_step(enc, n, max_len)
+                step = last
+                if step < steps:
+                    (raw,) = self._download(enc, [("state", n * state_bytes)])
+                    if not np.frombuffer(raw, dtype=self._state_dtype)["live"].any():
+                        break
+                else:
+                    self.device.queue.submit([enc.finish()])
+            enc = self.device.create_command_encoder(label="sae anneal results")
+            items, state, journal = self._download(
+                enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
+            )
+            sl = slice(start, start + n)
+            batch.items[sl] = np.frombuffer(items, dtype=PROGRAM_ITEM).reshape(n, self.caps.stream)
+            st = np.frombuffer(state, dtype=self._state_dtype)
+            batch.lengths[sl] = st["length"]
+            batch.journal_len[sl] = st["journal_len"]
+            batch.journal[sl] = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(n, 2 * self.caps.steps)
+
+    def execute(self, batch: ProgramBatch) -> np.ndarray:
+        dim = self.alg.dim
+        out = np.zeros((batch.n, dim), dtype=np.float32)
+        for start, n, max_len in self._chunks(batch):
+            if max_len == 0:
+                continue  # every document is empty: zero vectors
+            self._upload(batch, start, n, max_len, journal=False)
+            enc = self.device.create_command_encoder(label="sae execute")
+            self._dispatch(enc, "vm", -(-dim // WORKGROUP), n)
+            self._dispatch(enc, "normalize", n)
+            (emb,) = self._download(enc, [("embeddings", n * dim * 4)])
+            out[start : start + n] = np.frombuffer(emb, dtype=np.float32).reshape(n, dim)
+        return out
+
+
+__all__ = ["GpuBackend"]

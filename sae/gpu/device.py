@@ -1,0 +1,180 @@
+"""Adapter discovery and choice, the limits sae needs, and one device per adapter.
+
+The adapter is picked by, in order: the ``adapter`` argument, the environment
+variable ``SAE_ADAPTER`` (a case-insensitive substring of the adapter's name), or a
+ranking: native graphics backends (Vulkan, Metal, D3D12) before OpenGL, then by
+device type following ``SAE_POWER_PREFERENCE`` (``high-performance``, the default:
+discrete before integrated; ``low-power``: integrated first), software adapters
+last. Adapters whose limits are too small for sae are skipped, and when none is
+left :class:`~sae.errors.BackendUnavailableError` says why in one line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from sae.errors import BackendUnavailableError
+
+log = logging.getLogger(__name__)
+
+#: Threads per workgroup in every pass (``WG`` in shaders/common.wgsl).
+WORKGROUP = 64
+#: Storage buffers one pass binds (shaders/common.wgsl); WebGPU guarantees 8.
+STORAGE_BUFFERS = 8
+#: Workgroup memory the largest pass uses, in bytes (the normalize reduction).
+WORKGROUP_STORAGE = 4 * WORKGROUP + 64
+
+#: Limits sae checks, with the smallest value it can work with.
+REQUIRED_LIMITS: dict[str, int] = {
+    "max-storage-buffers-per-shader-stage": STORAGE_BUFFERS,
+    "max-compute-invocations-per-workgroup": WORKGROUP,
+    "max-compute-workgroup-size-x": WORKGROUP,
+    "max-compute-workgroup-storage-size": WORKGROUP_STORAGE,
+    "max-storage-buffer-binding-size": 1 << 20,
+    "max-buffer-size": 1 << 20,
+    "max-compute-workgroups-per-dimension": 1024,
+    "max-uniform-buffer-binding-size": 256,
+}
+#: Limits `sae info` shows (the ones above).
+SHOWN_LIMITS = tuple(REQUIRED_LIMITS)
+
+_BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 1, "GL": 1}
+_TYPE_RANK_HIGH = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
+_TYPE_RANK_LOW = {"IntegratedGPU": 0, "DiscreteGPU": 1, "VirtualGPU": 2, "CPU": 3}
+
+
+@dataclass
+class AdapterInfo:
+    """What sae knows about one adapter, without creating a device."""
+
+    index: int
+    name: str
+    backend: str  # Vulkan, Metal, D3D12, OpenGL
+    device_type: str  # DiscreteGPU, IntegratedGPU, VirtualGPU, CPU, Unknown
+    description: str
+    features: set[str]
+    limits: dict[str, int]
+    adapter: Any = field(repr=False, default=None)
+
+    @property
+    def timestamp_query(self) -> bool:
+        return "timestamp-query" in self.features
+
+    def problems(self) -> list[str]:
+        """Why sae cannot run on this adapter (empty when it can)."""
+        out = []
+        for name, need in REQUIRED_LIMITS.items():
+            have = int(self.limits.get(name, 0))
+            if have < need:
+                out.append(f"{name} is {have}, sae needs {need}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "name": self.name,
+            "backend": self.backend,
+            "device_type": self.device_type,
+            "description": self.description,
+            "timestamp_query": self.timestamp_query,
+            "limits": {k: int(self.limits.get(k, 0)) for k in SHOWN_LIMITS},
+            "usable": not self.problems(),
+            "problems": self.problems(),
+        }
+
+
+_adapters: list[AdapterInfo] | None = None
+_devices: dict[int, Any] = {}
+
+
+def enumerate_adapters() -> list[AdapterInfo]:
+    """Every adapter wgpu can see (cached for the process); [] when wgpu finds none."""
+    global _adapters
+    if _adapters is None:
+        try:
+            import wgpu
+
+            raw = wgpu.gpu.enumerate_adapters_sync()
+        except ImportError as exc:
+            raise BackendUnavailableError(f"wgpu cannot be imported: {exc}") from None
+        except Exception as exc:  # a broken driver must not take the caller down
+            log.warning("enumerating GPU adapters failed: %s", exc)
+            raw = []
+        _adapters = []
+        for i, a in enumerate(raw):
+            info = a.info
+            _adapters.append(
+                AdapterInfo(
+                    index=i,
+                    name=str(info.get("device", "") or info.get("description", "") or f"adapter {i}"),
+                    backend=str(info.get("backend_type", "Unknown")),
+                    device_type=str(info.get("adapter_type", "Unknown")),
+                    description=str(info.get("description", "")),
+                    features={str(f) for f in a.features},
+                    limits={str(k): int(v) for k, v in a.limits.items() if isinstance(v, int)},
+                    adapter=a,
+                )
+            )
+    return _adapters
+
+
+def _rank(a: AdapterInfo, power: str) -> tuple[int, int, int]:
+    types = _TYPE_RANK_LOW if power == "low-power" else _TYPE_RANK_HIGH
+    return (_BACKEND_RANK.get(a.backend, 2), types.get(a.device_type, 4), a.index)
+
+
+def choose_adapter(name: str | None = None, adapters: list[AdapterInfo] | None = None) -> AdapterInfo:
+    """The adapter sae would use (see the module docstring for the order).
+
+    Raises :class:`BackendUnavailableError` when none exists, none matches ``name``,
+    or none has the limits sae needs.
+    """
+    adapters = enumerate_adapters() if adapters is None else adapters
+    if name is None:
+        name = os.environ.get("SAE_ADAPTER") or None
+    if not adapters:
+        raise BackendUnavailableError("no GPU adapter found (wgpu sees no Vulkan, Metal, D3D12 or GL device)")
+    power = os.environ.get("SAE_POWER_PREFERENCE", "high-performance")
+    candidates = sorted(adapters, key=lambda a: _rank(a, power))
+    if name:
+        wanted = name.lower()
+        candidates = [a for a in candidates if wanted in f"{a.name} {a.description} {a.backend}".lower()]
+        if not candidates:
+            known = "; ".join(f"{a.name} ({a.backend})" for a in adapters)
+            raise BackendUnavailableError(f"no GPU adapter matches {name!r} (found: {known})")
+    reasons = []
+    for a in candidates:
+        problems = a.problems()
+        if not problems:
+            return a
+        reasons.append(f"{a.name} ({a.backend}): {problems[0]}")
+    raise BackendUnavailableError("no usable GPU adapter: " + "; ".join(reasons))
+
+
+def get_device(info: AdapterInfo) -> Any:
+    """The device of ``info`` (one per adapter per process, with the adapter's limits)."""
+    device = _devices.get(info.index)
+    if device is None:
+        features = ["timestamp-query"] if info.timestamp_query else []
+        limits = {k: info.limits[k] for k in REQUIRED_LIMITS if k in info.limits}
+        try:
+            device = info.adapter.request_device_sync(
+                label=f"sae on {info.name}", required_features=features, required_limits=limits
+            )
+        except Exception as exc:
+            raise BackendUnavailableError(f"cannot open a device on {info.name} ({info.backend}): {exc}") from None
+        _devices[info.index] = device
+    return device
+
+
+__all__ = [
+    "REQUIRED_LIMITS",
+    "WORKGROUP",
+    "AdapterInfo",
+    "choose_adapter",
+    "enumerate_adapters",
+    "get_device",
+]
