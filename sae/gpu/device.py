@@ -101,7 +101,7 @@ def enumerate_adapters() -> list[AdapterInfo]:
         except ImportError as exc:
             raise BackendUnavailableError(f"wgpu cannot be imported: {exc}") from None
         except Exception as exc:  # a broken driver must not take the caller down
-            log.warning("enumerating GPU adapters failed: %s", exc)
+            log.warning("enumerating GPU adapters failed: %r", exc, exc_info=True)
             raw = []
         _adapters = []
         for i, a in enumerate(raw):
