@@ -7,6 +7,7 @@ from typing import Protocol
 import numpy as np
 
 from sae.batch import ProgramBatch
+from sae.profile import Profiler
 
 
 class Backend(Protocol):
@@ -16,6 +17,8 @@ class Backend(Protocol):
     name: str
     #: a human description: "numpy" or the adapter name and graphics backend
     description: str
+    #: set by the engine; a backend reports its own scopes and passes into it
+    profiler: Profiler | None
 
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         """Bid keys of the current streams, ``(n, stream capacity, rules)`` uint32, 0 = no bid."""

@@ -14,6 +14,7 @@ from sae.backend import Backend
 from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
+from sae.profile import Profiler, maybe_scope
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,17 @@ class Engine:
         self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter)
         self.batch_size = batch_size
         self._batch = ProgramBatch(batch_size, caps)
+        self._profiler: Profiler | None = None
+
+    @property
+    def profiler(self) -> Profiler | None:
+        """Attach a :class:`~sae.profile.Profiler` to time every stage (``sae profile``)."""
+        return self._profiler
+
+    @profiler.setter
+    def profiler(self, profiler: Profiler | None) -> None:
+        self._profiler = profiler
+        self.backend.profiler = profiler
 
     @property
     def dim(self) -> int:
@@ -110,22 +122,28 @@ class Engine:
         """
         if isinstance(texts, str):
             return self.embed([texts])[0]
-        token_ids = self.tokenize(list(texts))
+        prof = self._profiler
+        with maybe_scope(prof, "tokenize", texts=len(texts)):
+            token_ids = self.tokenize(list(texts))
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         # Documents are independent, so batching them by length changes no result
         # and saves the work of padding short texts to the longest of their batch.
         order = np.argsort(np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids)), kind="stable")
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
-            self._run([token_ids[i] for i in chunk])
-            out[chunk] = self.backend.execute(self._batch)
+            with maybe_scope(prof, "batch", documents=len(chunk)):
+                self._run([token_ids[i] for i in chunk])
+                with maybe_scope(prof, "execute"):
+                    out[chunk] = self.backend.execute(self._batch)
             if progress is not None:
                 progress(len(chunk))
         return out
 
     def _run(self, token_ids: list[list[int]]) -> ProgramBatch:
-        self._batch.widen(token_ids, self.algorithm.symbol_rows)
-        self.backend.anneal(self._batch)
+        with maybe_scope(self._profiler, "widen"):
+            self._batch.widen(token_ids, self.algorithm.symbol_rows)
+        with maybe_scope(self._profiler, "anneal"):
+            self.backend.anneal(self._batch)
         return self._batch
 
     def explain(self, text: str) -> Explanation:

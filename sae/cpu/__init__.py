@@ -17,6 +17,7 @@ class CpuBackend:
 
     name = "cpu"
     description = "numpy"
+    profiler = None  # the engine's stage scopes are all the numpy path reports
 
     def __init__(self, alg: Algorithm, caps: Capacities) -> None:
         self.alg, self.caps = alg, caps

@@ -1,0 +1,92 @@
+"""``sae profile [INPUT] --trace OUT.json``: where the time goes, per pass and per stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from sae.cli.common import add_engine_options, engine_from_args
+from sae.io import check_writable, read_texts
+from sae.profile import Profiler
+
+log = logging.getLogger("sae")
+
+SAMPLE = [
+    "A man is playing a guitar.",
+    "A woman is slicing an onion.",
+    "The cat sat on the mat and would not move.",
+    "Stocks fell sharply after the announcement.",
+] * 64
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "profile",
+        help="time every pass and stage; write a Chrome trace",
+        description="Embed INPUT (default: a built-in sample) with a profiler attached: per-pass GPU "
+        "timings from timestamp queries (one event per pass per annealing step), CPU stages "
+        "(tokenize, upload, submit, readback), a table, and a Chrome trace event file that "
+        "Perfetto (ui.perfetto.dev) and chrome://tracing load.",
+    )
+    p.add_argument("input", nargs="?", metavar="INPUT", help="texts as for 'sae embed' (default: a sample)")
+    p.add_argument("--trace", required=True, metavar="OUT.json", help="Chrome trace file to write")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    add_engine_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_writable(args.trace)
+    texts = read_texts(args.input) if args.input else SAMPLE
+    engine = engine_from_args(args)
+    engine.embed(texts[: min(len(texts), 64)])  # warm-up: pipelines and buffers, not measured
+    profiler = Profiler()
+    engine.profiler = profiler
+    with profiler.scope("embed", texts=len(texts)):
+        engine.embed(texts)
+    engine.profiler = None
+    _write_json_atomically(Path(args.trace), profiler.chrome_trace())
+    gpu, cpu = profiler.summary("gpu"), profiler.summary("cpu")
+    if args.json:
+        print(json.dumps({"backend": engine.backend.name, "device": engine.backend.description,
+                          "gpu_clock": profiler.gpu_clock, "texts": len(texts), "gpu": gpu, "cpu": cpu,
+                          "trace": args.trace}))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if gpu:
+        table = Table(title=f"GPU passes on {engine.backend.description} — {profiler.gpu_clock}")
+        _fill(table, gpu, "pass")
+        console.print(table)
+    else:
+        console.print(f"[yellow]no GPU track: the {engine.backend.name} backend ran[/]")
+    table = Table(title="CPU stages (nested: shares are of the whole run)")
+    _fill(table, cpu, "stage")
+    console.print(table)
+    console.print(f"trace: {args.trace} (open in ui.perfetto.dev or chrome://tracing)")
+    return 0
+
+
+def _fill(table, rows: list[dict], what: str) -> None:
+    for col in (what, "calls", "total ms", "mean µs", "share"):
+        table.add_column(col, justify="left" if col == what else "right")
+    for r in rows:
+        table.add_row(r["name"], str(r["calls"]), f"{r['total_ms']:.2f}", f"{r['mean_us']:.1f}",
+                      f"{100 * r['share']:.1f}%")
+
+
+def _write_json_atomically(path: Path, obj: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
