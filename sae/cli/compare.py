@@ -106,12 +106,15 @@ def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_
             seconds[name] += time.perf_counter() - t0
             out[name] = (bids, emb)
         c, g = batches["cpu"], batches["gpu"]
-        stages["bids"].add(start, (out["cpu"][0] != out["gpu"][0]).reshape(n, -1).any(axis=1))
-        stages["items"].add(start, (c.items[:n].view(np.uint32).reshape(n, -1)
-                                    != g.items[:n].view(np.uint32).reshape(n, -1)).any(axis=1))
+        stages["bids"].add(start, (out["cpu"][0] != out["gpu"][0]).reshape(n, out["cpu"][0][0].size if n else 0).any(axis=1))
+        item_words = caps.stream * c.items.dtype.itemsize // 4
+        stages["items"].add(start, (c.items[:n].view(np.uint32).reshape(n, item_words)
+                                    != g.items[:n].view(np.uint32).reshape(n, item_words)).any(axis=1))
         stages["lengths"].add(start, c.lengths[:n] != g.lengths[:n])
+        journal_words = c.journal.shape[1] * c.journal.dtype.itemsize // 4
         journal_differs = (c.journal_len[:n] != g.journal_len[:n]) | (
-            c.journal[:n].view(np.uint32).reshape(n, -1) != g.journal[:n].view(np.uint32).reshape(n, -1)
+            c.journal[:n].view(np.uint32).reshape(n, journal_words)
+            != g.journal[:n].view(np.uint32).reshape(n, journal_words)
         ).any(axis=1)
         stages["journal"].add(start, journal_differs)
         diff = np.abs(out["cpu"][1] - out["gpu"][1]).max(axis=1) if n and alg.dim else np.zeros(n)

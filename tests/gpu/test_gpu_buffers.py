@@ -1,0 +1,59 @@
+"""Buffers are created once per backend: none per batch, chunk or annealing step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gpu_helpers import assert_backends_agree, gpu_skip_reason
+from tiny import WORDS, make_tiny
+
+from sae.batch import ProgramBatch
+from sae.layout import DEFAULT_CAPACITIES
+
+_reason = gpu_skip_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+
+@pytest.fixture
+def created(monkeypatch):
+    """Labels of every buffer created on the device from now on (wgpu's own included)."""
+    from sae.gpu.device import choose_adapter, get_device
+
+    device = get_device(choose_adapter())
+    cls = type(device)
+    name = "_create_buffer" if hasattr(cls, "_create_buffer") else "create_buffer"
+    original = getattr(cls, name)
+    labels: list[str] = []
+
+    def counting(self, *args, **kwargs):
+        labels.append(str(kwargs.get("label", args[0] if args else "")))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(cls, name, counting)
+    return labels
+
+
+def test_no_buffer_creation_after_construction(created):
+    from sae.gpu import GpuBackend
+
+    alg = make_tiny()
+    gpu = GpuBackend(alg, DEFAULT_CAPACITIES, chunk=4)
+    assert len(created) > 0  # the backend's own buffers
+    created.clear()
+    rng = np.random.default_rng(0)
+    for n in (1, 4, 11):  # 11 documents: three chunks
+        ids = [rng.integers(0, len(WORDS), size=int(rng.integers(0, 40))).tolist() for _ in range(n)]
+        batch = ProgramBatch(n, DEFAULT_CAPACITIES)
+        batch.widen(ids, alg.symbol_rows)
+        gpu.bids(batch)
+        gpu.anneal(batch)
+        gpu.execute(batch)
+    assert created == [], f"buffers created while running: {created}"
+
+
+def test_split_batches_match_one_chunk():
+    alg = make_tiny()
+    rng = np.random.default_rng(3)
+    ids = [rng.integers(0, len(WORDS), size=int(rng.integers(0, 30))).tolist() for _ in range(13)]
+    assert_backends_agree(alg, ids, chunk=2)

@@ -1,0 +1,141 @@
+"""CPU == GPU: the tiny Algorithm's hand-written rules, random Algorithms, random texts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gpu_helpers import assert_backends_agree, gpu_skip_reason
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tiny import CLASSES, WORDS, make_tiny
+
+from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
+from sae.layout import ANY, DEFAULT_CAPACITIES, SCORE_MAX, Capacities, Op
+
+_reason = gpu_skip_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+TEXTS = [
+    "the new york city is big",
+    "not a good dog , the cat is playing !",
+    "",
+    "players run runs new york",
+    "a very small red house of the man and the woman eats food .",
+    "not not not happy ! ? sad",
+    "new york new york city new",
+    "the the the a an of and is was",
+    "1 2 , 1 2 . the man runs",
+    "big red dog eats small blue cat",
+]
+
+
+def _ids(alg, texts, caps=DEFAULT_CAPACITIES):
+    enc = alg.tokenizer.encode_batch(texts, add_special_tokens=False)
+    return [e.ids[: caps.stream] for e in enc]
+
+
+def test_tiny_rules_agree():
+    alg = make_tiny()
+    bc, _ = assert_backends_agree(alg, _ids(alg, TEXTS))
+    # The fixture must actually rewrite: merges, updates and reverts all happen.
+    assert bc.journal_len[: len(TEXTS)].sum() > 20
+    assert (bc.lengths[: len(TEXTS)] < np.array([len(t) for t in _ids(alg, TEXTS)])).any()
+
+
+def test_tiny_with_tolerance_and_reverts():
+    alg = make_tiny(params=LoopParams(max_steps=12, tolerance=0, inhibit_steps=3))
+    assert_backends_agree(alg, _ids(alg, TEXTS * 2), chunk=7)  # 20 documents in 3 chunks
+
+
+def test_full_length_streams_and_chunks():
+    alg = make_tiny(dim=70)  # two workgroups of dimensions in the VM
+    rng = np.random.default_rng(1)
+    stream = DEFAULT_CAPACITIES.stream
+    ids = [rng.integers(0, len(WORDS), size=n).tolist() for n in (stream, stream, 1, 0, stream - 1, 37)]
+    assert_backends_agree(alg, ids, chunk=4)
+
+
+def test_empty_inputs():
+    alg = make_tiny()
+    assert_backends_agree(alg, [])
+    assert_backends_agree(alg, [[], []])
+    assert_backends_agree(alg.without_rules(), _ids(alg, TEXTS))
+
+
+def test_small_capacities():
+    caps = Capacities(stream=16, rules=8, pattern=3, gap=2, phrase=3, stack=2, steps=8, dim=16)
+    P = PatternElement  # noqa: N806
+    rules = (
+        Rule("merge2", 200, (P(classes=("word",)), P()), kind="merge"),
+        Rule("push", 50, (P(opcode=int(Op.ACC), classes=("word",)), P(gap=2, classes=("word",))),
+             updates=(ItemUpdate(opcode=int(Op.PUSH)), ItemUpdate(opcode=int(Op.EMIT)))),
+    )
+    alg = make_tiny(rules=rules, params=LoopParams(max_steps=8, tolerance=5, inhibit_steps=1))
+    assert_backends_agree(alg, _ids(alg, TEXTS, caps), caps=caps)
+
+
+# -- random Algorithms and texts ------------------------------------------------------
+
+N_SYMBOLS = make_tiny().n_symbols
+
+
+@st.composite
+def elements(draw, first: bool, merge: bool):
+    gap = 0 if first or merge else draw(st.integers(0, DEFAULT_CAPACITIES.gap))
+    opcode = draw(st.one_of(st.just(ANY), st.sampled_from([int(o) for o in Op])))
+    symbol = draw(st.one_of(st.just(ANY), st.just(ANY), st.integers(0, N_SYMBOLS - 1)))
+    classes = tuple(draw(st.lists(st.sampled_from(CLASSES), max_size=2, unique=True)))
+    return PatternElement(gap, opcode, symbol, classes)
+
+
+@st.composite
+def updates(draw):
+    return ItemUpdate(
+        opcode=draw(st.one_of(st.none(), st.sampled_from([int(o) for o in Op]))),
+        arg0=draw(st.one_of(st.none(), st.integers(0, N_SYMBOLS - 1))),
+        arg1=draw(st.one_of(st.none(), st.integers(-(1 << 18), 1 << 18))),
+    )
+
+
+@st.composite
+def rules(draw, index: int):
+    merge = draw(st.booleans()) and draw(st.booleans())
+    k = draw(st.integers(2, 3)) if merge else draw(st.integers(1, DEFAULT_CAPACITIES.pattern))
+    pattern = tuple(draw(elements(e == 0, merge)) for e in range(k))
+    score = draw(st.integers(1, SCORE_MAX - 100))
+    if merge:
+        ups = tuple(draw(st.lists(updates(), max_size=1)))
+        return Rule(f"r{index}", score, pattern, kind="merge", updates=ups)
+    perm = tuple(draw(st.permutations(range(k)))) if draw(st.booleans()) else ()
+    ups = tuple(draw(st.lists(updates(), max_size=k)))
+    return Rule(f"r{index}", score, pattern, perm=perm, updates=ups)
+
+
+@st.composite
+def algorithms(draw):
+    n = draw(st.integers(0, 8))
+    rs = tuple(draw(rules(i)) for i in range(n))
+    params = LoopParams(
+        max_steps=draw(st.integers(0, 12)),
+        tolerance=draw(st.sampled_from([0, 0, 50, 300, 1 << 20])),
+        inhibit_steps=draw(st.integers(0, 4)),
+    )
+    dim = draw(st.sampled_from([1, 8, 65]))
+    return make_tiny(rules=rs, params=params, dim=dim, seed=draw(st.integers(0, 3)))
+
+
+token_lists = st.lists(st.lists(st.integers(0, len(WORDS) - 1), max_size=24), max_size=10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(alg=algorithms(), ids=token_lists, chunk=st.sampled_from([None, 3]))
+def test_random_algorithms_agree(alg, ids, chunk):
+    assert_backends_agree(alg, ids, chunk=chunk)
+
+
+@settings(max_examples=10, deadline=None)
+@given(words=st.lists(st.lists(st.sampled_from(WORDS[2:]), max_size=30), min_size=1, max_size=12))
+def test_random_texts_agree(words):
+    alg = make_tiny()
+    assert_backends_agree(alg, _ids(alg, [" ".join(w) for w in words]))
