@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.gpu.device import WORKGROUP, AdapterInfo, choose_adapter, get_device
 from sae.gpu.shaders import PASSES, numbered, shader_source
+from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler, maybe_scope
 from sae.layout import (
     GPU_PARAMS,
     JOURNAL_ENTRY,
@@ -41,6 +43,10 @@ DEFAULT_CHUNK = 1024
 #: Annealing steps encoded per submission; between submissions the backend reads
 #: back whether any document is still active and stops early when none is.
 STEPS_PER_SUBMIT = 8
+#: Compute passes of one annealing step (see ``_encode_step``).
+PASSES_PER_STEP = 11
+#: Timestamp queries: a begin and an end per pass of the largest submission.
+TIMESTAMPS = 2 * STEPS_PER_SUBMIT * PASSES_PER_STEP
 
 # Bindings of shaders/common.wgsl: (binding, kind).
 _BINDINGS = (
@@ -119,6 +125,8 @@ class GpuBackend:
     """
 
     name = "gpu"
+    #: set by the engine (``engine.profiler``); passes are then reported into it
+    profiler: Profiler | None = None
 
     def __init__(
         self, alg: Algorithm, caps: Capacities, adapter: str | None = None, chunk: int | None = None
@@ -136,6 +144,8 @@ class GpuBackend:
         self._pipes = _pipelines(self.device, caps)
         self._create_buffers()
         self._upload_tables()
+        self._create_timestamp_queries()
+        self._pass_log: list[tuple[str, dict]] = []
 
     # -- sizes ------------------------------------------------------------------------
     def _per_doc_bytes(self) -> dict[str, int]:
@@ -246,6 +256,19 @@ class GpuBackend:
         p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"] = offsets[:4]
         p["off_vectors"] = alg.weights.shape[0]
 
+    def _create_timestamp_queries(self) -> None:
+        """A query set and its two buffers, once, where the device has timestamp-query."""
+        import wgpu
+
+        self._query_set = self._ts_resolve = self._ts_read = None
+        if "timestamp-query" not in self.device.features:
+            return
+        U = wgpu.BufferUsage  # noqa: N806
+        self._query_set = self.device.create_query_set(label="sae pass timestamps", type="timestamp",
+                                                       count=TIMESTAMPS)
+        self._ts_resolve = self._buffer("timestamps", 8 * TIMESTAMPS, U.QUERY_RESOLVE | U.COPY_SRC)
+        self._ts_read = self._buffer("timestamps readback", 8 * TIMESTAMPS, U.MAP_READ | U.COPY_DST)
+
     # -- per chunk ----------------------------------------------------------------------
     def _chunks(self, batch: ProgramBatch):
         for start in range(0, batch.n, self.chunk):
@@ -254,6 +277,10 @@ class GpuBackend:
             yield start, n, int(lengths.max()) if n else 0
 
     def _upload(self, batch: ProgramBatch, start: int, n: int, max_len: int, journal: bool) -> None:
+        with maybe_scope(self.profiler, "upload", documents=n):
+            self._upload_chunk(batch, start, n, max_len, journal)
+
+    def _upload_chunk(self, batch: ProgramBatch, start: int, n: int, max_len: int, journal: bool) -> None:
         q = self.device.queue
         self._params["n_docs"] = n
         self._params["max_len"] = max_len
@@ -272,12 +299,64 @@ class GpuBackend:
             )
         q.write_buffer(self.buffers["state"], 0, state.view(np.uint8).reshape(-1))
 
-    def _dispatch(self, encoder: Any, name: str, x: int, y: int = 1) -> None:
-        cp = encoder.begin_compute_pass(label=f"sae {name}")
+    def _dispatch(self, encoder: Any, name: str, x: int, y: int = 1, **args: Any) -> None:
+        """One pass, one dispatch (so each can be timed)."""
+        prof = self.profiler
+        if prof is not None and self._query_set is None:
+            self._dispatch_cpu_timed(prof, name, x, y, args)
+            return
+        writes = None
+        if prof is not None and 2 * len(self._pass_log) + 2 <= TIMESTAMPS:
+            i = 2 * len(self._pass_log)
+            writes = {"query_set": self._query_set, "beginning_of_pass_write_index": i,
+                      "end_of_pass_write_index": i + 1}
+            self._pass_log.append((name, args))
+        cp = encoder.begin_compute_pass(label=f"sae {name}", timestamp_writes=writes)
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
         cp.dispatch_workgroups(x, y, 1)
         cp.end()
+
+    def _dispatch_cpu_timed(self, prof: Profiler, name: str, x: int, y: int, args: dict) -> None:
+        """Without timestamp-query: submit the pass alone and wait for it."""
+        prof.gpu_clock = CPU_TIMED
+        enc = self.device.create_command_encoder(label=f"sae {name} (timed)")
+        cp = enc.begin_compute_pass(label=f"sae {name}")
+        cp.set_pipeline(self._pipes.passes[name])
+        cp.set_bind_group(0, self._bind_group)
+        cp.dispatch_workgroups(x, y, 1)
+        cp.end()
+        start = time.perf_counter_ns()
+        self.device.queue.submit([enc.finish()])
+        self.device.queue.on_submitted_work_done_sync()
+        prof.gpu_pass_cpu_timed(name, start, time.perf_counter_ns() - start, **args)
+
+    def _submit(self, encoder: Any) -> int:
+        """Submit ``encoder`` (resolving its pass timestamps); returns the CPU time of submission."""
+        n = len(self._pass_log)
+        if n:
+            encoder.resolve_query_set(self._query_set, 0, 2 * n, self._ts_resolve, 0)
+            encoder.copy_buffer_to_buffer(self._ts_resolve, 0, self._ts_read, 0, 16 * n)
+        submitted = time.perf_counter_ns()
+        self.device.queue.submit([encoder.finish()])
+        return submitted
+
+    def _report_passes(self, submitted_ns: int) -> None:
+        """Read the timestamps of the last submission into the profiler."""
+        n = len(self._pass_log)
+        if not n or self.profiler is None:
+            self._pass_log.clear()
+            return
+        self._ts_read.map_sync("read", 0, 16 * n)
+        try:
+            ticks = np.frombuffer(self._ts_read.read_mapped(0, 16 * n), dtype=np.uint64).reshape(n, 2)
+        finally:
+            self._ts_read.unmap()
+        self.profiler.gpu_clock = GPU_TIMESTAMPS
+        self.profiler.device = self.description
+        # WebGPU timestamps are nanoseconds.
+        self.profiler.gpu_passes(list(self._pass_log), [(int(b), int(e)) for b, e in ticks], submitted_ns)
+        self._pass_log.clear()
 
     def _download(self, encoder: Any, regions: list[tuple[str, int]]) -> list[memoryview]:
         """Copy ``(buffer, bytes)`` prefixes into the staging buffer, submit, read them."""
@@ -287,13 +366,15 @@ class GpuBackend:
                 encoder.copy_buffer_to_buffer(self.buffers[name], 0, self._staging, offset, size)
             spans.append((offset, size))
             offset += (size + 7) // 8 * 8
-        self.device.queue.submit([encoder.finish()])
+        submitted = self._submit(encoder)
         total = max(offset, 8)
-        self._staging.map_sync("read", 0, total)
-        try:
-            data = self._staging.read_mapped(0, total)
-        finally:
-            self._staging.unmap()
+        with maybe_scope(self.profiler, "wait + readback", bytes=total):
+            self._staging.map_sync("read", 0, total)
+            try:
+                data = self._staging.read_mapped(0, total)
+            finally:
+                self._staging.unmap()
+        self._report_passes(submitted)
         return [data[o : o + s] for o, s in spans]
 
     # -- Backend ------------------------------------------------------------------------
@@ -313,16 +394,16 @@ class GpuBackend:
             out[start : start + n, :max_len] = keys[:, :max_len]
         return out
 
-    def _encode_step(self, enc: Any, n: int, max_len: int) -> None:
+    def _encode_step(self, enc: Any, n: int, max_len: int, step: int) -> None:
         bids_x = -(-max_len * self.n_rules // WORKGROUP)
-        self._dispatch(enc, "bids", bids_x, n)
-        self._dispatch(enc, "potential", n)
-        self._dispatch(enc, "select", n)
-        for _ in range(2):  # the best bid, then the next-best where the best reverted
-            self._dispatch(enc, "apply", n)
-            self._dispatch(enc, "bids", bids_x, n)
-            self._dispatch(enc, "potential", n)
-            self._dispatch(enc, "health", n)
+        self._dispatch(enc, "bids", bids_x, n, step=step)
+        self._dispatch(enc, "potential", n, step=step)
+        self._dispatch(enc, "select", n, step=step)
+        for attempt in range(2):  # the best bid, then the next-best where the best reverted
+            self._dispatch(enc, "apply", n, step=step, attempt=attempt)
+            self._dispatch(enc, "bids", bids_x, n, step=step, attempt=attempt)
+            self._dispatch(enc, "potential", n, step=step, attempt=attempt)
+            self._dispatch(enc, "health", n, step=step, attempt=attempt)
 
     def anneal(self, batch: ProgramBatch) -> None:
         steps = self.alg.params.max_steps
@@ -339,15 +420,15 @@ class GpuBackend:
             while step < steps:
                 enc = self.device.create_command_encoder(label="sae anneal")
                 last = min(step + STEPS_PER_SUBMIT, steps)
-                for _ in range(step, last):
-                    self._encode_step(enc, n, max_len)
+                for s in range(step, last):
+                    self._encode_step(enc, n, max_len, s)
                 step = last
                 if step < steps:
                     (raw,) = self._download(enc, [("state", n * state_bytes)])
                     if not np.frombuffer(raw, dtype=self._state_dtype)["live"].any():
                         break
                 else:
-                    self.device.queue.submit([enc.finish()])
+                    self._report_passes(self._submit(enc))
             enc = self.device.create_command_encoder(label="sae anneal results")
             items, state, journal = self._download(
                 enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]

@@ -1,0 +1,34 @@
+"""Per-pass GPU timings reach the profiler; profiling changes no result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gpu_helpers import gpu_skip_reason
+from tiny import make_tiny
+
+from sae.engine import Engine
+from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler
+
+_reason = gpu_skip_reason()
+if _reason:
+    pytest.skip(_reason, allow_module_level=True)
+
+TEXTS = ["the new york city is big", "not a good dog , the cat is playing !", "", "players run runs"] * 3
+
+
+def test_every_pass_is_timed():
+    engine = Engine(make_tiny(), backend="gpu")
+    plain = engine.embed(TEXTS)
+    profiler = Profiler()
+    engine.profiler = profiler
+    profiled = engine.embed(TEXTS)
+    engine.profiler = None
+    assert np.array_equal(plain, profiled)
+    assert profiler.gpu_clock in (GPU_TIMESTAMPS, CPU_TIMED)
+    names = {row["name"] for row in profiler.summary("gpu")}
+    assert names == {"bids", "potential", "select", "apply", "health", "vm", "normalize"}
+    steps = {e.args.get("step") for e in profiler.events if e.track == "gpu" and e.name == "select"}
+    assert 0 in steps
+    trace = profiler.chrome_trace()
+    assert any(ev.get("cat") == "gpu" for ev in trace["traceEvents"])
