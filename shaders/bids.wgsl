@@ -1,23 +1,31 @@
-// Pass "bids": one thread per (position, rule) of a document (y = document).
-// Writes the bid key of every anchor p < max_len of every document whose stream
-// changed since its keys were last computed (state.dirty); 0 = no bid.
+// Pass "bids": one workgroup per document whose stream changed since its keys were
+// last computed (state.dirty); its threads stride over the (position, rule) pairs of
+// the stream. Writes the bid key of every anchor p < length and rule r (0 = no bid).
+// Keys at and after the length are never read (potential and select stop there).
+
+var<workgroup> wg_len: u32;  // the stream length, or 0 when the keys are current
 
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let d = gid.y;
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let d = wid.x;
+    if (t == 0u) {
+        var len = 0u;
+        if (d < params.n_docs && state[d].dirty != 0u) {
+            len = state[d].length;
+        }
+        wg_len = len;
+    }
+    let len = workgroupUniformLoad(&wg_len);
     let n_rules = params.n_rules;
-    if (d >= params.n_docs || gid.x >= params.max_len * n_rules) {
-        return;
+    let base = keys_at(d);
+    for (var i = t; i < len * n_rules; i += WG) {
+        let p = i / n_rules;
+        let r = i % n_rules;
+        let m = match_rule(d, len, p, r);
+        var key = 0u;
+        if (m.ok) {
+            key = bid_key(m.score, p, r);
+        }
+        keys[base + i] = key;
     }
-    if (state[d].dirty == 0u) {
-        return;
-    }
-    let p = gid.x / n_rules;
-    let r = gid.x % n_rules;
-    let m = match_rule(d, state[d].length, p, r);
-    var key = 0u;
-    if (m.ok) {
-        key = bid_key(m.score, p, r);
-    }
-    keys[keys_at(d) + gid.x] = key;
 }

@@ -20,7 +20,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         return;
     }
     let base = keys_at(d);
-    let n = params.max_len * params.n_rules;
+    let n = state[d].length * params.n_rules;
     var sum = 0;
     for (var i = t; i < n; i += WG) {
         sum += i32(key_score(keys[base + i]));

@@ -29,7 +29,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let n_rules = params.n_rules;
     let base = keys_at(d);
-    let n = params.max_len * n_rules;
+    let n = state[d].length * n_rules;
     for (var i = t; i < n; i += WG) {
         let key = keys[base + i];
         if (key != 0u && state[d].inhibit[i % n_rules] == 0u) {

@@ -388,20 +388,21 @@ class GpuBackend:
                 continue
             self._upload(batch, start, n, max_len, journal=False)
             enc = self.device.create_command_encoder(label="sae bids")
-            self._dispatch(enc, "bids", -(-max_len * n_rules // WORKGROUP), n)
+            self._dispatch(enc, "bids", n)
             (keys,) = self._download(enc, [("keys", n * stream * n_rules * 4)])
             keys = np.frombuffer(keys, dtype=np.uint32).reshape(n, stream, n_rules)
-            out[start : start + n, :max_len] = keys[:, :max_len]
+            # Keys at and after a document's length are never written: no bid there.
+            live = np.arange(max_len)[None, :] < batch.lengths[start : start + n, None]
+            out[start : start + n, :max_len] = np.where(live[..., None], keys[:, :max_len], 0)
         return out
 
     def _encode_step(self, enc: Any, n: int, max_len: int, step: int) -> None:
-        bids_x = -(-max_len * self.n_rules // WORKGROUP)
-        self._dispatch(enc, "bids", bids_x, n, step=step)
+        self._dispatch(enc, "bids", n, step=step)
         self._dispatch(enc, "potential", n, step=step)
         self._dispatch(enc, "select", n, step=step)
         for attempt in range(2):  # the best bid, then the next-best where the best reverted
             self._dispatch(enc, "apply", n, step=step, attempt=attempt)
-            self._dispatch(enc, "bids", bids_x, n, step=step, attempt=attempt)
+            self._dispatch(enc, "bids", n, step=step, attempt=attempt)
             self._dispatch(enc, "potential", n, step=step, attempt=attempt)
             self._dispatch(enc, "health", n, step=step, attempt=attempt)
 
