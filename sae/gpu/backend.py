@@ -326,9 +326,13 @@ class GpuBackend:
         cp.set_bind_group(0, self._bind_group)
         cp.dispatch_workgroups(x, y, 1)
         cp.end()
+        # Wait by mapping the staging buffer after a copy that follows the pass
+        # (queue.on_submitted_work_done_sync fails in wgpu-py 0.32).
+        enc.copy_buffer_to_buffer(self.buffers["state"], 0, self._staging, 0, 16)
         start = time.perf_counter_ns()
         self.device.queue.submit([enc.finish()])
-        self.device.queue.on_submitted_work_done_sync()
+        self._staging.map_sync("read", 0, 16)
+        self._staging.unmap()
         prof.gpu_pass_cpu_timed(name, start, time.perf_counter_ns() - start, **args)
 
     def _submit(self, encoder: Any) -> int:

@@ -32,3 +32,15 @@ def test_every_pass_is_timed():
     assert 0 in steps
     trace = profiler.chrome_trace()
     assert any(ev.get("cat") == "gpu" for ev in trace["traceEvents"])
+
+
+def test_without_timestamp_queries_passes_are_cpu_timed():
+    engine = Engine(make_tiny(), backend="gpu")
+    plain = engine.embed(TEXTS)
+    engine.backend._query_set = None  # as on an adapter without timestamp-query
+    profiler = Profiler()
+    engine.profiler = profiler
+    assert np.array_equal(plain, engine.embed(TEXTS))
+    assert profiler.gpu_clock == CPU_TIMED
+    gpu_events = [e for e in profiler.events if e.track == "gpu"]
+    assert gpu_events and all(e.args.get("clock") == "cpu" for e in gpu_events)
