@@ -270,6 +270,12 @@ class GpuBackend:
         self._ts_resolve = self._buffer("timestamps", 8 * TIMESTAMPS, U.QUERY_RESOLVE | U.COPY_SRC)
         self._ts_read = self._buffer("timestamps readback", 8 * TIMESTAMPS, U.MAP_READ | U.COPY_DST)
 
+    @property
+    def buffer_bytes(self) -> int:
+        """Bytes of every GPU buffer this backend holds (all created at construction)."""
+        extra = [self._staging, self._ts_resolve, self._ts_read]
+        return sum(int(b.size) for b in [*self.buffers.values(), *extra] if b is not None)
+
     # -- per chunk ----------------------------------------------------------------------
     def _chunks(self, batch: ProgramBatch):
         for start in range(0, batch.n, self.chunk):

@@ -57,3 +57,11 @@ def test_split_batches_match_one_chunk():
     rng = np.random.default_rng(3)
     ids = [rng.integers(0, len(WORDS), size=int(rng.integers(0, 30))).tolist() for _ in range(13)]
     assert_backends_agree(alg, ids, chunk=2)
+
+
+def test_buffer_bytes_reports_every_buffer(created):
+    from sae.gpu import GpuBackend
+
+    gpu = GpuBackend(make_tiny(), DEFAULT_CAPACITIES, chunk=4)
+    assert gpu.buffer_bytes > 4 * DEFAULT_CAPACITIES.stream * 32  # at least the streams of a chunk
+    assert len(created) >= len(gpu.buffers) + 1
