@@ -227,7 +227,7 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("off_classes", "<u4", "u32", 1, "word offset of symbol_classes in the table buffer"),
     ("off_rows", "<u4", "u32", 1, "word offset of symbol_rows in the table buffer"),
     ("off_vectors", "<u4", "u32", 1, "float offset of the vectors (weights start at 0)"),
-    ("reserved", "<u4", "u32", 1, "zero (keeps the struct a multiple of 16 bytes)"),
+    ("reach", "<u4", "u32", 1, "how far past its anchor any rule's match can look"),
 )
 
 
@@ -237,7 +237,7 @@ def doc_state_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]
         ("length", "<u4", "u32", 1, "items in the stream"),
         ("backup_len", "<u4", "u32", 1, "length saved with the backup"),
         ("live", "<u4", "u32", 1, "0 once the document has no bid (finished)"),
-        ("dirty", "<u4", "u32", 1, "1 when the bid keys must be recomputed"),
+        ("dirty", "<u4", "u32", 1, "bid keys: 0 current, 1 recompute all, 2 recompute the window"),
         ("step", "<u4", "u32", 1, "annealing step now running"),
         ("next_step", "<u4", "u32", 1, "steps selected so far"),
         ("potential", "<i4", "i32", 1, "sum of the bid scores of the current stream"),
@@ -247,6 +247,9 @@ def doc_state_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]
         ("cand", "<u4", "u32", 1, "bid key being attempted, 0 = none"),
         ("attempt", "<u4", "u32", 1, "0 = best bid, 1 = next-best bid"),
         ("journal_len", "<u4", "u32", 1, "journal entries written"),
+        ("win_lo", "<u4", "u32", 1, "first anchor whose bids the last rewrite may change"),
+        ("win_hi", "<u4", "u32", 1, "last such anchor; later anchors keep (shifted) keys"),
+        ("shift", "<u4", "u32", 1, "positions the items after the window moved left (a merge)"),
         ("inhibit", "<u4", "u32", caps.rules, "per-rule inhibition counters"),
     )
 

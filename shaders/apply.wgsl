@@ -1,6 +1,7 @@
 // Pass "apply": one workgroup per document with a candidate bid (state.cand).
 // Copies the stream to its backup, then applies the rewrite or merge
-// (docs/ENGINE.md §4), reading old items from the backup. Marks the keys dirty.
+// (docs/ENGINE.md §4), reading old items from the backup. Backs up the bid keys
+// too, and marks the window of anchors whose keys the rewrite may change.
 
 var<workgroup> wg_cand: u32;
 var<workgroup> wg_merge: vec3<u32>;  // (1 if merge, first position, k)
@@ -38,6 +39,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var j = t; j < len; j += WG) {
         items[backup_at(d, j)] = items[item_at(d, j)];
     }
+    let n_keys = len * params.n_rules;
+    for (var i = t; i < n_keys; i += WG) {
+        keys[keys_backup_at(d) + i] = keys[keys_at(d) + i];
+    }
     storageBarrier();
     if (t == 0u) {
         let p = key_anchor(cand);
@@ -46,7 +51,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         let k = m.k;
         let bit = 1u << r;
         state[d].backup_len = len;
-        state[d].dirty = 1u;
+        // Only anchors within reach of the rewritten items get new keys.
+        state[d].dirty = KEYS_WINDOW;
+        state[d].win_lo = m.q[0] - min(m.q[0], params.reach);
+        state[d].win_hi = m.q[k - 1u];
+        state[d].shift = 0u;
         if (rules[r].kind == RULE_MERGE) {
             var x = items[backup_at(d, m.q[0])];
             var span = 0u;
@@ -65,6 +74,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             set_fields(&x, r, 0u);
             items[item_at(d, m.q[0])] = x;
             state[d].length = len - (k - 1u);
+            state[d].win_hi = m.q[0];
+            state[d].shift = k - 1u;
             wg_merge = vec3<u32>(1u, m.q[0], k);
         } else {
             for (var e = 0u; e < k; e++) {

@@ -4,7 +4,8 @@
 //
 // Every pass uses the same bind group layout, so the buffers are bound once.
 // Items of document d live at d * CAP_STREAM; its backup at params.backup_base + that.
-// Bid keys of document d, position p, rule r live at (d * CAP_STREAM + p) * n_rules + r.
+// Bid keys of document d, position p, rule r live at (d * CAP_STREAM + p) * n_rules + r;
+// their backup (taken by "apply") at (params.backup_base + d * CAP_STREAM + p) * n_rules + r.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> rules: array<Rule>;
@@ -31,6 +32,17 @@ fn backup_at(d: u32, p: u32) -> u32 {
 fn keys_at(d: u32) -> u32 {
     return d * CAP_STREAM * params.n_rules;
 }
+
+fn keys_backup_at(d: u32) -> u32 {
+    return (params.backup_base + d * CAP_STREAM) * params.n_rules;
+}
+
+// state.dirty: the bid keys of the stream are current, must all be recomputed, or
+// only those of anchors win_lo..win_hi (a rewrite's reach), later ones being the
+// backed-up keys of the anchor `shift` further right.
+const KEYS_CURRENT: u32 = 0u;
+const KEYS_ALL: u32 = 1u;
+const KEYS_WINDOW: u32 = 2u;
 
 // The packed bid key (docs/ENGINE.md §2): highest score, then lowest anchor, then rule.
 fn bid_key(score: u32, p: u32, r: u32) -> u32 {

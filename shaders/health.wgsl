@@ -1,6 +1,6 @@
 // Pass "health": one workgroup per document that attempted a bid (docs/ENGINE.md §3,
 // steps 4-5). Commit iff P0 - P1 <= score + tolerance; otherwise restore the stream
-// from the backup and inhibit the rule. Journals the attempt either way, and makes
+// and its bid keys from the backup and inhibit the rule. Journals the attempt either way, and makes
 // the next-best bid the candidate after a reverted best bid.
 
 var<workgroup> wg_restore: u32;  // items to copy back from the backup (0 = none)
@@ -32,7 +32,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 restore = state[d].backup_len;
                 state[d].length = restore;
                 state[d].inhibit[rule] = params.inhibit_steps;
-                state[d].dirty = 1u;
+                // The restored stream's keys come back from their backup.
+                state[d].potential = p0;
+                state[d].dirty = KEYS_CURRENT;
                 if (state[d].attempt == 0u) {
                     next_cand = state[d].second;
                 }
@@ -50,5 +52,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let restore = workgroupUniformLoad(&wg_restore);
     for (var j = t; j < restore; j += WG) {
         items[item_at(d, j)] = items[backup_at(d, j)];
+    }
+    let n_keys = restore * params.n_rules;
+    for (var i = t; i < n_keys; i += WG) {
+        keys[keys_at(d) + i] = keys[keys_backup_at(d) + i];
     }
 }

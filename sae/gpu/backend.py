@@ -3,13 +3,15 @@
 Buffers are created once per backend, sized for ``chunk`` documents; a batch with
 more documents is processed chunk by chunk. Pipelines are created once per device
 and capacities and shared by every backend on that device. One annealing run of a
-chunk is: upload, then per step the passes
+chunk is: upload, ``bids`` and ``potential`` of the initial streams, then per step
 
-    bids, potential, select, apply, bids, potential, health, apply, bids, potential, health
+    select, apply, bids, potential, health, apply, bids, potential, health
 
 (the second apply/health pair tries the next-best bid of documents whose best bid
-was reverted), then one download. Passes skip documents with nothing to do, so a
-finished document costs almost nothing.
+was reverted), then one download. ``bids`` after an ``apply`` matches only the
+anchors within reach of the rewrite; a revert restores the stream's keys from their
+backup. Passes skip documents with nothing to do, so a finished document costs
+almost nothing.
 """
 
 from __future__ import annotations
@@ -44,9 +46,9 @@ DEFAULT_CHUNK = 1024
 #: back whether any document is still active and stops early when none is.
 STEPS_PER_SUBMIT = 8
 #: Compute passes of one annealing step (see ``_encode_step``).
-PASSES_PER_STEP = 11
+PASSES_PER_STEP = 9
 #: Timestamp queries: a begin and an end per pass of the largest submission.
-TIMESTAMPS = 2 * STEPS_PER_SUBMIT * PASSES_PER_STEP
+TIMESTAMPS = 2 * (STEPS_PER_SUBMIT * PASSES_PER_STEP + 2)
 
 # Bindings of shaders/common.wgsl: (binding, kind).
 _BINDINGS = (
@@ -153,7 +155,7 @@ class GpuBackend:
         caps = self.caps
         return {
             "items": 2 * caps.stream * PROGRAM_ITEM.itemsize,  # stream + backup
-            "keys": caps.stream * max(self.n_rules, 1) * 4,
+            "keys": 2 * caps.stream * max(self.n_rules, 1) * 4,  # keys + backup
             "state": self._state_dtype.itemsize,
             "journal": 2 * caps.steps * JOURNAL_ENTRY.itemsize,
             "embeddings": self.alg.dim * 4,
@@ -256,6 +258,10 @@ class GpuBackend:
         p["backup_base"] = self.chunk * caps.stream
         p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"] = offsets[:4]
         p["off_vectors"] = alg.weights.shape[0]
+        rules = self._rules_np
+        p["reach"] = max(
+            (int((rules["gap"][r, 1 : rules["length"][r]] + 1).sum()) for r in range(len(rules))), default=0
+        )
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
@@ -432,9 +438,12 @@ class GpuBackend:
             out[start : start + n, :max_len] = np.where(live[..., None], keys[:, :max_len], 0)
         return out
 
-    def _encode_step(self, enc: Any, n: int, max_len: int, step: int) -> None:
-        self._dispatch(enc, "bids", n, step=step)
-        self._dispatch(enc, "potential", n, step=step)
+    def _encode_step(self, enc: Any, n: int, step: int) -> None:
+        # Keys and potential are current at every step but the first: a commit leaves
+        # those of its health check, a revert restores them with the stream.
+        if step == 0:
+            self._dispatch(enc, "bids", n, step=step)
+            self._dispatch(enc, "potential", n, step=step)
         self._dispatch(enc, "select", n, step=step)
         for attempt in range(2):  # the best bid, then the next-best where the best reverted
             self._dispatch(enc, "apply", n, step=step, attempt=attempt)
@@ -458,7 +467,7 @@ class GpuBackend:
                 enc = self.device.create_command_encoder(label="sae anneal")
                 last = min(step + STEPS_PER_SUBMIT, steps)
                 for s in range(step, last):
-                    self._encode_step(enc, n, max_len, s)
+                    self._encode_step(enc, n, s)
                 step = last
                 if step < steps:
                     (raw,) = self._download(enc, [("state", n * state_bytes)])
