@@ -122,8 +122,8 @@ class GpuBackend:
         caps (Capacities): the engine's capacities (compiled into the shaders).
         adapter (str | None): part of the adapter's name; default ``SAE_ADAPTER`` or
             the best-ranked adapter (see :mod:`sae.gpu.device`).
-        chunk (int | None): documents per chunk on the device (default 1024, fewer
-            when the adapter's buffer limits require it).
+        chunk (int | None): documents per chunk on the device (default
+            ``SAE_GPU_CHUNK`` or 1024; fewer when the adapter's buffer limits require it).
     """
 
     name = "gpu"
@@ -173,7 +173,15 @@ class GpuBackend:
             raise BackendUnavailableError(
                 f"{self.info.name}: a storage buffer of {binding} bytes cannot hold one document"
             )
-        chunk = min(wanted or DEFAULT_CHUNK, fits)
+        if wanted is None:
+            env = os.environ.get("SAE_GPU_CHUNK")
+            try:
+                wanted = int(env) if env else DEFAULT_CHUNK
+            except ValueError:
+                raise ValueError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}") from None
+            if wanted < 1:
+                raise ValueError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}")
+        chunk = min(wanted, fits)
         if wanted and chunk < wanted:
             log.info("GPU chunk reduced from %d to %d documents by the adapter's limits", wanted, chunk)
         return chunk
