@@ -16,6 +16,7 @@ almost nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import time
@@ -27,7 +28,7 @@ import numpy as np
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
-from sae.gpu.device import WORKGROUP, AdapterInfo, choose_adapter, get_device
+from sae.gpu.device import WORKGROUP, AdapterInfo, GpuError, choose_adapter, get_device
 from sae.gpu.shaders import PASSES, numbered, shader_source
 from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler, maybe_scope
 from sae.layout import (
@@ -107,6 +108,24 @@ def _pipelines(device: Any, caps: Capacities) -> _Pipelines:
     cached = _Pipelines(layout, passes)
     _pipeline_cache[key] = cached
     return cached
+
+
+def _device_errors(method):
+    """Turn wgpu's errors while running into one-line :class:`GpuError` errors."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        import wgpu
+
+        try:
+            return method(self, *args, **kwargs)
+        except (wgpu.GPUError, RuntimeError) as exc:
+            self._open = None
+            self._pass_log.clear()
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise GpuError(f"the GPU ({self.description}) failed in {method.__name__}: {first}") from exc
+
+    return wrapper
 
 
 def _nbytes(n: int) -> int:
@@ -428,6 +447,7 @@ class GpuBackend:
         return [data[o : o + s] for o, s in spans]
 
     # -- Backend ------------------------------------------------------------------------
+    @_device_errors
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         stream, n_rules = self.caps.stream, self.n_rules
         out = np.zeros((batch.n, stream, n_rules), dtype=np.uint32)
@@ -459,6 +479,7 @@ class GpuBackend:
             self._dispatch(enc, "potential", n, step=step, attempt=attempt)
             self._dispatch(enc, "health", n, step=step, attempt=attempt)
 
+    @_device_errors
     def anneal(self, batch: ProgramBatch) -> None:
         steps = self.alg.params.max_steps
         if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or steps == 0:
@@ -494,6 +515,7 @@ class GpuBackend:
             batch.journal_len[sl] = st["journal_len"]
             batch.journal[sl] = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(n, 2 * self.caps.steps)
 
+    @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         dim = self.alg.dim
         out = np.zeros((batch.n, dim), dtype=np.float32)

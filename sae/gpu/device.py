@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from sae.errors import BackendUnavailableError
+from sae.errors import BackendUnavailableError, SaeError
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ REQUIRED_LIMITS: dict[str, int] = {
 }
 #: Limits `sae info` shows (the ones above).
 SHOWN_LIMITS = tuple(REQUIRED_LIMITS)
+
+
+
+class GpuError(SaeError):
+    """The device failed while running (lost, out of memory, a driver error): exit code 1."""
+
 
 _BACKEND_RANK = {"Vulkan": 0, "Metal": 0, "D3D12": 0, "OpenGL": 1, "GL": 1}
 _TYPE_RANK_HIGH = {"DiscreteGPU": 0, "IntegratedGPU": 1, "VirtualGPU": 2, "CPU": 3}
@@ -174,6 +180,7 @@ __all__ = [
     "REQUIRED_LIMITS",
     "WORKGROUP",
     "AdapterInfo",
+    "GpuError",
     "choose_adapter",
     "enumerate_adapters",
     "get_device",

@@ -68,3 +68,28 @@ def test_engine_gpu_backend_fails_clearly(monkeypatch, tiny_alg):
         make_backend("gpu", tiny_alg, DEFAULT_CAPACITIES, adapter="no-such-adapter-anywhere")
     # auto falls back to the CPU and says so
     assert make_backend("auto", tiny_alg, DEFAULT_CAPACITIES, adapter="no-such-adapter-anywhere").name == "cpu"
+
+
+def test_device_failure_is_one_clear_error(monkeypatch, tiny_alg):
+    from gpu_helpers import gpu_skip_reason
+
+    if gpu_skip_reason():
+        pytest.skip(gpu_skip_reason())
+    import wgpu
+
+    from sae.batch import ProgramBatch
+    from sae.gpu import GpuBackend
+    from sae.gpu.device import GpuError
+    from sae.layout import DEFAULT_CAPACITIES
+
+    gpu = GpuBackend(tiny_alg, DEFAULT_CAPACITIES)
+    batch = ProgramBatch(2, DEFAULT_CAPACITIES)
+    batch.widen([[3, 4, 5], [6]], tiny_alg.symbol_rows)
+
+    def lost(*args, **kwargs):
+        raise wgpu.GPUError("Parent device is lost\nmore details")
+
+    monkeypatch.setattr(type(gpu._staging), "map_sync", lost)
+    with pytest.raises(GpuError, match=r"failed in execute: Parent device is lost$") as info:
+        gpu.execute(batch)
+    assert info.value.exit_code == 1
