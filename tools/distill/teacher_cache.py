@@ -1,0 +1,106 @@
+"""The heavy, cached part of the distillation: run the teacher (needs ``sae[teacher]``).
+
+Run with the teacher's interpreter (a venv with sentence-transformers and torch), from
+the repository root::
+
+    PYTHONPATH=. /work/venv-teacher/bin/python tools/distill/teacher_cache.py \
+        --cache out/distill --texts out/distill/requests.txt
+
+It writes, under ``--cache``:
+
+* ``tokens.npy``: ``(vocab, 384)`` float32, the teacher's embedding of every vocabulary
+  token alone (input ``[CLS] token [SEP]``, the model's mean pooling, L2-normalized);
+* ``texts.parquet``: a teacher file (``text``, ``embedding``) with every text of
+  ``--texts`` (one per line); texts already cached are not embedded again.
+
+Both are deterministic up to float rounding of the CPU kernels; the build script
+only reads them, so a rebuild from the same cache gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
+    """Teacher embedding of each token id alone: mean over [CLS] t [SEP], normalized."""
+    import torch
+
+    tok = st.tokenizer
+    cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
+    model = st[0].auto_model
+    model.eval()
+    out = np.zeros((vocab_size, model.config.hidden_size), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, vocab_size, batch):
+            ids = torch.arange(start, min(start + batch, vocab_size))
+            n = ids.numel()
+            input_ids = torch.stack([torch.full((n,), cls_id), ids, torch.full((n,), sep_id)], dim=1)
+            mask = torch.ones_like(input_ids)
+            hidden = model(input_ids=input_ids, attention_mask=mask).last_hidden_state
+            pooled = hidden.mean(dim=1)
+            pooled = torch.nn.functional.normalize(pooled, dim=1)
+            out[start : start + n] = pooled.numpy()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cache", required=True, help="cache folder (gitignored, e.g. out/distill)")
+    ap.add_argument("--texts", help="file with one text per line to embed (appended to texts.parquet)")
+    ap.add_argument("--model", default="all-MiniLM-L6-v2")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.manual_seed(0)
+    from sae.teacher import embed_with_teacher, load_teacher_model, read_teacher, write_teacher
+
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    st = load_teacher_model(args.model)
+
+    tok_file = cache / "tokens.npy"
+    if not tok_file.exists():
+        t = time.perf_counter()
+        vocab = st.tokenizer.vocab_size
+        vec = token_vectors(st, vocab)
+        np.save(tok_file, vec)
+        print(f"teacher: {vocab} token vectors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
+
+    if args.texts:
+        wanted = [line for line in Path(args.texts).read_text(encoding="utf-8").split("\n") if line]
+        file = cache / "texts.parquet"
+        texts: list[str] = []
+        emb = np.zeros((0, 384), dtype=np.float32)
+        if file.exists():
+            old = read_teacher(file)
+            texts, emb = list(old.texts), np.array(old.embeddings)
+        have = set(texts)
+        todo = list(dict.fromkeys(t for t in wanted if t not in have))
+        if todo:
+            t = time.perf_counter()
+            # Sorting by length makes batches of similar lengths (much faster on CPU).
+            todo.sort(key=len)
+            new = embed_with_teacher(todo, st, batch_size=128)
+            texts += todo
+            emb = np.concatenate([emb, new]) if emb.size else new
+            write_teacher(file, texts, emb, {"teacher": "sentence-transformers/all-MiniLM-L6-v2", "normalized": "true"})
+            print(f"teacher: {len(todo)} texts in {time.perf_counter() - t:.1f} s "
+                  f"({len(todo) / (time.perf_counter() - t):.0f}/s)", file=sys.stderr)
+        else:
+            print("teacher: every requested text is cached", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
