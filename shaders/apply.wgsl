@@ -21,7 +21,7 @@ fn set_fields(x: ptr<function, ProgramItem>, r: u32, e: u32) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let d = wid.x;
     if (t == 0u) {

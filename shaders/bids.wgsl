@@ -16,7 +16,7 @@ struct BidsJob {
 
 var<workgroup> wg_job: BidsJob;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let d = wid.x;
     if (t == 0u) {

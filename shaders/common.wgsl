@@ -19,7 +19,7 @@
 @group(0) @binding(7) var<storage, read_write> journal: array<JournalEntry>;
 @group(0) @binding(8) var<storage, read_write> embeddings: array<f32>;
 
-const WG: u32 = 64u;  // threads per workgroup in every pass
+// WG, the threads per workgroup of every pass, comes from sae.gpu.device.WORKGROUP.
 
 fn item_at(d: u32, p: u32) -> u32 {
     return d * CAP_STREAM + p;

@@ -1,9 +1,9 @@
 // Pass "normalize": one workgroup per document; embedding = acc / ||acc||_2, or the
 // zero vector when the norm is 0.
 
-var<workgroup> partial: array<f32, 64>;
+var<workgroup> partial: array<f32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let d = wid.x;
     let dim = params.dim;

@@ -5,7 +5,7 @@
 var<workgroup> wg_dirty: u32;
 var<workgroup> wg_sum: atomic<i32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let d = wid.x;
     if (t == 0u) {

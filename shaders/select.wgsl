@@ -7,7 +7,7 @@ var<workgroup> wg_live: u32;
 var<workgroup> wg_best: atomic<u32>;
 var<workgroup> wg_next: atomic<u32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let d = wid.x;
     if (t == 0u) {

@@ -1,17 +1,17 @@
 // Pass "vm": the Semantic Forth VM (docs/ENGINE.md §5). One thread per (dimension,
-// document); a workgroup covers 64 dimensions of one document. Every dimension runs
+// document); a workgroup covers WG dimensions of one document. Every dimension runs
 // the same program with its own accumulator and its own column of the data stack
 // (in registers), so the float operations of each dimension happen in exactly the
-// order of the reference. The workgroup loads the program in tiles of 64 items into
+// order of the reference. The workgroup loads the program in tiles of WG items into
 // workgroup memory, with each item's weight w computed once. Writes the unnormalized
 // accumulator; the "normalize" pass divides by the norm.
 
 var<workgroup> wg_len: u32;
-var<workgroup> tile_op: array<u32, 64>;
-var<workgroup> tile_row: array<u32, 64>;
-var<workgroup> tile_w: array<f32, 64>;
+var<workgroup> tile_op: array<u32, WG>;
+var<workgroup> tile_row: array<u32, WG>;
+var<workgroup> tile_w: array<f32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
     let d = wid.y;
     let dim = params.dim;

@@ -20,12 +20,12 @@ from sae.errors import BackendUnavailableError, SaeError
 
 log = logging.getLogger(__name__)
 
-#: Threads per workgroup in every pass (``WG`` in shaders/common.wgsl).
+#: Threads per workgroup in every pass (``WG`` in the shaders; a power of two).
 WORKGROUP = 64
 #: Storage buffers one pass binds (shaders/common.wgsl); WebGPU guarantees 8.
 STORAGE_BUFFERS = 8
-#: Workgroup memory the largest pass uses, in bytes (the normalize reduction).
-WORKGROUP_STORAGE = 4 * WORKGROUP + 64
+#: Workgroup memory the largest pass uses, in bytes (the VM's program tile).
+WORKGROUP_STORAGE = 12 * WORKGROUP + 16
 
 #: Limits sae checks, with the smallest value it can work with.
 REQUIRED_LIMITS: dict[str, int] = {

@@ -2,8 +2,9 @@
 
 In a checkout the shaders are the top-level ``shaders/`` folder; in an installed
 wheel they are package data at ``sae/shaders`` (hatch ``force-include``). Every pass
-is compiled as ``wgsl_prelude(caps) + common.wgsl + <pass>.wgsl``, so layouts,
-opcodes and capacities are written once, in :mod:`sae.layout`.
+is compiled as ``wgsl_prelude(caps) + const WG + common.wgsl + <pass>.wgsl``, so
+layouts, opcodes and capacities are written once, in :mod:`sae.layout`, and the
+workgroup size once, in :mod:`sae.gpu.device`.
 """
 
 from __future__ import annotations
@@ -40,7 +41,10 @@ def shader_source(name: str, caps: Capacities) -> str:
     """The full WGSL text of pass ``name`` for these capacities."""
     if name not in PASSES:
         raise ValueError(f"shader_source: unknown pass {name!r} (known: {', '.join(PASSES)})")
-    return f"{wgsl_prelude(caps)}\n{_read(COMMON)}\n// ---- {name}.wgsl ----\n{_read(name)}"
+    from sae.gpu.device import WORKGROUP
+
+    backend = f"const WG: u32 = {WORKGROUP}u;  // threads per workgroup (sae.gpu.device.WORKGROUP)\n"
+    return f"{wgsl_prelude(caps)}\n{backend}{_read(COMMON)}\n// ---- {name}.wgsl ----\n{_read(name)}"
 
 
 def numbered(source: str) -> str:
