@@ -202,7 +202,7 @@ def embed_with_teacher(
     ``model`` is a model name or directory (default: the bundled all-MiniLM-L6-v2),
     or an already loaded ``SentenceTransformer``.
     """
-    st = model if hasattr(model, "encode") else load_teacher_model(model)  # type: ignore[arg-type]
+    st = load_teacher_model(model) if isinstance(model, (str, Path)) else model
     texts = list(texts)
     if not texts:
         dim = int(st.get_sentence_embedding_dimension() or 0)

