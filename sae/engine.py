@@ -21,24 +21,35 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "cpu", "gpu")
 
 
-def make_backend(name: str, alg: Algorithm, caps: Capacities, adapter: str | None = None) -> Backend:
+def make_backend(
+    name: str, alg: Algorithm, caps: Capacities, adapter: str | None = None, batch_size: int | None = None
+) -> Backend:
     """Build backend ``name`` (auto, cpu or gpu).
 
-    ``auto`` takes a GPU adapter when one can run sae and otherwise the numpy path,
-    and logs which; an explicit ``gpu`` with no usable adapter raises
-    :class:`~sae.errors.BackendUnavailableError`.
+    ``auto`` takes a hardware GPU adapter when one can run sae and otherwise the
+    numpy path, and logs which: a software adapter (Mesa's lavapipe, WARP) is slower
+    than numpy, so auto uses it only when named with ``adapter``. An explicit ``gpu``
+    with no usable adapter raises :class:`~sae.errors.BackendUnavailableError`.
+    ``batch_size`` is the GPU chunk (documents per dispatch).
     """
     if name not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
     if name in ("gpu", "auto"):
         try:
-            from sae.gpu import GpuBackend
+            from sae.gpu import GpuBackend, choose_adapter
 
-            return GpuBackend(alg, caps, adapter=adapter)
+            if name == "auto" and adapter is None:
+                info = choose_adapter()
+                if info.device_type == "CPU":
+                    raise BackendUnavailableError(
+                        f"only a software adapter ({info.name}, {info.backend}) is available, slower than "
+                        "numpy here; pass --backend gpu to use it"
+                    )
+            return GpuBackend(alg, caps, adapter=adapter, chunk=batch_size)
         except BackendUnavailableError as exc:
             if name == "gpu":
                 raise
-            log.warning("no usable GPU adapter (%s); using the CPU backend", exc)
+            log.warning("%s; using the CPU backend", exc)
         except ImportError as exc:
             if name == "gpu":
                 raise BackendUnavailableError(f"the GPU backend cannot be loaded: {exc}") from None
@@ -83,7 +94,7 @@ class Engine:
             raise ValueError(f"Engine: batch_size must be >= 1, got {batch_size}")
         self.caps = caps
         self.algorithm = algorithm if isinstance(algorithm, Algorithm) else load_algorithm(algorithm, caps)
-        self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter)
+        self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter, batch_size)
         self.batch_size = batch_size
         self._batch = ProgramBatch(batch_size, caps)
         self._profiler: Profiler | None = None

@@ -51,3 +51,18 @@ def test_explain_reports_the_journal(engine):
 def test_unknown_backend_is_a_clear_error(tiny_alg):
     with pytest.raises(BackendUnavailableError, match="unknown backend 'tpu'"):
         Engine(tiny_alg, backend="tpu")
+
+
+def test_auto_prefers_numpy_over_a_software_adapter(tiny_alg, monkeypatch, caplog):
+    import sae.gpu
+    from sae.engine import make_backend
+    from sae.gpu.device import AdapterInfo
+    from sae.layout import DEFAULT_CAPACITIES
+
+    software = AdapterInfo(index=0, name="llvmpipe", backend="Vulkan", device_type="CPU", description="",
+                           features=set(), limits={}, adapter=None)
+    monkeypatch.setattr(sae.gpu, "choose_adapter", lambda name=None: software)
+    with caplog.at_level(logging.WARNING, logger="sae.engine"):
+        backend = make_backend("auto", tiny_alg, DEFAULT_CAPACITIES)
+    assert backend.name == "cpu"
+    assert "only a software adapter (llvmpipe, Vulkan)" in caplog.text

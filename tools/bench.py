@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -144,7 +145,7 @@ def main() -> int:
     texts = dev_sentences(args.shared)
     results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                  "python": platform.python_version()},
-                     "texts": len(texts), "rows": []}
+                     "texts": len(texts), "rows": [], "sweeps": []}
     cpu = Engine(args.algorithm, backend="cpu")
     paths = ["cpu"]
     try:
@@ -170,6 +171,20 @@ def main() -> int:
             row = {"path": name, "batch_size": 1024, "length": length,
                    **bench_engine(engine, of_length(texts, engine, length))}
             results["rows"].append(row)
+        # Cost model: the same texts with fewer rules and fewer annealing steps.
+        alg = cpu.algorithm
+        n_rules = len(alg.rules)
+        for rules in sorted({0, n_rules // 2, n_rules}):
+            variant = replace(alg, rules=alg.rules[:rules])
+            row = {"path": name, "batch_size": 1024, "length": "dev", "rules": rules,
+                   "max_steps": alg.params.max_steps,
+                   **bench_engine(Engine(variant, backend=name, batch_size=1024), texts)}
+            results["sweeps"].append(row)
+        for steps in sorted({0, alg.params.max_steps // 4, alg.params.max_steps}):
+            variant = replace(alg, params=replace(alg.params, max_steps=steps))
+            row = {"path": name, "batch_size": 1024, "length": "dev", "rules": n_rules, "max_steps": steps,
+                   **bench_engine(Engine(variant, backend=name, batch_size=1024), texts)}
+            results["sweeps"].append(row)
     results["cpu_allocation"] = allocation_per_step(cpu, texts)
     if args.m2v_python and args.m2v_model:
         results["model2vec"] = model2vec(args.m2v_python, args.m2v_model, texts)
@@ -209,6 +224,13 @@ def report(results: dict) -> None:
                       f"{m2v['texts_per_s'] / tok:.2f}x")
     table.add_row("tokenize only", "—", "dev", f"{tok:,.0f}", "—", "—", "1.00x")
     console.print(table)
+    sweep = Table(title="cost model: rules and annealing steps (dev texts, batch 1024)")
+    for col in ("path", "rules", "max steps", "texts/s", "ms per 1k texts"):
+        sweep.add_column(col, justify="right")
+    for r in results["sweeps"]:
+        sweep.add_row(r["path"], str(r["rules"]), str(r["max_steps"]), f"{r['texts_per_s']:,.0f}",
+                      f"{1e6 / r['texts_per_s']:.1f}")
+    console.print(sweep)
     alloc = results["cpu_allocation"]
     console.print(
         f"CPU annealing of {alloc['documents']} docs, {alloc['steps']} steps: peak temporaries "

@@ -39,8 +39,8 @@ def _setup_logging(verbose: bool) -> None:
 
     handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
-    for noisy in ("wgpu", "tokenizers"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Not "wgpu": creating its logger before wgpu is imported breaks wgpu's own setup.
+    logging.getLogger("tokenizers").setLevel(logging.WARNING)
 
 
 def main(argv: list[str] | None = None) -> int:
