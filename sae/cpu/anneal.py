@@ -64,7 +64,7 @@ class Annealer:
     def run(self, batch: ProgramBatch) -> None:
         """Anneal every document of ``batch`` in place, filling its journal."""
         n, length = batch.n, batch.max_length()
-        if n == 0 or length == 0 or self.m.n_rules == 0:
+        if n == 0 or length == 0 or self.m.n_rules == 0 or self.params.max_steps == 0:
             return
         backup, inhibit = self._scratch(batch)
         inhibit[:n] = 0

@@ -53,8 +53,10 @@ class Matcher:
         self.vocab_size = alg.vocab_size
         self.symbol_classes = alg.symbol_classes
         self.phrase_bonus = alg.phrase_bonus.astype(np.int64)
-        # Lexicon keys as big-endian byte strings: bytewise order == uint32 word order,
-        # so np.searchsorted is the binary search the GPU does word by word.
+        # Lexicon keys in a form whose numpy order is the uint32 word order the GPU
+        # binary-searches: 15 bits a token packed into uint64 when ids fit (padding
+        # 0xFFFFFFFF becomes 0x7FFF, still above every token), else big-endian bytes.
+        self._packed = alg.vocab_size < 0x7FFF and caps.phrase <= 4
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
         # How far past its anchor a match can reach: a rewrite at [first, last]
@@ -62,6 +64,13 @@ class Matcher:
         self.reach = max((int((r["gap"][1 : r["length"]] + 1).sum()) for r in self.rules), default=0)
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
+        """``(..., phrase)`` uint32 keys as one sortable scalar each."""
+        if self._packed:
+            words = np.minimum(keys, 0x7FFF).astype(np.uint64)
+            packed = np.zeros(keys.shape[:-1], dtype=np.uint64)
+            for w in range(keys.shape[-1]):
+                packed = (packed << np.uint64(15)) | words[..., w]
+            return packed
         return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
 
     def view(self, words: np.ndarray, lengths: np.ndarray) -> StreamView:
