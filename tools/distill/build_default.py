@@ -84,11 +84,11 @@ class Config:
     min_word_freq: int = 2  # multi-piece whole words in the lexicon
     min_bigram_freq: int = 100_000  # word bigrams in the lexicon
     lam_tok: float = 0.01  # ridge strength toward the token prior
-    lam_phrase: float = 1.0  # ridge strength toward the compositional phrase vector
+    lam_phrase: float = 0.3  # ridge strength toward the compositional phrase vector
     lam_map: float = 1.0  # ridge of the 384x384 prior map
     neg_scale: float = 1.0  # arg1 of a negated word (1.0: rule off)
-    windows: int = 2  # word windows per train sentence added as extra teacher texts
-    window_weight: float = 0.5  # weight of a window row relative to a sentence row
+    windows: int = 8  # word windows per train sentence added as extra teacher texts
+    window_weight: float = 1.0  # weight of a window row relative to a sentence row
     token_weight: float = 0.05  # weight of the single-token rows
     rules: bool = True
     phrase_prior: str = "sum"  # "teacher": teacher(phrase text) mapped; "sum": sum of its tokens
