@@ -91,6 +91,10 @@ class Config:
     window_weight: float = 1.0  # weight of a window row relative to a sentence row
     token_weight: float = 0.05  # weight of the single-token rows
     rules: bool = True
+    # Reweighting rules added after the fit, tuned on train-holdout Spearman (--tune-rules):
+    num_scale: float = 3.0  # any token with a digit
+    stop_scale: float = 0.25  # a stopword right before a content word (determiners, "is", ...)
+    punct_scale: float = 0.5  # punctuation right after a content word
     phrase_prior: str = "sum"  # "teacher": teacher(phrase text) mapped; "sum": sum of its tokens
 
 
@@ -219,6 +223,29 @@ def make_rules(alg_classes: tuple[str, ...], cfg: Config) -> tuple[Rule, ...]:
                  updates=(ItemUpdate(), ItemUpdate(arg1=round(cfg.neg_scale * Q16_ONE))))
         )
     return tuple(rules)
+
+
+def reweight_rules(cfg: Config) -> tuple[Rule, ...]:
+    """Rewrites that change item weights (arg1, Q16) in context; added after the ridge fit.
+
+    The ridge fits vectors to the teacher; these rules then re-balance the items for
+    the similarity task itself (numbers matter more to STS raters than to the
+    teacher's geometry, function words and punctuation less). Fitting them inside
+    the ridge would undo them: the fit would rescale the vectors to match the teacher.
+    """
+    P = PatternElement
+    acc = int(Op.ACC)
+    out = []
+    if cfg.num_scale != 1.0:
+        out.append(Rule("boost_number", 50, (P(opcode=acc, classes=("num",)),),
+                        updates=(ItemUpdate(arg1=round(cfg.num_scale * Q16_ONE)),)))
+    if cfg.stop_scale != 1.0:
+        out.append(Rule("soften_stop_before_word", 50, (P(opcode=acc, classes=("stop",)), P(classes=("word",))),
+                        updates=(ItemUpdate(arg1=round(cfg.stop_scale * Q16_ONE)), ItemUpdate())))
+    if cfg.punct_scale != 1.0:
+        out.append(Rule("soften_punct_after_word", 50, (P(classes=("word",)), P(opcode=acc, classes=("punct",))),
+                        updates=(ItemUpdate(), ItemUpdate(arg1=round(cfg.punct_scale * Q16_ONE)))))
+    return tuple(out)
 
 
 def skeleton(tok_json: str, vocab: list[str], lexicon: list[tuple[int, ...]], counts: list[int],
@@ -487,9 +514,12 @@ def run(cfg: Config, args, pairs_fit, pairs_eval, teacher, tok_json, vocab, toke
     keep = keep_mask(alg, vocab, seen, row_budget(alg, cfg.dim, cfg.max_bytes))
     log(f"{tag}: {int(keep.sum())} vector rows of {alg.n_symbols} symbols")
     alg = compress(alg, full, basis, cfg.dim, keep)
+    if cfg.rules:
+        alg = replace(alg, rules=alg.rules + reweight_rules(cfg))
     result = {}
     if pairs_eval is not None:
         result["with_rules"] = eval_alg(alg, pairs_eval)
+        result["merges_only"] = eval_alg(replace(alg, rules=tuple(r for r in alg.rules if r.kind == "merge")), pairs_eval)
         if alg.rules:
             result["without_rules"] = eval_alg(alg.without_rules(), pairs_eval)
         log(f"{tag}: {json.dumps(result)}")
