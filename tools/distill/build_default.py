@@ -172,6 +172,8 @@ def ensure_teacher(cache: Path, texts: list[str], teacher_python: str) -> dict[s
             [teacher_python, str(REPO / "tools/distill/teacher_cache.py"), "--cache", str(cache), "--texts", str(req)],
             check=True, env=env,
         )
+    if not file.exists():
+        return {"texts": [], "emb": np.zeros((0, 384), dtype=np.float32)}
     table = read_teacher(file)
     return {"texts": table.texts, "emb": table.embeddings}
 

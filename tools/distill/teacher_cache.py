@@ -8,6 +8,7 @@ the repository root::
 
 It writes, under ``--cache``:
 
+* ``tokenizer.json``: the teacher's tokenizer (the student uses it as is);
 * ``tokens.npy``: ``(vocab, 384)`` float32, the teacher's embedding of every vocabulary
   token alone (input ``[CLS] token [SEP]``, the model's mean pooling, L2-normalized);
 * ``texts.parquet``: a teacher file (``text``, ``embedding``) with every text of
@@ -68,6 +69,13 @@ def main() -> int:
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
     st = load_teacher_model(args.model)
+
+    # The student's tokenizer is the teacher's own (all-MiniLM-L6-v2, Apache-2.0).
+    from sae.teacher import resolve_model
+
+    tok_json = Path(resolve_model(args.model)) / "tokenizer.json"
+    if not (cache / "tokenizer.json").exists() and tok_json.exists():
+        (cache / "tokenizer.json").write_bytes(tok_json.read_bytes())
 
     tok_file = cache / "tokens.npy"
     if not tok_file.exists():
