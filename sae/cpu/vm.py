@@ -20,16 +20,22 @@ def run_vm(
     sp = np.zeros(d, dtype=np.int64)
     rows_d = np.arange(d)
     for p in range(length):
-        # Only documents this long do anything at p: compute their items alone.
+        # Only documents this long do anything at p: compute their items alone. The
+        # engine batches by length, so they are usually one run: a slice, not a gather.
         docs = np.flatnonzero(p < lengths)
+        if docs.size and docs[-1] - docs[0] + 1 == docs.size:
+            docs = slice(int(docs[0]), int(docs[-1]) + 1)
         op = words[docs, p, F.OPCODE]
         row = words[docs, p, F.ARG0]
         scale = words[docs, p, F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16
         v = (weights[row] * scale)[:, None] * vectors[row]
         if not (op > Op.ACC).any():  # only ACC and NOP here: no stack work
-            acc_docs = docs[op == Op.ACC]
-            acc[acc_docs] += v[op == Op.ACC]
+            if isinstance(docs, slice) and (op == Op.ACC).all():
+                acc[docs] += v
+            else:
+                acc[np.arange(d)[docs][op == Op.ACC]] += v[op == Op.ACC]
             continue
+        docs = np.arange(d)[docs]
         s = sp[docs]
         has, full = s > 0, s >= stack_depth
         to_acc = (op == Op.ACC) | ((op == Op.PUSH) & full)
