@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.errors import InputError
+from sae.io import decode_utf8, existing_file
 
 
 @dataclass(frozen=True)
@@ -38,19 +39,7 @@ class Pairs:
 def read_pairs(path: str | Path) -> Pairs:
     """Read an STS Benchmark style file; one-line :class:`InputError` on bad input."""
     name = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: no such file")
-    if p.is_dir():
-        raise InputError(f"{name}: is a directory, expected an STS pairs file")
-    data = p.read_bytes()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
+    text = decode_utf8(existing_file(path, "an STS pairs file").read_bytes(), name)
     s1: list[str] = []
     s2: list[str] = []
     scores: list[float] = []

