@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -107,25 +108,34 @@ def check_writable(out: str) -> Path:
     return path
 
 
-def write_embeddings(out: str, texts: list[str], embeddings: np.ndarray) -> None:
-    """Write Parquet with ``text`` (string) and ``embedding`` (fixed-size list of float32).
+def write_atomically(out: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``out``, then rename it into place.
 
-    Written to a temporary file beside ``out`` and renamed into place, so a failure
-    never leaves a partial file (and never destroys an existing one).
+    A failure never leaves a partial file and never destroys an existing one. The file
+    gets the permissions a plain ``open()`` would give it (the umask), not mkstemp's 0600.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = check_writable(out)
-    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    values = pa.array(emb.reshape(-1), type=pa.float32())
-    column = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
-    table = pa.table({"text": pa.array(texts, type=pa.string()), "embedding": column})
+    path = check_writable(str(out))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        pq.write_table(table, tmp)
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_embeddings(out: str, texts: list[str], embeddings: np.ndarray) -> None:
+    """Write Parquet with ``text`` (string) and ``embedding`` (fixed-size list of float32),
+    atomically (:func:`write_atomically`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
+    values = pa.array(emb.reshape(-1), type=pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
+    table = pa.table({"text": pa.array(texts, type=pa.string()), "embedding": column})
+    write_atomically(out, lambda tmp: pq.write_table(table, tmp))

@@ -58,3 +58,17 @@ def test_output_is_written_whole_or_not_at_all(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temporary left
     with pytest.raises(InputError, match="does not exist"):
         write_embeddings(str(tmp_path / "missing" / "x.parquet"), ["a"], np.ones((1, 3), np.float32))
+
+
+def test_outputs_get_ordinary_permissions(tmp_path):
+    import os
+
+    import numpy as np
+
+    out = tmp_path / "out.parquet"
+    umask = os.umask(0o022)
+    try:
+        write_embeddings(str(out), ["a"], np.ones((1, 2), np.float32))
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644

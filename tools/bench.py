@@ -139,7 +139,7 @@ def main() -> int:
     ap.add_argument("--m2v-python", help="a Python interpreter with model2vec installed")
     ap.add_argument("--m2v-model", help="a Model2Vec model directory")
     ap.add_argument("--batch-sizes", default="256,1024,4096")
-    ap.add_argument("--lengths", default="16,64,128", help="approximate tokens per text")
+    ap.add_argument("--lengths", default="16,64,120", help="approximate tokens per text (at most 128)")
     args = ap.parse_args()
 
     texts = dev_sentences(args.shared)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from sae.cli.common import add_engine_options, engine_from_args
-from sae.io import check_writable, read_texts
+from sae.io import check_writable, read_texts, write_atomically
 from sae.profile import Profiler
 
 log = logging.getLogger("sae")
@@ -49,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     with profiler.scope("embed", texts=len(texts)):
         engine.embed(texts)
     engine.profiler = None
-    _write_json_atomically(Path(args.trace), profiler.chrome_trace())
+    trace = profiler.chrome_trace()
+    write_atomically(args.trace, lambda tmp: Path(tmp).write_text(json.dumps(trace)))
     gpu, cpu = profiler.summary("gpu"), profiler.summary("cpu")
     if args.json:
         print(json.dumps({"backend": engine.backend.name, "device": engine.backend.description,
@@ -79,14 +78,3 @@ def _fill(table, rows: list[dict], what: str) -> None:
     for r in rows:
         table.add_row(r["name"], str(r["calls"]), f"{r['total_ms']:.2f}", f"{r['mean_us']:.1f}",
                       f"{100 * r['share']:.1f}%")
-
-
-def _write_json_atomically(path: Path, obj: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
