@@ -40,7 +40,7 @@ def make_backend(
 
             if name == "auto" and adapter is None:
                 info = choose_adapter()
-                if info.device_type == "CPU":
+                if info.is_software:
                     raise BackendUnavailableError(
                         f"only a software adapter ({info.name}, {info.backend}) is available, slower than "
                         "numpy here; pass --backend gpu to use it"

@@ -78,8 +78,13 @@ def run(args: argparse.Namespace) -> int:
             limits.add_row(name, *(f"{a['limits'][name]} / {need}" for a in info["adapters"]))
         console.print(limits)
     if info["chosen"] is None:
-        console.print(f"sae would use the CPU backend: {info['chosen_reason']}")
+        console.print(f"sae uses the CPU backend: {info['chosen_reason']}")
     else:
         a = info["adapters"][info["chosen"]]
-        console.print(f"sae would use adapter #{a['index']}: {a['name']} ({a['backend']})")
+        console.print(f"--backend gpu uses adapter #{a['index']}: {a['name']} ({a['backend']})")
+        if a["device_type"] == "CPU" and not info["env"].get("SAE_ADAPTER"):
+            console.print("--backend auto uses the CPU backend: this is a software adapter, slower than "
+                          "numpy (name it with --adapter or SAE_ADAPTER to use it)")
+        else:
+            console.print("--backend auto uses it too")
     return 0

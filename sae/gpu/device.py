@@ -66,6 +66,11 @@ class AdapterInfo:
     adapter: Any = field(repr=False, default=None)
 
     @property
+    def is_software(self) -> bool:
+        """A CPU rasterizer (lavapipe, WARP): slower than numpy, so ``auto`` skips it."""
+        return self.device_type == "CPU"
+
+    @property
     def timestamp_query(self) -> bool:
         return "timestamp-query" in self.features
 

@@ -26,7 +26,7 @@ def test_info_json(capsys):
 
 def test_info_table(capsys):
     assert main(["info"]) == 0
-    assert "sae would use adapter" in capsys.readouterr().out
+    assert "--backend gpu uses adapter" in capsys.readouterr().out
 
 
 def test_compare_builtin_texts_agree(capsys, tiny_dir):
