@@ -363,7 +363,7 @@ class GpuBackend:
             self._dispatch_cpu_timed(prof, name, x, y, args)
             return
         writes = None
-        if prof is not None and 2 * len(self._pass_log) + 2 <= TIMESTAMPS:
+        if 2 * len(self._pass_log) + 2 <= TIMESTAMPS:
             i = 2 * len(self._pass_log)
             writes = {"query_set": self._query_set, "beginning_of_pass_write_index": i,
                       "end_of_pass_write_index": i + 1}
