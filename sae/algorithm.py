@@ -143,6 +143,15 @@ class Algorithm:
         tok.no_padding()
         return tok
 
+    @property
+    def reach(self) -> int:
+        """How far past its anchor any rule's match can extend (docs/ENGINE.md §2).
+
+        A rewrite of items ``[first, last]`` changes only the bids anchored in
+        ``[first - reach, last]``: both backends re-bid just that window.
+        """
+        return max((sum(el.gap + 1 for el in rule.pattern[1:]) for rule in self.rules), default=0)
+
     def class_mask(self, names: tuple[str, ...]) -> int:
         """Bitmask of the named token classes."""
         mask = 0

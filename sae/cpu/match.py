@@ -59,9 +59,7 @@ class Matcher:
         self._packed = alg.vocab_size < 0x7FFF and caps.phrase <= 4
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
-        # How far past its anchor a match can reach: a rewrite at [first, last]
-        # changes only the bids anchored in [first - reach, last].
-        self.reach = max((int((r["gap"][1 : r["length"]] + 1).sum()) for r in self.rules), default=0)
+        self.reach = alg.reach
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
         """``(..., phrase)`` uint32 keys as one sortable scalar each."""

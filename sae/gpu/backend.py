@@ -285,10 +285,7 @@ class GpuBackend:
         p["backup_base"] = self.chunk * caps.stream
         p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"] = offsets[:4]
         p["off_vectors"] = alg.weights.shape[0]
-        rules = self._rules_np
-        p["reach"] = max(
-            (int((rules["gap"][r, 1 : rules["length"][r]] + 1).sum()) for r in range(len(rules))), default=0
-        )
+        p["reach"] = alg.reach
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
