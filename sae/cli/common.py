@@ -18,15 +18,16 @@ def positive_int(text: str) -> int:
     return value
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True) -> None:
-    """--algorithm, --backend, --adapter (and --batch-size)."""
+def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, backend: bool = True) -> None:
+    """--algorithm, --adapter, and unless turned off --backend and --batch-size."""
     parser.add_argument("--algorithm", metavar="PATH", help="Algorithm directory (default: the bundled one)")
-    parser.add_argument(
-        "--backend",
-        choices=BACKENDS,
-        default="auto",
-        help="auto: a GPU adapter when one can run sae, else the CPU (says which on stderr)",
-    )
+    if backend:
+        parser.add_argument(
+            "--backend",
+            choices=BACKENDS,
+            default="auto",
+            help="auto: a GPU adapter when one can run sae, else the CPU (says which on stderr)",
+        )
     parser.add_argument(
         "--adapter",
         metavar="NAME",

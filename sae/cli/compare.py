@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 
 import numpy as np
 
 
-try:  # Import wgpu before the CLI configures logging: wgpu asserts that the "wgpu"
-    import wgpu  # noqa: F401  logger is its own class, which a getLogger("wgpu") made first breaks.
-except ImportError:  # pragma: no cover - reported when a GPU is asked for
-    pass
-
 from sae.batch import ProgramBatch
-from sae.cli.common import positive_int
+from sae.cli.common import add_engine_options
 
 #: Embeddings of both backends must agree within this (docs/ENGINE.md §5).
 EMBEDDING_TOLERANCE = 1e-5
@@ -52,11 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=".txt (one text per line), .parquet/.arrow with a text column, or - for stdin "
                    "(default: a few built-in sentences)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    p.add_argument("--algorithm", metavar="PATH", help="Algorithm directory (default: the bundled one)")
-    p.add_argument("--adapter", metavar="NAME", default=os.environ.get("SAE_ADAPTER"),
-                   help="GPU adapter to use, by (part of) its name (env SAE_ADAPTER)")
-    p.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
-                   help="documents per batch (default 1024)")
+    add_engine_options(p, backend=False)  # both backends run
     p.set_defaults(run=run)
 
 
@@ -80,14 +70,13 @@ class _Stage:
 
 def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_size: int) -> dict:
     """Run both backends on ``texts``; the report ``sae compare --json`` prints."""
-    from sae.cpu import CpuBackend
     from sae.engine import Engine
     from sae.gpu import GpuBackend
 
     engine = Engine(algorithm, backend="cpu", batch_size=batch_size)
     alg, caps = engine.algorithm, engine.caps
     gpu = GpuBackend(alg, caps, adapter=adapter)
-    backends = {"cpu": CpuBackend(alg, caps), "gpu": gpu}
+    backends = {"cpu": engine.backend, "gpu": gpu}
     batches = {name: ProgramBatch(batch_size, caps) for name in backends}
     seconds = dict.fromkeys(backends, 0.0)
     stages = {name: _Stage(name) for name in ("bids", "items", "lengths", "journal", "embeddings")}

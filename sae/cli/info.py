@@ -7,11 +7,6 @@ import json
 import os
 
 
-try:  # Import wgpu before the CLI configures logging: wgpu asserts that the "wgpu"
-    import wgpu  # noqa: F401  logger is its own class, which a getLogger("wgpu") made first breaks.
-except ImportError:  # pragma: no cover - reported when a GPU is asked for
-    pass
-
 from sae.errors import BackendUnavailableError
 
 
