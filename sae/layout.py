@@ -39,6 +39,8 @@ Q16_ONE = 1 << 16
 SCORE_MAX = (1 << 15) - 1
 #: Largest health tolerance; keeps ``score + tolerance`` inside int32.
 TOLERANCE_MAX = 1 << 30
+#: Embeddings of the two backends agree within this, per component (docs/ENGINE.md §5).
+EMBEDDING_TOLERANCE = 1e-5
 #: Journal outcomes.
 COMMITTED = 1
 REVERTED = 2

@@ -11,9 +11,8 @@ import numpy as np
 
 from sae.batch import ProgramBatch
 from sae.cli.common import add_engine_options
+from sae.layout import EMBEDDING_TOLERANCE
 
-#: Embeddings of both backends must agree within this (docs/ENGINE.md §5).
-EMBEDDING_TOLERANCE = 1e-5
 #: Texts used when no INPUT is given.
 BUILTIN_TEXTS = (
     "A man is playing a guitar on the street.",

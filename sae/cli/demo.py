@@ -13,7 +13,7 @@ from sae.cli.common import add_engine_options
 from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import read_pairs, score_embeddings
-from sae.layout import COMMITTED
+from sae.layout import COMMITTED, EMBEDDING_TOLERANCE
 
 log = logging.getLogger("sae")
 
@@ -85,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
             rows.append((f"  sentences/s ({gpu.backend.name})", f"{gpu_rate:,.0f}"))
             rows.append((f"  Spearman on the sample ({gpu.backend.name})",
                          f"{score_embeddings(pairs, texts, gpu_emb)[0]:.4f}"))
-            verdict = "agree" if diff <= 1e-5 else "DISAGREE"
-            rows.append(("  CPU vs GPU", f"{verdict}: max |difference| {diff:.2e} (bound 1e-5)"))
+            verdict = "agree" if diff <= EMBEDDING_TOLERANCE else "DISAGREE"
+            rows.append(("  CPU vs GPU", f"{verdict}: max |difference| {diff:.2e} (bound {EMBEDDING_TOLERANCE:.0e})"))
 
     table = Table(title="sae demo", show_header=True)
     table.add_column("what")
