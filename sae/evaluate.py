@@ -90,14 +90,11 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
     b = np.asarray(b, dtype=np.float64).ravel()
     if a.shape != b.shape:
         raise ValueError(f"spearman: shapes differ {a.shape} vs {b.shape}")
-    ra, rb = rankdata(a), rankdata(b)
-    ra -= ra.mean()
-    rb -= rb.mean()
-    denom = np.sqrt((ra * ra).sum() * (rb * rb).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+    return pearson(rankdata(a), rankdata(b))
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson's correlation; NaN when a side is constant."""
     a = np.asarray(a, dtype=np.float64).ravel() - np.mean(a)
     b = np.asarray(b, dtype=np.float64).ravel() - np.mean(b)
     denom = np.sqrt((a * a).sum() * (b * b).sum())

@@ -33,16 +33,13 @@ sys.path.insert(0, str(ROOT))
 from sae.batch import ProgramBatch  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import InputError  # noqa: E402
+from sae.evaluate import read_pairs  # noqa: E402
 
 
 def dev_sentences(shared: Path) -> list[str]:
+    """The unique STS-B dev sentences, or the bundled demo sample without ../shared."""
     path = shared / "data" / "stsb" / "sts-dev.csv"
-    if path.exists():
-        rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
-        return sorted({s for r in rows if len(r) >= 7 for s in (r[5], r[6])})
-    sample = ROOT / "sae" / "data" / "demo_pairs.tsv"
-    rows = [line.split("\t") for line in sample.read_text(encoding="utf-8").splitlines()[1:]]
-    return sorted({s for r in rows for s in r[1:3]})
+    return read_pairs(path if path.exists() else ROOT / "sae" / "data" / "demo_pairs.tsv").unique_texts()
 
 
 def of_length(texts: list[str], engine: Engine, tokens: int) -> list[str]:
