@@ -22,7 +22,7 @@ class ProgramBatch:
         self.journal = np.zeros((size, 2 * caps.steps), dtype=JOURNAL_ENTRY)
         self.journal_len = np.zeros(size, dtype=np.uint32)
         self.n = 0  # documents in use
-        self._used = (0, 0, 0)  # documents, items, journal entries the last batch may have written
+        self._used = (0, 0)  # documents and items per stream the last batch may have written
 
     @property
     def size(self) -> int:
@@ -38,16 +38,15 @@ class ProgramBatch:
             raise ValueError(f"ProgramBatch.widen: {n} documents exceed the batch size {self.size}")
         # Clear only what the previous batch wrote: streams never grow past their
         # widened length and journals past journal_len, so the rest is still zero.
-        docs, width, entries = self._used
+        docs, width = self._used
         if docs:
-            entries = max(entries, int(self.journal_len[:docs].max()))
             self.items[:docs, :width] = 0
-            self.journal[:docs, :entries] = 0
+            self.journal[:docs, : int(self.journal_len[:docs].max())] = 0
         self.n = n
         items = self.items[:n]
         self.journal_len[:n] = 0
         lengths = np.fromiter((len(t) for t in token_ids), dtype=np.uint32, count=n)
-        self._used = (n, int(lengths.max()) if n else 0, 0)
+        self._used = (n, int(lengths.max()) if n else 0)
         self.lengths[:n] = lengths
         if n == 0 or lengths.max() == 0:
             return
