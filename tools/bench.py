@@ -92,32 +92,40 @@ def allocation_per_step(engine: Engine, texts: list[str]) -> dict:
             "peak_temporary_bytes_per_document": (peak - base) / max(batch.n, 1)}
 
 
-def model2vec(python: str, model: str, texts: list[str]) -> dict | None:
-    """Time Model2Vec in its own interpreter on the same texts (best of 3 after a warm-up)."""
+def model2vec(python: str, model: str, texts: list[str], save: Path | None = None) -> dict | None:
+    """Time Model2Vec in its own interpreter on the same texts (best of 3 after a warm-up).
+
+    ``save``: also write its embeddings there (``.npy``), for scoring them.
+    """
     code = """
 import json, sys, time
+import numpy as np
 from model2vec import StaticModel
 model = StaticModel.from_pretrained(sys.argv[1])
-texts = json.load(open(sys.argv[2]))
+texts = json.load(open(sys.argv[2], encoding="utf-8"))
 model.encode(texts)
 best = float("inf")
 for _ in range(3):
     start = time.perf_counter()
-    model.encode(texts)
+    emb = model.encode(texts)
     best = min(best, time.perf_counter() - start)
-print(json.dumps({"seconds": best}))
+if sys.argv[3]:
+    np.save(sys.argv[3], emb)
+print(json.dumps({"seconds": best, "dim": int(emb.shape[1])}))
 """
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False, encoding="utf-8") as f:
         json.dump(texts, f)
     try:
-        out = subprocess.run([python, "-c", code, model, f.name], capture_output=True, text=True, timeout=600)
+        out = subprocess.run([python, "-c", code, model, f.name, str(save or "")],
+                             capture_output=True, text=True, timeout=600)
     finally:
         Path(f.name).unlink()
     if out.returncode != 0:
         print(f"model2vec failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
         return None
-    seconds = json.loads(out.stdout)["seconds"]
-    return {"texts": len(texts), "seconds": seconds, "texts_per_s": len(texts) / seconds}
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    return {"texts": len(texts), "seconds": result["seconds"], "dim": result["dim"],
+            "texts_per_s": len(texts) / result["seconds"]}
 
 
 def memory_bandwidth() -> float:

@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import pstats
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,57 +28,27 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sae.batch import ProgramBatch  # noqa: E402
+from bench import model2vec, timed  # noqa: E402  (tools/bench.py, beside this file)
+
 from sae.engine import Engine  # noqa: E402
 from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
+from sae.profile import Profiler  # noqa: E402
 
-M2V_SNIPPET = r"""
-import json, sys, time
-from model2vec import StaticModel
-texts = json.load(open(sys.argv[1], encoding="utf-8"))
-model = StaticModel.from_pretrained(sys.argv[2])
-model.encode(texts[:256])
-best = 0.0
-for _ in range(int(sys.argv[3])):
-    t = time.perf_counter()
-    emb = model.encode(texts)
-    best = max(best, len(texts) / (time.perf_counter() - t))
-json.dump({"rate": best, "dim": int(emb.shape[1])}, sys.stdout)
-import numpy as np
-np.save(sys.argv[4], emb)
-"""
 
 
 def sae_rate(engine: Engine, texts: list[str], repeats: int) -> tuple[float, np.ndarray]:
-    emb = engine.embed(texts)  # warm-up
-    best = 0.0
-    for _ in range(repeats):
-        t = time.perf_counter()
-        emb = engine.embed(texts)
-        best = max(best, len(texts) / (time.perf_counter() - t))
-    return best, emb
+    """Best rate of ``repeats`` runs after a warm-up, and the embeddings."""
+    emb = engine.embed(texts)
+    return len(texts) / timed(lambda: engine.embed(texts), repeat=repeats), emb
 
 
 def stages(engine: Engine, texts: list[str]) -> dict[str, float]:
-    """Seconds per stage for one pass over ``texts`` (same batching as Engine.embed)."""
-    out = {"tokenize": 0.0, "widen": 0.0, "anneal": 0.0, "vm": 0.0}
-    t = time.perf_counter()
-    ids = engine.tokenize(texts)
-    out["tokenize"] = time.perf_counter() - t
-    order = np.argsort([len(x) for x in ids], kind="stable")
-    batch = ProgramBatch(engine.batch_size, engine.caps)
-    for start in range(0, len(order), engine.batch_size):
-        chunk = [ids[i] for i in order[start : start + engine.batch_size]]
-        t = time.perf_counter()
-        batch.widen(chunk, engine.algorithm.symbol_rows)
-        out["widen"] += time.perf_counter() - t
-        t = time.perf_counter()
-        engine.backend.anneal(batch)
-        out["anneal"] += time.perf_counter() - t
-        t = time.perf_counter()
-        engine.backend.execute(batch)
-        out["vm"] += time.perf_counter() - t
-    return out
+    """Seconds per stage of one ``Engine.embed`` pass, from the engine's own profiler."""
+    engine.profiler = Profiler()
+    engine.embed(texts)
+    rows = {r["name"]: r["total_ms"] / 1e3 for r in engine.profiler.summary("cpu")}
+    engine.profiler = None
+    return {"tokenize": rows["tokenize"], "widen": rows["widen"], "anneal": rows["anneal"], "vm": rows["execute"]}
 
 
 def main() -> int:
@@ -107,17 +74,13 @@ def main() -> int:
 
     m2v_rate = None
     if Path(args.m2v_python).exists() and Path(args.m2v_model).exists():
-        tmp = REPO / "out" / "bench"
-        tmp.mkdir(parents=True, exist_ok=True)
-        (tmp / "texts.json").write_text(json.dumps(texts), encoding="utf-8")
-        res = subprocess.run(
-            [args.m2v_python, "-c", M2V_SNIPPET, str(tmp / "texts.json"), args.m2v_model, str(args.repeats),
-             str(tmp / "m2v.npy")],
-            capture_output=True, text=True, check=True,
-        )
-        m2v = json.loads(res.stdout.strip().splitlines()[-1])
-        m2v_rate = m2v["rate"]
-        m2v_rho = score_embeddings(dev, texts, np.load(tmp / "m2v.npy"))[0]
+        saved = REPO / "out" / "bench" / "m2v.npy"
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        m2v = model2vec(args.m2v_python, args.m2v_model, texts, save=saved)
+        if m2v is None:
+            return 1
+        m2v_rate = m2v["texts_per_s"]
+        m2v_rho = score_embeddings(dev, texts, np.load(saved))[0]
         rows.append((f"model2vec ({Path(args.m2v_model).name}, {m2v['dim']}-d)", f"{m2v_rate:,.0f}", f"{m2v_rho:.4f}"))
     else:
         rows.append(("model2vec", "not run (no --m2v-python / --m2v-model)", ""))
