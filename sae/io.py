@@ -128,9 +128,11 @@ def write_atomically(out: str | Path, write: Callable[[str], None]) -> None:
         raise
 
 
-def write_embeddings(out: str, texts: list[str], embeddings: np.ndarray) -> None:
+def write_embeddings(
+    out: str | Path, texts: list[str], embeddings: np.ndarray, metadata: dict[str, str] | None = None
+) -> None:
     """Write Parquet with ``text`` (string) and ``embedding`` (fixed-size list of float32),
-    atomically (:func:`write_atomically`)."""
+    atomically (:func:`write_atomically`); ``metadata`` goes into the schema."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -138,4 +140,6 @@ def write_embeddings(out: str, texts: list[str], embeddings: np.ndarray) -> None
     values = pa.array(emb.reshape(-1), type=pa.float32())
     column = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
     table = pa.table({"text": pa.array(texts, type=pa.string()), "embedding": column})
+    if metadata:
+        table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
     write_atomically(out, lambda tmp: pq.write_table(table, tmp))

