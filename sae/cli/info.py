@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         a = info["adapters"][info["chosen"]]
         console.print(f"--backend gpu uses adapter #{a['index']}: {a['name']} ({a['backend']})")
-        if a["device_type"] == "CPU" and not info["env"].get("SAE_ADAPTER"):
+        if a["is_software"] and not info["env"].get("SAE_ADAPTER"):
             console.print("--backend auto uses the CPU backend: this is a software adapter, slower than "
                           "numpy (name it with --adapter or SAE_ADAPTER to use it)")
         else:

@@ -89,6 +89,7 @@ class AdapterInfo:
             "name": self.name,
             "backend": self.backend,
             "device_type": self.device_type,
+            "is_software": self.is_software,
             "description": self.description,
             "timestamp_query": self.timestamp_query,
             "limits": {k: int(self.limits.get(k, 0)) for k in SHOWN_LIMITS},
