@@ -57,7 +57,7 @@ from sae.algorithm import (  # noqa: E402
     save_algorithm,
 )
 from sae.batch import ProgramBatch  # noqa: E402
-from sae.cpu import CpuBackend  # noqa: E402
+from sae.engine import Engine  # noqa: E402
 from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
 from sae.layout import DEFAULT_CAPACITIES, Q16_ONE, F, Op, item_words  # noqa: E402
 from sae.teacher import read_teacher  # noqa: E402
@@ -282,22 +282,21 @@ def skeleton(tok_json: str, vocab: list[str], lexicon: list[tuple[int, ...]], co
 
 
 def programs(alg: Algorithm, texts: list[str], batch_size: int = 1024, credit_tokens: bool = True):
-    """Anneal ``texts`` with the engine's numpy path; yield (doc, row, coef) triplets.
+    """Anneal ``texts`` with the engine's numpy path; return (doc, row, coef) arrays.
 
     ``coef`` is the item's weight scale divided by the document's token count (mean
     pooling); merged phrases also credit their tokens (the phrase vector is the sum
     of its tokens' vectors plus its own fitted difference).
     """
-    caps = DEFAULT_CAPACITIES
-    backend = CpuBackend(alg, caps)
-    batch = ProgramBatch(batch_size, caps)
-    tok = alg.tokenizer
+    engine = Engine(alg, backend="cpu", batch_size=batch_size)
+    backend = engine.backend
+    batch = ProgramBatch(batch_size, engine.caps)
     V = alg.vocab_size
     phrase_tokens = [np.array([t for t in row if t >= 0]) for row in alg.phrases]
     docs, rows, coefs = [], [], []
     for start in range(0, len(texts), batch_size):
         chunk = texts[start : start + batch_size]
-        ids = [e.ids[: caps.stream] for e in tok.encode_batch(chunk, add_special_tokens=False)]
+        ids = engine.tokenize(chunk)
         batch.widen(ids, alg.symbol_rows)
         n_tok = np.array([max(len(t), 1) for t in ids], dtype=np.float64)
         backend.anneal(batch)
@@ -455,8 +454,6 @@ def row_budget(alg: Algorithm, dim: int, max_bytes: int) -> int:
 
 
 def eval_alg(alg: Algorithm, pairs) -> float:
-    from sae.engine import Engine
-
     texts = pairs.unique_texts()
     emb = Engine(alg, backend="cpu").embed(texts)
     return score_embeddings(pairs, texts, emb)[0]
