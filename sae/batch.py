@@ -19,7 +19,7 @@ class ProgramBatch:
         self.caps = caps
         self.items = np.zeros((size, caps.stream), dtype=PROGRAM_ITEM)
         self.lengths = np.zeros(size, dtype=np.uint32)
-        self.journal = np.zeros((size, 2 * caps.steps), dtype=JOURNAL_ENTRY)
+        self.journal = np.zeros((size, caps.journal), dtype=JOURNAL_ENTRY)
         self.journal_len = np.zeros(size, dtype=np.uint32)
         self.n = 0  # documents in use
         self._used = (0, 0)  # documents and items per stream the last batch may have written

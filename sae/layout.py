@@ -63,6 +63,7 @@ class Capacities:
     phrase: int = 4  #: tokens per lexicon phrase
     stack: int = 8  #: VM data stack depth (vectors)
     steps: int = 64  #: annealing steps
+    journal: int = 256  #: journal entries per document (rewrites attempted)
     dim: int = 1024  #: embedding dimensions
 
     def __post_init__(self) -> None:
@@ -73,6 +74,8 @@ class Capacities:
             raise ValueError(f"Capacities.stream must be in 1..2048, got {self.stream}")
         if not 1 <= self.pattern <= self.phrase:
             raise ValueError("Capacities.pattern must be in 1..phrase")
+        if not 1 <= self.journal <= 65536:
+            raise ValueError(f"Capacities.journal must be in 1..65536, got {self.journal}")
         # The potential (sum of every bid score of a document) must fit in int32.
         if self.stream * self.rules * SCORE_MAX >= 2**31:
             raise ValueError("Capacities.stream * rules * SCORE_MAX must stay below 2**31")
@@ -102,12 +105,12 @@ PROGRAM_ITEM_FIELDS: tuple[Field, ...] = (
 
 JOURNAL_ENTRY_FIELDS: tuple[Field, ...] = (
     ("step", "<u4", "u32", 1, "annealing step"),
-    ("attempt", "<u4", "u32", 1, "0 = best bid, 1 = next-best bid"),
+    ("rank", "<u4", "u32", 1, "the winner's place among its step's winners, by anchor"),
     ("rule", "<u4", "u32", 1, "rule index"),
     ("pos", "<u4", "u32", 1, "anchor position in the stream"),
     ("score", "<u4", "u32", 1, "bid score"),
-    ("potential_before", "<i4", "i32", 1, "sum of all bid scores before the rewrite"),
-    ("potential_after", "<i4", "i32", 1, "sum of all bid scores after the rewrite"),
+    ("potential_before", "<i4", "i32", 1, "P0: sum of all bid scores at the start of the step"),
+    ("potential_after", "<i4", "i32", 1, "P0 minus the change of the bid scores within reach"),
     ("outcome", "<u4", "u32", 1, "COMMITTED or REVERTED"),
 )
 

@@ -43,7 +43,7 @@ def _journal_rows(x: Explanation) -> list[dict]:
     return [
         {
             "step": int(j["step"]),
-            "attempt": "best" if j["attempt"] == 0 else "next",
+            "rank": int(j["rank"]),
             "rule": x.rule_names[int(j["rule"])],
             "pos": int(j["pos"]),
             "score": int(j["score"]),
@@ -80,11 +80,11 @@ def run(args: argparse.Namespace) -> int:
                   f"{sum(j['outcome'] == 'reverted' for j in journal)} reverted rewrites "
                   f"({engine.algorithm.name}, {engine.backend.name})")
     table = Table(title="journal")
-    for col in ("step", "try", "rule", "pos", "score", "potential", "outcome"):
-        table.add_column(col, justify="right" if col in ("step", "pos", "score") else "left")
+    for col in ("step", "rank", "rule", "pos", "score", "potential", "outcome"):
+        table.add_column(col, justify="right" if col in ("step", "rank", "pos", "score") else "left")
     for j in journal:
         style = "green" if j["outcome"] == "committed" else "red"
-        table.add_row(str(j["step"]), j["attempt"], j["rule"], str(j["pos"]), str(j["score"]),
+        table.add_row(str(j["step"]), str(j["rank"]), j["rule"], str(j["pos"]), str(j["score"]),
                       f"{j['potential_before']} → {j['potential_after']}", f"[{style}]{j['outcome']}[/]")
     console.print(table)
     for title, items in (("program before", x.initial), ("program after", x.final)):
