@@ -6,169 +6,183 @@ import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
-from sae.cpu.match import Matcher, decode_key, potential
-from sae.cpu.rewrite import apply_rewrites
-from sae.layout import COMMITTED, ITEM_WORDS, REVERTED, item_words
+from sae.cpu.match import Matcher, decode_key
+from sae.cpu.rewrite import apply_winners
+from sae.layout import COMMITTED, REVERTED, RULE_MERGE, item_words
 
 
-def _keys_at(keys: np.ndarray, docs: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """``keys[docs]`` at per-document anchors ``(G, A)``; anchors out of range give no bid."""
-    valid = (anchors >= 0) & (anchors < keys.shape[1])
-    out = keys[docs[:, None], np.clip(anchors, 0, keys.shape[1] - 1)]
-    out[~valid] = 0
-    return out
+def select_winners(cand: np.ndarray, last: np.ndarray, reach: int) -> np.ndarray:
+    """Which candidates beat every other candidate their span overlaps (§3 step 3).
 
-
-def _put_keys(keys: np.ndarray, docs: np.ndarray, anchors: np.ndarray, values: np.ndarray) -> None:
-    valid = (anchors >= 0) & (anchors < keys.shape[1])
-    rows = np.broadcast_to(docs[:, None], anchors.shape)
-    keys[rows[valid], anchors[valid]] = values[valid]
-
-
-def _shift_keys(keys: np.ndarray, docs: np.ndarray, anchor: np.ndarray, shift: np.ndarray) -> None:
-    """After a merge at ``anchor``, bids past it move left by ``shift`` with the same score."""
-    sel = shift > 0
-    docs, anchor, shift = docs[sel], anchor[sel], shift[sel]
-    if docs.size == 0:
-        return
-    length = keys.shape[1]
-    a = np.arange(length)[None, :]
-    after = a > anchor[:, None]
-    moved = _keys_at(keys, docs, np.where(after, a + shift[:, None], a))
-    # The tie-break encodes the anchor: one position left adds 32 to the key.
-    moved += np.where(after[..., None] & (moved > 0), shift[:, None, None] << 5, 0).astype(np.uint32)
-    keys[docs] = moved
+    ``cand[g, p]`` is the best eligible key anchored at ``p`` (0 = none) and
+    ``last[g, p]`` the last item of its span. A span reaches at most ``reach`` items
+    past its anchor, so only anchors that close can overlap.
+    """
+    win = cand > 0
+    pos = np.arange(cand.shape[1])
+    for o in range(1, min(reach, cand.shape[1] - 1) + 1):
+        left, left_last = np.zeros_like(cand), np.full_like(last, -1)
+        left[:, o:], left_last[:, o:] = cand[:, :-o], last[:, :-o]
+        win &= ~((left > cand) & (left_last >= pos))
+        right = np.zeros_like(cand)
+        right[:, :-o] = cand[:, o:]
+        win &= ~((right > cand) & (pos + o <= last))
+    return win
 
 
 class Annealer:
-    """Runs the loop of one Algorithm; scratch buffers are sized once per batch size."""
-
-    #: Tests set this to check every incremental bid update against a full recount.
-    verify_incremental = False
+    """Runs the loop of one Algorithm over a batch of documents at once."""
 
     def __init__(self, alg: Algorithm, matcher: Matcher) -> None:
         self.alg, self.m = alg, matcher
         self.params = alg.params
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
-        self._backup: np.ndarray | None = None
-        self._inhibit: np.ndarray | None = None
-
-    def _scratch(self, batch: ProgramBatch) -> tuple[np.ndarray, np.ndarray]:
-        shape = (batch.size, batch.caps.stream, ITEM_WORDS)
-        if self._backup is None or self._backup.shape != shape:
-            self._backup = np.zeros(shape, dtype=np.uint32)
-            self._inhibit = np.zeros((batch.size, max(self.m.n_rules, 1)), dtype=np.uint32)
-        assert self._inhibit is not None
-        return self._backup, self._inhibit
+        # The span of a rule without gaps always has the same length; the others are
+        # located by matching again.
+        self._extent = np.array(
+            [r["length"] - 1 if not r["gap"][: r["length"]].any() else -1 for r in matcher.rules] or [0],
+            dtype=np.int64,
+        )
+        self._merge = np.array([r["kind"] == RULE_MERGE for r in matcher.rules] or [False])
 
     def run(self, batch: ProgramBatch) -> None:
         """Anneal every document of ``batch`` in place, filling its journal."""
         n, length = batch.n, batch.max_length()
         if n == 0 or length == 0 or self.m.n_rules == 0 or self.params.max_steps == 0:
             return
-        backup, inhibit = self._scratch(batch)
-        inhibit[:n] = 0
         words = item_words(batch.items)[:n, :length]
         lengths = batch.lengths[:n]
         keys = self.m.bids(self.m.view(words, lengths))
-        pot = potential(keys)
-        rule_ids = np.arange(self.m.n_rules, dtype=np.int64)
+        inhibit = np.zeros((n, self.m.n_rules), dtype=np.uint32)
         live = np.arange(n)  # documents not finished yet
         for step in range(self.params.max_steps):
             live = live[keys[live].any(axis=(1, 2))]
             if live.size == 0:
                 break
-            eligible = np.where(inhibit[live, None, :] == 0, keys[live], 0)
-            best = eligible.max(axis=(1, 2))
-            _, _, best_rule = decode_key(best)
-            nxt = np.where(rule_ids == best_rule[:, None], 0, eligible.max(axis=1)).max(axis=1)
-            inhibit[live] -= inhibit[live] > 0
-            tried, committed = self._attempt(batch, words, lengths, keys, pot, backup, inhibit, live, best, step, 0)
-            retry = tried & ~committed & (nxt > 0)
-            self._attempt(batch, words, lengths, keys, pot, backup, inhibit, live[retry], nxt[retry], step, 1)
+            self._step(batch, words, lengths, keys, inhibit, live, step)
 
-    def _attempt(
+    def _step(
         self,
         batch: ProgramBatch,
         words: np.ndarray,
         lengths: np.ndarray,
         keys: np.ndarray,
-        pot: np.ndarray,
-        backup: np.ndarray,
         inhibit: np.ndarray,
-        docs: np.ndarray,
-        key: np.ndarray,
+        live: np.ndarray,
         step: int,
-        attempt: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Tentatively apply bid ``key[i]`` (0 = none) to document ``docs[i]``; commit or revert.
+    ) -> None:
+        """One step of §3 for the ``live`` documents; ``keys`` are kept current."""
+        m, reach = self.m, self.m.reach
+        cand = np.where(inhibit[live, None, :] == 0, keys[live], 0).max(axis=2)
+        inhibit[live] -= inhibit[live] > 0
+        last = self._last(words, lengths, live, cand)
+        win = select_winners(cand, last, reach)
+        rank = np.cumsum(win, axis=1) - 1
+        win &= rank < (batch.caps.journal - batch.journal_len[live].astype(np.int64))[:, None]
+        active = win.any(axis=1)
+        if not active.any():
+            return
+        docs, cand, last, win, rank = live[active], cand[active], last[active], win[active], rank[active]
+        old_keys = keys[docs]
+        # The tentative stream: every winner applied; words[docs] stays the backup.
+        tent, tent_len = words[docs], lengths[docs].copy()
+        winners = np.where(win, cand, 0)
+        removed = apply_winners(m, tent, tent_len, winners, self.symbol_rows)
+        new_keys = m.bids(m.view(tent, tent_len))
+        # Health of each winner: the change of the bid scores within its reach.
+        g, p = np.nonzero(win)
+        score, _, rule = decode_key(cand[g, p])
+        old_sum, new_sum = _score_prefix(old_keys), _score_prefix(new_keys)
+        lo, hi = np.maximum(p - reach, 0), last[g, p]
+        shift = removed[g, p] if removed is not None else np.zeros_like(p)
+        own = np.where(self._merge[rule], hi - p, 0)
+        new_lo, new_hi = np.maximum(p - shift - reach, 0), hi - shift - own
+        delta = (old_sum[g, hi + 1] - old_sum[g, lo]) - (new_sum[g, new_hi + 1] - new_sum[g, new_lo])
+        commit = delta <= score + self.params.tolerance
+        p0 = old_sum[g, -1]
+        self._journal(batch, docs[g], rank[g, p], step, rule, p, score, p0, p0 - delta, commit)
+        # Documents where everything committed keep the tentative stream.
+        clean = np.ones(len(docs), dtype=bool)
+        clean[g[~commit]] = False
+        ok = docs[clean]
+        words[ok], lengths[ok], keys[ok] = tent[clean], tent_len[clean], new_keys[clean]
+        if clean.all():
+            return
+        # The others start again from the backup with their committed winners only.
+        inhibit[docs[g[~commit]], rule[~commit]] = self.params.inhibit_steps
+        redo = docs[~clean]
+        winners[g[~commit], p[~commit]] = 0
+        w, w_len = words[redo], lengths[redo].copy()
+        apply_winners(m, w, w_len, winners[~clean], self.symbol_rows)
+        words[redo], lengths[redo] = w, w_len
+        keys[redo] = m.bids(m.view(w, w_len))
 
-        ``keys`` and ``pot`` (bids and potential per document) are kept current.
-        Returns the masks (over ``docs``) of attempted and committed rewrites.
-        """
-        tried = key > 0
-        committed = np.zeros_like(tried)
-        docs, key = docs[tried], key[tried]
-        if docs.size == 0:
-            return tried, committed
-        p0 = pot[docs]
-        length = words.shape[1]
-        score, anchor, rule = decode_key(key)
-        backup[docs, :length] = words[docs]
-        saved_lengths = lengths[docs].copy()
-        last, shift = apply_rewrites(self.m, words, lengths, docs, anchor, rule, self.symbol_rows)
-        # Only bids anchored within reach of the rewrite change (docs/ENGINE.md §2:
-        # a match depends on the items from its anchor to anchor + reach); a merge
-        # shifts every later bid left unchanged. So P1 = P0 - old window + new window.
-        first = anchor - self.m.reach
-        window = first[:, None] + np.arange(2 * self.m.reach + 1 + int(shift.max(initial=0)))
-        old_window = np.where(window <= last[:, None], window, -1)
-        new_window = np.where(window <= (last - shift)[:, None], window, -1)
-        old_keys = _keys_at(keys, docs, old_window)
-        new_keys = self.m.bids(self.m.view(words[docs], lengths[docs]), new_window)
-        p1 = p0 - potential(old_keys) + potential(new_keys)
-        commit = p0 - p1 <= score + self.params.tolerance
-        c = docs[commit]
-        pot[c] = p1[commit]
-        _shift_keys(keys, c, anchor[commit], shift[commit])
-        _put_keys(keys, c, new_window[commit], new_keys[commit])
-        if self.verify_incremental:
-            full = self.m.bids(self.m.view(words[docs], lengths[docs]))
-            assert (potential(full) == p1).all(), "incremental potential differs from a full recount"
-            assert (keys[c] == full[commit]).all(), "incremental bid keys differ from a full recount"
-        reverted = docs[~commit]
-        words[reverted] = backup[reverted, :length]
-        lengths[reverted] = saved_lengths[~commit]
-        inhibit[reverted, rule[~commit]] = self.params.inhibit_steps
-        committed[np.flatnonzero(tried)[commit]] = True
-        # Journal: one entry per attempt.
-        slot = batch.journal_len[docs]
-        entry = batch.journal[docs, slot]
+    def _last(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """The last item of each candidate's span (-1 where there is no candidate)."""
+        _, _, rule = decode_key(cand)
+        rule[cand == 0] = 0
+        last = np.arange(cand.shape[1]) + self._extent[rule]
+        for r in np.flatnonzero(self._extent < 0):
+            g, p = np.nonzero((cand > 0) & (rule == r))
+            if g.size:
+                docs = live[g]
+                found = self.m.match(self.m.view(words[docs], lengths[docs]), p[:, None], int(r))
+                last[g, p] = found.q[:, 0, -1]
+        last[cand == 0] = -1
+        return last
+
+    @staticmethod
+    def _journal(
+        batch: ProgramBatch,
+        docs: np.ndarray,
+        rank: np.ndarray,
+        step: int,
+        rule: np.ndarray,
+        pos: np.ndarray,
+        score: np.ndarray,
+        before: np.ndarray,
+        after: np.ndarray,
+        commit: np.ndarray,
+    ) -> None:
+        """One entry per attempted winner, in rank order (``docs`` may repeat)."""
+        slot = batch.journal_len[docs] + rank
+        entry = np.zeros(len(docs), dtype=batch.journal.dtype)
         entry["step"] = step
-        entry["attempt"] = attempt
+        entry["rank"] = rank
         entry["rule"] = rule
-        entry["pos"] = anchor
+        entry["pos"] = pos
         entry["score"] = score
-        entry["potential_before"] = p0
-        entry["potential_after"] = p1
+        entry["potential_before"] = before
+        entry["potential_after"] = after
         entry["outcome"] = np.where(commit, COMMITTED, REVERTED)
         batch.journal[docs, slot] = entry
-        batch.journal_len[docs] += 1
-        return tried, committed
+        np.add.at(batch.journal_len, docs, 1)
+
+
+def _score_prefix(keys: np.ndarray) -> np.ndarray:
+    """``(G, L+1)`` prefix sums over anchors of the bid scores (every rule) per document."""
+    per_anchor = (keys >> np.uint32(16)).sum(axis=2, dtype=np.int64)
+    out = np.zeros((keys.shape[0], keys.shape[1] + 1), dtype=np.int64)
+    np.cumsum(per_anchor, axis=1, out=out[:, 1:])
+    return out
 
 
 def replay(annealer: Annealer, initial: np.ndarray, journal: np.ndarray) -> np.ndarray:
     """Re-apply the committed entries of one document's journal to its initial program.
 
     ``initial`` holds the document's ProgramItems (its length = ``len(initial)``).
-    Returns the resulting items. Since reverted attempts are skipped, this equals
-    the annealed program exactly when every revert restored the stream exactly.
+    Entries are applied one at a time, each step's from right to left, so no merge
+    moves an anchor still to come (docs/ENGINE.md §3). Returns the resulting items:
+    they equal the annealed program exactly when reverts restored streams exactly
+    and applying a step's winners together equals applying them one by one.
     """
+    m = annealer.m
     words = item_words(initial.copy())[None]
     lengths = np.array([len(initial)], dtype=np.uint32)
-    for entry in journal[journal["outcome"] == COMMITTED]:
-        apply_rewrites(
-            annealer.m, words, lengths, np.array([0]), np.array([int(entry["pos"])]),
-            np.array([int(entry["rule"])]), annealer.symbol_rows,
-        )
+    done = journal[journal["outcome"] == COMMITTED]
+    for entry in done[np.lexsort((-done["pos"].astype(np.int64), done["step"]))]:
+        winners = np.zeros((1, words.shape[1]), dtype=np.uint32)
+        pos, rule = int(entry["pos"]), int(entry["rule"])
+        winners[0, pos] = (int(entry["score"]) << 16) | (0xFFFF - ((pos << 5) | rule))
+        apply_winners(m, words, lengths, winners, annealer.symbol_rows)
     return words[0, : lengths[0]].copy().view(initial.dtype).reshape(-1)

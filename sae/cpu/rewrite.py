@@ -4,67 +4,72 @@ from __future__ import annotations
 
 import numpy as np
 
-from sae.cpu.match import Matcher, StreamView
+from sae.cpu.match import Matcher, StreamView, decode_key
 from sae.layout import KEEP, Q16_ONE, RULE_MERGE, F, Op
 
 
-def apply_rewrites(
-    m: Matcher,
-    words: np.ndarray,
-    lengths: np.ndarray,
-    docs: np.ndarray,
-    anchors: np.ndarray,
-    rules: np.ndarray,
-    symbol_rows: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Apply rule ``rules[i]`` at ``anchors[i]`` to document ``docs[i]``, in place.
+def apply_winners(
+    m: Matcher, words: np.ndarray, lengths: np.ndarray, winners: np.ndarray, symbol_rows: np.ndarray
+) -> np.ndarray | None:
+    """Apply every bid of ``winners`` to its document, in place (docs/ENGINE.md §3 step 5).
 
-    ``words`` is the ``(D, L, ITEM_WORDS)`` uint32 view of the batch; documents
-    sharing a rule are applied together. Returns, per document, the last matched
-    position (before the rewrite) and how far later items shifted left (``k - 1``
-    for a merge, else 0): what the incremental bid update needs.
+    ``words`` is a ``(G, L, ITEM_WORDS)`` uint32 array of G documents and ``lengths``
+    their lengths; ``winners[g, p]`` is the key of a bid anchored at ``p`` of
+    document ``g``, or 0. Winners' spans must be disjoint, so every rewrite reads
+    and writes items no other one touches, and merges only mark the items they
+    consume until one compaction at the end. Returns, per position, how many items
+    merges left of it removed (``D`` of §3), or None when nothing was merged.
     """
-    last = np.zeros(len(docs), dtype=np.int64)
-    shift = np.zeros(len(docs), dtype=np.int64)
-    for r in np.unique(rules):
-        sel = rules == r
-        d = docs[sel]
-        v = m.view(words[d], lengths[d])
-        found = m.match(v, anchors[sel][:, None], int(r))
-        assert found.ok.all(), "a selected bid no longer matches: selection and apply disagree"
+    g_all, p_all = np.nonzero(winners)
+    _, _, rule_all = decode_key(winners[g_all, p_all])
+    v = m.view(words, lengths)
+    dead: np.ndarray | None = None
+    for r in np.unique(rule_all):
+        sel = rule_all == r
+        g, p = g_all[sel], p_all[sel]
+        found = m.match(_rows(v, g), p[:, None], int(r))
+        assert found.ok.all(), "a winner no longer matches: selection and apply disagree"
         q = found.q[:, 0, :]
         rule = m.rules[r]
-        last[sel] = q[:, -1]
         if rule["kind"] == RULE_MERGE:
-            shift[sel] = q.shape[1] - 1
-            _merge(words, lengths, d, q, found.phrase[:, 0], int(r), rule, m.vocab_size, symbol_rows)
+            if dead is None:
+                dead = np.zeros(winners.shape, dtype=bool)
+            _merge_head(words, g, q, found.phrase[:, 0], int(r), rule, m.vocab_size, symbol_rows)
+            for e in range(1, q.shape[1]):
+                dead[g, q[:, e]] = True
         else:
-            _rewrite(words, d, q, int(r), rule)
-    return last, shift
+            _rewrite(words, g, q, int(r), rule)
+    if dead is None:
+        return None
+    _compact(words, lengths, dead)
+    return np.cumsum(dead, axis=1) - dead
 
 
-def _set_fields(words: np.ndarray, d: np.ndarray, pos: np.ndarray, rule: np.void, e: int) -> None:
+def _rows(v: StreamView, g: np.ndarray) -> StreamView:
+    """The view of documents ``g`` (one row per winner)."""
+    return StreamView(v.symbol[g], v.opcode[g], v.fired[g], v.classes[g], v.lengths[g])
+
+
+def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: np.void, e: int) -> None:
     for field, col in (("set_opcode", F.OPCODE), ("set_arg0", F.ARG0), ("set_arg1", F.ARG1)):
         value = int(rule[field][e])
         if value != KEEP:
-            words[d, pos, col] = np.uint32(value & 0xFFFFFFFF)
+            words[g, pos, col] = np.uint32(value & 0xFFFFFFFF)
 
 
-def _rewrite(words: np.ndarray, d: np.ndarray, q: np.ndarray, r: int, rule: np.void) -> None:
-    k = q.shape[1]
-    old = words[d[:, None], q]  # (G, k, ITEM_WORDS) copy
+def _rewrite(words: np.ndarray, g: np.ndarray, q: np.ndarray, r: int, rule: np.void) -> None:
+    old = words[g[:, None], q]  # (W, k, ITEM_WORDS) copy
     bit = np.uint32(1 << r)
-    for e in range(k):
-        words[d, q[:, e]] = old[:, int(rule["perm"][e])]
-    for e in range(k):
-        _set_fields(words, d, q[:, e], rule, e)
-        words[d, q[:, e], F.FIRED] |= bit
+    for e in range(q.shape[1]):
+        words[g, q[:, e]] = old[:, int(rule["perm"][e])]
+    for e in range(q.shape[1]):
+        _set_fields(words, g, q[:, e], rule, e)
+        words[g, q[:, e], F.FIRED] |= bit
 
 
-def _merge(
+def _merge_head(
     words: np.ndarray,
-    lengths: np.ndarray,
-    d: np.ndarray,
+    g: np.ndarray,
     q: np.ndarray,
     phrase: np.ndarray,
     r: int,
@@ -72,28 +77,29 @@ def _merge(
     vocab_size: int,
     symbol_rows: np.ndarray,
 ) -> None:
-    k = q.shape[1]
-    span = words[d[:, None], q, F.SPAN].sum(axis=1, dtype=np.uint32)
-    fired = np.bitwise_or.reduce(words[d[:, None], q, F.FIRED], axis=1) | np.uint32(1 << r)
+    """The merged item, written over the span's first item (token and pos stay its own)."""
+    span = words[g[:, None], q, F.SPAN].sum(axis=1, dtype=np.uint32)
+    fired = np.bitwise_or.reduce(words[g[:, None], q, F.FIRED], axis=1) | np.uint32(1 << r)
     first = q[:, 0]
-    # Shift everything after the span left by k - 1, zero the freed tail.
-    length = words.shape[1]
-    j = np.arange(length)[None, :]
-    src = np.where(j > first[:, None], j + (k - 1), j)
-    shifted = np.take_along_axis(words[d], np.minimum(src, length - 1)[..., None], axis=1)
-    new_len = lengths[d].astype(np.int64) - (k - 1)
-    shifted[j >= new_len[:, None]] = 0
     symbol = (vocab_size + phrase).astype(np.uint32)
-    shifted[np.arange(len(d)), first, F.SYMBOL] = symbol
-    shifted[np.arange(len(d)), first, F.SPAN] = span
-    shifted[np.arange(len(d)), first, F.OPCODE] = int(Op.ACC)
-    shifted[np.arange(len(d)), first, F.ARG0] = symbol_rows[symbol]
-    shifted[np.arange(len(d)), first, F.ARG1] = Q16_ONE
-    shifted[np.arange(len(d)), first, F.FIRED] = fired
-    # token and pos stay those of the first item (already in place).
-    words[d] = shifted
-    lengths[d] = new_len.astype(lengths.dtype)
-    _set_fields(words, d, first, rule, 0)
+    words[g, first, F.SYMBOL] = symbol
+    words[g, first, F.SPAN] = span
+    words[g, first, F.OPCODE] = int(Op.ACC)
+    words[g, first, F.ARG0] = symbol_rows[symbol]
+    words[g, first, F.ARG1] = Q16_ONE
+    words[g, first, F.FIRED] = fired
+    _set_fields(words, g, first, rule, 0)
 
 
-__all__ = ["StreamView", "apply_rewrites"]
+def _compact(words: np.ndarray, lengths: np.ndarray, dead: np.ndarray) -> None:
+    """Drop the dead items of each document, keeping order; the freed tail becomes zeros."""
+    rows = np.flatnonzero(dead.any(axis=1))
+    order = np.argsort(dead[rows], axis=1, kind="stable")  # live items first, in order
+    moved = np.take_along_axis(words[rows], order[..., None], axis=1)
+    new_len = lengths[rows].astype(np.int64) - dead[rows].sum(axis=1)
+    moved[np.arange(words.shape[1])[None, :] >= new_len[:, None]] = 0
+    words[rows] = moved
+    lengths[rows] = new_len.astype(lengths.dtype)
+
+
+__all__ = ["apply_winners"]

@@ -40,7 +40,7 @@ def render(engine: Engine, text: str) -> str:
     lines = [f"text: {text}", "journal:"]
     for j in x.journal:
         outcome = "commit" if j["outcome"] == 1 else "revert"
-        lines.append(f"  step {j['step']} try {j['attempt']} {x.rule_names[j['rule']]}@{j['pos']} "
+        lines.append(f"  step {j['step']} rank {j['rank']} {x.rule_names[j['rule']]}@{j['pos']} "
                      f"score {j['score']} potential {j['potential_before']}->{j['potential_after']} {outcome}")
     lines.append("final:")
     for item, name in zip(x.final, x.symbols):
