@@ -7,9 +7,11 @@ exact bytes; the engine allocates them once and reuses them for every batch.
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 
-from sae.layout import JOURNAL_ENTRY, PROGRAM_ITEM, Capacities, Op, Q16_ONE
+from sae.layout import JOURNAL_ENTRY, PROGRAM_ITEM, Capacities, F, Op, Q16_ONE, item_words
 
 
 class ProgramBatch:
@@ -43,25 +45,25 @@ class ProgramBatch:
             self.items[:docs, :width] = 0
             self.journal[:docs, : int(self.journal_len[:docs].max())] = 0
         self.n = n
-        items = self.items[:n]
         self.journal_len[:n] = 0
         lengths = np.fromiter((len(t) for t in token_ids), dtype=np.uint32, count=n)
         self._used = (n, int(lengths.max()) if n else 0)
         self.lengths[:n] = lengths
         if n == 0 or lengths.max() == 0:
             return
-        flat = np.concatenate([np.asarray(t, dtype=np.uint32) for t in token_ids])
-        doc = np.repeat(np.arange(n), lengths)
-        pos = np.arange(flat.size, dtype=np.uint32) - np.repeat(np.cumsum(lengths) - lengths, lengths).astype(np.uint32)
-        target = items[doc, pos]
-        target["symbol"] = flat
-        target["token"] = flat
-        target["pos"] = pos
-        target["span"] = 1
-        target["opcode"] = int(Op.ACC)
-        target["arg0"] = symbol_rows[flat]
-        target["arg1"] = Q16_ONE
-        items[doc, pos] = target
+        width = int(lengths.max())
+        present = np.arange(width) < lengths[:, None]  # (n, width): the items that exist
+        tokens = np.zeros((n, width), dtype=np.uint32)
+        tokens[present] = np.fromiter(chain.from_iterable(token_ids), dtype=np.uint32, count=int(lengths.sum()))
+        words = item_words(self.items)[:n, :width]
+        on = present.astype(np.uint32)
+        words[..., F.SYMBOL] = tokens
+        words[..., F.TOKEN] = tokens
+        words[..., F.POS] = np.arange(width, dtype=np.uint32) * on
+        words[..., F.SPAN] = on
+        words[..., F.OPCODE] = int(Op.ACC) * on
+        words[..., F.ARG0] = np.where(present, symbol_rows[tokens], 0)
+        words[..., F.ARG1] = Q16_ONE * on
 
     def max_length(self) -> int:
         """The longest document now in the batch (streams never grow)."""

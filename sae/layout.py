@@ -72,8 +72,8 @@ class Capacities:
             raise ValueError(f"Capacities.rules must be in 1..32, got {self.rules}")
         if not 1 <= self.stream <= 2048:
             raise ValueError(f"Capacities.stream must be in 1..2048, got {self.stream}")
-        if not 1 <= self.pattern <= self.phrase:
-            raise ValueError("Capacities.pattern must be in 1..phrase")
+        if not 1 <= self.pattern <= self.phrase <= 63:
+            raise ValueError("Capacities.pattern must be in 1..phrase, and phrase at most 63")
         if not 1 <= self.journal <= 65536:
             raise ValueError(f"Capacities.journal must be in 1..65536, got {self.journal}")
         # The potential (sum of every bid score of a document) must fit in int32.
@@ -223,7 +223,7 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("vocab_size", "<u4", "u32", 1, "tokens; symbols at and above are lexicon phrases"),
     ("n_phrases", "<u4", "u32", 1, "lexicon phrases"),
     ("dim", "<u4", "u32", 1, "embedding dimensions"),
-    ("max_steps", "<u4", "u32", 1, "annealing steps of the Algorithm"),
+    ("scratch_base", "<u4", "u32", 1, "word index of document 0's scratch in the keys buffer"),
     ("tolerance", "<u4", "u32", 1, "health tolerance"),
     ("inhibit_steps", "<u4", "u32", 1, "steps a reverted rule stays inhibited"),
     ("backup_base", "<u4", "u32", 1, "item index of document 0's backup in the stream buffer"),
@@ -242,19 +242,15 @@ def doc_state_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]
         ("length", "<u4", "u32", 1, "items in the stream"),
         ("backup_len", "<u4", "u32", 1, "length saved with the backup"),
         ("live", "<u4", "u32", 1, "0 once the document has no bid (finished)"),
-        ("dirty", "<u4", "u32", 1, "bid keys: 0 current, 1 recompute all, 2 recompute the window"),
+        ("dirty", "<u4", "u32", 1, "1 when the bid keys and potential must be recomputed"),
         ("step", "<u4", "u32", 1, "annealing step now running"),
-        ("next_step", "<u4", "u32", 1, "steps selected so far"),
+        ("next_step", "<u4", "u32", 1, "steps begun so far"),
         ("potential", "<i4", "i32", 1, "sum of the bid scores of the current stream"),
         ("p0", "<i4", "i32", 1, "potential at the start of the step"),
-        ("best", "<u4", "u32", 1, "best bid key of the step, 0 = none"),
-        ("second", "<u4", "u32", 1, "next-best bid key (another rule), 0 = none"),
-        ("cand", "<u4", "u32", 1, "bid key being attempted, 0 = none"),
-        ("attempt", "<u4", "u32", 1, "0 = best bid, 1 = next-best bid"),
         ("journal_len", "<u4", "u32", 1, "journal entries written"),
-        ("win_lo", "<u4", "u32", 1, "first anchor whose bids the last rewrite may change"),
-        ("win_hi", "<u4", "u32", 1, "last such anchor; later anchors keep (shifted) keys"),
-        ("shift", "<u4", "u32", 1, "positions the items after the window moved left (a merge)"),
+        ("n_win", "<u4", "u32", 1, "winners attempted this step (scratch records 0..n_win-1)"),
+        ("n_apply", "<u4", "u32", 1, "winner records the next apply applies"),
+        ("apply", "<u4", "u32", 1, "next apply: 0 none, 1 back up and apply all, 2 restore and apply"),
         ("inhibit", "<u4", "u32", caps.rules, "per-rule inhibition counters"),
     )
 

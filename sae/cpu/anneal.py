@@ -73,8 +73,12 @@ class Annealer:
     ) -> None:
         """One step of §3 for the ``live`` documents; ``keys`` are kept current."""
         m, reach = self.m, self.m.reach
-        cand = np.where(inhibit[live, None, :] == 0, keys[live], 0).max(axis=2)
-        inhibit[live] -= inhibit[live] > 0
+        held = inhibit[live]
+        if held.any():
+            cand = np.where(held[:, None, :] == 0, keys[live], 0).max(axis=2)
+            inhibit[live] -= held > 0
+        else:
+            cand = keys[live].max(axis=2)
         last = self._last(words, lengths, live, cand)
         win = select_winners(cand, last, reach)
         rank = np.cumsum(win, axis=1) - 1
@@ -156,7 +160,7 @@ class Annealer:
         entry["potential_after"] = after
         entry["outcome"] = np.where(commit, COMMITTED, REVERTED)
         batch.journal[docs, slot] = entry
-        np.add.at(batch.journal_len, docs, 1)
+        batch.journal_len += np.bincount(docs, minlength=len(batch.journal_len)).astype(batch.journal_len.dtype)
 
 
 def _score_prefix(keys: np.ndarray) -> np.ndarray:

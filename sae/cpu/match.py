@@ -26,9 +26,8 @@ class StreamView(NamedTuple):
 
 class Match(NamedTuple):
     ok: np.ndarray  # (D, A) bool
-    q: np.ndarray  # (D, A, k) int64 matched positions
-    score: np.ndarray  # (D, A) int64
-    phrase: np.ndarray  # (D, A) int64 lexicon index (merge rules), else -1
+    q: np.ndarray | None  # (D, A, k) int64 matched positions (None unless asked for)
+    score: np.ndarray | int  # (D, A) int64, or the rule's score when every match scores it
 
 
 def _gather(col: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -37,6 +36,8 @@ def _gather(col: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _shifted(col: np.ndarray, shift: int) -> np.ndarray:
     """``col`` at positions ``arange(L) + shift`` (zeros past the end): a gather without indices."""
+    if shift == 0:
+        return col
     out = np.zeros_like(col)
     if shift < col.shape[1]:
         out[:, : col.shape[1] - shift] = col[:, shift:]
@@ -60,6 +61,11 @@ class Matcher:
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
         self.reach = alg.reach
+        # Bit k of _starts[s]: some lexicon phrase of k tokens starts with symbol s.
+        self._starts = np.zeros(len(alg.symbol_classes), dtype=np.uint64)
+        if alg.n_phrases:
+            width = (alg.phrases >= 0).sum(axis=1).astype(np.uint64)
+            np.bitwise_or.at(self._starts, alg.phrases[:, 0], np.left_shift(np.uint64(1), width))
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
         """``(..., phrase)`` uint32 keys as one sortable scalar each."""
@@ -102,17 +108,26 @@ class Matcher:
             ok &= (at(v.classes) & rule["classes"][e]) != 0
         return ok
 
-    def match(self, v: StreamView, anchors: np.ndarray, r: int, every_position: bool = False) -> Match:
+    def match(
+        self, v: StreamView, anchors: np.ndarray, r: int, every_position: bool = False, positions: bool = True
+    ) -> Match:
         """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions; negative = none).
 
         ``every_position`` says that ``anchors`` is ``arange(L)`` for every document.
+        ``positions=False`` skips building ``q`` (the bid pass needs only ``ok`` and
+        ``score``); ``q`` is then None.
         """
         rule = self.rules[r]
         k = int(rule["length"])
         shift: int | None = 0 if every_position else None
         ok = self._element(v, anchors, shift, r, 0)
-        fired = _shifted(v.fired, 0) if every_position else _gather(v.fired, anchors)
+        fired = v.fired if every_position else _gather(v.fired, anchors)
         ok &= ((fired >> np.uint32(r)) & 1) == 0
+        if rule["kind"] == RULE_MERGE:
+            # Only symbols that start a phrase of this length can: most positions
+            # never reach the binary search.
+            first = v.symbol if every_position else _gather(v.symbol, anchors)
+            ok &= (self._starts[first] >> np.uint64(k)) & np.uint64(1) == 1
         qs = [anchors]
         prev = anchors
         for e in range(1, k):
@@ -133,24 +148,29 @@ class Matcher:
                 ok &= found
                 prev = nxt
             qs.append(prev)
-        q = np.stack(np.broadcast_arrays(*qs), axis=-1)
-        score = np.full(ok.shape, int(rule["score"]), dtype=np.int64)
-        phrase = np.full(ok.shape, -1, dtype=np.int64)
+        q = np.stack(np.broadcast_arrays(*qs), axis=-1) if positions else None
+        score: np.ndarray | int = int(rule["score"])
         if rule["kind"] == RULE_MERGE:
-            # Look up only the structural matches: most positions never reach the lexicon.
+            # Merge patterns have no gaps: the span is the anchor and the k - 1 items after it.
             cand = np.nonzero(ok)
-            qc = q[cand]  # (C, k)
+            qc = anchors[cand][:, None] + np.arange(k)  # (C, k)
             rows = np.broadcast_to(cand[0][:, None], qc.shape)
-            symbols = v.symbol[rows, np.minimum(qc, v.symbol.shape[1] - 1)]
-            keys = np.full((len(qc), self.caps.phrase), ANY, dtype=np.uint32)
-            keys[:, :k] = symbols
-            idx, found = self.lookup(self._as_bytes(keys))
-            found &= (symbols < self.vocab_size).all(axis=-1)
+            idx, found = self.phrase_of(v.symbol[rows, np.minimum(qc, v.symbol.shape[1] - 1)])
             ok[cand] = found
-            phrase[cand] = np.where(found, idx, -1)
+            score = np.full(ok.shape, score, dtype=np.int64)
             if len(self.phrase_bonus):
                 score[cand] += np.where(found, self.phrase_bonus[np.where(found, idx, 0)], 0)
-        return Match(ok, q, score, phrase)
+        if positions:
+            score = np.broadcast_to(score, ok.shape)
+        return Match(ok, q, score)
+
+    def phrase_of(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lexicon index of each row of ``(C, k)`` symbols, and whether it is a phrase."""
+        keys = np.full((len(symbols), self.caps.phrase), ANY, dtype=np.uint32)
+        keys[:, : symbols.shape[1]] = symbols
+        idx, found = self.lookup(self._as_bytes(keys))
+        found &= (symbols < self.vocab_size).all(axis=-1)
+        return idx, found
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Binary search of byte keys in the lexicon: (index, found)."""
@@ -172,9 +192,9 @@ class Matcher:
             anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
         keys = np.zeros((*anchors.shape, self.n_rules), dtype=np.uint32)
         for r in range(self.n_rules):
-            m = self.match(v, anchors, r, every_position=every)
-            tie = 0xFFFF - ((np.maximum(anchors, 0) << 5) | r)
-            keys[:, :, r] = np.where(m.ok, (m.score << 16) | tie, 0)
+            m = self.match(v, anchors, r, every_position=every, positions=False)
+            key = (m.score << 16) | (0xFFFF - ((np.maximum(anchors[:1] if every else anchors, 0) << 5) | r))
+            keys[:, :, r] = np.where(m.ok, key, 0)
         return keys
 
 

@@ -27,14 +27,12 @@ def apply_winners(
     for r in np.unique(rule_all):
         sel = rule_all == r
         g, p = g_all[sel], p_all[sel]
-        found = m.match(_rows(v, g), p[:, None], int(r))
-        assert found.ok.all(), "a winner no longer matches: selection and apply disagree"
-        q = found.q[:, 0, :]
         rule = m.rules[r]
+        q, phrase = _locate(m, v, g, p, int(r))
         if rule["kind"] == RULE_MERGE:
             if dead is None:
                 dead = np.zeros(winners.shape, dtype=bool)
-            _merge_head(words, g, q, found.phrase[:, 0], int(r), rule, m.vocab_size, symbol_rows)
+            _merge_head(words, g, q, phrase, int(r), rule, m.vocab_size, symbol_rows)
             for e in range(1, q.shape[1]):
                 dead[g, q[:, e]] = True
         else:
@@ -45,9 +43,25 @@ def apply_winners(
     return np.cumsum(dead, axis=1) - dead
 
 
-def _rows(v: StreamView, g: np.ndarray) -> StreamView:
-    """The view of documents ``g`` (one row per winner)."""
-    return StreamView(v.symbol[g], v.opcode[g], v.fired[g], v.classes[g], v.lengths[g])
+def _locate(m: Matcher, v: StreamView, g: np.ndarray, p: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matched positions ``(W, k)`` of rule ``r``'s winners at ``(g, p)``, and their phrases (merges).
+
+    A pattern without gaps always covers its anchor and the ``k - 1`` items after
+    it; one with gaps is matched again to find where its elements landed.
+    """
+    rule = m.rules[r]
+    k = int(rule["length"])
+    if rule["gap"][:k].any():
+        rows = StreamView(v.symbol[g], v.opcode[g], v.fired[g], v.classes[g], v.lengths[g])
+        found = m.match(rows, p[:, None], r)
+        assert found.ok.all(), "a winner no longer matches: selection and apply disagree"
+        return found.q[:, 0, :], np.full(len(g), -1, dtype=np.int64)
+    q = p[:, None] + np.arange(k)
+    phrase = np.full(len(g), -1, dtype=np.int64)
+    if rule["kind"] == RULE_MERGE:
+        phrase, found = m.phrase_of(v.symbol[g[:, None], q])
+        assert found.all(), "a merge winner is not a lexicon phrase: selection and apply disagree"
+    return q, phrase
 
 
 def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: np.void, e: int) -> None:

@@ -16,9 +16,8 @@ def run_vm(
     d, length = words.shape[0], words.shape[1]
     dim = vectors.shape[1]
     acc = np.zeros((d, dim), dtype=np.float32)
-    stack = np.zeros((d, stack_depth, dim), dtype=np.float32)
+    stack: np.ndarray | None = None  # allocated by the first stack opcode: most programs have none
     sp = np.zeros(d, dtype=np.int64)
-    rows_d = np.arange(d)
     for p in range(length):
         # Only documents this long do anything at p: compute their items alone. The
         # engine batches by length, so they are usually one run: a slice, not a gather.
@@ -28,14 +27,16 @@ def run_vm(
         op = words[docs, p, F.OPCODE]
         row = words[docs, p, F.ARG0]
         scale = words[docs, p, F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16
-        v = (weights[row] * scale)[:, None] * vectors[row]
+        w = weights[row] * scale
         if not (op > Op.ACC).any():  # only ACC and NOP here: no stack work
-            if isinstance(docs, slice) and (op == Op.ACC).all():
-                acc[docs] += v
-            else:
-                acc[np.arange(d)[docs][op == Op.ACC]] += v[op == Op.ACC]
+            v = vectors[row]
+            v *= np.where(op == Op.ACC, w, np.float32(0))[:, None]  # a NOP adds exactly zero
+            acc[docs] += v
             continue
+        v = w[:, None] * vectors[row]
         docs = np.arange(d)[docs]
+        if stack is None:
+            stack = np.zeros((d, stack_depth, dim), dtype=np.float32)
         s = sp[docs]
         has, full = s > 0, s >= stack_depth
         to_acc = (op == Op.ACC) | ((op == Op.PUSH) & full)
@@ -52,11 +53,8 @@ def run_vm(
         acc[docs[emit]] += stack[docs[emit], top[emit]] + v[emit]
         sp[docs[push]] += 1
         sp[docs[emit]] -= 1
-    for i in range(stack_depth):
-        m = i < sp
-        np.add(acc, stack[rows_d, i], out=acc, where=m[:, None])
+    for i in range(int(sp.max(initial=0))):
+        assert stack is not None
+        np.add(acc, stack[:, i], out=acc, where=(i < sp)[:, None])
     norm = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float32))
-    out = np.zeros_like(acc)
-    nz = norm > 0
-    out[nz] = acc[nz] / norm[nz, None]
-    return out
+    return np.divide(acc, norm[:, None], out=np.zeros_like(acc), where=norm[:, None] > 0)

@@ -6,7 +6,6 @@ import tracemalloc
 from collections import Counter
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from tiny import CLASSES, WORDS, make_tiny
