@@ -1,11 +1,14 @@
 // Bindings and helpers shared by every pass of the GPU backend (docs/GPU.md).
 // Compiled after sae.layout.wgsl_prelude(caps): ProgramItem, JournalEntry, Rule,
-// Params, DocState and the CAP_* / OP_* constants come from there.
+// Params, DocState and the CAP_* / OP_* constants come from there; WG and the
+// SCRATCH_* / WINNER_* constants from sae.gpu.shaders.
 //
 // Every pass uses the same bind group layout, so the buffers are bound once.
 // Items of document d live at d * CAP_STREAM; its backup at params.backup_base + that.
 // Bid keys of document d, position p, rule r live at (d * CAP_STREAM + p) * n_rules + r;
-// their backup (taken by "apply") at (params.backup_base + d * CAP_STREAM + p) * n_rules + r.
+// after every key, at params.scratch_base + d * SCRATCH_WORDS, each document has a
+// scratch area: per position the candidate key, its last item and the sum of the
+// bid scores there, then the winner records of the step.
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> rules: array<Rule>;
@@ -33,16 +36,34 @@ fn keys_at(d: u32) -> u32 {
     return d * CAP_STREAM * params.n_rules;
 }
 
-fn keys_backup_at(d: u32) -> u32 {
-    return (params.backup_base + d * CAP_STREAM) * params.n_rules;
+fn scratch_at(d: u32) -> u32 {
+    return params.scratch_base + d * SCRATCH_WORDS;
 }
 
-// state.dirty: the bid keys of the stream are current, must all be recomputed, or
-// only those of anchors win_lo..win_hi (a rewrite's reach), later ones being the
-// backed-up keys of the anchor `shift` further right.
-const KEYS_CURRENT: u32 = 0u;
-const KEYS_ALL: u32 = 1u;
-const KEYS_WINDOW: u32 = 2u;
+// Word w of winner record i of document d: the winner's key, its last matched item,
+// how many positions the applied merges left of it remove (D), and the sum of the
+// bid scores of its old window.
+const WIN_KEY: u32 = 0u;
+const WIN_LAST: u32 = 1u;
+const WIN_SHIFT: u32 = 2u;
+const WIN_SUM: u32 = 3u;
+
+fn winner_at(d: u32, i: u32) -> u32 {
+    return scratch_at(d) + SCRATCH_WINNERS + i * WINNER_WORDS;
+}
+
+// state.apply: what the next "apply" pass does to the document.
+const APPLY_NONE: u32 = 0u;
+const APPLY_ALL: u32 = 1u;  // back the stream up, then apply every winner (the tentative stream)
+const APPLY_COMMITTED: u32 = 2u;  // rebuild from the backup with the committed winners only
+
+// Positions a merge rule removes (k - 1), 0 for a rewrite.
+fn removed_by(r: u32) -> u32 {
+    if (rules[r].kind == RULE_MERGE) {
+        return min(rules[r].length, CAP_PATTERN) - 1u;
+    }
+    return 0u;
+}
 
 // The packed bid key (docs/ENGINE.md §2): highest score, then lowest anchor, then rule.
 fn bid_key(score: u32, p: u32, r: u32) -> u32 {
@@ -61,12 +82,13 @@ fn key_rule(key: u32) -> u32 {
     return (0xFFFFu - (key & 0xFFFFu)) & 31u;
 }
 
-// Does pattern element e of rule r match item j of document d (of length len)?
-fn element_matches(d: u32, len: u32, j: u32, r: u32, e: u32) -> bool {
+// Does pattern element e of rule r match item j of the stream at items[base..]
+// (of length len)?
+fn element_matches(base: u32, len: u32, j: u32, r: u32, e: u32) -> bool {
     if (j >= len) {
         return false;
     }
-    let x = items[item_at(d, j)];
+    let x = items[base + j];
     let op = rules[r].opcode[e];
     if (op != ANY && x.opcode != op) {
         return false;
@@ -104,14 +126,16 @@ struct Match {
     phrase: u32,  // lexicon index (merge rules)
 }
 
-// Rule r at anchor p of document d (docs/ENGINE.md §2): greedy, leftmost.
-fn match_rule(d: u32, len: u32, p: u32, r: u32) -> Match {
+// Rule r at anchor p of the stream at items[base..] of length len (docs/ENGINE.md §2):
+// greedy, leftmost. base is item_at(d, 0) for a document's stream, backup_at(d, 0)
+// for its backup.
+fn match_rule(base: u32, len: u32, p: u32, r: u32) -> Match {
     var m: Match;
     m.ok = false;
-    if (p >= len || !element_matches(d, len, p, r, 0u)) {
+    if (p >= len || !element_matches(base, len, p, r, 0u)) {
         return m;
     }
-    if (((items[item_at(d, p)].fired >> r) & 1u) != 0u) {
+    if (((items[base + p].fired >> r) & 1u) != 0u) {
         return m;
     }
     let k = min(rules[r].length, CAP_PATTERN);
@@ -123,7 +147,7 @@ fn match_rule(d: u32, len: u32, p: u32, r: u32) -> Match {
         var found = false;
         for (var g = 0u; g <= gap; g++) {
             let j = prev + 1u + g;
-            if (element_matches(d, len, j, r, e)) {
+            if (element_matches(base, len, j, r, e)) {
                 found = true;
                 prev = j;
                 break;
@@ -141,7 +165,7 @@ fn match_rule(d: u32, len: u32, p: u32, r: u32) -> Match {
             key[w] = ANY;
         }
         for (var e = 0u; e < k; e++) {
-            let s = items[item_at(d, m.q[e])].symbol;
+            let s = items[base + m.q[e]].symbol;
             if (s >= params.vocab_size) {
                 return m;
             }

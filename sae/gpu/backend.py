@@ -5,13 +5,13 @@ more documents is processed chunk by chunk. Pipelines are created once per devic
 and capacities and shared by every backend on that device. One annealing run of a
 chunk is: upload, ``bids`` and ``potential`` of the initial streams, then per step
 
-    select, apply, bids, potential, health, apply, bids, potential, health
+    select, apply, bids, potential, health, apply, bids, potential
 
-(the second apply/health pair tries the next-best bid of documents whose best bid
-was reverted), then one download. ``bids`` after an ``apply`` matches only the
-anchors within reach of the rewrite; a revert restores the stream's keys from their
-backup. Passes skip documents with nothing to do, so a finished document costs
-almost nothing.
+(``select`` finds every winner, the first ``apply`` applies them all, ``health``
+judges each on the tentative stream's bids; the second ``apply`` rebuilds, from the
+backup, the documents where a winner was reverted, with the committed winners only),
+then one download. Passes skip documents with nothing to do, so a finished document
+costs almost nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.gpu.device import WORKGROUP, AdapterInfo, GpuError, choose_adapter, get_device
-from sae.gpu.shaders import PASSES, numbered, shader_source
+from sae.gpu.shaders import PASSES, numbered, scratch_layout, shader_source
 from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler, maybe_scope
 from sae.layout import (
     GPU_PARAMS,
@@ -47,7 +47,7 @@ DEFAULT_CHUNK = 1024
 #: back whether any document is still active and stops early when none is.
 STEPS_PER_SUBMIT = 8
 #: Compute passes of one annealing step (see ``_encode_step``).
-PASSES_PER_STEP = 9
+PASSES_PER_STEP = 8
 #: Timestamp queries: a begin and an end per pass of the largest submission.
 TIMESTAMPS = 2 * (STEPS_PER_SUBMIT * PASSES_PER_STEP + 2)
 
@@ -174,9 +174,10 @@ class GpuBackend:
         caps = self.caps
         return {
             "items": 2 * caps.stream * PROGRAM_ITEM.itemsize,  # stream + backup
-            "keys": 2 * caps.stream * max(self.n_rules, 1) * 4,  # keys + backup
+            # bid keys, then the scratch area (sae.gpu.shaders.scratch_layout)
+            "keys": (caps.stream * max(self.n_rules, 1) + scratch_layout(caps)["SCRATCH_WORDS"]) * 4,
             "state": self._state_dtype.itemsize,
-            "journal": 2 * caps.steps * JOURNAL_ENTRY.itemsize,
+            "journal": caps.journal * JOURNAL_ENTRY.itemsize,
             "embeddings": self.alg.dim * 4,
         }
 
@@ -207,7 +208,7 @@ class GpuBackend:
 
     @staticmethod
     def _download_bytes_per_doc(per_doc: dict[str, int]) -> int:
-        anneal = per_doc["items"] // 2 + per_doc["state"] + per_doc["journal"]
+        anneal = per_doc["items"] // 2 + per_doc["state"] + per_doc["journal"]  # keys: bids()
         return max(anneal, per_doc["keys"], per_doc["embeddings"])
 
     # -- buffers (created once) -------------------------------------------------------
@@ -279,10 +280,10 @@ class GpuBackend:
         p["vocab_size"] = alg.vocab_size
         p["n_phrases"] = alg.n_phrases
         p["dim"] = alg.dim
-        p["max_steps"] = alg.params.max_steps
         p["tolerance"] = alg.params.tolerance
         p["inhibit_steps"] = alg.params.inhibit_steps
         p["backup_base"] = self.chunk * caps.stream
+        p["scratch_base"] = self.chunk * caps.stream * p["n_rules"]
         p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"] = offsets[:4]
         p["off_vectors"] = alg.weights.shape[0]
         p["reach"] = alg.reach
@@ -464,17 +465,21 @@ class GpuBackend:
         return out
 
     def _encode_step(self, enc: Any, n: int, step: int) -> None:
-        # Keys and potential are current at every step but the first: a commit leaves
-        # those of its health check, a revert restores them with the stream.
+        # Keys and potential are current at every step but the first: those of the
+        # tentative stream where every winner committed, else those of the rebuilt one.
         if step == 0:
             self._dispatch(enc, "bids", n, step=step)
             self._dispatch(enc, "potential", n, step=step)
         self._dispatch(enc, "select", n, step=step)
-        for attempt in range(2):  # the best bid, then the next-best where the best reverted
-            self._dispatch(enc, "apply", n, step=step, attempt=attempt)
-            self._dispatch(enc, "bids", n, step=step, attempt=attempt)
-            self._dispatch(enc, "potential", n, step=step, attempt=attempt)
-            self._dispatch(enc, "health", n, step=step, attempt=attempt)
+        # Every winner at once (the tentative stream), then each one judged.
+        self._dispatch(enc, "apply", n, step=step, stream="tentative")
+        self._dispatch(enc, "bids", n, step=step, stream="tentative")
+        self._dispatch(enc, "potential", n, step=step, stream="tentative")
+        self._dispatch(enc, "health", n, step=step)
+        # Documents with a reverted winner: the backup with the committed winners only.
+        self._dispatch(enc, "apply", n, step=step, stream="committed")
+        self._dispatch(enc, "bids", n, step=step, stream="committed")
+        self._dispatch(enc, "potential", n, step=step, stream="committed")
 
     @_device_errors
     def anneal(self, batch: ProgramBatch) -> None:
@@ -482,7 +487,7 @@ class GpuBackend:
         if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or steps == 0:
             return
         item_bytes = self.caps.stream * PROGRAM_ITEM.itemsize
-        journal_bytes = 2 * self.caps.steps * JOURNAL_ENTRY.itemsize
+        journal_bytes = self.caps.journal * JOURNAL_ENTRY.itemsize
         state_bytes = self._state_dtype.itemsize
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
@@ -510,7 +515,7 @@ class GpuBackend:
             st = np.frombuffer(state, dtype=self._state_dtype)
             batch.lengths[sl] = st["length"]
             batch.journal_len[sl] = st["journal_len"]
-            batch.journal[sl] = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(n, 2 * self.caps.steps)
+            batch.journal[sl] = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(n, self.caps.journal)
 
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
