@@ -8,9 +8,7 @@ from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.cpu import CpuBackend
 from sae.errors import BackendUnavailableError
-from sae.layout import DEFAULT_CAPACITIES, Capacities
-
-EMBEDDING_TOLERANCE = 1e-5
+from sae.layout import DEFAULT_CAPACITIES, EMBEDDING_TOLERANCE, Capacities
 
 
 def gpu_skip_reason() -> str | None:

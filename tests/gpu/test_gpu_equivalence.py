@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from tiny import CLASSES, WORDS, make_tiny
 
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
-from sae.layout import ANY, DEFAULT_CAPACITIES, SCORE_MAX, Capacities, Op
+from sae.layout import ANY, COMMITTED, DEFAULT_CAPACITIES, REVERTED, SCORE_MAX, Capacities, Op
 
 _reason = gpu_skip_reason()
 if _reason:
@@ -61,6 +61,57 @@ def test_empty_inputs():
     assert_backends_agree(alg, [])
     assert_backends_agree(alg, [[], []])
     assert_backends_agree(alg.without_rules(), _ids(alg, TEXTS))
+
+
+def _step_journal(batch, doc: int, step: int) -> list[tuple[int, int, int, int]]:
+    """(rank, rule, pos, outcome) of one document's journal entries of one step."""
+    j = batch.journal[doc, : batch.journal_len[doc]]
+    j = j[j["step"] == step]
+    return [(int(e["rank"]), int(e["rule"]), int(e["pos"]), int(e["outcome"])) for e in j]
+
+
+def test_several_winners_commit_in_one_step():
+    alg = make_tiny(params=LoopParams(max_steps=16, tolerance=1000, inhibit_steps=2))
+    _, bg = assert_backends_agree(alg, _ids(alg, ["new york city , the dog is playing !"]))
+    first = _step_journal(bg, 0, 0)
+    # merge3 "new york city", silence ",", soften "the" and "is", merge2 "play ##ing",
+    # silence "!": six disjoint winners, ranked by anchor, all committed at once.
+    assert [(rank, pos) for rank, _, pos, _ in first] == [(0, 0), (1, 3), (2, 4), (3, 6), (4, 7), (5, 9)]
+    assert all(outcome == COMMITTED for *_, outcome in first)
+    assert bg.lengths[0] == 7  # the two merges removed three of ten positions
+
+
+def _revert_rules() -> tuple[Rule, ...]:
+    P = PatternElement  # noqa: N806
+    dog, cat = WORDS.index("dog"), WORDS.index("cat")
+    return (
+        Rule("merge", 200, (P(classes=("word",)), P()), kind="merge"),
+        # Silencing "dog" destroys acc_dog's bid as well: 190 > 100, reverted.
+        Rule("silence_dog", 100, (P(symbol=dog),), updates=(ItemUpdate(opcode=int(Op.NOP)),)),
+        Rule("acc_dog", 90, (P(opcode=int(Op.ACC), symbol=dog),)),
+        Rule("mark_cat", 50, (P(symbol=cat),)),
+    )
+
+
+def test_a_revert_among_several_winners():
+    alg = make_tiny(rules=_revert_rules(), params=LoopParams(max_steps=4, tolerance=0, inhibit_steps=2))
+    _, bg = assert_backends_agree(alg, _ids(alg, ["new york dog the cat", "dog the cat"]))
+    # The merge left of the reverted winner commits, and so does the winner after it:
+    # the stream is rebuilt from the backup with both, the second one shifted by one.
+    assert _step_journal(bg, 0, 0) == [(0, 0, 0, COMMITTED), (1, 1, 2, REVERTED), (2, 3, 4, COMMITTED)]
+    assert _step_journal(bg, 0, 1) == [(0, 2, 1, COMMITTED)]  # silence_dog is inhibited
+    assert _step_journal(bg, 1, 0) == [(0, 1, 0, REVERTED), (1, 3, 2, COMMITTED)]
+    assert bg.lengths[:2].tolist() == [4, 3]
+
+
+@pytest.mark.parametrize("journal", [1, 5, 12])
+def test_full_journal_drops_the_last_winners(journal):
+    caps = Capacities(journal=journal)
+    alg = make_tiny(params=LoopParams(max_steps=16, tolerance=1000, inhibit_steps=2))
+    stops = "the the the a an of and is was"  # nine winners of soften_stop in step 0
+    _, bg = assert_backends_agree(alg, _ids(alg, [stops, *TEXTS], caps), caps=caps)
+    assert [rank for rank, *_ in _step_journal(bg, 0, 0)] == list(range(min(journal, 9)))
+    assert bg.journal_len[: len(TEXTS) + 1].max() == journal
 
 
 def test_small_capacities():
@@ -129,9 +180,9 @@ token_lists = st.lists(st.lists(st.integers(0, len(WORDS) - 1), max_size=24), ma
 
 
 @settings(max_examples=25, deadline=None)
-@given(alg=algorithms(), ids=token_lists, chunk=st.sampled_from([None, 3]))
-def test_random_algorithms_agree(alg, ids, chunk):
-    assert_backends_agree(alg, ids, chunk=chunk)
+@given(alg=algorithms(), ids=token_lists, chunk=st.sampled_from([None, 3]), journal=st.sampled_from([256, 256, 3]))
+def test_random_algorithms_agree(alg, ids, chunk, journal):
+    assert_backends_agree(alg, ids, caps=Capacities(journal=journal), chunk=chunk)
 
 
 @settings(max_examples=10, deadline=None)
