@@ -30,7 +30,8 @@ class CpuBackend:
         length = batch.max_length()
         if n and length:
             words = item_words(batch.items)[:n, :length]
-            out[:, :length] = self.matcher.bids(self.matcher.view(words, batch.lengths[:n]))
+            keys = self.matcher.bids(self.matcher.view(words, batch.lengths[:n]))
+            out[:, :length] = keys.transpose(1, 2, 0)
         return out
 
     def anneal(self, batch: ProgramBatch) -> None:

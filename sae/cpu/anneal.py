@@ -56,7 +56,7 @@ class Annealer:
         inhibit = np.zeros((n, self.m.n_rules), dtype=np.uint32)
         live = np.arange(n)  # documents not finished yet
         for step in range(self.params.max_steps):
-            live = live[keys[live].any(axis=(1, 2))]
+            live = live[keys[:, live].any(axis=(0, 2))]
             if live.size == 0:
                 break
             self._step(batch, words, lengths, keys, inhibit, live, step)
@@ -75,10 +75,10 @@ class Annealer:
         m, reach = self.m, self.m.reach
         held = inhibit[live]
         if held.any():
-            cand = np.where(held[:, None, :] == 0, keys[live], 0).max(axis=2)
+            cand = np.where(held.T[:, :, None] == 0, keys[:, live], 0).max(axis=0)
             inhibit[live] -= held > 0
         else:
-            cand = keys[live].max(axis=2)
+            cand = keys[:, live].max(axis=0)
         last = self._last(words, lengths, live, cand)
         win = select_winners(cand, last, reach)
         rank = np.cumsum(win, axis=1) - 1
@@ -87,7 +87,7 @@ class Annealer:
         if not active.any():
             return
         docs, cand, last, win, rank = live[active], cand[active], last[active], win[active], rank[active]
-        old_keys = keys[docs]
+        old_keys = keys[:, docs]
         # The tentative stream: every winner applied; words[docs] stays the backup.
         tent, tent_len = words[docs], lengths[docs].copy()
         winners = np.where(win, cand, 0)
@@ -109,7 +109,7 @@ class Annealer:
         clean = np.ones(len(docs), dtype=bool)
         clean[g[~commit]] = False
         ok = docs[clean]
-        words[ok], lengths[ok], keys[ok] = tent[clean], tent_len[clean], new_keys[clean]
+        words[ok], lengths[ok], keys[:, ok] = tent[clean], tent_len[clean], new_keys[:, clean]
         if clean.all():
             return
         # The others start again from the backup with their committed winners only.
@@ -119,7 +119,7 @@ class Annealer:
         w, w_len = words[redo], lengths[redo].copy()
         apply_winners(m, w, w_len, winners[~clean], self.symbol_rows)
         words[redo], lengths[redo] = w, w_len
-        keys[redo] = m.bids(m.view(w, w_len))
+        keys[:, redo] = m.bids(m.view(w, w_len))
 
     def _last(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """The last item of each candidate's span (-1 where there is no candidate)."""
@@ -164,9 +164,9 @@ class Annealer:
 
 
 def _score_prefix(keys: np.ndarray) -> np.ndarray:
-    """``(G, L+1)`` prefix sums over anchors of the bid scores (every rule) per document."""
-    per_anchor = (keys >> np.uint32(16)).sum(axis=2, dtype=np.int64)
-    out = np.zeros((keys.shape[0], keys.shape[1] + 1), dtype=np.int64)
+    """``(G, L+1)`` prefix sums over anchors of the bid scores (every rule) of rule-major keys."""
+    per_anchor = (keys >> np.uint32(16)).sum(axis=0, dtype=np.int64)
+    out = np.zeros((keys.shape[1], keys.shape[2] + 1), dtype=np.int64)
     np.cumsum(per_anchor, axis=1, out=out[:, 1:])
     return out
 

@@ -18,10 +18,14 @@ class StreamView(NamedTuple):
     """Columns of a ``(D, L)`` slice of ProgramItems, gathered once per bid pass."""
 
     symbol: np.ndarray
-    opcode: np.ndarray
     fired: np.ndarray
-    classes: np.ndarray
     lengths: np.ndarray  # (D, 1) int64
+    #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
+    tests: tuple[np.ndarray, ...]
+
+    def rows(self, g: np.ndarray) -> StreamView:
+        """The view of documents ``g`` (repeats allowed)."""
+        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tuple(t[g] for t in self.tests))
 
 
 class Match(NamedTuple):
@@ -61,6 +65,18 @@ class Matcher:
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
         self.reach = alg.reach
+        # The distinct (opcode, symbol, classes) tests of all pattern elements, each
+        # evaluated once per view; test 0 is "the item exists".
+        self._tests: list[tuple[int, int, int]] = [(ANY, ANY, 0)]
+        self._test_of: list[list[int]] = []
+        for rule in self.rules:
+            row = []
+            for e in range(int(rule["length"])):
+                test = (int(rule["opcode"][e]), int(rule["symbol"][e]), int(rule["classes"][e]))
+                if test not in self._tests:
+                    self._tests.append(test)
+                row.append(self._tests.index(test))
+            self._test_of.append(row)
         # Bit k of _starts[s]: some lexicon phrase of k tokens starts with symbol s.
         self._starts = np.zeros(len(alg.symbol_classes), dtype=np.uint64)
         if alg.n_phrases:
@@ -78,35 +94,35 @@ class Matcher:
         return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
 
     def view(self, words: np.ndarray, lengths: np.ndarray) -> StreamView:
-        """Columns of ``words`` (a ``(D, L, ITEM_WORDS)`` uint32 view)."""
-        symbol = words[..., F.SYMBOL]
-        return StreamView(
-            symbol=symbol,
-            opcode=words[..., F.OPCODE],
-            fired=words[..., F.FIRED],
-            classes=self.symbol_classes[symbol],
-            lengths=lengths.astype(np.int64)[:, None],
-        )
+        """Columns of ``words`` (a ``(D, L, ITEM_WORDS)`` uint32 view) and its element tests."""
+        symbol, opcode = words[..., F.SYMBOL], words[..., F.OPCODE]
+        lengths = lengths.astype(np.int64)[:, None]
+        exists = np.arange(words.shape[1]) < lengths
+        classes = self.symbol_classes[symbol] if any(c for _, _, c in self._tests) else None
+        tests = [exists]
+        for op, sym, cls in self._tests[1:]:
+            ok = exists.copy()
+            if op != ANY:
+                ok &= opcode == op
+            if sym != ANY:
+                ok &= symbol == sym
+            if cls != 0:
+                ok &= (classes & cls) != 0
+            tests.append(ok)
+        return StreamView(symbol=symbol, fired=words[..., F.FIRED], lengths=lengths, tests=tuple(tests))
 
     def _element(self, v: StreamView, pos: np.ndarray, shift: int | None, r: int, e: int) -> np.ndarray:
-        """Does element ``e`` of rule ``r`` match the items at ``pos``?
+        """Does element ``e`` of rule ``r`` match the items at ``pos``? (a new array)
 
         ``shift`` is set when ``pos`` is every position of the stream plus a constant,
-        so columns can be shifted instead of gathered.
+        so the test can be shifted instead of gathered.
         """
-        rule = self.rules[r]
-
-        def at(col: np.ndarray) -> np.ndarray:
-            return _shifted(col, shift) if shift is not None else _gather(col, pos)
-
-        ok = (pos < v.lengths) & (pos >= 0)
-        if rule["opcode"][e] != ANY:
-            ok &= at(v.opcode) == rule["opcode"][e]
-        if rule["symbol"][e] != ANY:
-            ok &= at(v.symbol) == rule["symbol"][e]
-        if rule["classes"][e] != 0:
-            ok &= (at(v.classes) & rule["classes"][e]) != 0
-        return ok
+        test = v.tests[self._test_of[r][e]]
+        if shift == 0:
+            return test.copy()
+        if shift is not None:
+            return _shifted(test, shift)
+        return _gather(test, pos) & (pos >= 0) & (pos < test.shape[1])
 
     def match(
         self, v: StreamView, anchors: np.ndarray, r: int, every_position: bool = False, positions: bool = True
@@ -181,26 +197,20 @@ class Matcher:
         found = (idx < n) & (self.lexicon[np.minimum(idx, n - 1)] == keys)
         return idx.astype(np.int64), found
 
-    def bids(self, v: StreamView, anchors: np.ndarray | None = None) -> np.ndarray:
-        """Bid keys ``(D, A, rules)`` uint32: ``(score << 16) | (0xFFFF - (p << 5 | r))``.
+    def bids(self, v: StreamView) -> np.ndarray:
+        """Bid keys of every anchor, rule-major ``(rules, D, L)`` uint32 (0 = no bid).
 
-        ``anchors`` (``(D, A)``, negative = none) defaults to every position.
+        A key is ``(score << 16) | (0xFFFF - (p << 5 | r))``. Rule-major keeps each
+        rule's keys one contiguous plane, so reductions over rules are elementwise.
         """
-        every = anchors is None
-        if anchors is None:
-            d, length = v.symbol.shape
-            anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
-        keys = np.zeros((*anchors.shape, self.n_rules), dtype=np.uint32)
+        d, length = v.symbol.shape
+        anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
+        keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
         for r in range(self.n_rules):
-            m = self.match(v, anchors, r, every_position=every, positions=False)
-            key = (m.score << 16) | (0xFFFF - ((np.maximum(anchors[:1] if every else anchors, 0) << 5) | r))
-            keys[:, :, r] = np.where(m.ok, key, 0)
+            m = self.match(v, anchors, r, every_position=True, positions=False)
+            key = (m.score << 16) | (0xFFFF - ((anchors[:1] << 5) | r))
+            np.copyto(keys[r], key, where=m.ok, casting="unsafe")
         return keys
-
-
-def potential(keys: np.ndarray) -> np.ndarray:
-    """Sum of the scores of all bids per document (int64; fits int32 by construction)."""
-    return (keys >> np.uint32(16)).astype(np.int64).sum(axis=(1, 2))
 
 
 def decode_key(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -22,13 +22,15 @@ def apply_winners(
     """
     g_all, p_all = np.nonzero(winners)
     _, _, rule_all = decode_key(winners[g_all, p_all])
-    v = m.view(words, lengths)
+    v: StreamView | None = None  # only patterns with gaps are matched again
     dead: np.ndarray | None = None
     for r in np.unique(rule_all):
         sel = rule_all == r
         g, p = g_all[sel], p_all[sel]
         rule = m.rules[r]
-        q, phrase = _locate(m, v, g, p, int(r))
+        if v is None and rule["gap"].any():
+            v = m.view(words, lengths)
+        q, phrase = _locate(m, words, v, g, p, int(r))
         if rule["kind"] == RULE_MERGE:
             if dead is None:
                 dead = np.zeros(winners.shape, dtype=bool)
@@ -43,7 +45,9 @@ def apply_winners(
     return np.cumsum(dead, axis=1) - dead
 
 
-def _locate(m: Matcher, v: StreamView, g: np.ndarray, p: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+def _locate(
+    m: Matcher, words: np.ndarray, v: StreamView | None, g: np.ndarray, p: np.ndarray, r: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Matched positions ``(W, k)`` of rule ``r``'s winners at ``(g, p)``, and their phrases (merges).
 
     A pattern without gaps always covers its anchor and the ``k - 1`` items after
@@ -52,14 +56,14 @@ def _locate(m: Matcher, v: StreamView, g: np.ndarray, p: np.ndarray, r: int) -> 
     rule = m.rules[r]
     k = int(rule["length"])
     if rule["gap"][:k].any():
-        rows = StreamView(v.symbol[g], v.opcode[g], v.fired[g], v.classes[g], v.lengths[g])
-        found = m.match(rows, p[:, None], r)
+        assert v is not None
+        found = m.match(v.rows(g), p[:, None], r)
         assert found.ok.all(), "a winner no longer matches: selection and apply disagree"
         return found.q[:, 0, :], np.full(len(g), -1, dtype=np.int64)
     q = p[:, None] + np.arange(k)
     phrase = np.full(len(g), -1, dtype=np.int64)
     if rule["kind"] == RULE_MERGE:
-        phrase, found = m.phrase_of(v.symbol[g[:, None], q])
+        phrase, found = m.phrase_of(words[g[:, None], q, F.SYMBOL])
         assert found.all(), "a merge winner is not a lexicon phrase: selection and apply disagree"
     return q, phrase
 
