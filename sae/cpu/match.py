@@ -22,10 +22,13 @@ class StreamView(NamedTuple):
     lengths: np.ndarray  # (D, 1) int64
     #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
+    #: Bit k set: the item's symbol starts a lexicon phrase of k tokens (None without merge rules).
+    starts: np.ndarray | None
 
     def rows(self, g: np.ndarray) -> StreamView:
         """The view of documents ``g`` (repeats allowed)."""
-        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tuple(t[g] for t in self.tests))
+        starts = None if self.starts is None else self.starts[g]
+        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tuple(t[g] for t in self.tests), starts)
 
 
 class Match(NamedTuple):
@@ -77,6 +80,8 @@ class Matcher:
                     self._tests.append(test)
                 row.append(self._tests.index(test))
             self._test_of.append(row)
+        self._any_merge = bool((self.rules["kind"] == RULE_MERGE).any())
+        self._gap_free = [not r["gap"][: r["length"]].any() for r in self.rules]
         # Bit k of _starts[s]: some lexicon phrase of k tokens starts with symbol s.
         self._starts = np.zeros(len(alg.symbol_classes), dtype=np.uint64)
         if alg.n_phrases:
@@ -109,7 +114,8 @@ class Matcher:
             if cls != 0:
                 ok &= (classes & cls) != 0
             tests.append(ok)
-        return StreamView(symbol=symbol, fired=words[..., F.FIRED], lengths=lengths, tests=tuple(tests))
+        starts = self._starts[symbol] if self._any_merge else None
+        return StreamView(symbol, words[..., F.FIRED], lengths, tuple(tests), starts)
 
     def _element(self, v: StreamView, pos: np.ndarray, shift: int | None, r: int, e: int) -> np.ndarray:
         """Does element ``e`` of rule ``r`` match the items at ``pos``? (a new array)
@@ -142,8 +148,9 @@ class Matcher:
         if rule["kind"] == RULE_MERGE:
             # Only symbols that start a phrase of this length can: most positions
             # never reach the binary search.
-            first = v.symbol if every_position else _gather(v.symbol, anchors)
-            ok &= (self._starts[first] >> np.uint64(k)) & np.uint64(1) == 1
+            assert v.starts is not None
+            starts = v.starts if every_position else _gather(v.starts, anchors)
+            ok &= (starts & np.uint64(1 << k)) != 0
         qs = [anchors]
         prev = anchors
         for e in range(1, k):
@@ -204,13 +211,50 @@ class Matcher:
         rule's keys one contiguous plane, so reductions over rules are elementwise.
         """
         d, length = v.symbol.shape
-        anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
+        anchors = np.arange(length, dtype=np.int64)
         keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
         for r in range(self.n_rules):
-            m = self.match(v, anchors, r, every_position=True, positions=False)
-            key = (m.score << 16) | (0xFFFF - ((anchors[:1] << 5) | r))
-            np.copyto(keys[r], key, where=m.ok, casting="unsafe")
+            rule = self.rules[r]
+            tie = 0xFFFF - ((anchors << 5) | r)
+            if not self._gap_free[r]:
+                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, every_position=True, positions=False)
+                np.copyto(keys[r], (m.score << 16) | tie, where=m.ok, casting="unsafe")
+                continue
+            ok = self._gap_free_matches(v, r)
+            if rule["kind"] != RULE_MERGE:
+                np.copyto(keys[r], (int(rule["score"]) << 16) | tie, where=ok, casting="unsafe")
+                continue
+            # A merge bids only where its span is a phrase: look up the few candidates.
+            g, p = np.nonzero(ok)
+            k = int(rule["length"])
+            idx, found = self.phrase_of(v.symbol[g[:, None], p[:, None] + np.arange(k)])
+            g, p, idx = g[found], p[found], idx[found]
+            score = int(rule["score"]) + (self.phrase_bonus[idx] if len(self.phrase_bonus) else 0)
+            keys[r, g, p] = (score << 16) | tie[p]
         return keys
+
+    def _gap_free_matches(self, v: StreamView, r: int) -> np.ndarray:
+        """Where rule ``r`` (no gaps) matches structurally, at every anchor ``(D, L)`` bool.
+
+        Element ``e`` looks at the item ``e`` places right of the anchor, so its test
+        is slid left by ``e``. A merge also needs a symbol that starts a phrase of its
+        length (the lexicon itself is searched by the caller).
+        """
+        rule = self.rules[r]
+        k = int(rule["length"])
+        tests = self._test_of[r]
+        ok = v.tests[tests[0]] & ((v.fired & np.uint32(1 << r)) == 0)
+        length = ok.shape[1]
+        for e in range(1, k):
+            if e >= length:
+                ok[:] = False
+                break
+            ok[:, : length - e] &= v.tests[tests[e]][:, e:]
+            ok[:, length - e :] = False
+        if rule["kind"] == RULE_MERGE:
+            assert v.starts is not None
+            ok &= (v.starts & np.uint64(1 << k)) != 0
+        return ok
 
 
 def decode_key(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

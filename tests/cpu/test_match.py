@@ -1,6 +1,8 @@
 """Matching details of the numpy path."""
 
 import numpy as np
+from hypothesis import given, settings
+from strategies import algorithms, texts
 from tiny import make_tiny
 
 from sae.batch import ProgramBatch
@@ -26,3 +28,21 @@ def test_packed_and_byte_lexicon_keys_find_the_same_phrases():
     assert (a >> 16).max() >= 300  # merges with a phrase bonus were found
     # Both orders agree with the lexicon table's own order.
     assert (np.diff(packed.lexicon.astype(np.float64)) > 0).all()
+
+
+@settings(max_examples=60)
+@given(algorithms(), texts)
+def test_the_bid_pass_agrees_with_matching_each_anchor_alone(alg, batch_texts):
+    """The bid pass slides whole test planes; matching one gathered anchor at a time is the plain reading of §2."""
+    batch = ProgramBatch(len(batch_texts), DEFAULT_CAPACITIES)
+    batch.widen([e.ids for e in alg.tokenizer.encode_batch(batch_texts, add_special_tokens=False)], alg.symbol_rows)
+    length = max(batch.max_length(), 1)
+    words = item_words(batch.items)[: batch.n, :length]
+    m = Matcher(alg, DEFAULT_CAPACITIES)
+    v = m.view(words, batch.lengths[: batch.n])
+    keys = m.bids(v)
+    for r in range(m.n_rules):
+        for p in range(length):
+            one = m.match(v, np.full((batch.n, 1), p, dtype=np.int64), r)
+            want = np.where(one.ok[:, 0], (np.broadcast_to(one.score, one.ok.shape)[:, 0] << 16) | (0xFFFF - (p << 5 | r)), 0)
+            assert (keys[r, :, p] == want).all()
