@@ -72,8 +72,8 @@ class Capacities:
             raise ValueError(f"Capacities.rules must be in 1..32, got {self.rules}")
         if not 1 <= self.stream <= 2048:
             raise ValueError(f"Capacities.stream must be in 1..2048, got {self.stream}")
-        if not 1 <= self.pattern <= self.phrase <= 63:
-            raise ValueError("Capacities.pattern must be in 1..phrase, and phrase at most 63")
+        if not 1 <= self.pattern <= self.phrase:
+            raise ValueError("Capacities.pattern must be in 1..phrase")
         if not 1 <= self.journal <= 65536:
             raise ValueError(f"Capacities.journal must be in 1..65536, got {self.journal}")
         # The potential (sum of every bid score of a document) must fit in int32.

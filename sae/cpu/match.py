@@ -22,13 +22,10 @@ class StreamView(NamedTuple):
     lengths: np.ndarray  # (D, 1) int64
     #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
-    #: Bit k set: the item's symbol starts a lexicon phrase of k tokens (None without merge rules).
-    starts: np.ndarray | None
 
     def rows(self, g: np.ndarray) -> StreamView:
         """The view of documents ``g`` (repeats allowed)."""
-        starts = None if self.starts is None else self.starts[g]
-        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tuple(t[g] for t in self.tests), starts)
+        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tuple(t[g] for t in self.tests))
 
 
 class Match(NamedTuple):
@@ -68,25 +65,29 @@ class Matcher:
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
         self.reach = alg.reach
-        # The distinct (opcode, symbol, classes) tests of all pattern elements, each
-        # evaluated once per view; test 0 is "the item exists".
-        self._tests: list[tuple[int, int, int]] = [(ANY, ANY, 0)]
+        # The distinct tests of all pattern elements, each evaluated once per view:
+        # (opcode, symbol, classes, phrase slot). Test 0 is "the item exists". A merge
+        # element also tests its phrase slot (k, e): the symbol is token e of some
+        # lexicon phrase of k tokens, which every match needs; most positions fail it
+        # and never reach the lexicon search.
+        self._slots: dict[tuple[int, int], np.ndarray] = {}
+        for row in alg.phrases:
+            k = int((row >= 0).sum())
+            for e in range(k):
+                self._slots.setdefault((k, e), np.zeros(len(alg.symbol_classes), dtype=bool))[row[e]] = True
+        self._tests: list[tuple[int, int, int, tuple[int, int] | None]] = [(ANY, ANY, 0, None)]
         self._test_of: list[list[int]] = []
         for rule in self.rules:
-            row = []
-            for e in range(int(rule["length"])):
-                test = (int(rule["opcode"][e]), int(rule["symbol"][e]), int(rule["classes"][e]))
+            tests = []
+            k = int(rule["length"])
+            for e in range(k):
+                slot = (k, e) if rule["kind"] == RULE_MERGE else None
+                test = (int(rule["opcode"][e]), int(rule["symbol"][e]), int(rule["classes"][e]), slot)
                 if test not in self._tests:
                     self._tests.append(test)
-                row.append(self._tests.index(test))
-            self._test_of.append(row)
-        self._any_merge = bool((self.rules["kind"] == RULE_MERGE).any())
+                tests.append(self._tests.index(test))
+            self._test_of.append(tests)
         self._gap_free = [not r["gap"][: r["length"]].any() for r in self.rules]
-        # Bit k of _starts[s]: some lexicon phrase of k tokens starts with symbol s.
-        self._starts = np.zeros(len(alg.symbol_classes), dtype=np.uint64)
-        if alg.n_phrases:
-            width = (alg.phrases >= 0).sum(axis=1).astype(np.uint64)
-            np.bitwise_or.at(self._starts, alg.phrases[:, 0], np.left_shift(np.uint64(1), width))
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
         """``(..., phrase)`` uint32 keys as one sortable scalar each."""
@@ -103,9 +104,9 @@ class Matcher:
         symbol, opcode = words[..., F.SYMBOL], words[..., F.OPCODE]
         lengths = lengths.astype(np.int64)[:, None]
         exists = np.arange(words.shape[1]) < lengths
-        classes = self.symbol_classes[symbol] if any(c for _, _, c in self._tests) else None
+        classes = self.symbol_classes[symbol] if any(t[2] for t in self._tests) else None
         tests = [exists]
-        for op, sym, cls in self._tests[1:]:
+        for op, sym, cls, slot in self._tests[1:]:
             ok = exists.copy()
             if op != ANY:
                 ok &= opcode == op
@@ -113,9 +114,10 @@ class Matcher:
                 ok &= symbol == sym
             if cls != 0:
                 ok &= (classes & cls) != 0
+            if slot is not None:
+                ok &= self._slots[slot][symbol] if slot in self._slots else False
             tests.append(ok)
-        starts = self._starts[symbol] if self._any_merge else None
-        return StreamView(symbol, words[..., F.FIRED], lengths, tuple(tests), starts)
+        return StreamView(symbol, words[..., F.FIRED], lengths, tuple(tests))
 
     def _element(self, v: StreamView, pos: np.ndarray, shift: int | None, r: int, e: int) -> np.ndarray:
         """Does element ``e`` of rule ``r`` match the items at ``pos``? (a new array)
@@ -145,12 +147,6 @@ class Matcher:
         ok = self._element(v, anchors, shift, r, 0)
         fired = v.fired if every_position else _gather(v.fired, anchors)
         ok &= ((fired >> np.uint32(r)) & 1) == 0
-        if rule["kind"] == RULE_MERGE:
-            # Only symbols that start a phrase of this length can: most positions
-            # never reach the binary search.
-            assert v.starts is not None
-            starts = v.starts if every_position else _gather(v.starts, anchors)
-            ok &= (starts & np.uint64(1 << k)) != 0
         qs = [anchors]
         prev = anchors
         for e in range(1, k):
@@ -237,8 +233,7 @@ class Matcher:
         """Where rule ``r`` (no gaps) matches structurally, at every anchor ``(D, L)`` bool.
 
         Element ``e`` looks at the item ``e`` places right of the anchor, so its test
-        is slid left by ``e``. A merge also needs a symbol that starts a phrase of its
-        length (the lexicon itself is searched by the caller).
+        is slid left by ``e``. For a merge the caller still searches the lexicon.
         """
         rule = self.rules[r]
         k = int(rule["length"])
@@ -251,9 +246,6 @@ class Matcher:
                 break
             ok[:, : length - e] &= v.tests[tests[e]][:, e:]
             ok[:, length - e :] = False
-        if rule["kind"] == RULE_MERGE:
-            assert v.starts is not None
-            ok &= (v.starts & np.uint64(1 << k)) != 0
         return ok
 
 
