@@ -145,10 +145,11 @@ class Algorithm:
 
     @property
     def reach(self) -> int:
-        """How far past its anchor any rule's match can extend (docs/ENGINE.md §2).
+        """How far past its anchor any rule's match can extend (docs/ENGINE.md §3).
 
-        A rewrite of items ``[first, last]`` changes only the bids anchored in
-        ``[first - reach, last]``: both backends re-bid just that window.
+        A bid anchored at ``x`` reads only items ``x ..= x + reach``, so a rewrite of
+        items ``[first, last]`` changes only the bids anchored in
+        ``[first - reach, last]``: the window the health check judges it on.
         """
         return max((sum(el.gap + 1 for el in rule.pattern[1:]) for rule in self.rules), default=0)
 

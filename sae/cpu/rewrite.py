@@ -76,11 +76,14 @@ def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: np.void
 
 
 def _rewrite(words: np.ndarray, g: np.ndarray, q: np.ndarray, r: int, rule: np.void) -> None:
-    old = words[g[:, None], q]  # (W, k, ITEM_WORDS) copy
+    k = q.shape[1]
+    perm = [int(x) for x in rule["perm"][:k]]
+    if perm != list(range(k)):
+        old = words[g[:, None], q]  # (W, k, ITEM_WORDS) copy
+        for e in range(k):
+            words[g, q[:, e]] = old[:, perm[e]]
     bit = np.uint32(1 << r)
-    for e in range(q.shape[1]):
-        words[g, q[:, e]] = old[:, int(rule["perm"][e])]
-    for e in range(q.shape[1]):
+    for e in range(k):
         _set_fields(words, g, q[:, e], rule, e)
         words[g, q[:, e], F.FIRED] |= bit
 
