@@ -87,6 +87,19 @@ class Matcher:
                     self._tests.append(test)
                 tests.append(self._tests.index(test))
             self._test_of.append(tests)
+        # What a test asks of the symbol alone (symbol, classes, phrase slot) is
+        # tabled per symbol, bit j % 64 of table j // 64, so a view gathers it once.
+        n_symbols = len(alg.symbol_classes)
+        self._symbol_passes = [np.zeros(n_symbols, dtype=np.uint64) for _ in range(0, len(self._tests), 64)]
+        for j, (_, sym, cls, slot) in enumerate(self._tests):
+            passes = np.ones(n_symbols, dtype=bool)
+            if sym != ANY:
+                passes &= np.arange(n_symbols) == sym
+            if cls != 0:
+                passes &= (alg.symbol_classes & cls) != 0
+            if slot is not None:
+                passes &= self._slots.get(slot, np.zeros(n_symbols, dtype=bool))
+            self._symbol_passes[j // 64][passes] |= np.uint64(1 << (j % 64))
         self._gap_free = [not r["gap"][: r["length"]].any() for r in self.rules]
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
@@ -104,18 +117,17 @@ class Matcher:
         symbol, opcode = words[..., F.SYMBOL], words[..., F.OPCODE]
         lengths = lengths.astype(np.int64)[:, None]
         exists = np.arange(words.shape[1]) < lengths
-        classes = self.symbol_classes[symbol] if any(t[2] for t in self._tests) else None
+        passes = [table[symbol] for table in self._symbol_passes]
+        same_op: dict[int, np.ndarray] = {}
         tests = [exists]
-        for op, sym, cls, slot in self._tests[1:]:
+        for j, (op, sym, cls, slot) in enumerate(self._tests[1:], start=1):
             ok = exists.copy()
+            if sym != ANY or cls != 0 or slot is not None:
+                ok &= (passes[j // 64] & np.uint64(1 << (j % 64))) != 0
             if op != ANY:
-                ok &= opcode == op
-            if sym != ANY:
-                ok &= symbol == sym
-            if cls != 0:
-                ok &= (classes & cls) != 0
-            if slot is not None:
-                ok &= self._slots[slot][symbol] if slot in self._slots else False
+                if op not in same_op:
+                    same_op[op] = opcode == op
+                ok &= same_op[op]
             tests.append(ok)
         return StreamView(symbol, words[..., F.FIRED], lengths, tuple(tests))
 
