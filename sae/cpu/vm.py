@@ -18,21 +18,24 @@ def run_vm(
     acc = np.zeros((d, dim), dtype=np.float32)
     stack: np.ndarray | None = None  # allocated by the first stack opcode: most programs have none
     sp = np.zeros(d, dtype=np.int64)
+    # Per item, computed for the whole batch at once: opcode, vector row and weight w.
+    ops, rows = words[..., F.OPCODE], words[..., F.ARG0]
+    weight = weights[rows] * (words[..., F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16)
+    stack_ops = (ops > Op.ACC).any(axis=0)  # positions where some program uses the stack
+    acc_weight = np.where(ops == Op.ACC, weight, np.float32(0))  # a NOP adds exactly zero
     for p in range(length):
         # Only documents this long do anything at p: compute their items alone. The
         # engine batches by length, so they are usually one run: a slice, not a gather.
         docs = np.flatnonzero(p < lengths)
         if docs.size and docs[-1] - docs[0] + 1 == docs.size:
             docs = slice(int(docs[0]), int(docs[-1]) + 1)
-        op = words[docs, p, F.OPCODE]
-        row = words[docs, p, F.ARG0]
-        scale = words[docs, p, F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16
-        w = weights[row] * scale
-        if not (op > Op.ACC).any():  # only ACC and NOP here: no stack work
+        row = rows[docs, p]
+        if not stack_ops[p]:  # only ACC and NOP here: no stack work
             v = vectors[row]
-            v *= np.where(op == Op.ACC, w, np.float32(0))[:, None]  # a NOP adds exactly zero
+            v *= acc_weight[docs, p, None]
             acc[docs] += v
             continue
+        op, w = ops[docs, p], weight[docs, p]
         v = w[:, None] * vectors[row]
         docs = np.arange(d)[docs]
         if stack is None:
