@@ -30,10 +30,13 @@ class ProgramBatch:
     def size(self) -> int:
         return self.items.shape[0]
 
-    def widen(self, token_ids: list[list[int]] | list[np.ndarray], symbol_rows: np.ndarray) -> None:
+    def widen(
+        self, token_ids: list[list[int]] | list[np.ndarray], symbol_rows: np.ndarray, lengths: np.ndarray | None = None
+    ) -> None:
         """Load documents: every token becomes one ACC item (docs/ENGINE.md §1).
 
-        Token lists must already be truncated to the stream capacity.
+        Token lists must already be truncated to the stream capacity. ``lengths``
+        (their lengths, when the caller has them) saves counting again.
         """
         n = len(token_ids)
         if n > self.size:
@@ -46,7 +49,9 @@ class ProgramBatch:
             self.journal[:docs, : int(self.journal_len[:docs].max())] = 0
         self.n = n
         self.journal_len[:n] = 0
-        lengths = np.fromiter((len(t) for t in token_ids), dtype=np.uint32, count=n)
+        if lengths is None:
+            lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=n)
+        lengths = lengths.astype(np.uint32, copy=False)
         self._used = (n, int(lengths.max()) if n else 0)
         self.lengths[:n] = lengths
         if n == 0 or lengths.max() == 0:

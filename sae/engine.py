@@ -119,10 +119,12 @@ class Engine:
         encodings = self.algorithm.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         cap = self.caps.stream
         ids = [e.ids for e in encodings]
-        cut = sum(1 for t in ids if len(t) > cap)
+        cut = [i for i, t in enumerate(ids) if len(t) > cap]
         if cut:
-            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", cut, cap, cap)
-        return [t[:cap] for t in ids]
+            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", len(cut), cap, cap)
+            for i in cut:
+                ids[i] = ids[i][:cap]
+        return ids
 
     def embed(
         self, texts: str | Sequence[str], progress: Callable[[int], None] | None = None
@@ -140,20 +142,21 @@ class Engine:
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         # Documents are independent, so batching them by length changes no result
         # and saves the work of padding short texts to the longest of their batch.
-        order = np.argsort(np.fromiter(map(len, token_ids), dtype=np.int64, count=len(token_ids)), kind="stable")
+        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+        order = np.argsort(lengths, kind="stable")
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             with maybe_scope(prof, "batch", documents=len(chunk)):
-                self._run([token_ids[i] for i in chunk])
+                self._run([token_ids[i] for i in chunk], lengths[chunk])
                 with maybe_scope(prof, "execute"):
                     out[chunk] = self.backend.execute(self._batch)
             if progress is not None:
                 progress(len(chunk))
         return out
 
-    def _run(self, token_ids: list[list[int]]) -> ProgramBatch:
+    def _run(self, token_ids: list[list[int]], lengths: np.ndarray | None = None) -> ProgramBatch:
         with maybe_scope(self._profiler, "widen"):
-            self._batch.widen(token_ids, self.algorithm.symbol_rows)
+            self._batch.widen(token_ids, self.algorithm.symbol_rows, lengths)
         with maybe_scope(self._profiler, "anneal"):
             self.backend.anneal(self._batch)
         return self._batch

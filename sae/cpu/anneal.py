@@ -8,7 +8,7 @@ from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.cpu.match import Matcher, decode_key
 from sae.cpu.rewrite import apply_winners
-from sae.layout import COMMITTED, REVERTED, RULE_MERGE, item_words
+from sae.layout import COMMITTED, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
 
 
 def select_winners(cand: np.ndarray, last: np.ndarray, reach: int) -> np.ndarray:
@@ -150,22 +150,19 @@ class Annealer:
     ) -> None:
         """One entry per attempted winner, in rank order (``docs`` may repeat)."""
         slot = batch.journal_len[docs] + rank
-        entry = np.zeros(len(docs), dtype=batch.journal.dtype)
-        entry["step"] = step
-        entry["rank"] = rank
-        entry["rule"] = rule
-        entry["pos"] = pos
-        entry["score"] = score
-        entry["potential_before"] = before
-        entry["potential_after"] = after
-        entry["outcome"] = np.where(commit, COMMITTED, REVERTED)
-        batch.journal[docs, slot] = entry
+        values = {"step": step, "rank": rank, "rule": rule, "pos": pos, "score": score, "potential_before": before,
+                  "potential_after": after, "outcome": np.where(commit, COMMITTED, REVERTED)}
+        # Every field is one 4-byte word (sae.layout): write the entries as rows of words.
+        entries = np.empty((len(docs), JOURNAL_WORDS), dtype=np.uint32)
+        for word, name in enumerate(batch.journal.dtype.names):
+            entries[:, word] = np.asarray(values[name]).astype(np.int64) & 0xFFFFFFFF  # i32 as its bits
+        batch.journal.view(np.uint32).reshape(*batch.journal.shape, JOURNAL_WORDS)[docs, slot] = entries
         batch.journal_len += np.bincount(docs, minlength=len(batch.journal_len)).astype(batch.journal_len.dtype)
 
 
 def _score_prefix(keys: np.ndarray) -> np.ndarray:
     """``(G, L+1)`` prefix sums over anchors of the bid scores (every rule) of rule-major keys."""
-    per_anchor = (keys >> np.uint32(16)).sum(axis=0, dtype=np.int64)
+    per_anchor = (keys >> np.uint32(16)).sum(axis=0, dtype=np.int32)  # < stream * rules * SCORE_MAX
     out = np.zeros((keys.shape[1], keys.shape[2] + 1), dtype=np.int64)
     np.cumsum(per_anchor, axis=1, out=out[:, 1:])
     return out
