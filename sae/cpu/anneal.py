@@ -53,13 +53,16 @@ class Annealer:
         words = item_words(batch.items)[:n, :length]
         lengths = batch.lengths[:n]
         keys = self.m.bids(self.m.view(words, lengths))
+        scores = _anchor_scores(keys)  # per anchor, the sum of its bids' scores
         inhibit = np.zeros((n, self.m.n_rules), dtype=np.uint32)
         live = np.arange(n)  # documents not finished yet
         for step in range(self.params.max_steps):
-            live = live[keys[:, live].any(axis=(0, 2))]
+            top = keys[:, live].max(axis=0)  # the best key at each anchor
+            has_bid = top.any(axis=1)
+            live, top = live[has_bid], top[has_bid]
             if live.size == 0:
                 break
-            self._step(batch, words, lengths, keys, inhibit, live, step)
+            self._step(batch, words, lengths, keys, scores, inhibit, live, top, step)
 
     def _step(
         self,
@@ -67,18 +70,19 @@ class Annealer:
         words: np.ndarray,
         lengths: np.ndarray,
         keys: np.ndarray,
+        scores: np.ndarray,
         inhibit: np.ndarray,
         live: np.ndarray,
+        top: np.ndarray,
         step: int,
     ) -> None:
-        """One step of §3 for the ``live`` documents; ``keys`` are kept current."""
+        """One step of §3 for the ``live`` documents; ``keys`` and ``scores`` are kept current."""
         m, reach = self.m, self.m.reach
         held = inhibit[live]
+        cand = top
         if held.any():
             cand = np.where(held.T[:, :, None] == 0, keys[:, live], 0).max(axis=0)
             inhibit[live] -= held > 0
-        else:
-            cand = keys[:, live].max(axis=0)
         last = self._last(words, lengths, live, cand)
         win = select_winners(cand, last, reach)
         rank = np.cumsum(win, axis=1) - 1
@@ -87,7 +91,6 @@ class Annealer:
         if not active.any():
             return
         docs, cand, last, win, rank = live[active], cand[active], last[active], win[active], rank[active]
-        old_keys = keys[:, docs]
         # The tentative stream: every winner applied; words[docs] stays the backup.
         tent, tent_len = words[docs], lengths[docs].copy()
         winners = np.where(win, cand, 0)
@@ -96,7 +99,8 @@ class Annealer:
         # Health of each winner: the change of the bid scores within its reach.
         g, p = np.nonzero(win)
         score, _, rule = decode_key(cand[g, p])
-        old_sum, new_sum = _score_prefix(old_keys), _score_prefix(new_keys)
+        new_scores = _anchor_scores(new_keys)
+        old_sum, new_sum = _prefix(scores[docs]), _prefix(new_scores)
         lo, hi = np.maximum(p - reach, 0), last[g, p]
         shift = removed[g, p] if removed is not None else np.zeros_like(p)
         own = np.where(self._merge[rule], hi - p, 0)
@@ -109,7 +113,7 @@ class Annealer:
         clean = np.ones(len(docs), dtype=bool)
         clean[g[~commit]] = False
         ok = docs[clean]
-        words[ok], lengths[ok], keys[:, ok] = tent[clean], tent_len[clean], new_keys[:, clean]
+        words[ok], lengths[ok], keys[:, ok], scores[ok] = tent[clean], tent_len[clean], new_keys[:, clean], new_scores[clean]
         if clean.all():
             return
         # The others start again from the backup with their committed winners only.
@@ -120,6 +124,7 @@ class Annealer:
         apply_winners(m, w, w_len, winners[~clean], self.symbol_rows)
         words[redo], lengths[redo] = w, w_len
         keys[:, redo] = m.bids(m.view(w, w_len))
+        scores[redo] = _anchor_scores(keys[:, redo])
 
     def _last(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """The last item of each candidate's span (-1 where there is no candidate)."""
@@ -160,11 +165,15 @@ class Annealer:
         batch.journal_len += np.bincount(docs, minlength=len(batch.journal_len)).astype(batch.journal_len.dtype)
 
 
-def _score_prefix(keys: np.ndarray) -> np.ndarray:
-    """``(G, L+1)`` prefix sums over anchors of the bid scores (every rule) of rule-major keys."""
-    per_anchor = (keys >> np.uint32(16)).sum(axis=0, dtype=np.int32)  # < stream * rules * SCORE_MAX
-    out = np.zeros((keys.shape[1], keys.shape[2] + 1), dtype=np.int64)
-    np.cumsum(per_anchor, axis=1, out=out[:, 1:])
+def _anchor_scores(keys: np.ndarray) -> np.ndarray:
+    """``(G, L)`` sum of the bid scores (every rule) at each anchor of rule-major keys."""
+    return (keys >> np.uint32(16)).sum(axis=0, dtype=np.int32)  # < stream * rules * SCORE_MAX
+
+
+def _prefix(scores: np.ndarray) -> np.ndarray:
+    """``(G, L+1)`` prefix sums over anchors: window sums become two lookups."""
+    out = np.zeros((scores.shape[0], scores.shape[1] + 1), dtype=np.int64)
+    np.cumsum(scores, axis=1, out=out[:, 1:])
     return out
 
 

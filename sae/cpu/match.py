@@ -196,11 +196,11 @@ class Matcher:
         return Match(ok, q, score)
 
     def phrase_of(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Lexicon index of each row of ``(C, k)`` symbols, and whether it is a phrase."""
+        """Lexicon index of each row of ``(C, k)`` symbols (ANY-padded past the span), and whether it is a phrase."""
         keys = np.full((len(symbols), self.caps.phrase), ANY, dtype=np.uint32)
         keys[:, : symbols.shape[1]] = symbols
         idx, found = self.lookup(self._as_bytes(keys))
-        found &= (symbols < self.vocab_size).all(axis=-1)
+        found &= ((symbols < self.vocab_size) | (symbols == ANY)).all(axis=-1)
         return idx, found
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +221,7 @@ class Matcher:
         d, length = v.symbol.shape
         anchors = np.arange(length, dtype=np.int64)
         keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
+        spans: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # merge candidates
         for r in range(self.n_rules):
             rule = self.rules[r]
             tie = 0xFFFF - ((anchors << 5) | r)
@@ -232,13 +233,21 @@ class Matcher:
             if rule["kind"] != RULE_MERGE:
                 np.copyto(keys[r], (int(rule["score"]) << 16) | tie, where=ok, casting="unsafe")
                 continue
-            # A merge bids only where its span is a phrase: look up the few candidates.
             g, p = np.nonzero(ok)
-            k = int(rule["length"])
-            idx, found = self.phrase_of(v.symbol[g[:, None], p[:, None] + np.arange(k)])
-            g, p, idx = g[found], p[found], idx[found]
-            score = int(rule["score"]) + (self.phrase_bonus[idx] if len(self.phrase_bonus) else 0)
-            keys[r, g, p] = (score << 16) | tie[p]
+            spans.append((r, g, p, v.symbol[g[:, None], p[:, None] + np.arange(int(rule["length"]))]))
+        if spans:
+            # A merge bids only where its span is a phrase: one lexicon search for
+            # the few candidates of every merge rule, each span padded with ANY.
+            symbols = np.full((sum(len(s[1]) for s in spans), self.caps.phrase), ANY, dtype=np.uint32)
+            at = np.cumsum([0] + [len(s[1]) for s in spans])
+            for (_, _, _, sym), start in zip(spans, at):
+                symbols[start : start + len(sym), : sym.shape[1]] = sym
+            idx_all, found_all = self.phrase_of(symbols)
+            for (r, g, p, _), start, end in zip(spans, at, at[1:]):
+                found, idx = found_all[start:end], idx_all[start:end]
+                g, p, idx = g[found], p[found], idx[found]
+                score = int(self.rules[r]["score"]) + (self.phrase_bonus[idx] if len(self.phrase_bonus) else 0)
+                keys[r, g, p] = (score << 16) | (0xFFFF - ((p << 5) | r))
         return keys
 
     def _gap_free_matches(self, v: StreamView, r: int) -> np.ndarray:

@@ -115,12 +115,13 @@ def _merge_head(
 def _compact(words: np.ndarray, lengths: np.ndarray, dead: np.ndarray) -> None:
     """Drop the dead items of each document, keeping order; the freed tail becomes zeros."""
     rows = np.flatnonzero(dead.any(axis=1))
-    order = np.argsort(dead[rows], axis=1, kind="stable")  # live items first, in order
-    moved = np.take_along_axis(words[rows], order[..., None], axis=1)
-    new_len = lengths[rows].astype(np.int64) - dead[rows].sum(axis=1)
-    moved[np.arange(words.shape[1])[None, :] >= new_len[:, None]] = 0
-    words[rows] = moved
-    lengths[rows] = new_len.astype(lengths.dtype)
+    keep = ~dead[rows]
+    g, old = np.nonzero(keep)
+    new = (np.cumsum(keep, axis=1) - 1)[g, old]  # each kept item's place after the removals
+    moved = np.zeros((len(rows), *words.shape[1:]), dtype=words.dtype)
+    moved[g, new] = words[rows[g], old]
+    words[rows] = moved  # items past a document's length are zero, so they stay zero
+    lengths[rows] -= dead[rows].sum(axis=1).astype(lengths.dtype)
 
 
 __all__ = ["apply_winners"]
