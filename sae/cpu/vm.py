@@ -24,17 +24,19 @@ def run_vm(
     stack_ops = (ops > Op.ACC).any(axis=0)  # positions where some program uses the stack
     acc_weight = np.where(ops == Op.ACC, weight, np.float32(0))  # a NOP adds exactly zero
     for p in range(length):
-        # Only documents this long do anything at p: compute their items alone. The
-        # engine batches by length, so they are usually one run: a slice, not a gather.
+        # Only documents this long do anything at p. The engine batches by length, so
+        # they are nearly one run: take the slice that spans them (a shorter document
+        # inside it has a zero item here, which adds exactly zero) rather than a gather.
         docs = np.flatnonzero(p < lengths)
-        if docs.size and docs[-1] - docs[0] + 1 == docs.size:
-            docs = slice(int(docs[0]), int(docs[-1]) + 1)
-        row = rows[docs, p]
+        if docs.size == 0:
+            break  # no document is this long
         if not stack_ops[p]:  # only ACC and NOP here: no stack work
-            v = vectors[row]
-            v *= acc_weight[docs, p, None]
-            acc[docs] += v
+            run = slice(int(docs[0]), int(docs[-1]) + 1)
+            v = vectors[rows[run, p]]
+            v *= acc_weight[run, p, None]
+            acc[run] += v
             continue
+        row = rows[docs, p]
         op, w = ops[docs, p], weight[docs, p]
         v = w[:, None] * vectors[row]
         docs = np.arange(d)[docs]
