@@ -11,7 +11,7 @@ from itertools import chain
 
 import numpy as np
 
-from sae.layout import JOURNAL_ENTRY, PROGRAM_ITEM, Capacities, F, Op, Q16_ONE, item_words
+from sae.layout import JOURNAL_ENTRY, JOURNAL_WORDS, PROGRAM_ITEM, Capacities, F, Op, Q16_ONE, item_words
 
 
 class ProgramBatch:
@@ -41,26 +41,29 @@ class ProgramBatch:
         n = len(token_ids)
         if n > self.size:
             raise ValueError(f"ProgramBatch.widen: {n} documents exceed the batch size {self.size}")
-        # Clear only what the previous batch wrote: streams never grow past their
-        # widened length and journals past journal_len, so the rest is still zero.
-        docs, width = self._used
-        if docs:
-            self.items[:docs, :width] = 0
-            self.journal[:docs, : int(self.journal_len[:docs].max())] = 0
-        self.n = n
-        self.journal_len[:n] = 0
+        # The new batch overwrites every word of its own (n, width) block below; of
+        # what the previous batch wrote, clear only the rest. Streams never grow past
+        # their widened length, nor journals past journal_len, so the rest is zero.
         if lengths is None:
             lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=n)
         lengths = lengths.astype(np.uint32, copy=False)
-        self._used = (n, int(lengths.max()) if n else 0)
+        width = int(lengths.max()) if n else 0
+        all_words = item_words(self.items)
+        docs, used = self._used
+        if docs:
+            all_words[: min(docs, n), width:used] = 0
+            all_words[n:docs, :used] = 0
+            self.journal.view(np.uint32)[:docs, : int(self.journal_len[:docs].max()) * JOURNAL_WORDS] = 0
+        self.n = n
+        self.journal_len[:n] = 0
+        self._used = (n, width)
         self.lengths[:n] = lengths
-        if n == 0 or lengths.max() == 0:
+        if width == 0:
             return
-        width = int(lengths.max())
         present = np.arange(width) < lengths[:, None]  # (n, width): the items that exist
         tokens = np.zeros((n, width), dtype=np.uint32)
         tokens[present] = np.fromiter(chain.from_iterable(token_ids), dtype=np.uint32, count=int(lengths.sum()))
-        words = item_words(self.items)[:n, :width]
+        words = all_words[:n, :width]
         on = present.astype(np.uint32)
         words[..., F.SYMBOL] = tokens
         words[..., F.TOKEN] = tokens
@@ -69,6 +72,7 @@ class ProgramBatch:
         words[..., F.OPCODE] = int(Op.ACC) * on
         words[..., F.ARG0] = np.where(present, symbol_rows[tokens], 0)
         words[..., F.ARG1] = Q16_ONE * on
+        words[..., F.FIRED] = 0
 
     def max_length(self) -> int:
         """The longest document now in the batch (streams never grow)."""
