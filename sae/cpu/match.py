@@ -22,10 +22,13 @@ class StreamView(NamedTuple):
     lengths: np.ndarray  # (D, 1) int64
     #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
+    #: Some item has a fired bit (a fresh stream has none, so no rule needs to look).
+    fired_any: bool
 
     def rows(self, g: np.ndarray) -> StreamView:
         """The view of documents ``g`` (repeats allowed)."""
-        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tuple(t[g] for t in self.tests))
+        tests = tuple(t[g] for t in self.tests)
+        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tests, self.fired_any)
 
 
 class Match(NamedTuple):
@@ -129,7 +132,8 @@ class Matcher:
                     same_op[op] = opcode == op
                 ok &= same_op[op]
             tests.append(ok)
-        return StreamView(symbol, words[..., F.FIRED], lengths, tuple(tests))
+        fired = words[..., F.FIRED]
+        return StreamView(symbol, fired, lengths, tuple(tests), bool(fired.any()))
 
     def _element(self, v: StreamView, pos: np.ndarray, shift: int | None, r: int, e: int) -> np.ndarray:
         """Does element ``e`` of rule ``r`` match the items at ``pos``? (a new array)
@@ -259,7 +263,9 @@ class Matcher:
         rule = self.rules[r]
         k = int(rule["length"])
         tests = self._test_of[r]
-        ok = v.tests[tests[0]] & ((v.fired & np.uint32(1 << r)) == 0)
+        ok = v.tests[tests[0]].copy()
+        if v.fired_any:
+            ok &= (v.fired & np.uint32(1 << r)) == 0
         length = ok.shape[1]
         for e in range(1, k):
             if e >= length:
