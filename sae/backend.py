@@ -19,6 +19,9 @@ class Backend(Protocol):
     description: str
     #: set by the engine; a backend reports its own scopes and passes into it
     profiler: Profiler | None
+    #: whether ``anneal`` and ``execute`` may run on different batches from several
+    #: threads at once (the numpy path: it keeps no state between calls)
+    concurrent_batches: bool
 
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         """Bid keys of the current streams, ``(n, stream capacity, rules)`` uint32, 0 = no bid."""

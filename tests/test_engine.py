@@ -66,3 +66,19 @@ def test_auto_prefers_numpy_over_a_software_adapter(tiny_alg, monkeypatch, caplo
         backend = make_backend("auto", tiny_alg, DEFAULT_CAPACITIES)
     assert backend.name == "cpu"
     assert "only a software adapter (llvmpipe, Vulkan)" in caplog.text
+
+
+def test_batches_side_by_side_give_the_same_bytes_as_one_after_another(tiny_alg):
+    texts = [" ".join(["the new york city players runs , not very big !"] * (1 + i % 4)) for i in range(70)]
+    alg = tiny_alg
+    one = Engine(alg, backend="cpu", batch_size=8, threads=1)
+    many = Engine(alg, backend="cpu", batch_size=8, threads=3)
+    done: list[int] = []
+    assert one.embed(texts).tobytes() == many.embed(texts, progress=done.append).tobytes()
+    assert sum(done) == len(texts)
+    assert many.embed(texts).tobytes() == one.embed(texts).tobytes()  # spare batches are reused
+
+
+def test_threads_must_be_positive(tiny_alg):
+    with pytest.raises(ValueError, match="threads"):
+        Engine(tiny_alg, backend="cpu", threads=0)

@@ -20,7 +20,7 @@ def positive_int(text: str) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, backend: bool = True) -> None:
-    """--algorithm, --adapter, and unless turned off --backend and --batch-size."""
+    """--algorithm, --adapter, and unless turned off --backend, --batch-size and --threads."""
     parser.add_argument("--algorithm", metavar="PATH", help="Algorithm directory (default: the bundled one)")
     if backend:
         parser.add_argument(
@@ -38,6 +38,8 @@ def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, b
     if batch:
         parser.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
                             help="documents per batch (default 1024)")
+        parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                            help="batches embedded side by side on the CPU path (default: CPU count, at most 8)")
 
 
 def engine_from_args(args: argparse.Namespace) -> Engine:
@@ -47,6 +49,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         backend=args.backend,
         batch_size=getattr(args, "batch_size", 1024),
         adapter=args.adapter,
+        threads=getattr(args, "threads", None),
     )
     logging.getLogger("sae").info("backend: %s (%s)", engine.backend.name, engine.backend.description)
     return engine

@@ -18,6 +18,7 @@ class CpuBackend:
     name = "cpu"
     description = "numpy"
     profiler = None  # the engine's stage scopes are all the numpy path reports
+    concurrent_batches = True  # nothing but read-only tables is kept between calls
 
     def __init__(self, alg: Algorithm, caps: Capacities) -> None:
         self.alg, self.caps = alg, caps

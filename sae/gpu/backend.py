@@ -150,6 +150,7 @@ class GpuBackend:
     """
 
     name = "gpu"
+    concurrent_batches = False  # one queue and one set of device buffers
     #: set by the engine (``engine.profiler``); passes are then reported into it
     profiler: Profiler | None = None
 
