@@ -106,10 +106,11 @@ def main() -> int:
         best = max(rates["m2v"])
         print(f"ratio sae/model2vec (best rounds): {max(rates['rules']) / best:.3f} (rules), "
               f"{max(rates['plain']) / best:.3f} (rules removed)")
-        per_round = ", ".join(f"{a / b:.2f}" for a, b in zip(rates["rules"], rates["m2v"]))
-        print(f"ratio with rules, round by round: {per_round}")
+        ratios = [a / b for a, b in zip(rates["rules"], rates["m2v"])]
+        print(f"ratio with rules, round by round: {', '.join(f'{r:.2f}' for r in ratios)} "
+              f"(median {np.median(ratios):.2f}, {sum(r >= 1 for r in ratios)} of {len(ratios)} rounds >= 1)")
 
-    if args.profile:
+    if args.profile:  # the profiler runs batches one after another (no worker threads)
         st = stages(engine, texts)
         total = sum(st.values())
         print("\nwhere sae's CPU time goes (one pass, default Algorithm):")
