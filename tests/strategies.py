@@ -6,50 +6,57 @@ from hypothesis import strategies as st
 from tiny import CLASSES, WORDS, make_tiny
 
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
-from sae.layout import ANY, Op
+from sae.layout import ANY, DEFAULT_CAPACITIES, SCORE_MAX, Op
 
-element = st.builds(
-    PatternElement,
-    gap=st.integers(0, 2),
-    opcode=st.sampled_from([ANY, int(Op.ACC), int(Op.NOP), int(Op.PUSH)]),
-    symbol=st.sampled_from([ANY, ANY, ANY, 2, 7, 8, 14]),
-    classes=st.lists(st.sampled_from(CLASSES), max_size=2, unique=True).map(tuple),
-)
+N_SYMBOLS = make_tiny().n_symbols
 
 
 @st.composite
-def rule(draw, name: str, reorder_only: bool = False):
-    k = draw(st.integers(1, 3))
-    els = draw(st.lists(element, min_size=k, max_size=k))
-    els[0] = PatternElement(0, els[0].opcode, els[0].symbol, els[0].classes)
-    score = draw(st.integers(1, 400))
-    if not reorder_only and k >= 2 and draw(st.integers(0, 3)) == 0:
-        merge_els = [PatternElement(0, e.opcode, e.symbol, e.classes) for e in els]
-        return Rule(name, score, tuple(merge_els), kind="merge")
-    perm = tuple(draw(st.permutations(range(k))))
-    updates = ()
-    if not reorder_only:
-        updates = tuple(
-            draw(st.lists(st.builds(ItemUpdate,
-                                    opcode=st.none() | st.sampled_from(list(map(int, Op))),
-                                    arg1=st.none() | st.integers(-65536, 131072)),
-                          max_size=k))
-        )
-    return Rule(name, score, tuple(els), "rewrite", perm, updates)
+def elements(draw, first: bool, merge: bool):
+    gap = 0 if first or merge else draw(st.integers(0, DEFAULT_CAPACITIES.gap))
+    opcode = draw(st.one_of(st.just(ANY), st.sampled_from([int(o) for o in Op])))
+    symbol = draw(st.one_of(st.just(ANY), st.just(ANY), st.integers(0, N_SYMBOLS - 1)))
+    classes = tuple(draw(st.lists(st.sampled_from(CLASSES), max_size=2, unique=True)))
+    return PatternElement(gap, opcode, symbol, classes)
+
+
+@st.composite
+def updates(draw):
+    return ItemUpdate(
+        opcode=draw(st.one_of(st.none(), st.sampled_from([int(o) for o in Op]))),
+        arg0=draw(st.one_of(st.none(), st.integers(0, N_SYMBOLS - 1))),
+        arg1=draw(st.one_of(st.none(), st.integers(-(1 << 18), 1 << 18))),
+    )
+
+
+@st.composite
+def rules(draw, index: int, reorder_only: bool = False):
+    """One rule: a merge, or a rewrite; ``reorder_only`` rewrites only permute their items."""
+    merge = not reorder_only and draw(st.booleans()) and draw(st.booleans())
+    k = draw(st.integers(2, 3)) if merge else draw(st.integers(1, DEFAULT_CAPACITIES.pattern))
+    pattern = tuple(draw(elements(e == 0, merge)) for e in range(k))
+    score = draw(st.integers(1, SCORE_MAX - 100))
+    if merge:
+        ups = tuple(draw(st.lists(updates(), max_size=1)))
+        return Rule(f"r{index}", score, pattern, kind="merge", updates=ups)
+    perm = tuple(draw(st.permutations(range(k)))) if reorder_only or draw(st.booleans()) else ()
+    ups = () if reorder_only else tuple(draw(st.lists(updates(), max_size=k)))
+    return Rule(f"r{index}", score, pattern, perm=perm, updates=ups)
 
 
 @st.composite
 def algorithms(draw, reorder_only: bool = False):
-    n = draw(st.integers(1, 6))
-    rules = tuple(draw(rule(f"r{i}", reorder_only)) for i in range(n))
+    n = draw(st.integers(0, 8))
+    rs = tuple(draw(rules(i, reorder_only)) for i in range(n))
     params = LoopParams(
         max_steps=draw(st.integers(0, 12)),
-        tolerance=draw(st.sampled_from([0, 50, 1000, 10**6])),
+        tolerance=draw(st.sampled_from([0, 0, 50, 300, 1 << 20])),
         inhibit_steps=draw(st.integers(0, 4)),
     )
-    return make_tiny(rules=rules, params=params)
+    dim = draw(st.sampled_from([1, 8, 65]))
+    return make_tiny(rules=rs, params=params, dim=dim, seed=draw(st.integers(0, 3)))
 
 
-texts = st.lists(
-    st.lists(st.sampled_from(WORDS[2:]), max_size=24).map(" ".join), min_size=1, max_size=6
-)
+#: Batches of texts over the tiny vocabulary, as strings and as token ids.
+texts = st.lists(st.lists(st.sampled_from(WORDS[2:]), max_size=24).map(" ".join), min_size=1, max_size=6)
+token_lists = st.lists(st.lists(st.integers(0, len(WORDS) - 1), max_size=24), max_size=10)

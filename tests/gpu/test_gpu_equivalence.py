@@ -7,10 +7,11 @@ import pytest
 from gpu_helpers import assert_backends_agree, gpu_skip_reason
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tiny import CLASSES, WORDS, make_tiny
+from strategies import algorithms, token_lists
+from tiny import WORDS, make_tiny
 
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
-from sae.layout import ANY, COMMITTED, DEFAULT_CAPACITIES, REVERTED, SCORE_MAX, Capacities, Op
+from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED, Capacities, Op
 
 _reason = gpu_skip_reason()
 if _reason:
@@ -127,57 +128,6 @@ def test_small_capacities():
 
 
 # -- random Algorithms and texts ------------------------------------------------------
-
-N_SYMBOLS = make_tiny().n_symbols
-
-
-@st.composite
-def elements(draw, first: bool, merge: bool):
-    gap = 0 if first or merge else draw(st.integers(0, DEFAULT_CAPACITIES.gap))
-    opcode = draw(st.one_of(st.just(ANY), st.sampled_from([int(o) for o in Op])))
-    symbol = draw(st.one_of(st.just(ANY), st.just(ANY), st.integers(0, N_SYMBOLS - 1)))
-    classes = tuple(draw(st.lists(st.sampled_from(CLASSES), max_size=2, unique=True)))
-    return PatternElement(gap, opcode, symbol, classes)
-
-
-@st.composite
-def updates(draw):
-    return ItemUpdate(
-        opcode=draw(st.one_of(st.none(), st.sampled_from([int(o) for o in Op]))),
-        arg0=draw(st.one_of(st.none(), st.integers(0, N_SYMBOLS - 1))),
-        arg1=draw(st.one_of(st.none(), st.integers(-(1 << 18), 1 << 18))),
-    )
-
-
-@st.composite
-def rules(draw, index: int):
-    merge = draw(st.booleans()) and draw(st.booleans())
-    k = draw(st.integers(2, 3)) if merge else draw(st.integers(1, DEFAULT_CAPACITIES.pattern))
-    pattern = tuple(draw(elements(e == 0, merge)) for e in range(k))
-    score = draw(st.integers(1, SCORE_MAX - 100))
-    if merge:
-        ups = tuple(draw(st.lists(updates(), max_size=1)))
-        return Rule(f"r{index}", score, pattern, kind="merge", updates=ups)
-    perm = tuple(draw(st.permutations(range(k)))) if draw(st.booleans()) else ()
-    ups = tuple(draw(st.lists(updates(), max_size=k)))
-    return Rule(f"r{index}", score, pattern, perm=perm, updates=ups)
-
-
-@st.composite
-def algorithms(draw):
-    n = draw(st.integers(0, 8))
-    rs = tuple(draw(rules(i)) for i in range(n))
-    params = LoopParams(
-        max_steps=draw(st.integers(0, 12)),
-        tolerance=draw(st.sampled_from([0, 0, 50, 300, 1 << 20])),
-        inhibit_steps=draw(st.integers(0, 4)),
-    )
-    dim = draw(st.sampled_from([1, 8, 65]))
-    return make_tiny(rules=rs, params=params, dim=dim, seed=draw(st.integers(0, 3)))
-
-
-token_lists = st.lists(st.lists(st.integers(0, len(WORDS) - 1), max_size=24), max_size=10)
-
 
 @settings(max_examples=25, deadline=None)
 @given(alg=algorithms(), ids=token_lists, chunk=st.sampled_from([None, 3]), journal=st.sampled_from([256, 256, 3]))
