@@ -37,12 +37,6 @@ class Annealer:
         self.alg, self.m = alg, matcher
         self.params = alg.params
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
-        # The span of a rule without gaps always has the same length; the others are
-        # located by matching again.
-        self._extent = np.array(
-            [r["length"] - 1 if not r["gap"][: r["length"]].any() else -1 for r in matcher.rules] or [0],
-            dtype=np.int64,
-        )
         self._merge = np.array([r["kind"] == RULE_MERGE for r in matcher.rules] or [False])
 
     def run(self, batch: ProgramBatch) -> None:
@@ -130,8 +124,8 @@ class Annealer:
         """The last item of each candidate's span (-1 where there is no candidate)."""
         _, _, rule = decode_key(cand)
         rule[cand == 0] = 0
-        last = np.arange(cand.shape[1]) + self._extent[rule]
-        for r in np.flatnonzero(self._extent < 0):
+        last = np.arange(cand.shape[1]) + self.m.extent[rule]
+        for r in np.flatnonzero(self.m.extent < 0):
             g, p = np.nonzero((cand > 0) & (rule == r))
             if g.size:
                 docs = live[g]

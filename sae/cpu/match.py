@@ -103,7 +103,12 @@ class Matcher:
             if slot is not None:
                 passes &= self._slots.get(slot, np.zeros(n_symbols, dtype=bool))
             self._symbol_passes[j // 64][passes] |= np.uint64(1 << (j % 64))
-        self._gap_free = [not r["gap"][: r["length"]].any() for r in self.rules]
+        #: Per rule, ``q[k-1] - p`` when the pattern has no gaps (its span is then always
+        #: the anchor and the k - 1 items after it), else -1 (found by matching).
+        self.extent = np.array(
+            [int(r["length"]) - 1 if not r["gap"][: r["length"]].any() else -1 for r in self.rules] or [0],
+            dtype=np.int64,
+        )
 
     def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
         """``(..., phrase)`` uint32 keys as one sortable scalar each."""
@@ -229,7 +234,7 @@ class Matcher:
         for r in range(self.n_rules):
             rule = self.rules[r]
             tie = 0xFFFF - ((anchors << 5) | r)
-            if not self._gap_free[r]:
+            if self.extent[r] < 0:
                 m = self.match(v, np.broadcast_to(anchors, (d, length)), r, every_position=True, positions=False)
                 np.copyto(keys[r], (m.score << 16) | tie, where=m.ok, casting="unsafe")
                 continue

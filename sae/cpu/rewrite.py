@@ -28,7 +28,7 @@ def apply_winners(
         sel = rule_all == r
         g, p = g_all[sel], p_all[sel]
         rule = m.rules[r]
-        if v is None and rule["gap"].any():
+        if v is None and m.extent[r] < 0:
             v = m.view(words, lengths)
         q, phrase = _locate(m, words, v, g, p, int(r))
         if rule["kind"] == RULE_MERGE:
@@ -55,7 +55,7 @@ def _locate(
     """
     rule = m.rules[r]
     k = int(rule["length"])
-    if rule["gap"][:k].any():
+    if m.extent[r] < 0:
         assert v is not None
         found = m.match(v.rows(g), p[:, None], r)
         assert found.ok.all(), "a winner no longer matches: selection and apply disagree"

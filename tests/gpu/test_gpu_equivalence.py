@@ -129,6 +129,7 @@ def test_small_capacities():
 
 # -- random Algorithms and texts ------------------------------------------------------
 
+
 @settings(max_examples=25, deadline=None)
 @given(alg=algorithms(), ids=token_lists, chunk=st.sampled_from([None, 3]), journal=st.sampled_from([256, 256, 3]))
 def test_random_algorithms_agree(alg, ids, chunk, journal):
