@@ -218,7 +218,6 @@ def wgsl_prelude(caps: Capacities = DEFAULT_CAPACITIES) -> str:
 #: documents now on the device, and where each table starts in its shared buffer.
 GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("n_docs", "<u4", "u32", 1, "documents in this chunk"),
-    ("max_len", "<u4", "u32", 1, "longest stream of the chunk (streams never grow)"),
     ("n_rules", "<u4", "u32", 1, "rules of the Algorithm (bid key stride per position)"),
     ("vocab_size", "<u4", "u32", 1, "tokens; symbols at and above are lexicon phrases"),
     ("n_phrases", "<u4", "u32", 1, "lexicon phrases"),
@@ -233,6 +232,7 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("off_rows", "<u4", "u32", 1, "word offset of symbol_rows in the table buffer"),
     ("off_vectors", "<u4", "u32", 1, "float offset of the vectors (weights start at 0)"),
     ("reach", "<u4", "u32", 1, "how far past its anchor any rule's match can look"),
+    ("reserved", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
 )
 
 

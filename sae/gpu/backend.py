@@ -319,14 +319,13 @@ class GpuBackend:
             lengths = batch.lengths[start : start + n]
             yield start, n, int(lengths.max()) if n else 0
 
-    def _upload(self, batch: ProgramBatch, start: int, n: int, max_len: int, journal: bool) -> None:
+    def _upload(self, batch: ProgramBatch, start: int, n: int, journal: bool) -> None:
         with maybe_scope(self.profiler, "upload", documents=n):
-            self._upload_chunk(batch, start, n, max_len, journal)
+            self._upload_chunk(batch, start, n, journal)
 
-    def _upload_chunk(self, batch: ProgramBatch, start: int, n: int, max_len: int, journal: bool) -> None:
+    def _upload_chunk(self, batch: ProgramBatch, start: int, n: int, journal: bool) -> None:
         q = self.device.queue
         self._params["n_docs"] = n
-        self._params["max_len"] = max_len
         q.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
         items = batch.items[start : start + n]
         q.write_buffer(self.buffers["items"], 0, items.view(np.uint8).reshape(-1))
@@ -459,7 +458,7 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
-            self._upload(batch, start, n, max_len, journal=False)
+            self._upload(batch, start, n, journal=False)
             enc = self.device.create_command_encoder(label="sae bids")
             self._dispatch(enc, "bids", n)
             (keys,) = self._download(enc, [("keys", n * stream * n_rules * 4)])
@@ -497,7 +496,7 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
-            self._upload(batch, start, n, max_len, journal=True)
+            self._upload(batch, start, n, journal=True)
             step = 0
             while step < steps:
                 enc = self.device.create_command_encoder(label="sae anneal")
@@ -529,7 +528,7 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue  # every document is empty: zero vectors
-            self._upload(batch, start, n, max_len, journal=False)
+            self._upload(batch, start, n, journal=False)
             enc = self.device.create_command_encoder(label="sae execute")
             self._dispatch(enc, "vm", -(-dim // WORKGROUP), n)
             self._dispatch(enc, "normalize", n)
