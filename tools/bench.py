@@ -43,10 +43,20 @@ def dev_sentences(shared: Path) -> list[str]:
 
 
 def of_length(texts: list[str], engine: Engine, tokens: int) -> list[str]:
-    """Texts of about ``tokens`` tokens each, made by joining sentences in order."""
+    """Texts of about ``tokens`` tokens each, made by joining sentences in order.
+
+    None is longer than the stream capacity, so the sweep times whole texts rather
+    than truncated ones.
+    """
+    cap = engine.caps.stream
     out, cur, n = [], [], 0
     lengths = [len(t) for t in engine.tokenize(texts)]
     for text, length in zip(texts, lengths):
+        if cur and n + length > cap:
+            out.append(" ".join(cur))
+            cur, n = [], 0
+        if length > cap:
+            continue
         cur.append(text)
         n += length
         if n >= tokens:
