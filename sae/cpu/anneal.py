@@ -117,8 +117,8 @@ class Annealer:
         w, w_len = words[redo], lengths[redo].copy()
         apply_winners(m, w, w_len, winners[~clean], self.symbol_rows)
         words[redo], lengths[redo] = w, w_len
-        keys[:, redo] = m.bids(m.view(w, w_len))
-        scores[redo] = _anchor_scores(keys[:, redo])
+        redo_keys = m.bids(m.view(w, w_len))
+        keys[:, redo], scores[redo] = redo_keys, _anchor_scores(redo_keys)
 
     def _last(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
         """The last item of each candidate's span (-1 where there is no candidate)."""

@@ -43,8 +43,6 @@ def _gather(col: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 def _shifted(col: np.ndarray, shift: int) -> np.ndarray:
     """``col`` at positions ``arange(L) + shift`` (zeros past the end): a gather without indices."""
-    if shift == 0:
-        return col
     out = np.zeros_like(col)
     if shift < col.shape[1]:
         out[:, : col.shape[1] - shift] = col[:, shift:]
@@ -59,7 +57,6 @@ class Matcher:
         self.rules = alg.compile_rules(caps)
         self.n_rules = len(self.rules)
         self.vocab_size = alg.vocab_size
-        self.symbol_classes = alg.symbol_classes
         self.phrase_bonus = alg.phrase_bonus.astype(np.int64)
         # Lexicon keys in a form whose numpy order is the uint32 word order the GPU
         # binary-searches: 15 bits a token packed into uint64 when ids fit (padding
@@ -73,11 +70,11 @@ class Matcher:
         # element also tests its phrase slot (k, e): the symbol is token e of some
         # lexicon phrase of k tokens, which every match needs; most positions fail it
         # and never reach the lexicon search.
-        self._slots: dict[tuple[int, int], np.ndarray] = {}
+        slots: dict[tuple[int, int], np.ndarray] = {}
         for row in alg.phrases:
             k = int((row >= 0).sum())
             for e in range(k):
-                self._slots.setdefault((k, e), np.zeros(len(alg.symbol_classes), dtype=bool))[row[e]] = True
+                slots.setdefault((k, e), np.zeros(len(alg.symbol_classes), dtype=bool))[row[e]] = True
         self._tests: list[tuple[int, int, int, tuple[int, int] | None]] = [(ANY, ANY, 0, None)]
         self._test_of: list[list[int]] = []
         for rule in self.rules:
@@ -101,7 +98,7 @@ class Matcher:
             if cls != 0:
                 passes &= (alg.symbol_classes & cls) != 0
             if slot is not None:
-                passes &= self._slots.get(slot, np.zeros(n_symbols, dtype=bool))
+                passes &= slots.get(slot, np.zeros(n_symbols, dtype=bool))
             self._symbol_passes[j // 64][passes] |= np.uint64(1 << (j % 64))
         #: Per rule, ``q[k-1] - p`` when the pattern has no gaps (its span is then always
         #: the anchor and the k - 1 items after it), else -1 (found by matching).
