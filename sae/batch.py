@@ -7,11 +7,21 @@ exact bytes; the engine allocates them once and reuses them for every batch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
 
 from sae.layout import JOURNAL_ENTRY, JOURNAL_WORDS, PROGRAM_ITEM, Capacities, F, Op, Q16_ONE, item_words
+
+
+@dataclass
+class AnnealStats:
+    """What the annealing loop did to one batch, set by the backend that ran it."""
+
+    steps: int = 0  #: steps in which some document of the batch was still live
+    committed: int = 0  #: rewrites committed
+    reverted: int = 0  #: rewrites reverted by the health check
 
 
 class ProgramBatch:
@@ -24,6 +34,7 @@ class ProgramBatch:
         self.journal = np.zeros((size, caps.journal), dtype=JOURNAL_ENTRY)
         self.journal_len = np.zeros(size, dtype=np.uint32)
         self.n = 0  # documents in use
+        self.stats = AnnealStats()  # of the last anneal of this batch
         self._used = (0, 0)  # documents and items per stream the last batch may have written
 
     @property
@@ -55,6 +66,7 @@ class ProgramBatch:
             all_words[n:docs, :used] = 0
             self.journal.view(np.uint32)[:docs, : int(self.journal_len[:docs].max()) * JOURNAL_WORDS] = 0
         self.n = n
+        self.stats = AnnealStats()
         self.journal_len[:n] = 0
         self._used = (n, width)
         self.lengths[:n] = lengths

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +63,21 @@ def make_backend(
     return CpuBackend(alg, caps)
 
 
+@dataclass
+class EngineCounters:
+    """Running totals of everything an :class:`Engine` has embedded (for metrics).
+
+    Read them with :meth:`Engine.counters_snapshot`; they only grow.
+    """
+
+    texts: int = 0
+    tokens: int = 0  #: tokens after truncation to the stream capacity
+    batches: int = 0
+    steps: int = 0  #: annealing steps, summed over batches
+    committed: int = 0  #: rewrites committed
+    reverted: int = 0  #: rewrites reverted by the health check
+
+
 @dataclass(frozen=True)
 class Explanation:
     """Everything the engine did with one text."""
@@ -111,6 +127,24 @@ class Engine:
         self._batch = ProgramBatch(batch_size, caps)
         self._spare: queue.SimpleQueue[ProgramBatch] = queue.SimpleQueue()  # the other threads' batches
         self._profiler: Profiler | None = None
+        self._counters = EngineCounters()
+        self._counters_lock = threading.Lock()
+
+    def counters_snapshot(self) -> EngineCounters:
+        """A copy of the running totals (texts, tokens, batches, steps, committed, reverted)."""
+        with self._counters_lock:
+            return replace(self._counters)
+
+    def _count(self, batch: ProgramBatch, tokens: int) -> None:
+        stats = batch.stats
+        with self._counters_lock:
+            c = self._counters
+            c.texts += batch.n
+            c.tokens += tokens
+            c.batches += 1
+            c.steps += stats.steps
+            c.committed += stats.committed
+            c.reverted += stats.reverted
 
     @property
     def profiler(self) -> Profiler | None:
@@ -164,6 +198,7 @@ class Engine:
                 self._run(batch, [token_ids[i] for i in chunk], lengths[chunk])
                 with maybe_scope(prof, "execute"):
                     out[chunk] = self.backend.execute(batch)
+                self._count(batch, int(lengths[chunk].sum()))
 
         threads = min(self.threads, len(chunks))
         if threads < 2 or not self.backend.concurrent_batches or prof is not None:

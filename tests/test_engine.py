@@ -82,3 +82,23 @@ def test_batches_side_by_side_give_the_same_bytes_as_one_after_another(tiny_alg)
 def test_threads_must_be_positive(tiny_alg):
     with pytest.raises(ValueError, match="threads"):
         Engine(tiny_alg, backend="cpu", threads=0)
+
+
+def test_counters_add_up_texts_tokens_and_rewrites(tiny_alg):
+    from dataclasses import replace
+
+    from sae.algorithm import LoopParams
+
+    alg = replace(tiny_alg, params=LoopParams(max_steps=16, tolerance=0, inhibit_steps=2))
+    engine = Engine(alg, backend="cpu", batch_size=2, threads=1)
+    texts = ["new york city players", "the cat , not happy", "", "big red house"]
+    engine.embed(texts)
+    c = engine.counters_snapshot()
+    journals = [engine.explain(t).journal for t in texts]
+    assert (c.texts, c.batches) == (4, 2)
+    assert c.tokens == sum(len(ids) for ids in engine.tokenize(texts))
+    assert c.committed == sum(int((j["outcome"] == 1).sum()) for j in journals)
+    assert c.reverted == sum(int((j["outcome"] == 2).sum()) for j in journals) > 0
+    assert c.steps >= max(int(j["step"].max()) + 1 for j in journals if len(j))
+    engine.embed(texts)
+    assert engine.counters_snapshot().texts == 8  # running totals

@@ -56,6 +56,7 @@ class Annealer:
             live, top = live[has_bid], top[has_bid]
             if live.size == 0:
                 break
+            batch.stats.steps = step + 1
             self._step(batch, words, lengths, keys, scores, inhibit, live, top, step)
 
     def _step(
@@ -102,6 +103,8 @@ class Annealer:
         delta = (old_sum[g, hi + 1] - old_sum[g, lo]) - (new_sum[g, new_hi + 1] - new_sum[g, new_lo])
         commit = delta <= score + self.params.tolerance
         p0 = old_sum[g, -1]
+        batch.stats.committed += int(commit.sum())
+        batch.stats.reverted += int(commit.size - commit.sum())
         self._journal(batch, docs[g], rank[g, p], step, rule, p, score, p0, p0 - delta, commit)
         # Documents where everything committed keep the tentative stream.
         clean = np.ones(len(docs), dtype=bool)

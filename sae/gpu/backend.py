@@ -32,9 +32,11 @@ from sae.gpu.device import WORKGROUP, AdapterInfo, GpuError, choose_adapter, get
 from sae.gpu.shaders import PASSES, numbered, scratch_layout, shader_source
 from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler, maybe_scope
 from sae.layout import (
+    COMMITTED,
     GPU_PARAMS,
     JOURNAL_ENTRY,
     PROGRAM_ITEM,
+    REVERTED,
     Capacities,
     doc_state,
 )
@@ -520,6 +522,10 @@ class GpuBackend:
             batch.lengths[sl] = st["length"]
             batch.journal_len[sl] = st["journal_len"]
             batch.journal[sl] = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(n, self.caps.journal)
+            outcomes = batch.journal[sl]["outcome"]
+            batch.stats.steps = max(batch.stats.steps, int(st["next_step"].max()))
+            batch.stats.committed += int(np.count_nonzero(outcomes == COMMITTED))
+            batch.stats.reverted += int(np.count_nonzero(outcomes == REVERTED))
 
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:

@@ -53,6 +53,7 @@ def assert_backends_agree(
     assert len(bad) == 0, f"final ProgramStreams differ in documents {list(bad)}"
     assert np.array_equal(bc.journal_len[:n], bg.journal_len[:n]), "journal lengths differ"
     assert bc.journal[:n].tobytes() == bg.journal[:n].tobytes(), "journals differ"
+    assert bc.stats == bg.stats, f"anneal stats differ: {bc.stats} vs {bg.stats}"
     ec, eg = cpu.execute(bc), gpu.execute(bg)
     assert ec.shape == eg.shape and eg.dtype == np.float32
     if ec.size:
