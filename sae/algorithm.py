@@ -1,6 +1,6 @@
 """The Algorithm: the engine's DNA, a versioned directory of plain data files.
 
-Layout of an Algorithm directory (format ``sae-algorithm``, version 1)::
+Layout of an Algorithm directory (format ``sae-algorithm``, version 2)::
 
     algorithm.json       name, parameters, token classes, rules (canonical JSON)
     tokenizer.json       a Hugging Face ``tokenizers`` file
@@ -10,6 +10,10 @@ Layout of an Algorithm directory (format ``sae-algorithm``, version 1)::
     symbol_classes.npy   (vocab + phrases,) uint32: token-class bitmask of each symbol
     phrases.npy          (phrases, width) int32: lexicon token sequences, -1 padded
     phrase_bonus.npy     (phrases,) int32: extra bid score of merging into the phrase
+    transforms.npy       (transforms, dim, dim + 1) float16 or float32: [T | t] per
+                         transform the VM applies to items with ``mod`` (docs/ENGINE.md §5)
+
+Version 1 directories (no transforms, no rule fields added in version 2) load too.
 
 An Algorithm is data: ``.npy`` files are read with ``allow_pickle=False`` and every
 field is validated against the engine's :class:`~sae.layout.Capacities`; the first
@@ -30,11 +34,20 @@ import numpy as np
 from sae.errors import AlgorithmError
 from sae.layout import (
     ANY,
+    ARG1_LIMIT,
     DEFAULT_CAPACITIES,
+    FLAG_AT_END,
+    FLAG_AT_START,
+    FLAG_NOT_SYMBOL,
+    FLAG_TARGET,
     KEEP,
+    MARK_BITS,
+    MAX_CLASSES,
     Q16_ONE,
+    RULE_GUARD,
     RULE_MERGE,
     RULE_REWRITE,
+    SCALE_LIMIT,
     SCORE_MAX,
     TOLERANCE_MAX,
     Capacities,
@@ -43,7 +56,9 @@ from sae.layout import (
 )
 
 FORMAT = "sae-algorithm"
-VERSION = 1
+VERSION = 2
+#: Versions this sae reads (version 1 lacks transforms and the fields added in 2).
+READABLE_VERSIONS = (1, 2)
 ALGORITHM_JSON = "algorithm.json"
 TOKENIZER_JSON = "tokenizer.json"
 ARRAY_FILES = (
@@ -53,41 +68,87 @@ ARRAY_FILES = (
     "symbol_classes",
     "phrases",
     "phrase_bonus",
+    "transforms",
 )
-#: |arg1| stays below 2**24 so that f32(arg1) is exact on every backend.
-ARG1_LIMIT = 1 << 24
-MAX_CLASSES = 32
+#: Rule kinds, as written in algorithm.json, and their compiled codes.
+RULE_KINDS = {"rewrite": RULE_REWRITE, "merge": RULE_MERGE, "guard": RULE_GUARD}
+#: Files larger than this are refused before they are read (a corrupt or hostile
+#: directory must not make the loader allocate without bound).
+MAX_JSON_BYTES = 16 << 20
+MAX_ARRAY_BYTES = 1 << 31
 
 
 @dataclass(frozen=True)
 class PatternElement:
-    """One element of a rule pattern (see docs/ENGINE.md §2)."""
+    """One element of a rule pattern (docs/ENGINE.md §2).
+
+    ``classes`` must share a class with the item (any of them), ``all_classes`` must
+    all be the item's, ``none_classes`` none of them. ``run > 0`` matches 1..run
+    consecutive items.
+    """
 
     gap: int = 0
     opcode: int = ANY
     symbol: int = ANY
     classes: tuple[str, ...] = ()
+    not_symbol: bool = False
+    all_classes: tuple[str, ...] = ()
+    none_classes: tuple[str, ...] = ()
+    mod: int = ANY
+    at_start: bool = False
+    at_end: bool = False
+    run: int = 0
 
 
 @dataclass(frozen=True)
 class ItemUpdate:
-    """Fields a rewrite sets on one matched item; ``None`` keeps the field."""
+    """What a rewrite does to the items of one element; ``None`` keeps the field.
+
+    ``scale`` multiplies ``arg1`` (after ``arg1`` is set, when both are given) by a
+    Q16 factor, so rules can change a weight relatively.
+    """
 
     opcode: int | None = None
     arg0: int | None = None
     arg1: int | None = None
+    scale: int | None = None
+    mod: int | None = None
+
+    @property
+    def changes(self) -> bool:
+        return any(v is not None for v in (self.opcode, self.arg0, self.arg1, self.scale, self.mod))
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A rewrite rule: a pattern, an action and a score."""
+    """A rule: a pattern, an action and a score (docs/ENGINE.md §2, §4).
+
+    ``kind`` is ``rewrite`` (permute and update the matched items), ``merge`` (fold
+    the span into a lexicon phrase) or ``guard`` (never applied: a pattern the health
+    check counts against the rewrites that create it). ``mark`` is the mark bit the
+    rule tests and sets on the items it changes; ``None`` means ``index % 32``.
+    """
 
     name: str
     score: int
     pattern: tuple[PatternElement, ...]
-    kind: str = "rewrite"  # "rewrite" or "merge"
+    kind: str = "rewrite"  # "rewrite", "merge" or "guard"
     perm: tuple[int, ...] = ()  # empty means identity
     updates: tuple[ItemUpdate, ...] = ()  # empty means no update
+    mark: int | None = None
+
+    def targets(self) -> tuple[int, ...]:
+        """Elements the action changes, whose items must not carry the rule's mark."""
+        k = len(self.pattern)
+        if self.kind == "guard":
+            return ()
+        if self.kind == "merge":
+            return tuple(range(k))
+        perm = self.perm or tuple(range(k))
+        changed = tuple(
+            e for e in range(k) if perm[e] != e or (e < len(self.updates) and self.updates[e].changes)
+        )
+        return changed or (0,)
 
 
 @dataclass(frozen=True)
@@ -97,6 +158,12 @@ class LoopParams:
     max_steps: int = 32
     tolerance: int = 0
     inhibit_steps: int = 4
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.setflags(write=False)
+    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -115,6 +182,17 @@ class Algorithm:
     rules: tuple[Rule, ...] = ()
     params: LoopParams = field(default_factory=LoopParams)
     description: str = ""
+    transforms: np.ndarray | None = None  # (n_transforms, dim, dim + 1) float32; None: none
+
+    def __post_init__(self) -> None:
+        # Every rule's mark is resolved here, so equal Algorithms have equal rules.
+        if any(rule.mark is None for rule in self.rules):
+            resolved = tuple(rule if rule.mark is not None else replace(rule, mark=r % MARK_BITS)
+                             for r, rule in enumerate(self.rules))
+            object.__setattr__(self, "rules", resolved)
+        if self.transforms is None:
+            dim = int(self.vectors.shape[1])
+            object.__setattr__(self, "transforms", _frozen(np.zeros((0, dim, dim + 1), dtype=np.float32)))
 
     # -- derived sizes ---------------------------------------------------------------
     @property
@@ -133,6 +211,10 @@ class Algorithm:
     def vocab_size(self) -> int:
         return self.n_symbols - self.n_phrases
 
+    @property
+    def n_transforms(self) -> int:
+        return int(self.transforms.shape[0])
+
     @cached_property
     def tokenizer(self):  # -> tokenizers.Tokenizer
         """The tokenizer, without truncation or padding (the engine truncates)."""
@@ -145,13 +227,12 @@ class Algorithm:
 
     @property
     def reach(self) -> int:
-        """How far past its anchor any rule's match can extend (docs/ENGINE.md §3).
+        """How far past its anchor any rule's match can examine (docs/ENGINE.md §2).
 
-        A bid anchored at ``x`` reads only items ``x ..= x + reach``, so a rewrite of
-        items ``[first, last]`` changes only the bids anchored in
-        ``[first - reach, last]``: the window the health check judges it on.
+        A bid anchored at ``x`` examines only items ``x ..= x + reach``, so a rewrite of
+        items ``[first, last]`` changes only the bids anchored in ``[first - reach, last]``.
         """
-        return max((sum(el.gap + 1 for el in rule.pattern[1:]) for rule in self.rules), default=0)
+        return max((rule_reach(rule) for rule in self.rules), default=0)
 
     def class_mask(self, names: tuple[str, ...]) -> int:
         """Bitmask of the named token classes."""
@@ -172,27 +253,38 @@ class Algorithm:
             k = len(rule.pattern)
             rec = table[r]
             rec["score"] = rule.score
-            rec["kind"] = RULE_MERGE if rule.kind == "merge" else RULE_REWRITE
+            rec["kind"] = RULE_KINDS[rule.kind]
             rec["length"] = k
-            rec["gap"][:] = 0
+            rec["mark"] = rule.mark
             rec["opcode"][:] = ANY
             rec["symbol"][:] = ANY
+            rec["mod"][:] = ANY
             rec["perm"][:] = np.arange(caps.pattern)
-            rec["set_opcode"][:] = KEEP
-            rec["set_arg0"][:] = KEEP
-            rec["set_arg1"][:] = KEEP
+            for name in ("set_opcode", "set_arg0", "set_arg1", "scale_arg1", "set_mod"):
+                rec[name][:] = KEEP
+            targets = rule.targets()
             for e, el in enumerate(rule.pattern):
                 rec["gap"][e] = el.gap
+                rec["run"][e] = el.run
                 rec["opcode"][e] = el.opcode
                 rec["symbol"][e] = el.symbol
-                rec["classes"][e] = self.class_mask(el.classes)
+                rec["any"][e] = self.class_mask(el.classes)
+                rec["all"][e] = self.class_mask(el.all_classes)
+                rec["none"][e] = self.class_mask(el.none_classes)
+                rec["mod"][e] = el.mod
+                rec["flags"][e] = (
+                    (FLAG_NOT_SYMBOL if el.not_symbol else 0)
+                    | (FLAG_AT_START if el.at_start else 0)
+                    | (FLAG_AT_END if el.at_end else 0)
+                    | (FLAG_TARGET if e in targets else 0)
+                )
             if rule.perm:
                 rec["perm"][:k] = rule.perm
             for e, up in enumerate(rule.updates):
-                for name in ("opcode", "arg0", "arg1"):
-                    value = getattr(up, name)
+                for name, value in (("set_opcode", up.opcode), ("set_arg0", up.arg0), ("set_arg1", up.arg1),
+                                    ("scale_arg1", up.scale), ("set_mod", up.mod)):
                     if value is not None:
-                        rec[f"set_{name}"][e] = value
+                        rec[name][e] = value
         return table
 
     def lexicon_keys(self, caps: Capacities = DEFAULT_CAPACITIES) -> np.ndarray:
@@ -238,22 +330,41 @@ class Algorithm:
         return h.hexdigest()
 
 
+def rule_reach(rule: Rule) -> int:
+    """How far past its anchor one rule's match can examine (docs/ENGINE.md §2)."""
+    els = rule.pattern
+    reach = max(els[0].run, 1) - 1 + sum(el.gap + max(el.run, 1) for el in els[1:])
+    return reach + (1 if els[-1].run else 0)
+
+
 def canonical_json(obj: Any) -> str:
     """Sorted keys, no whitespace, ASCII: the same text on every machine."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+def _element_to_json(el: PatternElement) -> dict[str, Any]:
+    item: dict[str, Any] = {"gap": el.gap}
+    if el.run:
+        item["run"] = el.run
+    if el.opcode != ANY:
+        item["opcode"] = Op(el.opcode).name
+    if el.symbol != ANY:
+        item["symbol"] = el.symbol
+        if el.not_symbol:
+            item["not_symbol"] = True
+    for key in ("classes", "all_classes", "none_classes"):
+        if getattr(el, key):
+            item[key] = list(getattr(el, key))
+    if el.mod != ANY:
+        item["mod"] = el.mod
+    if el.at_start:
+        item["at_start"] = True
+    if el.at_end:
+        item["at_end"] = True
+    return item
+
+
 def _rule_to_json(rule: Rule) -> dict[str, Any]:
-    pattern = []
-    for el in rule.pattern:
-        item: dict[str, Any] = {"gap": el.gap}
-        if el.opcode != ANY:
-            item["opcode"] = Op(el.opcode).name
-        if el.symbol != ANY:
-            item["symbol"] = el.symbol
-        if el.classes:
-            item["classes"] = list(el.classes)
-        pattern.append(item)
     action: dict[str, Any] = {"kind": rule.kind}
     if rule.perm:
         action["perm"] = list(rule.perm)
@@ -263,13 +374,13 @@ def _rule_to_json(rule: Rule) -> dict[str, Any]:
             entry: dict[str, Any] = {}
             if up.opcode is not None:
                 entry["opcode"] = Op(up.opcode).name
-            if up.arg0 is not None:
-                entry["arg0"] = up.arg0
-            if up.arg1 is not None:
-                entry["arg1"] = up.arg1
+            for key in ("arg0", "arg1", "scale", "mod"):
+                if getattr(up, key) is not None:
+                    entry[key] = getattr(up, key)
             sets.append(entry)
         action["set"] = sets
-    return {"name": rule.name, "score": rule.score, "pattern": pattern, "action": action}
+    return {"name": rule.name, "score": rule.score, "mark": rule.mark,
+            "pattern": [_element_to_json(el) for el in rule.pattern], "action": action}
 
 
 def phrase_table(sequences: list[tuple[int, ...]], width: int) -> np.ndarray:
@@ -289,7 +400,7 @@ def phrase_table(sequences: list[tuple[int, ...]], width: int) -> np.ndarray:
 
 
 def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str = "float16") -> Path:
-    """Write ``alg`` as an Algorithm directory; vectors are stored as ``vector_dtype``."""
+    """Write ``alg`` as an Algorithm directory; vectors and transforms are stored as ``vector_dtype``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     (out / ALGORITHM_JSON).write_text(
@@ -303,6 +414,7 @@ def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str =
         "symbol_classes": alg.symbol_classes.astype(np.uint32),
         "phrases": alg.phrases.astype(np.int32),
         "phrase_bonus": alg.phrase_bonus.astype(np.int32),
+        "transforms": alg.transforms.astype(vector_dtype),
     }
     for name, arr in arrays.items():
         np.save(out / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
@@ -331,13 +443,29 @@ def load_algorithm(
     if not root.is_dir():
         raise AlgorithmError(str(root), "path", "no such Algorithm directory")
     json_path = root / ALGORITHM_JSON
+    text = _read_text(json_path, "algorithm.json")
     try:
-        doc = json.loads(json_path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise AlgorithmError(str(json_path), "file", "missing") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AlgorithmError(str(json_path), "file", f"not valid JSON ({exc})") from None
+        doc = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise AlgorithmError(str(json_path), "file", f"not valid JSON ({reason})") from None
     return _Loader(root, caps).build(doc)
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_JSON_BYTES:
+            raise AlgorithmError(str(path), "file", f"{size} bytes is more than the {MAX_JSON_BYTES} a {what} may have")
+        return path.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise AlgorithmError(str(path), "file", "missing") from None
+    except IsADirectoryError:
+        raise AlgorithmError(str(path), "file", "is a directory") from None
+    except UnicodeDecodeError as exc:
+        raise AlgorithmError(str(path), "file", f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise AlgorithmError(str(path), "file", f"cannot be read ({exc.strerror or exc})") from None
 
 
 class _Loader:
@@ -353,7 +481,7 @@ class _Loader:
     # JSON helpers: each returns the typed value or raises naming the field.
     def obj(self, doc: Any, name: str, keys: set[str], required: set[str]) -> dict[str, Any]:
         if not isinstance(doc, dict):
-            raise self.fail(name, "must be an object")
+            raise self.fail(name or "document", "must be an object")
         unknown = sorted(set(doc) - keys)
         if unknown:
             raise self.fail(f"{name}.{unknown[0]}" if name else unknown[0], "unknown field")
@@ -364,28 +492,62 @@ class _Loader:
 
     def int_in(self, value: Any, name: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"must be an integer, got {value!r}")
+            raise self.fail(name, f"must be an integer, got {_short(value)}")
         if not lo <= value <= hi:
             raise self.fail(name, f"{value} is out of range {lo}..{hi}")
         return value
 
+    def flag(self, value: Any, name: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.fail(name, f"must be true or false, got {_short(value)}")
+        return value
+
     def opcode(self, value: Any, name: str) -> int:
         if not isinstance(value, str) or value not in Op.__members__:
-            raise self.fail(name, f"unknown opcode {value!r} (known: {', '.join(Op.__members__)})")
+            raise self.fail(name, f"unknown opcode {_short(value)} (known: {', '.join(Op.__members__)})")
         return int(Op[value])
 
-    def array(self, name: str, dtypes: tuple[str, ...], ndim: int) -> np.ndarray:
+    def class_list(self, value: Any, name: str, classes: list[str]) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self.fail(name, "must be a list of class names")
+        for c in value:
+            if not isinstance(c, str) or c not in classes:
+                raise self.fail(name, f"unknown class {_short(c)}")
+        if len(set(value)) != len(value):
+            raise self.fail(name, "names a class twice")
+        return tuple(value)
+
+    def array(self, name: str, dtypes: tuple[str, ...], ndim: int, required: bool = True) -> np.ndarray | None:
+        """A ``.npy`` array, its header checked before any data is read."""
         file = self.root / f"{name}.npy"
         try:
-            arr = np.load(file, allow_pickle=False)
+            with open(file, "rb") as fh:
+                version = np.lib.format.read_magic(fh)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is None:
+                    raise ValueError(f"unsupported .npy version {version}")
+                shape, _, dtype = read_header(fh, max_header_size=10000)
+                data_start = fh.tell()
+            size = file.stat().st_size
         except FileNotFoundError:
+            if not required:
+                return None
             raise self.fail("file", "missing", str(file)) from None
+        except (ValueError, OSError, SyntaxError, TypeError) as exc:
+            raise self.fail("file", f"not a readable .npy array ({_one_line(exc)})", str(file)) from None
+        if dtype.hasobject or dtype.kind + str(dtype.itemsize) not in dtypes:
+            raise self.fail("dtype", f"is {dtype}, expected one of {dtypes}", str(file))
+        if len(shape) != ndim:
+            raise self.fail("shape", f"{shape} must have {ndim} dimension(s)", str(file))
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > MAX_ARRAY_BYTES or size - data_start != nbytes:
+            raise self.fail("shape", f"{shape} of {dtype} needs {nbytes} bytes of data, the file holds "
+                                     f"{size - data_start}", str(file))
+        try:
+            arr = np.load(file, allow_pickle=False)
         except (ValueError, OSError) as exc:
-            raise self.fail("file", f"not a readable .npy array ({exc})", str(file)) from None
-        if arr.dtype.kind + str(arr.dtype.itemsize) not in dtypes:
-            raise self.fail("dtype", f"is {arr.dtype}, expected one of {dtypes}", str(file))
-        if arr.ndim != ndim:
-            raise self.fail("shape", f"{arr.shape} must have {ndim} dimension(s)", str(file))
+            raise self.fail("file", f"not a readable .npy array ({_one_line(exc)})", str(file)) from None
         return arr
 
     def build(self, doc: Any) -> Algorithm:
@@ -393,9 +555,10 @@ class _Loader:
         top_keys = {"format", "version", "name", "description", "dim", "classes", "params", "rules"}
         self.obj(doc, "", top_keys, top_keys - {"description"})
         if doc["format"] != FORMAT:
-            raise self.fail("format", f"must be {FORMAT!r}, got {doc['format']!r}")
-        if doc["version"] != VERSION:
-            raise self.fail("version", f"unsupported version {doc['version']!r} (this sae reads {VERSION})")
+            raise self.fail("format", f"must be {FORMAT!r}, got {_short(doc['format'])}")
+        if doc["version"] not in READABLE_VERSIONS or isinstance(doc["version"], bool):
+            raise self.fail("version", f"unsupported version {_short(doc['version'])} (this sae reads "
+                                       f"{', '.join(map(str, READABLE_VERSIONS))})")
         if not isinstance(doc["name"], str) or not doc["name"]:
             raise self.fail("name", "must be a non-empty string")
         description = doc.get("description", "")
@@ -421,15 +584,17 @@ class _Loader:
 
         # Arrays, then the cross-checks between them.
         tok_file = self.root / TOKENIZER_JSON
+        tokenizer_json = _read_text(tok_file, "tokenizer.json")
         try:
-            tokenizer_json = tok_file.read_text(encoding="utf-8")
             from tokenizers import Tokenizer
 
             vocab_size = Tokenizer.from_str(tokenizer_json).get_vocab_size(with_added_tokens=True)
-        except FileNotFoundError:
-            raise self.fail("file", "missing", str(tok_file)) from None
-        except Exception as exc:  # tokenizers raises its own exception types
-            raise self.fail("file", f"not a valid tokenizer ({exc})", str(tok_file)) from None
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # tokenizers raises its own types, a Rust panic included
+            raise self.fail("file", f"not a valid tokenizer ({_one_line(exc)})", str(tok_file)) from None
+        if vocab_size < 1:
+            raise self.fail("file", "the tokenizer has an empty vocabulary", str(tok_file))
 
         vectors = self.array("vectors", ("f2", "f4"), 2)
         vfile = str(self.root / "vectors.npy")
@@ -448,6 +613,20 @@ class _Loader:
             raise self.fail("shape", f"{weights.shape} must be ({rows},), one weight per vector row", wfile)
         if not np.isfinite(weights).all():
             raise self.fail("values", "contain NaN or infinity", wfile)
+
+        transforms = self.array("transforms", ("f2", "f4"), 3, required=doc["version"] >= 2)
+        tfile = str(self.root / "transforms.npy")
+        if transforms is None:
+            transforms = np.zeros((0, dim, dim + 1), dtype=np.float32)
+        if transforms.shape[1:] != (dim, dim + 1):
+            raise self.fail("shape", f"{transforms.shape} must be (transforms, {dim}, {dim + 1})", tfile)
+        if transforms.shape[0] > caps.transforms:
+            raise self.fail("shape", f"{transforms.shape[0]} transforms exceed the capacity of {caps.transforms}",
+                            tfile)
+        transforms = transforms.astype(np.float32)
+        if not np.isfinite(transforms).all():
+            raise self.fail("values", "contain NaN or infinity", tfile)
+        n_transforms = transforms.shape[0]
 
         phrases = self.array("phrases", ("i4",), 2)
         pfile = str(self.root / "phrases.npy")
@@ -486,33 +665,27 @@ class _Loader:
             raise self.fail("rules", "must be a list")
         if len(rules_doc) > caps.rules:
             raise self.fail("rules", f"{len(rules_doc)} rules exceed the capacity of {caps.rules}")
-        max_bonus = int(bonus.max()) if n_phrases else 0
-        rules = tuple(
-            self._rule(r, i, classes, n_symbols, rows, width, max_bonus) for i, r in enumerate(rules_doc)
-        )
+        limits = _RuleLimits(classes, n_symbols, rows, width, int(bonus.max()) if n_phrases else 0, n_transforms)
+        rules = tuple(self._rule(r, i, limits) for i, r in enumerate(rules_doc))
         names = [r.name for r in rules]
         if len(set(names)) != len(names):
             dup = next(n for n in names if names.count(n) > 1)
             raise self.fail("rules", f"rule name {dup!r} is used twice")
 
-        def frozen(a: np.ndarray) -> np.ndarray:
-            a = np.ascontiguousarray(a)
-            a.setflags(write=False)
-            return a
-
         return Algorithm(
             name=doc["name"],
             description=description,
             tokenizer_json=tokenizer_json,
-            vectors=frozen(vectors),
-            weights=frozen(weights.astype(np.float32)),
-            symbol_rows=frozen(symbol_rows.astype(np.int32)),
-            symbol_classes=frozen(symbol_classes.astype(np.uint32)),
-            phrases=frozen(phrases.astype(np.int32)),
-            phrase_bonus=frozen(bonus.astype(np.int32)),
+            vectors=_frozen(vectors),
+            weights=_frozen(weights.astype(np.float32)),
+            symbol_rows=_frozen(symbol_rows.astype(np.int32)),
+            symbol_classes=_frozen(symbol_classes.astype(np.uint32)),
+            phrases=_frozen(phrases.astype(np.int32)),
+            phrase_bonus=_frozen(bonus.astype(np.int32)),
             classes=tuple(classes),
             rules=rules,
             params=loop,
+            transforms=_frozen(transforms),
         )
 
     def _check_phrases(self, phrases: np.ndarray, vocab_size: int, pfile: str) -> None:
@@ -537,68 +710,109 @@ class _Loader:
         if (keys[1:] == keys[:-1]).all(axis=1).any():
             raise self.fail("order", "phrases must be unique", pfile)
 
-    def _rule(
-        self, doc: Any, i: int, classes: list[str], n_symbols: int, rows: int, width: int, max_bonus: int
-    ) -> Rule:
+    def _element(self, el: Any, ename: str, e: int, kind: str, lim: _RuleLimits) -> PatternElement:
+        caps = self.caps
+        self.obj(el, ename, {"gap", "run", "opcode", "symbol", "not_symbol", "classes", "all_classes",
+                             "none_classes", "mod", "at_start", "at_end"}, set())
+        gap = self.int_in(el.get("gap", 0), f"{ename}.gap", 0, 0 if e == 0 else caps.gap)
+        run = self.int_in(el.get("run", 0), f"{ename}.run", 0, caps.run)
+        opcode = self.opcode(el["opcode"], f"{ename}.opcode") if "opcode" in el else ANY
+        symbol = self.int_in(el["symbol"], f"{ename}.symbol", 0, lim.n_symbols - 1) if "symbol" in el else ANY
+        not_symbol = self.flag(el.get("not_symbol", False), f"{ename}.not_symbol")
+        if not_symbol and symbol == ANY:
+            raise self.fail(f"{ename}.not_symbol", "needs a symbol to negate")
+        mod = self.int_in(el["mod"], f"{ename}.mod", 0, lim.n_transforms) if "mod" in el else ANY
+        if kind == "merge" and (gap or run):
+            raise self.fail(f"{ename}", "a merge pattern cannot have gaps or runs")
+        return PatternElement(
+            gap=gap,
+            opcode=opcode,
+            symbol=symbol,
+            classes=self.class_list(el.get("classes", []), f"{ename}.classes", lim.classes),
+            not_symbol=not_symbol,
+            all_classes=self.class_list(el.get("all_classes", []), f"{ename}.all_classes", lim.classes),
+            none_classes=self.class_list(el.get("none_classes", []), f"{ename}.none_classes", lim.classes),
+            mod=mod,
+            at_start=self.flag(el.get("at_start", False), f"{ename}.at_start"),
+            at_end=self.flag(el.get("at_end", False), f"{ename}.at_end"),
+            run=run,
+        )
+
+    def _update(self, s: Any, sname: str, lim: _RuleLimits) -> ItemUpdate:
+        self.obj(s, sname, {"opcode", "arg0", "arg1", "scale", "mod"}, set())
+        return ItemUpdate(
+            opcode=self.opcode(s["opcode"], f"{sname}.opcode") if "opcode" in s else None,
+            arg0=self.int_in(s["arg0"], f"{sname}.arg0", 0, lim.rows - 1) if "arg0" in s else None,
+            arg1=self.int_in(s["arg1"], f"{sname}.arg1", -ARG1_LIMIT, ARG1_LIMIT) if "arg1" in s else None,
+            scale=self.int_in(s["scale"], f"{sname}.scale", -SCALE_LIMIT, SCALE_LIMIT) if "scale" in s else None,
+            mod=self.int_in(s["mod"], f"{sname}.mod", 0, lim.n_transforms) if "mod" in s else None,
+        )
+
+    def _rule(self, doc: Any, i: int, lim: _RuleLimits) -> Rule:
         caps = self.caps
         name = f"rules[{i}]"
-        self.obj(doc, name, {"name", "score", "pattern", "action"}, {"name", "score", "pattern", "action"})
+        self.obj(doc, name, {"name", "score", "mark", "pattern", "action"}, {"name", "score", "pattern", "action"})
         if not isinstance(doc["name"], str) or not doc["name"]:
             raise self.fail(f"{name}.name", "must be a non-empty string")
         score = self.int_in(doc["score"], f"{name}.score", 1, SCORE_MAX)
+        mark = self.int_in(doc["mark"], f"{name}.mark", 0, MARK_BITS - 1) if "mark" in doc else i % MARK_BITS
+        action = self.obj(doc["action"], f"{name}.action", {"kind", "perm", "set"}, {"kind"})
+        kind = action["kind"]
+        if not isinstance(kind, str) or kind not in RULE_KINDS:
+            raise self.fail(f"{name}.action.kind", f"unknown action {_short(kind)} (known: {', '.join(RULE_KINDS)})")
         pattern_doc = doc["pattern"]
         if not isinstance(pattern_doc, list) or not 1 <= len(pattern_doc) <= caps.pattern:
             raise self.fail(f"{name}.pattern", f"must be a list of 1..{caps.pattern} elements")
-        pattern = []
-        for e, el in enumerate(pattern_doc):
-            ename = f"{name}.pattern[{e}]"
-            self.obj(el, ename, {"gap", "opcode", "symbol", "classes"}, set())
-            gap = self.int_in(el.get("gap", 0), f"{ename}.gap", 0, 0 if e == 0 else caps.gap)
-            opcode = self.opcode(el["opcode"], f"{ename}.opcode") if "opcode" in el else ANY
-            symbol = self.int_in(el["symbol"], f"{ename}.symbol", 0, n_symbols - 1) if "symbol" in el else ANY
-            cls = el.get("classes", [])
-            if not isinstance(cls, list):
-                raise self.fail(f"{ename}.classes", "must be a list of class names")
-            for c in cls:
-                if c not in classes:
-                    raise self.fail(f"{ename}.classes", f"unknown class {c!r}")
-            pattern.append(PatternElement(gap, opcode, symbol, tuple(cls)))
+        pattern = tuple(self._element(el, f"{name}.pattern[{e}]", e, kind, lim) for e, el in enumerate(pattern_doc))
         k = len(pattern)
-
-        action = self.obj(doc["action"], f"{name}.action", {"kind", "perm", "set"}, {"kind"})
-        kind = action["kind"]
-        if kind not in ("rewrite", "merge"):
-            raise self.fail(f"{name}.action.kind", f"unknown action {kind!r} (known: rewrite, merge)")
+        has_run = any(el.run for el in pattern)
         if kind == "merge":
-            if k < 2 or k > width:
-                raise self.fail(f"{name}.pattern", f"a merge needs 2..{width} elements (the lexicon width)")
-            if any(el.gap for el in pattern):
-                raise self.fail(f"{name}.pattern", "a merge pattern cannot have gaps")
+            if k < 2 or k > lim.width:
+                raise self.fail(f"{name}.pattern", f"a merge needs 2..{lim.width} elements (the lexicon width)")
             if "perm" in action:
                 raise self.fail(f"{name}.action.perm", "a merge does not reorder")
-            if score + max_bonus > SCORE_MAX:
+            if score + lim.max_bonus > SCORE_MAX:
                 raise self.fail(f"{name}.score", f"score + largest phrase bonus exceeds {SCORE_MAX}")
+        if kind == "guard" and ("perm" in action or "set" in action):
+            raise self.fail(f"{name}.action", "a guard has no perm or set: it never rewrites")
         perm: tuple[int, ...] = ()
         if "perm" in action:
             p = action["perm"]
-            if not isinstance(p, list) or sorted(p) != list(range(k)) or any(isinstance(x, bool) for x in p):
+            if not isinstance(p, list) or any(isinstance(x, bool) or not isinstance(x, int) for x in p) \
+                    or sorted(p) != list(range(k)):
                 raise self.fail(f"{name}.action.perm", f"must be a permutation of 0..{k - 1}")
+            if has_run and p != list(range(k)):
+                raise self.fail(f"{name}.action.perm", "a pattern with runs cannot reorder")
             perm = tuple(p)
-        updates: list[ItemUpdate] = []
         sets = action.get("set", [])
-        if not isinstance(sets, list) or len(sets) > (1 if kind == "merge" else k):
-            raise self.fail(f"{name}.action.set", f"must be a list of at most {1 if kind == 'merge' else k} objects")
-        for e, s in enumerate(sets):
-            sname = f"{name}.action.set[{e}]"
-            self.obj(s, sname, {"opcode", "arg0", "arg1"}, set())
-            updates.append(
-                ItemUpdate(
-                    opcode=self.opcode(s["opcode"], f"{sname}.opcode") if "opcode" in s else None,
-                    arg0=self.int_in(s["arg0"], f"{sname}.arg0", 0, rows - 1) if "arg0" in s else None,
-                    arg1=self.int_in(s["arg1"], f"{sname}.arg1", -ARG1_LIMIT, ARG1_LIMIT) if "arg1" in s else None,
-                )
-            )
-        return Rule(doc["name"], score, tuple(pattern), kind, perm, tuple(updates))
+        limit = 1 if kind == "merge" else k
+        if not isinstance(sets, list) or len(sets) > limit:
+            raise self.fail(f"{name}.action.set", f"must be a list of at most {limit} objects")
+        updates = tuple(self._update(s, f"{name}.action.set[{e}]", lim) for e, s in enumerate(sets))
+        return Rule(doc["name"], score, pattern, kind, perm, updates, mark)
+
+
+@dataclass(frozen=True)
+class _RuleLimits:
+    """What a rule's values are checked against: the Algorithm's own sizes."""
+
+    classes: list[str]
+    n_symbols: int
+    rows: int
+    width: int
+    max_bonus: int
+    n_transforms: int
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` of a value, cut to ``limit`` characters (error messages stay one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return _short(text[0], 200).strip("'\"") if text else type(exc).__name__
 
 
 __all__ = [
@@ -612,5 +826,6 @@ __all__ = [
     "default_algorithm_path",
     "load_algorithm",
     "phrase_table",
+    "rule_reach",
     "save_algorithm",
 ]

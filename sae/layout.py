@@ -29,23 +29,48 @@ class Op(IntEnum):
     EMIT = 5  #: pop top; acc += top + v (acts as ACC when the stack is empty)
 
 
-#: Pattern wildcard for opcode and symbol fields.
+#: Pattern wildcard for opcode, symbol and mod fields.
 ANY = 0xFFFFFFFF
 #: Action field value meaning "leave this operand as it is".
 KEEP = -1
 #: Fixed-point scale of the item weight operand ``arg1``: 65536 means 1.0.
 Q16_ONE = 1 << 16
-#: Largest bid score; scores are 15-bit so a packed bid key fits in 31 bits.
+#: |arg1| stays within this, so that f32(arg1) is exact on every backend.
+ARG1_LIMIT = 1 << 24
+#: |scale_arg1| stays within this (64.0 in Q16), so ``arg1 * scale >> 16`` fits the
+#: 32-bit pieces the WGSL path multiplies (docs/ENGINE.md §4).
+SCALE_LIMIT = 1 << 22
+#: Largest bid score: 15 bits, so a bid key (score above TIE_BITS <= 17 bits) fits 32.
 SCORE_MAX = (1 << 15) - 1
 #: Largest health tolerance; keeps ``score + tolerance`` inside int32.
 TOLERANCE_MAX = 1 << 30
+#: Token classes an Algorithm may declare (one bit each of a uint32 mask).
+MAX_CLASSES = 32
+#: Mark bits of an item (a rule tests and sets bit ``mark`` of the items it changes).
+MARK_BITS = 32
 #: Embeddings of the two backends agree within this, per component (docs/ENGINE.md §5).
 EMBEDDING_TOLERANCE = 1e-5
 #: Journal outcomes.
 COMMITTED = 1
 REVERTED = 2
 
+#: Rule kinds in a compiled rule record.
+RULE_REWRITE = 0
+RULE_MERGE = 1
+RULE_GUARD = 2
+
+#: Flags of a pattern element in a compiled rule record (docs/ENGINE.md §2).
+FLAG_NOT_SYMBOL = 1  #: the symbol test is negated
+FLAG_AT_START = 2  #: the item is the first of the stream
+FLAG_AT_END = 4  #: the item is the last of the stream
+FLAG_TARGET = 8  #: the action changes this element: its items must not carry the rule's mark
+
 # -- Capacities -------------------------------------------------------------------------
+
+
+def bits_for(count: int) -> int:
+    """Bits that index ``count`` values (0 .. count-1); at least 1."""
+    return max(1, (count - 1).bit_length())
 
 
 @dataclass(frozen=True)
@@ -57,31 +82,107 @@ class Capacities:
     """
 
     stream: int = 128  #: items per document (longer texts are truncated, with a warning)
-    rules: int = 32  #: rules per Algorithm (the width of the ``fired`` bitmask)
+    rules: int = 256  #: rules per Algorithm
     pattern: int = 4  #: elements per rule pattern
     gap: int = 3  #: items a pattern element may skip
+    run: int = 8  #: items a run element may match
     phrase: int = 4  #: tokens per lexicon phrase
     stack: int = 8  #: VM data stack depth (vectors)
     steps: int = 64  #: annealing steps
     journal: int = 256  #: journal entries per document (rewrites attempted)
     dim: int = 1024  #: embedding dimensions
+    transforms: int = 16  #: fitted linear transforms the VM applies (item ``mod`` 1..transforms)
 
     def __post_init__(self) -> None:
-        # Hard limits that come from the packed bid key and the fired bitmask.
-        if not 1 <= self.rules <= 32:
-            raise ValueError(f"Capacities.rules must be in 1..32, got {self.rules}")
-        if not 1 <= self.stream <= 2048:
+        for name in ("stream", "rules", "pattern", "phrase", "stack", "steps", "journal", "dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"Capacities.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("gap", "run", "transforms"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"Capacities.{name} must be >= 0, got {getattr(self, name)}")
+        if self.stream > 2048:
             raise ValueError(f"Capacities.stream must be in 1..2048, got {self.stream}")
-        if not 1 <= self.pattern <= self.phrase:
+        if self.pattern > self.phrase:
             raise ValueError("Capacities.pattern must be in 1..phrase")
-        if not 1 <= self.journal <= 65536:
+        if self.journal > 65536:
             raise ValueError(f"Capacities.journal must be in 1..65536, got {self.journal}")
+        # A bid key holds a 15-bit score above the anchor and the rule (BidKeys).
+        if bits_for(self.stream) + bits_for(self.rules) > 17:
+            raise ValueError(
+                f"Capacities: stream {self.stream} and rules {self.rules} need "
+                f"{bits_for(self.stream) + bits_for(self.rules)} key bits, at most 17 fit beside a 15-bit score"
+            )
         # The potential (sum of every bid score of a document) must fit in int32.
         if self.stream * self.rules * SCORE_MAX >= 2**31:
             raise ValueError("Capacities.stream * rules * SCORE_MAX must stay below 2**31")
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
+
+    @property
+    def keys(self) -> BidKeys:
+        """The bid-key packing for these capacities."""
+        return BidKeys(bits_for(self.stream), bits_for(self.rules))
+
+
+@dataclass(frozen=True)
+class BidKeys:
+    """How a bid key packs score, anchor and rule (docs/ENGINE.md §2).
+
+    ``key = score << tie_bits | (tie_max - (anchor << rule_bits | rule))``: a larger
+    key is a higher score, then a lower anchor, then a lower rule index. This is the
+    only definition; the WGSL functions come from :meth:`wgsl`.
+    """
+
+    pos_bits: int
+    rule_bits: int
+
+    @property
+    def tie_bits(self) -> int:
+        return self.pos_bits + self.rule_bits
+
+    @property
+    def tie_max(self) -> int:
+        return (1 << self.tie_bits) - 1
+
+    def pack(self, score, anchor, rule):
+        """Keys of ``(score, anchor, rule)`` (ints or numpy integer arrays; uint32 out for arrays)."""
+        if isinstance(score, np.ndarray) or isinstance(anchor, np.ndarray) or isinstance(rule, np.ndarray):
+            score, anchor, rule = (np.asarray(v, dtype=np.int64) for v in (score, anchor, rule))
+            return ((score << self.tie_bits) | (self.tie_max - ((anchor << self.rule_bits) | rule))).astype(np.uint32)
+        return (int(score) << self.tie_bits) | (self.tie_max - ((int(anchor) << self.rule_bits) | int(rule)))
+
+    def unpack(self, key):
+        """``(score, anchor, rule)`` of keys (int64 arrays for arrays)."""
+        if isinstance(key, np.ndarray):
+            key = key.astype(np.int64)
+            low = self.tie_max - (key & self.tie_max)
+            return key >> self.tie_bits, low >> self.rule_bits, low & ((1 << self.rule_bits) - 1)
+        key = int(key)
+        low = self.tie_max - (key & self.tie_max)
+        return key >> self.tie_bits, low >> self.rule_bits, low & ((1 << self.rule_bits) - 1)
+
+    def score(self, key):
+        """The score of keys (0 for no bid)."""
+        if isinstance(key, np.ndarray):
+            return key >> np.uint32(self.tie_bits)
+        return int(key) >> self.tie_bits
+
+    def wgsl(self) -> str:
+        """The WGSL constants and functions of this packing."""
+        return (
+            f"const KEY_TIE_BITS: u32 = {self.tie_bits}u;\n"
+            f"const KEY_RULE_BITS: u32 = {self.rule_bits}u;\n"
+            f"const KEY_TIE_MAX: u32 = {self.tie_max}u;\n"
+            "fn bid_key(score: u32, p: u32, r: u32) -> u32 {\n"
+            "    return (score << KEY_TIE_BITS) | (KEY_TIE_MAX - ((p << KEY_RULE_BITS) | r));\n"
+            "}\n"
+            "fn key_score(key: u32) -> u32 {\n    return key >> KEY_TIE_BITS;\n}\n"
+            "fn key_anchor(key: u32) -> u32 {\n"
+            "    return (KEY_TIE_MAX - (key & KEY_TIE_MAX)) >> KEY_RULE_BITS;\n}\n"
+            "fn key_rule(key: u32) -> u32 {\n"
+            "    return (KEY_TIE_MAX - (key & KEY_TIE_MAX)) & ((1u << KEY_RULE_BITS) - 1u);\n}\n"
+        )
 
 
 DEFAULT_CAPACITIES = Capacities()
@@ -100,7 +201,8 @@ PROGRAM_ITEM_FIELDS: tuple[Field, ...] = (
     ("opcode", "<u4", "u32", 1, "VM opcode (Op)"),
     ("arg0", "<u4", "u32", 1, "operand 0: vector row"),
     ("arg1", "<i4", "i32", 1, "operand 1: weight scale, Q16 fixed point"),
-    ("fired", "<u4", "u32", 1, "bitmask of rules that rewrote this item"),
+    ("mod", "<u4", "u32", 1, "transform the VM applies to the vector (0 = none)"),
+    ("marks", "<u4", "u32", 1, "mark bits of the rules that rewrote this item"),
 )
 
 JOURNAL_ENTRY_FIELDS: tuple[Field, ...] = (
@@ -114,27 +216,29 @@ JOURNAL_ENTRY_FIELDS: tuple[Field, ...] = (
     ("outcome", "<u4", "u32", 1, "COMMITTED or REVERTED"),
 )
 
-#: Rule kinds in a compiled rule record.
-RULE_REWRITE = 0
-RULE_MERGE = 1
-
-
 def rule_record_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]:
     """Fields of one compiled rule: the flat table both backends match and apply from."""
     n = caps.pattern
     return (
         ("score", "<u4", "u32", 1, "base bid score"),
-        ("kind", "<u4", "u32", 1, "RULE_REWRITE or RULE_MERGE"),
+        ("kind", "<u4", "u32", 1, "RULE_REWRITE, RULE_MERGE or RULE_GUARD"),
         ("length", "<u4", "u32", 1, "pattern elements in use"),
-        ("reserved", "<u4", "u32", 1, "zero"),
+        ("mark", "<u4", "u32", 1, "the mark bit (0..31) the rule tests and sets on the items it changes"),
         ("gap", "<u4", "u32", n, "items element e may skip"),
+        ("run", "<u4", "u32", n, "0: one item; R > 0: 1..R consecutive items"),
         ("opcode", "<u4", "u32", n, "opcode to match, or ANY"),
-        ("symbol", "<u4", "u32", n, "symbol to match, or ANY"),
-        ("classes", "<u4", "u32", n, "class bitmask to match, 0 = any"),
+        ("symbol", "<u4", "u32", n, "symbol to match (or not, with FLAG_NOT_SYMBOL), or ANY"),
+        ("any", "<u4", "u32", n, "class bitmask: some bit must be set (0 = no test)"),
+        ("all", "<u4", "u32", n, "class bitmask: every bit must be set"),
+        ("none", "<u4", "u32", n, "class bitmask: no bit may be set"),
+        ("mod", "<u4", "u32", n, "transform index to match, or ANY"),
+        ("flags", "<u4", "u32", n, "FLAG_* bits"),
         ("perm", "<u4", "u32", n, "rewrite: new[q[e]] = old[q[perm[e]]]"),
         ("set_opcode", "<i4", "i32", n, "opcode to set, or KEEP"),
         ("set_arg0", "<i4", "i32", n, "arg0 to set, or KEEP"),
         ("set_arg1", "<i4", "i32", n, "arg1 to set, or KEEP"),
+        ("scale_arg1", "<i4", "i32", n, "Q16 factor arg1 is multiplied by (after set_arg1), or KEEP"),
+        ("set_mod", "<i4", "i32", n, "transform index to set (0 = none), or KEEP"),
     )
 
 
@@ -198,13 +302,21 @@ def wgsl_prelude(caps: Capacities = DEFAULT_CAPACITIES) -> str:
     lines.append(f"const ANY: u32 = {ANY}u;")
     lines.append(f"const KEEP: i32 = {KEEP};")
     lines.append(f"const Q16_ONE: i32 = {Q16_ONE};")
+    lines.append(f"const ARG1_LIMIT: i32 = {ARG1_LIMIT};")
     lines.append(f"const SCORE_MAX: u32 = {SCORE_MAX}u;")
     lines.append(f"const COMMITTED: u32 = {COMMITTED}u;")
+    lines.append(f"const REVERTED: u32 = {REVERTED}u;")
     lines.append(f"const RULE_REWRITE: u32 = {RULE_REWRITE}u;")
     lines.append(f"const RULE_MERGE: u32 = {RULE_MERGE}u;")
-    lines.append(f"const REVERTED: u32 = {REVERTED}u;")
+    lines.append(f"const RULE_GUARD: u32 = {RULE_GUARD}u;")
+    lines.append(f"const FLAG_NOT_SYMBOL: u32 = {FLAG_NOT_SYMBOL}u;")
+    lines.append(f"const FLAG_AT_START: u32 = {FLAG_AT_START}u;")
+    lines.append(f"const FLAG_AT_END: u32 = {FLAG_AT_END}u;")
+    lines.append(f"const FLAG_TARGET: u32 = {FLAG_TARGET}u;")
     for key, value in caps.as_dict().items():
         lines.append(f"const CAP_{key.upper()}: u32 = {value}u;")
+    lines.append("")
+    lines.append(caps.keys.wgsl())
     # Records of the GPU backend (defined at the end of this module).
     lines.append("")
     lines.append(_wgsl_struct("Params", GPU_PARAMS_FIELDS))

@@ -1,31 +1,57 @@
 """A readable text form of rules, for writing them by hand.
 
-One rule per line; ``#`` starts a comment::
+One rule per line; ``#`` outside double quotes starts a comment::
 
     rule merge_word score 200: [word] [cont] => merge
     rule negate score 150: [neg] ~2 [word] => set 0 op=PUSH; set 1 op=MUL
-    rule soften_stop score 40: [op=ACC stop] => set 0 arg1=16384
+    rule soften_stop score 40: [op=ACC stop] [word] => set 0 scale=0.25
+    rule scope score 90 mark 3: [neg] [!punct]+6 => set 1 mod=1
+    rule opening score 30: [^ stop &cont] => set 0 arg1=0
+    rule no_double_push score 500: [op=PUSH] [op=PUSH] => guard
     rule swap score 20: [word] [word] => perm 1 0
 
-An element ``[...]`` holds class names (any of them matches), ``op=NAME`` and
-``sym=ID`` or ``sym="token"``; ``~N`` before an element lets it skip up to ``N``
-items. The action is ``merge`` (optionally ``; set 0 ...``) or any of ``perm ...``
-and ``set E op=NAME arg0=N arg1=N`` joined by ``;`` (a rewrite), or ``keep``.
+An element ``[...]`` holds terms: a class name (the item has any of these classes),
+``&name`` (it has all of them), ``!name`` (none of them), ``op=NAME``, ``sym=ID`` or
+``sym="token"`` (``!sym=...`` negates it), ``mod=N`` (the item's transform), ``^`` (the
+first item of the stream) and ``$`` (the last). ``~N`` before an element lets it skip
+up to ``N`` items; ``+R`` right after it makes it a run of 1..R items.
+
+The action is ``merge`` (optionally ``; set 0 ...``), ``guard``, or any of
+``perm ...`` and ``set E op=NAME arg0=N arg1=N scale=F mod=N`` joined by ``;`` (a
+rewrite), or ``keep``. ``scale=F`` multiplies the weight by ``F`` (stored as Q16,
+``round(F * 65536)``). ``mark M`` after the score picks the rule's mark bit.
 :func:`parse_rules` turns the text into :class:`~sae.algorithm.Rule` values, which
 the Algorithm stores as canonical JSON; :func:`format_rules` prints them back.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 
 from sae.algorithm import ItemUpdate, PatternElement, Rule
 from sae.errors import InputError
-from sae.layout import ANY, Op
+from sae.layout import ANY, Q16_ONE, Op
 
-_RULE = re.compile(r"^rule\s+(?P<name>\S+)\s+score\s+(?P<score>-?\d+)\s*:\s*(?P<pattern>.*?)\s*=>\s*(?P<action>.*)$")
-_ELEMENT = re.compile(r"(~(?P<gap>\d+)\s*)?\[(?P<body>[^\]]*)\]")
+_RULE = re.compile(
+    r"^rule\s+(?P<name>\S+)\s+score\s+(?P<score>-?\d+)(\s+mark\s+(?P<mark>\d+))?\s*:"
+    r"\s*(?P<pattern>.*?)\s*=>\s*(?P<action>.*)$"
+)
+_ELEMENT = re.compile(r'(~(?P<gap>\d+)\s*)?\[(?P<body>(?:[^\]"]|"[^"]*")*)\](\+(?P<run>\d+))?')
+_TERM = re.compile(r'"[^"]*"|\S+')
+_TOKEN_SAFE = re.compile(r'[^\s"]+')
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without its comment: ``#`` starts one only outside double quotes."""
+    quoted = False
+    for i, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == "#" and not quoted:
+            return line[:i]
+    return line
 
 
 def parse_rules(
@@ -37,7 +63,7 @@ def parse_rules(
     """
     rules = []
     for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split("#", 1)[0].strip()
+        line = strip_comment(raw).strip()
         if not line:
             continue
 
@@ -49,8 +75,22 @@ def parse_rules(
             raise fail("expected 'rule NAME score N: [..] [..] => ACTION'")
         pattern = _parse_pattern(m["pattern"], token_to_id, fail)
         kind, perm, updates = _parse_action(m["action"], len(pattern), fail)
-        rules.append(Rule(m["name"], int(m["score"]), pattern, kind, perm, updates))
+        mark = int(m["mark"]) if m["mark"] is not None else None
+        rules.append(Rule(m["name"], int(m["score"]), pattern, kind, perm, updates, mark))
     return tuple(rules)
+
+
+def _symbol(value: str, token_to_id, fail) -> int:
+    if value.startswith('"') and value.endswith('"') and len(value) >= 2:
+        if token_to_id is None:
+            raise fail(f"sym={value} needs a tokenizer to resolve")
+        resolved = token_to_id(value[1:-1])
+        if resolved is None:
+            raise fail(f"token {value} is not in the vocabulary")
+        return resolved
+    if value.isdigit():
+        return int(value)
+    raise fail(f"sym= takes a number or a quoted token, got {value!r}")
 
 
 def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
@@ -59,29 +99,35 @@ def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
         if text[pos : m.start()].strip():
             raise fail(f"unexpected {text[pos:m.start()].strip()!r} in pattern")
         pos = m.end()
-        opcode, symbol, classes = ANY, ANY, []
-        for term in m["body"].split():
-            if term.startswith("op="):
+        fields: dict = {"gap": int(m["gap"] or 0), "run": int(m["run"] or 0)}
+        any_of, all_of, none_of = [], [], []
+        for term in _TERM.findall(m["body"]):
+            if term == "^":
+                fields["at_start"] = True
+            elif term == "$":
+                fields["at_end"] = True
+            elif term.startswith("op="):
                 name = term[3:]
                 if name not in Op.__members__:
                     raise fail(f"unknown opcode {name!r}")
-                opcode = int(Op[name])
-            elif term.startswith("sym="):
-                value = term[4:]
-                if value.startswith('"') and value.endswith('"') and len(value) >= 2:
-                    if token_to_id is None:
-                        raise fail(f"sym={value} needs a tokenizer to resolve")
-                    resolved = token_to_id(value[1:-1])
-                    if resolved is None:
-                        raise fail(f"token {value} is not in the vocabulary")
-                    symbol = resolved
-                elif value.isdigit():
-                    symbol = int(value)
-                else:
-                    raise fail(f"sym= takes a number or a quoted token, got {value!r}")
+                fields["opcode"] = int(Op[name])
+            elif term.startswith(("sym=", "!sym=")):
+                fields["not_symbol"] = term.startswith("!")
+                fields["symbol"] = _symbol(term.split("=", 1)[1], token_to_id, fail)
+            elif term.startswith("mod="):
+                if not term[4:].isdigit():
+                    raise fail(f"mod= takes a number, got {term[4:]!r}")
+                fields["mod"] = int(term[4:])
+            elif term.startswith("&"):
+                all_of.append(term[1:])
+            elif term.startswith("!"):
+                none_of.append(term[1:])
+            elif "=" in term or '"' in term:
+                raise fail(f"unknown term {term!r} in an element")
             else:
-                classes.append(term)
-        elements.append(PatternElement(int(m["gap"] or 0), opcode, symbol, tuple(classes)))
+                any_of.append(term)
+        elements.append(PatternElement(classes=tuple(any_of), all_classes=tuple(all_of),
+                                       none_classes=tuple(none_of), **fields))
     if text[pos:].strip():
         raise fail(f"unexpected {text[pos:].strip()!r} in pattern")
     if not elements:
@@ -97,6 +143,8 @@ def _parse_action(text: str, k: int, fail) -> tuple[str, tuple[int, ...], tuple[
             raise fail("empty action")
         if words == ["merge"]:
             kind = "merge"
+        elif words == ["guard"]:
+            kind = "guard"
         elif words == ["keep"]:
             pass
         elif words[0] == "perm":
@@ -108,56 +156,78 @@ def _parse_action(text: str, k: int, fail) -> tuple[str, tuple[int, ...], tuple[
             e = int(words[1])
             if e >= k:
                 raise fail(f"set {e}: the pattern has {k} elements")
-            fields = {}
-            for w in words[2:]:
-                key, _, value = w.partition("=")
-                if key == "op":
-                    if value not in Op.__members__:
-                        raise fail(f"unknown opcode {value!r}")
-                    fields["opcode"] = int(Op[value])
-                elif key in ("arg0", "arg1"):
-                    try:
-                        fields[key] = int(value)
-                    except ValueError:
-                        raise fail(f"{key} takes an integer, got {value!r}") from None
-                else:
-                    raise fail(f"unknown field {key!r} in set (op, arg0, arg1)")
-            sets[e] = ItemUpdate(**fields)
+            sets[e] = _parse_set(words[2:], fail)
         else:
-            raise fail(f"unknown action {part!r} (merge, perm ..., set E ...)")
+            raise fail(f"unknown action {part!r} (merge, guard, keep, perm ..., set E ...)")
     updates = tuple(sets.get(e, ItemUpdate()) for e in range(max(sets) + 1)) if sets else ()
     return kind, perm, updates
+
+
+def _parse_set(words: list[str], fail) -> ItemUpdate:
+    fields = {}
+    for w in words:
+        key, _, value = w.partition("=")
+        if key == "op":
+            if value not in Op.__members__:
+                raise fail(f"unknown opcode {value!r}")
+            fields["opcode"] = int(Op[value])
+        elif key in ("arg0", "arg1", "mod"):
+            try:
+                fields[key] = int(value)
+            except ValueError:
+                raise fail(f"{key} takes an integer, got {value!r}") from None
+        elif key == "scale":
+            try:
+                factor = float(value)
+            except ValueError:
+                factor = math.nan
+            if not math.isfinite(factor):
+                raise fail(f"scale takes a number, got {value!r}")
+            fields["scale"] = round(factor * Q16_ONE)
+        else:
+            raise fail(f"unknown field {key!r} in set (op, arg0, arg1, scale, mod)")
+    return ItemUpdate(**fields)
+
+
+def _format_element(el: PatternElement, id_to_token) -> str:
+    terms = ["^"] if el.at_start else []
+    terms += list(el.classes) + [f"&{c}" for c in el.all_classes] + [f"!{c}" for c in el.none_classes]
+    if el.opcode != ANY:
+        terms.append(f"op={Op(el.opcode).name}")
+    if el.symbol != ANY:
+        token = id_to_token(el.symbol) if id_to_token else None
+        value = f'"{token}"' if token is not None and _TOKEN_SAFE.fullmatch(token) else str(el.symbol)
+        terms.append(f"{'!' if el.not_symbol else ''}sym={value}")
+    if el.mod != ANY:
+        terms.append(f"mod={el.mod}")
+    if el.at_end:
+        terms.append("$")
+    gap = f"~{el.gap} " if el.gap else ""
+    run = f"+{el.run}" if el.run else ""
+    return f"{gap}[{' '.join(terms)}]{run}"
 
 
 def format_rules(rules: tuple[Rule, ...] | list[Rule], id_to_token: Callable[[int], str | None] | None = None) -> str:
     """The text form of ``rules`` (parses back to the same rules)."""
     lines = []
     for rule in rules:
-        elements = []
-        for el in rule.pattern:
-            terms = list(el.classes)
-            if el.opcode != ANY:
-                terms.append(f"op={Op(el.opcode).name}")
-            if el.symbol != ANY:
-                token = id_to_token(el.symbol) if id_to_token else None
-                safe = token is not None and re.fullmatch(r'[^\s"\]\[#;]+', token)
-                terms.append(f'sym="{token}"' if safe else f"sym={el.symbol}")
-            gap = f"~{el.gap} " if el.gap else ""
-            elements.append(f"{gap}[{' '.join(terms)}]")
-        parts = ["merge"] if rule.kind == "merge" else []
+        elements = [_format_element(el, id_to_token) for el in rule.pattern]
+        parts = [rule.kind] if rule.kind in ("merge", "guard") else []
         if rule.perm:
             parts.append("perm " + " ".join(str(p) for p in rule.perm))
         for e, up in enumerate(rule.updates):
             fields = []
             if up.opcode is not None:
                 fields.append(f"op={Op(up.opcode).name}")
-            if up.arg0 is not None:
-                fields.append(f"arg0={up.arg0}")
-            if up.arg1 is not None:
-                fields.append(f"arg1={up.arg1}")
+            for key in ("arg0", "arg1", "mod"):
+                if getattr(up, key) is not None:
+                    fields.append(f"{key}={getattr(up, key)}")
+            if up.scale is not None:
+                fields.append(f"scale={up.scale / Q16_ONE!r}")
             if fields:
                 parts.append(f"set {e} " + " ".join(fields))
         if not parts:
-            parts.append("keep")  # a rewrite that only marks its items as fired
-        lines.append(f"rule {rule.name} score {rule.score}: {' '.join(elements)} => {'; '.join(parts)}")
+            parts.append("keep")  # a rewrite that only marks its anchor
+        mark = f" mark {rule.mark}" if rule.mark is not None else ""
+        lines.append(f"rule {rule.name} score {rule.score}{mark}: {' '.join(elements)} => {'; '.join(parts)}")
     return "\n".join(lines) + ("\n" if lines else "")
