@@ -1,104 +1,101 @@
 // Bindings and helpers shared by every pass of the GPU backend (docs/GPU.md).
-// Compiled after sae.layout.wgsl_prelude(caps): ProgramItem, JournalEntry, Rule,
-// Params, DocState and the CAP_* / OP_* constants come from there; WG and the
-// SCRATCH_* / WINNER_* constants from sae.gpu.shaders.
+// Compiled after sae.layout.wgsl_prelude(caps) (ProgramItem, JournalEntry, Rule,
+// Params, AlgRecord, DocState, the CAP_* / OP_* / FLAG_* constants and the bid-key
+// functions) and sae.gpu.shaders' backend constants (WG, the item slots, the scratch
+// layout, alg_record()).
 //
-// Every pass uses the same bind group layout, so the buffers are bound once.
-// Items of document d live at d * CAP_STREAM; its backup at params.backup_base + that.
-// Bid keys of document d, position p, rule r live at (d * CAP_STREAM + p) * n_rules + r;
-// after every key, at params.scratch_base + d * SCRATCH_WORDS, each document has a
-// scratch area: per position the candidate key, its last item and the sum of the
-// bid scores there, then the winner records of the step.
+// A job is one document evaluated with one Algorithm: job = alg * n_docs + doc (one
+// Algorithm unless a population is evaluated). Every pass uses the same bind group
+// layout, so the buffers are bound once.
 
 @group(0) @binding(0) var<uniform> params: Params;
+// Every Algorithm's compiled rules; Algorithm a's rule r is rules[alg.rule_base + r].
 @group(0) @binding(1) var<storage, read> rules: array<Rule>;
-// lexicon keys, phrase_bonus, symbol_classes, symbol_rows (offsets in params)
+// u32 words: lexicon keys, phrase_bonus, symbol_classes, symbol_rows, the AlgRecords,
+// then the batch's token ids and token counts (offsets in params).
 @group(0) @binding(2) var<storage, read> tables: array<u32>;
-// weights (at 0), then vectors (at params.off_vectors), row-major
+// weights (at 0), vectors (at params.off_vectors), transforms (at params.off_transforms)
 @group(0) @binding(3) var<storage, read> floats: array<f32>;
+// ITEM_SLOTS slots of CAP_STREAM items per job, slot-major (params.slot_stride items
+// per slot): the stream (slot 0, where it starts and ends), its other buffer, the
+// winners' rewritten windows of a step (WINDOW_SLOT).
 @group(0) @binding(4) var<storage, read_write> items: array<ProgramItem>;
-@group(0) @binding(5) var<storage, read_write> keys: array<u32>;
+// SCRATCH_WORDS u32 words per job (the scratch layout); the keys pass writes bid keys here.
+@group(0) @binding(5) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(6) var<storage, read_write> state: array<DocState>;
 @group(0) @binding(7) var<storage, read_write> journal: array<JournalEntry>;
 @group(0) @binding(8) var<storage, read_write> embeddings: array<f32>;
 
-// WG, the threads per workgroup of every pass, comes from sae.gpu.device.WORKGROUP.
-
-fn item_at(d: u32, p: u32) -> u32 {
-    return d * CAP_STREAM + p;
+fn slot_base(job: u32, slot: u32) -> u32 {
+    return slot * params.slot_stride + job * CAP_STREAM;
 }
 
-fn backup_at(d: u32, p: u32) -> u32 {
-    return params.backup_base + d * CAP_STREAM + p;
+fn scratch_base(job: u32) -> u32 {
+    return job * SCRATCH_WORDS;
 }
 
-fn keys_at(d: u32) -> u32 {
-    return d * CAP_STREAM * params.n_rules;
+// -- reading a stream -------------------------------------------------------------------
+
+// A stream to match on: the items at items[base ..], or, for the stream S_w of a winner
+// w applied alone (docs/ENGINE.md §3 step 5), S with w's rewritten window: positions
+// p .. p + wlen - 1 come from items[tbase ..] (the window, at its own positions) and
+// positions after it from S shifted by the m items a merge removes. A plain stream has
+// wlen = 0 and m = 0.
+struct Src {
+    base: u32,
+    tbase: u32,
+    p: u32,
+    wlen: u32,
+    m: u32,
 }
 
-fn scratch_at(d: u32) -> u32 {
-    return params.scratch_base + d * SCRATCH_WORDS;
+fn plain(base: u32) -> Src {
+    return Src(base, 0u, 0u, 0u, 0u);
 }
 
-// Word w of winner record i of document d: the winner's key, its last matched item,
-// how many positions the applied merges left of it remove (D), and the sum of the
-// bid scores of its old window.
-const WIN_KEY: u32 = 0u;
-const WIN_LAST: u32 = 1u;
-const WIN_SHIFT: u32 = 2u;
-const WIN_SUM: u32 = 3u;
-
-fn winner_at(d: u32, i: u32) -> u32 {
-    return scratch_at(d) + SCRATCH_WINNERS + i * WINNER_WORDS;
-}
-
-// state.apply: what the next "apply" pass does to the document.
-const APPLY_NONE: u32 = 0u;
-const APPLY_ALL: u32 = 1u;  // back the stream up, then apply every winner (the tentative stream)
-const APPLY_COMMITTED: u32 = 2u;  // rebuild from the backup with the committed winners only
-
-// Positions a merge rule removes (k - 1), 0 for a rewrite.
-fn removed_by(r: u32) -> u32 {
-    if (rules[r].kind == RULE_MERGE) {
-        return min(rules[r].length, CAP_PATTERN) - 1u;
+fn at(src: Src, j: u32) -> u32 {
+    if (j >= src.p && j - src.p < src.wlen) {
+        return src.tbase + j;
     }
-    return 0u;
+    if (j < src.p) {
+        return src.base + j;
+    }
+    return src.base + j + src.m;
 }
 
-// The packed bid key (docs/ENGINE.md §2): highest score, then lowest anchor, then rule.
-fn bid_key(score: u32, p: u32, r: u32) -> u32 {
-    return (score << 16u) | (0xFFFFu - ((p << 5u) | r));
-}
-
-fn key_score(key: u32) -> u32 {
-    return key >> 16u;
-}
-
-fn key_anchor(key: u32) -> u32 {
-    return (0xFFFFu - (key & 0xFFFFu)) >> 5u;
-}
-
-fn key_rule(key: u32) -> u32 {
-    return (0xFFFFu - (key & 0xFFFFu)) & 31u;
-}
-
-// Does pattern element e of rule r match item j of the stream at items[base..]
-// (of length len)?
-fn element_matches(base: u32, len: u32, j: u32, r: u32, e: u32) -> bool {
-    if (j >= len) {
+// Does element e of rule ri pass for the item at position j of a stream of n items?
+fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32) -> bool {
+    if (j >= n) {
         return false;
     }
-    let x = items[base + j];
-    let op = rules[r].opcode[e];
-    if (op != ANY && x.opcode != op) {
+    let i = at(src, j);
+    let op = rules[ri].opcode[e];
+    if (op != ANY && items[i].opcode != op) {
         return false;
     }
-    let sym = rules[r].symbol[e];
-    if (sym != ANY && x.symbol != sym) {
+    let symbol = items[i].symbol;
+    let sym = rules[ri].symbol[e];
+    let flags = rules[ri].flags[e];
+    if (sym != ANY && ((symbol == sym) == ((flags & FLAG_NOT_SYMBOL) != 0u))) {
         return false;
     }
-    let cls = rules[r].classes[e];
-    if (cls != 0u && (tables[params.off_classes + x.symbol] & cls) == 0u) {
+    let cls = tables[params.off_classes + symbol];
+    let any_cls = rules[ri].any[e];
+    let all_cls = rules[ri].all[e];
+    if ((any_cls != 0u && (cls & any_cls) == 0u) || (cls & all_cls) != all_cls || (cls & rules[ri].none[e]) != 0u) {
+        return false;
+    }
+    let md = rules[ri].mod_[e];
+    if (md != ANY && items[i].mod_ != md) {
+        return false;
+    }
+    if ((flags & FLAG_AT_START) != 0u && j != 0u) {
+        return false;
+    }
+    if ((flags & FLAG_AT_END) != 0u && j + 1u != n) {
+        return false;
+    }
+    if ((flags & FLAG_TARGET) != 0u && ((items[i].marks >> rules[ri].mark) & 1u) != 0u) {
         return false;
     }
     return true;
@@ -121,51 +118,64 @@ fn lexicon_cmp(row: u32, key: array<u32, CAP_PHRASE>) -> i32 {
 struct Match {
     ok: bool,
     k: u32,
-    q: array<u32, CAP_PATTERN>,  // matched positions
     score: u32,  // rule score + phrase bonus
-    phrase: u32,  // lexicon index (merge rules)
+    z: u32,  // last item of the extent
+    phrase: u32,  // lexicon index (merges)
+    f: array<u32, CAP_PATTERN>,  // first item of each element
+    q: array<u32, CAP_PATTERN>,  // last item of each element
 }
 
-// Rule r at anchor p of the stream at items[base..] of length len (docs/ENGINE.md §2):
-// greedy, leftmost. base is item_at(d, 0) for a document's stream, backup_at(d, 0)
-// for its backup.
-fn match_rule(base: u32, len: u32, p: u32, r: u32) -> Match {
+// Rule ri at anchor p of a stream of n items (docs/ENGINE.md §2): elements placed left
+// to right, greedily, runs without backtracking.
+fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
     var m: Match;
     m.ok = false;
-    if (p >= len || !element_matches(base, len, p, r, 0u)) {
+    if (p >= n) {
         return m;
     }
-    if (((items[base + p].fired >> r) & 1u) != 0u) {
-        return m;
-    }
-    let k = min(rules[r].length, CAP_PATTERN);
+    let k = min(rules[ri].length, CAP_PATTERN);
     m.k = k;
-    m.q[0] = p;
-    var prev = p;
-    for (var e = 1u; e < k; e++) {
-        let gap = min(rules[r].gap[e], CAP_GAP);
+    var start = p;
+    var fe = p;
+    var qe = p;
+    for (var e = 0u; e < k; e++) {
+        let gap = min(rules[ri].gap[e], CAP_GAP);
         var found = false;
         for (var g = 0u; g <= gap; g++) {
-            let j = prev + 1u + g;
-            if (element_matches(base, len, j, r, e)) {
+            if (passes(src, n, start + g, ri, e)) {
+                fe = start + g;
                 found = true;
-                prev = j;
                 break;
             }
         }
         if (!found) {
             return m;
         }
-        m.q[e] = prev;
+        qe = fe;
+        let run = min(rules[ri].run[e], CAP_RUN);
+        if (run > 0u) {
+            while (qe + 1u < fe + run && passes(src, n, qe + 1u, ri, e)) {
+                qe += 1u;
+            }
+        }
+        m.f[e] = fe;
+        m.q[e] = qe;
+        start = qe + 1u;
     }
-    m.score = rules[r].score;
-    if (rules[r].kind == RULE_MERGE) {
+    // The extent reaches the probe that ended a trailing run early.
+    m.z = qe;
+    let last_run = rules[ri].run[k - 1u];
+    if (last_run > 0u && qe + 1u - fe < last_run && qe + 1u < n) {
+        m.z = qe + 1u;
+    }
+    m.score = rules[ri].score;
+    if (rules[ri].kind == RULE_MERGE) {
         var key: array<u32, CAP_PHRASE>;
         for (var w = 0u; w < CAP_PHRASE; w++) {
             key[w] = ANY;
         }
         for (var e = 0u; e < k; e++) {
-            let s = items[base + m.q[e]].symbol;
+            let s = items[at(src, m.q[e])].symbol;
             if (s >= params.vocab_size) {
                 return m;
             }
@@ -190,4 +200,12 @@ fn match_rule(base: u32, len: u32, p: u32, r: u32) -> Match {
     }
     m.ok = true;
     return m;
+}
+
+// A bid's score with the sign the potential counts it with (guards negative).
+fn signed_score(ri: u32, score: u32) -> i32 {
+    if (rules[ri].kind == RULE_GUARD) {
+        return -i32(score);
+    }
+    return i32(score);
 }

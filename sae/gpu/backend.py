@@ -2,16 +2,10 @@
 
 Buffers are created once per backend, sized for ``chunk`` documents; a batch with
 more documents is processed chunk by chunk. Pipelines are created once per device
-and capacities and shared by every backend on that device. One annealing run of a
-chunk is: upload, ``bids`` and ``potential`` of the initial streams, then per step
-
-    select, apply, bids, potential, health, apply, bids, potential
-
-(``select`` finds every winner, the first ``apply`` applies them all, ``health``
-judges each on the tentative stream's bids; the second ``apply`` rebuilds, from the
-backup, the documents where a winner was reverted, with the committed winners only),
-then one download. Passes skip documents with nothing to do, so a finished document
-costs almost nothing.
+and capacities and shared by every backend on that device. Annealing a chunk is one
+dispatch of the ``anneal`` pass: one workgroup per document runs every step of the
+loop and stops when its document is finished, so no step costs a host round trip.
+Executing is one dispatch of ``vm`` (the VM and the normalization).
 """
 
 from __future__ import annotations
@@ -28,34 +22,25 @@ import numpy as np
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
-from sae.gpu.device import WORKGROUP, AdapterInfo, GpuError, choose_adapter, get_device
-from sae.gpu.shaders import PASSES, numbered, scratch_layout, shader_source
-from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler, maybe_scope
+from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, get_device
+from sae.gpu.shaders import ITEM_SLOTS, PASSES, numbered, scratch_layout, shader_source, workgroup_bytes
 from sae.layout import (
-    COMMITTED,
+    ALG_RECORD,
+    GPU_MODE_JOURNAL,
     GPU_PARAMS,
     JOURNAL_ENTRY,
     PROGRAM_ITEM,
-    REVERTED,
     Capacities,
     doc_state,
 )
+from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler, maybe_scope
 
 log = logging.getLogger(__name__)
 
 #: Documents per chunk unless the adapter's limits ask for fewer.
 DEFAULT_CHUNK = 1024
-#: Annealing steps encoded per submission; between submissions the backend reads
-#: back whether any document is still active and stops early when none is. A step
-#: rewrites every place it can, so most documents finish within four (the default
-#: Algorithm commits everything in steps 0-2 of the STS-B dev sentences and finds
-#: nothing left in step 3); eight steps a submission spent half their time on
-#: finished documents.
-STEPS_PER_SUBMIT = 4
-#: Compute passes of one annealing step (see ``_encode_step``).
-PASSES_PER_STEP = 8
 #: Timestamp queries: a begin and an end per pass of the largest submission.
-TIMESTAMPS = 2 * (STEPS_PER_SUBMIT * PASSES_PER_STEP + 2)
+TIMESTAMPS = 16
 
 # Bindings of shaders/common.wgsl: (binding, kind).
 _BINDINGS = (
@@ -64,7 +49,7 @@ _BINDINGS = (
     ("tables", "read-only-storage"),
     ("floats", "read-only-storage"),
     ("items", "storage"),
-    ("keys", "storage"),
+    ("scratch", "storage"),
     ("state", "storage"),
     ("journal", "storage"),
     ("embeddings", "storage"),
@@ -90,9 +75,7 @@ def _pipelines(device: Any, caps: Capacities) -> _Pipelines:
         return cached
     entries = []
     for i, (_, kind) in enumerate(_BINDINGS):
-        entries.append(
-            {"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": kind}}
-        )
+        entries.append({"binding": i, "visibility": wgpu.ShaderStage.COMPUTE, "buffer": {"type": kind}})
     layout = device.create_bind_group_layout(label="sae bindings", entries=entries)
     pipeline_layout = device.create_pipeline_layout(label="sae passes", bind_group_layouts=[layout])
     passes = {}
@@ -139,6 +122,21 @@ def _nbytes(n: int) -> int:
     return max(16, (n + 15) // 16 * 16)
 
 
+def alg_record(alg: Algorithm, rule_base: int = 0) -> np.ndarray:
+    """The :data:`~sae.layout.ALG_RECORD` of one Algorithm whose rules start at ``rule_base``."""
+    rec = np.zeros((), dtype=ALG_RECORD)
+    kinds = [rule.kind for rule in alg.rules]
+    rec["rule_base"] = rule_base
+    rec["n_rules"] = len(alg.rules)
+    rec["max_steps"] = alg.params.max_steps
+    rec["tolerance"] = alg.params.tolerance
+    rec["inhibit_steps"] = alg.params.inhibit_steps
+    rec["reach"] = alg.reach
+    rec["guards"] = int("guard" in kinds)
+    rec["rewrites"] = int(any(k != "guard" for k in kinds))
+    return rec
+
+
 class GpuBackend:
     """Implements :class:`sae.backend.Backend` with WGSL compute passes through wgpu.
 
@@ -164,10 +162,19 @@ class GpuBackend:
         self.alg, self.caps = alg, caps
         self.info: AdapterInfo = choose_adapter(adapter)
         self.description = f"{self.info.name} ({self.info.backend}, {self.info.device_type})"
+        need = workgroup_bytes(caps, _workgroup())
+        have = int(self.info.limits.get("max-compute-workgroup-storage-size", 0))
+        if need > have:
+            raise BackendUnavailableError(
+                f"{self.info.name}: capacities {caps.stream} positions and {caps.rules} rules need {need} bytes "
+                f"of workgroup memory, the adapter has {have}"
+            )
         self.device = get_device(self.info)
         self.n_rules = len(alg.rules)
         self._rules_np = alg.compile_rules(caps)
         self._state_dtype = doc_state(caps)
+        self._scratch_words = scratch_layout(caps)["SCRATCH_WORDS"]
+        self._check_floats()
         self.chunk = self._chunk_size(chunk)
         self._pipes = _pipelines(self.device, caps)
         self._create_buffers()
@@ -177,12 +184,29 @@ class GpuBackend:
         self._open: tuple[Any, Any] | None = None  # (encoder, compute pass) being recorded
 
     # -- sizes ------------------------------------------------------------------------
+    def _binding_limit(self) -> int:
+        limits = self.info.limits
+        return min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
+
+    def _float_count(self) -> int:
+        alg = self.alg
+        return alg.weights.size + alg.vectors.size + alg.transforms.size
+
+    def _check_floats(self) -> None:
+        need, limit = 4 * self._float_count(), self._binding_limit()
+        if need > limit:
+            alg = self.alg
+            raise BackendUnavailableError(
+                f"{self.info.name}: the Algorithm's weights, vectors {alg.vectors.shape} and transforms "
+                f"{alg.transforms.shape} need {need} bytes in one storage buffer binding, more than the "
+                f"adapter's limit of {limit} bytes"
+            )
+
     def _per_doc_bytes(self) -> dict[str, int]:
         caps = self.caps
         return {
-            "items": 2 * caps.stream * PROGRAM_ITEM.itemsize,  # stream + backup
-            # bid keys, then the scratch area (sae.gpu.shaders.scratch_layout)
-            "keys": (caps.stream * max(self.n_rules, 1) + scratch_layout(caps)["SCRATCH_WORDS"]) * 4,
+            "items": ITEM_SLOTS * caps.stream * PROGRAM_ITEM.itemsize,
+            "scratch": self._scratch_words * 4,
             "state": self._state_dtype.itemsize,
             "journal": caps.journal * JOURNAL_ENTRY.itemsize,
             "embeddings": self.alg.dim * 4,
@@ -190,7 +214,7 @@ class GpuBackend:
 
     def _chunk_size(self, wanted: int | None) -> int:
         limits = self.info.limits
-        binding = min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
+        binding = self._binding_limit()
         per_doc = self._per_doc_bytes()
         fits = min(binding // b for b in per_doc.values())
         # The staging buffer holds the largest download of a chunk.
@@ -209,14 +233,14 @@ class GpuBackend:
             if wanted < 1:
                 raise ValueError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}")
         chunk = min(wanted, fits)
-        if wanted and chunk < wanted:
+        if chunk < wanted:
             log.info("GPU chunk reduced from %d to %d documents by the adapter's limits", wanted, chunk)
         return chunk
 
-    @staticmethod
-    def _download_bytes_per_doc(per_doc: dict[str, int]) -> int:
-        anneal = per_doc["items"] // 2 + per_doc["state"] + per_doc["journal"]  # keys: bids()
-        return max(anneal, per_doc["keys"], per_doc["embeddings"])
+    def _download_bytes_per_doc(self, per_doc: dict[str, int]) -> int:
+        item = per_doc["items"] // ITEM_SLOTS
+        anneal = item + per_doc["state"] + per_doc["journal"]
+        return max(anneal, per_doc["scratch"], per_doc["embeddings"])
 
     # -- buffers (created once) -------------------------------------------------------
     def _buffer(self, name: str, size: int, usage: int) -> Any:
@@ -230,20 +254,13 @@ class GpuBackend:
         storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
         per_doc = self._per_doc_bytes()
         n_sym, n_phr = alg.n_symbols, alg.n_phrases
-        self._table_words = n_phr * caps.phrase + n_phr + 2 * n_sym
-        rows, dim = alg.vectors.shape
-        float_bytes = 4 * (rows + rows * dim)
-        limit = min(self.info.limits["max-storage-buffer-binding-size"], self.info.limits["max-buffer-size"])
-        if float_bytes > limit:
-            raise BackendUnavailableError(
-                f"{self.info.name}: the Algorithm's vectors need {float_bytes} bytes, "
-                f"more than the adapter's storage buffer limit of {limit} bytes"
-            )
+        # lexicon, bonus, classes, rows, the AlgRecord, token ids and counts of a chunk
+        self._table_words = n_phr * caps.phrase + n_phr + 2 * n_sym + ALG_RECORD.itemsize // 4 + c * (caps.stream + 1)
         b = {
             "params": self._buffer("params", GPU_PARAMS.itemsize, U.UNIFORM | U.COPY_DST),
             "rules": self._buffer("rules", max(self._rules_np.nbytes, self._rules_np.dtype.itemsize), storage),
             "tables": self._buffer("tables", 4 * self._table_words, storage),
-            "floats": self._buffer("floats", float_bytes, storage),
+            "floats": self._buffer("floats", 4 * self._float_count(), storage),
         }
         for name, size in per_doc.items():
             b[name] = self._buffer(name, c * size, storage)
@@ -269,31 +286,29 @@ class GpuBackend:
         q = self.device.queue
         if len(self._rules_np):
             q.write_buffer(self.buffers["rules"], 0, self._rules_np.view(np.uint8))
-        lexicon = alg.lexicon_keys(caps).reshape(-1)
         parts = [
-            lexicon,
+            alg.lexicon_keys(caps).reshape(-1),
             alg.phrase_bonus.astype(np.uint32),
             alg.symbol_classes.astype(np.uint32),
             alg.symbol_rows.astype(np.uint32),
+            alg_record(alg).reshape(1).view(np.uint32),
         ]
         offsets = np.cumsum([0] + [len(p) for p in parts])
-        tables = np.concatenate(parts).astype(np.uint32)
-        if tables.size:
-            q.write_buffer(self.buffers["tables"], 0, tables)
-        floats = np.concatenate([alg.weights.astype(np.float32), alg.vectors.astype(np.float32).reshape(-1)])
+        q.write_buffer(self.buffers["tables"], 0, np.concatenate(parts).astype(np.uint32))
+        floats = np.concatenate([alg.weights.astype(np.float32).reshape(-1), alg.vectors.astype(np.float32).reshape(-1),
+                                 alg.transforms.astype(np.float32).reshape(-1)])
         q.write_buffer(self.buffers["floats"], 0, floats)
         p = self._params
-        p["n_rules"] = max(self.n_rules, 1)
+        p["n_algs"] = 1
         p["vocab_size"] = alg.vocab_size
         p["n_phrases"] = alg.n_phrases
         p["dim"] = alg.dim
-        p["tolerance"] = alg.params.tolerance
-        p["inhibit_steps"] = alg.params.inhibit_steps
-        p["backup_base"] = self.chunk * caps.stream
-        p["scratch_base"] = self.chunk * caps.stream * p["n_rules"]
-        p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"] = offsets[:4]
-        p["off_vectors"] = alg.weights.shape[0]
-        p["reach"] = alg.reach
+        p["slot_stride"] = self.chunk * caps.stream
+        p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"], p["off_algs"] = offsets[:5]
+        p["off_tokens"] = offsets[5]
+        p["off_lengths"] = offsets[5] + self.chunk * caps.stream
+        p["off_vectors"] = alg.weights.size
+        p["off_transforms"] = alg.weights.size + alg.vectors.size
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
@@ -321,34 +336,30 @@ class GpuBackend:
             lengths = batch.lengths[start : start + n]
             yield start, n, int(lengths.max()) if n else 0
 
-    def _upload(self, batch: ProgramBatch, start: int, n: int, journal: bool) -> None:
+    def _upload(self, batch: ProgramBatch, start: int, n: int, mode: int = 0, journal: bool = False) -> None:
         with maybe_scope(self.profiler, "upload", documents=n):
-            self._upload_chunk(batch, start, n, journal)
-
-    def _upload_chunk(self, batch: ProgramBatch, start: int, n: int, journal: bool) -> None:
-        q = self.device.queue
-        self._params["n_docs"] = n
-        q.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
-        items = batch.items[start : start + n]
-        q.write_buffer(self.buffers["items"], 0, items.view(np.uint8).reshape(-1))
-        state = self._state[:n]
-        state.fill(0)
-        state["length"] = batch.lengths[start : start + n]
-        state["live"] = 1
-        state["dirty"] = 1
-        if journal:
-            state["journal_len"] = batch.journal_len[start : start + n]
-            q.write_buffer(
-                self.buffers["journal"], 0, batch.journal[start : start + n].view(np.uint8).reshape(-1)
-            )
-        q.write_buffer(self.buffers["state"], 0, state.view(np.uint8).reshape(-1))
+            q = self.device.queue
+            self._params["n_docs"] = n
+            self._params["mode"] = mode
+            self._params["key_first"] = 0
+            q.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
+            items = batch.items[start : start + n]
+            q.write_buffer(self.buffers["items"], 0, items.view(np.uint8).reshape(-1))
+            state = self._state[:n]
+            state.fill(0)
+            state["length"] = batch.lengths[start : start + n]
+            if journal:
+                state["journal_len"] = batch.journal_len[start : start + n]
+                q.write_buffer(
+                    self.buffers["journal"], 0, batch.journal[start : start + n].view(np.uint8).reshape(-1)
+                )
+            q.write_buffer(self.buffers["state"], 0, state.view(np.uint8).reshape(-1))
 
     def _dispatch(self, encoder: Any, name: str, x: int, y: int = 1, **args: Any) -> None:
         """One dispatch of pass ``name``.
 
         Without a profiler, consecutive dispatches share one compute pass (WebGPU
-        makes each dispatch's writes visible to the next), which costs the CPU ten
-        times less to encode than a compute pass each. With a profiler, every
+        makes each dispatch's writes visible to the next). With a profiler, every
         dispatch gets its own compute pass and timestamps.
         """
         prof = self.profiler
@@ -387,8 +398,7 @@ class GpuBackend:
         cp.set_bind_group(0, self._bind_group)
         cp.dispatch_workgroups(x, y, 1)
         cp.end()
-        # Wait by mapping the staging buffer after a copy that follows the pass
-        # (queue.on_submitted_work_done_sync fails in wgpu-py 0.32).
+        # Wait by mapping the staging buffer after a copy that follows the pass.
         enc.copy_buffer_to_buffer(self.buffers["state"], 0, self._staging, 0, 16)
         start = time.perf_counter_ns()
         self.device.queue.submit([enc.finish()])
@@ -457,40 +467,29 @@ class GpuBackend:
         out = np.zeros((batch.n, stream, n_rules), dtype=np.uint32)
         if n_rules == 0:
             return out
+        # The keys of a document fill stream * rules words of the scratch buffer.
+        per_pass = max(1, min(self.chunk, self.chunk * self._scratch_words // (stream * n_rules)))
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
-            self._upload(batch, start, n, journal=False)
-            enc = self.device.create_command_encoder(label="sae bids")
-            self._dispatch(enc, "bids", n)
-            (keys,) = self._download(enc, [("keys", n * stream * n_rules * 4)])
-            keys = np.frombuffer(keys, dtype=np.uint32).reshape(n, stream, n_rules)
-            # Keys at and after a document's length are never written: no bid there.
-            live = np.arange(max_len)[None, :] < batch.lengths[start : start + n, None]
-            out[start : start + n, :max_len] = np.where(live[..., None], keys[:, :max_len], 0)
+            self._upload(batch, start, n)
+            for first in range(0, n, per_pass):
+                m = min(per_pass, n - first)
+                self._params["key_first"] = first
+                self.device.queue.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
+                enc = self.device.create_command_encoder(label="sae bids")
+                self._dispatch(enc, "keys", m)
+                (keys,) = self._download(enc, [("scratch", m * stream * n_rules * 4)])
+                keys = np.frombuffer(keys, dtype=np.uint32).reshape(m, stream, n_rules)
+                # Keys at and after a document's length are never written: no bid there.
+                lengths = batch.lengths[start + first : start + first + m, None]
+                live = np.arange(max_len)[None, :] < lengths
+                out[start + first : start + first + m, :max_len] = np.where(live[..., None], keys[:, :max_len], 0)
         return out
-
-    def _encode_step(self, enc: Any, n: int, step: int) -> None:
-        # Keys and potential are current at every step but the first: those of the
-        # tentative stream where every winner committed, else those of the rebuilt one.
-        if step == 0:
-            self._dispatch(enc, "bids", n, step=step)
-            self._dispatch(enc, "potential", n, step=step)
-        self._dispatch(enc, "select", n, step=step)
-        # Every winner at once (the tentative stream), then each one judged.
-        self._dispatch(enc, "apply", n, step=step, stream="tentative")
-        self._dispatch(enc, "bids", n, step=step, stream="tentative")
-        self._dispatch(enc, "potential", n, step=step, stream="tentative")
-        self._dispatch(enc, "health", n, step=step)
-        # Documents with a reverted winner: the backup with the committed winners only.
-        self._dispatch(enc, "apply", n, step=step, stream="committed")
-        self._dispatch(enc, "bids", n, step=step, stream="committed")
-        self._dispatch(enc, "potential", n, step=step, stream="committed")
 
     @_device_errors
     def anneal(self, batch: ProgramBatch) -> None:
-        steps = self.alg.params.max_steps
-        if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or steps == 0:
+        if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or self.alg.params.max_steps == 0:
             return
         item_bytes = self.caps.stream * PROGRAM_ITEM.itemsize
         journal_bytes = self.caps.journal * JOURNAL_ENTRY.itemsize
@@ -498,21 +497,9 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
-            self._upload(batch, start, n, journal=True)
-            step = 0
-            while step < steps:
-                enc = self.device.create_command_encoder(label="sae anneal")
-                last = min(step + STEPS_PER_SUBMIT, steps)
-                for s in range(step, last):
-                    self._encode_step(enc, n, s)
-                step = last
-                if step < steps:
-                    (raw,) = self._download(enc, [("state", n * state_bytes)])
-                    if not np.frombuffer(raw, dtype=self._state_dtype)["live"].any():
-                        break
-                else:
-                    self._report_passes(self._submit(enc))
-            enc = self.device.create_command_encoder(label="sae anneal results")
+            self._upload(batch, start, n, mode=GPU_MODE_JOURNAL, journal=True)
+            enc = self.device.create_command_encoder(label="sae anneal")
+            self._dispatch(enc, "anneal", n)
             items, state, journal = self._download(
                 enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
             )
@@ -522,10 +509,9 @@ class GpuBackend:
             batch.lengths[sl] = st["length"]
             batch.journal_len[sl] = st["journal_len"]
             batch.journal[sl] = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(n, self.caps.journal)
-            outcomes = batch.journal[sl]["outcome"]
-            batch.stats.steps = max(batch.stats.steps, int(st["next_step"].max()))
-            batch.stats.committed += int(np.count_nonzero(outcomes == COMMITTED))
-            batch.stats.reverted += int(np.count_nonzero(outcomes == REVERTED))
+            batch.stats.steps = max(batch.stats.steps, int(st["steps"].max()))
+            batch.stats.committed += int(st["committed"].sum())
+            batch.stats.reverted += int(st["reverted"].sum())
 
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
@@ -534,13 +520,18 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue  # every document is empty: zero vectors
-            self._upload(batch, start, n, journal=False)
+            self._upload(batch, start, n)
             enc = self.device.create_command_encoder(label="sae execute")
-            self._dispatch(enc, "vm", -(-dim // WORKGROUP), n)
-            self._dispatch(enc, "normalize", n)
+            self._dispatch(enc, "vm", n)
             (emb,) = self._download(enc, [("embeddings", n * dim * 4)])
             out[start : start + n] = np.frombuffer(emb, dtype=np.float32).reshape(n, dim)
         return out
 
 
-__all__ = ["GpuBackend"]
+def _workgroup() -> int:
+    from sae.gpu.device import WORKGROUP
+
+    return WORKGROUP
+
+
+__all__ = ["GpuBackend", "alg_record"]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sae.errors import BackendUnavailableError, SaeError
+from sae.gpu.shaders import workgroup_bytes
+from sae.layout import DEFAULT_CAPACITIES
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,9 @@ log = logging.getLogger(__name__)
 WORKGROUP = 64
 #: Storage buffers one pass binds (shaders/common.wgsl); WebGPU guarantees 8.
 STORAGE_BUFFERS = 8
-#: Workgroup memory the largest pass uses, in bytes (the VM's program tile).
-WORKGROUP_STORAGE = 12 * WORKGROUP + 16
+#: Workgroup memory the largest pass uses with the default capacities, in bytes (other
+#: capacities are checked when a backend is built).
+WORKGROUP_STORAGE = workgroup_bytes(DEFAULT_CAPACITIES, WORKGROUP)
 
 #: Limits sae checks, with the smallest value it can work with.
 REQUIRED_LIMITS: dict[str, int] = {

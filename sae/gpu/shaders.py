@@ -3,9 +3,9 @@
 In a checkout the shaders are the top-level ``shaders/`` folder; in an installed
 wheel they are package data at ``sae/shaders`` (hatch ``force-include``). Every pass
 is compiled as ``wgsl_prelude(caps) + backend constants + common.wgsl + <pass>.wgsl``,
-so layouts, opcodes and capacities are written once, in :mod:`sae.layout`, the
-workgroup size once, in :mod:`sae.gpu.device`, and the scratch layout once, here
-(:func:`scratch_layout`).
+so layouts, opcodes, capacities and the bid-key packing are written once, in
+:mod:`sae.layout`, the workgroup size once, in :mod:`sae.gpu.device`, and the item
+slots and the scratch layout once, here (:func:`scratch_layout`, :func:`backend_source`).
 """
 
 from __future__ import annotations
@@ -14,32 +14,62 @@ from functools import lru_cache
 from pathlib import Path
 
 import sae
-from sae.layout import Capacities, wgsl_prelude
+from sae.layout import Capacities, alg_record_fields, wgsl_prelude
 
-#: The passes, in the order one annealing step runs them (then the VM).
-PASSES = ("bids", "potential", "select", "apply", "health", "vm", "normalize")
+#: The passes: the annealing loop (optionally widening first), the bid keys of the
+#: current streams (``Backend.bids``), the VM with the normalization.
+PASSES = ("anneal", "keys", "vm")
 COMMON = "common"
-#: Words of one winner record in the scratch area: key, last, shift, window sum.
-WINNER_WORDS = 4
+#: Streams of CAP_STREAM items per job: the stream, its other buffer, the windows.
+ITEM_SLOTS = 3
+WINDOW_SLOT = 2
+#: Words of one winner record in the scratch area (``WIN_*`` below).
+WINNER_FIELDS = ("KEY", "EXT", "WLEN", "REMOVES", "TRIPLES", "OUTCOME", "SHIFT", "APPLY")
 
 
 def scratch_layout(caps: Capacities) -> dict[str, int]:
-    """Word offsets of one document's scratch area (in the keys buffer, after every key).
+    """Word offsets of one job's scratch area (the scratch buffer holds one per job).
 
-    Per position: the candidate key and its last matched item (``select``), and the sum
-    of the scores of the bids anchored there (``potential``); then the winner records
-    of the step, at most one per position and per free journal entry.
+    Per position: the extent of the candidate anchored there and whether it wins; then
+    the winner records of the step, at most one per position and per journal entry.
     """
     winners = min(caps.stream, caps.journal)
     return {
-        "SCRATCH_CAND": 0,
-        "SCRATCH_LAST": caps.stream,
-        "SCRATCH_SUM": 2 * caps.stream,
-        "SCRATCH_WINNERS": 3 * caps.stream,
+        "SCRATCH_EXT": 0,
+        "SCRATCH_WIN": caps.stream,
+        "SCRATCH_WINNERS": 2 * caps.stream,
         "MAX_WINNERS": winners,
-        "WINNER_WORDS": WINNER_WORDS,
-        "SCRATCH_WORDS": 3 * caps.stream + WINNER_WORDS * winners,
+        "WINNER_WORDS": len(WINNER_FIELDS),
+        "SCRATCH_WORDS": 2 * caps.stream + len(WINNER_FIELDS) * winners,
     }
+
+
+def workgroup_bytes(caps: Capacities, workgroup: int) -> int:
+    """Workgroup memory of the largest pass (anneal: a word per position and per rule)."""
+    anneal = 4 * (caps.stream + caps.rules) + 4 * 8 + 8
+    vm = 4 * 5 * workgroup + 4
+    return max(anneal, vm)
+
+
+def backend_source(caps: Capacities) -> str:
+    """The backend's constants and generated helpers every pass is compiled with."""
+    from sae.gpu.device import WORKGROUP
+
+    lines = [f"const WG: u32 = {WORKGROUP}u;  // threads per workgroup (sae.gpu.device.WORKGROUP)",
+             f"const ITEM_SLOTS: u32 = {ITEM_SLOTS}u;", f"const WINDOW_SLOT: u32 = {WINDOW_SLOT}u;",
+             "// scratch layout of one job (sae.gpu.shaders.scratch_layout)"]
+    lines += [f"const {k}: u32 = {v}u;" for k, v in scratch_layout(caps).items()]
+    lines += [f"const WIN_{name}: u32 = {i}u;" for i, name in enumerate(WINNER_FIELDS)]
+    # AlgRecord a, read from its words in the table buffer (binding `tables`).
+    body = ["fn alg_record(a: u32) -> AlgRecord {", "    let at = params.off_algs + a * ALG_WORDS;",
+            "    var x: AlgRecord;"]
+    for i, (name, _, wgsl, count, _) in enumerate(alg_record_fields()):
+        assert count == 1
+        value = f"tables[at + {i}u]"
+        body.append(f"    x.{name} = {value if wgsl == 'u32' else f'bitcast<{wgsl}>({value})'};")
+    body += ["    return x;", "}"]
+    lines.append(f"const ALG_WORDS: u32 = {len(alg_record_fields())}u;")
+    return "\n".join(lines + body) + "\n"
 
 
 def shader_dir() -> Path:
@@ -63,12 +93,7 @@ def shader_source(name: str, caps: Capacities) -> str:
     """The full WGSL text of pass ``name`` for these capacities."""
     if name not in PASSES:
         raise ValueError(f"shader_source: unknown pass {name!r} (known: {', '.join(PASSES)})")
-    from sae.gpu.device import WORKGROUP
-
-    backend = f"const WG: u32 = {WORKGROUP}u;  // threads per workgroup (sae.gpu.device.WORKGROUP)\n"
-    backend += "// scratch layout of one document (sae.gpu.shaders.scratch_layout)\n"
-    backend += "".join(f"const {k}: u32 = {v}u;\n" for k, v in scratch_layout(caps).items())
-    return f"{wgsl_prelude(caps)}\n{backend}{_read(COMMON)}\n// ---- {name}.wgsl ----\n{_read(name)}"
+    return f"{wgsl_prelude(caps)}\n{backend_source(caps)}{_read(COMMON)}\n// ---- {name}.wgsl ----\n{_read(name)}"
 
 
 def numbered(source: str) -> str:
@@ -76,4 +101,5 @@ def numbered(source: str) -> str:
     return "\n".join(f"{i:4d}  {line}" for i, line in enumerate(source.splitlines(), 1))
 
 
-__all__ = ["PASSES", "WINNER_WORDS", "numbered", "scratch_layout", "shader_dir", "shader_source"]
+__all__ = ["ITEM_SLOTS", "PASSES", "backend_source", "numbered", "scratch_layout", "shader_dir", "shader_source",
+           "workgroup_bytes"]
