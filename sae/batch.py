@@ -84,7 +84,8 @@ class ProgramBatch:
         words[..., F.OPCODE] = int(Op.ACC) * on
         words[..., F.ARG0] = np.where(present, symbol_rows[tokens], 0)
         words[..., F.ARG1] = Q16_ONE * on
-        words[..., F.FIRED] = 0
+        words[..., F.MOD] = 0
+        words[..., F.MARKS] = 0
 
     def max_length(self) -> int:
         """The longest document now in the batch (streams never grow)."""
