@@ -61,8 +61,32 @@ def default_rules() -> tuple[Rule, ...]:
     )
 
 
+def parse(text: str) -> tuple[Rule, ...]:
+    """Rules in the text form of sae.rules_text, with ``sym="word"`` resolved in WORDS."""
+    from sae.rules_text import parse_rules
+
+    return parse_rules(text, lambda w: WORDS.index(w) if w in WORDS else None)
+
+
+def ids(text: str) -> list[int]:
+    """Token ids of space-separated WORDS (no tokenizer: every word is one token)."""
+    return [token_id(w) for w in text.split()]
+
+
+def random_transforms(count: int, dim: int, seed: int = 0) -> np.ndarray:
+    """``(count, dim, dim + 1)`` float32 ``[T | t]``, each map near the identity."""
+    rng = np.random.default_rng(seed)
+    t = rng.standard_normal((count, dim, dim + 1)).astype(np.float32) / np.float32(2 * np.sqrt(dim))
+    t[:, :, :dim] += np.eye(dim, dtype=np.float32)
+    return t
+
+
 def make_tiny(
-    rules: tuple[Rule, ...] | None = None, params: LoopParams | None = None, dim: int = 8, seed: int = 0
+    rules: tuple[Rule, ...] | None = None,
+    params: LoopParams | None = None,
+    dim: int = 8,
+    seed: int = 0,
+    transforms: np.ndarray | None = None,
 ) -> Algorithm:
     rng = np.random.default_rng(seed)
     vocab = len(WORDS)
@@ -83,4 +107,5 @@ def make_tiny(
         classes=CLASSES,
         rules=default_rules() if rules is None else rules,
         params=params or LoopParams(max_steps=16, tolerance=0, inhibit_steps=2),
+        transforms=transforms,
     )
