@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hypothesis import strategies as st
-from tiny import CLASSES, PHRASES, WORDS, make_tiny, random_transforms, token_id
+from tiny import CLASSES, PHRASES, WORDS, make_tiny, token_id
 
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
 from sae.layout import ARG1_LIMIT, DEFAULT_CAPACITIES, MARK_BITS, Q16_ONE, SCALE_LIMIT, SCORE_MAX, TOLERANCE_MAX, Op
@@ -142,8 +142,7 @@ def algorithms(draw, reorder_only: bool = False, guards: bool = True, max_rules:
         tolerance=draw(st.sampled_from([0, 0, 0, 5, 50, 300, TOLERANCE_MAX])),
         inhibit_steps=draw(st.integers(0, 4)),
     )
-    transforms = random_transforms(n_transforms, dim, seed) if n_transforms else None
-    return make_tiny(rules=rs, params=params, dim=dim, seed=seed, transforms=transforms)
+    return make_tiny(rules=rs, params=params, dim=dim, seed=seed, transforms=n_transforms)
 
 
 #: Batches of texts over the tiny vocabulary, as strings and as token ids.

@@ -93,7 +93,7 @@ def test_bad_permutation(broken):
 
 def test_merge_with_gap(broken):
     edit_json(broken, lambda d: d["rules"][1]["pattern"][1].update(gap=1))
-    expect_error(broken, "algorithm.json", "rules[1].pattern", "cannot have gaps")
+    expect_error(broken, "algorithm.json", "rules[1].pattern[1]", "cannot have gaps or runs")
 
 
 def test_wrong_format_version(broken):
@@ -123,7 +123,7 @@ def test_unsorted_phrases(broken):
 
 def test_pickled_array_is_refused(broken):
     np.save(broken / "weights.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
-    expect_error(broken, "weights.npy", "file", "not a readable .npy")
+    expect_error(broken, "weights.npy", "dtype", "is object")
 
 
 def test_missing_array(broken):

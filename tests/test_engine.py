@@ -87,11 +87,16 @@ def test_threads_must_be_positive(tiny_alg):
 def test_counters_add_up_texts_tokens_and_rewrites(tiny_alg):
     from dataclasses import replace
 
-    from sae.algorithm import LoopParams
+    from tiny import phrase_symbol
 
-    alg = replace(tiny_alg, params=LoopParams(max_steps=16, tolerance=0, inhibit_steps=2))
+    from sae.algorithm import LoopParams
+    from sae.rules_text import parse_rules
+
+    guard = f"rule no_merge_after_not score 400: [neg] [sym={phrase_symbol('play', '##ing')}] => guard"
+    rules = tiny_alg.rules + parse_rules(guard)
+    alg = replace(tiny_alg, rules=rules, params=LoopParams(max_steps=16, tolerance=0, inhibit_steps=2))
     engine = Engine(alg, backend="cpu", batch_size=2, threads=1)
-    texts = ["new york city players", "the cat , not happy", "", "big red house"]
+    texts = ["new york city players", "the cat , not playing", "", "big red house"]
     engine.embed(texts)
     c = engine.counters_snapshot()
     journals = [engine.explain(t).journal for t in texts]

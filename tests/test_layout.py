@@ -3,6 +3,7 @@ import re
 import numpy as np
 
 from sae.layout import (
+    SCORE_MAX,
     DEFAULT_CAPACITIES,
     F,
     JOURNAL_ENTRY,
@@ -18,8 +19,8 @@ from sae.layout import (
 )
 
 
-def test_program_item_is_32_bytes_of_4_byte_words():
-    assert PROGRAM_ITEM.itemsize == 32
+def test_program_item_is_36_bytes_of_4_byte_words():
+    assert PROGRAM_ITEM.itemsize == 36
     for i, name in enumerate(PROGRAM_ITEM.names):
         assert PROGRAM_ITEM.fields[name][1] == 4 * i
         assert F[name.upper()] == i
@@ -61,7 +62,23 @@ def test_item_words_is_a_view():
 def test_capacities_reject_limits_the_key_cannot_hold():
     import pytest
 
+    assert Capacities(rules=256).keys.tie_bits == 15  # the default: 7 anchor bits, 8 rule bits
+    with pytest.raises(ValueError, match="key bits"):
+        Capacities(stream=2048, rules=256)
     with pytest.raises(ValueError, match="rules"):
-        Capacities(rules=33)
+        Capacities(rules=1024)  # the potential would overflow int32
     with pytest.raises(ValueError, match="stream"):
         Capacities(stream=4096)
+
+
+def test_bid_keys_order_score_then_anchor_then_rule():
+    keys = Capacities().keys
+    assert keys.pack(5, 0, 0) > keys.pack(4, 0, 0)
+    assert keys.pack(5, 0, 9) > keys.pack(5, 1, 0)
+    assert keys.pack(5, 3, 1) > keys.pack(5, 3, 2)
+    assert keys.pack(1, 127, 255) > 0  # no bid is key 0
+    score = np.array([1, 300, SCORE_MAX])
+    anchor, rule = np.array([0, 64, 127]), np.array([255, 3, 0])
+    assert [a.tolist() for a in keys.unpack(keys.pack(score, anchor, rule))] == [
+        score.tolist(), anchor.tolist(), rule.tolist()]
+    assert keys.pack(SCORE_MAX, 0, 0) < 2**32

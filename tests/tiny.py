@@ -73,12 +73,12 @@ def ids(text: str) -> list[int]:
     return [token_id(w) for w in text.split()]
 
 
-def random_transforms(count: int, dim: int, seed: int = 0) -> np.ndarray:
-    """``(count, dim, dim + 1)`` float32 ``[T | t]``, each map near the identity."""
-    rng = np.random.default_rng(seed)
-    t = rng.standard_normal((count, dim, dim + 1)).astype(np.float32) / np.float32(2 * np.sqrt(dim))
-    t[:, :, :dim] += np.eye(dim, dtype=np.float32)
-    return t
+def phrase_symbol(*words: str) -> int:
+    """The symbol of the lexicon phrase spelled by ``words`` (vocab size + its row in the sorted table)."""
+    ids = [token_id(w) for w in words]
+    table = make_tiny(rules=()).phrases
+    row = next(i for i, p in enumerate(table) if [int(t) for t in p if t >= 0] == ids)
+    return len(WORDS) + row
 
 
 def make_tiny(
@@ -86,8 +86,9 @@ def make_tiny(
     params: LoopParams | None = None,
     dim: int = 8,
     seed: int = 0,
-    transforms: np.ndarray | None = None,
+    transforms: int = 0,
 ) -> Algorithm:
+    """The tiny Algorithm; ``transforms`` random near-identity VM transforms (drawn after the vectors)."""
     rng = np.random.default_rng(seed)
     vocab = len(WORDS)
     phrase_ids = [tuple(token_id(w) for w in p) for p in PHRASES]
@@ -95,11 +96,17 @@ def make_tiny(
     n_symbols = vocab + len(phrase_ids)
     rows = n_symbols
     symbol_classes = np.array([classes_of(w) for w in WORDS] + [1 << CLASSES.index("word")] * len(phrase_ids), dtype=np.uint32)
+    vectors = rng.standard_normal((rows, dim)).astype(np.float32)
+    weights = rng.uniform(0.5, 1.5, rows).astype(np.float32)
+    tr = np.zeros((transforms, dim, dim + 1), dtype=np.float32)
+    tr[:, :, :dim] = np.eye(dim) + 0.5 * rng.standard_normal((transforms, dim, dim))
+    tr[:, :, dim] = 0.3 * rng.standard_normal((transforms, dim))
     return Algorithm(
         name="tiny",
         tokenizer_json=tokenizer_json(),
-        vectors=rng.standard_normal((rows, dim)).astype(np.float32),
-        weights=rng.uniform(0.5, 1.5, rows).astype(np.float32),
+        vectors=vectors,
+        weights=weights,
+        transforms=tr,
         symbol_rows=np.arange(n_symbols, dtype=np.int32),
         symbol_classes=symbol_classes,
         phrases=phrases,
@@ -107,5 +114,4 @@ def make_tiny(
         classes=CLASSES,
         rules=default_rules() if rules is None else rules,
         params=params or LoopParams(max_steps=16, tolerance=0, inhibit_steps=2),
-        transforms=transforms,
     )

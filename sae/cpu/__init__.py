@@ -41,4 +41,5 @@ class CpuBackend:
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         n, length = batch.n, batch.max_length()
         words = item_words(batch.items)[:n, :length]
-        return run_vm(words, batch.lengths[:n], self.alg.vectors, self.alg.weights, self.caps.stack)
+        return run_vm(words, batch.lengths[:n], self.alg.vectors, self.alg.weights, self.caps.stack,
+                      self.alg.transforms)

@@ -6,17 +6,17 @@ import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
-from sae.cpu.match import Matcher, decode_key
+from sae.cpu.match import Matcher
 from sae.cpu.rewrite import apply_winners
-from sae.layout import COMMITTED, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
+from sae.layout import COMMITTED, ITEM_WORDS, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
 
 
 def select_winners(cand: np.ndarray, last: np.ndarray, reach: int) -> np.ndarray:
-    """Which candidates beat every other candidate their span overlaps (§3 step 3).
+    """Which candidates beat every other candidate their extent overlaps (§3 step 3).
 
     ``cand[g, p]`` is the best eligible key anchored at ``p`` (0 = none) and
-    ``last[g, p]`` the last item of its span. A span reaches at most ``reach`` items
-    past its anchor, so only anchors that close can overlap.
+    ``last[g, p]`` the last item it examines. An extent reaches at most ``reach``
+    items past its anchor, so only anchors that close can overlap.
     """
     win = cand > 0
     pos = np.arange(cand.shape[1])
@@ -37,27 +37,27 @@ class Annealer:
         self.alg, self.m = alg, matcher
         self.params = alg.params
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
-        self._merge = np.array([r["kind"] == RULE_MERGE for r in matcher.rules] or [False])
+        self._merge = np.array([int(r["kind"]) == RULE_MERGE for r in matcher.rules] or [False])
 
     def run(self, batch: ProgramBatch) -> None:
         """Anneal every document of ``batch`` in place, filling its journal."""
+        m = self.m
         n, length = batch.n, batch.max_length()
-        if n == 0 or length == 0 or self.m.n_rules == 0 or self.params.max_steps == 0:
+        if n == 0 or length == 0 or m.actors.size == 0 or self.params.max_steps == 0:
             return
         words = item_words(batch.items)[:n, :length]
         lengths = batch.lengths[:n]
-        keys = self.m.bids(self.m.view(words, lengths))
-        scores = _anchor_scores(keys)  # per anchor, the sum of its bids' scores
-        inhibit = np.zeros((n, self.m.n_rules), dtype=np.uint32)
+        keys = m.bids(m.view(words, lengths))
+        inhibit = np.zeros((n, m.n_rules), dtype=np.uint32)
         live = np.arange(n)  # documents not finished yet
         for step in range(self.params.max_steps):
-            top = keys[:, live].max(axis=0)  # the best key at each anchor
+            top = keys[m.actors][:, live].max(axis=0)  # the best rewrite or merge key at each anchor
             has_bid = top.any(axis=1)
             live, top = live[has_bid], top[has_bid]
             if live.size == 0:
                 break
             batch.stats.steps = step + 1
-            self._step(batch, words, lengths, keys, scores, inhibit, live, top, step)
+            self._step(batch, words, lengths, keys, inhibit, live, top, step)
 
     def _step(
         self,
@@ -65,77 +65,120 @@ class Annealer:
         words: np.ndarray,
         lengths: np.ndarray,
         keys: np.ndarray,
-        scores: np.ndarray,
         inhibit: np.ndarray,
         live: np.ndarray,
         top: np.ndarray,
         step: int,
     ) -> None:
-        """One step of §3 for the ``live`` documents; ``keys`` and ``scores`` are kept current."""
-        m, reach = self.m, self.m.reach
+        """One step of §3 for the ``live`` documents; ``keys`` are kept current."""
+        m = self.m
         held = inhibit[live]
         cand = top
         if held.any():
-            cand = np.where(held.T[:, :, None] == 0, keys[:, live], 0).max(axis=0)
+            eligible = (held.T[m.actors] == 0)[:, :, None]  # (actors, docs, 1)
+            cand = np.where(eligible, keys[m.actors][:, live], 0).max(axis=0)
             inhibit[live] -= held > 0
-        last = self._last(words, lengths, live, cand)
-        win = select_winners(cand, last, reach)
+        last = self._extents(words, lengths, live, cand)
+        win = select_winners(cand, last, m.reach)
         rank = np.cumsum(win, axis=1) - 1
         win &= rank < (batch.caps.journal - batch.journal_len[live].astype(np.int64))[:, None]
         active = win.any(axis=1)
         if not active.any():
             return
         docs, cand, last, win, rank = live[active], cand[active], last[active], win[active], rank[active]
-        # The tentative stream: every winner applied; words[docs] stays the backup.
-        tent, tent_len = words[docs], lengths[docs].copy()
-        winners = np.where(win, cand, 0)
-        removed = apply_winners(m, tent, tent_len, winners, self.symbol_rows)
-        new_keys = m.bids(m.view(tent, tent_len))
-        # Health of each winner: the change of the bid scores within its reach.
         g, p = np.nonzero(win)
-        score, _, rule = decode_key(cand[g, p])
-        new_scores = _anchor_scores(new_keys)
-        old_sum, new_sum = _prefix(scores[docs]), _prefix(new_scores)
-        lo, hi = np.maximum(p - reach, 0), last[g, p]
-        shift = removed[g, p] if removed is not None else np.zeros_like(p)
-        own = np.where(self._merge[rule], hi - p, 0)
-        new_lo, new_hi = np.maximum(p - shift - reach, 0), hi - shift - own
-        delta = (old_sum[g, hi + 1] - old_sum[g, lo]) - (new_sum[g, new_hi + 1] - new_sum[g, new_lo])
+        score, _, rule = m.keys.unpack(cand[g, p])
+        p0 = m.potential(keys[:, docs])[g]
+        if m.guards.size:
+            delta = self._judge(words, lengths, keys, docs, g, p, last[g, p], cand[g, p], rule)
+        else:
+            delta = np.zeros(len(g), dtype=np.int64)  # no guards: the check is not run (§3 step 5)
         commit = delta <= score + self.params.tolerance
-        p0 = old_sum[g, -1]
         batch.stats.committed += int(commit.sum())
         batch.stats.reverted += int(commit.size - commit.sum())
         self._journal(batch, docs[g], rank[g, p], step, rule, p, score, p0, p0 - delta, commit)
-        # Documents where everything committed keep the tentative stream.
-        clean = np.ones(len(docs), dtype=bool)
-        clean[g[~commit]] = False
-        ok = docs[clean]
-        words[ok], lengths[ok], keys[:, ok], scores[ok] = tent[clean], tent_len[clean], new_keys[:, clean], new_scores[clean]
-        if clean.all():
-            return
-        # The others start again from the backup with their committed winners only.
         inhibit[docs[g[~commit]], rule[~commit]] = self.params.inhibit_steps
-        redo = docs[~clean]
-        winners[g[~commit], p[~commit]] = 0
+        # Apply the committed winners at once and bid again where something changed.
+        winners = np.zeros_like(cand)
+        winners[g[commit], p[commit]] = cand[g[commit], p[commit]]
+        changed = np.unique(g[commit])
+        if changed.size == 0:
+            return
+        redo = docs[changed]
         w, w_len = words[redo], lengths[redo].copy()
-        apply_winners(m, w, w_len, winners[~clean], self.symbol_rows)
+        apply_winners(m, w, w_len, winners[changed], self.symbol_rows)
         words[redo], lengths[redo] = w, w_len
-        redo_keys = m.bids(m.view(w, w_len))
-        keys[:, redo], scores[redo] = redo_keys, _anchor_scores(redo_keys)
+        keys[:, redo] = m.bids(m.view(w, w_len))
 
-    def _last(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """The last item of each candidate's span (-1 where there is no candidate)."""
-        _, _, rule = decode_key(cand)
+    def _extents(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        """The last item each candidate examines (-1 where there is no candidate)."""
+        m = self.m
+        _, _, rule = m.keys.unpack(cand)
         rule[cand == 0] = 0
-        last = np.arange(cand.shape[1]) + self.m.extent[rule]
-        for r in np.flatnonzero(self.m.extent < 0):
+        last = np.arange(cand.shape[1]) + m.extent[rule]
+        for r in np.flatnonzero(m.extent < 0):
             g, p = np.nonzero((cand > 0) & (rule == r))
             if g.size:
                 docs = live[g]
-                found = self.m.match(self.m.view(words[docs], lengths[docs]), p[:, None], int(r))
-                last[g, p] = found.q[:, 0, -1]
+                found = m.match(m.view(words[docs], lengths[docs]), p[:, None], int(r))
+                last[g, p] = found.extent[:, 0]
         last[cand == 0] = -1
         return last
+
+    def _judge(
+        self,
+        words: np.ndarray,
+        lengths: np.ndarray,
+        keys: np.ndarray,
+        docs: np.ndarray,
+        g: np.ndarray,
+        p: np.ndarray,
+        z: np.ndarray,
+        key: np.ndarray,
+        rule: np.ndarray,
+    ) -> np.ndarray:
+        """δ of every winner (§3 step 5): guards of S it touches minus all bids of S_w touching it.
+
+        ``g`` indexes ``docs``; winner ``i`` is anchored at ``p[i]`` with extent end
+        ``z[i]``. S_w is built per winner as a window of its document: the items any
+        bid touching the winner can examine, ``[p - reach, z + reach]``.
+        """
+        m, reach = self.m, self.m.reach
+        n = lengths[docs[g]].astype(np.int64)
+        # Guards of S touching the winner: anchored in [p - reach, z], extent reaching p.
+        guard_sum = np.zeros(len(g), dtype=np.int64)
+        doc_rows = np.unique(g)
+        view = m.view(words[docs[doc_rows]], lengths[docs[doc_rows]])
+        anchors = np.arange(words.shape[1], dtype=np.int64)
+        where = np.searchsorted(doc_rows, g)
+        for r in m.guards:
+            found = m.match(view, np.broadcast_to(anchors, (len(doc_rows), len(anchors))), int(r))
+            ok, ends, score = found.ok[where], found.extent[where], found.score[where]
+            at = anchors[None, :]
+            touch = ok & (at >= (p - reach)[:, None]) & (at <= z[:, None]) & (ends >= p[:, None])
+            guard_sum -= (np.where(touch, score, 0)).sum(axis=1)
+        # S_w: each winner applied alone to a window of its document.
+        a = np.maximum(p - reach, 0)
+        b = np.minimum(z + reach, n - 1)
+        width = int((b - a).max()) + 1
+        idx = a[:, None] + np.arange(width)
+        inside = idx <= b[:, None]
+        mini = np.where(inside[..., None], words[docs[g][:, None], np.minimum(idx, words.shape[1] - 1)], 0)
+        mini = np.ascontiguousarray(mini, dtype=np.uint32).reshape(len(g), width, ITEM_WORDS)
+        mini_len = (b - a + 1).astype(np.uint32)
+        local = np.zeros((len(g), width), dtype=np.uint32)
+        local[np.arange(len(g)), p - a] = m.keys.pack(m.keys.score(key), p - a, rule)
+        apply_winners(m, mini, mini_len, local, self.symbol_rows, offset=a, total=n)
+        removed = np.where(self._merge[rule], (b - a + 1) - mini_len.astype(np.int64), 0)
+        new_keys, new_ends = m.bids(m.view(mini, mini_len, offset=a, total=n - removed), extents=True)
+        lo, hi = p - a, z - removed - a  # the winner's extent in window coordinates
+        at = np.arange(width)[None, :]
+        new_sum = np.zeros(len(g), dtype=np.int64)
+        scores = (new_keys >> np.uint32(m.keys.tie_bits)).astype(np.int64)
+        for r in range(m.n_rules):
+            touch = (new_keys[r] > 0) & (at <= hi[:, None]) & (new_ends[r] >= lo[:, None])
+            new_sum += m.sign[r] * np.where(touch, scores[r], 0).sum(axis=1)
+        return guard_sum - new_sum
 
     @staticmethod
     def _journal(
@@ -162,26 +205,14 @@ class Annealer:
         batch.journal_len += np.bincount(docs, minlength=len(batch.journal_len)).astype(batch.journal_len.dtype)
 
 
-def _anchor_scores(keys: np.ndarray) -> np.ndarray:
-    """``(G, L)`` sum of the bid scores (every rule) at each anchor of rule-major keys."""
-    return (keys >> np.uint32(16)).sum(axis=0, dtype=np.int32)  # < stream * rules * SCORE_MAX
-
-
-def _prefix(scores: np.ndarray) -> np.ndarray:
-    """``(G, L+1)`` prefix sums over anchors: window sums become two lookups."""
-    out = np.zeros((scores.shape[0], scores.shape[1] + 1), dtype=np.int64)
-    np.cumsum(scores, axis=1, out=out[:, 1:])
-    return out
-
-
 def replay(annealer: Annealer, initial: np.ndarray, journal: np.ndarray) -> np.ndarray:
     """Re-apply the committed entries of one document's journal to its initial program.
 
     ``initial`` holds the document's ProgramItems (its length = ``len(initial)``).
     Entries are applied one at a time, each step's from right to left, so no merge
     moves an anchor still to come (docs/ENGINE.md §3). Returns the resulting items:
-    they equal the annealed program exactly when reverts restored streams exactly
-    and applying a step's winners together equals applying them one by one.
+    they equal the annealed program exactly when applying a step's winners together
+    equals applying them one by one.
     """
     m = annealer.m
     words = item_words(initial.copy())[None]
@@ -190,6 +221,6 @@ def replay(annealer: Annealer, initial: np.ndarray, journal: np.ndarray) -> np.n
     for entry in done[np.lexsort((-done["pos"].astype(np.int64), done["step"]))]:
         winners = np.zeros((1, words.shape[1]), dtype=np.uint32)
         pos, rule = int(entry["pos"]), int(entry["rule"])
-        winners[0, pos] = (int(entry["score"]) << 16) | (0xFFFF - ((pos << 5) | rule))
+        winners[0, pos] = m.keys.pack(int(entry["score"]), pos, rule)
         apply_winners(m, words, lengths, winners, annealer.symbol_rows)
     return words[0, : lengths[0]].copy().view(initial.dtype).reshape(-1)

@@ -1,7 +1,9 @@
 """Pattern matching and bid keys on the numpy path (docs/ENGINE.md §2).
 
-One matcher serves both uses: all anchors of every document (the bid pass) and
-one chosen anchor per document (locating a rewrite before applying it).
+One matcher serves every use: all anchors of every document (the bid pass), the
+extents of chosen bids, and one chosen anchor per document (locating a rewrite
+before applying it). Element tests are evaluated once per view as boolean planes
+``(documents, positions)``; matching slides or gathers those planes.
 """
 
 from __future__ import annotations
@@ -11,42 +13,69 @@ from typing import NamedTuple
 import numpy as np
 
 from sae.algorithm import Algorithm
-from sae.layout import ANY, F, RULE_MERGE, Capacities
+from sae.layout import (
+    ANY,
+    FLAG_AT_END,
+    FLAG_AT_START,
+    FLAG_NOT_SYMBOL,
+    FLAG_TARGET,
+    RULE_GUARD,
+    RULE_MERGE,
+    Capacities,
+    F,
+)
+
+#: One distinct element test: (opcode, mod, position flags, mark bit or -1, symbol-table
+#: bit or -1). What a test asks of the symbol alone (symbol, class masks, phrase slot)
+#: is tabled per symbol, so a view gathers it once for all tests.
+_Test = tuple[int, int, int, int, int]
 
 
 class StreamView(NamedTuple):
-    """Columns of a ``(D, L)`` slice of ProgramItems, gathered once per bid pass."""
+    """Columns of a ``(D, L)`` slice of ProgramItems and its element-test planes."""
 
     symbol: np.ndarray
-    fired: np.ndarray
     lengths: np.ndarray  # (D, 1) int64
     #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
-    #: Some item has a fired bit (a fresh stream has none, so no rule needs to look).
-    fired_any: bool
 
     def rows(self, g: np.ndarray) -> StreamView:
         """The view of documents ``g`` (repeats allowed)."""
-        tests = tuple(t[g] for t in self.tests)
-        return StreamView(self.symbol[g], self.fired[g], self.lengths[g], tests, self.fired_any)
+        return StreamView(self.symbol[g], self.lengths[g], tuple(t[g] for t in self.tests))
 
 
 class Match(NamedTuple):
     ok: np.ndarray  # (D, A) bool
-    q: np.ndarray | None  # (D, A, k) int64 matched positions (None unless asked for)
+    first: np.ndarray | None  # (D, A, k) int64: first item of each element (None unless asked for)
+    q: np.ndarray | None  # (D, A, k) int64: last item of each element
+    extent: np.ndarray | None  # (D, A) int64: last item the match examined
     score: np.ndarray | int  # (D, A) int64, or the rule's score when every match scores it
 
 
-def _gather(col: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return np.take_along_axis(col, np.clip(pos, 0, col.shape[1] - 1), axis=1)
+def _gather(plane: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``plane[d, pos[d, a]]``, False where ``pos`` is outside the plane."""
+    inside = (pos >= 0) & (pos < plane.shape[1])
+    return np.take_along_axis(plane, np.clip(pos, 0, plane.shape[1] - 1), axis=1) & inside
 
 
-def _shifted(col: np.ndarray, shift: int) -> np.ndarray:
-    """``col`` at positions ``arange(L) + shift`` (zeros past the end): a gather without indices."""
-    out = np.zeros_like(col)
-    if shift < col.shape[1]:
-        out[:, : col.shape[1] - shift] = col[:, shift:]
+def _shifted(plane: np.ndarray, shift: int) -> np.ndarray:
+    """``plane`` at positions ``arange(L) + shift`` (False past the end): a gather without indices."""
+    out = np.zeros_like(plane)
+    if shift < plane.shape[1]:
+        out[:, : plane.shape[1] - shift] = plane[:, shift:]
     return out
+
+
+def run_lengths(test: np.ndarray, cap: int) -> np.ndarray:
+    """``(D, L)`` int64: how many consecutive items from each position pass ``test``, at most ``cap``."""
+    count = test.astype(np.int64)
+    alive = test.copy()
+    for i in range(1, cap):
+        alive &= _shifted(test, i)
+        if not alive.any():
+            break
+        count += alive
+    return count
 
 
 class Matcher:
@@ -54,10 +83,16 @@ class Matcher:
 
     def __init__(self, alg: Algorithm, caps: Capacities) -> None:
         self.caps = caps
+        self.keys = caps.keys
         self.rules = alg.compile_rules(caps)
         self.n_rules = len(self.rules)
         self.vocab_size = alg.vocab_size
         self.phrase_bonus = alg.phrase_bonus.astype(np.int64)
+        self.kind = np.array([int(r["kind"]) for r in self.rules] or [0], dtype=np.int64)[: self.n_rules]
+        #: +1 per rule, -1 for guards: the sign of a bid's score in the potential.
+        self.sign = np.where(self.kind == RULE_GUARD, -1, 1).astype(np.int64)
+        self.guards = np.flatnonzero(self.kind == RULE_GUARD)
+        self.actors = np.flatnonzero(self.kind != RULE_GUARD)  # rules that can win
         # Lexicon keys in a form whose numpy order is the uint32 word order the GPU
         # binary-searches: 15 bits a token packed into uint64 when ids fit (padding
         # 0xFFFFFFFF becomes 0x7FFF, still above every token), else big-endian bytes.
@@ -65,141 +100,182 @@ class Matcher:
         self._key_dtype = f"S{4 * caps.phrase}"
         self.lexicon = self._as_bytes(alg.lexicon_keys(caps))
         self.reach = alg.reach
-        # The distinct tests of all pattern elements, each evaluated once per view:
-        # (opcode, symbol, classes, phrase slot). Test 0 is "the item exists". A merge
-        # element also tests its phrase slot (k, e): the symbol is token e of some
-        # lexicon phrase of k tokens, which every match needs; most positions fail it
-        # and never reach the lexicon search.
+        self._build_tests(alg)
+        #: Per rule, ``q[k-1] - p`` when the pattern has neither gaps nor runs (its
+        #: elements are then always the anchor and the k - 1 items after it), else -1.
+        self.extent = np.array(
+            [int(r["length"]) - 1 if not (r["gap"].any() or r["run"].any()) else -1 for r in self.rules] or [0],
+            dtype=np.int64,
+        )
+        self._run_caps = sorted({int(r["run"][e]) for r in self.rules for e in range(int(r["length"]))} - {0})
+
+    # -- element tests ----------------------------------------------------------------
+    def _build_tests(self, alg: Algorithm) -> None:
+        n_symbols = len(alg.symbol_classes)
+        classes = alg.symbol_classes.astype(np.uint32)
+        # A merge element also tests its phrase slot (k, e): the symbol is token e of
+        # some lexicon phrase of k tokens, which every match needs; most positions fail
+        # it and never reach the lexicon search.
         slots: dict[tuple[int, int], np.ndarray] = {}
         for row in alg.phrases:
             k = int((row >= 0).sum())
             for e in range(k):
-                slots.setdefault((k, e), np.zeros(len(alg.symbol_classes), dtype=bool))[row[e]] = True
-        self._tests: list[tuple[int, int, int, tuple[int, int] | None]] = [(ANY, ANY, 0, None)]
+                slots.setdefault((k, e), np.zeros(n_symbols, dtype=bool))[row[e]] = True
+        symbol_tests: list[tuple] = []  # distinct per-symbol tests
+        self._tests: list[_Test] = [(ANY, ANY, 0, -1, -1)]  # test 0: the item exists
         self._test_of: list[list[int]] = []
         for rule in self.rules:
-            tests = []
             k = int(rule["length"])
+            merge = int(rule["kind"]) == RULE_MERGE
+            ids = []
             for e in range(k):
-                slot = (k, e) if rule["kind"] == RULE_MERGE else None
-                test = (int(rule["opcode"][e]), int(rule["symbol"][e]), int(rule["classes"][e]), slot)
+                flags = int(rule["flags"][e])
+                sym_test = (int(rule["symbol"][e]), bool(flags & FLAG_NOT_SYMBOL), int(rule["any"][e]),
+                            int(rule["all"][e]), int(rule["none"][e]), (k, e) if merge else None)
+                trivial = sym_test == (ANY, False, 0, 0, 0, None)
+                if not trivial and sym_test not in symbol_tests:
+                    symbol_tests.append(sym_test)
+                test = (int(rule["opcode"][e]), int(rule["mod"][e]), flags & (FLAG_AT_START | FLAG_AT_END),
+                        int(rule["mark"]) if flags & FLAG_TARGET else -1,
+                        -1 if trivial else symbol_tests.index(sym_test))
                 if test not in self._tests:
                     self._tests.append(test)
-                tests.append(self._tests.index(test))
-            self._test_of.append(tests)
-        # What a test asks of the symbol alone (symbol, classes, phrase slot) is
-        # tabled per symbol, bit j % 64 of table j // 64, so a view gathers it once.
-        n_symbols = len(alg.symbol_classes)
-        self._symbol_passes = [np.zeros(n_symbols, dtype=np.uint64) for _ in range(0, len(self._tests), 64)]
-        for j, (_, sym, cls, slot) in enumerate(self._tests):
+                ids.append(self._tests.index(test))
+            self._test_of.append(ids)
+        # Per-symbol tests as bit j % 64 of table j // 64, gathered once per view.
+        self._symbol_tables = [np.zeros(n_symbols, dtype=np.uint64) for _ in range(0, len(symbol_tests), 64)]
+        every = np.arange(n_symbols)
+        for j, (sym, negated, any_, all_, none_, slot) in enumerate(symbol_tests):
             passes = np.ones(n_symbols, dtype=bool)
             if sym != ANY:
-                passes &= np.arange(n_symbols) == sym
-            if cls != 0:
-                passes &= (alg.symbol_classes & cls) != 0
+                passes &= (every != sym) if negated else (every == sym)
+            if any_:
+                passes &= (classes & np.uint32(any_)) != 0
+            if all_:
+                passes &= (classes & np.uint32(all_)) == np.uint32(all_)
+            if none_:
+                passes &= (classes & np.uint32(none_)) == 0
             if slot is not None:
                 passes &= slots.get(slot, np.zeros(n_symbols, dtype=bool))
-            self._symbol_passes[j // 64][passes] |= np.uint64(1 << (j % 64))
-        #: Per rule, ``q[k-1] - p`` when the pattern has no gaps (its span is then always
-        #: the anchor and the k - 1 items after it), else -1 (found by matching).
-        self.extent = np.array(
-            [int(r["length"]) - 1 if not r["gap"][: r["length"]].any() else -1 for r in self.rules] or [0],
-            dtype=np.int64,
-        )
+            self._symbol_tables[j // 64][passes] |= np.uint64(1 << (j % 64))
 
-    def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
-        """``(..., phrase)`` uint32 keys as one sortable scalar each."""
-        if self._packed:
-            words = np.minimum(keys, 0x7FFF).astype(np.uint64)
-            packed = np.zeros(keys.shape[:-1], dtype=np.uint64)
-            for w in range(keys.shape[-1]):
-                packed = (packed << np.uint64(15)) | words[..., w]
-            return packed
-        return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
+    def view(
+        self, words: np.ndarray, lengths: np.ndarray, offset: np.ndarray | None = None, total: np.ndarray | None = None
+    ) -> StreamView:
+        """Columns of ``words`` (a ``(D, L, ITEM_WORDS)`` uint32 view) and its element tests.
 
-    def view(self, words: np.ndarray, lengths: np.ndarray) -> StreamView:
-        """Columns of ``words`` (a ``(D, L, ITEM_WORDS)`` uint32 view) and its element tests."""
-        symbol, opcode = words[..., F.SYMBOL], words[..., F.OPCODE]
-        lengths = lengths.astype(np.int64)[:, None]
-        exists = np.arange(words.shape[1]) < lengths
-        passes = [table[symbol] for table in self._symbol_passes]
-        same_op: dict[int, np.ndarray] = {}
-        tests = [exists]
-        for j, (op, sym, cls, slot) in enumerate(self._tests[1:], start=1):
-            ok = exists.copy()
-            if sym != ANY or cls != 0 or slot is not None:
-                ok &= (passes[j // 64] & np.uint64(1 << (j % 64))) != 0
-            if op != ANY:
-                if op not in same_op:
-                    same_op[op] = opcode == op
-                ok &= same_op[op]
-            tests.append(ok)
-        fired = words[..., F.FIRED]
-        return StreamView(symbol, fired, lengths, tuple(tests), bool(fired.any()))
-
-    def _element(self, v: StreamView, pos: np.ndarray, shift: int | None, r: int, e: int) -> np.ndarray:
-        """Does element ``e`` of rule ``r`` match the items at ``pos``? (a new array)
-
-        ``shift`` is set when ``pos`` is every position of the stream plus a constant,
-        so the test can be shifted instead of gathered.
+        ``offset`` and ``total`` (per document) say that the rows are a window
+        starting at item ``offset`` of a stream of ``total`` items, for the start and
+        end anchors; by default each row is a whole stream.
         """
-        test = v.tests[self._test_of[r][e]]
-        if shift == 0:
-            return test.copy()
-        if shift is not None:
-            return _shifted(test, shift)
-        return _gather(test, pos) & (pos >= 0) & (pos < test.shape[1])
+        symbol = words[..., F.SYMBOL]
+        lengths = lengths.astype(np.int64)[:, None]
+        width = words.shape[1]
+        pos = np.arange(width)
+        exists = pos < lengths
+        symbol_bits = [table[symbol] for table in self._symbol_tables]
+        opcode = mod = marks = None
+        at_start = at_end = None
+        cache: dict[tuple[str, int], np.ndarray] = {}
+        tests = [exists]
+        for op, md, where, mark, sym in self._tests[1:]:
+            ok = exists.copy()
+            if sym >= 0:
+                ok &= (symbol_bits[sym // 64] & np.uint64(1 << (sym % 64))) != 0
+            if op != ANY:
+                if ("op", op) not in cache:
+                    opcode = words[..., F.OPCODE] if opcode is None else opcode
+                    cache["op", op] = opcode == op
+                ok &= cache["op", op]
+            if md != ANY:
+                if ("mod", md) not in cache:
+                    mod = words[..., F.MOD] if mod is None else mod
+                    cache["mod", md] = mod == md
+                ok &= cache["mod", md]
+            if mark >= 0:
+                if ("mark", mark) not in cache:
+                    marks = words[..., F.MARKS] if marks is None else marks
+                    cache["mark", mark] = (marks & np.uint32(1 << mark)) == 0
+                ok &= cache["mark", mark]
+            if where & FLAG_AT_START:
+                if at_start is None:
+                    first = 0 if offset is None else offset.astype(np.int64)[:, None]
+                    at_start = (pos + first) == 0
+                ok &= at_start
+            if where & FLAG_AT_END:
+                if at_end is None:
+                    first = 0 if offset is None else offset.astype(np.int64)[:, None]
+                    last = lengths if total is None else total.astype(np.int64)[:, None]
+                    at_end = (pos + first) == last - 1
+                ok &= at_end
+            tests.append(ok)
+        return StreamView(symbol, lengths, tuple(tests))
 
-    def match(
-        self, v: StreamView, anchors: np.ndarray, r: int, every_position: bool = False, positions: bool = True
-    ) -> Match:
+    # -- matching -------------------------------------------------------------------------
+    def _runs(self, v: StreamView, test: int, cap: int, memo: dict) -> np.ndarray:
+        key = (test, cap)
+        if key not in memo:
+            memo[key] = run_lengths(v.tests[test], cap)
+        return memo[key]
+
+    def match(self, v: StreamView, anchors: np.ndarray, r: int, positions: bool = True, memo: dict | None = None
+              ) -> Match:
         """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions; negative = none).
 
-        ``every_position`` says that ``anchors`` is ``arange(L)`` for every document.
-        ``positions=False`` skips building ``q`` (the bid pass needs only ``ok`` and
-        ``score``); ``q`` is then None.
+        Elements are placed greedily, left to right, without backtracking (§2).
+        ``positions=False`` skips building ``first``, ``q`` and ``extent``.
         """
+        memo = {} if memo is None else memo
         rule = self.rules[r]
         k = int(rule["length"])
-        shift: int | None = 0 if every_position else None
-        ok = self._element(v, anchors, shift, r, 0)
-        fired = v.fired if every_position else _gather(v.fired, anchors)
-        ok &= ((fired >> np.uint32(r)) & 1) == 0
-        qs = [anchors]
-        prev = anchors
+        tests = self._test_of[r]
+        ok = _gather(v.tests[tests[0]], anchors)
+        firsts, qs = [anchors], []
+        run0 = int(rule["run"][0])
+        last = anchors
+        if run0:
+            last = anchors + np.take_along_axis(self._runs(v, tests[0], run0, memo),
+                                                np.clip(anchors, 0, v.symbol.shape[1] - 1), axis=1) - 1
+        qs.append(last)
         for e in range(1, k):
-            gap = int(rule["gap"][e])
-            if gap == 0:
-                shift = None if shift is None else shift + 1
-                prev = prev + 1
-                ok &= self._element(v, prev, shift, r, e)
-            else:
-                shift = None  # the position now differs per anchor
-                found = np.zeros_like(ok)
-                nxt = np.zeros_like(anchors)
-                for g in range(gap + 1):
-                    cand = prev + 1 + g
-                    hit = ~found & self._element(v, cand, None, r, e)
-                    nxt = np.where(hit, cand, nxt)
-                    found |= hit
-                ok &= found
-                prev = nxt
-            qs.append(prev)
-        q = np.stack(np.broadcast_arrays(*qs), axis=-1) if positions else None
+            gap, run = int(rule["gap"][e]), int(rule["run"][e])
+            plane = v.tests[tests[e]]
+            found = np.zeros_like(ok)
+            first = np.zeros_like(anchors)
+            for g in range(gap + 1):
+                cand = last + 1 + g
+                hit = ~found & _gather(plane, cand)
+                first = np.where(hit, cand, first)
+                found |= hit
+            ok &= found
+            last = first
+            if run:
+                last = first + np.take_along_axis(self._runs(v, tests[e], run, memo),
+                                                  np.clip(first, 0, plane.shape[1] - 1), axis=1) - 1
+            firsts.append(first)
+            qs.append(last)
         score: np.ndarray | int = int(rule["score"])
-        if rule["kind"] == RULE_MERGE:
-            # Merge patterns have no gaps: the span is the anchor and the k - 1 items after it.
+        if int(rule["kind"]) == RULE_MERGE:
+            # Merge patterns have neither gaps nor runs: the anchor and the k - 1 items after it.
             cand = np.nonzero(ok)
-            qc = anchors[cand][:, None] + np.arange(k)  # (C, k)
+            qc = anchors[cand][:, None] + np.arange(k)
             rows = np.broadcast_to(cand[0][:, None], qc.shape)
             idx, found = self.phrase_of(v.symbol[rows, np.minimum(qc, v.symbol.shape[1] - 1)])
             ok[cand] = found
             score = np.full(ok.shape, score, dtype=np.int64)
             if len(self.phrase_bonus):
                 score[cand] += np.where(found, self.phrase_bonus[np.where(found, idx, 0)], 0)
-        if positions:
-            score = np.broadcast_to(score, ok.shape)
-        return Match(ok, q, score)
+        if not positions:
+            return Match(ok, None, None, None, score)
+        first = np.stack(np.broadcast_arrays(*firsts), axis=-1)
+        q = np.stack(np.broadcast_arrays(*qs), axis=-1)
+        extent = q[..., -1].copy()
+        run_last = int(rule["run"][k - 1])
+        if run_last:
+            # A trailing run that stopped early examined the item after it, if one exists.
+            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & (q[..., -1] + 1 < v.lengths)
+            extent += stopped
+        return Match(ok, first, q, extent, np.broadcast_to(score, ok.shape))
 
     def phrase_of(self, symbols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Lexicon index of each row of ``(C, k)`` symbols (ANY-padded past the span), and whether it is a phrase."""
@@ -218,26 +294,44 @@ class Matcher:
         found = (idx < n) & (self.lexicon[np.minimum(idx, n - 1)] == keys)
         return idx.astype(np.int64), found
 
-    def bids(self, v: StreamView) -> np.ndarray:
+    def _as_bytes(self, keys: np.ndarray) -> np.ndarray:
+        """``(..., phrase)`` uint32 keys as one sortable scalar each."""
+        if self._packed:
+            words = np.minimum(keys, 0x7FFF).astype(np.uint64)
+            packed = np.zeros(keys.shape[:-1], dtype=np.uint64)
+            for w in range(keys.shape[-1]):
+                packed = (packed << np.uint64(15)) | words[..., w]
+            return packed
+        return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
+
+    # -- the bid pass ---------------------------------------------------------------------
+    def bids(self, v: StreamView, extents: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Bid keys of every anchor, rule-major ``(rules, D, L)`` uint32 (0 = no bid).
 
-        A key is ``(score << 16) | (0xFFFF - (p << 5 | r))``. Rule-major keeps each
-        rule's keys one contiguous plane, so reductions over rules are elementwise.
+        Rule-major keeps each rule's keys one contiguous plane, so reductions over
+        rules are elementwise. With ``extents``, also the last item each bid examined
+        (``(rules, D, L)`` int64, -1 where there is no bid).
         """
         d, length = v.symbol.shape
         anchors = np.arange(length, dtype=np.int64)
         keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
+        ends = np.full((self.n_rules, d, length), -1, dtype=np.int64) if extents else None
         spans: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # merge candidates
+        memo: dict = {}
         for r in range(self.n_rules):
             rule = self.rules[r]
-            tie = 0xFFFF - ((anchors << 5) | r)
+            tie = self.keys.pack(0, anchors, r)
             if self.extent[r] < 0:
-                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, every_position=True, positions=False)
-                np.copyto(keys[r], (m.score << 16) | tie, where=m.ok, casting="unsafe")
+                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, positions=extents, memo=memo)
+                np.copyto(keys[r], (m.score << self.keys.tie_bits) | tie, where=m.ok, casting="unsafe")
+                if extents:
+                    ends[r][m.ok] = m.extent[m.ok]
                 continue
             ok = self._gap_free_matches(v, r)
-            if rule["kind"] != RULE_MERGE:
-                np.copyto(keys[r], (int(rule["score"]) << 16) | tie, where=ok, casting="unsafe")
+            if int(rule["kind"]) != RULE_MERGE:
+                np.copyto(keys[r], (int(rule["score"]) << self.keys.tie_bits) | tie, where=ok, casting="unsafe")
+                if extents:
+                    ends[r][ok] = np.broadcast_to(anchors + self.extent[r], ok.shape)[ok]
                 continue
             g, p = np.nonzero(ok)
             spans.append((r, g, p, v.symbol[g[:, None], p[:, None] + np.arange(int(rule["length"]))]))
@@ -253,23 +347,21 @@ class Matcher:
                 found, idx = found_all[start:end], idx_all[start:end]
                 g, p, idx = g[found], p[found], idx[found]
                 score = int(self.rules[r]["score"]) + (self.phrase_bonus[idx] if len(self.phrase_bonus) else 0)
-                keys[r, g, p] = (score << 16) | (0xFFFF - ((p << 5) | r))
-        return keys
+                keys[r, g, p] = self.keys.pack(score, p, r)
+                if extents:
+                    ends[r, g, p] = p + self.extent[r]
+        return (keys, ends) if extents else keys
 
     def _gap_free_matches(self, v: StreamView, r: int) -> np.ndarray:
-        """Where rule ``r`` (no gaps) matches structurally, at every anchor ``(D, L)`` bool.
+        """Where rule ``r`` (no gaps, no runs) matches structurally, at every anchor ``(D, L)`` bool.
 
         Element ``e`` looks at the item ``e`` places right of the anchor, so its test
         is slid left by ``e``. For a merge the caller still searches the lexicon.
         """
-        rule = self.rules[r]
-        k = int(rule["length"])
         tests = self._test_of[r]
         ok = v.tests[tests[0]].copy()
-        if v.fired_any:
-            ok &= (v.fired & np.uint32(1 << r)) == 0
         length = ok.shape[1]
-        for e in range(1, k):
+        for e in range(1, len(tests)):
             if e >= length:
                 ok[:] = False
                 break
@@ -277,9 +369,11 @@ class Matcher:
             ok[:, length - e :] = False
         return ok
 
+    def potential(self, keys: np.ndarray) -> np.ndarray:
+        """``(D,)`` int64 signed score sums of rule-major keys (guards count negatively)."""
+        scores = (keys >> np.uint32(self.keys.tie_bits)).astype(np.int64)
+        return np.tensordot(self.sign, scores.sum(axis=2), axes=1) if self.n_rules else np.zeros(keys.shape[1],
+                                                                                               np.int64)
 
-def decode_key(key: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(score, anchor, rule) of packed bid keys."""
-    key = key.astype(np.int64)
-    low = 0xFFFF - (key & 0xFFFF)
-    return key >> 16, low >> 5, low & 31
+
+__all__ = ["Match", "Matcher", "StreamView", "run_lengths"]

@@ -4,88 +4,113 @@ from __future__ import annotations
 
 import numpy as np
 
-from sae.cpu.match import Matcher, StreamView, decode_key
-from sae.layout import KEEP, Q16_ONE, RULE_MERGE, F, Op
+from sae.cpu.match import Matcher, StreamView
+from sae.layout import ARG1_LIMIT, FLAG_TARGET, KEEP, Q16_ONE, RULE_MERGE, F, Op
+
+
+def scale_q16(arg1: np.ndarray, scale: int) -> np.ndarray:
+    """``clamp(trunc(arg1 * scale / 65536), ±ARG1_LIMIT)`` exactly (int64 products), as int32 bits."""
+    prod = arg1.astype(np.int64) * np.int64(scale)
+    out = np.sign(prod) * (np.abs(prod) >> 16)
+    return np.clip(out, -ARG1_LIMIT, ARG1_LIMIT).astype(np.int32)
 
 
 def apply_winners(
-    m: Matcher, words: np.ndarray, lengths: np.ndarray, winners: np.ndarray, symbol_rows: np.ndarray
-) -> np.ndarray | None:
-    """Apply every bid of ``winners`` to its document, in place (docs/ENGINE.md §3 step 5).
+    m: Matcher,
+    words: np.ndarray,
+    lengths: np.ndarray,
+    winners: np.ndarray,
+    symbol_rows: np.ndarray,
+    offset: np.ndarray | None = None,
+    total: np.ndarray | None = None,
+) -> None:
+    """Apply every bid of ``winners`` to its document, in place (docs/ENGINE.md §3 step 7).
 
     ``words`` is a ``(G, L, ITEM_WORDS)`` uint32 array of G documents and ``lengths``
     their lengths; ``winners[g, p]`` is the key of a bid anchored at ``p`` of
-    document ``g``, or 0. Winners' spans must be disjoint, so every rewrite reads
+    document ``g``, or 0. Winners' extents must be disjoint, so every rewrite reads
     and writes items no other one touches, and merges only mark the items they
-    consume until one compaction at the end. Returns, per position, how many items
-    merges left of it removed (``D`` of §3), or None when nothing was merged.
+    consume until one compaction at the end. ``offset``/``total`` describe windows
+    of longer streams (see :meth:`Matcher.view`).
     """
     g_all, p_all = np.nonzero(winners)
-    _, _, rule_all = decode_key(winners[g_all, p_all])
-    v: StreamView | None = None  # only patterns with gaps are matched again
+    if g_all.size == 0:
+        return
+    _, _, rule_all = m.keys.unpack(winners[g_all, p_all])
+    v: StreamView | None = None  # only patterns with gaps or runs are matched again
     dead: np.ndarray | None = None
     for r in np.unique(rule_all):
         sel = rule_all == r
         g, p = g_all[sel], p_all[sel]
         rule = m.rules[r]
         if v is None and m.extent[r] < 0:
-            v = m.view(words, lengths)
-        q, phrase = _locate(m, words, v, g, p, int(r))
-        if rule["kind"] == RULE_MERGE:
+            v = m.view(words, lengths, offset, total)
+        first, q, phrase = _locate(m, words, v, g, p, int(r))
+        if int(rule["kind"]) == RULE_MERGE:
             if dead is None:
                 dead = np.zeros(winners.shape, dtype=bool)
             _merge_head(words, g, q, phrase, int(r), rule, m.vocab_size, symbol_rows)
             for e in range(1, q.shape[1]):
                 dead[g, q[:, e]] = True
         else:
-            _rewrite(words, g, q, int(r), rule)
-    if dead is None:
-        return None
-    _compact(words, lengths, dead)
-    return np.cumsum(dead, axis=1) - dead
+            _rewrite(words, g, first, q, int(r), rule)
+    if dead is not None:
+        _compact(words, lengths, dead)
 
 
 def _locate(
     m: Matcher, words: np.ndarray, v: StreamView | None, g: np.ndarray, p: np.ndarray, r: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Matched positions ``(W, k)`` of rule ``r``'s winners at ``(g, p)``, and their phrases (merges).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First and last items ``(W, k)`` of each element of rule ``r``'s winners at ``(g, p)``, and their phrases.
 
-    A pattern without gaps always covers its anchor and the ``k - 1`` items after
-    it; one with gaps is matched again to find where its elements landed.
+    A pattern without gaps or runs always covers its anchor and the ``k - 1`` items
+    after it; any other is matched again to find where its elements landed.
     """
     rule = m.rules[r]
     k = int(rule["length"])
+    phrase = np.full(len(g), -1, dtype=np.int64)
     if m.extent[r] < 0:
         assert v is not None
         found = m.match(v.rows(g), p[:, None], r)
         assert found.ok.all(), "a winner no longer matches: selection and apply disagree"
-        return found.q[:, 0, :], np.full(len(g), -1, dtype=np.int64)
+        return found.first[:, 0, :], found.q[:, 0, :], phrase
     q = p[:, None] + np.arange(k)
-    phrase = np.full(len(g), -1, dtype=np.int64)
-    if rule["kind"] == RULE_MERGE:
+    if int(rule["kind"]) == RULE_MERGE:
         phrase, found = m.phrase_of(words[g[:, None], q, F.SYMBOL])
         assert found.all(), "a merge winner is not a lexicon phrase: selection and apply disagree"
-    return q, phrase
+    return q, q, phrase
 
 
 def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: np.void, e: int) -> None:
-    for field, col in (("set_opcode", F.OPCODE), ("set_arg0", F.ARG0), ("set_arg1", F.ARG1)):
+    """Element ``e``'s actions on the items at ``pos`` (§4 step 2, in its order)."""
+    for field, col in (("set_opcode", F.OPCODE), ("set_arg0", F.ARG0), ("set_mod", F.MOD), ("set_arg1", F.ARG1)):
         value = int(rule[field][e])
         if value != KEEP:
             words[g, pos, col] = np.uint32(value & 0xFFFFFFFF)
+    scale = int(rule["scale_arg1"][e])
+    if scale != KEEP:
+        arg1 = words[g, pos, F.ARG1].view(np.int32)
+        words[g, pos, F.ARG1] = scale_q16(arg1, scale).view(np.uint32)
 
 
-def _rewrite(words: np.ndarray, g: np.ndarray, q: np.ndarray, r: int, rule: np.void) -> None:
+def _rewrite(words: np.ndarray, g: np.ndarray, first: np.ndarray, q: np.ndarray, r: int, rule: np.void) -> None:
     k = q.shape[1]
     perm = [int(x) for x in rule["perm"][:k]]
-    if perm != list(range(k)):
+    if perm != list(range(k)):  # patterns with runs never reorder, so one item per element
         old = words[g[:, None], q]  # (W, k, ITEM_WORDS) copy
         for e in range(k):
             words[g, q[:, e]] = old[:, perm[e]]
-    bit = np.uint32(1 << r)
+    mark = np.uint32(1 << int(rule["mark"]))
     for e in range(k):
-        _set_fields(words, g, q[:, e], rule, e)
-        words[g, q[:, e], F.FIRED] |= bit
+        target = bool(int(rule["flags"][e]) & FLAG_TARGET)
+        span = int((q[:, e] - first[:, e]).max(initial=0)) + 1 if int(rule["run"][e]) else 1
+        for i in range(span):  # every item of a run: first[e] ..= q[e]
+            at = first[:, e] + i
+            inside = at <= q[:, e]
+            gi, ati = (g, at) if inside.all() else (g[inside], at[inside])
+            _set_fields(words, gi, ati, rule, e)
+            if target:
+                words[gi, ati, F.MARKS] |= mark
 
 
 def _merge_head(
@@ -100,7 +125,7 @@ def _merge_head(
 ) -> None:
     """The merged item, written over the span's first item (token and pos stay its own)."""
     span = words[g[:, None], q, F.SPAN].sum(axis=1, dtype=np.uint32)
-    fired = np.bitwise_or.reduce(words[g[:, None], q, F.FIRED], axis=1) | np.uint32(1 << r)
+    marks = np.bitwise_or.reduce(words[g[:, None], q, F.MARKS], axis=1) | np.uint32(1 << int(rule["mark"]))
     first = q[:, 0]
     symbol = (vocab_size + phrase).astype(np.uint32)
     words[g, first, F.SYMBOL] = symbol
@@ -108,7 +133,8 @@ def _merge_head(
     words[g, first, F.OPCODE] = int(Op.ACC)
     words[g, first, F.ARG0] = symbol_rows[symbol]
     words[g, first, F.ARG1] = Q16_ONE
-    words[g, first, F.FIRED] = fired
+    words[g, first, F.MOD] = 0
+    words[g, first, F.MARKS] = marks
     _set_fields(words, g, first, rule, 0)
 
 
@@ -124,4 +150,4 @@ def _compact(words: np.ndarray, lengths: np.ndarray, dead: np.ndarray) -> None:
     lengths[rows] -= dead[rows].sum(axis=1).astype(lengths.dtype)
 
 
-__all__ = ["apply_winners"]
+__all__ = ["apply_winners", "scale_q16"]

@@ -2,6 +2,7 @@
 
 import numpy as np
 from hypothesis import given, settings
+from hypothesis import strategies as st
 from strategies import algorithms, texts
 from tiny import make_tiny
 
@@ -25,7 +26,7 @@ def test_packed_and_byte_lexicon_keys_find_the_same_phrases():
     a = packed.bids(packed.view(words, batch.lengths))
     b = as_bytes.bids(as_bytes.view(words, batch.lengths))
     assert (a == b).all()
-    assert (a >> 16).max() >= 300  # merges with a phrase bonus were found
+    assert packed.keys.score(a).max() >= 300  # merges with a phrase bonus were found
     # Both orders agree with the lexicon table's own order.
     assert (np.diff(packed.lexicon.astype(np.float64)) > 0).all()
 
@@ -44,5 +45,34 @@ def test_the_bid_pass_agrees_with_matching_each_anchor_alone(alg, batch_texts):
     for r in range(m.n_rules):
         for p in range(length):
             one = m.match(v, np.full((batch.n, 1), p, dtype=np.int64), r)
-            want = np.where(one.ok[:, 0], (np.broadcast_to(one.score, one.ok.shape)[:, 0] << 16) | (0xFFFF - (p << 5 | r)), 0)
+            score = np.broadcast_to(one.score, one.ok.shape)[:, 0]
+            want = np.where(one.ok[:, 0], m.keys.pack(score, np.full_like(score, p), np.full_like(score, r)), 0)
             assert (keys[r, :, p] == want).all()
+
+
+@settings(max_examples=200)
+@given(st.lists(st.integers(-(1 << 24), 1 << 24), min_size=1, max_size=20),
+       st.integers(-(1 << 22), 1 << 22))
+def test_scale_is_exact_integer_arithmetic_rounding_toward_zero(arg1, scale):
+    from sae.cpu.rewrite import scale_q16
+    from sae.layout import ARG1_LIMIT
+
+    got = scale_q16(np.array(arg1, dtype=np.int32), scale).tolist()
+    for a, g in zip(arg1, got):
+        exact = abs(a * scale) // 65536 * (1 if a * scale >= 0 else -1)
+        assert g == max(-ARG1_LIMIT, min(ARG1_LIMIT, exact))
+
+
+@given(st.lists(st.lists(st.booleans(), min_size=1, max_size=12), min_size=1, max_size=4), st.integers(1, 8))
+def test_run_lengths_count_consecutive_passes_up_to_the_cap(rows, cap):
+    from sae.cpu.match import run_lengths
+
+    width = max(map(len, rows))
+    test = np.array([r + [False] * (width - len(r)) for r in rows])
+    got = run_lengths(test, cap)
+    for d, row in enumerate(test):
+        for j in range(width):
+            n = 0
+            while j + n < width and row[j + n] and n < cap:
+                n += 1
+            assert got[d, j] == n

@@ -12,12 +12,15 @@ from sae.layout import ITEM_WORDS, F, Op
 DEPTH = 3
 
 
-def scalar_vm(ops, rows, arg1, vectors, weights):
+def scalar_vm(ops, rows, arg1, mods, vectors, weights, transforms):
     acc = np.zeros(vectors.shape[1], np.float32)
     stack = []
-    for op, row, a1 in zip(ops, rows, arg1):
+    for op, row, a1, mod in zip(ops, rows, arg1, mods):
         w = np.float32(weights[row] * np.float32(np.float32(a1) * np.float32(1 / 65536)))
-        v = (w * vectors[row]).astype(np.float32)
+        x = vectors[row]
+        if mod:
+            x = (transforms[mod - 1, :, :-1] @ x + transforms[mod - 1, :, -1]).astype(np.float32)
+        v = (w * x).astype(np.float32)
         if op == Op.NOP:
             continue
         if op == Op.PUSH and len(stack) < DEPTH:
@@ -38,23 +41,26 @@ def scalar_vm(ops, rows, arg1, vectors, weights):
 
 @settings(max_examples=80)
 @given(st.lists(st.lists(st.tuples(st.sampled_from(list(Op)), st.integers(0, 5),
-                                   st.integers(-131072, 131072)), max_size=10), min_size=1, max_size=5))
+                                   st.integers(-131072, 131072), st.integers(0, 2)), max_size=10),
+                min_size=1, max_size=5))
 def test_vm_matches_the_scalar_reference(programs):
     rng = np.random.default_rng(1)
     vectors = rng.standard_normal((6, 4)).astype(np.float32)
     weights = rng.uniform(0.2, 2, 6).astype(np.float32)
+    transforms = rng.standard_normal((2, 4, 5)).astype(np.float32)
     length = max(len(p) for p in programs) or 1
     words = np.zeros((len(programs), length, ITEM_WORDS), np.uint32)
     lengths = np.array([len(p) for p in programs], np.uint32)
     for d, prog in enumerate(programs):
-        for i, (op, row, a1) in enumerate(prog):
+        for i, (op, row, a1, mod) in enumerate(prog):
             words[d, i, F.OPCODE] = int(op)
             words[d, i, F.ARG0] = row
             words[d, i, F.ARG1] = np.int32(a1).view(np.uint32)
-    got = run_vm(words, lengths, vectors, weights, DEPTH)
+            words[d, i, F.MOD] = mod
+    got = run_vm(words, lengths, vectors, weights, DEPTH, transforms)
     for d, prog in enumerate(programs):
-        ops, rows, a1 = zip(*prog) if prog else ((), (), ())
-        want = scalar_vm(ops, rows, a1, vectors, weights)
+        ops, rows, a1, mods = zip(*prog) if prog else ((), (), (), ())
+        want = scalar_vm(ops, rows, a1, mods, vectors, weights, transforms)
         np.testing.assert_allclose(got[d], want, atol=1e-5)
 
 

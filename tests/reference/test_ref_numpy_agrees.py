@@ -12,7 +12,7 @@ from equivalence import assert_backends_agree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import algorithms, token_streams
-from tiny import WORDS, ids, make_tiny, parse, random_transforms
+from tiny import WORDS, ids, make_tiny, parse
 
 from sae.algorithm import LoopParams
 from sae.cpu import CpuBackend
@@ -89,7 +89,7 @@ CASES = {
 def test_hand_written_cases(name, tolerance):
     rules, texts = CASES[name]
     alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=6, tolerance=tolerance, inhibit_steps=2),
-                    transforms=random_transforms(2, 8, seed=1))
+                    transforms=2)
     agree(alg, [ids(t) for t in texts])
 
 
