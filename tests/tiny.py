@@ -61,6 +61,18 @@ def default_rules() -> tuple[Rule, ...]:
     )
 
 
+def parse(text: str) -> tuple[Rule, ...]:
+    """Rules in the text form of sae.rules_text, with ``sym="word"`` resolved in WORDS."""
+    from sae.rules_text import parse_rules
+
+    return parse_rules(text, lambda w: WORDS.index(w) if w in WORDS else None)
+
+
+def ids(text: str) -> list[int]:
+    """Token ids of space-separated WORDS (no tokenizer: every word is one token)."""
+    return [token_id(w) for w in text.split()]
+
+
 def phrase_symbol(*words: str) -> int:
     """The symbol of the lexicon phrase spelled by ``words`` (vocab size + its row in the sorted table)."""
     ids = [token_id(w) for w in words]
