@@ -37,21 +37,6 @@ var<workgroup> wg_inhibit: array<u32, CAP_RULES>;
 var<workgroup> wg_potential: atomic<i32>;
 var<workgroup> wg_rewrites: atomic<u32>;
 
-// arg1 * scale / 65536, rounded toward zero, clamped to +-ARG1_LIMIT (docs/ENGINE.md §4),
-// exactly, from 16-bit pieces: |arg1| <= 2^24 and |scale| <= 2^22, so every partial
-// product and their sum (< 2^31) fit in u32.
-fn scale_q16(arg1: i32, scale: i32) -> i32 {
-    let a = u32(abs(arg1));
-    let b = u32(abs(scale));
-    let a_hi = a >> 16u;
-    let a_lo = a & 0xFFFFu;
-    let mag = min(a_hi * b + a_lo * (b >> 16u) + ((a_lo * (b & 0xFFFFu)) >> 16u), u32(ARG1_LIMIT));
-    if ((arg1 < 0) != (scale < 0)) {
-        return -i32(mag);
-    }
-    return i32(mag);
-}
-
 // The set_* and scale_arg1 actions of element e of rule ri on one item (§4 step 2).
 fn act(x: ptr<function, ProgramItem>, ri: u32, e: u32) {
     let op = rules[ri].set_opcode[e];

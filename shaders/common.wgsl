@@ -202,6 +202,21 @@ fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
     return m;
 }
 
+// arg1 * scale / 65536, rounded toward zero, clamped to +-ARG1_LIMIT (docs/ENGINE.md §4),
+// exactly, from 16-bit pieces: |arg1| <= 2^24 and |scale| <= 2^22, so every partial
+// product and their sum (< 2^31) fit in u32.
+fn scale_q16(arg1: i32, scale: i32) -> i32 {
+    let a = u32(abs(arg1));
+    let b = u32(abs(scale));
+    let a_hi = a >> 16u;
+    let a_lo = a & 0xFFFFu;
+    let mag = min(a_hi * b + a_lo * (b >> 16u) + ((a_lo * (b & 0xFFFFu)) >> 16u), u32(ARG1_LIMIT));
+    if ((arg1 < 0) != (scale < 0)) {
+        return -i32(mag);
+    }
+    return i32(mag);
+}
+
 // A bid's score with the sign the potential counts it with (guards negative).
 fn signed_score(ri: u32, score: u32) -> i32 {
     if (rules[ri].kind == RULE_GUARD) {

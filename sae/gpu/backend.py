@@ -262,9 +262,13 @@ class GpuBackend:
             "tables": self._buffer("tables", 4 * self._table_words, storage),
             "floats": self._buffer("floats", 4 * self._float_count(), storage),
         }
-        for name, size in per_doc.items():
-            b[name] = self._buffer(name, c * size, storage)
-        self._staging_size = _nbytes(c * self._download_bytes_per_doc(per_doc))
+        # Backend.bids writes the stream * rules keys of at least one document to scratch.
+        sizes = dict((name, c * size) for name, size in per_doc.items())
+        sizes["scratch"] = max(sizes["scratch"], 4 * caps.stream * self.n_rules)
+        self._scratch_bytes = sizes["scratch"]
+        for name, size in sizes.items():
+            b[name] = self._buffer(name, size, storage)
+        self._staging_size = _nbytes(max(c * self._download_bytes_per_doc(per_doc), self._scratch_bytes))
         self._staging = self.device.create_buffer(
             label="sae staging", size=self._staging_size, usage=U.MAP_READ | U.COPY_DST
         )
@@ -468,7 +472,7 @@ class GpuBackend:
         if n_rules == 0:
             return out
         # The keys of a document fill stream * rules words of the scratch buffer.
-        per_pass = max(1, min(self.chunk, self.chunk * self._scratch_words // (stream * n_rules)))
+        per_pass = min(self.chunk, self._scratch_bytes // (4 * stream * n_rules))
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
