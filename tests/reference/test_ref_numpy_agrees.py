@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from strategies import algorithms, token_streams
 from tiny import WORDS, ids, make_tiny, parse
 
-from sae.algorithm import LoopParams
+from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
 from sae.cpu import CpuBackend
 from sae.layout import DEFAULT_CAPACITIES, TOLERANCE_MAX, Capacities
 from sae.reference import ReferenceBackend
@@ -91,6 +91,16 @@ def test_hand_written_cases(name, tolerance):
     alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=6, tolerance=tolerance, inhibit_steps=2),
                     transforms=2)
     agree(alg, [ids(t) for t in texts])
+
+
+@pytest.mark.xfail(strict=True, reason="the compiled rule table writes 'keep' as KEEP = -1, a valid arg1 and scale: "
+                   "numpy reads set arg1=-1 and scale=-1 as no action")
+@pytest.mark.parametrize("update", [ItemUpdate(arg1=-1), ItemUpdate(scale=-1)])
+def test_minus_one_is_a_value_not_keep(update):
+    """The loader accepts arg1 and scale of -1 (ranges ±ARG1_LIMIT, ±SCALE_LIMIT); §4 applies them."""
+    alg = make_tiny(rules=(Rule("r", 5, (PatternElement(),), updates=(update,)),))
+    _, batch = agree(alg, [ids("cat")])
+    assert batch.items[0, 0]["arg1"] == -1
 
 
 # -- random Algorithms and token streams ---------------------------------------------------------
