@@ -63,16 +63,18 @@ fn act(x: ptr<function, ProgramItem>, ri: u32, e: u32) {
 
 // Winner w's rewrite applied alone to S (at sbase), written at its own positions of the
 // window slot (at tbase): the extent's items for a rewrite, the merged item for a merge.
-fn build_window(sbase: u32, tbase: u32, len: u32, p: u32, ri: u32, r_mark: u32) {
-    let m = match_rule(plain(sbase), len, p, ri);
-    let k = m.k;
-    let bit = 1u << r_mark;
+// The elements' first and last items go to the winner record (at w), not to local arrays.
+fn build_window(sbase: u32, tbase: u32, len: u32, p: u32, ri: u32, w: u32) {
+    let s = plain(sbase);
+    let k = min(rules[ri].length, CAP_PATTERN);
+    let bit = 1u << rules[ri].mark;
     if (rules[ri].kind == RULE_MERGE) {
+        let m = match_rule(s, len, p, ri);
         var x = items[sbase + p];
         var span = 0u;
         var marks = bit;
         for (var e = 0u; e < k; e++) {
-            let y = items[sbase + m.q[e]];
+            let y = items[sbase + p + e];
             span += y.span;
             marks |= y.marks;
         }
@@ -87,15 +89,23 @@ fn build_window(sbase: u32, tbase: u32, len: u32, p: u32, ri: u32, r_mark: u32) 
         items[tbase + p] = x;
         return;
     }
-    for (var j = p; j <= m.z; j++) {
+    var start = p;
+    for (var e = 0u; e < k; e++) {
+        let fq = place(s, len, start, ri, e);
+        scratch[w + WIN_FIRST + e] = fq.x;
+        scratch[w + WIN_LAST + e] = fq.y;
+        start = fq.y + 1u;
+    }
+    for (var j = p; j <= scratch[w + WIN_EXT]; j++) {
         items[tbase + j] = items[sbase + j];
     }
     for (var e = 0u; e < k; e++) {
-        items[tbase + m.q[e]] = items[sbase + m.q[min(rules[ri].perm[e], k - 1u)]];
+        let source = scratch[w + WIN_LAST + min(rules[ri].perm[e], k - 1u)];
+        items[tbase + scratch[w + WIN_LAST + e]] = items[sbase + source];
     }
     for (var e = 0u; e < k; e++) {
         let targeted = (rules[ri].flags[e] & FLAG_TARGET) != 0u;
-        for (var j = m.f[e]; j <= m.q[e]; j++) {
+        for (var j = scratch[w + WIN_FIRST + e]; j <= scratch[w + WIN_LAST + e]; j++) {
             var x = items[tbase + j];
             act(&x, ri, e);
             if (targeted) {
@@ -301,7 +311,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let w = winner_at(sb, i);
             let key = scratch[w + WIN_KEY];
             let ri = rb + key_rule(key);
-            build_window(sbase, tbase, len, key_anchor(key), ri, rules[ri].mark);
+            build_window(sbase, tbase, len, key_anchor(key), ri, w);
         }
         storageBarrier();
         // -- health: delta(w) = guards of S touching w - every bid of S_w touching w

@@ -101,98 +101,91 @@ fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32) -> bool {
     return true;
 }
 
-// -1, 0 or 1 as lexicon row `row` sorts before, equal to or after `key`.
-fn lexicon_cmp(row: u32, key: array<u32, CAP_PHRASE>) -> i32 {
+// -1, 0 or 1 as lexicon row `row` sorts before, equal to or after the key of the k
+// symbols at positions p .. p + k - 1 of a stream, padded with ANY.
+fn lexicon_cmp(row: u32, src: Src, p: u32, k: u32) -> i32 {
     for (var w = 0u; w < CAP_PHRASE; w++) {
         let a = tables[params.off_lexicon + row * CAP_PHRASE + w];
-        if (a < key[w]) {
-            return -1;
+        var b = ANY;
+        if (w < k) {
+            b = items[at(src, p + w)].symbol;
         }
-        if (a > key[w]) {
-            return 1;
+        if (a != b) {
+            return select(1, -1, a < b);
         }
     }
     return 0;
 }
 
+// What a match is (the positions of its elements are only needed to rewrite it:
+// place_elements()). No arrays: a kernel's local arrays cost every workgroup.
 struct Match {
     ok: bool,
-    k: u32,
     score: u32,  // rule score + phrase bonus
     z: u32,  // last item of the extent
     phrase: u32,  // lexicon index (merges)
-    f: array<u32, CAP_PATTERN>,  // first item of each element
-    q: array<u32, CAP_PATTERN>,  // last item of each element
 }
 
-// Rule ri at anchor p of a stream of n items (docs/ENGINE.md §2): elements placed left
-// to right, greedily, runs without backtracking.
+// Element e of rule ri, its start position given: (first item, last item), or ANY
+// when it cannot be placed (docs/ENGINE.md §2: greedy, runs without backtracking).
+fn place(src: Src, n: u32, start: u32, ri: u32, e: u32) -> vec2<u32> {
+    let gap = min(rules[ri].gap[e], CAP_GAP);
+    for (var g = 0u; g <= gap; g++) {
+        let f = start + g;
+        if (passes(src, n, f, ri, e)) {
+            var q = f;
+            let run = min(rules[ri].run[e], CAP_RUN);
+            while (q + 1u < f + run && passes(src, n, q + 1u, ri, e)) {
+                q += 1u;
+            }
+            return vec2<u32>(f, q);
+        }
+    }
+    return vec2<u32>(ANY, ANY);
+}
+
+// Rule ri at anchor p of a stream of n items.
 fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
-    var m: Match;
-    m.ok = false;
+    var m = Match(false, 0u, 0u, 0u);
     if (p >= n) {
         return m;
     }
     let k = min(rules[ri].length, CAP_PATTERN);
-    m.k = k;
+    var fq = vec2<u32>(p, p);
     var start = p;
-    var fe = p;
-    var qe = p;
     for (var e = 0u; e < k; e++) {
-        let gap = min(rules[ri].gap[e], CAP_GAP);
-        var found = false;
-        for (var g = 0u; g <= gap; g++) {
-            if (passes(src, n, start + g, ri, e)) {
-                fe = start + g;
-                found = true;
-                break;
-            }
-        }
-        if (!found) {
+        fq = place(src, n, start, ri, e);
+        if (fq.x == ANY) {
             return m;
         }
-        qe = fe;
-        let run = min(rules[ri].run[e], CAP_RUN);
-        if (run > 0u) {
-            while (qe + 1u < fe + run && passes(src, n, qe + 1u, ri, e)) {
-                qe += 1u;
-            }
-        }
-        m.f[e] = fe;
-        m.q[e] = qe;
-        start = qe + 1u;
+        start = fq.y + 1u;
     }
     // The extent reaches the probe that ended a trailing run early.
-    m.z = qe;
+    m.z = fq.y;
     let last_run = rules[ri].run[k - 1u];
-    if (last_run > 0u && qe + 1u - fe < last_run && qe + 1u < n) {
-        m.z = qe + 1u;
+    if (last_run > 0u && fq.y + 1u - fq.x < last_run && fq.y + 1u < n) {
+        m.z = fq.y + 1u;
     }
     m.score = rules[ri].score;
     if (rules[ri].kind == RULE_MERGE) {
-        var key: array<u32, CAP_PHRASE>;
-        for (var w = 0u; w < CAP_PHRASE; w++) {
-            key[w] = ANY;
-        }
+        // A merge has no gaps or runs: its items are p .. p + k - 1, every one a token.
         for (var e = 0u; e < k; e++) {
-            let s = items[at(src, m.q[e])].symbol;
-            if (s >= params.vocab_size) {
+            if (items[at(src, p + e)].symbol >= params.vocab_size) {
                 return m;
             }
-            key[e] = s;
         }
         // Binary search (lower bound) of the sorted, unique lexicon keys.
         var lo = 0u;
         var hi = params.n_phrases;
         for (var it = 0u; it < 32u && lo < hi; it++) {
             let mid = (lo + hi) / 2u;
-            if (lexicon_cmp(mid, key) < 0) {
+            if (lexicon_cmp(mid, src, p, k) < 0) {
                 lo = mid + 1u;
             } else {
                 hi = mid;
             }
         }
-        if (lo >= params.n_phrases || lexicon_cmp(lo, key) != 0) {
+        if (lo >= params.n_phrases || lexicon_cmp(lo, src, p, k) != 0) {
             return m;
         }
         m.phrase = lo;

@@ -23,8 +23,13 @@ COMMON = "common"
 #: Streams of CAP_STREAM items per job: the stream, its other buffer, the windows.
 ITEM_SLOTS = 3
 WINDOW_SLOT = 2
-#: Words of one winner record in the scratch area (``WIN_*`` below).
+#: Words of one winner record in the scratch area (``WIN_*`` below), then the first
+#: and the last item of each of its elements (``WIN_FIRST``, ``WIN_LAST``).
 WINNER_FIELDS = ("KEY", "EXT", "WLEN", "REMOVES", "TRIPLES", "OUTCOME", "SHIFT", "APPLY")
+
+
+def winner_words(caps: Capacities) -> int:
+    return len(WINNER_FIELDS) + 2 * caps.pattern
 
 
 def scratch_layout(caps: Capacities) -> dict[str, int]:
@@ -39,8 +44,8 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
         "SCRATCH_WIN": caps.stream,
         "SCRATCH_WINNERS": 2 * caps.stream,
         "MAX_WINNERS": winners,
-        "WINNER_WORDS": len(WINNER_FIELDS),
-        "SCRATCH_WORDS": 2 * caps.stream + len(WINNER_FIELDS) * winners,
+        "WINNER_WORDS": winner_words(caps),
+        "SCRATCH_WORDS": 2 * caps.stream + winner_words(caps) * winners,
     }
 
 
@@ -60,6 +65,7 @@ def backend_source(caps: Capacities) -> str:
              "// scratch layout of one job (sae.gpu.shaders.scratch_layout)"]
     lines += [f"const {k}: u32 = {v}u;" for k, v in scratch_layout(caps).items()]
     lines += [f"const WIN_{name}: u32 = {i}u;" for i, name in enumerate(WINNER_FIELDS)]
+    lines += [f"const WIN_FIRST: u32 = {len(WINNER_FIELDS)}u;", f"const WIN_LAST: u32 = {len(WINNER_FIELDS) + caps.pattern}u;"]
     # AlgRecord a, read from its words in the table buffer (binding `tables`).
     body = ["fn alg_record(a: u32) -> AlgRecord {", "    let at = params.off_algs + a * ALG_WORDS;",
             "    var x: AlgRecord;"]
