@@ -356,11 +356,11 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("off_algs", "<u4", "u32", 1, "word offset of the AlgRecords in the table buffer"),
     ("off_tokens", "<u4", "u32", 1, "word offset of the batch's token ids (CAP_STREAM per document)"),
     ("off_lengths", "<u4", "u32", 1, "word offset of the batch's token counts"),
-    ("off_vectors", "<u4", "u32", 1, "float offset of the vectors (weights start at 0)"),
-    ("off_transforms", "<u4", "u32", 1, "float offset of the transforms, [T | t] row-major"),
-    ("reserved0", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
-    ("reserved1", "<u4", "u32", 1, "zero"),
-    ("reserved2", "<u4", "u32", 1, "zero"),
+    ("off_weights", "<u4", "u32", 1, "vec4 offset of the weights in the float buffer"),
+    ("off_vectors", "<u4", "u32", 1, "vec4 offset of the vectors, rows padded to whole vec4s"),
+    ("off_transforms", "<u4", "u32", 1, "vec4 offset of the transforms: rows of T, then t, padded"),
+    ("sum_base", "<u4", "u32", 1, "vec4 offset of the VM's per-job sum area in the embeddings buffer"),
+    ("reserved", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
 )
 
 #: ``Params.mode`` bits.

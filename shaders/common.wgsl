@@ -14,20 +14,40 @@
 // u32 words: lexicon keys, phrase_bonus, symbol_classes, symbol_rows, the AlgRecords,
 // then the batch's token ids and token counts (offsets in params).
 @group(0) @binding(2) var<storage, read> tables: array<u32>;
-// weights (at 0), vectors (at params.off_vectors), transforms (at params.off_transforms)
-@group(0) @binding(3) var<storage, read> floats: array<f32>;
+// vec4s: weights (4 a vec4, at params.off_weights), vectors (rows padded to DIM4 vec4, at
+// params.off_vectors), transforms (per transform: dim rows of T padded to DIM4 vec4, then
+// t, at params.off_transforms)
+@group(0) @binding(3) var<storage, read> floats: array<vec4<f32>>;
 // ITEM_SLOTS slots of CAP_STREAM items per job, slot-major (params.slot_stride items
 // per slot): the stream (slot 0, where it starts and ends), its other buffer, the
-// winners' rewritten windows of a step (WINDOW_SLOT).
-@group(0) @binding(4) var<storage, read_write> items: array<ProgramItem>;
+// winners' rewritten windows of a step (WINDOW_SLOT). Addressed by word (ITEM_WORDS
+// words an item, ITEM_<FIELD> the word of a field): a struct copy would be ITEM_WORDS
+// memory accesses in the code, and on a CPU adapter every access site costs.
+@group(0) @binding(4) var<storage, read_write> items: array<u32>;
 // SCRATCH_WORDS u32 words per job (the scratch layout); the keys pass writes bid keys here.
 @group(0) @binding(5) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(6) var<storage, read_write> state: array<DocState>;
 @group(0) @binding(7) var<storage, read_write> journal: array<JournalEntry>;
-@group(0) @binding(8) var<storage, read_write> embeddings: array<f32>;
+// DIM4 vec4 per job (the first dim floats of them are the embedding), then from
+// params.sum_base the VM's sum area, DIM4 vec4 per job.
+@group(0) @binding(8) var<storage, read_write> embeddings: array<vec4<f32>>;
 
 fn slot_base(job: u32, slot: u32) -> u32 {
     return slot * params.slot_stride + job * CAP_STREAM;
+}
+
+fn item_word(i: u32, field: u32) -> u32 {
+    return items[i * ITEM_WORDS + field];
+}
+
+fn set_item_word(i: u32, field: u32, value: u32) {
+    items[i * ITEM_WORDS + field] = value;
+}
+
+fn copy_item(to: u32, from_item: u32) {
+    for (var f = 0u; f < ITEM_WORDS; f++) {
+        items[to * ITEM_WORDS + f] = items[from_item * ITEM_WORDS + f];
+    }
 }
 
 fn scratch_base(job: u32) -> u32 {
@@ -36,9 +56,9 @@ fn scratch_base(job: u32) -> u32 {
 
 // -- reading a stream -------------------------------------------------------------------
 
-// A stream to match on: the items at items[base ..], or, for the stream S_w of a winner
+// A stream to match on: the items from item base on, or, for the stream S_w of a winner
 // w applied alone (docs/ENGINE.md §3 step 5), S with w's rewritten window: positions
-// p .. p + wlen - 1 come from items[tbase ..] (the window, at its own positions) and
+// p .. p + wlen - 1 come from the items from tbase on (the window, at its own positions) and
 // positions after it from S shifted by the m items a merge removes. A plain stream has
 // wlen = 0 and m = 0.
 struct Src {
@@ -70,10 +90,10 @@ fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32) -> bool {
     }
     let i = at(src, j);
     let op = rules[ri].opcode[e];
-    if (op != ANY && items[i].opcode != op) {
+    if (op != ANY && item_word(i, ITEM_OPCODE) != op) {
         return false;
     }
-    let symbol = items[i].symbol;
+    let symbol = item_word(i, ITEM_SYMBOL);
     let sym = rules[ri].symbol[e];
     let flags = rules[ri].flags[e];
     if (sym != ANY && ((symbol == sym) == ((flags & FLAG_NOT_SYMBOL) != 0u))) {
@@ -86,7 +106,7 @@ fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32) -> bool {
         return false;
     }
     let md = rules[ri].mod_[e];
-    if (md != ANY && items[i].mod_ != md) {
+    if (md != ANY && item_word(i, ITEM_MOD) != md) {
         return false;
     }
     if ((flags & FLAG_AT_START) != 0u && j != 0u) {
@@ -95,7 +115,7 @@ fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32) -> bool {
     if ((flags & FLAG_AT_END) != 0u && j + 1u != n) {
         return false;
     }
-    if ((flags & FLAG_TARGET) != 0u && ((items[i].marks >> rules[ri].mark) & 1u) != 0u) {
+    if ((flags & FLAG_TARGET) != 0u && ((item_word(i, ITEM_MARKS) >> rules[ri].mark) & 1u) != 0u) {
         return false;
     }
     return true;
@@ -108,7 +128,7 @@ fn lexicon_cmp(row: u32, src: Src, p: u32, k: u32) -> i32 {
         let a = tables[params.off_lexicon + row * CAP_PHRASE + w];
         var b = ANY;
         if (w < k) {
-            b = items[at(src, p + w)].symbol;
+            b = item_word(at(src, p + w), ITEM_SYMBOL);
         }
         if (a != b) {
             return select(1, -1, a < b);
@@ -117,8 +137,9 @@ fn lexicon_cmp(row: u32, src: Src, p: u32, k: u32) -> i32 {
     return 0;
 }
 
-// What a match is (the positions of its elements are only needed to rewrite it:
-// place_elements()). No arrays: a kernel's local arrays cost every workgroup.
+// What a match is. The positions of its elements are only needed to rewrite it
+// (place() again). No arrays, and one call site per helper in each pass: on a CPU
+// adapter (Mesa lavapipe) every inlined memory access costs each invocation at entry.
 struct Match {
     ok: bool,
     score: u32,  // rule score + phrase bonus
@@ -126,22 +147,32 @@ struct Match {
     phrase: u32,  // lexicon index (merges)
 }
 
-// Element e of rule ri, its start position given: (first item, last item), or ANY
-// when it cannot be placed (docs/ENGINE.md §2: greedy, runs without backtracking).
+// Element e of rule ri, its start position given: (first item, last item), or ANY when
+// it cannot be placed (docs/ENGINE.md §2: the first passing item within the gap, then a
+// run extended greedily, without backtracking).
 fn place(src: Src, n: u32, start: u32, ri: u32, e: u32) -> vec2<u32> {
     let gap = min(rules[ri].gap[e], CAP_GAP);
-    for (var g = 0u; g <= gap; g++) {
-        let f = start + g;
-        if (passes(src, n, f, ri, e)) {
-            var q = f;
-            let run = min(rules[ri].run[e], CAP_RUN);
-            while (q + 1u < f + run && passes(src, n, q + 1u, ri, e)) {
-                q += 1u;
-            }
-            return vec2<u32>(f, q);
+    let items_max = max(min(rules[ri].run[e], CAP_RUN), 1u);
+    var f = ANY;
+    var j = start;
+    loop {
+        if ((f == ANY && j > start + gap) || (f != ANY && j >= f + items_max)) {
+            break;
         }
+        let ok = passes(src, n, j, ri, e);
+        if (f == ANY) {
+            if (ok) {
+                f = j;
+            }
+        } else if (!ok) {
+            break;
+        }
+        j += 1u;
     }
-    return vec2<u32>(ANY, ANY);
+    if (f == ANY) {
+        return vec2<u32>(ANY, ANY);
+    }
+    return vec2<u32>(f, j - 1u);
 }
 
 // Rule ri at anchor p of a stream of n items.
@@ -170,26 +201,32 @@ fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
     if (rules[ri].kind == RULE_MERGE) {
         // A merge has no gaps or runs: its items are p .. p + k - 1, every one a token.
         for (var e = 0u; e < k; e++) {
-            if (items[at(src, p + e)].symbol >= params.vocab_size) {
+            if (item_word(at(src, p + e), ITEM_SYMBOL) >= params.vocab_size) {
                 return m;
             }
         }
-        // Binary search (lower bound) of the sorted, unique lexicon keys.
+        // Binary search of the sorted, unique lexicon keys.
         var lo = 0u;
         var hi = params.n_phrases;
+        var found = ANY;
         for (var it = 0u; it < 32u && lo < hi; it++) {
             let mid = (lo + hi) / 2u;
-            if (lexicon_cmp(mid, src, p, k) < 0) {
+            let order = lexicon_cmp(mid, src, p, k);
+            if (order == 0) {
+                found = mid;
+                break;
+            }
+            if (order < 0) {
                 lo = mid + 1u;
             } else {
                 hi = mid;
             }
         }
-        if (lo >= params.n_phrases || lexicon_cmp(lo, src, p, k) != 0) {
+        if (found == ANY) {
             return m;
         }
-        m.phrase = lo;
-        m.score += tables[params.off_bonus + lo];
+        m.phrase = found;
+        m.score += tables[params.off_bonus + found];
     }
     m.ok = true;
     return m;

@@ -62,14 +62,14 @@ class _Pipelines:
     passes: dict[str, Any]
 
 
-_pipeline_cache: dict[tuple[int, Capacities], _Pipelines] = {}
+_pipeline_cache: dict[tuple[int, Capacities, int], _Pipelines] = {}
 
 
-def _pipelines(device: Any, caps: Capacities) -> _Pipelines:
-    """Compile every pass once per device and capacities."""
+def _pipelines(device: Any, caps: Capacities, workgroup: int) -> _Pipelines:
+    """Compile every pass once per device, capacities and workgroup size."""
     import wgpu
 
-    key = (id(device), caps)
+    key = (id(device), caps, workgroup)
     cached = _pipeline_cache.get(key)
     if cached is not None:
         return cached
@@ -80,7 +80,7 @@ def _pipelines(device: Any, caps: Capacities) -> _Pipelines:
     pipeline_layout = device.create_pipeline_layout(label="sae passes", bind_group_layouts=[layout])
     passes = {}
     for name in PASSES:
-        source = shader_source(name, caps)
+        source = shader_source(name, caps, workgroup)
         try:
             module = device.create_shader_module(label=f"sae {name}.wgsl", code=source)
             passes[name] = device.create_compute_pipeline(
@@ -120,6 +120,32 @@ def _device_errors(method):
 def _nbytes(n: int) -> int:
     """A buffer size: at least 16 bytes, a multiple of 16."""
     return max(16, (n + 15) // 16 * 16)
+
+
+def dim4(dim: int) -> int:
+    """vec4s per embedding row (rows are padded with zeros to whole vec4s)."""
+    return (dim + 3) // 4
+
+
+def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
+    """The float buffer as ``(n, 4)`` float32 rows, and the vec4 offsets of its parts.
+
+    Weights, four a row; the vectors, each padded to whole vec4s; per transform, the
+    rows of ``T`` padded the same way, then ``t`` (shaders/vm.wgsl reads this layout).
+    """
+    rows, dim = alg.vectors.shape
+    n4 = dim4(dim)
+    weights = np.zeros(4 * -(-rows // 4), dtype=np.float32)
+    weights[:rows] = alg.weights
+    vectors = np.zeros((rows, 4 * n4), dtype=np.float32)
+    vectors[:, :dim] = alg.vectors
+    tr = alg.transforms.astype(np.float32)
+    transforms = np.zeros((tr.shape[0], dim + 1, 4 * n4), dtype=np.float32)
+    transforms[:, :dim, :dim] = tr[:, :, :dim]
+    transforms[:, dim, :dim] = tr[:, :, dim]
+    parts = [weights.reshape(-1, 4), vectors.reshape(-1, 4), transforms.reshape(-1, 4)]
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    return np.concatenate(parts), (int(offsets[0]), int(offsets[1]), int(offsets[2]))
 
 
 def alg_record(alg: Algorithm, rule_base: int = 0) -> np.ndarray:
@@ -162,7 +188,8 @@ class GpuBackend:
         self.alg, self.caps = alg, caps
         self.info: AdapterInfo = choose_adapter(adapter)
         self.description = f"{self.info.name} ({self.info.backend}, {self.info.device_type})"
-        need = workgroup_bytes(caps, _workgroup())
+        self.workgroup = self.info.workgroup
+        need = workgroup_bytes(caps, self.workgroup)
         have = int(self.info.limits.get("max-compute-workgroup-storage-size", 0))
         if need > have:
             raise BackendUnavailableError(
@@ -176,7 +203,7 @@ class GpuBackend:
         self._scratch_words = scratch_layout(caps)["SCRATCH_WORDS"]
         self._check_floats()
         self.chunk = self._chunk_size(chunk)
-        self._pipes = _pipelines(self.device, caps)
+        self._pipes = _pipelines(self.device, caps, self.workgroup)
         self._create_buffers()
         self._upload_tables()
         self._create_timestamp_queries()
@@ -189,8 +216,13 @@ class GpuBackend:
         return min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
 
     def _float_count(self) -> int:
-        alg = self.alg
-        return alg.weights.size + alg.vectors.size + alg.transforms.size
+        return self._float_table().size
+
+    def _float_table(self) -> np.ndarray:
+        """The float buffer's contents (vec4 rows): weights, vectors, transforms, padded."""
+        if getattr(self, "_floats_np", None) is None:
+            self._floats_np, self._float_offsets = float_table(self.alg)
+        return self._floats_np
 
     def _check_floats(self) -> None:
         need, limit = 4 * self._float_count(), self._binding_limit()
@@ -209,7 +241,7 @@ class GpuBackend:
             "scratch": self._scratch_words * 4,
             "state": self._state_dtype.itemsize,
             "journal": caps.journal * JOURNAL_ENTRY.itemsize,
-            "embeddings": self.alg.dim * 4,
+            "embeddings": 2 * dim4(self.alg.dim) * 16,  # the embedding, then the VM's sum area
         }
 
     def _chunk_size(self, wanted: int | None) -> int:
@@ -240,7 +272,7 @@ class GpuBackend:
     def _download_bytes_per_doc(self, per_doc: dict[str, int]) -> int:
         item = per_doc["items"] // ITEM_SLOTS
         anneal = item + per_doc["state"] + per_doc["journal"]
-        return max(anneal, per_doc["scratch"], per_doc["embeddings"])
+        return max(anneal, per_doc["scratch"], per_doc["embeddings"] // 2)
 
     # -- buffers (created once) -------------------------------------------------------
     def _buffer(self, name: str, size: int, usage: int) -> Any:
@@ -299,9 +331,7 @@ class GpuBackend:
         ]
         offsets = np.cumsum([0] + [len(p) for p in parts])
         q.write_buffer(self.buffers["tables"], 0, np.concatenate(parts).astype(np.uint32))
-        floats = np.concatenate([alg.weights.astype(np.float32).reshape(-1), alg.vectors.astype(np.float32).reshape(-1),
-                                 alg.transforms.astype(np.float32).reshape(-1)])
-        q.write_buffer(self.buffers["floats"], 0, floats)
+        q.write_buffer(self.buffers["floats"], 0, self._float_table())
         p = self._params
         p["n_algs"] = 1
         p["vocab_size"] = alg.vocab_size
@@ -311,8 +341,8 @@ class GpuBackend:
         p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"], p["off_algs"] = offsets[:5]
         p["off_tokens"] = offsets[5]
         p["off_lengths"] = offsets[5] + self.chunk * caps.stream
-        p["off_vectors"] = alg.weights.size
-        p["off_transforms"] = alg.weights.size + alg.vectors.size
+        p["off_weights"], p["off_vectors"], p["off_transforms"] = self._float_offsets
+        p["sum_base"] = self.chunk * dim4(alg.dim)
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
@@ -464,6 +494,18 @@ class GpuBackend:
         self._report_passes(submitted)
         return [data[o : o + s] for o, s in spans]
 
+    def _job_groups(self, n: int) -> int:
+        """Workgroups of a pass with one invocation per job (each loops over its jobs).
+
+        A GPU gets one invocation per job. On a CPU adapter (lavapipe) an invocation's
+        entry costs as much as a short document, so it gets a few workgroups per core and
+        every invocation anneals many documents.
+        """
+        groups = -(-n // self.workgroup)
+        if self.info.is_software:
+            groups = min(groups, 4 * (os.cpu_count() or 1))
+        return max(groups, 1)
+
     # -- Backend ------------------------------------------------------------------------
     @_device_errors
     def bids(self, batch: ProgramBatch) -> np.ndarray:
@@ -503,7 +545,7 @@ class GpuBackend:
                 continue
             self._upload(batch, start, n, mode=GPU_MODE_JOURNAL, journal=True)
             enc = self.device.create_command_encoder(label="sae anneal")
-            self._dispatch(enc, "anneal", n)
+            self._dispatch(enc, "anneal", self._job_groups(n))
             items, state, journal = self._download(
                 enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
             )
@@ -526,16 +568,11 @@ class GpuBackend:
                 continue  # every document is empty: zero vectors
             self._upload(batch, start, n)
             enc = self.device.create_command_encoder(label="sae execute")
-            self._dispatch(enc, "vm", n)
-            (emb,) = self._download(enc, [("embeddings", n * dim * 4)])
-            out[start : start + n] = np.frombuffer(emb, dtype=np.float32).reshape(n, dim)
+            self._dispatch(enc, "vm", self._job_groups(n))
+            width = 4 * dim4(dim)
+            (emb,) = self._download(enc, [("embeddings", n * width * 4)])
+            out[start : start + n] = np.frombuffer(emb, dtype=np.float32).reshape(n, width)[:, :dim]
         return out
-
-
-def _workgroup() -> int:
-    from sae.gpu.device import WORKGROUP
-
-    return WORKGROUP
 
 
 __all__ = ["GpuBackend", "alg_record"]

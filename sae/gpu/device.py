@@ -22,8 +22,11 @@ from sae.layout import DEFAULT_CAPACITIES
 
 log = logging.getLogger(__name__)
 
-#: Threads per workgroup in every pass (``WG`` in the shaders; a power of two).
+#: Threads per workgroup in every pass on a GPU (``WG`` in the shaders; a power of two).
 WORKGROUP = 64
+#: ... and on a CPU adapter (lavapipe, WARP): one SIMD group of 256-bit lanes, so that a
+#: workgroup's barriers and entry cost are paid once per group of documents.
+CPU_WORKGROUP = 8
 #: Storage buffers one pass binds (shaders/common.wgsl); WebGPU guarantees 8.
 STORAGE_BUFFERS = 8
 #: Workgroup memory the largest pass uses with the default capacities, in bytes (other
@@ -72,6 +75,11 @@ class AdapterInfo:
     def is_software(self) -> bool:
         """A CPU rasterizer (lavapipe, WARP): slower than numpy, so ``auto`` skips it."""
         return self.device_type == "CPU"
+
+    @property
+    def workgroup(self) -> int:
+        """Threads per workgroup of sae's passes on this adapter."""
+        return CPU_WORKGROUP if self.is_software else WORKGROUP
 
     @property
     def timestamp_query(self) -> bool:

@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import sae
-from sae.layout import Capacities, alg_record_fields, wgsl_prelude
+from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_prelude
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
 #: current streams (``Backend.bids``), the VM with the normalization.
@@ -25,7 +25,7 @@ ITEM_SLOTS = 3
 WINDOW_SLOT = 2
 #: Words of one winner record in the scratch area (``WIN_*`` below), then the first
 #: and the last item of each of its elements (``WIN_FIRST``, ``WIN_LAST``).
-WINNER_FIELDS = ("KEY", "EXT", "WLEN", "REMOVES", "TRIPLES", "OUTCOME", "SHIFT", "APPLY")
+WINNER_FIELDS = ("KEY", "EXT", "PHRASE", "WLEN", "REMOVES", "OUTCOME")
 
 
 def winner_words(caps: Capacities) -> int:
@@ -35,35 +35,42 @@ def winner_words(caps: Capacities) -> int:
 def scratch_layout(caps: Capacities) -> dict[str, int]:
     """Word offsets of one job's scratch area (the scratch buffer holds one per job).
 
-    Per position: the extent of the candidate anchored there and whether it wins; then
-    the winner records of the step, at most one per position and per journal entry.
+    Per position: the best candidate anchored there, its extent and lexicon phrase; per rule, its
+    inhibition counter; then the winner records of the step, at most one per position
+    and per journal entry.
     """
     winners = min(caps.stream, caps.journal)
+    inhibit = 3 * caps.stream
+    records = inhibit + caps.rules
     return {
-        "SCRATCH_EXT": 0,
-        "SCRATCH_WIN": caps.stream,
-        "SCRATCH_WINNERS": 2 * caps.stream,
+        "SCRATCH_CAND": 0,
+        "SCRATCH_EXT": caps.stream,
+        "SCRATCH_PHRASE": 2 * caps.stream,
+        "SCRATCH_INHIBIT": inhibit,
+        "SCRATCH_WINNERS": records,
         "MAX_WINNERS": winners,
         "WINNER_WORDS": winner_words(caps),
-        "SCRATCH_WORDS": 2 * caps.stream + winner_words(caps) * winners,
+        "SCRATCH_WORDS": records + winner_words(caps) * winners,
+        # the VM reuses the per-position words: each item's opcode and transform, row, weight
+        "VM_CODE": 0,
+        "VM_ROW": caps.stream,
+        "VM_WEIGHT": 2 * caps.stream,
     }
 
 
 def workgroup_bytes(caps: Capacities, workgroup: int) -> int:
-    """Workgroup memory of the largest pass (anneal: a word per position and per rule)."""
-    anneal = 4 * (caps.stream + caps.rules) + 4 * 8 + 8
-    vm = 4 * 5 * workgroup + 4
-    return max(anneal, vm)
+    """Workgroup memory of the largest pass (the VM's program tile; anneal uses none)."""
+    return 4 * 5 * workgroup + 4
 
 
-def backend_source(caps: Capacities) -> str:
+def backend_source(caps: Capacities, workgroup: int = 64) -> str:
     """The backend's constants and generated helpers every pass is compiled with."""
-    from sae.gpu.device import WORKGROUP
-
-    lines = [f"const WG: u32 = {WORKGROUP}u;  // threads per workgroup (sae.gpu.device.WORKGROUP)",
+    lines = [f"const WG: u32 = {workgroup}u;  // threads per workgroup (AdapterInfo.workgroup)",
              f"const ITEM_SLOTS: u32 = {ITEM_SLOTS}u;", f"const WINDOW_SLOT: u32 = {WINDOW_SLOT}u;",
              "// scratch layout of one job (sae.gpu.shaders.scratch_layout)"]
     lines += [f"const {k}: u32 = {v}u;" for k, v in scratch_layout(caps).items()]
+    lines.append(f"const ITEM_WORDS: u32 = {len(PROGRAM_ITEM_FIELDS)}u;  // a ProgramItem, by word")
+    lines += [f"const ITEM_{f[0].upper()}: u32 = {i}u;" for i, f in enumerate(PROGRAM_ITEM_FIELDS)]
     lines += [f"const WIN_{name}: u32 = {i}u;" for i, name in enumerate(WINNER_FIELDS)]
     lines += [f"const WIN_FIRST: u32 = {len(WINNER_FIELDS)}u;", f"const WIN_LAST: u32 = {len(WINNER_FIELDS) + caps.pattern}u;"]
     # AlgRecord a, read from its words in the table buffer (binding `tables`).
@@ -95,11 +102,12 @@ def _read(name: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def shader_source(name: str, caps: Capacities) -> str:
-    """The full WGSL text of pass ``name`` for these capacities."""
+def shader_source(name: str, caps: Capacities, workgroup: int = 64) -> str:
+    """The full WGSL text of pass ``name`` for these capacities and workgroup size."""
     if name not in PASSES:
         raise ValueError(f"shader_source: unknown pass {name!r} (known: {', '.join(PASSES)})")
-    return f"{wgsl_prelude(caps)}\n{backend_source(caps)}{_read(COMMON)}\n// ---- {name}.wgsl ----\n{_read(name)}"
+    return (f"{wgsl_prelude(caps)}\n{backend_source(caps, workgroup)}{_read(COMMON)}\n"
+            f"// ---- {name}.wgsl ----\n{_read(name)}")
 
 
 def numbered(source: str) -> str:
