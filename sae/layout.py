@@ -360,7 +360,11 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("off_vectors", "<u4", "u32", 1, "vec4 offset of the vectors, rows padded to whole vec4s"),
     ("off_transforms", "<u4", "u32", 1, "vec4 offset of the transforms: rows of T, then t, padded"),
     ("sum_base", "<u4", "u32", 1, "vec4 offset of the VM's per-job sum area in the embeddings buffer"),
-    ("reserved", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
+    ("epoch", "<u4", "u32", 1, "the batch: a job whose DocState.epoch differs starts it (widens, resets)"),
+    ("step_count", "<u4", "u32", 1, "steps an anneal dispatch runs at most (a document stops when finished)"),
+    ("sum_stride", "<u4", "u32", 1, "vec4s of one job's sum area (per transform: DIM4 + 1)"),
+    ("reserved1", "<u4", "u32", 1, "zero"),
+    ("reserved2", "<u4", "u32", 1, "zero"),
 )
 
 #: ``Params.mode`` bits.
@@ -390,6 +394,10 @@ def doc_state_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]
         ("journal_len", "<u4", "u32", 1, "journal entries written"),
         ("committed", "<u4", "u32", 1, "rewrites committed"),
         ("reverted", "<u4", "u32", 1, "rewrites reverted by the health check"),
+        ("width", "<u4", "u32", 1, "the widened length (positions any of its streams used)"),
+        ("finished", "<u4", "u32", 1, "1 once the document has no rewrite or merge bid"),
+        ("next_step", "<u4", "u32", 1, "the step the next anneal dispatch starts from"),
+        ("epoch", "<u4", "u32", 1, "Params.epoch of the batch this state belongs to"),
     )
 
 

@@ -1,23 +1,48 @@
-// Pass "anneal": one invocation per job (document x Algorithm) runs the whole annealing
-// loop of docs/ENGINE.md §3 for its document, step after step, and stops when the
-// document is finished: no host round trip, no dispatch per step and no barrier (the
-// jobs of a workgroup share nothing). A step is a sequence of phases in one loop, so
-// the matcher is compiled once (each inlined copy of it would cost every invocation on
-// a CPU adapter, see common.wgsl):
-//   phase 0     bids of S, every (anchor, rule): the potential P0, whether a rewrite or
-//               merge bids at all (else the document is finished), and per anchor the
-//               best candidate (largest key of a rewrite or merge rule not inhibited)
-//               with its extent; then the winners in anchor order (no candidate whose
-//               extent overlaps has a larger key), up to the journal's free room, and
-//               the inhibition counters decremented;
-//   phase i     winner i-1: its rewrite applied alone, written at its own positions of
-//               the window slot (extents are disjoint, so the windows coexist); when the
-//               Algorithm has guards, the guard bids of S and every bid of S_w near it
-//               (S read through the window, Src) give delta; it commits iff
-//               delta <= score + tolerance, and is journaled;
-//   apply       the committed winners at once: the next stream in the other slot;
-//               reverted rules inhibited.
-// A job can first widen its document from the batch's token ids (GPU_MODE_WIDEN).
+// Pass "anneal": one workgroup per job (document x Algorithm) runs up to
+// params.step_count steps of the annealing loop (docs/ENGINE.md §3) for its document,
+// from DocState.next_step on, and stops as soon as the document is finished: no host
+// round trip. A GPU runs every step in one dispatch; a CPU adapter (lavapipe) a few
+// steps a dispatch, because it ends any invocation after 65535 loop iterations. What
+// persists between dispatches is in DocState, the inhibition counters in the scratch
+// area and the stream in slot 0. The first dispatch of a batch (DocState.epoch !=
+// params.epoch) starts the job: widens it from its token ids (GPU_MODE_WIDEN) or takes
+// the uploaded stream. Per step, in the workgroup's threads:
+//   bids      threads over (anchor, rule) of S: P0, whether a rewrite or merge bids at
+//             all (else the document is finished), per anchor the largest key of a
+//             rewrite or merge rule not inhibited (workgroup atomics);
+//   extents   threads over anchors: each candidate's extent and phrase (matched again);
+//   winners   threads over anchors: a candidate wins iff no candidate whose extent
+//             overlaps its own has a larger key; thread 0 ranks them in anchor order, up
+//             to the journal's free room, into winner records; inhibition decremented;
+//   windows   threads over winners: each winner's rewrite applied alone, written at its
+//             own positions of the window slot (extents are disjoint, so they coexist);
+//   health    only with guard rules: threads over (winner, anchor, side, rule) match S
+//             (guards) and S_w (every rule, S read through the winner's window) near each
+//             winner and add up delta per winner;
+//   judge     threads over winners: commit iff delta <= score + tolerance; journal;
+//   apply     thread 0 lists the committed winners with the positions the merges before
+//             them remove; threads over items build the next stream in the other slot.
+// Every helper (the matcher above all) has one call site per pass: on a CPU adapter
+// each inlined copy costs every workgroup. Control flow that depends on the document
+// goes through workgroup memory (workgroupUniformLoad), so it is uniform.
+
+struct Shared {
+    len: u32,
+    live: u32,
+    n_win: u32,
+    n_commit: u32,
+    removed: u32,
+    triples: u32,
+    p0: i32,
+    stop: u32,
+}
+
+var<workgroup> wg: Shared;
+var<workgroup> wg_state: DocState;
+// Per anchor, the best candidate key (bids, winners); then, per winner, delta (health).
+var<workgroup> wg_slots: array<atomic<u32>, CAP_STREAM>;
+var<workgroup> wg_potential: atomic<i32>;
+var<workgroup> wg_rewrites: atomic<u32>;
 
 // The set_* and scale_arg1 actions of element e of rule ri on item i (§4 step 2).
 fn act(i: u32, ri: u32, e: u32) {
@@ -44,19 +69,25 @@ fn act(i: u32, ri: u32, e: u32) {
     }
 }
 
+fn winner_at(sb: u32, i: u32) -> u32 {
+    return sb + SCRATCH_WINNERS + i * WINNER_WORDS;
+}
+
 // Winner w's rewrite applied alone to S (at sbase), written at its own positions of the
 // window slot (at tbase): the extent's items for a rewrite, the merged item for a merge.
-// The elements' first and last items go to the winner record (at w), not to local arrays.
-fn build_window(sbase: u32, tbase: u32, len: u32, p: u32, ri: u32, w: u32) {
+// The elements' first and last items go to the winner record (at w).
+fn build_window(sbase: u32, tbase: u32, len: u32, w: u32, rb: u32) {
+    let key = scratch[w + WIN_KEY];
+    let p = key_anchor(key);
+    let ri = rb + key_rule(key);
     let k = min(rules[ri].length, CAP_PATTERN);
     let bit = 1u << rules[ri].mark;
-    let merge = rules[ri].kind == RULE_MERGE;
     let z = scratch[w + WIN_EXT];
     for (var j = p; j <= z; j++) {
         copy_item(tbase + j, sbase + j);
     }
     var acted = k;  // elements whose items the actions touch
-    if (merge) {
+    if (rules[ri].kind == RULE_MERGE) {
         // §4 merge: the k items become one at p; then element 0's actions.
         var span = 0u;
         var marks = bit;
@@ -101,21 +132,28 @@ fn build_window(sbase: u32, tbase: u32, len: u32, p: u32, ri: u32, w: u32) {
     }
 }
 
-fn winner_at(sb: u32, i: u32) -> u32 {
-    return sb + SCRATCH_WINNERS + i * WINNER_WORDS;
-}
-
-// Each invocation anneals documents gid.x, gid.x + (invocations in x), ... of Algorithm
-// gid.y: a GPU dispatches one invocation per document; a CPU adapter a few per core, so
-// each pays its entry cost once for many documents.
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
-    for (var d = gid.x; d < params.n_docs; d += groups.x * WG) {
-        anneal_job(d, gid.y);
+// The last of the first n winner records whose word `field` (increasing) is <= value.
+fn find_winner(sb: u32, n: u32, field: u32, value: u32) -> u32 {
+    var lo = 0u;
+    var hi = n;
+    for (var it = 0u; it < 32u && hi - lo > 1u; it++) {
+        let mid = (lo + hi) / 2u;
+        if (scratch[winner_at(sb, mid) + field] <= value) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
     }
+    return lo;
 }
 
-fn anneal_job(d: u32, a: u32) {
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+    let d = wid.x;
+    if (d >= params.n_docs) {
+        return;
+    }
+    let a = wid.y;
     let job = a * params.n_docs + d;
     let alg = alg_record(a);
     let rb = alg.rule_base;
@@ -123,262 +161,349 @@ fn anneal_job(d: u32, a: u32) {
     let sb = scratch_base(job);
     let tbase = slot_base(job, WINDOW_SLOT);
     let journal_on = (params.mode & GPU_MODE_JOURNAL) != 0u;
-
-    if ((params.mode & GPU_MODE_WIDEN) != 0u) {
+    if (t == 0u) {
+        wg_state = state[job];
+    }
+    let fresh = workgroupUniformLoad(&wg_state).epoch != params.epoch;
+    if (fresh && (params.mode & GPU_MODE_WIDEN) != 0u) {
         // docs/ENGINE.md §1: one ACC item per token; the rest of the stream all-zero words.
         let n = min(tables[params.off_lengths + d], CAP_STREAM);
-        let base = slot_base(job, 0u);
-        for (var j = 0u; j < CAP_STREAM; j++) {
-            var token = 0u;
-            var row = 0u;
+        let base = slot_base(job, 0u) * ITEM_WORDS;
+        for (var word = t; word < CAP_STREAM * ITEM_WORDS; word += WG) {
+            let j = word / ITEM_WORDS;
+            let field = word - j * ITEM_WORDS;
+            var value = 0u;
             if (j < n) {
-                token = tables[params.off_tokens + d * CAP_STREAM + j];
-                row = tables[params.off_rows + token];
+                let token = tables[params.off_tokens + d * CAP_STREAM + j];
+                switch field {
+                    case ITEM_SYMBOL, ITEM_TOKEN: {
+                        value = token;
+                    }
+                    case ITEM_POS: {
+                        value = j;
+                    }
+                    case ITEM_SPAN: {
+                        value = 1u;
+                    }
+                    case ITEM_OPCODE: {
+                        value = OP_ACC;
+                    }
+                    case ITEM_ARG0: {
+                        value = tables[params.off_rows + token];
+                    }
+                    case ITEM_ARG1: {
+                        value = u32(Q16_ONE);
+                    }
+                    default: {}
+                }
             }
-            let on = u32(j < n);
-            set_item_word(base + j, ITEM_SYMBOL, token);
-            set_item_word(base + j, ITEM_TOKEN, token);
-            set_item_word(base + j, ITEM_POS, j * on);
-            set_item_word(base + j, ITEM_SPAN, on);
-            set_item_word(base + j, ITEM_OPCODE, OP_ACC * on);
-            set_item_word(base + j, ITEM_ARG0, row);
-            set_item_word(base + j, ITEM_ARG1, u32(Q16_ONE) * on);
-            set_item_word(base + j, ITEM_MOD, 0u);
-            set_item_word(base + j, ITEM_MARKS, 0u);
+            items[base + word] = value;
         }
-        var fresh: DocState;
-        fresh.length = n;
-        state[job] = fresh;
+        if (t == 0u) {
+            var widened: DocState;
+            widened.length = n;
+            wg_state = widened;
+        }
+        storageBarrier();
     }
-    let first_len = state[job].length;
-    var len = first_len;
-    var journal_len = state[job].journal_len;
-    var cur = 0u;  // the slot holding the stream S
-    var steps = 0u;
-    var committed = 0u;
-    var reverted = 0u;
-    let max_steps = select(0u, alg.max_steps, alg.rewrites != 0u && len > 0u);
-    if (max_steps > 0u) {
-        for (var r = 0u; r < nr; r++) {
+    if (fresh) {
+        for (var r = t; r < nr; r += WG) {
             scratch[sb + SCRATCH_INHIBIT + r] = 0u;
         }
+        if (t == 0u) {
+            // An uploaded stream keeps its length and journal; the rest starts over.
+            var started: DocState;
+            started.length = wg_state.length;
+            started.journal_len = wg_state.journal_len;
+            started.width = started.length;
+            started.finished = u32(started.length == 0u || alg.rewrites == 0u);
+            started.epoch = params.epoch;
+            wg_state = started;
+        }
     }
-
-    for (var step = 0u; step < max_steps; step++) {
+    let st = workgroupUniformLoad(&wg_state);
+    let width = st.width;  // the widened length: older streams in the slots are no longer
+    var len = st.length;
+    var journal_len = st.journal_len;
+    var steps = st.steps;
+    var committed = st.committed;
+    var reverted = st.reverted;
+    var finished = st.finished != 0u;
+    var cur = 0u;  // the slot holding S
+    let last_step = min(st.next_step + params.step_count, alg.max_steps);
+    var step = st.next_step;
+    for (; step < last_step && !finished; step++) {
+        storageBarrier();  // the previous step's scratch and items
         let sbase = slot_base(job, cur);
-        var p0 = 0;
-        var live = false;
-        var n_win = 0u;
-        var n_commit = 0u;
-        for (var ph = 0u; ph <= n_win; ph++) {
-            // What this phase matches: anchors [x_lo, x_hi), sides x rules.
-            var x_lo = 0u;
-            var x_hi = len;
-            var sides = 1u;
-            var w = 0u;
-            var p = 0u;
-            var z = 0u;
-            var wlen = 0u;
-            var removes = 0u;
-            if (ph > 0u) {
-                w = winner_at(sb, ph - 1u);
-                let ri = rb + key_rule(scratch[w + WIN_KEY]);
-                p = key_anchor(scratch[w + WIN_KEY]);
-                z = scratch[w + WIN_EXT];
-                wlen = z - p + 1u;
-                if (rules[ri].kind == RULE_MERGE) {
-                    removes = min(rules[ri].length, CAP_PATTERN) - 1u;
-                    wlen = 1u;
-                }
-                scratch[w + WIN_WLEN] = wlen;
-                scratch[w + WIN_REMOVES] = removes;
-                build_window(sbase, tbase, len, p, ri, w);
-                // Bids anchored before p - reach never reach p. Without guards, no check.
-                x_lo = p - min(p, alg.reach);
-                x_hi = select(x_lo, z + 1u, alg.guards != 0u);
-                sides = 2u;
-            }
-            let sw = Src(sbase, tbase, p, wlen, removes);
-            var delta = 0;
-            for (var x = x_lo; x < x_hi; x++) {
-                var best = 0u;
-                var best_z = x;
-                var best_phrase = 0u;
-                for (var i = 0u; i < sides * nr; i++) {
-                    // phase 0: S; phase i: side 0 = S_w (every rule), side 1 = S (guards)
-                    let side = i / nr;
-                    let r = i - side * nr;
-                    let ri = rb + r;
-                    var src = plain(sbase);
-                    var n = len;
-                    var wanted = true;
-                    if (ph > 0u) {
-                        if (side == 0u) {
-                            // S_w's bids past z - removes do not touch w
-                            wanted = x + removes <= z;
-                            src = sw;
-                            n = len - removes;
-                        } else {
-                            wanted = rules[ri].kind == RULE_GUARD;
-                        }
-                    }
-                    var m = Match(false, 0u, 0u, 0u);
-                    if (wanted) {
-                        m = match_rule(src, n, x, ri);
-                    }
-                    if (m.ok) {
-                        let signed = signed_score(ri, m.score);
-                        if (ph > 0u) {
-                            if (m.z >= p) {
-                                delta += select(-signed, signed, side == 1u);
-                            }
-                        } else {
-                            p0 += signed;
-                            if (signed > 0) {
-                                live = true;
-                                let key = bid_key(m.score, x, r);
-                                if (key > best && scratch[sb + SCRATCH_INHIBIT + r] == 0u) {
-                                    best = key;
-                                    best_z = m.z;
-                                    best_phrase = m.phrase;
-                                }
-                            }
-                        }
+        let s = plain(sbase);
+        // -- bids of S
+        for (var p = t; p < len; p += WG) {
+            atomicStore(&wg_slots[p], 0u);
+        }
+        if (t == 0u) {
+            atomicStore(&wg_potential, 0);
+            atomicStore(&wg_rewrites, 0u);
+        }
+        workgroupBarrier();
+        var potential = 0;
+        var rewrites = 0u;
+        for (var i = t; i < len * nr; i += WG) {
+            let p = i / nr;
+            let r = i - p * nr;
+            let m = match_rule(s, len, p, rb + r);
+            if (m.ok) {
+                let signed = signed_score(rb + r, m.score);
+                potential += signed;
+                if (signed > 0) {
+                    rewrites = 1u;
+                    if (scratch[sb + SCRATCH_INHIBIT + r] == 0u) {
+                        atomicMax(&wg_slots[p], bid_key(m.score, p, r));
                     }
                 }
-                if (ph == 0u) {
-                    scratch[sb + SCRATCH_CAND + x] = best;
-                    scratch[sb + SCRATCH_EXT + x] = best_z;
-                    scratch[sb + SCRATCH_PHRASE + x] = best_phrase;
-                }
             }
-            if (ph > 0u) {
-                // Judge winner ph - 1 and journal it, in rank order.
-                let key = scratch[w + WIN_KEY];
-                let score = key_score(key);
-                var outcome = REVERTED;
-                if (delta <= i32(score + alg.tolerance)) {
-                    outcome = COMMITTED;
-                    n_commit += 1u;
-                }
-                scratch[w + WIN_OUTCOME] = outcome;
-                if (journal_on) {
-                    var entry: JournalEntry;
-                    entry.step = step;
-                    entry.rank = ph - 1u;
-                    entry.rule = key_rule(key);
-                    entry.pos = p;
-                    entry.score = score;
-                    entry.potential_before = p0;
-                    entry.potential_after = p0 - delta;
-                    entry.outcome = outcome;
-                    journal[job * CAP_JOURNAL + journal_len + ph - 1u] = entry;
-                }
-                continue;
+        }
+        atomicAdd(&wg_potential, potential);
+        atomicOr(&wg_rewrites, rewrites);
+        workgroupBarrier();
+        if (t == 0u) {
+            wg.live = atomicLoad(&wg_rewrites);
+            wg.p0 = atomicLoad(&wg_potential);
+        }
+        if (workgroupUniformLoad(&wg.live) == 0u) {
+            finished = true;  // nothing to rewrite, now or later
+            break;
+        }
+        steps += 1u;
+        let p0 = wg.p0;
+        // -- extents (and phrases) of the candidates
+        for (var p = t; p < len; p += WG) {
+            let key = atomicLoad(&wg_slots[p]);
+            var z = p;
+            var phrase = 0u;
+            if (key != 0u) {
+                let m = match_rule(s, len, p, rb + key_rule(key));
+                z = m.z;
+                phrase = m.phrase;
             }
-            if (!live) {
-                break;  // finished: nothing to rewrite, now or later
-            }
-            steps += 1u;
-            // The winners, ranked by anchor, up to the journal's free room.
-            let room = CAP_JOURNAL - journal_len;
-            for (var q = 0u; q < len && n_win < room; q++) {
-                let key = scratch[sb + SCRATCH_CAND + q];
-                if (key == 0u) {
-                    continue;
-                }
-                let ext = scratch[sb + SCRATCH_EXT + q];
-                var wins = true;
-                for (var o = q - min(q, alg.reach); o <= ext; o++) {
-                    if (o != q && scratch[sb + SCRATCH_CAND + o] > key && scratch[sb + SCRATCH_EXT + o] >= q) {
+            scratch[sb + SCRATCH_EXT + p] = z;
+            scratch[sb + SCRATCH_PHRASE + p] = phrase;
+        }
+        storageBarrier();
+        // -- winners: no overlapping candidate has a larger key
+        for (var p = t; p < len; p += WG) {
+            let key = atomicLoad(&wg_slots[p]);
+            var wins = key != 0u;
+            if (wins) {
+                let z = scratch[sb + SCRATCH_EXT + p];
+                for (var x = p - min(p, alg.reach); x <= z; x++) {
+                    if (x != p && atomicLoad(&wg_slots[x]) > key && scratch[sb + SCRATCH_EXT + x] >= p) {
                         wins = false;
                         break;
                     }
                 }
-                if (wins) {
-                    let rec = winner_at(sb, n_win);
-                    scratch[rec + WIN_KEY] = key;
-                    scratch[rec + WIN_EXT] = ext;
-                    scratch[rec + WIN_PHRASE] = scratch[sb + SCRATCH_PHRASE + q];
-                    n_win += 1u;
+            }
+            scratch[sb + SCRATCH_CAND + p] = select(0u, key, wins);
+        }
+        storageBarrier();
+        // -- ranks, up to the journal's free room; the health check's work per winner
+        if (t == 0u) {
+            let room = CAP_JOURNAL - journal_len;
+            var rank = 0u;
+            var triples = 0u;
+            for (var p = 0u; p < len && rank < room; p++) {
+                let key = scratch[sb + SCRATCH_CAND + p];
+                if (key != 0u) {
+                    let ri = rb + key_rule(key);
+                    let z = scratch[sb + SCRATCH_EXT + p];
+                    var removes = 0u;
+                    var wlen = z - p + 1u;
+                    if (rules[ri].kind == RULE_MERGE) {
+                        removes = min(rules[ri].length, CAP_PATTERN) - 1u;
+                        wlen = 1u;
+                    }
+                    let w = winner_at(sb, rank);
+                    scratch[w + WIN_KEY] = key;
+                    scratch[w + WIN_EXT] = z;
+                    scratch[w + WIN_PHRASE] = scratch[sb + SCRATCH_PHRASE + p];
+                    scratch[w + WIN_WLEN] = wlen;
+                    scratch[w + WIN_REMOVES] = removes;
+                    scratch[w + WIN_TRIPLES] = triples;
+                    triples += (z - (p - min(p, alg.reach)) + 1u) * 2u * nr;
+                    rank += 1u;
                 }
             }
-            // §3 step 4: every step the document is not finished, winners or not.
-            for (var r = 0u; r < nr; r++) {
-                let held = scratch[sb + SCRATCH_INHIBIT + r];
-                if (held > 0u) {
-                    scratch[sb + SCRATCH_INHIBIT + r] = held - 1u;
-                }
+            wg.n_win = rank;
+            wg.triples = triples;
+        }
+        // §3 step 4: every step the document is not finished, winners or not.
+        for (var r = t; r < nr; r += WG) {
+            let held = scratch[sb + SCRATCH_INHIBIT + r];
+            if (held > 0u) {
+                scratch[sb + SCRATCH_INHIBIT + r] = held - 1u;
             }
         }
-        if (!live) {
-            break;
+        let n_win = workgroupUniformLoad(&wg.n_win);
+        if (n_win == 0u) {
+            continue;  // idle: every candidate inhibited, or the journal full
         }
-        // Reverted rules are inhibited after the step's decrement.
-        for (var i = 0u; i < n_win; i++) {
+        // -- each winner's rewrite alone, in the window slot
+        for (var i = t; i < n_win; i += WG) {
+            build_window(sbase, tbase, len, winner_at(sb, i), rb);
+        }
+        storageBarrier();
+        // -- health: delta(w) = guards of S touching w - every bid of S_w touching w
+        if (alg.guards != 0u) {
+            for (var i = t; i < n_win; i += WG) {
+                atomicStore(&wg_slots[i], 0u);
+            }
+            workgroupBarrier();
+            let total = wg.triples;
+            for (var g = t; g < total; g += WG) {
+                let i = find_winner(sb, n_win, WIN_TRIPLES, g);
+                let w = winner_at(sb, i);
+                let p = key_anchor(scratch[w + WIN_KEY]);
+                let z = scratch[w + WIN_EXT];
+                let removes = scratch[w + WIN_REMOVES];
+                let local = g - scratch[w + WIN_TRIPLES];
+                let x = p - min(p, alg.reach) + local / (2u * nr);
+                let side_rule = local % (2u * nr);
+                let side = side_rule / nr;  // 0: S_w, every rule; 1: S, guards
+                let ri = rb + side_rule - side * nr;
+                var wanted = x + removes <= z;
+                var src = Src(sbase, tbase, p, scratch[w + WIN_WLEN], removes);
+                var n = len - removes;
+                if (side == 1u) {
+                    wanted = rules[ri].kind == RULE_GUARD;
+                    src = s;
+                    n = len;
+                }
+                if (wanted) {
+                    let m = match_rule(src, n, x, ri);
+                    if (m.ok && m.z >= p) {
+                        let signed = signed_score(ri, m.score);
+                        atomicAdd(&wg_slots[i], bitcast<u32>(select(-signed, signed, side == 1u)));
+                    }
+                }
+            }
+            workgroupBarrier();
+        }
+        // -- judge each winner and journal it, in rank order
+        for (var i = t; i < n_win; i += WG) {
             let w = winner_at(sb, i);
-            if (scratch[w + WIN_OUTCOME] == REVERTED) {
-                scratch[sb + SCRATCH_INHIBIT + key_rule(scratch[w + WIN_KEY])] = alg.inhibit_steps;
+            let key = scratch[w + WIN_KEY];
+            let score = key_score(key);
+            var delta = 0;
+            if (alg.guards != 0u) {
+                delta = bitcast<i32>(atomicLoad(&wg_slots[i]));
+            }
+            var outcome = REVERTED;
+            if (delta <= i32(score + alg.tolerance)) {
+                outcome = COMMITTED;
+            }
+            scratch[w + WIN_OUTCOME] = outcome;
+            if (journal_on) {
+                var entry: JournalEntry;
+                entry.step = step;
+                entry.rank = i;
+                entry.rule = key_rule(key);
+                entry.pos = key_anchor(key);
+                entry.score = score;
+                entry.potential_before = p0;
+                entry.potential_after = p0 - delta;
+                entry.outcome = outcome;
+                journal[job * CAP_JOURNAL + journal_len + i] = entry;
             }
         }
+        storageBarrier();
+        // -- the committed winners, with the positions the merges before them remove;
+        //    reverted rules are inhibited after the step's decrement
+        if (t == 0u) {
+            var kept = 0u;
+            var removed = 0u;
+            for (var i = 0u; i < n_win; i++) {
+                let w = winner_at(sb, i);
+                if (scratch[w + WIN_OUTCOME] == COMMITTED) {
+                    scratch[winner_at(sb, kept) + WIN_APPLY] = i;
+                    scratch[w + WIN_SHIFT] = removed;
+                    removed += scratch[w + WIN_REMOVES];
+                    kept += 1u;
+                } else {
+                    scratch[sb + SCRATCH_INHIBIT + key_rule(scratch[w + WIN_KEY])] = alg.inhibit_steps;
+                }
+            }
+            wg.n_commit = kept;
+            wg.removed = removed;
+        }
+        let n_commit = workgroupUniformLoad(&wg.n_commit);
         journal_len += n_win;
         committed += n_commit;
         reverted += n_win - n_commit;
         if (n_commit == 0u) {
-            continue;  // idle, or every winner reverted: S stays
+            continue;  // every winner reverted: S stays
         }
-        // -- apply every committed winner at once: S and the windows -> the other slot.
-        // One copy: item j comes from the window slot inside a committed winner's window,
-        // else from S; the items a merge consumed are skipped.
+        // -- apply every committed winner at once: S and the windows -> the other slot
         let next = slot_base(job, 1u - cur);
-        var c = 0u;  // the next committed winner (n_win: none)
-        while (c < n_win && scratch[winner_at(sb, c) + WIN_OUTCOME] != COMMITTED) {
-            c += 1u;
-        }
-        var out = 0u;
-        var j = 0u;
-        while (j < len) {
-            var source = sbase + j;
-            var skip = 0u;
-            if (c < n_win) {
-                let w = winner_at(sb, c);
-                let p = key_anchor(scratch[w + WIN_KEY]);
-                let end = p + scratch[w + WIN_WLEN];
-                if (j >= p) {
-                    source = tbase + j;
-                    if (j + 1u == end) {
-                        skip = scratch[w + WIN_REMOVES];
-                        c += 1u;
-                        while (c < n_win && scratch[winner_at(sb, c) + WIN_OUTCOME] != COMMITTED) {
-                            c += 1u;
-                        }
-                    }
+        let new_len = len - wg.removed;
+        for (var j = t; j < len; j += WG) {
+            // the last committed winner anchored at or before j
+            var lo = 0u;
+            var hi = n_commit;
+            for (var it = 0u; it < 32u && lo < hi; it++) {
+                let mid = (lo + hi) / 2u;
+                if (key_anchor(scratch[winner_at(sb, scratch[winner_at(sb, mid) + WIN_APPLY]) + WIN_KEY]) <= j) {
+                    lo = mid + 1u;
+                } else {
+                    hi = mid;
                 }
             }
-            copy_item(next + out, source);
-            out += 1u;
-            j += 1u + skip;
+            var source = sbase + j;
+            var dest = j;
+            if (lo > 0u) {
+                let w = winner_at(sb, scratch[winner_at(sb, lo - 1u) + WIN_APPLY]);
+                let p = key_anchor(scratch[w + WIN_KEY]);
+                let wlen = scratch[w + WIN_WLEN];
+                let removes = scratch[w + WIN_REMOVES];
+                dest = j - scratch[w + WIN_SHIFT];
+                if (j < p + wlen) {
+                    source = tbase + j;
+                } else if (j < p + wlen + removes) {
+                    dest = ANY;  // consumed by the merge
+                } else {
+                    dest -= removes;
+                }
+            }
+            if (dest != ANY) {
+                copy_item(next + dest, source);
+            }
         }
-        // The freed tail (up to the first stream's length: the slot may hold an older one).
-        for (var word = out * ITEM_WORDS; word < first_len * ITEM_WORDS; word++) {
-            items[next * ITEM_WORDS + word] = 0u;
+        // The freed tail, up to the widened length (the slot may hold an older stream).
+        let tail = (next + new_len) * ITEM_WORDS;
+        for (var word = t; word < (width - new_len) * ITEM_WORDS; word += WG) {
+            items[tail + word] = 0u;
         }
         cur = 1u - cur;
-        len = out;
+        len = new_len;
     }
+    storageBarrier();
     if (cur != 0u) {
-        // The final stream back to slot 0, where the VM and the host read it.
-        let last = slot_base(job, cur);
-        let to = slot_base(job, 0u);
-        for (var j = 0u; j < first_len; j++) {
-            copy_item(to + j, last + j);
+        // The stream back to slot 0, where the next dispatch, the VM and the host read it.
+        let from_base = slot_base(job, cur) * ITEM_WORDS;
+        let to_base = slot_base(job, 0u) * ITEM_WORDS;
+        for (var word = t; word < width * ITEM_WORDS; word += WG) {
+            items[to_base + word] = items[from_base + word];
         }
     }
-    var done: DocState;
-    done.length = len;
-    done.steps = steps;
-    done.journal_len = journal_len;
-    done.committed = committed;
-    done.reverted = reverted;
-    state[job] = done;
+    if (t == 0u) {
+        var done: DocState;
+        done.length = len;
+        done.steps = steps;
+        done.journal_len = journal_len;
+        done.committed = committed;
+        done.reverted = reverted;
+        done.width = width;
+        done.finished = u32(finished || step >= alg.max_steps);
+        done.next_step = step;
+        done.epoch = params.epoch;
+        state[job] = done;
+    }
 }

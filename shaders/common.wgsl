@@ -247,6 +247,56 @@ fn scale_q16(arg1: i32, scale: i32) -> i32 {
     return i32(mag);
 }
 
+// -- the VM's tables (float buffer layout: sae.gpu.backend.float_table) ----------------
+
+fn dim4() -> u32 {
+    return (params.dim + 3u) / 4u;
+}
+
+fn weight_of(row: u32) -> f32 {
+    return floats[params.off_weights + row / 4u][row % 4u];
+}
+
+fn vector_of(row: u32, c: u32) -> vec4<f32> {
+    return floats[params.off_vectors + row * dim4() + c];
+}
+
+// The VM's sum area of a job: per transform, DIM4 vec4 (the summed weighted vectors of
+// its ACC items), then one vec4 whose x is their total weight.
+fn sum_at(job: u32) -> u32 {
+    return params.sum_base + job * params.sum_stride;
+}
+
+// Dimensions 4c .. 4c + 3 of T x for transform md (1-based), x the DIM4 vec4 from x_at
+// on, in the float table (a vector) or in the embeddings buffer (a sum).
+fn linear(md: u32, c: u32, x_at: u32, from_sum: bool) -> vec4<f32> {
+    let n4 = dim4();
+    let tr = params.off_transforms + (md - 1u) * (params.dim + 1u) * n4;
+    var out = vec4<f32>();
+    for (var k = 0u; k < 4u; k++) {
+        let row = 4u * c + k;
+        if (row < params.dim) {
+            var acc = 0.0;
+            for (var i = 0u; i < n4; i++) {
+                var x: vec4<f32>;
+                if (from_sum) {
+                    x = embeddings[x_at + i];
+                } else {
+                    x = floats[x_at + i];
+                }
+                acc += dot(floats[tr + row * n4 + i], x);
+            }
+            out[k] = acc;
+        }
+    }
+    return out;
+}
+
+// Dimensions 4c .. 4c + 3 of the offset t of transform md (1-based).
+fn offset(md: u32, c: u32) -> vec4<f32> {
+    return floats[params.off_transforms + ((md - 1u) * (params.dim + 1u) + params.dim) * dim4() + c];
+}
+
 // A bid's score with the sign the potential counts it with (guards negative).
 fn signed_score(ri: u32, score: u32) -> i32 {
     if (rules[ri].kind == RULE_GUARD) {

@@ -23,7 +23,7 @@ from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, get_device
-from sae.gpu.shaders import ITEM_SLOTS, PASSES, numbered, scratch_layout, shader_source, workgroup_bytes
+from sae.gpu.shaders import ITEM_SLOTS, PASSES, VM_BLOCK, numbered, scratch_layout, shader_source, workgroup_bytes
 from sae.layout import (
     ALG_RECORD,
     GPU_MODE_JOURNAL,
@@ -40,7 +40,10 @@ log = logging.getLogger(__name__)
 #: Documents per chunk unless the adapter's limits ask for fewer.
 DEFAULT_CHUNK = 1024
 #: Timestamp queries: a begin and an end per pass of the largest submission.
-TIMESTAMPS = 16
+TIMESTAMPS = 2 * 80
+#: Mesa's llvmpipe (lavapipe) ends a shader invocation's loops after this many
+#: iterations in all (LP_MAX_TGSI_LOOP_ITERATIONS); see anneal_iterations().
+LAVAPIPE_LOOP_LIMIT = 65535 - 5535  # with a margin for the counts below
 
 # Bindings of shaders/common.wgsl: (binding, kind).
 _BINDINGS = (
@@ -148,6 +151,49 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
     return np.concatenate(parts), (int(offsets[0]), int(offsets[1]), int(offsets[2]))
 
 
+def match_iterations(alg: Algorithm, caps: Capacities) -> int:
+    """Loop iterations one match may take at most (common.wgsl: place, the lexicon search)."""
+    worst = 1
+    lexicon = (max(alg.n_phrases, 1).bit_length() + 1) * (caps.phrase + 1)
+    for rule in alg.rules:
+        n = 1 + sum(el.gap + max(el.run, 1) + 1 for el in rule.pattern)
+        if rule.kind == "merge":
+            n += len(rule.pattern) + lexicon
+        worst = max(worst, n)
+    return worst
+
+
+def anneal_iterations(alg: Algorithm, caps: Capacities, width: int, workgroup: int) -> int:
+    """A pessimistic count of the loop iterations one thread of the anneal pass runs in one
+    step on documents of ``width`` items (shaders/anneal.wgsl, phase by phase)."""
+    def per_thread(n: int) -> int:
+        return -(-n // workgroup)
+
+    rules, reach = max(len(alg.rules), 1), alg.reach
+    match = match_iterations(alg, caps) + 2
+    winners = min(width, caps.journal)
+    search = winners.bit_length() + 1  # a binary search over the winners
+    count = per_thread(width * rules) * match  # bids
+    count += per_thread(width) * (match + reach + 3)  # extents, winners
+    count += width + per_thread(rules)  # ranks, inhibition
+    count += per_thread(winners) * ((reach + 1) * 10 + match * caps.pattern)  # windows
+    if any(rule.kind == "guard" for rule in alg.rules):
+        triples = (width + winners * reach) * 2 * rules
+        count += per_thread(triples) * (match + search)
+    count += per_thread(winners) * 2 + winners  # judge, the committed list
+    count += per_thread(width) * (search + 10) + per_thread(width * 10)  # apply, the tail
+    return count + 8
+
+
+def cpu_workgroup(alg: Algorithm, caps: Capacities, smallest: int) -> int:
+    """Threads per workgroup on a CPU adapter: ``smallest`` (one SIMD group), or more when a
+    step on full-length documents could exceed lavapipe's loop limit per thread."""
+    workgroup = smallest
+    while workgroup < 256 and anneal_iterations(alg, caps, caps.stream, workgroup) > LAVAPIPE_LOOP_LIMIT:
+        workgroup *= 2
+    return workgroup
+
+
 def alg_record(alg: Algorithm, rule_base: int = 0) -> np.ndarray:
     """The :data:`~sae.layout.ALG_RECORD` of one Algorithm whose rules start at ``rule_base``."""
     rec = np.zeros((), dtype=ALG_RECORD)
@@ -189,6 +235,8 @@ class GpuBackend:
         self.info: AdapterInfo = choose_adapter(adapter)
         self.description = f"{self.info.name} ({self.info.backend}, {self.info.device_type})"
         self.workgroup = self.info.workgroup
+        if self.info.is_software:
+            self.workgroup = cpu_workgroup(alg, caps, self.workgroup)
         need = workgroup_bytes(caps, self.workgroup)
         have = int(self.info.limits.get("max-compute-workgroup-storage-size", 0))
         if need > have:
@@ -209,6 +257,7 @@ class GpuBackend:
         self._create_timestamp_queries()
         self._pass_log: list[tuple[str, dict]] = []
         self._open: tuple[Any, Any] | None = None  # (encoder, compute pass) being recorded
+        self._epoch = 0  # Params.epoch of the last anneal
 
     # -- sizes ------------------------------------------------------------------------
     def _binding_limit(self) -> int:
@@ -241,8 +290,12 @@ class GpuBackend:
             "scratch": self._scratch_words * 4,
             "state": self._state_dtype.itemsize,
             "journal": caps.journal * JOURNAL_ENTRY.itemsize,
-            "embeddings": 2 * dim4(self.alg.dim) * 16,  # the embedding, then the VM's sum area
+            # the embedding, then the VM's sum area (per transform: the sum and its weight)
+            "embeddings": (dim4(self.alg.dim) + self._sum_stride()) * 16,
         }
+
+    def _sum_stride(self) -> int:
+        return self.alg.n_transforms * (dim4(self.alg.dim) + 1)
 
     def _chunk_size(self, wanted: int | None) -> int:
         limits = self.info.limits
@@ -272,7 +325,7 @@ class GpuBackend:
     def _download_bytes_per_doc(self, per_doc: dict[str, int]) -> int:
         item = per_doc["items"] // ITEM_SLOTS
         anneal = item + per_doc["state"] + per_doc["journal"]
-        return max(anneal, per_doc["scratch"], per_doc["embeddings"] // 2)
+        return max(anneal, per_doc["scratch"], dim4(self.alg.dim) * 16)
 
     # -- buffers (created once) -------------------------------------------------------
     def _buffer(self, name: str, size: int, usage: int) -> Any:
@@ -343,6 +396,7 @@ class GpuBackend:
         p["off_lengths"] = offsets[5] + self.chunk * caps.stream
         p["off_weights"], p["off_vectors"], p["off_transforms"] = self._float_offsets
         p["sum_base"] = self.chunk * dim4(alg.dim)
+        p["sum_stride"] = self._sum_stride()
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
@@ -494,17 +548,26 @@ class GpuBackend:
         self._report_passes(submitted)
         return [data[o : o + s] for o, s in spans]
 
-    def _job_groups(self, n: int) -> int:
-        """Workgroups of a pass with one invocation per job (each loops over its jobs).
+    def _groups(self, n: int) -> int:
+        """Workgroups of a pass with one invocation per job."""
+        return max(-(-n // self.workgroup), 1)
 
-        A GPU gets one invocation per job. On a CPU adapter (lavapipe) an invocation's
-        entry costs as much as a short document, so it gets a few workgroups per core and
-        every invocation anneals many documents.
-        """
-        groups = -(-n // self.workgroup)
-        if self.info.is_software:
-            groups = min(groups, 4 * (os.cpu_count() or 1))
-        return max(groups, 1)
+    def _steps_per_dispatch(self, width: int) -> int:
+        """Annealing steps one dispatch runs: all of them on a GPU. A CPU adapter (Mesa
+        lavapipe) ends an invocation after 65535 loop iterations, so there each dispatch
+        runs as many steps as a pessimistic count of a step's iterations allows."""
+        steps = max(self.alg.params.max_steps, 1)
+        if not self.info.is_software:
+            return steps
+        per_step = anneal_iterations(self.alg, self.caps, width, self.workgroup)
+        fits = LAVAPIPE_LOOP_LIMIT // max(per_step, 1)
+        if fits < 1:
+            raise BackendUnavailableError(
+                f"{self.info.name}: one annealing step of {width}-token documents with this Algorithm may take "
+                f"{per_step} loop iterations per thread, more than this software adapter runs "
+                f"({LAVAPIPE_LOOP_LIMIT}); use the CPU backend or a hardware GPU"
+            )
+        return min(steps, fits)
 
     # -- Backend ------------------------------------------------------------------------
     @_device_errors
@@ -543,9 +606,14 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
+            per_dispatch = self._steps_per_dispatch(max_len)
+            self._params["step_count"] = per_dispatch
+            self._epoch += 1
+            self._params["epoch"] = self._epoch
             self._upload(batch, start, n, mode=GPU_MODE_JOURNAL, journal=True)
             enc = self.device.create_command_encoder(label="sae anneal")
-            self._dispatch(enc, "anneal", self._job_groups(n))
+            for first in range(0, self.alg.params.max_steps, per_dispatch):
+                self._dispatch(enc, "anneal", n, step=first)
             items, state, journal = self._download(
                 enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
             )
@@ -559,6 +627,14 @@ class GpuBackend:
             batch.stats.committed += int(st["committed"].sum())
             batch.stats.reverted += int(st["reverted"].sum())
 
+    def _encode_vm(self, enc: Any, jobs: int) -> None:
+        """The VM, the transforms (if the Algorithm has any) and the normalization."""
+        n4 = dim4(self.alg.dim)
+        self._dispatch(enc, "vm", self._groups(jobs), -(-n4 // VM_BLOCK))
+        if self.alg.n_transforms:
+            self._dispatch(enc, "transform", self._groups(jobs), n4)
+        self._dispatch(enc, "normalize", self._groups(jobs))
+
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         dim = self.alg.dim
@@ -568,7 +644,7 @@ class GpuBackend:
                 continue  # every document is empty: zero vectors
             self._upload(batch, start, n)
             enc = self.device.create_command_encoder(label="sae execute")
-            self._dispatch(enc, "vm", self._job_groups(n))
+            self._encode_vm(enc, n)
             width = 4 * dim4(dim)
             (emb,) = self._download(enc, [("embeddings", n * width * 4)])
             out[start : start + n] = np.frombuffer(emb, dtype=np.float32).reshape(n, width)[:, :dim]

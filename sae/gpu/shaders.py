@@ -18,14 +18,16 @@ from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
 #: current streams (``Backend.bids``), the VM with the normalization.
-PASSES = ("anneal", "keys", "vm")
+PASSES = ("anneal", "keys", "vm", "transform", "normalize")
+#: vec4s of dimensions one invocation of the "vm" pass computes.
+VM_BLOCK = 4
 COMMON = "common"
 #: Streams of CAP_STREAM items per job: the stream, its other buffer, the windows.
 ITEM_SLOTS = 3
 WINDOW_SLOT = 2
 #: Words of one winner record in the scratch area (``WIN_*`` below), then the first
 #: and the last item of each of its elements (``WIN_FIRST``, ``WIN_LAST``).
-WINNER_FIELDS = ("KEY", "EXT", "PHRASE", "WLEN", "REMOVES", "OUTCOME")
+WINNER_FIELDS = ("KEY", "EXT", "PHRASE", "WLEN", "REMOVES", "TRIPLES", "OUTCOME", "SHIFT", "APPLY")
 
 
 def winner_words(caps: Capacities) -> int:
@@ -35,7 +37,8 @@ def winner_words(caps: Capacities) -> int:
 def scratch_layout(caps: Capacities) -> dict[str, int]:
     """Word offsets of one job's scratch area (the scratch buffer holds one per job).
 
-    Per position: the best candidate anchored there, its extent and lexicon phrase; per rule, its
+    Per position: the winning candidate anchored there (0 = none), the extent and lexicon
+    phrase of its best candidate; per rule, its
     inhibition counter; then the winner records of the step, at most one per position
     and per journal entry.
     """
@@ -51,16 +54,13 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
         "MAX_WINNERS": winners,
         "WINNER_WORDS": winner_words(caps),
         "SCRATCH_WORDS": records + winner_words(caps) * winners,
-        # the VM reuses the per-position words: each item's opcode and transform, row, weight
-        "VM_CODE": 0,
-        "VM_ROW": caps.stream,
-        "VM_WEIGHT": 2 * caps.stream,
+        "VM_USED": 0,  # after annealing, the VM's: bit m: an ACC item carries transform m + 1
     }
 
 
 def workgroup_bytes(caps: Capacities, workgroup: int) -> int:
-    """Workgroup memory of the largest pass (the VM's program tile; anneal uses none)."""
-    return 4 * 5 * workgroup + 4
+    """Workgroup memory of the largest pass (anneal: a word per position, its state)."""
+    return 4 * caps.stream + 16 * 4
 
 
 def backend_source(caps: Capacities, workgroup: int = 64) -> str:
@@ -69,6 +69,7 @@ def backend_source(caps: Capacities, workgroup: int = 64) -> str:
              f"const ITEM_SLOTS: u32 = {ITEM_SLOTS}u;", f"const WINDOW_SLOT: u32 = {WINDOW_SLOT}u;",
              "// scratch layout of one job (sae.gpu.shaders.scratch_layout)"]
     lines += [f"const {k}: u32 = {v}u;" for k, v in scratch_layout(caps).items()]
+    lines.append(f"const VM_BLOCK: u32 = {VM_BLOCK}u;  // vec4s a vm invocation computes")
     lines.append(f"const ITEM_WORDS: u32 = {len(PROGRAM_ITEM_FIELDS)}u;  // a ProgramItem, by word")
     lines += [f"const ITEM_{f[0].upper()}: u32 = {i}u;" for i, f in enumerate(PROGRAM_ITEM_FIELDS)]
     lines += [f"const WIN_{name}: u32 = {i}u;" for i, name in enumerate(WINNER_FIELDS)]
