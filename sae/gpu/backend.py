@@ -249,6 +249,8 @@ class GpuBackend:
         self._rules_np = alg.compile_rules(caps)
         self._state_dtype = doc_state(caps)
         self._scratch_words = scratch_layout(caps)["SCRATCH_WORDS"]
+        # The float buffer's contents: built once, uploaded, then dropped (a copy of the vectors).
+        self._floats, self._float_offsets = float_table(alg)
         self._check_floats()
         self.chunk = self._chunk_size(chunk)
         self._pipes = _pipelines(self.device, caps, self.workgroup)
@@ -264,17 +266,8 @@ class GpuBackend:
         limits = self.info.limits
         return min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
 
-    def _float_count(self) -> int:
-        return self._float_table().size
-
-    def _float_table(self) -> np.ndarray:
-        """The float buffer's contents (vec4 rows): weights, vectors, transforms, padded."""
-        if getattr(self, "_floats_np", None) is None:
-            self._floats_np, self._float_offsets = float_table(self.alg)
-        return self._floats_np
-
     def _check_floats(self) -> None:
-        need, limit = 4 * self._float_count(), self._binding_limit()
+        need, limit = self._floats.nbytes, self._binding_limit()
         if need > limit:
             alg = self.alg
             raise BackendUnavailableError(
@@ -345,7 +338,7 @@ class GpuBackend:
             "params": self._buffer("params", GPU_PARAMS.itemsize, U.UNIFORM | U.COPY_DST),
             "rules": self._buffer("rules", max(self._rules_np.nbytes, self._rules_np.dtype.itemsize), storage),
             "tables": self._buffer("tables", 4 * self._table_words, storage),
-            "floats": self._buffer("floats", 4 * self._float_count(), storage),
+            "floats": self._buffer("floats", self._floats.nbytes, storage),
         }
         # Backend.bids writes the stream * rules keys of at least one document to scratch.
         sizes = dict((name, c * size) for name, size in per_doc.items())
@@ -384,7 +377,8 @@ class GpuBackend:
         ]
         offsets = np.cumsum([0] + [len(p) for p in parts])
         q.write_buffer(self.buffers["tables"], 0, np.concatenate(parts).astype(np.uint32))
-        q.write_buffer(self.buffers["floats"], 0, self._float_table())
+        q.write_buffer(self.buffers["floats"], 0, self._floats)
+        self._floats = np.zeros((0, 4), dtype=np.float32)
         p = self._params
         p["n_algs"] = 1
         p["vocab_size"] = alg.vocab_size

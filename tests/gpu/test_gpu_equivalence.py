@@ -111,7 +111,7 @@ def test_hand_written_cases(name, tolerance):
 
 
 def test_guard_reverts_and_inhibits():
-    rules, texts = CASES["revert and inhibit"]
+    rules = CASES["revert and inhibit"][0]
     alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=6, tolerance=0, inhibit_steps=2), transforms=2)
     _, bg = gpu_agrees(alg, [ids("cat dog")])
     # step 0: silencing "cat" creates a no_nop guard match (50 > 10): reverted; halve wins
@@ -181,3 +181,43 @@ def test_random_algorithms_agree_with_the_reference(alg, docs):
 def test_random_texts_agree(words):
     alg = make_tiny()
     gpu_agrees(alg, _ids(alg, [" ".join(w) for w in words]))
+
+
+@pytest.mark.parametrize("per_dispatch", [1, 2, 5])
+def test_steps_split_across_dispatches(monkeypatch, per_dispatch):
+    """A CPU adapter runs a few steps a dispatch (lavapipe's loop limit); the state that
+    carries over (DocState, inhibition, the stream) gives the same bytes as one dispatch."""
+    from sae.gpu import GpuBackend
+
+    rules, texts = CASES["revert and inhibit"]
+    alg = make_tiny(rules=parse(rules + '\nrule m2 score 200: [word] [] => merge'),
+                    params=LoopParams(max_steps=9, tolerance=0, inhibit_steps=2), transforms=2)
+    monkeypatch.setattr(GpuBackend, "_steps_per_dispatch", lambda self, width: per_dispatch)
+    _, bg = gpu_agrees(alg, [ids(t) for t in [*texts, "new york cat dog cat"]])
+    assert bg.stats.reverted > 0 and bg.stats.steps > per_dispatch
+
+
+def test_lavapipe_loop_limit_is_respected():
+    """The pessimistic count of a step's loop iterations per thread stays under lavapipe's
+    limit with the workgroup a CPU adapter gets; past any workgroup, a clear error."""
+    from sae.gpu.backend import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup
+
+    assert cpu_workgroup(make_tiny(), CAPS, 8) == 8
+    many = "\n".join(f'rule r{i} score {1 + i}: [sym="{WORDS[2 + i % 38]}"] => set 0 scale=0.5' for i in range(250))
+    alg = make_tiny(rules=parse(many + '\nrule m score 20: [word] [] => merge\nrule g score 9: [op=NOP] => guard'))
+    wg = cpu_workgroup(alg, CAPS, 8)
+    assert wg > 8  # more threads share the work
+    assert anneal_iterations(alg, CAPS, CAPS.stream, wg) <= LAVAPIPE_LOOP_LIMIT
+
+
+def test_beyond_lavapipe_loop_limit_is_a_clear_error(monkeypatch):
+    from sae.errors import BackendUnavailableError
+    from sae.gpu import GpuBackend
+    from sae.gpu.backend import LAVAPIPE_LOOP_LIMIT
+
+    gpu = GpuBackend(make_tiny(), CAPS)
+    if not gpu.info.is_software:
+        pytest.skip("the limit is lavapipe's")
+    monkeypatch.setattr("sae.gpu.backend.anneal_iterations", lambda *a: LAVAPIPE_LOOP_LIMIT + 1)
+    with pytest.raises(BackendUnavailableError, match="loop iterations per thread, more than this software adapter"):
+        gpu._steps_per_dispatch(CAPS.stream)

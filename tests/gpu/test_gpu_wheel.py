@@ -26,7 +26,8 @@ for name in shaders.PASSES:
 if sys.argv[1] == "compile":
     from sae.gpu.backend import _pipelines
     from sae.gpu.device import choose_adapter, get_device
-    out["compiled"] = sorted(_pipelines(get_device(choose_adapter()), caps).passes)
+    info = choose_adapter()
+    out["compiled"] = sorted(_pipelines(get_device(info), caps, info.workgroup).passes)
 print(json.dumps(out))
 """
 
