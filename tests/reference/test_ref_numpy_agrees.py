@@ -108,7 +108,7 @@ def test_minus_one_is_a_value_not_keep(update):
 capacities = st.sampled_from([CAPS, CAPS, Capacities(journal=3), Capacities(stream=16, rules=8, journal=5)])
 
 
-@settings(max_examples=80)
+@settings(max_examples=200)
 @given(algorithms(), st.lists(token_streams(24), max_size=6), capacities)
 def test_random_algorithms_agree(alg, docs, caps):
     agree(alg, docs, caps)
