@@ -34,6 +34,7 @@ Where docs/ENGINE.md leaves a choice, this module takes the simplest reading:
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -162,16 +163,19 @@ class Match:
         return range(self.first[e], self.last[e] + 1)
 
 
+@lru_cache(maxsize=8)
+def lexicon(alg: Algorithm) -> dict[tuple[int, ...], int]:
+    """Each lexicon phrase's tokens (padding dropped) and its row in the table."""
+    return {tuple(int(t) for t in row if t >= 0): index for index, row in enumerate(alg.phrases)}
+
+
 def lexicon_phrase(alg: Algorithm, symbols: list[int]) -> int | None:
     """Index of the lexicon phrase spelled exactly by ``symbols``, or None.
 
-    The table is unique, so a plain scan finds what the specification's binary
+    The table is unique, so a lookup by tokens finds what the specification's binary
     search over the padded keys finds.
     """
-    for index, row in enumerate(alg.phrases):
-        if [int(t) for t in row if t >= 0] == symbols:
-            return index
-    return None
+    return lexicon(alg).get(tuple(symbols))
 
 
 def match_at(alg: Algorithm, r: int, stream: Stream, p: int) -> Match | None:

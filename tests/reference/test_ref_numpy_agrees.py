@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from strategies import algorithms, token_streams
 from tiny import WORDS, ids, make_tiny, parse
 
-from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
+from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule, default_algorithm_path, load_algorithm
 from sae.cpu import CpuBackend
 from sae.layout import DEFAULT_CAPACITIES, TOLERANCE_MAX, Capacities
 from sae.reference import ReferenceBackend
@@ -54,6 +54,15 @@ def test_the_tiny_rules_on_full_streams_and_a_small_journal():
     docs = [rng.integers(0, len(WORDS), size=n).tolist() for n in (CAPS.stream, 1, 0, 37)]
     agree(alg, docs)
     agree(alg, tokenized(alg, TEXTS), Capacities(journal=4))
+
+
+def test_the_bundled_default_on_the_demo_sentences():
+    alg = load_algorithm()
+    lines = (default_algorithm_path().parent / "demo_pairs.tsv").read_text(encoding="utf-8").splitlines()
+    rows = [line.split("\t") for line in lines if line and not line.startswith("#")]
+    texts = [text for row in rows[:10] for text in row[5:7]]
+    _, batch = agree(alg, tokenized(alg, texts))
+    assert batch.stats.committed > 0
 
 
 #: Rule sets of the reference's unit tests, each with the words it was computed on.
