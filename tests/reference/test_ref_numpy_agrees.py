@@ -102,8 +102,6 @@ def test_hand_written_cases(name, tolerance):
     agree(alg, [ids(t) for t in texts])
 
 
-@pytest.mark.xfail(strict=True, reason="the compiled rule table writes 'keep' as KEEP = -1, a valid arg1 and scale: "
-                   "numpy reads set arg1=-1 and scale=-1 as no action")
 @pytest.mark.parametrize("update", [ItemUpdate(arg1=-1), ItemUpdate(scale=-1)])
 def test_minus_one_is_a_value_not_keep(update):
     """The loader accepts arg1 and scale of -1 (ranges ±ARG1_LIMIT, ±SCALE_LIMIT); §4 applies them."""
