@@ -69,6 +69,7 @@ class Config:
     punct_scale: float = 0.5
     negation: bool = True
     negated_clause: bool = False
+    negation_to_ends: bool = False
     roles: bool = True
     role_recombinations: int = 0  #: extra "NP2 is V-ing NP1" texts per order pair, NPs drawn from other pairs
     variant_windows: int = 0  #: word windows per minimal-pair variant
@@ -91,7 +92,7 @@ class Config:
 
     def rule_settings(self) -> RuleSettings:
         return RuleSettings(self.num_scale, self.stop_scale, self.punct_scale, self.negation,
-                            self.negated_clause, self.roles)
+                            self.negated_clause, self.negation_to_ends, self.roles)
 
 
 @dataclass

@@ -33,6 +33,7 @@ class RuleSettings:
     punct_scale: float = 0.5  #: punctuation right after a content word
     negation: bool = True  #: the negation-scope transform
     negated_clause: bool = False  #: a transform of the words before a negation
+    negation_to_ends: bool = False  #: both reach the ends of the text, not the clause
     roles: bool = True  #: the subject and object transforms
 
 
@@ -45,11 +46,19 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
         text += f"rule soften_stop_before_word score 50: [op=ACC stop] [word] => set 0 scale={s.stop_scale}\n"
     if s.punct_scale != 1.0:
         text += f"rule soften_punct_after_word score 50: [word] [op=ACC punct] => set 1 scale={s.punct_scale}\n"
-    if s.negation:
+    if s.negation and not s.negation_to_ends:
         # Everything after a negation up to punctuation or a conjunction.
         text += f"rule negation_scope score 60: [neg] [!punct !conj]+8 => set 1 mod={NEGATION_SCOPE}\n"
-    if s.negated_clause:
+    if s.negated_clause and not s.negation_to_ends:
         text += f"rule negated_clause score 55: [!punct !conj !neg mod=0]+8 [neg] => set 0 mod={NEGATED_CLAUSE}\n"
+    if s.negation_to_ends:
+        # Every item after a negation, and every item before it: runs of 8, extended step by step.
+        text += f"rule negation_scope score 60: [neg] [!neg mod=0]+8 => set 1 mod={NEGATION_SCOPE}\n"
+        text += f"rule negation_scope_on score 59: [mod={NEGATION_SCOPE}] [mod=0]+8 => set 1 mod={NEGATION_SCOPE}\n"
+        if s.negated_clause:
+            text += f"rule negated_clause score 58: [!neg mod=0]+8 [neg] => set 0 mod={NEGATED_CLAUSE}\n"
+            text += (f"rule negated_clause_on score 57: [mod=0]+8 [mod={NEGATED_CLAUSE}] "
+                     f"=> set 0 mod={NEGATED_CLAUSE}\n")
     if s.roles:
         # The words before an auxiliary (the leftmost run wins), and those after
         # "auxiliary verb" up to punctuation.
