@@ -210,7 +210,7 @@ def test_oversized_json_is_refused_before_reading(valid_dir, tmp_path):
     case = _fresh(valid_dir, tmp_path, next(_COUNTER))
     with open(case / "algorithm.json", "ab") as fh:
         fh.write(b" " * (17 << 20))
-    with pytest.raises(AlgorithmError, match="algorithm.json: file: .* bytes is more than"):
+    with pytest.raises(AlgorithmError, match=r"algorithm.json: file: .* bytes is more than"):
         load_algorithm(case)
 
 
@@ -233,7 +233,7 @@ def test_a_version_1_directory_still_loads(valid_dir, tmp_path):
     case = _fresh(valid_dir, tmp_path, next(_COUNTER))
     doc = json.loads((case / "algorithm.json").read_text())
     doc["version"] = 1
-    for r, rule in enumerate(doc["rules"]):
+    for rule in doc["rules"]:
         rule.pop("mark")
         for el in rule["pattern"]:
             el.pop("mod", None)
@@ -246,5 +246,5 @@ def test_a_version_1_directory_still_loads(valid_dir, tmp_path):
     (case / "transforms.npy").write_bytes(b"")
     doc["version"] = 2
     (case / "algorithm.json").write_text(json.dumps(doc))
-    with pytest.raises(AlgorithmError, match="transforms.npy: file: not a readable"):
+    with pytest.raises(AlgorithmError, match=r"transforms\.npy: file: not a readable"):
         load_algorithm(case)

@@ -1,4 +1,4 @@
-# ruff: noqa: N803, N806  (matrix names follow the math: X, G, W, T)
+# ruff: noqa: N806  (matrix names follow the math: X, G, W, T)
 """The numeric fits of distillation: token and phrase vectors, then the VM's transforms.
 
 Both fit what the runtime computes. Every training text is annealed by the engine

@@ -247,7 +247,7 @@ def recombine_roles(order_pairs: list[tuple[str, str]], per_pair: int) -> list[s
         parsed.append((subject, ws[aux : aux + 2], obj))
     rng = np.random.default_rng(0)
     out = []
-    for i, (_, verb, _) in enumerate(parsed):
+    for _, verb, _ in parsed:
         for _ in range(per_pair):
             a, b = rng.integers(0, len(parsed), 2)
             out.append(join(parsed[a][0] + verb + parsed[b][2]) + ".")
