@@ -484,7 +484,9 @@ class _Loader:
             raise self.fail(name or "document", "must be an object")
         unknown = sorted(set(doc) - keys)
         if unknown:
-            raise self.fail(f"{name}.{unknown[0]}" if name else unknown[0], "unknown field")
+            key = unknown[0][:40]
+            key = key if key.isprintable() and key else repr(key)  # a message stays one readable line
+            raise self.fail(f"{name}.{key}" if name else key, "unknown field")
         missing = sorted(required - set(doc))
         if missing:
             raise self.fail(f"{name}.{missing[0]}" if name else missing[0], "missing")
@@ -534,7 +536,7 @@ class _Loader:
             if not required:
                 return None
             raise self.fail("file", "missing", str(file)) from None
-        except (ValueError, OSError, SyntaxError, TypeError) as exc:
+        except Exception as exc:  # numpy's header parser raises what its tokenizer raises
             raise self.fail("file", f"not a readable .npy array ({_one_line(exc)})", str(file)) from None
         if dtype.hasobject or dtype.kind + str(dtype.itemsize) not in dtypes:
             raise self.fail("dtype", f"is {dtype}, expected one of {dtypes}", str(file))
@@ -546,7 +548,7 @@ class _Loader:
                                      f"{size - data_start}", str(file))
         try:
             arr = np.load(file, allow_pickle=False)
-        except (ValueError, OSError) as exc:
+        except Exception as exc:
             raise self.fail("file", f"not a readable .npy array ({_one_line(exc)})", str(file)) from None
         return arr
 

@@ -31,8 +31,9 @@ class Op(IntEnum):
 
 #: Pattern wildcard for opcode, symbol and mod fields.
 ANY = 0xFFFFFFFF
-#: Action field value meaning "leave this operand as it is".
-KEEP = -1
+#: Action field value meaning "leave this operand as it is": int32's minimum, outside
+#: every value an action may set (arg1 and scale are bounded well inside int32).
+KEEP = -(1 << 31)
 #: Fixed-point scale of the item weight operand ``arg1``: 65536 means 1.0.
 Q16_ONE = 1 << 16
 #: |arg1| stays within this, so that f32(arg1) is exact on every backend.
@@ -112,9 +113,10 @@ class Capacities:
                 f"Capacities: stream {self.stream} and rules {self.rules} need "
                 f"{bits_for(self.stream) + bits_for(self.rules)} key bits, at most 17 fit beside a 15-bit score"
             )
-        # The potential (sum of every bid score of a document) must fit in int32.
-        if self.stream * self.rules * SCORE_MAX >= 2**31:
-            raise ValueError("Capacities.stream * rules * SCORE_MAX must stay below 2**31")
+        # The potential (sum of every bid score of a document) and the journal's
+        # potential_after (P0 - delta, up to twice that) must fit in int32.
+        if 2 * self.stream * self.rules * SCORE_MAX >= 2**31:
+            raise ValueError("Capacities: 2 * stream * rules * SCORE_MAX must stay below 2**31")
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -211,8 +213,8 @@ JOURNAL_ENTRY_FIELDS: tuple[Field, ...] = (
     ("rule", "<u4", "u32", 1, "rule index"),
     ("pos", "<u4", "u32", 1, "anchor position in the stream"),
     ("score", "<u4", "u32", 1, "bid score"),
-    ("potential_before", "<i4", "i32", 1, "P0: sum of all bid scores at the start of the step"),
-    ("potential_after", "<i4", "i32", 1, "P0 minus the change of the bid scores within reach"),
+    ("potential_before", "<i4", "i32", 1, "P0: sum of the signed scores of all bids at the start of the step"),
+    ("potential_after", "<i4", "i32", 1, "P0 - delta of the winner's health check (P0 without guards)"),
     ("outcome", "<u4", "u32", 1, "COMMITTED or REVERTED"),
 )
 
@@ -309,7 +311,7 @@ def wgsl_prelude(caps: Capacities = DEFAULT_CAPACITIES) -> str:
     for op in Op:
         lines.append(f"const OP_{op.name}: u32 = {int(op)}u;")
     lines.append(f"const ANY: u32 = {ANY}u;")
-    lines.append(f"const KEEP: i32 = {KEEP};")
+    lines.append(f"const KEEP: i32 = {KEEP + 1} - 1;")  # WGSL has no literal for i32's minimum
     lines.append(f"const Q16_ONE: i32 = {Q16_ONE};")
     lines.append(f"const ARG1_LIMIT: i32 = {ARG1_LIMIT};")
     lines.append(f"const SCORE_MAX: u32 = {SCORE_MAX}u;")

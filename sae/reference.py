@@ -21,11 +21,20 @@ reads the Algorithm's :class:`~sae.algorithm.Rule` values, not the compiled rule
 table, so comparing another backend with it also checks the compiler. numpy holds
 arrays and does the VM's float32 arithmetic, nothing else. It is slow on purpose:
 use it in tests and when debugging, never to embed a corpus.
+
+Where docs/ENGINE.md leaves a choice, this module takes the simplest reading:
+
+- a document with rewrite or merge bids but no winner (every rule inhibited, or a
+  full journal) is live: its inhibition counters wear off and it counts in
+  ``batch.stats.steps``, which is the most steps any document of the batch was live;
+- a winner dropped for want of journal room is not judged, applied or inhibited;
+- ``bits(x)`` of the key packing is at least 1 (``sae.layout.bits_for``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 import numpy as np
 
@@ -154,16 +163,19 @@ class Match:
         return range(self.first[e], self.last[e] + 1)
 
 
+@lru_cache(maxsize=8)
+def lexicon(alg: Algorithm) -> dict[tuple[int, ...], int]:
+    """Each lexicon phrase's tokens (padding dropped) and its row in the table."""
+    return {tuple(int(t) for t in row if t >= 0): index for index, row in enumerate(alg.phrases)}
+
+
 def lexicon_phrase(alg: Algorithm, symbols: list[int]) -> int | None:
     """Index of the lexicon phrase spelled exactly by ``symbols``, or None.
 
-    The table is unique, so a plain scan finds what the specification's binary
+    The table is unique, so a lookup by tokens finds what the specification's binary
     search over the padded keys finds.
     """
-    for index, row in enumerate(alg.phrases):
-        if [int(t) for t in row if t >= 0] == symbols:
-            return index
-    return None
+    return lexicon(alg).get(tuple(symbols))
 
 
 def match_at(alg: Algorithm, r: int, stream: Stream, p: int) -> Match | None:
@@ -359,7 +371,7 @@ def winners(cand: dict[int, Bid]) -> list[Bid]:
 
 
 def judge(alg: Algorithm, caps: Capacities, stream: Stream, bids: list[Bid], w: Bid) -> int:
-    """δ(w): the harm ``w``'s own rewrite creates minus the harm it removes and what it offers (§3.5)."""
+    """δ(w): the harm ``w``'s own rewrite creates minus the harm it removes and what it offers (§3 step 5)."""
     m = len(alg.rules[w.rule].pattern) - 1 if w.kind == "merge" else 0
     after = bids_of(alg, caps, apply_bid(alg, stream, w.match))
     guards_before = sum(b.signed for b in bids if b.kind == "guard" and overlaps(b.anchor, b.end, w.anchor, w.end))
@@ -391,7 +403,8 @@ def anneal_step(alg: Algorithm, caps: Capacities, doc: DocumentState, step: int)
     # 2, 3. Candidates and winners; the journal's free room bounds the winners' ranks.
     room = caps.journal - doc.journal_len
     chosen = winners(candidates(bids, doc.inhibit))[:room]
-    # 4. Inhibition wears off.
+    # 4. Inhibition wears off, in every step the document is live, even one in which
+    # it has no winner and idles (every candidate's rule inhibited, or a full journal).
     for r in range(len(doc.inhibit)):
         if doc.inhibit[r] > 0:
             doc.inhibit[r] -= 1
@@ -420,8 +433,11 @@ def anneal_step(alg: Algorithm, caps: Capacities, doc: DocumentState, step: int)
 def anneal_document(
     alg: Algorithm, caps: Capacities, stream: Stream, journal_len: int = 0
 ) -> tuple[Stream, list[dict[str, int]], int]:
-    """Run the loop on one document: the final stream, its new journal entries and the
-    number of steps it was live in (not finished at the step's start)."""
+    """Run the loop on one document.
+
+    Returns the final stream, the journal entries written (after ``journal_len``
+    entries already there) and the number of steps in which the document was live.
+    """
     doc = DocumentState(stream=stream, inhibit=[0] * len(alg.rules), journal_len=journal_len, entries=[])
     live_steps = 0
     for step in range(alg.params.max_steps):

@@ -66,13 +66,16 @@ def assert_backends_agree(
             raise AssertionError(f"{who}: journal of document {d} ({ja} vs {jb} entries) differs {where}")
     assert ba.stats == bb.stats, f"{who}: anneal stats {ba.stats} != {bb.stats}"
 
-    # Tiny values multiplied on the stack may underflow; that changes nothing beyond the tolerance.
-    with np.errstate(under="ignore"):
+    # Products on the stack can underflow (harmless) or, with extreme weights, overflow
+    # float32: docs/ENGINE.md does not say what then, so both must at least agree on
+    # which components are not finite.
+    with np.errstate(under="ignore", over="ignore", invalid="ignore"):
         ea, eb = a.execute(ba), b.execute(bb)
     assert ea.shape == eb.shape == (n, alg.dim), f"{who}: embedding shapes {ea.shape} {eb.shape}"
     assert ea.dtype == eb.dtype == np.float32, f"{who}: embedding dtypes {ea.dtype} {eb.dtype}"
-    if n:
-        diff = np.abs(ea - eb).max(axis=1)
-        d = int(np.argmax(diff))
-        assert diff[d] <= EMBEDDING_TOLERANCE, f"{who}: embeddings of document {d} differ by {diff[d]}"
+    for d in range(n):
+        finite = np.isfinite(ea[d])
+        assert np.array_equal(finite, np.isfinite(eb[d])), f"{who}: embedding {d} is not finite in one backend only"
+        diff = float(np.abs(ea[d][finite] - eb[d][finite]).max(initial=0))
+        assert diff <= EMBEDDING_TOLERANCE, f"{who}: embeddings of document {d} differ by {diff}"
     return ba, bb

@@ -1,9 +1,11 @@
-"""The heavy, cached part of the distillation: run the teacher (needs ``sae[teacher]``).
+"""The heavy, cached part of distillation: the teacher's embeddings (needs ``sae[teacher]``).
 
-Run with the teacher's interpreter (a venv with sentence-transformers and torch), from
-the repository root::
+:class:`TeacherCache` is what the recipe uses: it reads the cache and computes what is
+missing, in this process when sentence-transformers is importable, else by running
+this module with the teacher's interpreter (a venv with sentence-transformers and
+torch)::
 
-    PYTHONPATH=. /work/venv-teacher/bin/python tools/distill/teacher_cache.py \
+    PYTHONPATH=. /work/venv-teacher/bin/python -m sae.distill.teacher_cache \
         --cache out/distill --texts out/distill/requests.txt
 
 It writes, under ``--cache``:
@@ -21,12 +23,16 @@ only reads them, so a rebuild from the same cache gives the same bytes.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from sae.errors import InputError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -54,12 +60,92 @@ def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
     return out
 
 
-def main() -> int:
+class TeacherCache:
+    """The teacher's tokenizer, single-token vectors and text embeddings, cached in a folder.
+
+    Args:
+        directory (Path): the cache folder (created when missing).
+        teacher_python (str | None): an interpreter with ``sae[teacher]`` installed, used
+            when this one cannot import sentence-transformers.
+    """
+
+    def __init__(self, directory: str | Path, teacher_python: str | None = None) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.teacher_python = teacher_python
+        self._texts: dict[str, int] | None = None
+        self._emb: np.ndarray | None = None
+
+    def _run(self, texts: list[str]) -> None:
+        request = self.dir / "requests.txt"
+        request.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        argv = ["--cache", str(self.dir), "--texts", str(request)]
+        if importlib.util.find_spec("sentence_transformers") is not None:
+            if run(argv) != 0:
+                raise InputError("the teacher failed (see its output above)")
+            return
+        python = self.teacher_python
+        if not python or not Path(python).exists():
+            raise InputError(
+                "the teacher cache lacks embeddings and this interpreter has no sentence-transformers: "
+                "pip install 'sae[teacher]', or name a teacher interpreter with --teacher-python"
+            )
+        root = Path(__file__).resolve().parents[2]
+        env = dict(os.environ, PYTHONPATH=str(root))
+        done = subprocess.run([python, "-m", "sae.distill.teacher_cache", *argv], env=env)
+        if done.returncode != 0:
+            raise InputError(f"the teacher ({python}) failed with exit code {done.returncode}")
+
+    def _ready(self) -> None:
+        if not (self.dir / "tokens.npy").exists() or not (self.dir / "tokenizer.json").exists():
+            self._run([])
+
+    def tokenizer_json(self) -> str:
+        """The teacher's tokenizer, without padding or truncation settings."""
+        from tokenizers import Tokenizer
+
+        self._ready()
+        tok = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+        tok.no_padding()
+        tok.no_truncation()
+        return tok.to_str()
+
+    def tokens(self) -> np.ndarray:
+        """``(vocab, dim)`` float32: the teacher's embedding of every token alone."""
+        self._ready()
+        return np.load(self.dir / "tokens.npy")
+
+    def _load(self) -> None:
+        from sae.teacher import read_teacher
+
+        file = self.dir / "texts.parquet"
+        if file.exists():
+            table = read_teacher(file)
+            self._texts = {t: i for i, t in enumerate(table.texts)}
+            self._emb = np.asarray(table.embeddings)
+        else:
+            self._texts, self._emb = {}, None
+
+    def embeddings(self, texts: list[str]) -> np.ndarray:
+        """``(len(texts), dim)`` float32 teacher embeddings, computing the ones not cached."""
+        if self._texts is None:
+            self._load()
+        missing = [t for t in dict.fromkeys(texts) if t not in self._texts]
+        if missing:
+            self._run(missing)
+            self._load()
+        if not texts:
+            return np.zeros((0, self.tokens().shape[1]), dtype=np.float32)
+        return self._emb[[self._texts[t] for t in texts]]
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Fill the cache (the teacher's interpreter runs this)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", required=True, help="cache folder (gitignored, e.g. out/distill)")
     ap.add_argument("--texts", help="file with one text per line to embed (appended to texts.parquet)")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import torch
 
@@ -111,4 +197,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

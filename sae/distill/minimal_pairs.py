@@ -1,0 +1,102 @@
+"""Minimal pairs: a sentence and the same sentence negated, or with subject and object swapped.
+
+A bag of words cannot tell the two halves of an order pair apart (they have the same
+words), and barely tells a negation pair apart (one word differs); a transformer
+teacher can. Pairs made from **train** sentences (and embedded by the teacher) are
+training data for the rules that model negation scope and argument roles; pairs made
+from dev sentences measure how closely sae tracks the teacher's cosine on them.
+
+The edits are deliberately simple and deterministic (no parser): they apply to the
+common "SUBJECT is VERB-ing OBJECT" sentences of captions and to any sentence with an
+auxiliary verb, and leave the others alone.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sae.distill.classes import AUXILIARIES, NEGATIONS
+
+_WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
+_BE = frozenset({"is", "are", "was", "were"})
+_DET = frozenset({"a", "an", "the", "some", "two", "three", "four", "his", "her", "their", "its", "one",
+                  "another", "this", "that"})
+#: Words after an auxiliary that make "not" ungrammatical there (a question's inverted subject).
+_NOT_AFTER = frozenset({"i", "you", "he", "she", "it", "we", "they", "there", "this", "that", "these", "those"}) | _DET
+#: Words that end a noun phrase.
+_NP_END = frozenset(
+    """on in with at into onto from to of and for by while as through over under near behind across along
+    around off out up down inside next beside is are was were , . ! ? ; :""".split()
+)
+
+
+def words(text: str) -> list[str]:
+    """Words and punctuation marks, in order."""
+    return _WORD.findall(text)
+
+
+def join(ws: list[str]) -> str:
+    """Words back into a sentence (no space before punctuation)."""
+    out = ""
+    for w in ws:
+        if out and not re.fullmatch(r"[^\w\s]", w):
+            out += " "
+        out += w
+    return out
+
+
+def negate(text: str) -> str | None:
+    """``text`` with "not" after its first auxiliary verb, or None (no auxiliary, or already negated)."""
+    ws = words(text)
+    low = [w.lower() for w in ws]
+    if any(w in NEGATIONS or w == "n't" for w in low):
+        return None
+    for i, w in enumerate(low[:-1]):
+        if w in AUXILIARIES and i > 0:
+            if not low[i + 1].isalpha() or low[i + 1] in _NOT_AFTER or ws[-1] == "?":
+                return None  # a question, or an auxiliary not followed by its verb
+            return join(ws[: i + 1] + ["not"] + ws[i + 1 :])
+    return None
+
+
+def swap_roles(text: str) -> str | None:
+    """``text`` with its subject and object swapped ("A dog is biting a man." →
+    "a man is biting A dog."), or None when it has no such simple structure.
+
+    The two sentences have exactly the same words.
+    """
+    ws = words(text)
+    low = [w.lower() for w in ws]
+    for a in range(1, len(low) - 2):
+        if low[a] in _BE and low[a + 1].endswith("ing") and low[a + 1] not in ("being", "getting", "going"):
+            subject = ws[:a]
+            if not 1 <= len(subject) <= 4 or any(not w.isalpha() or w.lower() in _NP_END for w in subject):
+                return None
+            start = end = a + 2
+            while end < len(ws) and low[end] not in _NP_END and end - start < 4:
+                end += 1
+            obj = ws[start:end]
+            # Both noun phrases start with a determiner: "A dog is biting a man."
+            if len(obj) < 2 or low[start] not in _DET or subject[0].lower() not in _DET or low[end - 1] in _DET \
+                    or not all(w.isalpha() for w in obj):
+                return None
+            if [w.lower() for w in obj] == [w.lower() for w in subject]:
+                return None
+            return join(obj + ws[a : a + 2] + subject + ws[end:])
+    return None
+
+
+def minimal_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """``{"negation": [(text, negated)], "order": [(text, swapped)]}`` for the texts that allow it."""
+    out: dict[str, list[tuple[str, str]]] = {"negation": [], "order": []}
+    for t in dict.fromkeys(texts):
+        n = negate(t)
+        if n:
+            out["negation"].append((t, n))
+        s = swap_roles(t)
+        if s:
+            out["order"].append((t, s))
+    return out
+
+
+__all__ = ["join", "minimal_pairs", "negate", "swap_roles", "words"]

@@ -1,0 +1,337 @@
+"""The distillation recipe: from STS-B train and the teacher to an Algorithm directory.
+
+Steps (docs/DISTILLATION.md):
+
+1. **Data** (train only): the unique train sentences, word windows cut from them, and
+   their minimal pairs (negated; subject and object swapped), each with the teacher's
+   embedding (the shared teacher file, else :class:`TeacherCache`).
+2. **Structure**: token classes, the lexicon (multi-piece words of the train
+   sentences), the rules (:mod:`sae.distill.rules`).
+3. **Vectors**: the texts annealed with the merge rules; one ridge regression of
+   token vectors and phrase differences (:func:`fit_vectors`); packed into float16
+   unit rows with norms as weights, within the size budget.
+4. **Transforms**: the texts annealed with every rule; one ridge regression of the
+   transforms the rules apply (:func:`fit_transforms`).
+
+``tune`` does the same on four fifths of the train pairs and scores the result on the
+held-out fifth: Spearman, and how closely the minimal pairs of held-out sentences
+track the teacher's cosines. Dev is only measured at the end (``--dev``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import numpy as np
+
+from sae.algorithm import Algorithm, LoopParams, phrase_table, save_algorithm
+from sae.distill.classes import CLASSES, phrase_classes, token_classes
+from sae.distill.fit import RidgeSettings, annealed_items, fit_transforms, fit_vectors, phrase_vectors, vector_design
+from sae.distill.lexicon import build_lexicon, phrase_bonus, windows_of, words_of
+from sae.distill.minimal_pairs import minimal_pairs
+from sae.distill.pack import compress, keep_mask, row_budget
+from sae.distill.rules import RuleSettings, default_rules, merge_rules, transforms_used
+from sae.distill.teacher_cache import TeacherCache
+from sae.engine import Engine
+from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
+from sae.layout import DEFAULT_CAPACITIES
+from sae.teacher import read_teacher
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = ("Distilled from sentence-transformers/all-MiniLM-L6-v2 on the STS Benchmark train split "
+               "by sae.distill (docs/DISTILLATION.md).")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every knob of the recipe (defaults chosen with ``tune`` on train only)."""
+
+    max_bytes: int = 16_000_000  #: the whole Algorithm directory
+    min_word_freq: int = 2  #: multi-piece whole words in the lexicon
+    windows: int = 8  #: word windows per train sentence, extra teacher texts
+    window_weight: float = 1.0  #: weight of a window row relative to a sentence row
+    pair_weight: float = 1.0  #: weight of a minimal-pair row (negated or swapped sentence)
+    token_weight: float = 0.05  #: weight of the single-token rows
+    lam_token: float = 0.01
+    lam_phrase: float = 0.3
+    lam_map: float = 1.0
+    lam_transform: float = 0.3  #: ridge of the transforms toward the identity
+    rules: bool = True  #: False: no rules at all (and no lexicon)
+    num_scale: float = 3.0
+    stop_scale: float = 0.25
+    punct_scale: float = 0.5
+    negation: bool = True
+    negated_clause: bool = False
+    negation_to_ends: bool = False
+    roles: bool = True
+    role_recombinations: int = 0  #: extra "NP2 is V-ing NP1" texts per order pair, NPs drawn from other pairs
+    variant_windows: int = 0  #: word windows per minimal-pair variant
+    max_steps: int = DEFAULT_CAPACITIES.steps
+    tolerance: int = 0
+    inhibit_steps: int = 2
+
+    def with_overrides(self, pairs: list[str]) -> Config:
+        """A copy with ``KEY=VALUE`` overrides (``--set``), typed like the field."""
+        cfg = self
+        names = {f.name: f.type for f in fields(self)}
+        for kv in pairs:
+            key, sep, value = kv.partition("=")
+            if not sep or key not in names:
+                raise ValueError(f"--set {kv!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+            cur = getattr(cfg, key)
+            typed = value.lower() in ("1", "true", "yes") if isinstance(cur, bool) else type(cur)(value)
+            cfg = replace(cfg, **{key: typed})
+        return cfg
+
+    def rule_settings(self) -> RuleSettings:
+        return RuleSettings(self.num_scale, self.stop_scale, self.punct_scale, self.negation,
+                            self.negated_clause, self.negation_to_ends, self.roles)
+
+
+@dataclass
+class Corpus:
+    """The training texts, their teacher embeddings and row weights."""
+
+    texts: list[str]
+    targets: np.ndarray  # (n, dim) float64
+    weights: np.ndarray  # (n,) float64
+    sentences: list[str]  # the sentences the lexicon is built from
+
+
+class Recipe:
+    """One run of the recipe over shared data (``shared/data``) and a teacher cache."""
+
+    def __init__(self, shared: str | Path, cache: str | Path, teacher_python: str | None = None) -> None:
+        self.shared = Path(shared)
+        self.cache = TeacherCache(cache, teacher_python)
+        from tokenizers import Tokenizer
+
+        self.tokenizer_json = self.cache.tokenizer_json()
+        self.tok = Tokenizer.from_str(self.tokenizer_json)
+        self.vocab = [self.tok.id_to_token(i) for i in range(self.tok.get_vocab_size(with_added_tokens=True))]
+        self.token0 = self.cache.tokens().astype(np.float64)
+        self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
+        # Teacher embeddings of the shared sentences. Dev's are only ever looked up to
+        # report on dev: the corpus is made of train sentences alone.
+        texts, emb = [], []
+        for split in ("train", "dev"):
+            table = read_teacher(self.shared / f"data/teacher/teacher-minilm-{split}.parquet",
+                                 dim=self.token0.shape[1])
+            texts += list(table.texts)
+            emb.append(np.asarray(table.embeddings))
+        self.teacher = {t: i for i, t in enumerate(texts)}
+        self.teacher_emb = np.concatenate(emb)
+
+    # -- data ---------------------------------------------------------------------------
+    def targets(self, texts: list[str]) -> np.ndarray:
+        """Teacher embeddings: the shared train file, else the cache (computed when missing)."""
+        out = np.zeros((len(texts), self.token0.shape[1]), dtype=np.float64)
+        shared = [i for i, t in enumerate(texts) if t in self.teacher]
+        out[shared] = self.teacher_emb[[self.teacher[texts[i]] for i in shared]]
+        rest = [i for i, t in enumerate(texts) if t not in self.teacher]
+        if rest:
+            out[rest] = self.cache.embeddings([texts[i] for i in rest])
+        return out
+
+    def corpus(self, sentences: list[str], cfg: Config) -> Corpus:
+        """Sentences, their word windows and their minimal pairs, with teacher targets."""
+        windows: list[str] = []
+        for t in sentences:
+            seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
+            windows += windows_of(words_of(self.tok, t), cfg.windows, seed)
+        pairs = minimal_pairs(sentences) if cfg.rules and (cfg.negation or cfg.roles) else {}
+        variants = [b for kind in pairs.values() for _, b in kind]
+        if pairs and cfg.role_recombinations:
+            variants += recombine_roles(pairs["order"], cfg.role_recombinations)
+        if cfg.variant_windows:
+            for t in list(variants):
+                seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
+                variants += [w for w in windows_of(words_of(self.tok, t), cfg.variant_windows, seed)
+                             if "not" in w.split()]
+        have = set(sentences)
+        windows = [w for w in dict.fromkeys(windows) if w not in have]
+        have |= set(windows)
+        variants = [v for v in dict.fromkeys(variants) if v not in have]
+        texts = list(sentences) + windows + variants
+        weights = np.concatenate([np.ones(len(sentences)), np.full(len(windows), cfg.window_weight),
+                                  np.full(len(variants), cfg.pair_weight)])
+        log.info("corpus: %d sentences, %d windows, %d minimal-pair variants",
+                 len(sentences), len(windows), len(variants))
+        return Corpus(texts, self.targets(texts), weights, list(sentences))
+
+    # -- the Algorithm ------------------------------------------------------------------
+    def skeleton(self, sentences: list[str], cfg: Config) -> Algorithm:
+        """Classes, lexicon and rules, with one placeholder vector row per symbol."""
+        width = DEFAULT_CAPACITIES.phrase
+        if cfg.rules:
+            lexicon, counts = build_lexicon(self.tok, sentences, cfg.min_word_freq, width)
+        else:
+            lexicon, counts = [], []
+        phrases = phrase_table(lexicon, width) if lexicon else np.zeros((0, width), dtype=np.int32)
+        count_of = dict(zip(lexicon, counts))
+        bonus = phrase_bonus([count_of[tuple(int(t) for t in row if t >= 0)] for row in phrases])
+        rules = default_rules(cfg.rule_settings()) if cfg.rules else ()
+        n_sym = len(self.vocab) + len(phrases)
+        return Algorithm(
+            name="default",
+            tokenizer_json=self.tokenizer_json,
+            vectors=np.zeros((n_sym, 8), dtype=np.float32),
+            weights=np.ones(n_sym, dtype=np.float32),
+            symbol_rows=np.arange(n_sym, dtype=np.int32),
+            symbol_classes=np.concatenate([token_classes(self.vocab), phrase_classes(self.vocab, phrases)]),
+            phrases=phrases,
+            phrase_bonus=bonus,
+            classes=CLASSES,
+            rules=rules,
+            params=LoopParams(max_steps=cfg.max_steps, tolerance=cfg.tolerance, inhibit_steps=cfg.inhibit_steps),
+            description=DESCRIPTION,
+        )
+
+    def build(self, sentences: list[str], cfg: Config) -> Algorithm:
+        """Fit an Algorithm on ``sentences`` (and their windows and minimal pairs)."""
+        corpus = self.corpus(sentences, cfg)
+        skel = self.skeleton(corpus.sentences, cfg)
+        log.info("structure: %d phrases, %d rules", skel.n_phrases, len(skel.rules))
+        ids = [e.ids for e in self.tok.encode_batch_fast(corpus.texts, add_special_tokens=False)]
+        # Vectors: programs of the merges alone (the reweighting rules are tuned for
+        # the similarity task after the fit; fitting through them would undo them).
+        t0 = time.perf_counter()
+        items = annealed_items(replace(skel, rules=merge_rules() if cfg.rules else (), transforms=None), ids)
+        log.info("vectors: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
+        docs, syms, coefs = vector_design(items, skel)
+        seen = np.unique(syms[syms < skel.vocab_size])
+        n0 = len(corpus.texts)
+        design = (np.concatenate([docs, n0 + np.arange(seen.size)]), np.concatenate([syms, seen]),
+                  np.concatenate([coefs, np.ones(seen.size)]))
+        targets = np.concatenate([corpus.targets, self.token0[seen]])
+        row_weight = np.concatenate([corpus.weights, np.full(seen.size, cfg.token_weight)])
+        ridge = RidgeSettings(cfg.lam_token, cfg.lam_phrase, cfg.lam_map)
+        fitted = fit_vectors(skel.n_symbols, skel.vocab_size, design, targets, row_weight, self.token0, ridge)
+        full = phrase_vectors(fitted, skel)
+        n_tr = transforms_used(skel.rules)
+        dim = full.shape[1]
+        keep = keep_mask(skel, self.vocab, seen, row_budget(skel, dim, cfg.max_bytes, n_tr))
+        log.info("vectors: %d rows of %d symbols", int(keep.sum()), skel.n_symbols)
+        identity = np.zeros((n_tr, dim, dim + 1), dtype=np.float32)
+        identity[:, :, :dim] = np.eye(dim)
+        alg = compress(replace(skel, transforms=identity), full, keep)
+        if n_tr:
+            # Transforms: programs of every rule, vectors as packed.
+            t0 = time.perf_counter()
+            items = annealed_items(alg, ids)
+            log.info("transforms: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
+            tr = fit_transforms(items, alg, corpus.targets, n_tr, cfg.lam_transform, corpus.weights)
+            alg = replace(alg, transforms=tr.astype(np.float16).astype(np.float32))
+        return alg
+
+
+def recombine_roles(order_pairs: list[tuple[str, str]], per_pair: int) -> list[str]:
+    """Extra training texts for the role transforms: "NP2 is V-ing NP1." with the noun
+    phrases of other order pairs (deterministic), so the subject and object transforms
+    see many more argument combinations than the sentences alone have."""
+    from sae.distill.minimal_pairs import join, words
+
+    parsed = []
+    for text, swapped in order_pairs:
+        ws, sw = words(text), words(swapped)
+        aux = next(i for i, w in enumerate(ws) if w.lower() in ("is", "are", "was", "were"))
+        subject = ws[:aux]
+        obj = sw[: next(i for i, w in enumerate(sw) if w.lower() in ("is", "are", "was", "were"))]
+        parsed.append((subject, ws[aux : aux + 2], obj))
+    rng = np.random.default_rng(0)
+    out = []
+    for _, verb, _ in parsed:
+        for _ in range(per_pair):
+            a, b = rng.integers(0, len(parsed), 2)
+            out.append(join(parsed[a][0] + verb + parsed[b][2]) + ".")
+    return out
+
+
+# -- scoring ------------------------------------------------------------------------------
+
+
+def minimal_pair_report(alg: Algorithm, recipe: Recipe, sentences: list[str]) -> dict[str, dict[str, float]]:
+    """For the minimal pairs of ``sentences``: mean |cos_sae − cos_teacher|, and both mean cosines."""
+    engine = Engine(alg, backend="cpu")
+    out = {}
+    for kind, pairs in minimal_pairs(sentences).items():
+        if not pairs:
+            continue
+        a, b = [p[0] for p in pairs], [p[1] for p in pairs]
+        teacher = cosine_rows(recipe.targets(a), recipe.targets(b))
+        ours = cosine_rows(engine.embed(a), engine.embed(b))
+        out[kind] = {"pairs": len(pairs), "abs_error": float(np.abs(ours - teacher).mean()),
+                     "cos_sae": float(ours.mean()), "cos_teacher": float(teacher.mean())}
+    return out
+
+
+def spearman_of(alg: Algorithm, pairs: Pairs) -> float:
+    texts = pairs.unique_texts()
+    return score_embeddings(pairs, texts, Engine(alg, backend="cpu").embed(texts))[0]
+
+
+def holdout_split(train: Pairs) -> tuple[list[str], Pairs]:
+    """Every 5th train pair held out; the fit sentences exclude every held-out sentence."""
+    hold = np.arange(len(train)) % 5 == 4
+    held = Pairs(train.path, [s for s, h in zip(train.s1, hold) if h], [s for s, h in zip(train.s2, hold) if h],
+                 train.scores[hold], [g for g, h in zip(train.genres, hold) if h])
+    banned = set(held.unique_texts())
+    fit = [t for t in train.unique_texts() if t not in banned]
+    return fit, held
+
+
+def report(alg: Algorithm, recipe: Recipe, pairs: Pairs) -> dict:
+    """Spearman with all rules, without them, without the transforms; minimal pairs of the pairs' sentences."""
+    plain = replace(alg, rules=tuple(r for r in alg.rules if not any(up.mod for up in r.updates)))
+    return {
+        "spearman": spearman_of(alg, pairs),
+        "spearman_without_rules": spearman_of(alg.without_rules(), pairs),
+        "spearman_without_transform_rules": spearman_of(plain, pairs) if plain.rules != alg.rules else None,
+        "minimal_pairs": minimal_pair_report(alg, recipe, pairs.unique_texts()),
+    }
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--shared", default="../shared", help="the shared folder (data/stsb, data/teacher)")
+    ap.add_argument("--out", default="sae/data/default", help="Algorithm directory to write")
+    ap.add_argument("--cache", default="out/distill", help="teacher cache folder (computed when missing)")
+    ap.add_argument("--teacher-python", default=None,
+                    help="interpreter with sae[teacher] installed (env SAE_TEACHER_PYTHON), used when this one "
+                         "lacks sentence-transformers")
+    ap.add_argument("--tune", action="store_true",
+                    help="fit on 4/5 of the train pairs and score on the held-out fifth; writes nothing")
+    ap.add_argument("--dev", action="store_true", help="also measure the built Algorithm on the dev split")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config field")
+
+
+def run(args: argparse.Namespace) -> int:
+    import os
+
+    cfg = Config().with_overrides(args.set)
+    recipe = Recipe(args.shared, args.cache, args.teacher_python or os.environ.get("SAE_TEACHER_PYTHON"))
+    log.info("config: %s", cfg)
+    if args.tune:
+        fit, held = holdout_split(recipe.train)
+        alg = recipe.build(fit, cfg)
+        print(json.dumps({"holdout": report(alg, recipe, held)}, indent=1))
+        return 0
+    alg = recipe.build(recipe.train.unique_texts(), cfg)
+    save_algorithm(alg, args.out, vector_dtype="float16")
+    size = sum(f.stat().st_size for f in Path(args.out).iterdir())
+    log.info("wrote %s: %.2f MB, content hash %s", args.out, size / 1e6, alg.content_hash[:16])
+    if args.dev:
+        from sae.algorithm import load_algorithm
+
+        dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
+        print(json.dumps({"dev": report(load_algorithm(args.out), recipe, dev)}, indent=1))
+    return 0

@@ -1,0 +1,76 @@
+"""The rules of the distilled default, in the readable text form (:mod:`sae.rules_text`).
+
+Structure is written here; the continuous parts are fitted: the weight scales are
+tuned on a train holdout, the transforms (``mod=N``) are fitted to the teacher by
+:func:`sae.distill.fit.fit_transforms`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sae.algorithm import Rule
+from sae.rules_text import parse_rules
+
+#: Transforms the default rules apply (``mod`` values).
+NEGATION_SCOPE, SUBJECT, OBJECT, NEGATED_CLAUSE = 1, 2, 3, 4
+TRANSFORM_NAMES = {NEGATION_SCOPE: "negation scope", SUBJECT: "subject", OBJECT: "object",
+                   NEGATED_CLAUSE: "words before a negation"}
+
+MERGES = """
+rule merge4 score 400: [op=ACC] [] [] [] => merge
+rule merge3 score 300: [op=ACC] [] [] => merge
+rule merge2 score 200: [op=ACC] [] => merge
+"""
+
+
+@dataclass(frozen=True)
+class RuleSettings:
+    """The tunable numbers of the default rules (weight factors; 1.0 drops the rule)."""
+
+    num_scale: float = 3.0  #: any item with a digit
+    stop_scale: float = 0.25  #: a stopword right before a content word
+    punct_scale: float = 0.5  #: punctuation right after a content word
+    negation: bool = True  #: the negation-scope transform
+    negated_clause: bool = False  #: a transform of the words before a negation
+    negation_to_ends: bool = False  #: both reach the ends of the text, not the clause
+    roles: bool = True  #: the subject and object transforms
+
+
+def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
+    """Merges, context-dependent reweighting, and the transforms of negation scope and roles."""
+    text = MERGES
+    if s.num_scale != 1.0:
+        text += f"rule boost_number score 50: [op=ACC num] => set 0 scale={s.num_scale}\n"
+    if s.stop_scale != 1.0:
+        text += f"rule soften_stop_before_word score 50: [op=ACC stop] [word] => set 0 scale={s.stop_scale}\n"
+    if s.punct_scale != 1.0:
+        text += f"rule soften_punct_after_word score 50: [word] [op=ACC punct] => set 1 scale={s.punct_scale}\n"
+    if s.negation and not s.negation_to_ends:
+        # Everything after a negation up to punctuation or a conjunction.
+        text += f"rule negation_scope score 60: [neg] [!punct !conj]+8 => set 1 mod={NEGATION_SCOPE}\n"
+    if s.negated_clause and not s.negation_to_ends:
+        text += f"rule negated_clause score 55: [!punct !conj !neg mod=0]+8 [neg] => set 0 mod={NEGATED_CLAUSE}\n"
+    if s.negation_to_ends:
+        # Every item after a negation, and every item before it: runs of 8, extended step by step.
+        text += f"rule negation_scope score 60: [neg] [!neg mod=0]+8 => set 1 mod={NEGATION_SCOPE}\n"
+        text += f"rule negation_scope_on score 59: [mod={NEGATION_SCOPE}] [mod=0]+8 => set 1 mod={NEGATION_SCOPE}\n"
+        if s.negated_clause:
+            text += f"rule negated_clause score 58: [!neg mod=0]+8 [neg] => set 0 mod={NEGATED_CLAUSE}\n"
+            text += (f"rule negated_clause_on score 57: [mod=0]+8 [mod={NEGATED_CLAUSE}] "
+                     f"=> set 0 mod={NEGATED_CLAUSE}\n")
+    if s.roles:
+        # The words before an auxiliary (the leftmost run wins), and those after
+        # "auxiliary verb" up to punctuation.
+        text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
+        text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => set 2 mod={OBJECT}\n"
+    return parse_rules(text, source="sae.distill.rules")
+
+
+def merge_rules() -> tuple[Rule, ...]:
+    return parse_rules(MERGES, source="sae.distill.rules")
+
+
+def transforms_used(rules: tuple[Rule, ...]) -> int:
+    """The largest transform index the rules set (the number of transforms to fit)."""
+    return max((up.mod or 0 for rule in rules for up in rule.updates), default=0)
