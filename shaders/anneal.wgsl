@@ -167,14 +167,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let fresh = workgroupUniformLoad(&wg_state).epoch != params.epoch;
     if (fresh && (params.mode & GPU_MODE_WIDEN) != 0u) {
         // docs/ENGINE.md §1: one ACC item per token; the rest of the stream all-zero words.
-        let n = min(tables[params.off_lengths + d], CAP_STREAM);
+        let first_token = tables[params.off_starts + d];
+        let n = min(tables[params.off_starts + d + 1u] - first_token, CAP_STREAM);
         let base = slot_base(job, 0u) * ITEM_WORDS;
         for (var word = t; word < CAP_STREAM * ITEM_WORDS; word += WG) {
             let j = word / ITEM_WORDS;
             let field = word - j * ITEM_WORDS;
             var value = 0u;
             if (j < n) {
-                let token = tables[params.off_tokens + d * CAP_STREAM + j];
+                let token = tables[params.off_tokens + first_token + j];
                 switch field {
                     case ITEM_SYMBOL, ITEM_TOKEN: {
                         value = token;

@@ -1,11 +1,21 @@
-"""The WGSL backend: the annealing loop and the VM as compute passes (docs/GPU.md).
+"""The WGSL backend: a device-resident session of compute passes (docs/GPU.md).
+
+Embedding a batch (:meth:`GpuBackend.submit_batch`) is one submission: the token ids
+are uploaded, then the ``anneal`` pass widens every document and runs the annealing
+loop (each workgroup stops when its document is finished: no host round trip), then
+``vm``, ``transform`` (Algorithms with transforms), ``normalize`` and ``stats``; one
+readback brings the embeddings and the batch's counts. Journals and streams stay on
+the device. Two batches can be in flight: the caller tokenizes and submits batch k + 1
+before it collects batch k.
+
+Inspection (``bids``, ``anneal``, ``execute`` on a host :class:`ProgramBatch`) uploads
+the streams and downloads streams, journals and states, for ``sae compare``,
+``explain`` and the viewer.
 
 Buffers are created once per backend, sized for ``chunk`` documents; a batch with
-more documents is processed chunk by chunk. Pipelines are created once per device
-and capacities and shared by every backend on that device. Annealing a chunk is one
-dispatch of the ``anneal`` pass: one workgroup per document runs every step of the
-loop and stops when its document is finished, so no step costs a host round trip.
-Executing is one dispatch of ``vm`` (the VM and the normalization).
+more documents is processed chunk by chunk, one submission each. Pipelines are
+compiled once per device, capacities and workgroup size. A lost device is re-created
+and the batch run again; a second failure is one :class:`GpuError` line (exit 1).
 """
 
 from __future__ import annotations
@@ -14,19 +24,25 @@ import functools
 import logging
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from sae.algorithm import Algorithm
-from sae.batch import ProgramBatch
+from sae.backend import BatchResult, DoneBatch
+from sae.batch import AnnealStats, ProgramBatch
 from sae.errors import BackendUnavailableError
-from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, get_device
+from sae.gpu import device as gpu_device
+from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
+from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, error_line, forget_device, get_device, is_device_lost
 from sae.gpu.shaders import ITEM_SLOTS, PASSES, VM_BLOCK, numbered, scratch_layout, shader_source, workgroup_bytes
+from sae.gpu.tables import alg_record, dim4, float_table, pack_tokens
 from sae.layout import (
     ALG_RECORD,
     GPU_MODE_JOURNAL,
+    GPU_MODE_WIDEN,
     GPU_PARAMS,
     JOURNAL_ENTRY,
     PROGRAM_ITEM,
@@ -41,9 +57,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK = 1024
 #: Timestamp queries: a begin and an end per pass of the largest submission.
 TIMESTAMPS = 2 * 80
-#: Mesa's llvmpipe (lavapipe) ends a shader invocation's loops after this many
-#: iterations in all (LP_MAX_TGSI_LOOP_ITERATIONS); see anneal_iterations().
-LAVAPIPE_LOOP_LIMIT = 65535 - 5535  # with a margin for the counts below
+#: Batches in flight at once (each has its own readback buffer).
+IN_FLIGHT = 2
 
 # Bindings of shaders/common.wgsl: (binding, kind).
 _BINDINGS = (
@@ -61,6 +76,7 @@ _BINDINGS = (
 
 @dataclass
 class _Pipelines:
+    device: Any  # the device they were compiled on (the cache never keeps a dead one)
     layout: Any  # the bind group layout every pass shares
     passes: dict[str, Any]
 
@@ -74,7 +90,7 @@ def _pipelines(device: Any, caps: Capacities, workgroup: int) -> _Pipelines:
 
     key = (id(device), caps, workgroup)
     cached = _pipeline_cache.get(key)
-    if cached is not None:
+    if cached is not None and cached.device is device:
         return cached
     entries = []
     for i, (_, kind) in enumerate(_BINDINGS):
@@ -97,13 +113,38 @@ def _pipelines(device: Any, caps: Capacities, workgroup: int) -> _Pipelines:
             raise RuntimeError(
                 f"shader {name}.wgsl failed to compile (set SAE_SHADER_DEBUG=1 to log its source): {exc}"
             ) from exc
-    cached = _Pipelines(layout, passes)
+    cached = _Pipelines(device, layout, passes)
     _pipeline_cache[key] = cached
     return cached
 
 
+def _forget_pipelines(device: Any) -> None:
+    for key, cached in list(_pipeline_cache.items()):
+        if cached.device is device:
+            del _pipeline_cache[key]
+
+
+gpu_device._forget_hooks.append(_forget_pipelines)
+
+
+@dataclass
+class GpuCounters:
+    """What crossed between host and device, since the backend was made (``GpuBackend.counters``)."""
+
+    batches: int = 0  #: embed batches collected (a batch larger than the chunk counts once per chunk)
+    submissions: int = 0  #: queue submissions
+    dispatches: int = 0  #: compute dispatches encoded
+    readbacks: int = 0  #: buffers mapped for reading
+    bytes_read: int = 0  #: bytes read back
+    recoveries: int = 0  #: lost devices re-created
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
 def _device_errors(method):
-    """Turn wgpu's errors while running into one-line :class:`GpuError` errors."""
+    """Turn wgpu's errors while running into one-line :class:`GpuError` errors; a lost device
+    leaves the process-wide caches."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
@@ -114,8 +155,9 @@ def _device_errors(method):
         except (wgpu.GPUError, RuntimeError) as exc:
             self._open = None
             self._pass_log.clear()
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise GpuError(f"the GPU ({self.description}) failed in {method.__name__}: {first}") from exc
+            if is_device_lost(exc):
+                forget_device(self.device)
+            raise GpuError(f"the GPU ({self.description}) failed in {method.__name__}: {error_line(exc)}") from exc
 
     return wrapper
 
@@ -125,88 +167,32 @@ def _nbytes(n: int) -> int:
     return max(16, (n + 15) // 16 * 16)
 
 
-def dim4(dim: int) -> int:
-    """vec4s per embedding row (rows are padded with zeros to whole vec4s)."""
-    return (dim + 3) // 4
+class _Part:
+    """One submitted chunk of an embed batch: where its results will be, and what it was,
+    so that it can run again on a re-created device."""
+
+    def __init__(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> None:
+        self.token_ids, self.lengths = token_ids, lengths
+        self.slot = -1
+        self.generation = -1  # the backend's device generation it was submitted on
+        self.dispatches = 0
+        self.result: BatchResult | None = None
 
 
-def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
-    """The float buffer as ``(n, 4)`` float32 rows, and the vec4 offsets of its parts.
+class _Pending:
+    """The chunks of one :meth:`GpuBackend.submit_batch` call."""
 
-    Weights, four a row; the vectors, each padded to whole vec4s; per transform, the
-    rows of ``T`` padded the same way, then ``t`` (shaders/vm.wgsl reads this layout).
-    """
-    rows, dim = alg.vectors.shape
-    n4 = dim4(dim)
-    weights = np.zeros(4 * -(-rows // 4), dtype=np.float32)
-    weights[:rows] = alg.weights
-    vectors = np.zeros((rows, 4 * n4), dtype=np.float32)
-    vectors[:, :dim] = alg.vectors
-    tr = alg.transforms.astype(np.float32)
-    transforms = np.zeros((tr.shape[0], dim + 1, 4 * n4), dtype=np.float32)
-    transforms[:, :dim, :dim] = tr[:, :, :dim]
-    transforms[:, dim, :dim] = tr[:, :, dim]
-    parts = [weights.reshape(-1, 4), vectors.reshape(-1, 4), transforms.reshape(-1, 4)]
-    offsets = np.cumsum([0] + [len(p) for p in parts])
-    return np.concatenate(parts), (int(offsets[0]), int(offsets[1]), int(offsets[2]))
+    def __init__(self, backend: GpuBackend, parts: list[_Part]) -> None:
+        self._backend, self._parts = backend, parts
 
-
-def match_iterations(alg: Algorithm, caps: Capacities) -> int:
-    """Loop iterations one match may take at most (common.wgsl: place, the lexicon search)."""
-    worst = 1
-    lexicon = (max(alg.n_phrases, 1).bit_length() + 1) * (caps.phrase + 1)
-    for rule in alg.rules:
-        n = 1 + sum(el.gap + max(el.run, 1) + 1 for el in rule.pattern)
-        if rule.kind == "merge":
-            n += len(rule.pattern) + lexicon
-        worst = max(worst, n)
-    return worst
-
-
-def anneal_iterations(alg: Algorithm, caps: Capacities, width: int, workgroup: int) -> int:
-    """A pessimistic count of the loop iterations one thread of the anneal pass runs in one
-    step on documents of ``width`` items (shaders/anneal.wgsl, phase by phase)."""
-    def per_thread(n: int) -> int:
-        return -(-n // workgroup)
-
-    rules, reach = max(len(alg.rules), 1), alg.reach
-    match = match_iterations(alg, caps) + 2
-    winners = min(width, caps.journal)
-    search = winners.bit_length() + 1  # a binary search over the winners
-    count = per_thread(width * rules) * match  # bids
-    count += per_thread(width) * (match + reach + 3)  # extents, winners
-    count += width + per_thread(rules)  # ranks, inhibition
-    count += per_thread(winners) * ((reach + 1) * 10 + match * caps.pattern)  # windows
-    if any(rule.kind == "guard" for rule in alg.rules):
-        triples = (width + winners * reach) * 2 * rules
-        count += per_thread(triples) * (match + search)
-    count += per_thread(winners) * 2 + winners  # judge, the committed list
-    count += per_thread(width) * (search + 10) + per_thread(width * 10)  # apply, the tail
-    return count + 8
-
-
-def cpu_workgroup(alg: Algorithm, caps: Capacities, smallest: int) -> int:
-    """Threads per workgroup on a CPU adapter: ``smallest`` (one SIMD group), or more when a
-    step on full-length documents could exceed lavapipe's loop limit per thread."""
-    workgroup = smallest
-    while workgroup < 256 and anneal_iterations(alg, caps, caps.stream, workgroup) > LAVAPIPE_LOOP_LIMIT:
-        workgroup *= 2
-    return workgroup
-
-
-def alg_record(alg: Algorithm, rule_base: int = 0) -> np.ndarray:
-    """The :data:`~sae.layout.ALG_RECORD` of one Algorithm whose rules start at ``rule_base``."""
-    rec = np.zeros((), dtype=ALG_RECORD)
-    kinds = [rule.kind for rule in alg.rules]
-    rec["rule_base"] = rule_base
-    rec["n_rules"] = len(alg.rules)
-    rec["max_steps"] = alg.params.max_steps
-    rec["tolerance"] = alg.params.tolerance
-    rec["inhibit_steps"] = alg.params.inhibit_steps
-    rec["reach"] = alg.reach
-    rec["guards"] = int("guard" in kinds)
-    rec["rewrites"] = int(any(k != "guard" for k in kinds))
-    return rec
+    def result(self) -> BatchResult:
+        results = [self._backend._collect(part) for part in self._parts]
+        stats = AnnealStats()
+        for r in results:
+            stats.steps = max(stats.steps, r.stats.steps)
+            stats.committed += r.stats.committed
+            stats.reverted += r.stats.reverted
+        return BatchResult(np.concatenate([r.embeddings for r in results]), stats)
 
 
 class GpuBackend:
@@ -222,8 +208,8 @@ class GpuBackend:
     """
 
     name = "gpu"
-    concurrent_batches = False  # one queue and one set of device buffers
-    #: set by the engine (``engine.profiler``); passes are then reported into it
+    concurrent_batches = False  # one queue and one set of device buffers: batches are pipelined
+    #: set by the engine (``engine.profiler``); passes and counters are then reported into it
     profiler: Profiler | None = None
 
     def __init__(
@@ -232,34 +218,57 @@ class GpuBackend:
         if chunk is not None and chunk < 1:
             raise ValueError(f"GpuBackend: chunk must be >= 1, got {chunk}")
         self.alg, self.caps = alg, caps
-        self.info: AdapterInfo = choose_adapter(adapter)
-        self.description = f"{self.info.name} ({self.info.backend}, {self.info.device_type})"
-        self.workgroup = self.info.workgroup
-        if self.info.is_software:
-            self.workgroup = cpu_workgroup(alg, caps, self.workgroup)
-        need = workgroup_bytes(caps, self.workgroup)
-        have = int(self.info.limits.get("max-compute-workgroup-storage-size", 0))
-        if need > have:
-            raise BackendUnavailableError(
-                f"{self.info.name}: capacities {caps.stream} positions and {caps.rules} rules need {need} bytes "
-                f"of workgroup memory, the adapter has {have}"
-            )
-        self.device = get_device(self.info)
+        self._adapter_name = adapter
+        self._wanted_chunk = chunk
         self.n_rules = len(alg.rules)
         self._rules_np = alg.compile_rules(caps)
         self._state_dtype = doc_state(caps)
         self._scratch_words = scratch_layout(caps)["SCRATCH_WORDS"]
-        # The float buffer's contents: built once, uploaded, then dropped (a copy of the vectors).
+        self.counters = GpuCounters()
+        self._generation = 0
+        self._epoch = 0  # Params.epoch of the last batch
+        self._pass_log: list[tuple[str, dict]] = []
+        self._open: tuple[Any, Any] | None = None  # (encoder, compute pass) being recorded
+        self._build(choose_adapter(adapter))
+
+    def _build(self, info: AdapterInfo) -> None:
+        """Device, pipelines, buffers and tables: at construction, and again after a lost device."""
+        alg, caps = self.alg, self.caps
+        self.info = info
+        self.description = f"{info.name} ({info.backend}, {info.device_type})"
+        self.workgroup = info.workgroup
+        if info.is_software:
+            self.workgroup = cpu_workgroup(alg, caps, self.workgroup)
+        need = workgroup_bytes(caps, self.workgroup)
+        have = int(info.limits.get("max-compute-workgroup-storage-size", 0))
+        if need > have:
+            raise BackendUnavailableError(
+                f"{info.name}: capacities {caps.stream} positions and {caps.rules} rules need {need} bytes "
+                f"of workgroup memory, the adapter has {have}"
+            )
+        if alg.n_transforms > 32:
+            raise BackendUnavailableError(f"{info.name}: the GPU path handles at most 32 transforms")
+        # The float buffer's contents: built, uploaded, then dropped (a copy of the vectors).
         self._floats, self._float_offsets = float_table(alg)
         self._check_floats()
-        self.chunk = self._chunk_size(chunk)
+        self.chunk = self._chunk_size(self._wanted_chunk)
+        self.device = get_device(info)
         self._pipes = _pipelines(self.device, caps, self.workgroup)
         self._create_buffers()
         self._upload_tables()
         self._create_timestamp_queries()
-        self._pass_log: list[tuple[str, dict]] = []
-        self._open: tuple[Any, Any] | None = None  # (encoder, compute pass) being recorded
-        self._epoch = 0  # Params.epoch of the last anneal
+        self._in_flight: list[_Part | None] = [None] * IN_FLIGHT
+        self._turn = 0
+
+    def _recover(self) -> None:
+        """Re-create the device (and everything on it) after it was lost."""
+        log.warning("the GPU device (%s) was lost; re-creating it", self.description)
+        forget_device(self.device)
+        self._open = None
+        self._pass_log.clear()
+        self._generation += 1
+        self.counters.recoveries += 1
+        self._build(choose_adapter(self._adapter_name))
 
     # -- sizes ------------------------------------------------------------------------
     def _binding_limit(self) -> int:
@@ -276,6 +285,9 @@ class GpuBackend:
                 f"adapter's limit of {limit} bytes"
             )
 
+    def _sum_stride(self) -> int:
+        return self.alg.n_transforms * (dim4(self.alg.dim) + 1)
+
     def _per_doc_bytes(self) -> dict[str, int]:
         caps = self.caps
         return {
@@ -287,8 +299,9 @@ class GpuBackend:
             "embeddings": (dim4(self.alg.dim) + self._sum_stride()) * 16,
         }
 
-    def _sum_stride(self) -> int:
-        return self.alg.n_transforms * (dim4(self.alg.dim) + 1)
+    def _download_bytes_per_doc(self, per_doc: dict[str, int]) -> int:
+        item = per_doc["items"] // ITEM_SLOTS
+        return max(item + per_doc["state"] + per_doc["journal"], per_doc["scratch"], dim4(self.alg.dim) * 16)
 
     def _chunk_size(self, wanted: int | None) -> int:
         limits = self.info.limits
@@ -315,11 +328,6 @@ class GpuBackend:
             log.info("GPU chunk reduced from %d to %d documents by the adapter's limits", wanted, chunk)
         return chunk
 
-    def _download_bytes_per_doc(self, per_doc: dict[str, int]) -> int:
-        item = per_doc["items"] // ITEM_SLOTS
-        anneal = item + per_doc["state"] + per_doc["journal"]
-        return max(anneal, per_doc["scratch"], dim4(self.alg.dim) * 16)
-
     # -- buffers (created once) -------------------------------------------------------
     def _buffer(self, name: str, size: int, usage: int) -> Any:
         return self.device.create_buffer(label=f"sae {name}", size=_nbytes(size), usage=usage)
@@ -332,24 +340,30 @@ class GpuBackend:
         storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
         per_doc = self._per_doc_bytes()
         n_sym, n_phr = alg.n_symbols, alg.n_phrases
-        # lexicon, bonus, classes, rows, the AlgRecord, token ids and counts of a chunk
-        self._table_words = n_phr * caps.phrase + n_phr + 2 * n_sym + ALG_RECORD.itemsize // 4 + c * (caps.stream + 1)
+        # lexicon, bonus, classes, rows, the AlgRecord; then a batch's token starts and tokens
+        self._token_base = n_phr * caps.phrase + n_phr + 2 * n_sym + ALG_RECORD.itemsize // 4
+        table_words = self._token_base + c + 1 + c * caps.stream
         b = {
             "params": self._buffer("params", GPU_PARAMS.itemsize, U.UNIFORM | U.COPY_DST),
             "rules": self._buffer("rules", max(self._rules_np.nbytes, self._rules_np.dtype.itemsize), storage),
-            "tables": self._buffer("tables", 4 * self._table_words, storage),
+            "tables": self._buffer("tables", 4 * table_words, storage),
             "floats": self._buffer("floats", self._floats.nbytes, storage),
         }
-        # Backend.bids writes the stream * rules keys of at least one document to scratch.
-        sizes = dict((name, c * size) for name, size in per_doc.items())
+        sizes = {name: c * size for name, size in per_doc.items()}
+        # Backend.bids writes the stream * rules keys of at least one document to scratch;
+        # the stats pass writes the batch's totals to the DocState after the jobs'.
         sizes["scratch"] = max(sizes["scratch"], 4 * caps.stream * self.n_rules)
+        sizes["state"] += self._state_dtype.itemsize
         self._scratch_bytes = sizes["scratch"]
         for name, size in sizes.items():
-            b[name] = self._buffer(name, size, storage)
+            b[name] = self.device.create_buffer(label=f"sae {name}", size=size + (-size) % 16, usage=storage)
         self._staging_size = _nbytes(max(c * self._download_bytes_per_doc(per_doc), self._scratch_bytes))
-        self._staging = self.device.create_buffer(
-            label="sae staging", size=self._staging_size, usage=U.MAP_READ | U.COPY_DST
-        )
+        self._staging = self._buffer("staging", self._staging_size, U.MAP_READ | U.COPY_DST)
+        # One readback buffer per batch in flight: the embeddings, then the totals.
+        self._embedding_bytes = dim4(alg.dim) * 16
+        self._readback_size = _nbytes(c * self._embedding_bytes + self._state_dtype.itemsize)
+        self._readback = [self._buffer(f"readback {i}", self._readback_size, U.MAP_READ | U.COPY_DST)
+                          for i in range(IN_FLIGHT)]
         self.buffers = b
         self._bind_group = self.device.create_bind_group(
             label="sae bindings",
@@ -386,8 +400,7 @@ class GpuBackend:
         p["dim"] = alg.dim
         p["slot_stride"] = self.chunk * caps.stream
         p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"], p["off_algs"] = offsets[:5]
-        p["off_tokens"] = offsets[5]
-        p["off_lengths"] = offsets[5] + self.chunk * caps.stream
+        p["off_starts"] = self._token_base
         p["off_weights"], p["off_vectors"], p["off_transforms"] = self._float_offsets
         p["sum_base"] = self.chunk * dim4(alg.dim)
         p["sum_stride"] = self._sum_stride()
@@ -408,34 +421,14 @@ class GpuBackend:
     @property
     def buffer_bytes(self) -> int:
         """Bytes of every GPU buffer this backend holds (all created at construction)."""
-        extra = [self._staging, self._ts_resolve, self._ts_read]
+        extra = [self._staging, *self._readback, self._ts_resolve, self._ts_read]
         return sum(int(b.size) for b in [*self.buffers.values(), *extra] if b is not None)
 
-    # -- per chunk ----------------------------------------------------------------------
-    def _chunks(self, batch: ProgramBatch):
-        for start in range(0, batch.n, self.chunk):
-            n = min(self.chunk, batch.n - start)
-            lengths = batch.lengths[start : start + n]
-            yield start, n, int(lengths.max()) if n else 0
-
-    def _upload(self, batch: ProgramBatch, start: int, n: int, mode: int = 0, journal: bool = False) -> None:
-        with maybe_scope(self.profiler, "upload", documents=n):
-            q = self.device.queue
-            self._params["n_docs"] = n
-            self._params["mode"] = mode
-            self._params["key_first"] = 0
-            q.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
-            items = batch.items[start : start + n]
-            q.write_buffer(self.buffers["items"], 0, items.view(np.uint8).reshape(-1))
-            state = self._state[:n]
-            state.fill(0)
-            state["length"] = batch.lengths[start : start + n]
-            if journal:
-                state["journal_len"] = batch.journal_len[start : start + n]
-                q.write_buffer(
-                    self.buffers["journal"], 0, batch.journal[start : start + n].view(np.uint8).reshape(-1)
-                )
-            q.write_buffer(self.buffers["state"], 0, state.view(np.uint8).reshape(-1))
+    # -- encoding, submitting, reading back ---------------------------------------------
+    def _write_params(self, n: int, mode: int, step_count: int = 0, epoch: int = 0, key_first: int = 0) -> None:
+        p = self._params
+        p["n_docs"], p["mode"], p["step_count"], p["epoch"], p["key_first"] = n, mode, step_count, epoch, key_first
+        self.device.queue.write_buffer(self.buffers["params"], 0, p.reshape(1).view(np.uint8))
 
     def _dispatch(self, encoder: Any, name: str, x: int, y: int = 1, **args: Any) -> None:
         """One dispatch of pass ``name``.
@@ -444,6 +437,7 @@ class GpuBackend:
         makes each dispatch's writes visible to the next). With a profiler, every
         dispatch gets its own compute pass and timestamps.
         """
+        self.counters.dispatches += 1
         prof = self.profiler
         if prof is None:
             if self._open is None or self._open[0] is not encoder:
@@ -484,6 +478,7 @@ class GpuBackend:
         enc.copy_buffer_to_buffer(self.buffers["state"], 0, self._staging, 0, 16)
         start = time.perf_counter_ns()
         self.device.queue.submit([enc.finish()])
+        self.counters.submissions += 1
         self._staging.map_sync("read", 0, 16)
         self._staging.unmap()
         prof.gpu_pass_cpu_timed(name, start, time.perf_counter_ns() - start, **args)
@@ -503,6 +498,7 @@ class GpuBackend:
             encoder.copy_buffer_to_buffer(self._ts_resolve, 0, self._ts_read, 0, 16 * n)
         submitted = time.perf_counter_ns()
         self.device.queue.submit([encoder.finish()])
+        self.counters.submissions += 1
         return submitted
 
     def _report_passes(self, submitted_ns: int) -> None:
@@ -522,6 +518,18 @@ class GpuBackend:
         self.profiler.gpu_passes(list(self._pass_log), [(int(b), int(e)) for b, e in ticks], submitted_ns)
         self._pass_log.clear()
 
+    def _map(self, buffer: Any, size: int) -> bytes:
+        """Map ``size`` bytes of a readback buffer, copy them out, unmap (one readback)."""
+        with maybe_scope(self.profiler, "wait + readback", bytes=size):
+            buffer.map_sync("read", 0, size)
+            try:
+                data = bytes(buffer.read_mapped(0, size))
+            finally:
+                buffer.unmap()
+        self.counters.readbacks += 1
+        self.counters.bytes_read += size
+        return data
+
     def _download(self, encoder: Any, regions: list[tuple[str, int]]) -> list[memoryview]:
         """Copy ``(buffer, bytes)`` prefixes into the staging buffer, submit, read them."""
         self._end_pass()
@@ -532,38 +540,176 @@ class GpuBackend:
             spans.append((offset, size))
             offset += (size + 7) // 8 * 8
         submitted = self._submit(encoder)
-        total = max(offset, 8)
-        with maybe_scope(self.profiler, "wait + readback", bytes=total):
-            self._staging.map_sync("read", 0, total)
-            try:
-                data = self._staging.read_mapped(0, total)
-            finally:
-                self._staging.unmap()
+        data = memoryview(self._map(self._staging, max(offset, 8)))
         self._report_passes(submitted)
         return [data[o : o + s] for o, s in spans]
+
+    def _steps_per_dispatch(self, width: int) -> int:
+        """Annealing steps one dispatch runs: all of them on a GPU; on a CPU adapter as many
+        as lavapipe's loop limit allows (sae.gpu.budget)."""
+        if not self.info.is_software:
+            return max(self.alg.params.max_steps, 1)
+        steps = steps_per_dispatch(self.alg, self.caps, width, self.workgroup)
+        if steps < 1:
+            raise BackendUnavailableError(
+                f"{self.info.name}: one annealing step of {width}-token documents with this Algorithm may take "
+                f"{anneal_iterations(self.alg, self.caps, width, self.workgroup)} loop iterations per thread, "
+                f"more than this software adapter runs ({LAVAPIPE_LOOP_LIMIT}); use the CPU backend or a "
+                "hardware GPU"
+            )
+        return steps
+
+    def _encode_anneal(self, enc: Any, n: int, width: int, mode: int) -> int:
+        """Write the params of an anneal and encode its dispatches; returns how many."""
+        per_dispatch = self._steps_per_dispatch(width)
+        self._epoch += 1
+        self._write_params(n, mode, step_count=per_dispatch, epoch=self._epoch)
+        dispatches = max(-(-self.alg.params.max_steps // per_dispatch), 1)
+        for i in range(dispatches):
+            self._dispatch(enc, "anneal", n, step=i * per_dispatch)
+        return dispatches
 
     def _groups(self, n: int) -> int:
         """Workgroups of a pass with one invocation per job."""
         return max(-(-n // self.workgroup), 1)
 
-    def _steps_per_dispatch(self, width: int) -> int:
-        """Annealing steps one dispatch runs: all of them on a GPU. A CPU adapter (Mesa
-        lavapipe) ends an invocation after 65535 loop iterations, so there each dispatch
-        runs as many steps as a pessimistic count of a step's iterations allows."""
-        steps = max(self.alg.params.max_steps, 1)
-        if not self.info.is_software:
-            return steps
-        per_step = anneal_iterations(self.alg, self.caps, width, self.workgroup)
-        fits = LAVAPIPE_LOOP_LIMIT // max(per_step, 1)
-        if fits < 1:
-            raise BackendUnavailableError(
-                f"{self.info.name}: one annealing step of {width}-token documents with this Algorithm may take "
-                f"{per_step} loop iterations per thread, more than this software adapter runs "
-                f"({LAVAPIPE_LOOP_LIMIT}); use the CPU backend or a hardware GPU"
-            )
-        return min(steps, fits)
+    def _encode_vm(self, enc: Any, jobs: int) -> int:
+        """The VM, the transforms (if the Algorithm has any) and the normalization."""
+        n4 = dim4(self.alg.dim)
+        self._dispatch(enc, "vm", self._groups(jobs), -(-n4 // VM_BLOCK))
+        if self.alg.n_transforms:
+            self._dispatch(enc, "transform", self._groups(jobs), n4)
+        self._dispatch(enc, "normalize", self._groups(jobs))
+        return 3 if self.alg.n_transforms else 2
 
-    # -- Backend ------------------------------------------------------------------------
+    # -- the session: token ids in, embeddings out ------------------------------------------
+    def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> _Pending | DoneBatch:
+        """Embed documents given as token ids: one submission per chunk, one readback when
+        the result is collected (``result()``)."""
+        n = len(token_ids)
+        if n == 0:
+            return DoneBatch(BatchResult(np.zeros((0, self.alg.dim), dtype=np.float32), AnnealStats()))
+        lengths = np.asarray(lengths, dtype=np.uint32)
+        parts = []
+        for start in range(0, n, self.chunk):
+            part = _Part(token_ids[start : start + self.chunk], lengths[start : start + self.chunk])
+            self._submit_part(part)
+            parts.append(part)
+        return _Pending(self, parts)
+
+    def _submit_part(self, part: _Part) -> None:
+        """Upload a chunk's token ids and encode and submit its whole run: widen, anneal,
+        execute, normalize, count, copy the embeddings and totals to its readback buffer."""
+        import wgpu
+
+        slot = self._turn
+        if self._in_flight[slot] is not None:
+            self._collect(self._in_flight[slot])  # its caller has not collected it yet
+        try:
+            self._encode_part(part, slot)
+        except (wgpu.GPUError, RuntimeError) as exc:
+            if not is_device_lost(exc):
+                self._open = None
+                raise GpuError(f"the GPU ({self.description}) failed in submit_batch: {error_line(exc)}") from exc
+            self._recover()
+            self._encode_part(part, self._turn)
+        self._turn = (self._turn + 1) % IN_FLIGHT
+
+    def _encode_part(self, part: _Part, slot: int) -> None:
+        n = len(part.token_ids)
+        with maybe_scope(self.profiler, "upload", documents=n):
+            words = pack_tokens(part.token_ids, part.lengths)
+            self.device.queue.write_buffer(self.buffers["tables"], 4 * self._token_base, words)
+            self._params["off_tokens"] = self._token_base + n + 1
+        dispatches_before = self.counters.dispatches
+        with maybe_scope(self.profiler, "encode", documents=n):
+            enc = self.device.create_command_encoder(label="sae embed")
+            self._encode_anneal(enc, n, int(part.lengths.max()), GPU_MODE_WIDEN)
+            self._encode_vm(enc, n)
+            self._dispatch(enc, "stats", 1)
+            self._end_pass()
+            emb_bytes = n * self._embedding_bytes
+            enc.copy_buffer_to_buffer(self.buffers["embeddings"], 0, self._readback[slot], 0, emb_bytes)
+            totals = self.chunk * self._state_dtype.itemsize
+            enc.copy_buffer_to_buffer(self.buffers["state"], totals, self._readback[slot], emb_bytes,
+                                      self._state_dtype.itemsize)
+            part.submitted_ns = self._submit(enc)
+        part.slot, part.generation = slot, self._generation
+        part.dispatches = self.counters.dispatches - dispatches_before
+        self._in_flight[slot] = part
+
+    def _collect(self, part: _Part) -> BatchResult:
+        """Read a submitted chunk back (once), re-running it if its device was lost."""
+        import wgpu
+
+        if part.result is not None:
+            return part.result
+        for attempt in range(2):
+            if part.generation != self._generation:  # submitted on a device since lost
+                self._encode_part(part, self._turn)
+                self._turn = (self._turn + 1) % IN_FLIGHT
+            try:
+                part.result = self._read_part(part)
+                break
+            except (wgpu.GPUError, RuntimeError) as exc:
+                if attempt or not is_device_lost(exc):
+                    self._open = None
+                    if is_device_lost(exc):
+                        forget_device(self.device)
+                    raise GpuError(f"the GPU ({self.description}) failed in submit_batch: {error_line(exc)}") \
+                        from exc
+                self._in_flight = [None] * IN_FLIGHT
+                self._recover()
+        return part.result
+
+    def _read_part(self, part: _Part) -> BatchResult:
+        n = len(part.token_ids)
+        emb_bytes = n * self._embedding_bytes
+        data = self._map(self._readback[part.slot], emb_bytes + self._state_dtype.itemsize)
+        if self._in_flight[part.slot] is part:
+            self._in_flight[part.slot] = None
+        self._report_passes(part.submitted_ns)
+        width = 4 * dim4(self.alg.dim)
+        embeddings = np.frombuffer(data, dtype=np.float32, count=n * width).reshape(n, width)[:, : self.alg.dim]
+        totals = np.frombuffer(data, dtype=self._state_dtype, count=1, offset=emb_bytes)[0]
+        stats = AnnealStats(steps=int(totals["steps"]), committed=int(totals["committed"]),
+                            reverted=int(totals["reverted"]))
+        self.counters.batches += 1
+        if self.profiler is not None:
+            self.profiler.count_batch(documents=n, submissions=1, dispatches=part.dispatches, readbacks=1,
+                                      bytes_read=emb_bytes + self._state_dtype.itemsize)
+        return BatchResult(embeddings.copy(), stats)
+
+    # -- inspection: a host batch in place -------------------------------------------------
+    def _chunks(self, batch: ProgramBatch):
+        for start in range(0, batch.n, self.chunk):
+            n = min(self.chunk, batch.n - start)
+            lengths = batch.lengths[start : start + n]
+            yield start, n, int(lengths.max()) if n else 0
+
+    def _upload(self, batch: ProgramBatch, start: int, n: int, journal: bool = False) -> None:
+        """A host batch's streams (and journals) to the device, with fresh DocStates."""
+        self._drain()
+        with maybe_scope(self.profiler, "upload", documents=n):
+            q = self.device.queue
+            items = batch.items[start : start + n]
+            q.write_buffer(self.buffers["items"], 0, items.view(np.uint8).reshape(-1))
+            state = self._state[:n]
+            state.fill(0)
+            state["length"] = batch.lengths[start : start + n]
+            if journal:
+                state["journal_len"] = batch.journal_len[start : start + n]
+                q.write_buffer(
+                    self.buffers["journal"], 0, batch.journal[start : start + n].view(np.uint8).reshape(-1)
+                )
+            q.write_buffer(self.buffers["state"], 0, state.view(np.uint8).reshape(-1))
+
+    def _drain(self) -> None:
+        """Collect the batches in flight: the inspection path reuses their device buffers."""
+        for part in self._in_flight:
+            if part is not None:
+                self._collect(part)
+
     @_device_errors
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         stream, n_rules = self.caps.stream, self.n_rules
@@ -578,8 +724,7 @@ class GpuBackend:
             self._upload(batch, start, n)
             for first in range(0, n, per_pass):
                 m = min(per_pass, n - first)
-                self._params["key_first"] = first
-                self.device.queue.write_buffer(self.buffers["params"], 0, self._params.reshape(1).view(np.uint8))
+                self._write_params(n, 0, key_first=first)
                 enc = self.device.create_command_encoder(label="sae bids")
                 self._dispatch(enc, "keys", m)
                 (keys,) = self._download(enc, [("scratch", m * stream * n_rules * 4)])
@@ -600,14 +745,9 @@ class GpuBackend:
         for start, n, max_len in self._chunks(batch):
             if max_len == 0:
                 continue
-            per_dispatch = self._steps_per_dispatch(max_len)
-            self._params["step_count"] = per_dispatch
-            self._epoch += 1
-            self._params["epoch"] = self._epoch
-            self._upload(batch, start, n, mode=GPU_MODE_JOURNAL, journal=True)
+            self._upload(batch, start, n, journal=True)
             enc = self.device.create_command_encoder(label="sae anneal")
-            for first in range(0, self.alg.params.max_steps, per_dispatch):
-                self._dispatch(enc, "anneal", n, step=first)
+            self._encode_anneal(enc, n, max_len, GPU_MODE_JOURNAL)
             items, state, journal = self._download(
                 enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
             )
@@ -621,14 +761,6 @@ class GpuBackend:
             batch.stats.committed += int(st["committed"].sum())
             batch.stats.reverted += int(st["reverted"].sum())
 
-    def _encode_vm(self, enc: Any, jobs: int) -> None:
-        """The VM, the transforms (if the Algorithm has any) and the normalization."""
-        n4 = dim4(self.alg.dim)
-        self._dispatch(enc, "vm", self._groups(jobs), -(-n4 // VM_BLOCK))
-        if self.alg.n_transforms:
-            self._dispatch(enc, "transform", self._groups(jobs), n4)
-        self._dispatch(enc, "normalize", self._groups(jobs))
-
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         dim = self.alg.dim
@@ -637,6 +769,7 @@ class GpuBackend:
             if max_len == 0:
                 continue  # every document is empty: zero vectors
             self._upload(batch, start, n)
+            self._write_params(n, 0)
             enc = self.device.create_command_encoder(label="sae execute")
             self._encode_vm(enc, n)
             width = 4 * dim4(dim)
@@ -645,4 +778,4 @@ class GpuBackend:
         return out
 
 
-__all__ = ["GpuBackend", "alg_record"]
+__all__ = ["DEFAULT_CHUNK", "GpuBackend", "GpuCounters"]

@@ -177,6 +177,35 @@ def choose_adapter(name: str | None = None, adapters: list[AdapterInfo] | None =
     raise BackendUnavailableError("no usable GPU adapter: " + "; ".join(reasons))
 
 
+def is_device_lost(exc: BaseException) -> bool:
+    """Whether a wgpu error says the device is gone (lost, destroyed, reset by the driver)."""
+    text = str(exc).lower()
+    return "device is lost" in text or "device lost" in text or "was lost" in text or "destroyed" in text
+
+
+def error_line(exc: BaseException) -> str:
+    """The line of a wgpu error that says what happened: wgpu heads most of them with
+    "Validation Error", "Caused by:" and the API call ("In wgpuQueueSubmit")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    said = [line for line in lines
+            if line not in ("Validation Error", "Caused by:") and not line.startswith("In wgpu")]
+    return (said or lines or [type(exc).__name__])[0]
+
+
+def forget_device(device: Any) -> None:
+    """Drop a lost device from the process-wide caches (devices, pipelines), so that the
+    next :func:`get_device` creates a fresh one."""
+    for index, cached in list(_devices.items()):
+        if cached is device:
+            del _devices[index]
+    for hook in _forget_hooks:
+        hook(device)
+
+
+#: Callbacks that drop what other modules cache per device (sae.gpu.backend's pipelines).
+_forget_hooks: list = []
+
+
 def get_device(info: AdapterInfo) -> Any:
     """The device of ``info`` (one per adapter per process, with the adapter's limits)."""
     device = _devices.get(info.index)
@@ -195,6 +224,9 @@ def get_device(info: AdapterInfo) -> Any:
 
 __all__ = [
     "REQUIRED_LIMITS",
+    "error_line",
+    "forget_device",
+    "is_device_lost",
     "WORKGROUP",
     "AdapterInfo",
     "GpuError",

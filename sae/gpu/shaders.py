@@ -18,7 +18,7 @@ from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
 #: current streams (``Backend.bids``), the VM with the normalization.
-PASSES = ("anneal", "keys", "vm", "transform", "normalize")
+PASSES = ("anneal", "keys", "vm", "transform", "normalize", "stats")
 #: vec4s of dimensions one invocation of the "vm" pass computes.
 VM_BLOCK = 4
 COMMON = "common"
