@@ -22,7 +22,7 @@ import numpy as np
 
 from sae.batch import AnnealStats, ProgramBatch
 from sae.layout import Capacities
-from sae.profile import Profiler
+from sae.profile import Profiler, maybe_scope
 
 
 @dataclass
@@ -110,8 +110,12 @@ class HostBatches:
 def run_host_batch(backend, batches: HostBatches, symbol_rows: np.ndarray, token_ids: Sequence[Sequence[int]],
                    lengths: np.ndarray) -> DoneBatch:
     """Widen, anneal and execute on this thread's host batch (the numpy path's ``submit_batch``)."""
+    prof = backend.profiler
     batch = batches.batch(len(token_ids))
-    batch.widen(list(token_ids), symbol_rows, lengths)
-    backend.anneal(batch)
-    embeddings = backend.execute(batch)
+    with maybe_scope(prof, "widen"):
+        batch.widen(list(token_ids), symbol_rows, lengths)
+    with maybe_scope(prof, "anneal"):
+        backend.anneal(batch)
+    with maybe_scope(prof, "execute"):
+        embeddings = backend.execute(batch)
     return DoneBatch(BatchResult(embeddings, batch.stats))

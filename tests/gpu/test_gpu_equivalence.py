@@ -200,7 +200,7 @@ def test_steps_split_across_dispatches(monkeypatch, per_dispatch):
 def test_lavapipe_loop_limit_is_respected():
     """The pessimistic count of a step's loop iterations per thread stays under lavapipe's
     limit with the workgroup a CPU adapter gets; past any workgroup, a clear error."""
-    from sae.gpu.backend import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup
+    from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup
 
     assert cpu_workgroup(make_tiny(), CAPS, 8) == 8
     many = "\n".join(f'rule r{i} score {1 + i}: [sym="{WORDS[2 + i % 38]}"] => set 0 scale=0.5' for i in range(250))
@@ -213,11 +213,12 @@ def test_lavapipe_loop_limit_is_respected():
 def test_beyond_lavapipe_loop_limit_is_a_clear_error(monkeypatch):
     from sae.errors import BackendUnavailableError
     from sae.gpu import GpuBackend
-    from sae.gpu.backend import LAVAPIPE_LOOP_LIMIT
+    from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT
 
     gpu = GpuBackend(make_tiny(), CAPS)
     if not gpu.info.is_software:
         pytest.skip("the limit is lavapipe's")
+    monkeypatch.setattr("sae.gpu.budget.anneal_iterations", lambda *a: LAVAPIPE_LOOP_LIMIT + 1)
     monkeypatch.setattr("sae.gpu.backend.anneal_iterations", lambda *a: LAVAPIPE_LOOP_LIMIT + 1)
     with pytest.raises(BackendUnavailableError, match="loop iterations per thread, more than this software adapter"):
         gpu._steps_per_dispatch(CAPS.stream)
