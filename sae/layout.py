@@ -365,8 +365,8 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("epoch", "<u4", "u32", 1, "the batch: a job whose DocState.epoch differs starts it (widens, resets)"),
     ("step_count", "<u4", "u32", 1, "steps an anneal dispatch runs at most (a document stops when finished)"),
     ("sum_stride", "<u4", "u32", 1, "vec4s of one job's sum area (per transform: DIM4 + 1)"),
-    ("reserved1", "<u4", "u32", 1, "zero"),
-    ("reserved2", "<u4", "u32", 1, "zero"),
+    ("off_elements", "<u4", "u32", 1, "word offset of every rule's element tests (slot, packed tests)"),
+    ("off_lexstarts", "<u4", "u32", 1, "word offset of the first phrase of each first token"),
 )
 
 #: ``Params.mode`` bits.
@@ -385,6 +385,11 @@ def alg_record_fields() -> tuple[Field, ...]:
         ("reach", "<u4", "u32", 1, "Algorithm.reach"),
         ("guards", "<u4", "u32", 1, "1 when some rule is a guard: the health check runs"),
         ("rewrites", "<u4", "u32", 1, "1 when some rule is a rewrite or merge: the loop runs"),
+        ("off_symbols", "<u4", "u32", 1, "word offset of its per-symbol element test bits"),
+        ("symbol_words", "<u4", "u32", 1, "words of those bits per symbol"),
+        ("off_masks", "<u4", "u32", 1, "word offset of its per-symbol rule masks (element 0 passes)"),
+        ("mask_words", "<u4", "u32", 1, "words of a rule mask"),
+        ("off_guards", "<u4", "u32", 1, "word offset of its guard rules' mask"),
     )
 
 

@@ -7,16 +7,16 @@
 // area and the stream in slot 0. The first dispatch of a batch (DocState.epoch !=
 // params.epoch) starts the job: widens it from its token ids (GPU_MODE_WIDEN) or takes
 // the uploaded stream. Per step, in the workgroup's threads:
-//   bids      threads over (anchor, rule) of S: P0, whether a rewrite or merge bids at
-//             all (else the document is finished), per anchor the largest key of a
-//             rewrite or merge rule not inhibited (workgroup atomics);
-//   extents   threads over anchors: each candidate's extent and phrase (matched again);
+//   bids      threads over the anchors of S, each matching the rules whose first element
+//             its symbol passes: P0, whether a rewrite or merge bids at all (else the
+//             document is finished), per anchor the largest key of a rewrite or merge
+//             rule not inhibited, with its extent and phrase;
 //   winners   threads over anchors: a candidate wins iff no candidate whose extent
 //             overlaps its own has a larger key; thread 0 ranks them in anchor order, up
 //             to the journal's free room, into winner records; inhibition decremented;
 //   windows   threads over winners: each winner's rewrite applied alone, written at its
 //             own positions of the window slot (extents are disjoint, so they coexist);
-//   health    only with guard rules: threads over (winner, anchor, side, rule) match S
+//   health    only with guard rules: threads over (winner, anchor, side) match S
 //             (guards) and S_w (every rule, S read through the winner's window) near each
 //             winner and add up delta per winner;
 //   judge     threads over winners: commit iff delta <= score + tolerance; journal;
@@ -76,7 +76,7 @@ fn winner_at(sb: u32, i: u32) -> u32 {
 // Winner w's rewrite applied alone to S (at sbase), written at its own positions of the
 // window slot (at tbase): the extent's items for a rewrite, the merged item for a merge.
 // The elements' first and last items go to the winner record (at w).
-fn build_window(sbase: u32, tbase: u32, len: u32, w: u32, rb: u32) {
+fn build_window(sbase: u32, tbase: u32, len: u32, w: u32, rb: u32, tests: Tests) {
     let key = scratch[w + WIN_KEY];
     let p = key_anchor(key);
     let ri = rb + key_rule(key);
@@ -111,7 +111,7 @@ fn build_window(sbase: u32, tbase: u32, len: u32, w: u32, rb: u32) {
         let s = plain(sbase);
         var start = p;
         for (var e = 0u; e < k; e++) {
-            let fq = place(s, len, start, ri, e);
+            let fq = place(s, len, start, ri, e, tests);
             scratch[w + WIN_FIRST + e] = fq.x;
             scratch[w + WIN_LAST + e] = fq.y;
             start = fq.y + 1u;
@@ -158,6 +158,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     let alg = alg_record(a);
     let rb = alg.rule_base;
     let nr = alg.n_rules;
+    let tests = tests_of(alg);
     let sb = scratch_base(job);
     let tbase = slot_base(job, WINDOW_SLOT);
     let journal_on = (params.mode & GPU_MODE_JOURNAL) != 0u;
@@ -201,7 +202,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             items[base + word] = value;
         }
         if (t == 0u) {
-            var widened: DocState;
+            var widened = DocState();
             widened.length = n;
             wg_state = widened;
         }
@@ -213,7 +214,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         if (t == 0u) {
             // An uploaded stream keeps its length and journal; the rest starts over.
-            var started: DocState;
+            var started = DocState();
             started.length = wg_state.length;
             started.journal_len = wg_state.journal_len;
             started.width = started.length;
@@ -237,10 +238,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         storageBarrier();  // the previous step's scratch and items
         let sbase = slot_base(job, cur);
         let s = plain(sbase);
-        // -- bids of S
-        for (var p = t; p < len; p += WG) {
-            atomicStore(&wg_slots[p], 0u);
-        }
+        // -- bids of S: threads over anchors, each matching only the rules whose first
+        //    element its symbol passes (AlgRecord.off_masks); the best candidate per
+        //    anchor with its extent and phrase
         if (t == 0u) {
             atomicStore(&wg_potential, 0);
             atomicStore(&wg_rewrites, 0u);
@@ -248,23 +248,46 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         workgroupBarrier();
         var potential = 0;
         var rewrites = 0u;
-        for (var i = t; i < len * nr; i += WG) {
-            let p = i / nr;
-            let r = i - p * nr;
-            let m = match_rule(s, len, p, rb + r);
-            if (m.ok) {
-                let signed = signed_score(rb + r, m.score);
-                potential += signed;
-                if (signed > 0) {
-                    rewrites = 1u;
-                    if (scratch[sb + SCRATCH_INHIBIT + r] == 0u) {
-                        atomicMax(&wg_slots[p], bid_key(m.score, p, r));
+        for (var p = t; p < len; p += WG) {
+            let mask = alg.off_masks + item_word(sbase + p, ITEM_SYMBOL) * alg.mask_words;
+            var best = 0u;
+            var best_z = p;
+            var best_phrase = 0u;
+            var word = 0u;
+            var bits = tables[mask];
+            loop {
+                if (bits == 0u) {
+                    word += 1u;
+                    if (word >= alg.mask_words) {
+                        break;
+                    }
+                    bits = tables[mask + word];
+                    continue;
+                }
+                let r = word * 32u + firstTrailingBit(bits);
+                bits &= bits - 1u;
+                let m = match_rule(s, len, p, rb + r, tests);
+                if (m.ok) {
+                    let signed = signed_score(rb + r, m.score);
+                    potential += signed;
+                    if (signed > 0) {
+                        rewrites = 1u;
+                        let key = bid_key(m.score, p, r);
+                        if (key > best && scratch[sb + SCRATCH_INHIBIT + r] == 0u) {
+                            best = key;
+                            best_z = m.z;
+                            best_phrase = m.phrase;
+                        }
                     }
                 }
             }
+            atomicStore(&wg_slots[p], best);
+            scratch[sb + SCRATCH_EXT + p] = best_z;
+            scratch[sb + SCRATCH_PHRASE + p] = best_phrase;
         }
         atomicAdd(&wg_potential, potential);
         atomicOr(&wg_rewrites, rewrites);
+        storageBarrier();
         workgroupBarrier();
         if (t == 0u) {
             wg.live = atomicLoad(&wg_rewrites);
@@ -276,20 +299,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         steps += 1u;
         let p0 = wg.p0;
-        // -- extents (and phrases) of the candidates
-        for (var p = t; p < len; p += WG) {
-            let key = atomicLoad(&wg_slots[p]);
-            var z = p;
-            var phrase = 0u;
-            if (key != 0u) {
-                let m = match_rule(s, len, p, rb + key_rule(key));
-                z = m.z;
-                phrase = m.phrase;
-            }
-            scratch[sb + SCRATCH_EXT + p] = z;
-            scratch[sb + SCRATCH_PHRASE + p] = phrase;
-        }
-        storageBarrier();
         // -- winners: no overlapping candidate has a larger key
         for (var p = t; p < len; p += WG) {
             let key = atomicLoad(&wg_slots[p]);
@@ -329,7 +338,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     scratch[w + WIN_WLEN] = wlen;
                     scratch[w + WIN_REMOVES] = removes;
                     scratch[w + WIN_TRIPLES] = triples;
-                    triples += (z - (p - min(p, alg.reach)) + 1u) * 2u * nr;
+                    triples += (z - (p - min(p, alg.reach)) + 1u) * 2u;
                     rank += 1u;
                 }
             }
@@ -349,10 +358,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         // -- each winner's rewrite alone, in the window slot
         for (var i = t; i < n_win; i += WG) {
-            build_window(sbase, tbase, len, winner_at(sb, i), rb);
+            build_window(sbase, tbase, len, winner_at(sb, i), rb, tests);
         }
         storageBarrier();
-        // -- health: delta(w) = guards of S touching w - every bid of S_w touching w
+        // -- health: delta(w) = guards of S touching w - every bid of S_w touching w;
+        //    threads over (winner, anchor, side), each matching the rules its symbol
+        //    allows (side 0: S_w, every rule; side 1: S, guards)
         if (alg.guards != 0u) {
             for (var i = t; i < n_win; i += WG) {
                 atomicStore(&wg_slots[i], 0u);
@@ -366,23 +377,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 let z = scratch[w + WIN_EXT];
                 let removes = scratch[w + WIN_REMOVES];
                 let local = g - scratch[w + WIN_TRIPLES];
-                let x = p - min(p, alg.reach) + local / (2u * nr);
-                let side_rule = local % (2u * nr);
-                let side = side_rule / nr;  // 0: S_w, every rule; 1: S, guards
-                let ri = rb + side_rule - side * nr;
-                var wanted = x + removes <= z;
+                let x = p - min(p, alg.reach) + local / 2u;
+                let side = local % 2u;
                 var src = Src(sbase, tbase, p, scratch[w + WIN_WLEN], removes);
                 var n = len - removes;
                 if (side == 1u) {
-                    wanted = rules[ri].kind == RULE_GUARD;
                     src = s;
                     n = len;
                 }
-                if (wanted) {
-                    let m = match_rule(src, n, x, ri);
-                    if (m.ok && m.z >= p) {
-                        let signed = signed_score(ri, m.score);
-                        atomicAdd(&wg_slots[i], bitcast<u32>(select(-signed, signed, side == 1u)));
+                // S_w's bids past z - removes do not touch w
+                if (x < n && (side == 1u || x + removes <= z)) {
+                    let mask = alg.off_masks + item_word(at(src, x), ITEM_SYMBOL) * alg.mask_words;
+                    var delta = 0;
+                    for (var word = 0u; word < alg.mask_words; word++) {
+                        var bits = tables[mask + word];
+                        if (side == 1u) {
+                            bits &= tables[alg.off_guards + word];
+                        }
+                        while (bits != 0u) {
+                            let ri = rb + word * 32u + firstTrailingBit(bits);
+                            bits &= bits - 1u;
+                            let m = match_rule(src, n, x, ri, tests);
+                            if (m.ok && m.z >= p) {
+                                let signed = signed_score(ri, m.score);
+                                delta += select(-signed, signed, side == 1u);
+                            }
+                        }
+                    }
+                    if (delta != 0) {
+                        atomicAdd(&wg_slots[i], bitcast<u32>(delta));
                     }
                 }
             }
@@ -403,7 +426,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             }
             scratch[w + WIN_OUTCOME] = outcome;
             if (journal_on) {
-                var entry: JournalEntry;
+                var entry = JournalEntry();
                 entry.step = step;
                 entry.rank = i;
                 entry.rule = key_rule(key);
@@ -495,7 +518,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
     }
     if (t == 0u) {
-        var done: DocState;
+        var done = DocState();
         done.length = len;
         done.steps = steps;
         done.journal_len = journal_len;

@@ -83,42 +83,42 @@ fn at(src: Src, j: u32) -> u32 {
     return src.base + j + src.m;
 }
 
+// Where an Algorithm's per-symbol element test bits are (AlgRecord.off_symbols, .symbol_words).
+struct Tests {
+    symbols: u32,
+    words: u32,
+}
+
+fn tests_of(alg: AlgRecord) -> Tests {
+    return Tests(alg.off_symbols, alg.symbol_words);
+}
+
 // Does element e of rule ri pass for the item at position j of a stream of n items?
-fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32) -> bool {
+// The symbol and class tests were answered per symbol on the host (sae.gpu.tables.
+// element_tests: one bit per distinct test); opcode, mod, anchors and the target mark
+// are packed in one word.
+fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32, tests: Tests) -> bool {
     if (j >= n) {
         return false;
     }
     let i = at(src, j);
-    let op = rules[ri].opcode[e];
-    if (op != ANY && item_word(i, ITEM_OPCODE) != op) {
-        return false;
-    }
+    let element = params.off_elements + (ri * CAP_PATTERN + e) * 2u;
+    let slot = tables[element];
+    let packed = tables[element + 1u];
     let symbol = item_word(i, ITEM_SYMBOL);
-    let sym = rules[ri].symbol[e];
-    let flags = rules[ri].flags[e];
-    if (sym != ANY && ((symbol == sym) == ((flags & FLAG_NOT_SYMBOL) != 0u))) {
+    if (((tables[tests.symbols + symbol * tests.words + slot / 32u] >> (slot % 32u)) & 1u) == 0u) {
         return false;
     }
-    let cls = tables[params.off_classes + symbol];
-    let any_cls = rules[ri].any[e];
-    let all_cls = rules[ri].all[e];
-    if ((any_cls != 0u && (cls & any_cls) == 0u) || (cls & all_cls) != all_cls || (cls & rules[ri].none[e]) != 0u) {
+    let op = packed & 0xFFu;
+    let md = (packed >> 8u) & 0xFFu;
+    let flags = (packed >> 16u) & 0xFFu;
+    if ((op != 0xFFu && item_word(i, ITEM_OPCODE) != op) || (md != 0xFFu && item_word(i, ITEM_MOD) != md)) {
         return false;
     }
-    let md = rules[ri].mod_[e];
-    if (md != ANY && item_word(i, ITEM_MOD) != md) {
+    if (((flags & FLAG_AT_START) != 0u && j != 0u) || ((flags & FLAG_AT_END) != 0u && j + 1u != n)) {
         return false;
     }
-    if ((flags & FLAG_AT_START) != 0u && j != 0u) {
-        return false;
-    }
-    if ((flags & FLAG_AT_END) != 0u && j + 1u != n) {
-        return false;
-    }
-    if ((flags & FLAG_TARGET) != 0u && ((item_word(i, ITEM_MARKS) >> rules[ri].mark) & 1u) != 0u) {
-        return false;
-    }
-    return true;
+    return (flags & FLAG_TARGET) == 0u || ((item_word(i, ITEM_MARKS) >> (packed >> 24u)) & 1u) == 0u;
 }
 
 // -1, 0 or 1 as lexicon row `row` sorts before, equal to or after the key of the k
@@ -150,7 +150,7 @@ struct Match {
 // Element e of rule ri, its start position given: (first item, last item), or ANY when
 // it cannot be placed (docs/ENGINE.md §2: the first passing item within the gap, then a
 // run extended greedily, without backtracking).
-fn place(src: Src, n: u32, start: u32, ri: u32, e: u32) -> vec2<u32> {
+fn place(src: Src, n: u32, start: u32, ri: u32, e: u32, tests: Tests) -> vec2<u32> {
     let gap = min(rules[ri].gap[e], CAP_GAP);
     let items_max = max(min(rules[ri].run[e], CAP_RUN), 1u);
     var f = ANY;
@@ -159,7 +159,7 @@ fn place(src: Src, n: u32, start: u32, ri: u32, e: u32) -> vec2<u32> {
         if ((f == ANY && j > start + gap) || (f != ANY && j >= f + items_max)) {
             break;
         }
-        let ok = passes(src, n, j, ri, e);
+        let ok = passes(src, n, j, ri, e, tests);
         if (f == ANY) {
             if (ok) {
                 f = j;
@@ -176,7 +176,7 @@ fn place(src: Src, n: u32, start: u32, ri: u32, e: u32) -> vec2<u32> {
 }
 
 // Rule ri at anchor p of a stream of n items.
-fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
+fn match_rule(src: Src, n: u32, p: u32, ri: u32, tests: Tests) -> Match {
     var m = Match(false, 0u, 0u, 0u);
     if (p >= n) {
         return m;
@@ -185,7 +185,7 @@ fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
     var fq = vec2<u32>(p, p);
     var start = p;
     for (var e = 0u; e < k; e++) {
-        fq = place(src, n, start, ri, e);
+        fq = place(src, n, start, ri, e, tests);
         if (fq.x == ANY) {
             return m;
         }
@@ -205,9 +205,10 @@ fn match_rule(src: Src, n: u32, p: u32, ri: u32) -> Match {
                 return m;
             }
         }
-        // Binary search of the sorted, unique lexicon keys.
-        var lo = 0u;
-        var hi = params.n_phrases;
+        // Binary search of the sorted, unique lexicon keys that start with the first token.
+        let first = item_word(at(src, p), ITEM_SYMBOL);
+        var lo = tables[params.off_lexstarts + first];
+        var hi = tables[params.off_lexstarts + first + 1u];
         var found = ANY;
         for (var it = 0u; it < 32u && lo < hi; it++) {
             let mid = (lo + hi) / 2u;
@@ -278,7 +279,7 @@ fn linear(md: u32, c: u32, x_at: u32, from_sum: bool) -> vec4<f32> {
         if (row < params.dim) {
             var acc = 0.0;
             for (var i = 0u; i < n4; i++) {
-                var x: vec4<f32>;
+                var x = vec4<f32>();
                 if (from_sum) {
                     x = embeddings[x_at + i];
                 } else {

@@ -23,7 +23,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     for (var i = t; i < len * nr; i += WG) {
         let p = i / nr;
         let r = i - p * nr;
-        let m = match_rule(s, len, p, alg.rule_base + r);
+        let m = match_rule(s, len, p, alg.rule_base + r, tests_of(alg));
         var key = 0u;
         if (m.ok) {
             key = bid_key(m.score, p, r);

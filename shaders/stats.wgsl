@@ -29,7 +29,7 @@ fn main(@builtin(local_invocation_index) t: u32) {
     atomicMax(&wg_steps, steps);
     workgroupBarrier();
     if (t == 0u) {
-        var totals: DocState;
+        var totals = DocState();
         totals.committed = atomicLoad(&wg_committed);
         totals.reverted = atomicLoad(&wg_reverted);
         totals.steps = atomicLoad(&wg_steps);

@@ -11,7 +11,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (job >= params.n_docs * params.n_algs || c >= n4) {
         return;
     }
-    let used = scratch[scratch_base(job) + VM_USED];
+    let used = scratch[scratch_base(job) + PLAN_COUNTS + 3u];
     if (used == 0u) {
         return;
     }

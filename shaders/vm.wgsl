@@ -1,11 +1,12 @@
-// Pass "vm": the Semantic Forth VM (docs/ENGINE.md §5). One invocation per (job, block
-// of VM_BLOCK vec4 = 4 * VM_BLOCK dimensions): grid x over jobs, y over blocks. Each
-// dimension runs the program in item order with its own accumulator and stack, as the
-// reference does. An ACC item with a transform is linear in its vector, so those are
-// summed per transform into the sum area (with their total weight) and the "transform"
-// pass applies each transform once to its sum (§5 allows the reassociation; the numpy
-// path does the same); an item on the stack applies its transform itself. Writes the
-// unnormalized accumulator; "normalize" divides by the norm.
+// Pass "vm": the Semantic Forth VM (docs/ENGINE.md §5) on the lists "plan" made. One
+// invocation per (job, block of VM_BLOCK vec4 = 4 * VM_BLOCK dimensions): grid x over
+// jobs, y over blocks. Every item's contribution to acc is a sum, so the three lists run
+// one after the other (§5 allows reassociating the float sums): the plain ACC items;
+// then the stack items in program order, each dimension with its own stack as the
+// reference has it (an item on the stack applies its transform itself); then the ACC
+// items with a transform, summed per transform (with their total weight) into the sum
+// area, which the "transform" pass turns into T s + W t once per transform (the numpy
+// path reassociates the same way). Writes the unnormalized accumulator.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -15,42 +16,29 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
     let n4 = dim4();
     let c0 = gid.y * VM_BLOCK;  // first vec4 of the block
-    let len = state[job].length;
-    let base = slot_base(job, 0u);
-    let sums = sum_at(job);
-    var acc: array<vec4<f32>, VM_BLOCK>;
-    var stack: array<array<vec4<f32>, VM_BLOCK>, CAP_STACK>;
+    let sb = scratch_base(job);
+    var acc = array<vec4<f32>, VM_BLOCK>();
+    // plain ACC items: two loads and the vector
+    let n_acc = scratch[sb + PLAN_COUNTS];
+    for (var i = 0u; i < n_acc; i++) {
+        let row = scratch[sb + PLAN_ACC + 2u * i];
+        let w = bitcast<f32>(scratch[sb + PLAN_ACC + 2u * i + 1u]);
+        let v = params.off_vectors + row * n4 + c0;
+        for (var b = 0u; b < VM_BLOCK; b++) {
+            acc[b] += w * floats[v + b];
+        }
+    }
+    // stack items, in program order
+    let n_stack = scratch[sb + PLAN_COUNTS + 1u];
+    var stack = array<array<vec4<f32>, VM_BLOCK>, CAP_STACK>();
     var sp = 0u;
-    var used = 0u;  // bit m: an ACC item carries transform m + 1
-    for (var j = 0u; j < len; j++) {
-        let op = item_word(base + j, ITEM_OPCODE);
-        if (op == OP_NOP) {
-            continue;
-        }
-        let md = item_word(base + j, ITEM_MOD);
-        let row = item_word(base + j, ITEM_ARG0);
-        let w = weight_of(row) * (f32(bitcast<i32>(item_word(base + j, ITEM_ARG1))) * (1.0 / 65536.0));
-        if (op == OP_ACC && md > 0u) {
-            // summed here, transformed once by the "transform" pass
-            let at = sums + (md - 1u) * (n4 + 1u);
-            if ((used & (1u << (md - 1u))) == 0u) {
-                used |= 1u << (md - 1u);
-                for (var b = 0u; b < VM_BLOCK && c0 + b < n4; b++) {
-                    embeddings[at + c0 + b] = vec4<f32>();
-                }
-                if (gid.y == 0u) {
-                    embeddings[at + n4] = vec4<f32>();
-                }
-            }
-            for (var b = 0u; b < VM_BLOCK && c0 + b < n4; b++) {
-                embeddings[at + c0 + b] += w * vector_of(row, c0 + b);
-            }
-            if (gid.y == 0u) {
-                embeddings[at + n4].x += w;
-            }
-            continue;
-        }
-        var v: array<vec4<f32>, VM_BLOCK>;
+    for (var i = 0u; i < n_stack; i++) {
+        let code = scratch[sb + PLAN_STACK + 3u * i];
+        let op = code & 0xFFu;
+        let md = code >> 8u;
+        let row = scratch[sb + PLAN_STACK + 3u * i + 1u];
+        let w = bitcast<f32>(scratch[sb + PLAN_STACK + 3u * i + 2u]);
+        var v = array<vec4<f32>, VM_BLOCK>();
         for (var b = 0u; b < VM_BLOCK; b++) {
             var x = vector_of(row, c0 + b);
             if (md > 0u) {
@@ -77,7 +65,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             }
             sp -= 1u;
         } else {
-            // ACC, and the stack opcodes on a full or empty stack
+            // PUSH on a full stack, ADD, MUL and EMIT on an empty one: as ACC
             for (var b = 0u; b < VM_BLOCK; b++) {
                 acc[b] += v[b];
             }
@@ -93,7 +81,36 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
             embeddings[job * n4 + c0 + b] = acc[b];
         }
     }
-    if (gid.y == 0u) {
-        scratch[scratch_base(job) + VM_USED] = used;
+    // ACC items with a transform: their weighted vectors and weights, summed per transform
+    let n_tf = scratch[sb + PLAN_COUNTS + 2u];
+    let used = scratch[sb + PLAN_COUNTS + 3u];
+    let sums = sum_at(job);
+    for (var m = 0u; m < 32u && n_tf > 0u; m++) {
+        if ((used & (1u << m)) == 0u) {
+            continue;
+        }
+        let at = sums + m * (n4 + 1u);
+        // (an explicit initializer: naga zeroes a `var x: T;` once per invocation, not per
+        // iteration of the loop that declares it)
+        var sum = array<vec4<f32>, VM_BLOCK>();
+        var total_w = 0.0;
+        for (var i = 0u; i < n_tf; i++) {
+            if (scratch[sb + PLAN_TF + 3u * i] == m + 1u) {
+                let row = scratch[sb + PLAN_TF + 3u * i + 1u];
+                let w = bitcast<f32>(scratch[sb + PLAN_TF + 3u * i + 2u]);
+                total_w += w;
+                for (var b = 0u; b < VM_BLOCK; b++) {
+                    sum[b] += w * vector_of(row, c0 + b);
+                }
+            }
+        }
+        for (var b = 0u; b < VM_BLOCK; b++) {
+            if (c0 + b < n4) {
+                embeddings[at + c0 + b] = sum[b];
+            }
+        }
+        if (gid.y == 0u) {
+            embeddings[at + n4] = vec4<f32>(total_w, 0.0, 0.0, 0.0);
+        }
     }
 }

@@ -38,9 +38,8 @@ from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
 from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, error_line, forget_device, get_device, is_device_lost
 from sae.gpu.shaders import ITEM_SLOTS, PASSES, VM_BLOCK, numbered, scratch_layout, shader_source, workgroup_bytes
-from sae.gpu.tables import alg_record, dim4, float_table, pack_tokens
+from sae.gpu.tables import TableBuilder, add_algorithm_tables, alg_record, dim4, float_table, lexicon_starts, pack_tokens
 from sae.layout import (
-    ALG_RECORD,
     GPU_MODE_JOURNAL,
     GPU_MODE_WIDEN,
     GPU_PARAMS,
@@ -339,9 +338,9 @@ class GpuBackend:
         U = wgpu.BufferUsage  # noqa: N806
         storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
         per_doc = self._per_doc_bytes()
-        n_sym, n_phr = alg.n_symbols, alg.n_phrases
-        # lexicon, bonus, classes, rows, the AlgRecord; then a batch's token starts and tokens
-        self._token_base = n_phr * caps.phrase + n_phr + 2 * n_sym + ALG_RECORD.itemsize // 4
+        self._tables = self._table_words()
+        # the Algorithm's tables, then a batch's token starts and tokens
+        self._token_base = self._tables.size
         table_words = self._token_base + c + 1 + c * caps.stream
         b = {
             "params": self._buffer("params", GPU_PARAMS.itemsize, U.UNIFORM | U.COPY_DST),
@@ -377,20 +376,31 @@ class GpuBackend:
         self._params = np.zeros((), dtype=GPU_PARAMS)
         self._state = np.zeros(c, dtype=self._state_dtype)
 
+    def _table_words(self) -> TableBuilder:
+        """The u32 tables: lexicon, phrase bonus, symbol classes and rows, the first phrase
+        per first token, every rule's element tests, the per-symbol test bits and rule
+        masks, the AlgRecord (the offsets go to Params and the AlgRecord)."""
+        alg, caps = self.alg, self.caps
+        t = TableBuilder()
+        self._offsets = {
+            "off_lexicon": t.add(alg.lexicon_keys(caps)),
+            "off_bonus": t.add(alg.phrase_bonus.astype(np.uint32)),
+            "off_classes": t.add(alg.symbol_classes),
+            "off_rows": t.add(alg.symbol_rows.astype(np.uint32)),
+            "off_lexstarts": t.add(lexicon_starts(alg, caps)),
+        }
+        elements, where = add_algorithm_tables(t, alg, caps)
+        self._offsets["off_elements"] = t.add(elements)
+        self._offsets["off_algs"] = t.add(alg_record(alg, 0, where).reshape(1).view(np.uint32))
+        return t
+
     def _upload_tables(self) -> None:
         alg, caps = self.alg, self.caps
         q = self.device.queue
         if len(self._rules_np):
             q.write_buffer(self.buffers["rules"], 0, self._rules_np.view(np.uint8))
-        parts = [
-            alg.lexicon_keys(caps).reshape(-1),
-            alg.phrase_bonus.astype(np.uint32),
-            alg.symbol_classes.astype(np.uint32),
-            alg.symbol_rows.astype(np.uint32),
-            alg_record(alg).reshape(1).view(np.uint32),
-        ]
-        offsets = np.cumsum([0] + [len(p) for p in parts])
-        q.write_buffer(self.buffers["tables"], 0, np.concatenate(parts).astype(np.uint32))
+        q.write_buffer(self.buffers["tables"], 0, self._tables.words())
+        self._tables = None  # uploaded
         q.write_buffer(self.buffers["floats"], 0, self._floats)
         self._floats = np.zeros((0, 4), dtype=np.float32)
         p = self._params
@@ -399,7 +409,8 @@ class GpuBackend:
         p["n_phrases"] = alg.n_phrases
         p["dim"] = alg.dim
         p["slot_stride"] = self.chunk * caps.stream
-        p["off_lexicon"], p["off_bonus"], p["off_classes"], p["off_rows"], p["off_algs"] = offsets[:5]
+        for name, offset in self._offsets.items():
+            p[name] = offset
         p["off_starts"] = self._token_base
         p["off_weights"], p["off_vectors"], p["off_transforms"] = self._float_offsets
         p["sum_base"] = self.chunk * dim4(alg.dim)
@@ -576,11 +587,12 @@ class GpuBackend:
     def _encode_vm(self, enc: Any, jobs: int) -> int:
         """The VM, the transforms (if the Algorithm has any) and the normalization."""
         n4 = dim4(self.alg.dim)
+        self._dispatch(enc, "plan", self._groups(jobs))
         self._dispatch(enc, "vm", self._groups(jobs), -(-n4 // VM_BLOCK))
         if self.alg.n_transforms:
             self._dispatch(enc, "transform", self._groups(jobs), n4)
         self._dispatch(enc, "normalize", self._groups(jobs))
-        return 3 if self.alg.n_transforms else 2
+        return 4 if self.alg.n_transforms else 3
 
     # -- the session: token ids in, embeddings out ------------------------------------------
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> _Pending | DoneBatch:

@@ -18,9 +18,9 @@ from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
 #: current streams (``Backend.bids``), the VM with the normalization.
-PASSES = ("anneal", "keys", "vm", "transform", "normalize", "stats")
+PASSES = ("anneal", "keys", "plan", "vm", "transform", "normalize", "stats")
 #: vec4s of dimensions one invocation of the "vm" pass computes.
-VM_BLOCK = 4
+VM_BLOCK = 8
 COMMON = "common"
 #: Streams of CAP_STREAM items per job: the stream, its other buffer, the windows.
 ITEM_SLOTS = 3
@@ -45,6 +45,7 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
     winners = min(caps.stream, caps.journal)
     inhibit = 3 * caps.stream
     records = inhibit + caps.rules
+    plan = 4 + 8 * caps.stream  # the VM's lists (plan.wgsl), after the annealing
     return {
         "SCRATCH_CAND": 0,
         "SCRATCH_EXT": caps.stream,
@@ -53,8 +54,13 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
         "SCRATCH_WINNERS": records,
         "MAX_WINNERS": winners,
         "WINNER_WORDS": winner_words(caps),
-        "SCRATCH_WORDS": records + winner_words(caps) * winners,
-        "VM_USED": 0,  # after annealing, the VM's: bit m: an ACC item carries transform m + 1
+        "SCRATCH_WORDS": max(records + winner_words(caps) * winners, plan),
+        # after annealing, the VM's lists: counts (plain ACC, stack, transformed ACC, the
+        # transforms used as bits), then the lists
+        "PLAN_COUNTS": 0,
+        "PLAN_ACC": 4,
+        "PLAN_STACK": 4 + 2 * caps.stream,
+        "PLAN_TF": 4 + 5 * caps.stream,
     }
 
 

@@ -12,7 +12,16 @@ from itertools import chain
 import numpy as np
 
 from sae.algorithm import Algorithm
-from sae.layout import ALG_RECORD
+from sae.layout import (
+    ALG_RECORD,
+    ANY,
+    FLAG_AT_END,
+    FLAG_AT_START,
+    FLAG_NOT_SYMBOL,
+    FLAG_TARGET,
+    RULE_GUARD,
+    Capacities,
+)
 
 
 def dim4(dim: int) -> int:
@@ -41,9 +50,13 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
     return np.concatenate(parts), (int(offsets[0]), int(offsets[1]), int(offsets[2]))
 
 
-def alg_record(alg: Algorithm, rule_base: int = 0) -> np.ndarray:
-    """The :data:`~sae.layout.ALG_RECORD` of one Algorithm whose rules start at ``rule_base``."""
+def alg_record(alg: Algorithm, rule_base: int = 0, tests: dict[str, int] | None = None) -> np.ndarray:
+    """The :data:`~sae.layout.ALG_RECORD` of one Algorithm whose rules start at ``rule_base``;
+    ``tests`` gives where its element tests are (``off_symbols``, ``symbol_words``,
+    ``off_masks``, ``mask_words``, ``off_guards``)."""
     rec = np.zeros((), dtype=ALG_RECORD)
+    for name, value in (tests or {}).items():
+        rec[name] = value
     kinds = [rule.kind for rule in alg.rules]
     rec["rule_base"] = rule_base
     rec["n_rules"] = len(alg.rules)
@@ -54,6 +67,99 @@ def alg_record(alg: Algorithm, rule_base: int = 0) -> np.ndarray:
     rec["guards"] = int("guard" in kinds)
     rec["rewrites"] = int(any(k != "guard" for k in kinds))
     return rec
+
+
+def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """What the shaders test an item against, precomputed per symbol (as the numpy path does).
+
+    Returns ``(elements, symbols, masks, guards)``:
+
+    * ``elements``: ``(rules, pattern, 2)`` uint32: the element's *slot* (its distinct
+      symbol-and-class test), then ``opcode | mod << 8 | flags << 16 | mark << 24``
+      (``0xFF`` for an opcode or mod that is not tested);
+    * ``symbols``: ``(n_symbols, words)`` uint32, bit ``slot`` set when the symbol passes
+      that slot's symbol test (``NOT_SYMBOL`` included) and class masks;
+    * ``masks``: ``(n_symbols, rule words)`` uint32, bit ``r`` set when the symbol passes
+      element 0 of rule ``r``'s slot: the rules worth matching at an anchor;
+    * ``guards``: ``(rule words,)`` uint32, bit ``r`` set for a guard rule.
+    """
+    rules = alg.compile_rules(caps)
+    classes = alg.symbol_classes.astype(np.uint32)
+    symbols = np.arange(alg.n_symbols, dtype=np.int64)
+    slots: dict[tuple[int, ...], int] = {}
+    passing: list[np.ndarray] = []
+    elements = np.zeros((len(rules), caps.pattern, 2), dtype=np.uint32)
+    for r, rec in enumerate(rules):
+        for e in range(int(rec["length"])):
+            flags = int(rec["flags"][e])
+            key = (int(rec["symbol"][e]), flags & FLAG_NOT_SYMBOL, int(rec["any"][e]), int(rec["all"][e]),
+                   int(rec["none"][e]))
+            if key not in slots:
+                sym, negated, any_cls, all_cls, none_cls = key
+                ok = np.ones(alg.n_symbols, dtype=bool)
+                if sym != ANY:
+                    ok &= (symbols == sym) != bool(negated)
+                if any_cls:
+                    ok &= (classes & np.uint32(any_cls)) != 0
+                ok &= (classes & np.uint32(all_cls)) == all_cls
+                ok &= (classes & np.uint32(none_cls)) == 0
+                slots[key] = len(passing)
+                passing.append(ok)
+            opcode = 0xFF if int(rec["opcode"][e]) == ANY else int(rec["opcode"][e])
+            mod = 0xFF if int(rec["mod"][e]) == ANY else int(rec["mod"][e])
+            elements[r, e] = (slots[key], opcode | mod << 8 | (flags & (FLAG_AT_START | FLAG_AT_END | FLAG_TARGET)) << 16
+                              | int(rec["mark"]) << 24)
+    table = np.zeros((alg.n_symbols, max(1, -(-len(passing) // 32))), dtype=np.uint32)
+    for slot, ok in enumerate(passing):
+        table[ok, slot // 32] |= np.uint32(1 << (slot % 32))
+    rule_words = max(1, -(-len(rules) // 32))
+    masks = np.zeros((alg.n_symbols, rule_words), dtype=np.uint32)
+    guards = np.zeros(rule_words, dtype=np.uint32)
+    for r, rec in enumerate(rules):
+        masks[passing[int(elements[r, 0, 0])], r // 32] |= np.uint32(1 << (r % 32))
+        if rec["kind"] == RULE_GUARD:
+            guards[r // 32] |= np.uint32(1 << (r % 32))
+    return elements, table, masks, guards
+
+
+def lexicon_starts(alg: Algorithm, caps: Capacities) -> np.ndarray:
+    """``(vocab + 1,)`` uint32: the first lexicon phrase whose first token is ``t`` or more,
+    so the phrases starting with ``t`` are ``starts[t] .. starts[t + 1]`` (the lexicon is
+    sorted): a merge searches those, usually none or a handful, not the whole lexicon."""
+    first = alg.lexicon_keys(caps)[:, 0] if alg.n_phrases else np.zeros(0, dtype=np.uint32)
+    return np.searchsorted(first, np.arange(alg.vocab_size + 1, dtype=np.uint32), side="left").astype(np.uint32)
+
+
+class TableBuilder:
+    """The u32 table buffer's contents, part by part, with the word offset of each."""
+
+    def __init__(self) -> None:
+        self.parts: list[np.ndarray] = []
+        self.size = 0
+
+    def add(self, words: np.ndarray) -> int:
+        offset = self.size
+        words = np.ascontiguousarray(words, dtype=np.uint32).reshape(-1)
+        self.parts.append(words)
+        self.size += len(words)
+        return offset
+
+    def words(self) -> np.ndarray:
+        return np.concatenate(self.parts) if self.parts else np.zeros(0, dtype=np.uint32)
+
+
+def add_algorithm_tables(builder: TableBuilder, alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, dict[str, int]]:
+    """Add one Algorithm's per-symbol element tests to ``builder``; returns its element
+    records (for the global element table) and the AlgRecord fields locating the rest."""
+    elements, symbols, masks, guards = element_tests(alg, caps)
+    where = {
+        "off_symbols": builder.add(symbols),
+        "symbol_words": symbols.shape[1],
+        "off_masks": builder.add(masks),
+        "mask_words": masks.shape[1],
+        "off_guards": builder.add(guards),
+    }
+    return elements, where
 
 
 def pack_tokens(token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> np.ndarray:
@@ -69,4 +175,5 @@ def pack_tokens(token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> np.n
     return words
 
 
-__all__ = ["alg_record", "dim4", "float_table", "pack_tokens"]
+__all__ = ["TableBuilder", "add_algorithm_tables", "alg_record", "dim4", "element_tests", "float_table",
+           "lexicon_starts", "pack_tokens"]
