@@ -149,12 +149,13 @@ fn find_winner(sb: u32, n: u32, field: u32, value: u32) -> u32 {
 
 @compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let d = wid.x;
-    if (d >= params.n_docs) {
+    // The "live" pass listed the jobs still to anneal and sized this (indirect) dispatch.
+    if (wid.x >= scratch[params.live_base]) {
         return;
     }
-    let a = wid.y;
-    let job = a * params.n_docs + d;
+    let job = scratch[params.live_base + LIVE_JOBS + wid.x];
+    let d = job % params.n_docs;
+    let a = job / params.n_docs;
     let alg = alg_record(a);
     let rb = alg.rule_base;
     let nr = alg.n_rules;

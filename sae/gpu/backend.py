@@ -350,12 +350,17 @@ class GpuBackend:
         }
         sizes = {name: c * size for name, size in per_doc.items()}
         # Backend.bids writes the stream * rules keys of at least one document to scratch;
-        # the stats pass writes the batch's totals to the DocState after the jobs'.
-        sizes["scratch"] = max(sizes["scratch"], 4 * caps.stream * self.n_rules)
+        # after the jobs' areas, the live job list (its first words are an indirect
+        # dispatch's size); the stats pass writes the batch's totals after the jobs' DocStates.
+        self._live_base = c * self._scratch_words
+        sizes["scratch"] = max(sizes["scratch"] + 4 * (3 + c), 4 * caps.stream * self.n_rules)
         sizes["state"] += self._state_dtype.itemsize
         self._scratch_bytes = sizes["scratch"]
         for name, size in sizes.items():
             b[name] = self.device.create_buffer(label=f"sae {name}", size=size + (-size) % 16, usage=storage)
+        # The anneal dispatches' size: copied from the live list (a buffer an indirect
+        # dispatch reads cannot be bound for writing in it).
+        self._indirect = self._buffer("indirect", 16, U.INDIRECT | U.COPY_DST)
         self._staging_size = _nbytes(max(c * self._download_bytes_per_doc(per_doc), self._scratch_bytes))
         self._staging = self._buffer("staging", self._staging_size, U.MAP_READ | U.COPY_DST)
         # One readback buffer per batch in flight: the embeddings, then the totals.
@@ -415,6 +420,7 @@ class GpuBackend:
         p["off_weights"], p["off_vectors"], p["off_transforms"] = self._float_offsets
         p["sum_base"] = self.chunk * dim4(alg.dim)
         p["sum_stride"] = self._sum_stride()
+        p["live_base"] = self._live_base
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
@@ -432,7 +438,7 @@ class GpuBackend:
     @property
     def buffer_bytes(self) -> int:
         """Bytes of every GPU buffer this backend holds (all created at construction)."""
-        extra = [self._staging, *self._readback, self._ts_resolve, self._ts_read]
+        extra = [self._staging, self._indirect, *self._readback, self._ts_resolve, self._ts_read]
         return sum(int(b.size) for b in [*self.buffers.values(), *extra] if b is not None)
 
     # -- encoding, submitting, reading back ---------------------------------------------
@@ -441,8 +447,8 @@ class GpuBackend:
         p["n_docs"], p["mode"], p["step_count"], p["epoch"], p["key_first"] = n, mode, step_count, epoch, key_first
         self.device.queue.write_buffer(self.buffers["params"], 0, p.reshape(1).view(np.uint8))
 
-    def _dispatch(self, encoder: Any, name: str, x: int, y: int = 1, **args: Any) -> None:
-        """One dispatch of pass ``name``.
+    def _dispatch(self, encoder: Any, name: str, x: int | None, y: int = 1, **args: Any) -> None:
+        """One dispatch of pass ``name``; ``x`` None: indirect, sized by the live pass.
 
         Without a profiler, consecutive dispatches share one compute pass (WebGPU
         makes each dispatch's writes visible to the next). With a profiler, every
@@ -458,7 +464,7 @@ class GpuBackend:
                 self._open = (encoder, cp)
             cp = self._open[1]
             cp.set_pipeline(self._pipes.passes[name])
-            cp.dispatch_workgroups(x, y, 1)
+            self._workgroups(cp, x, y)
             return
         self._end_pass()
         if self._query_set is None:
@@ -473,8 +479,14 @@ class GpuBackend:
         cp = encoder.begin_compute_pass(label=f"sae {name}", timestamp_writes=writes)
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
-        cp.dispatch_workgroups(x, y, 1)
+        self._workgroups(cp, x, y)
         cp.end()
+
+    def _workgroups(self, cp: Any, x: int | None, y: int) -> None:
+        if x is None:
+            cp.dispatch_workgroups_indirect(self._indirect, 0)
+        else:
+            cp.dispatch_workgroups(x, y, 1)
 
     def _dispatch_cpu_timed(self, prof: Profiler, name: str, x: int, y: int, args: dict) -> None:
         """Without timestamp-query: submit the pass alone and wait for it."""
@@ -483,7 +495,7 @@ class GpuBackend:
         cp = enc.begin_compute_pass(label=f"sae {name}")
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
-        cp.dispatch_workgroups(x, y, 1)
+        self._workgroups(cp, x, y)
         cp.end()
         # Wait by mapping the staging buffer after a copy that follows the pass.
         enc.copy_buffer_to_buffer(self.buffers["state"], 0, self._staging, 0, 16)
@@ -577,8 +589,12 @@ class GpuBackend:
         self._write_params(n, mode, step_count=per_dispatch, epoch=self._epoch)
         dispatches = max(-(-self.alg.params.max_steps // per_dispatch), 1)
         for i in range(dispatches):
-            self._dispatch(enc, "anneal", n, step=i * per_dispatch)
-        return dispatches
+            # the jobs still to anneal, then a workgroup each (an indirect dispatch)
+            self._dispatch(enc, "live", 1, step=i * per_dispatch)
+            self._end_pass()
+            enc.copy_buffer_to_buffer(self.buffers["scratch"], 4 * self._live_base, self._indirect, 0, 12)
+            self._dispatch(enc, "anneal", None, step=i * per_dispatch)
+        return 2 * dispatches
 
     def _groups(self, n: int) -> int:
         """Workgroups of a pass with one invocation per job."""

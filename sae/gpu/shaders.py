@@ -18,7 +18,7 @@ from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
 #: current streams (``Backend.bids``), the VM with the normalization.
-PASSES = ("anneal", "keys", "plan", "vm", "transform", "normalize", "stats")
+PASSES = ("live", "anneal", "keys", "plan", "vm", "transform", "normalize", "stats")
 #: vec4s of dimensions one invocation of the "vm" pass computes.
 VM_BLOCK = 8
 COMMON = "common"
@@ -61,12 +61,15 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
         "PLAN_ACC": 4,
         "PLAN_STACK": 4 + 2 * caps.stream,
         "PLAN_TF": 4 + 5 * caps.stream,
+        # the live job list (pass live), once, after every job's area: x, y, z, the jobs
+        "LIVE_JOBS": 3,
     }
 
 
 def workgroup_bytes(caps: Capacities, workgroup: int) -> int:
-    """Workgroup memory of the largest pass (anneal: a word per position, its state)."""
-    return 4 * caps.stream + 16 * 4
+    """Workgroup memory of the largest pass (anneal: a word per position, its state; live: a
+    word per thread)."""
+    return max(4 * caps.stream + 16 * 4, 4 * workgroup)
 
 
 def backend_source(caps: Capacities, workgroup: int = 64) -> str:
