@@ -168,39 +168,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     }
     let fresh = workgroupUniformLoad(&wg_state).epoch != params.epoch;
     if (fresh && (params.mode & GPU_MODE_WIDEN) != 0u) {
-        // docs/ENGINE.md §1: one ACC item per token; the rest of the stream all-zero words.
+        // docs/ENGINE.md §1: one ACC item per token.
         let first_token = tables[params.off_starts + d];
         let n = min(tables[params.off_starts + d + 1u] - first_token, CAP_STREAM);
-        let base = slot_base(job, 0u) * ITEM_WORDS;
-        for (var word = t; word < CAP_STREAM * ITEM_WORDS; word += WG) {
-            let j = word / ITEM_WORDS;
-            let field = word - j * ITEM_WORDS;
-            var value = 0u;
-            if (j < n) {
-                let token = tables[params.off_tokens + first_token + j];
-                switch field {
-                    case ITEM_SYMBOL, ITEM_TOKEN: {
-                        value = token;
-                    }
-                    case ITEM_POS: {
-                        value = j;
-                    }
-                    case ITEM_SPAN: {
-                        value = 1u;
-                    }
-                    case ITEM_OPCODE: {
-                        value = OP_ACC;
-                    }
-                    case ITEM_ARG0: {
-                        value = tables[params.off_rows + token];
-                    }
-                    case ITEM_ARG1: {
-                        value = u32(Q16_ONE);
-                    }
-                    default: {}
-                }
-            }
-            items[base + word] = value;
+        // Only the items a stream has: nothing reads a slot past its stream's length, and
+        // an inspection upload brings whole streams with their zero tails.
+        let base = slot_base(job, 0u);
+        for (var j = t; j < n; j += WG) {
+            let token = tables[params.off_tokens + first_token + j];
+            set_item_word(base + j, ITEM_SYMBOL, token);
+            set_item_word(base + j, ITEM_TOKEN, token);
+            set_item_word(base + j, ITEM_POS, j);
+            set_item_word(base + j, ITEM_SPAN, 1u);
+            set_item_word(base + j, ITEM_OPCODE, OP_ACC);
+            set_item_word(base + j, ITEM_ARG0, tables[params.off_rows + token]);
+            set_item_word(base + j, ITEM_ARG1, u32(Q16_ONE));
+            set_item_word(base + j, ITEM_MOD, 0u);
+            set_item_word(base + j, ITEM_MARKS, 0u);
         }
         if (t == 0u) {
             var widened = DocState();

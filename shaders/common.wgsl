@@ -73,14 +73,10 @@ fn plain(base: u32) -> Src {
     return Src(base, 0u, 0u, 0u, 0u);
 }
 
+// (Branch-free: a CPU adapter runs both sides of a branch.)
 fn at(src: Src, j: u32) -> u32 {
-    if (j >= src.p && j - src.p < src.wlen) {
-        return src.tbase + j;
-    }
-    if (j < src.p) {
-        return src.base + j;
-    }
-    return src.base + j + src.m;
+    let after = j >= src.p;
+    return select(src.base + j + select(0u, src.m, after), src.tbase + j, after && j - src.p < src.wlen);
 }
 
 // Where an Algorithm's per-symbol element test bits are (AlgRecord.off_symbols, .symbol_words).

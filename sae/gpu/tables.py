@@ -20,6 +20,7 @@ from sae.layout import (
     FLAG_NOT_SYMBOL,
     FLAG_TARGET,
     RULE_GUARD,
+    RULE_MERGE,
     Capacities,
 )
 
@@ -78,7 +79,8 @@ def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndar
       symbol-and-class test), then ``opcode | mod << 8 | flags << 16 | mark << 24``
       (``0xFF`` for an opcode or mod that is not tested);
     * ``symbols``: ``(n_symbols, words)`` uint32, bit ``slot`` set when the symbol passes
-      that slot's symbol test (``NOT_SYMBOL`` included) and class masks;
+      that slot's symbol test (``NOT_SYMBOL`` included) and class masks, and for a merge's
+      element ``e``, when it is token ``e`` of some phrase of the merge's length;
     * ``masks``: ``(n_symbols, rule words)`` uint32, bit ``r`` set when the symbol passes
       element 0 of rule ``r``'s slot: the rules worth matching at an anchor;
     * ``guards``: ``(rule words,)`` uint32, bit ``r`` set for a guard rule.
@@ -86,16 +88,25 @@ def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndar
     rules = alg.compile_rules(caps)
     classes = alg.symbol_classes.astype(np.uint32)
     symbols = np.arange(alg.n_symbols, dtype=np.int64)
+    # A merge's element e can only match token e of some lexicon phrase of its length:
+    # folded into its slot, most anchors never try a merge (the numpy path does the same).
+    in_phrase: dict[tuple[int, int], np.ndarray] = {}
+    for row in alg.phrases:
+        k = int((row >= 0).sum())
+        for e in range(k):
+            in_phrase.setdefault((k, e), np.zeros(alg.n_symbols, dtype=bool))[int(row[e])] = True
     slots: dict[tuple[int, ...], int] = {}
     passing: list[np.ndarray] = []
     elements = np.zeros((len(rules), caps.pattern, 2), dtype=np.uint32)
     for r, rec in enumerate(rules):
-        for e in range(int(rec["length"])):
+        k = int(rec["length"])
+        merge = rec["kind"] == RULE_MERGE
+        for e in range(k):
             flags = int(rec["flags"][e])
             key = (int(rec["symbol"][e]), flags & FLAG_NOT_SYMBOL, int(rec["any"][e]), int(rec["all"][e]),
-                   int(rec["none"][e]))
+                   int(rec["none"][e]), k if merge else 0, e if merge else 0)
             if key not in slots:
-                sym, negated, any_cls, all_cls, none_cls = key
+                sym, negated, any_cls, all_cls, none_cls, _, _ = key
                 ok = np.ones(alg.n_symbols, dtype=bool)
                 if sym != ANY:
                     ok &= (symbols == sym) != bool(negated)
@@ -103,6 +114,8 @@ def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndar
                     ok &= (classes & np.uint32(any_cls)) != 0
                 ok &= (classes & np.uint32(all_cls)) == all_cls
                 ok &= (classes & np.uint32(none_cls)) == 0
+                if merge:
+                    ok &= in_phrase.get((k, e), np.zeros(alg.n_symbols, dtype=bool))
                 slots[key] = len(passing)
                 passing.append(ok)
             opcode = 0xFF if int(rec["opcode"][e]) == ANY else int(rec["opcode"][e])

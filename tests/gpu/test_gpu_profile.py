@@ -27,7 +27,7 @@ def test_every_pass_is_timed():
     assert np.array_equal(plain, profiled)
     assert profiler.gpu_clock in (GPU_TIMESTAMPS, CPU_TIMED)
     names = {row["name"] for row in profiler.summary("gpu")}
-    assert names == {"anneal", "plan", "vm", "normalize", "stats"}
+    assert names == {"live", "anneal", "plan", "vm", "normalize", "stats"}
     trace = profiler.chrome_trace()
     assert any(ev.get("cat") == "gpu" for ev in trace["traceEvents"])
 
