@@ -38,8 +38,18 @@ from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
 from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, error_line, forget_device, get_device, is_device_lost
 from sae.gpu.shaders import ITEM_SLOTS, PASSES, VM_BLOCK, numbered, scratch_layout, shader_source, workgroup_bytes
-from sae.gpu.tables import TableBuilder, add_algorithm_tables, alg_record, dim4, float_table, lexicon_starts, pack_tokens
+from sae.gpu.tables import (
+    TableBuilder,
+    add_algorithm_tables,
+    alg_record,
+    dim4,
+    float_table,
+    lexicon_starts,
+    pack_tokens,
+    shared_table_difference,
+)
 from sae.layout import (
+    ALG_RECORD,
     GPU_MODE_JOURNAL,
     GPU_MODE_WIDEN,
     GPU_PARAMS,
@@ -170,8 +180,10 @@ class _Part:
     """One submitted chunk of an embed batch: where its results will be, and what it was,
     so that it can run again on a re-created device."""
 
-    def __init__(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> None:
+    def __init__(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray, alg_first: int = 0,
+                 n_algs: int = 1) -> None:
         self.token_ids, self.lengths = token_ids, lengths
+        self.alg_first, self.n_algs = alg_first, n_algs  # Algorithms of the population it runs
         self.slot = -1
         self.generation = -1  # the backend's device generation it was submitted on
         self.dispatches = 0
@@ -217,10 +229,12 @@ class GpuBackend:
         if chunk is not None and chunk < 1:
             raise ValueError(f"GpuBackend: chunk must be >= 1, got {chunk}")
         self.alg, self.caps = alg, caps
+        #: the Algorithms whose rules are on the device: [alg], or a population being evaluated
+        self.population: list[Algorithm] = [alg]
         self._adapter_name = adapter
         self._wanted_chunk = chunk
         self.n_rules = len(alg.rules)
-        self._rules_np = alg.compile_rules(caps)
+        self._rules_np = self._population_rules()
         self._state_dtype = doc_state(caps)
         self._scratch_words = scratch_layout(caps)["SCRATCH_WORDS"]
         self.counters = GpuCounters()
@@ -230,14 +244,22 @@ class GpuBackend:
         self._open: tuple[Any, Any] | None = None  # (encoder, compute pass) being recorded
         self._build(choose_adapter(adapter))
 
+    def _population_rules(self) -> np.ndarray:
+        """The compiled rules of every Algorithm of the population, one after another."""
+        return np.concatenate([a.compile_rules(self.caps) for a in self.population])
+
+    def _workgroup_for(self, info: AdapterInfo) -> int:
+        workgroup = info.workgroup
+        if info.is_software:
+            workgroup = max(cpu_workgroup(a, self.caps, workgroup) for a in self.population)
+        return workgroup
+
     def _build(self, info: AdapterInfo) -> None:
         """Device, pipelines, buffers and tables: at construction, and again after a lost device."""
         alg, caps = self.alg, self.caps
         self.info = info
         self.description = f"{info.name} ({info.backend}, {info.device_type})"
-        self.workgroup = info.workgroup
-        if info.is_software:
-            self.workgroup = cpu_workgroup(alg, caps, self.workgroup)
+        self.workgroup = self._workgroup_for(info)
         need = workgroup_bytes(caps, self.workgroup)
         have = int(info.limits.get("max-compute-workgroup-storage-size", 0))
         if need > have:
@@ -339,13 +361,10 @@ class GpuBackend:
         storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
         per_doc = self._per_doc_bytes()
         self._tables = self._table_words()
-        # the Algorithm's tables, then a batch's token starts and tokens
-        self._token_base = self._tables.size
-        table_words = self._token_base + c + 1 + c * caps.stream
         b = {
             "params": self._buffer("params", GPU_PARAMS.itemsize, U.UNIFORM | U.COPY_DST),
             "rules": self._buffer("rules", max(self._rules_np.nbytes, self._rules_np.dtype.itemsize), storage),
-            "tables": self._buffer("tables", 4 * table_words, storage),
+            "tables": self._buffer("tables", 4 * self._table_size(), storage),
             "floats": self._buffer("floats", self._floats.nbytes, storage),
         }
         sizes = {name: c * size for name, size in per_doc.items()}
@@ -369,6 +388,13 @@ class GpuBackend:
         self._readback = [self._buffer(f"readback {i}", self._readback_size, U.MAP_READ | U.COPY_DST)
                           for i in range(IN_FLIGHT)]
         self.buffers = b
+        self._bind()
+        # Host-side staging arrays, also sized once.
+        self._params = np.zeros((), dtype=GPU_PARAMS)
+        self._state = np.zeros(c, dtype=self._state_dtype)
+
+    def _bind(self) -> None:
+        b = self.buffers
         self._bind_group = self.device.create_bind_group(
             label="sae bindings",
             layout=self._pipes.layout,
@@ -377,14 +403,12 @@ class GpuBackend:
                 for i, (name, _) in enumerate(_BINDINGS)
             ],
         )
-        # Host-side staging arrays, also sized once.
-        self._params = np.zeros((), dtype=GPU_PARAMS)
-        self._state = np.zeros(c, dtype=self._state_dtype)
 
     def _table_words(self) -> TableBuilder:
         """The u32 tables: lexicon, phrase bonus, symbol classes and rows, the first phrase
-        per first token, every rule's element tests, the per-symbol test bits and rule
-        masks, the AlgRecord (the offsets go to Params and the AlgRecord)."""
+        per first token; then the population's element tests (every rule's, then per
+        Algorithm the per-symbol test bits and rule masks) and AlgRecords. The offsets go
+        to Params and the AlgRecords; a batch's token ids follow (``_token_base``)."""
         alg, caps = self.alg, self.caps
         t = TableBuilder()
         self._offsets = {
@@ -394,10 +418,21 @@ class GpuBackend:
             "off_rows": t.add(alg.symbol_rows.astype(np.uint32)),
             "off_lexstarts": t.add(lexicon_starts(alg, caps)),
         }
-        elements, where = add_algorithm_tables(t, alg, caps)
-        self._offsets["off_elements"] = t.add(elements)
-        self._offsets["off_algs"] = t.add(alg_record(alg, 0, where).reshape(1).view(np.uint32))
+        elements, records, rule_base = [], [], 0
+        for member in self.population:
+            member_elements, where = add_algorithm_tables(t, member, caps)
+            elements.append(member_elements)
+            records.append(alg_record(member, rule_base, where))
+            rule_base += len(member.rules)
+        self._offsets["off_elements"] = t.add(np.concatenate(elements))
+        self._offsets["off_algs"] = t.add(np.stack(records).view(np.uint32))
+        self._alg_base = self._offsets["off_algs"]
+        self._token_base = t.size
         return t
+
+    def _table_size(self) -> int:
+        """Words of the table buffer: the tables, then a chunk's token starts and tokens."""
+        return self._token_base + self.chunk + 1 + self.chunk * self.caps.stream
 
     def _upload_tables(self) -> None:
         alg, caps = self.alg, self.caps
@@ -406,7 +441,8 @@ class GpuBackend:
             q.write_buffer(self.buffers["rules"], 0, self._rules_np.view(np.uint8))
         q.write_buffer(self.buffers["tables"], 0, self._tables.words())
         self._tables = None  # uploaded
-        q.write_buffer(self.buffers["floats"], 0, self._floats)
+        if len(self._floats):
+            q.write_buffer(self.buffers["floats"], 0, self._floats)
         self._floats = np.zeros((0, 4), dtype=np.float32)
         p = self._params
         p["n_algs"] = 1
@@ -421,6 +457,81 @@ class GpuBackend:
         p["sum_base"] = self.chunk * dim4(alg.dim)
         p["sum_stride"] = self._sum_stride()
         p["live_base"] = self._live_base
+
+    def set_population(self, algorithms: Sequence[Algorithm]) -> None:
+        """Put the rules of ``algorithms`` on the device (for :meth:`evaluate_population`).
+
+        They must share this backend's Algorithm's tables (tokenizer, vectors, weights,
+        symbol rows and classes, lexicon, transforms): only rules and loop parameters
+        differ. The rule and table buffers grow when the population needs more room.
+        """
+        import wgpu
+
+        algorithms = list(algorithms)
+        for i, member in enumerate(algorithms):
+            difference = shared_table_difference(self.alg, member)
+            if difference:
+                raise ValueError(f"population member {i} ({member.name!r}) has other {difference} than the "
+                                 f"backend's Algorithm; a population shares everything but rules and parameters")
+        self.population = algorithms or [self.alg]
+        workgroup = self._workgroup_for(self.info)
+        if workgroup != self.workgroup:
+            self.workgroup = workgroup
+            self._pipes = _pipelines(self.device, self.caps, workgroup)
+        self._rules_np = self._population_rules()
+        self._tables = self._table_words()
+        U = wgpu.BufferUsage  # noqa: N806
+        storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
+        if self._rules_np.nbytes > self.buffers["rules"].size:
+            self.buffers["rules"] = self._buffer("rules", self._rules_np.nbytes, storage)
+        if 4 * self._table_size() > self.buffers["tables"].size:
+            self.buffers["tables"] = self._buffer("tables", 4 * self._table_size(), storage)
+        self._bind()
+        self._upload_tables()
+
+    def _single(self) -> None:
+        """Back to the backend's own Algorithm after a population (embedding, inspection)."""
+        if len(self.population) != 1 or self.population[0] is not self.alg:
+            self._drain()
+            self.set_population([self.alg])
+        self._params["n_algs"] = 1
+        self._params["off_algs"] = self._alg_base
+
+    def evaluate_population(self, algorithms: Sequence[Algorithm],
+                            token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """Embed one token batch with every Algorithm of a population: ``(n, dim)`` per
+        Algorithm, each equal to what that Algorithm alone gives.
+
+        Jobs (document x Algorithm) run side by side, ``chunk`` a submission: the
+        documents of a submission are annealed by several Algorithms in one grid (y over
+        Algorithms), so a population of A Algorithms on n documents takes about
+        ``A * n / chunk`` submissions.
+        """
+        self._drain()
+        self.set_population(algorithms)
+        n, dim = len(token_ids), self.alg.dim
+        out = [np.zeros((n, dim), dtype=np.float32) for _ in self.population]
+        if n == 0 or not algorithms:
+            return out[: len(algorithms)]
+        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=n)
+        if int(lengths.max()) > self.caps.stream:
+            raise ValueError(f"evaluate_population: a text has {int(lengths.max())} tokens, more than the "
+                             f"stream capacity {self.caps.stream}")
+        docs = min(n, self.chunk)
+        per_submission = max(1, self.chunk // docs)
+        pending: list[tuple[int, int, _Part]] = []
+        for start in range(0, n, docs):
+            ids, lens = token_ids[start : start + docs], lengths[start : start + docs]
+            for first in range(0, len(self.population), per_submission):
+                part = _Part(ids, lens, first, min(per_submission, len(self.population) - first))
+                self._submit_part(part)
+                pending.append((start, first, part))
+        for start, first, part in pending:
+            result = self._collect(part).embeddings
+            m, docs_here = part.n_algs, len(part.token_ids)
+            for a in range(m):
+                out[first + a][start : start + docs_here] = result[a * docs_here : (a + 1) * docs_here]
+        return out
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
@@ -571,23 +682,26 @@ class GpuBackend:
         """Annealing steps one dispatch runs: all of them on a GPU; on a CPU adapter as many
         as lavapipe's loop limit allows (sae.gpu.budget)."""
         if not self.info.is_software:
-            return max(self.alg.params.max_steps, 1)
-        steps = steps_per_dispatch(self.alg, self.caps, width, self.workgroup)
+            return max(self._max_steps(), 1)
+        steps = min(steps_per_dispatch(a, self.caps, width, self.workgroup) for a in self.population)
         if steps < 1:
+            worst = max(anneal_iterations(a, self.caps, width, self.workgroup) for a in self.population)
             raise BackendUnavailableError(
                 f"{self.info.name}: one annealing step of {width}-token documents with this Algorithm may take "
-                f"{anneal_iterations(self.alg, self.caps, width, self.workgroup)} loop iterations per thread, "
-                f"more than this software adapter runs ({LAVAPIPE_LOOP_LIMIT}); use the CPU backend or a "
-                "hardware GPU"
+                f"{worst} loop iterations per thread, more than this software adapter runs "
+                f"({LAVAPIPE_LOOP_LIMIT}); use the CPU backend or a hardware GPU"
             )
         return steps
+
+    def _max_steps(self) -> int:
+        return max(a.params.max_steps for a in self.population)
 
     def _encode_anneal(self, enc: Any, n: int, width: int, mode: int) -> int:
         """Write the params of an anneal and encode its dispatches; returns how many."""
         per_dispatch = self._steps_per_dispatch(width)
         self._epoch += 1
         self._write_params(n, mode, step_count=per_dispatch, epoch=self._epoch)
-        dispatches = max(-(-self.alg.params.max_steps // per_dispatch), 1)
+        dispatches = max(-(-self._max_steps() // per_dispatch), 1)
         for i in range(dispatches):
             # the jobs still to anneal, then a workgroup each (an indirect dispatch)
             self._dispatch(enc, "live", 1, step=i * per_dispatch)
@@ -617,6 +731,7 @@ class GpuBackend:
         n = len(token_ids)
         if n == 0:
             return DoneBatch(BatchResult(np.zeros((0, self.alg.dim), dtype=np.float32), AnnealStats()))
+        self._single()
         lengths = np.asarray(lengths, dtype=np.uint32)
         parts = []
         for start in range(0, n, self.chunk):
@@ -645,18 +760,21 @@ class GpuBackend:
 
     def _encode_part(self, part: _Part, slot: int) -> None:
         n = len(part.token_ids)
+        jobs = n * part.n_algs
         with maybe_scope(self.profiler, "upload", documents=n):
             words = pack_tokens(part.token_ids, part.lengths)
             self.device.queue.write_buffer(self.buffers["tables"], 4 * self._token_base, words)
             self._params["off_tokens"] = self._token_base + n + 1
+            self._params["n_algs"] = part.n_algs
+            self._params["off_algs"] = self._alg_base + part.alg_first * (ALG_RECORD.itemsize // 4)
         dispatches_before = self.counters.dispatches
         with maybe_scope(self.profiler, "encode", documents=n):
             enc = self.device.create_command_encoder(label="sae embed")
             self._encode_anneal(enc, n, int(part.lengths.max()), GPU_MODE_WIDEN)
-            self._encode_vm(enc, n)
+            self._encode_vm(enc, jobs)
             self._dispatch(enc, "stats", 1)
             self._end_pass()
-            emb_bytes = n * self._embedding_bytes
+            emb_bytes = jobs * self._embedding_bytes
             enc.copy_buffer_to_buffer(self.buffers["embeddings"], 0, self._readback[slot], 0, emb_bytes)
             totals = self.chunk * self._state_dtype.itemsize
             enc.copy_buffer_to_buffer(self.buffers["state"], totals, self._readback[slot], emb_bytes,
@@ -691,7 +809,7 @@ class GpuBackend:
         return part.result
 
     def _read_part(self, part: _Part) -> BatchResult:
-        n = len(part.token_ids)
+        n = len(part.token_ids) * part.n_algs  # jobs
         emb_bytes = n * self._embedding_bytes
         data = self._map(self._readback[part.slot], emb_bytes + self._state_dtype.itemsize)
         if self._in_flight[part.slot] is part:
@@ -718,6 +836,7 @@ class GpuBackend:
     def _upload(self, batch: ProgramBatch, start: int, n: int, journal: bool = False) -> None:
         """A host batch's streams (and journals) to the device, with fresh DocStates."""
         self._drain()
+        self._single()
         with maybe_scope(self.profiler, "upload", documents=n):
             q = self.device.queue
             items = batch.items[start : start + n]

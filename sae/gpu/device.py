@@ -224,13 +224,13 @@ def get_device(info: AdapterInfo) -> Any:
 
 __all__ = [
     "REQUIRED_LIMITS",
-    "error_line",
-    "forget_device",
-    "is_device_lost",
     "WORKGROUP",
     "AdapterInfo",
     "GpuError",
     "choose_adapter",
     "enumerate_adapters",
+    "error_line",
+    "forget_device",
     "get_device",
+    "is_device_lost",
 ]

@@ -51,6 +51,23 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
     return np.concatenate(parts), (int(offsets[0]), int(offsets[1]), int(offsets[2]))
 
 
+#: What the Algorithms of a population share (only rules and loop parameters differ).
+SHARED_TABLES = ("vectors", "weights", "symbol_rows", "symbol_classes", "phrases", "phrase_bonus", "transforms")
+
+
+def shared_table_difference(base: Algorithm, other: Algorithm) -> str | None:
+    """The first table ``other`` does not share with ``base`` (None when all are equal)."""
+    if other is base:
+        return None
+    if other.tokenizer_json != base.tokenizer_json:
+        return "tokenizer"
+    for name in SHARED_TABLES:
+        a, b = getattr(base, name), getattr(other, name)
+        if a is not b and (a.shape != b.shape or not np.array_equal(a, b)):
+            return name
+    return None
+
+
 def alg_record(alg: Algorithm, rule_base: int = 0, tests: dict[str, int] | None = None) -> np.ndarray:
     """The :data:`~sae.layout.ALG_RECORD` of one Algorithm whose rules start at ``rule_base``;
     ``tests`` gives where its element tests are (``off_symbols``, ``symbol_words``,
@@ -188,5 +205,15 @@ def pack_tokens(token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> np.n
     return words
 
 
-__all__ = ["TableBuilder", "add_algorithm_tables", "alg_record", "dim4", "element_tests", "float_table",
-           "lexicon_starts", "pack_tokens"]
+__all__ = [
+    "SHARED_TABLES",
+    "TableBuilder",
+    "add_algorithm_tables",
+    "alg_record",
+    "dim4",
+    "element_tests",
+    "float_table",
+    "lexicon_starts",
+    "pack_tokens",
+    "shared_table_difference",
+]

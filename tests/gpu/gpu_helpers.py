@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
+import pytest
 from equivalence import assert_backends_agree
 
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
+
+
+#: Set (to 1) where the GPU tier must run: a missing adapter then fails it (``.ci/run``).
+REQUIRE_GPU = "SAE_REQUIRE_GPU"
 
 
 def gpu_skip_reason() -> str | None:
@@ -19,6 +26,18 @@ def gpu_skip_reason() -> str | None:
     except (ImportError, BackendUnavailableError) as exc:
         return f"no GPU adapter can run sae here: {exc}"
     return None
+
+
+def skip_without_gpu() -> None:
+    """Skip the calling test module when no adapter can run sae, or, with
+    ``SAE_REQUIRE_GPU=1`` (CI), fail it: a broken driver install must not turn the GPU
+    tier into skips that leave CI green."""
+    reason = gpu_skip_reason()
+    if reason is None:
+        return
+    if os.environ.get(REQUIRE_GPU, "") not in ("", "0"):
+        pytest.fail(f"{REQUIRE_GPU} is set but {reason}", pytrace=False)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def gpu_agrees(

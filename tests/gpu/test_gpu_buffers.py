@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_helpers import gpu_agrees, gpu_skip_reason
+from gpu_helpers import gpu_agrees, skip_without_gpu
 from tiny import WORDS, make_tiny
 
 from sae.batch import ProgramBatch
 from sae.layout import DEFAULT_CAPACITIES
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_helpers import gpu_agrees, gpu_skip_reason
+from gpu_helpers import gpu_agrees, skip_without_gpu
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import algorithms, token_streams
@@ -14,9 +14,7 @@ from tiny import WORDS, ids, make_tiny, parse
 from sae.algorithm import LoopParams
 from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED, TOLERANCE_MAX, Capacities
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 CAPS = DEFAULT_CAPACITIES
 TEXTS = [

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_helpers import gpu_skip_reason
+from gpu_helpers import skip_without_gpu
 
 from sae.layout import (
     ALG_RECORD,
@@ -31,9 +31,7 @@ from sae.layout import (
     wgsl_prelude,
 )
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 CAPS = Capacities(rules=5, pattern=3, phrase=3)  # odd sizes: array members of length 3 and 5
 

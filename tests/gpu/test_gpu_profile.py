@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
-from gpu_helpers import gpu_skip_reason
+from gpu_helpers import skip_without_gpu
 from tiny import make_tiny
 
 from sae.engine import Engine
 from sae.profile import CPU_TIMED, GPU_TIMESTAMPS, Profiler
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 TEXTS = ["the new york city is big", "not a good dog , the cat is playing !", "", "players run runs"] * 3
 
