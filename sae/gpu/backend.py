@@ -224,10 +224,20 @@ class GpuBackend:
     profiler: Profiler | None = None
 
     def __init__(
-        self, alg: Algorithm, caps: Capacities, adapter: str | None = None, chunk: int | None = None
+        self,
+        alg: Algorithm,
+        caps: Capacities,
+        adapter: str | None = None,
+        chunk: int | None = None,
+        workgroup: int | None = None,
     ) -> None:
         if chunk is not None and chunk < 1:
             raise ValueError(f"GpuBackend: chunk must be >= 1, got {chunk}")
+        if workgroup is not None and (workgroup < 1 or workgroup & (workgroup - 1)):
+            raise ValueError(f"GpuBackend: workgroup must be a power of two, got {workgroup}")
+        #: threads per workgroup instead of the adapter's (tools/bench_gpu.py measures a CPU
+        #: adapter with a GPU's workgroup for the cost model)
+        self._workgroup_override = workgroup
         self.alg, self.caps = alg, caps
         #: the Algorithms whose rules are on the device: [alg], or a population being evaluated
         self.population: list[Algorithm] = [alg]
@@ -249,7 +259,7 @@ class GpuBackend:
         return np.concatenate([a.compile_rules(self.caps) for a in self.population])
 
     def _workgroup_for(self, info: AdapterInfo) -> int:
-        workgroup = info.workgroup
+        workgroup = self._workgroup_override or info.workgroup
         if info.is_software:
             workgroup = max(cpu_workgroup(a, self.caps, workgroup) for a in self.population)
         return workgroup
