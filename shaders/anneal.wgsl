@@ -1,4 +1,5 @@
-// Pass "anneal": one workgroup per job (document x Algorithm) runs up to
+// Pass "anneal": one workgroup per job (document x Algorithm) the "live" pass listed
+// (an indirect dispatch) runs up to
 // params.step_count steps of the annealing loop (docs/ENGINE.md §3) for its document,
 // from DocState.next_step on, and stops as soon as the document is finished: no host
 // round trip. A GPU runs every step in one dispatch; a CPU adapter (lavapipe) a few
