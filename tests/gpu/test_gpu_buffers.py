@@ -47,6 +47,10 @@ def test_no_buffer_creation_after_construction(created):
         gpu.bids(batch)
         gpu.anneal(batch)
         gpu.execute(batch)
+        # the session: token ids in, embeddings out, two batches in flight
+        lengths = np.array([len(d) for d in ids], dtype=np.uint32)
+        first, second = gpu.submit_batch(ids, lengths), gpu.submit_batch(ids[::-1], lengths[::-1])
+        first.result(), second.result()
     assert created == [], f"buffers created while running: {created}"
 
 
