@@ -6,27 +6,37 @@ import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
-from sae.cpu.match import Matcher
+from sae.cpu.match import Matcher, StreamView
 from sae.cpu.rewrite import apply_winners
 from sae.layout import COMMITTED, ITEM_WORDS, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
 
 
-def select_winners(cand: np.ndarray, last: np.ndarray, reach: int) -> np.ndarray:
-    """Which candidates beat every other candidate their extent overlaps (§3 step 3).
+def select_winners(cand: np.ndarray, last: np.ndarray, read: np.ndarray, write: np.ndarray, mark: np.ndarray
+                   ) -> np.ndarray:
+    """Which candidates beat every other candidate they interfere with (§3 step 3).
 
     ``cand[g, p]`` is the best eligible key anchored at ``p`` (0 = none) and
-    ``last[g, p]`` the last item it examines. An extent reaches at most ``reach``
-    items past its anchor, so only anchors that close can overlap.
+    ``last[g, p]`` the last item it examines; ``read``, ``write`` and ``mark``
+    (``(G, L, reach + 1)``) are its footprint: the fields it examines and writes, and
+    the mark bit + 1 it sets, on item ``p + j``. Only candidates whose extents overlap
+    can interfere, so only those pairs are compared.
     """
     win = cand > 0
-    pos = np.arange(cand.shape[1])
-    for o in range(1, min(reach, cand.shape[1] - 1) + 1):
-        left, left_last = np.zeros_like(cand), np.full_like(last, -1)
-        left[:, o:], left_last[:, o:] = cand[:, :-o], last[:, :-o]
-        win &= ~((left > cand) & (left_last >= pos))
-        right = np.zeros_like(cand)
-        right[:, :-o] = cand[:, o:]
-        win &= ~((right > cand) & (pos + o <= last))
+    length, width = cand.shape[1], read.shape[2]
+    for o in range(1, min(width, length)):
+        # A at p, B at p + o, A's extent reaching B's anchor: they share items p + o + i
+        # (A's offset i + o, B's offset i).
+        g, p = np.nonzero((cand[:, :-o] > 0) & (cand[:, o:] > 0) & (last[:, :-o] >= np.arange(o, length)))
+        if g.size == 0:
+            continue
+        q = p + o
+        wa, ra, ma = write[g, p, o:], read[g, p, o:], mark[g, p, o:]
+        wb, rb, mb = write[g, q, : width - o], read[g, q, : width - o], mark[g, q, : width - o]
+        clash = ((wa & (rb | wb)) | (wb & ra)).any(axis=1) | ((ma == mb) & (ma > 0)).any(axis=1)
+        ka, kb = cand[g, p], cand[g, q]
+        lose_a, lose_b = clash & (kb > ka), clash & (ka > kb)
+        win[g[lose_a], p[lose_a]] = False
+        win[g[lose_b], q[lose_b]] = False
     return win
 
 
@@ -47,7 +57,8 @@ class Annealer:
             return
         words = item_words(batch.items)[:n, :length]
         lengths = batch.lengths[:n]
-        keys = m.bids(m.view(words, lengths))
+        view = m.view(words, lengths)  # kept current: the rows of rewritten documents are replaced
+        keys = m.bids(view)
         inhibit = np.zeros((n, m.n_rules), dtype=np.uint32)
         live = np.arange(n)  # documents not finished yet
         for step in range(self.params.max_steps):
@@ -57,20 +68,21 @@ class Annealer:
             if live.size == 0:
                 break
             batch.stats.steps = step + 1
-            self._step(batch, words, lengths, keys, inhibit, live, top, step)
+            self._step(batch, words, lengths, view, keys, inhibit, live, top, step)
 
     def _step(
         self,
         batch: ProgramBatch,
         words: np.ndarray,
         lengths: np.ndarray,
+        view: StreamView,
         keys: np.ndarray,
         inhibit: np.ndarray,
         live: np.ndarray,
         top: np.ndarray,
         step: int,
     ) -> None:
-        """One step of §3 for the ``live`` documents; ``keys`` are kept current."""
+        """One step of §3 for the ``live`` documents; ``view`` and ``keys`` are kept current."""
         m = self.m
         held = inhibit[live]
         cand = top
@@ -78,8 +90,8 @@ class Annealer:
             eligible = (held.T[m.actors] == 0)[:, :, None]  # (actors, docs, 1)
             cand = np.where(eligible, keys[m.actors][:, live], 0).max(axis=0)
             inhibit[live] -= held > 0
-        last = self._extents(words, lengths, live, cand)
-        win = select_winners(cand, last, m.reach)
+        last, read, write, mark = self._footprints(view, live, cand)
+        win = select_winners(cand, last, read, write, mark)
         rank = np.cumsum(win, axis=1) - 1
         win &= rank < (batch.caps.journal - batch.journal_len[live].astype(np.int64))[:, None]
         active = win.any(axis=1)
@@ -108,22 +120,31 @@ class Annealer:
         w, w_len = words[redo], lengths[redo].copy()
         apply_winners(m, w, w_len, winners[changed], self.symbol_rows)
         words[redo], lengths[redo] = w, w_len
-        keys[:, redo] = m.bids(m.view(w, w_len))
+        fresh = m.view(w, w_len)
+        keys[:, redo] = m.bids(fresh)
+        view.lengths[redo] = fresh.lengths  # (view.symbol is a view of words: already current)
+        for plane, new in zip(view.tests, fresh.tests):
+            plane[redo] = new
 
-    def _extents(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """The last item each candidate examines (-1 where there is no candidate)."""
+    def _footprints(self, view: StreamView, live: np.ndarray, cand: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Each candidate's extent end (-1 where there is none) and footprint (see :func:`select_winners`)."""
         m = self.m
         _, _, rule = m.keys.unpack(cand)
         rule[cand == 0] = 0
+        none = cand == 0
         last = np.arange(cand.shape[1]) + m.extent[rule]
+        read, write, mark = m.static_read[rule], m.static_write[rule], m.static_mark[rule]
         for r in np.flatnonzero(m.extent < 0):
-            g, p = np.nonzero((cand > 0) & (rule == r))
+            g, p = np.nonzero(~none & (rule == r))
             if g.size:
-                docs = live[g]
-                found = m.match(m.view(words[docs], lengths[docs]), p[:, None], int(r))
+                rows = view.rows(live[g])
+                found = m.match(rows, p[:, None], int(r))
                 last[g, p] = found.extent[:, 0]
-        last[cand == 0] = -1
-        return last
+                read[g, p], write[g, p], mark[g, p] = m.footprint(found, p, rows.lengths[:, 0], int(r))
+        last[none] = -1
+        read[none] = write[none] = mark[none] = 0
+        return last, read, write, mark
 
     def _judge(
         self,

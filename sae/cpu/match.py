@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sae.algorithm import Algorithm
+from sae.algorithm import Algorithm, element_fields
 from sae.layout import (
     ANY,
     FLAG_AT_END,
@@ -107,7 +107,58 @@ class Matcher:
             [int(r["length"]) - 1 if not (r["gap"].any() or r["run"].any()) else -1 for r in self.rules] or [0],
             dtype=np.int64,
         )
-        self._run_caps = sorted({int(r["run"][e]) for r in self.rules for e in range(int(r["length"]))} - {0})
+        self._tie_cache: dict[int, np.ndarray] = {}
+        self._build_footprints(alg)
+
+    # -- footprints: what a bid examines and writes (§3, interference) ------------------
+    def _build_footprints(self, alg: Algorithm) -> None:
+        k_max = self.caps.pattern
+        n = max(self.n_rules, 1)
+        self.elem_read = np.zeros((n, k_max), dtype=np.uint8)
+        self.elem_write = np.zeros((n, k_max), dtype=np.uint8)
+        self.elem_mark = np.zeros((n, k_max), dtype=np.uint8)  # mark bit + 1 on target elements, else 0
+        for r, rule in enumerate(alg.rules):
+            targets = rule.targets()
+            for e in range(len(rule.pattern)):
+                self.elem_read[r, e], self.elem_write[r, e] = element_fields(rule, e)
+                if e in targets:
+                    self.elem_mark[r, e] = rule.mark + 1
+        #: Footprints over offsets 0..reach of the rules whose elements sit at fixed offsets.
+        width = self.reach + 1
+        self.static_read = np.zeros((n, width), dtype=np.uint8)
+        self.static_write = np.zeros((n, width), dtype=np.uint8)
+        self.static_mark = np.zeros((n, width), dtype=np.uint8)
+        for r in np.flatnonzero(self.extent[: self.n_rules] >= 0):
+            k = int(self.rules[r]["length"])
+            self.static_read[r, :k] = self.elem_read[r, :k]
+            self.static_write[r, :k] = self.elem_write[r, :k]
+            self.static_mark[r, :k] = self.elem_mark[r, :k]
+
+    def footprint(self, found: Match, anchors: np.ndarray, lengths: np.ndarray, r: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(examined, written, mark)`` per offset ``0..reach`` from the anchor, ``(W, reach + 1)`` uint8,
+        of rule ``r``'s matches ``found`` at ``anchors`` (one per row) in streams of ``lengths``."""
+        width = self.reach + 1
+        count = len(anchors)
+        read = np.zeros((count, width), dtype=np.uint8)
+        write = np.zeros_like(read)
+        mark = np.zeros_like(read)
+        rule = self.rules[r]
+        x = anchors[:, None] + np.arange(width)
+        start = anchors[:, None]
+        for e in range(int(rule["length"])):
+            first, last = found.first[:, 0, e][:, None], found.q[:, 0, e][:, None]
+            items = (x >= first) & (x <= last)
+            examined = (x >= start) & (x <= last)  # the gap's probes and the element's items
+            run = int(rule["run"][e])
+            if run:
+                examined |= (x == last + 1) & (last - first + 1 < run) & (last + 1 < lengths[:, None])
+            read |= np.where(examined, self.elem_read[r, e], 0).astype(np.uint8)
+            write |= np.where(items, self.elem_write[r, e], 0).astype(np.uint8)
+            if self.elem_mark[r, e]:
+                mark[items] = self.elem_mark[r, e]
+            start = last + 1
+        return read, write, mark
 
     # -- element tests ----------------------------------------------------------------
     def _build_tests(self, alg: Algorithm) -> None:
@@ -218,40 +269,63 @@ class Matcher:
             memo[key] = run_lengths(v.tests[test], cap)
         return memo[key]
 
-    def match(self, v: StreamView, anchors: np.ndarray, r: int, positions: bool = True, memo: dict | None = None
-              ) -> Match:
+    def match(self, v: StreamView, anchors: np.ndarray, r: int, positions: bool = True, memo: dict | None = None,
+              every_position: bool = False) -> Match:
         """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions; negative = none).
 
         Elements are placed greedily, left to right, without backtracking (§2).
         ``positions=False`` skips building ``first``, ``q`` and ``extent``.
+        ``every_position`` says ``anchors`` is ``arange(L)`` in every row: while the
+        elements sit at fixed offsets from the anchor, their tests are then slid
+        instead of gathered.
         """
         memo = {} if memo is None else memo
         rule = self.rules[r]
         k = int(rule["length"])
         tests = self._test_of[r]
-        ok = _gather(v.tests[tests[0]], anchors)
+        width = v.symbol.shape[1]
+        # ``offset``: the last element's last item is ``anchor + offset``, while that holds.
+        offset: int | None = 0 if every_position else None
+
+        def test_at(plane: np.ndarray, pos: np.ndarray, shift: int | None) -> np.ndarray:
+            return _shifted(plane, shift) if shift is not None else _gather(plane, pos)
+
+        def runs_at(test: int, cap: int, pos: np.ndarray, shift: int | None) -> np.ndarray:
+            runs = self._runs(v, test, cap, memo)
+            if shift is not None:
+                return _shifted(runs, shift)
+            return np.take_along_axis(runs, np.clip(pos, 0, width - 1), axis=1)
+
+        ok = test_at(v.tests[tests[0]], anchors, offset)
         firsts, qs = [anchors], []
         run0 = int(rule["run"][0])
         last = anchors
         if run0:
-            last = anchors + np.take_along_axis(self._runs(v, tests[0], run0, memo),
-                                                np.clip(anchors, 0, v.symbol.shape[1] - 1), axis=1) - 1
+            last = anchors + runs_at(tests[0], run0, anchors, offset) - 1
+            offset = None
         qs.append(last)
         for e in range(1, k):
             gap, run = int(rule["gap"][e]), int(rule["run"][e])
             plane = v.tests[tests[e]]
-            found = np.zeros_like(ok)
-            first = np.zeros_like(anchors)
-            for g in range(gap + 1):
-                cand = last + 1 + g
-                hit = ~found & _gather(plane, cand)
-                first = np.where(hit, cand, first)
-                found |= hit
-            ok &= found
+            if gap == 0:
+                first = last + 1
+                shift = None if offset is None else offset + 1
+                ok &= test_at(plane, first, shift)
+            else:
+                shift = None
+                found = np.zeros_like(ok)
+                first = np.zeros_like(anchors)
+                for g in range(gap + 1):
+                    cand = last + 1 + g
+                    hit = ~found & _gather(plane, cand)
+                    first = np.where(hit, cand, first)
+                    found |= hit
+                ok &= found
             last = first
+            offset = shift
             if run:
-                last = first + np.take_along_axis(self._runs(v, tests[e], run, memo),
-                                                  np.clip(first, 0, plane.shape[1] - 1), axis=1) - 1
+                last = first + runs_at(tests[e], run, first, shift) - 1
+                offset = None
             firsts.append(first)
             qs.append(last)
         score: np.ndarray | int = int(rule["score"])
@@ -314,15 +388,17 @@ class Matcher:
         """
         d, length = v.symbol.shape
         anchors = np.arange(length, dtype=np.int64)
+        ties = self._ties(length)
         keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
         ends = np.full((self.n_rules, d, length), -1, dtype=np.int64) if extents else None
         spans: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # merge candidates
         memo: dict = {}
         for r in range(self.n_rules):
             rule = self.rules[r]
-            tie = self.keys.pack(0, anchors, r)
+            tie = ties[r]
             if self.extent[r] < 0:
-                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, positions=extents, memo=memo)
+                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, positions=extents, memo=memo,
+                               every_position=True)
                 np.copyto(keys[r], (m.score << self.keys.tie_bits) | tie, where=m.ok, casting="unsafe")
                 if extents:
                     ends[r][m.ok] = m.extent[m.ok]
@@ -351,6 +427,16 @@ class Matcher:
                 if extents:
                     ends[r, g, p] = p + self.extent[r]
         return (keys, ends) if extents else keys
+
+    def _ties(self, length: int) -> np.ndarray:
+        """``(rules, length)`` uint32: the key bits below the score, per rule and anchor (cached)."""
+        cached = self._tie_cache.get(length)
+        if cached is None:
+            anchors = np.arange(length, dtype=np.int64)
+            cached = self.keys.pack(np.zeros((self.n_rules, 1), np.int64), anchors[None, :],
+                                    np.arange(self.n_rules)[:, None])
+            self._tie_cache[length] = cached
+        return cached
 
     def _gap_free_matches(self, v: StreamView, r: int) -> np.ndarray:
         """Where rule ``r`` (no gaps, no runs) matches structurally, at every anchor ``(D, L)`` bool.

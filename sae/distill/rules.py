@@ -35,6 +35,7 @@ class RuleSettings:
     negated_clause: bool = False  #: a transform of the words before a negation
     negation_to_ends: bool = False  #: both reach the ends of the text, not the clause
     roles: bool = True  #: the subject and object transforms
+    role_heads: bool = False  #: roles on the head words only (no runs)
 
 
 def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
@@ -62,8 +63,12 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     if s.roles:
         # The words before an auxiliary (the leftmost run wins), and those after
         # "auxiliary verb" up to punctuation.
-        text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
-        text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => set 2 mod={OBJECT}\n"
+        if s.role_heads:
+            text += f"rule subject score 40: [word mod=0] [aux] => set 0 mod={SUBJECT}\n"
+            text += f"rule object score 40: [aux] [word] ~2 [word mod=0] => set 2 mod={OBJECT}\n"
+        else:
+            text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
+            text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => set 2 mod={OBJECT}\n"
     return parse_rules(text, source="sae.distill.rules")
 
 
