@@ -39,9 +39,17 @@ class StreamView(NamedTuple):
     #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
 
-    def rows(self, g: np.ndarray) -> StreamView:
-        """The view of documents ``g`` (repeats allowed)."""
-        return StreamView(self.symbol[g], self.lengths[g], tuple(t[g] for t in self.tests))
+
+class _RowPlanes:
+    """Test planes of some documents of a view, gathered when first read."""
+
+    def __init__(self, planes: tuple[np.ndarray, ...], rows: np.ndarray) -> None:
+        self.planes, self.rows, self.cache = planes, rows, {}
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if j not in self.cache:
+            self.cache[j] = self.planes[j][self.rows]
+        return self.cache[j]
 
 
 class Match(NamedTuple):
@@ -134,31 +142,38 @@ class Matcher:
             self.static_write[r, :k] = self.elem_write[r, :k]
             self.static_mark[r, :k] = self.elem_mark[r, :k]
 
-    def footprint(self, found: Match, anchors: np.ndarray, lengths: np.ndarray, r: int
-                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(examined, written, mark)`` per offset ``0..reach`` from the anchor, ``(W, reach + 1)`` uint8,
-        of rule ``r``'s matches ``found`` at ``anchors`` (one per row) in streams of ``lengths``."""
+    def footprint(self, first: np.ndarray, last: np.ndarray, anchors: np.ndarray, lengths: np.ndarray, r: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Extent end and ``(examined, written, mark)`` per offset ``0..reach`` from the anchor
+        (``(W, reach + 1)`` uint8) of rule ``r``'s matches whose elements cover
+        ``first[:, e] ..= last[:, e]``, at ``anchors`` in streams of ``lengths``."""
         width = self.reach + 1
         count = len(anchors)
         read = np.zeros((count, width), dtype=np.uint8)
         write = np.zeros_like(read)
         mark = np.zeros_like(read)
         rule = self.rules[r]
+        k = int(rule["length"])
         x = anchors[:, None] + np.arange(width)
         start = anchors[:, None]
-        for e in range(int(rule["length"])):
-            first, last = found.first[:, 0, e][:, None], found.q[:, 0, e][:, None]
-            items = (x >= first) & (x <= last)
-            examined = (x >= start) & (x <= last)  # the gap's probes and the element's items
+        lengths = lengths.astype(np.int64)[:, None]
+        end = last[:, k - 1].astype(np.int64)
+        for e in range(k):
+            f, q = first[:, e, None].astype(np.int64), last[:, e, None].astype(np.int64)
+            items = (x >= f) & (x <= q)
+            examined = (x >= start) & (x <= q)  # the gap's probes and the element's items
             run = int(rule["run"][e])
             if run:
-                examined |= (x == last + 1) & (last - first + 1 < run) & (last + 1 < lengths[:, None])
+                probe = (q - f + 1 < run) & (q + 1 < lengths)  # the item that ended the run
+                examined |= (x == q + 1) & probe
+                if e == k - 1:
+                    end = end + probe[:, 0]
             read |= np.where(examined, self.elem_read[r, e], 0).astype(np.uint8)
             write |= np.where(items, self.elem_write[r, e], 0).astype(np.uint8)
             if self.elem_mark[r, e]:
                 mark[items] = self.elem_mark[r, e]
-            start = last + 1
-        return read, write, mark
+            start = q + 1
+        return end, read, write, mark
 
     # -- element tests ----------------------------------------------------------------
     def _build_tests(self, alg: Algorithm) -> None:
@@ -270,16 +285,19 @@ class Matcher:
         return memo[key]
 
     def match(self, v: StreamView, anchors: np.ndarray, r: int, positions: bool = True, memo: dict | None = None,
-              every_position: bool = False) -> Match:
+              every_position: bool = False, rows: np.ndarray | None = None) -> Match:
         """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions; negative = none).
 
         Elements are placed greedily, left to right, without backtracking (§2).
         ``positions=False`` skips building ``first``, ``q`` and ``extent``.
         ``every_position`` says ``anchors`` is ``arange(L)`` in every row: while the
         elements sit at fixed offsets from the anchor, their tests are then slid
-        instead of gathered.
+        instead of gathered. ``rows`` matches documents ``rows`` of ``v`` (one per row of
+        ``anchors``), gathering only the test planes the rule needs.
         """
         memo = {} if memo is None else memo
+        if rows is not None:
+            v = StreamView(v.symbol[rows], v.lengths[rows], _RowPlanes(v.tests, rows))
         rule = self.rules[r]
         k = int(rule["length"])
         tests = self._test_of[r]
@@ -379,12 +397,16 @@ class Matcher:
         return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
 
     # -- the bid pass ---------------------------------------------------------------------
-    def bids(self, v: StreamView, extents: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def bids(self, v: StreamView, extents: bool = False, placements: dict | None = None
+             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Bid keys of every anchor, rule-major ``(rules, D, L)`` uint32 (0 = no bid).
 
         Rule-major keeps each rule's keys one contiguous plane, so reductions over
         rules are elementwise. With ``extents``, also the last item each bid examined
-        (``(rules, D, L)`` int64, -1 where there is no bid).
+        (``(rules, D, L)`` int64, -1 where there is no bid). ``placements``, a dict,
+        receives for every rule with gaps or runs where its elements landed at every
+        anchor: ``(first, last)``, each ``(D, L, k)`` int16, so the loop locates its
+        candidates and winners without matching them again.
         """
         d, length = v.symbol.shape
         anchors = np.arange(length, dtype=np.int64)
@@ -397,8 +419,10 @@ class Matcher:
             rule = self.rules[r]
             tie = ties[r]
             if self.extent[r] < 0:
-                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, positions=extents, memo=memo,
-                               every_position=True)
+                m = self.match(v, np.broadcast_to(anchors, (d, length)), r,
+                               positions=extents or placements is not None, memo=memo, every_position=True)
+                if placements is not None:
+                    placements[r] = (m.first.astype(np.int16), m.q.astype(np.int16))
                 np.copyto(keys[r], (m.score << self.keys.tie_bits) | tie, where=m.ok, casting="unsafe")
                 if extents:
                     ends[r][m.ok] = m.extent[m.ok]
@@ -457,9 +481,10 @@ class Matcher:
 
     def potential(self, keys: np.ndarray) -> np.ndarray:
         """``(D,)`` int64 signed score sums of rule-major keys (guards count negatively)."""
-        scores = (keys >> np.uint32(self.keys.tie_bits)).astype(np.int64)
-        return np.tensordot(self.sign, scores.sum(axis=2), axes=1) if self.n_rules else np.zeros(keys.shape[1],
-                                                                                               np.int64)
+        if not self.n_rules:
+            return np.zeros(keys.shape[1], dtype=np.int64)
+        per_rule = np.add.reduce(keys >> np.uint32(self.keys.tie_bits), axis=2, dtype=np.int64)  # (R, D)
+        return self.sign @ per_rule
 
 
 __all__ = ["Match", "Matcher", "StreamView", "run_lengths"]

@@ -36,6 +36,7 @@ class RuleSettings:
     negation_to_ends: bool = False  #: both reach the ends of the text, not the clause
     roles: bool = True  #: the subject and object transforms
     role_heads: bool = False  #: roles on the head words only (no runs)
+    soften_aux: bool = False  #: whether auxiliaries are stopwords the softening applies to
 
 
 def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
@@ -44,7 +45,8 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     if s.num_scale != 1.0:
         text += f"rule boost_number score 50: [op=ACC num] => set 0 scale={s.num_scale}\n"
     if s.stop_scale != 1.0:
-        text += f"rule soften_stop_before_word score 50: [op=ACC stop] [word] => set 0 scale={s.stop_scale}\n"
+        stop = "stop" if s.soften_aux else "stop !aux"
+        text += f"rule soften_stop_before_word score 50: [op=ACC {stop}] [word] => set 0 scale={s.stop_scale}\n"
     if s.punct_scale != 1.0:
         text += f"rule soften_punct_after_word score 50: [word] [op=ACC punct] => set 1 scale={s.punct_scale}\n"
     if s.negation and not s.negation_to_ends:

@@ -102,8 +102,10 @@ def test_winners_beat_every_candidate_they_interfere_with(case):
     touched = (read | write | mark) > 0
     last = np.where(touched.any(axis=2), np.arange(cand.shape[1]) + width - 1 - np.argmax(touched[..., ::-1], axis=2),
                     np.arange(cand.shape[1]))
-    last = np.where(cand > 0, last, -1)
-    win = select_winners(cand, last, read, write, mark)
+    g, p = np.nonzero(cand)
+    won = select_winners(g, p, cand[g, p], last[g, p], read[g, p], write[g, p], mark[g, p])
+    win = np.zeros(cand.shape, dtype=bool)
+    win[g[won], p[won]] = True
 
     def interfere(d, p, q):
         for x in range(max(p, q), min(p, q) + width):
