@@ -330,6 +330,33 @@ class Algorithm:
         return h.hexdigest()
 
 
+def element_fields(rule: Rule, e: int) -> tuple[int, int]:
+    """``(examined, written)`` field masks of element ``e`` (docs/ENGINE.md §3, interference).
+
+    Examined: what the element's tests read of every item its placement examines;
+    written: what the action writes on every item of the element.
+    """
+    from sae.layout import FIELD_ALL, FIELD_ARG0, FIELD_ARG1, FIELD_MOD, FIELD_OPCODE, FIELD_PLACE, FIELD_SYMBOL
+
+    el = rule.pattern[e]
+    read = FIELD_PLACE
+    if el.symbol != ANY or el.classes or el.all_classes or el.none_classes or rule.kind == "merge":
+        read |= FIELD_SYMBOL
+    if el.opcode != ANY:
+        read |= FIELD_OPCODE
+    if el.mod != ANY:
+        read |= FIELD_MOD
+    if rule.kind == "guard":
+        return read, 0
+    perm = rule.perm or tuple(range(len(rule.pattern)))
+    if rule.kind == "merge" or perm[e] != e:
+        return read, FIELD_ALL
+    up = rule.updates[e] if e < len(rule.updates) else ItemUpdate()
+    write = (FIELD_OPCODE if up.opcode is not None else 0) | (FIELD_ARG0 if up.arg0 is not None else 0)
+    write |= (FIELD_ARG1 if up.arg1 is not None or up.scale is not None else 0) | (FIELD_MOD if up.mod is not None else 0)
+    return read, write
+
+
 def rule_reach(rule: Rule) -> int:
     """How far past its anchor one rule's match can examine (docs/ENGINE.md §2)."""
     els = rule.pattern
@@ -826,6 +853,7 @@ __all__ = [
     "Rule",
     "canonical_json",
     "default_algorithm_path",
+    "element_fields",
     "load_algorithm",
     "phrase_table",
     "rule_reach",

@@ -66,6 +66,16 @@ FLAG_AT_START = 2  #: the item is the first of the stream
 FLAG_AT_END = 4  #: the item is the last of the stream
 FLAG_TARGET = 8  #: the action changes this element: its items must not carry the rule's mark
 
+#: Fields a bid examines or writes (docs/ENGINE.md §3, interference); PLACE is the
+#: item's existence at its position, which merges and moving permutations write.
+FIELD_SYMBOL = 1
+FIELD_OPCODE = 2
+FIELD_ARG0 = 4
+FIELD_ARG1 = 8
+FIELD_MOD = 16
+FIELD_PLACE = 32
+FIELD_ALL = 63
+
 # -- Capacities -------------------------------------------------------------------------
 
 
@@ -324,6 +334,8 @@ def wgsl_prelude(caps: Capacities = DEFAULT_CAPACITIES) -> str:
     lines.append(f"const FLAG_AT_START: u32 = {FLAG_AT_START}u;")
     lines.append(f"const FLAG_AT_END: u32 = {FLAG_AT_END}u;")
     lines.append(f"const FLAG_TARGET: u32 = {FLAG_TARGET}u;")
+    for name in ("SYMBOL", "OPCODE", "ARG0", "ARG1", "MOD", "PLACE", "ALL"):
+        lines.append(f"const FIELD_{name}: u32 = {globals()['FIELD_' + name]}u;")
     for key, value in caps.as_dict().items():
         lines.append(f"const CAP_{key.upper()}: u32 = {value}u;")
     lines.append("")

@@ -38,7 +38,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from sae.algorithm import Algorithm, ItemUpdate, Rule
+from sae.algorithm import Algorithm, ItemUpdate, Rule, element_fields
 from sae.batch import AnnealStats, ProgramBatch
 from sae.layout import (
     ANY,
@@ -357,14 +357,47 @@ def candidates(bids: list[Bid], inhibit: list[int]) -> dict[int, Bid]:
     return cand
 
 
-def winners(cand: dict[int, Bid]) -> list[Bid]:
-    """Candidates no overlapping candidate beats, by anchor (their rank)."""
+def footprint(alg: Algorithm, match: Match, n: int) -> dict[int, tuple[int, int, int | None]]:
+    """Per item: the fields the match examines, the fields its action writes, and the mark
+    bit it sets there (None if it sets none), for a stream of ``n`` items (§3, interference)."""
+    rule = alg.rules[match.rule]
+    targets = target_elements(rule)
+    out: dict[int, tuple[int, int, int | None]] = {}
+
+    def add(j: int, read: int, write: int, mark: int | None) -> None:
+        r, w, m = out.get(j, (0, 0, None))
+        out[j] = (r | read, w | write, mark if mark is not None else m)
+
+    start = match.anchor
+    for e, el in enumerate(rule.pattern):
+        read, write = element_fields(rule, e)
+        for j in range(start, match.first[e]):  # the gap's probes
+            add(j, read, 0, None)
+        for j in match.items_of(e):
+            add(j, read, write, rule.mark if e in targets else None)
+        last = match.last[e]
+        if el.run > 0 and last - match.first[e] + 1 < el.run and last + 1 < n:
+            add(last + 1, read, 0, None)  # the probe that ended the run
+        start = last + 1
+    return out
+
+
+def interfere(alg: Algorithm, a: Match, b: Match, n: int) -> bool:
+    """Whether one match writes a field the other examines or writes, or both set the same mark bit on an item."""
+    fa, fb = footprint(alg, a, n), footprint(alg, b, n)
+    for j in fa.keys() & fb.keys():
+        (ra, wa, ma), (rb, wb, mb) = fa[j], fb[j]
+        if wa & (rb | wb) or wb & ra or (ma is not None and ma == mb):
+            return True
+    return False
+
+
+def winners(alg: Algorithm, cand: dict[int, Bid], n: int) -> list[Bid]:
+    """Candidates no interfering candidate beats, by anchor (their rank)."""
     out = []
     for p in sorted(cand):
         c = cand[p]
-        beaten = any(
-            o.key > c.key for o in cand.values() if o is not c and overlaps(o.anchor, o.end, c.anchor, c.end)
-        )
+        beaten = any(o.key > c.key and interfere(alg, o.match, c.match, n) for o in cand.values() if o is not c)
         if not beaten:
             out.append(c)
     return out
@@ -402,7 +435,7 @@ def anneal_step(alg: Algorithm, caps: Capacities, doc: DocumentState, step: int)
         return
     # 2, 3. Candidates and winners; the journal's free room bounds the winners' ranks.
     room = caps.journal - doc.journal_len
-    chosen = winners(candidates(bids, doc.inhibit))[:room]
+    chosen = winners(alg, candidates(bids, doc.inhibit), len(stream))[:room]
     # 4. Inhibition wears off, in every step the document is live, even one in which
     # it has no winner and idles (every candidate's rule inhibited, or a full journal).
     for r in range(len(doc.inhibit)):

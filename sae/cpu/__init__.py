@@ -11,7 +11,7 @@ from sae.backend import DoneBatch, HostBatches, run_host_batch
 from sae.batch import ProgramBatch
 from sae.cpu.anneal import Annealer
 from sae.cpu.match import Matcher
-from sae.cpu.vm import run_vm
+from sae.cpu.vm import VectorTable, run_vm
 from sae.layout import Capacities, item_words
 
 
@@ -27,6 +27,7 @@ class CpuBackend:
         self.alg, self.caps = alg, caps
         self.matcher = Matcher(alg, caps)
         self.annealer = Annealer(alg, self.matcher)
+        self.table = VectorTable(alg.vectors, alg.transforms)
         self._batches = HostBatches(caps)
 
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> DoneBatch:
@@ -49,5 +50,4 @@ class CpuBackend:
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         n, length = batch.n, batch.max_length()
         words = item_words(batch.items)[:n, :length]
-        return run_vm(words, batch.lengths[:n], self.alg.vectors, self.alg.weights, self.caps.stack,
-                      self.alg.transforms)
+        return run_vm(words, batch.lengths[:n], self.table, self.alg.weights, self.caps.stack)

@@ -6,27 +6,46 @@ import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
-from sae.cpu.match import Matcher
+from sae.cpu.match import Matcher, StreamView
 from sae.cpu.rewrite import apply_winners
 from sae.layout import COMMITTED, ITEM_WORDS, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
 
 
-def select_winners(cand: np.ndarray, last: np.ndarray, reach: int) -> np.ndarray:
-    """Which candidates beat every other candidate their extent overlaps (§3 step 3).
+def select_winners(
+    g: np.ndarray, p: np.ndarray, key: np.ndarray, last: np.ndarray, read: np.ndarray, write: np.ndarray,
+    mark: np.ndarray,
+) -> np.ndarray:
+    """Which candidates beat every other candidate they interfere with (§3 step 3).
 
-    ``cand[g, p]`` is the best eligible key anchored at ``p`` (0 = none) and
-    ``last[g, p]`` the last item it examines. An extent reaches at most ``reach``
-    items past its anchor, so only anchors that close can overlap.
+    Candidate ``i`` is anchored at ``p[i]`` of document ``g[i]`` (sorted by document,
+    then anchor, at most one per anchor), has key ``key[i]`` and examines items up
+    to ``last[i]``; ``read``, ``write`` and ``mark`` (``(C, reach + 1)``) are its
+    footprint: the fields it examines and writes, and the mark bit + 1 it sets, on
+    item ``p + j``. Only candidates whose extents overlap can interfere: those are the
+    next few candidates of the same document, anchored up to its extent's end.
     """
-    win = cand > 0
-    pos = np.arange(cand.shape[1])
-    for o in range(1, min(reach, cand.shape[1] - 1) + 1):
-        left, left_last = np.zeros_like(cand), np.full_like(last, -1)
-        left[:, o:], left_last[:, o:] = cand[:, :-o], last[:, :-o]
-        win &= ~((left > cand) & (left_last >= pos))
-        right = np.zeros_like(cand)
-        right[:, :-o] = cand[:, o:]
-        win &= ~((right > cand) & (pos + o <= last))
+    count, width = len(g), read.shape[1]
+    win = np.ones(count, dtype=bool)
+    a = np.arange(count)
+    cols = np.arange(width)
+    for step in range(1, width):
+        a = a[a + step < count]
+        b = a + step
+        near = (g[b] == g[a]) & (p[b] <= last[a])
+        a, b = a[near], b[near]
+        if a.size == 0:
+            break  # candidates further on are further away still
+        # Item p[b] + i is A's offset o + i and B's offset i.
+        o = (p[b] - p[a])[:, None]
+        ia = np.minimum(o + cols, width - 1)
+        shared = o + cols < width
+        wa = np.take_along_axis(write[a], ia, axis=1) * shared
+        ra = np.take_along_axis(read[a], ia, axis=1) * shared
+        ma = np.take_along_axis(mark[a], ia, axis=1) * shared
+        wb, rb, mb = write[b], read[b], mark[b]
+        clash = ((wa & (rb | wb)) | (wb & ra)).any(axis=1) | ((ma == mb) & (ma > 0)).any(axis=1)
+        win[a[clash & (key[b] > key[a])]] = False
+        win[b[clash & (key[a] > key[b])]] = False
     return win
 
 
@@ -38,6 +57,7 @@ class Annealer:
         self.params = alg.params
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
         self._merge = np.array([int(r["kind"]) == RULE_MERGE for r in matcher.rules] or [False])
+        self._all_act = matcher.actors.size == matcher.n_rules  # no guards: keys need no selection
 
     def run(self, batch: ProgramBatch) -> None:
         """Anneal every document of ``batch`` in place, filling its journal."""
@@ -47,83 +67,105 @@ class Annealer:
             return
         words = item_words(batch.items)[:n, :length]
         lengths = batch.lengths[:n]
-        keys = m.bids(m.view(words, lengths))
+        view = m.view(words, lengths)  # kept current: the rows of rewritten documents are replaced
+        place: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # where gap and run rules' elements land
+        keys = m.bids(view, placements=place)
+        potential = m.potential(keys)  # per document, kept current with the keys
         inhibit = np.zeros((n, m.n_rules), dtype=np.uint32)
         live = np.arange(n)  # documents not finished yet
         for step in range(self.params.max_steps):
-            top = keys[m.actors][:, live].max(axis=0)  # the best rewrite or merge key at each anchor
+            actors = keys if self._all_act else keys[m.actors]
+            top = actors[:, live].max(axis=0)  # the best rewrite or merge key at each anchor
             has_bid = top.any(axis=1)
             live, top = live[has_bid], top[has_bid]
             if live.size == 0:
                 break
             batch.stats.steps = step + 1
-            self._step(batch, words, lengths, keys, inhibit, live, top, step)
+            self._step(batch, words, lengths, view, place, keys, potential, inhibit, live, top, step)
 
     def _step(
         self,
         batch: ProgramBatch,
         words: np.ndarray,
         lengths: np.ndarray,
+        view: StreamView,
+        place: dict[int, tuple[np.ndarray, np.ndarray]],
         keys: np.ndarray,
+        potential: np.ndarray,
         inhibit: np.ndarray,
         live: np.ndarray,
         top: np.ndarray,
         step: int,
     ) -> None:
-        """One step of §3 for the ``live`` documents; ``keys`` are kept current."""
+        """One step of §3 for the ``live`` documents; ``view``, ``keys`` and ``potential`` are kept current."""
         m = self.m
         held = inhibit[live]
         cand = top
         if held.any():
+            actors = keys if self._all_act else keys[m.actors]
             eligible = (held.T[m.actors] == 0)[:, :, None]  # (actors, docs, 1)
-            cand = np.where(eligible, keys[m.actors][:, live], 0).max(axis=0)
+            cand = np.where(eligible, actors[:, live], 0).max(axis=0)
             inhibit[live] -= held > 0
-        last = self._extents(words, lengths, live, cand)
-        win = select_winners(cand, last, m.reach)
-        rank = np.cumsum(win, axis=1) - 1
-        win &= rank < (batch.caps.journal - batch.journal_len[live].astype(np.int64))[:, None]
-        active = win.any(axis=1)
-        if not active.any():
+        g, p = np.nonzero(cand)  # the candidates, by document then anchor
+        key = cand[g, p]
+        score, _, rule = m.keys.unpack(key)
+        last, read, write, mark = self._footprints(view, place, live[g], p, rule)
+        win = select_winners(g, p, key, last, read, write, mark)
+        g, p, key, last, score, rule = g[win], p[win], key[win], last[win], score[win], rule[win]
+        # Ranks by anchor within each document; winners past the journal's room are dropped.
+        first = np.searchsorted(g, g)
+        rank = np.arange(len(g)) - first
+        keep = rank < (batch.caps.journal - batch.journal_len[live[g]].astype(np.int64))
+        if not keep.all():
+            g, p, key, last, score, rule, rank = (a[keep] for a in (g, p, key, last, score, rule, rank))
+        if g.size == 0:
             return
-        docs, cand, last, win, rank = live[active], cand[active], last[active], win[active], rank[active]
-        g, p = np.nonzero(win)
-        score, _, rule = m.keys.unpack(cand[g, p])
-        p0 = m.potential(keys[:, docs])[g]
+        docs = live[g]
+        p0 = potential[docs]
         if m.guards.size:
-            delta = self._judge(words, lengths, keys, docs, g, p, last[g, p], cand[g, p], rule)
+            active, gi = np.unique(docs, return_inverse=True)
+            delta = self._judge(words, lengths, keys, active, gi, p, last, key, rule)
         else:
             delta = np.zeros(len(g), dtype=np.int64)  # no guards: the check is not run (§3 step 5)
         commit = delta <= score + self.params.tolerance
         batch.stats.committed += int(commit.sum())
         batch.stats.reverted += int(commit.size - commit.sum())
-        self._journal(batch, docs[g], rank[g, p], step, rule, p, score, p0, p0 - delta, commit)
-        inhibit[docs[g[~commit]], rule[~commit]] = self.params.inhibit_steps
+        self._journal(batch, docs, rank, step, rule, p, score, p0, p0 - delta, commit)
+        inhibit[docs[~commit], rule[~commit]] = self.params.inhibit_steps
         # Apply the committed winners at once and bid again where something changed.
-        winners = np.zeros_like(cand)
-        winners[g[commit], p[commit]] = cand[g[commit], p[commit]]
-        changed = np.unique(g[commit])
-        if changed.size == 0:
+        if not commit.any():
             return
-        redo = docs[changed]
+        redo, at = np.unique(docs[commit], return_inverse=True)
+        winners = np.zeros((len(redo), words.shape[1]), dtype=np.uint32)
+        winners[at, p[commit]] = key[commit]
         w, w_len = words[redo], lengths[redo].copy()
-        apply_winners(m, w, w_len, winners[changed], self.symbol_rows)
+        located = {r: (first[redo], last[redo]) for r, (first, last) in place.items()}
+        apply_winners(m, w, w_len, winners, self.symbol_rows, located=located)
         words[redo], lengths[redo] = w, w_len
-        keys[:, redo] = m.bids(m.view(w, w_len))
+        fresh = m.view(w, w_len)
+        new_place: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        new_keys = m.bids(fresh, placements=new_place)
+        keys[:, redo] = new_keys
+        for r, (first, last) in new_place.items():
+            place[r][0][redo], place[r][1][redo] = first, last
+        potential[redo] = m.potential(new_keys)
+        view.lengths[redo] = fresh.lengths  # (view.symbol is a view of words: already current)
+        for plane, new in zip(view.tests, fresh.tests):
+            plane[redo] = new
 
-    def _extents(self, words: np.ndarray, lengths: np.ndarray, live: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """The last item each candidate examines (-1 where there is no candidate)."""
+    def _footprints(self, view: StreamView, place: dict, docs: np.ndarray, p: np.ndarray, rule: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Extent end and footprint (see :func:`select_winners`) of candidates of ``rule`` at ``(docs, p)``."""
         m = self.m
-        _, _, rule = m.keys.unpack(cand)
-        rule[cand == 0] = 0
-        last = np.arange(cand.shape[1]) + m.extent[rule]
+        last = p + m.extent[rule]
+        read, write, mark = m.static_read[rule], m.static_write[rule], m.static_mark[rule]
         for r in np.flatnonzero(m.extent < 0):
-            g, p = np.nonzero((cand > 0) & (rule == r))
-            if g.size:
-                docs = live[g]
-                found = m.match(m.view(words[docs], lengths[docs]), p[:, None], int(r))
-                last[g, p] = found.extent[:, 0]
-        last[cand == 0] = -1
-        return last
+            sel = np.flatnonzero(rule == r)
+            if sel.size:
+                first, q = place[r][0][docs[sel], p[sel]], place[r][1][docs[sel], p[sel]]
+                last[sel], read[sel], write[sel], mark[sel] = m.footprint(first, q, p[sel], view.lengths[docs[sel], 0],
+                                                                          int(r))
+        return last, read, write, mark
 
     def _judge(
         self,

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sae.algorithm import Algorithm
+from sae.algorithm import Algorithm, element_fields
 from sae.layout import (
     ANY,
     FLAG_AT_END,
@@ -39,9 +39,17 @@ class StreamView(NamedTuple):
     #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
 
-    def rows(self, g: np.ndarray) -> StreamView:
-        """The view of documents ``g`` (repeats allowed)."""
-        return StreamView(self.symbol[g], self.lengths[g], tuple(t[g] for t in self.tests))
+
+class _RowPlanes:
+    """Test planes of some documents of a view, gathered when first read."""
+
+    def __init__(self, planes: tuple[np.ndarray, ...], rows: np.ndarray) -> None:
+        self.planes, self.rows, self.cache = planes, rows, {}
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        if j not in self.cache:
+            self.cache[j] = self.planes[j][self.rows]
+        return self.cache[j]
 
 
 class Match(NamedTuple):
@@ -107,7 +115,65 @@ class Matcher:
             [int(r["length"]) - 1 if not (r["gap"].any() or r["run"].any()) else -1 for r in self.rules] or [0],
             dtype=np.int64,
         )
-        self._run_caps = sorted({int(r["run"][e]) for r in self.rules for e in range(int(r["length"]))} - {0})
+        self._tie_cache: dict[int, np.ndarray] = {}
+        self._build_footprints(alg)
+
+    # -- footprints: what a bid examines and writes (§3, interference) ------------------
+    def _build_footprints(self, alg: Algorithm) -> None:
+        k_max = self.caps.pattern
+        n = max(self.n_rules, 1)
+        self.elem_read = np.zeros((n, k_max), dtype=np.uint8)
+        self.elem_write = np.zeros((n, k_max), dtype=np.uint8)
+        self.elem_mark = np.zeros((n, k_max), dtype=np.uint8)  # mark bit + 1 on target elements, else 0
+        for r, rule in enumerate(alg.rules):
+            targets = rule.targets()
+            for e in range(len(rule.pattern)):
+                self.elem_read[r, e], self.elem_write[r, e] = element_fields(rule, e)
+                if e in targets:
+                    self.elem_mark[r, e] = rule.mark + 1
+        #: Footprints over offsets 0..reach of the rules whose elements sit at fixed offsets.
+        width = self.reach + 1
+        self.static_read = np.zeros((n, width), dtype=np.uint8)
+        self.static_write = np.zeros((n, width), dtype=np.uint8)
+        self.static_mark = np.zeros((n, width), dtype=np.uint8)
+        for r in np.flatnonzero(self.extent[: self.n_rules] >= 0):
+            k = int(self.rules[r]["length"])
+            self.static_read[r, :k] = self.elem_read[r, :k]
+            self.static_write[r, :k] = self.elem_write[r, :k]
+            self.static_mark[r, :k] = self.elem_mark[r, :k]
+
+    def footprint(self, first: np.ndarray, last: np.ndarray, anchors: np.ndarray, lengths: np.ndarray, r: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Extent end and ``(examined, written, mark)`` per offset ``0..reach`` from the anchor
+        (``(W, reach + 1)`` uint8) of rule ``r``'s matches whose elements cover
+        ``first[:, e] ..= last[:, e]``, at ``anchors`` in streams of ``lengths``."""
+        width = self.reach + 1
+        count = len(anchors)
+        read = np.zeros((count, width), dtype=np.uint8)
+        write = np.zeros_like(read)
+        mark = np.zeros_like(read)
+        rule = self.rules[r]
+        k = int(rule["length"])
+        x = anchors[:, None] + np.arange(width)
+        start = anchors[:, None]
+        lengths = lengths.astype(np.int64)[:, None]
+        end = last[:, k - 1].astype(np.int64)
+        for e in range(k):
+            f, q = first[:, e, None].astype(np.int64), last[:, e, None].astype(np.int64)
+            items = (x >= f) & (x <= q)
+            examined = (x >= start) & (x <= q)  # the gap's probes and the element's items
+            run = int(rule["run"][e])
+            if run:
+                probe = (q - f + 1 < run) & (q + 1 < lengths)  # the item that ended the run
+                examined |= (x == q + 1) & probe
+                if e == k - 1:
+                    end = end + probe[:, 0]
+            read |= np.where(examined, self.elem_read[r, e], 0).astype(np.uint8)
+            write |= np.where(items, self.elem_write[r, e], 0).astype(np.uint8)
+            if self.elem_mark[r, e]:
+                mark[items] = self.elem_mark[r, e]
+            start = q + 1
+        return end, read, write, mark
 
     # -- element tests ----------------------------------------------------------------
     def _build_tests(self, alg: Algorithm) -> None:
@@ -218,40 +284,66 @@ class Matcher:
             memo[key] = run_lengths(v.tests[test], cap)
         return memo[key]
 
-    def match(self, v: StreamView, anchors: np.ndarray, r: int, positions: bool = True, memo: dict | None = None
-              ) -> Match:
+    def match(self, v: StreamView, anchors: np.ndarray, r: int, positions: bool = True, memo: dict | None = None,
+              every_position: bool = False, rows: np.ndarray | None = None) -> Match:
         """Match rule ``r`` at ``anchors`` (``(D, A)`` int64 positions; negative = none).
 
         Elements are placed greedily, left to right, without backtracking (§2).
         ``positions=False`` skips building ``first``, ``q`` and ``extent``.
+        ``every_position`` says ``anchors`` is ``arange(L)`` in every row: while the
+        elements sit at fixed offsets from the anchor, their tests are then slid
+        instead of gathered. ``rows`` matches documents ``rows`` of ``v`` (one per row of
+        ``anchors``), gathering only the test planes the rule needs.
         """
         memo = {} if memo is None else memo
+        if rows is not None:
+            v = StreamView(v.symbol[rows], v.lengths[rows], _RowPlanes(v.tests, rows))
         rule = self.rules[r]
         k = int(rule["length"])
         tests = self._test_of[r]
-        ok = _gather(v.tests[tests[0]], anchors)
+        width = v.symbol.shape[1]
+        # ``offset``: the last element's last item is ``anchor + offset``, while that holds.
+        offset: int | None = 0 if every_position else None
+
+        def test_at(plane: np.ndarray, pos: np.ndarray, shift: int | None) -> np.ndarray:
+            return _shifted(plane, shift) if shift is not None else _gather(plane, pos)
+
+        def runs_at(test: int, cap: int, pos: np.ndarray, shift: int | None) -> np.ndarray:
+            runs = self._runs(v, test, cap, memo)
+            if shift is not None:
+                return _shifted(runs, shift)
+            return np.take_along_axis(runs, np.clip(pos, 0, width - 1), axis=1)
+
+        ok = test_at(v.tests[tests[0]], anchors, offset)
         firsts, qs = [anchors], []
         run0 = int(rule["run"][0])
         last = anchors
         if run0:
-            last = anchors + np.take_along_axis(self._runs(v, tests[0], run0, memo),
-                                                np.clip(anchors, 0, v.symbol.shape[1] - 1), axis=1) - 1
+            last = anchors + runs_at(tests[0], run0, anchors, offset) - 1
+            offset = None
         qs.append(last)
         for e in range(1, k):
             gap, run = int(rule["gap"][e]), int(rule["run"][e])
             plane = v.tests[tests[e]]
-            found = np.zeros_like(ok)
-            first = np.zeros_like(anchors)
-            for g in range(gap + 1):
-                cand = last + 1 + g
-                hit = ~found & _gather(plane, cand)
-                first = np.where(hit, cand, first)
-                found |= hit
-            ok &= found
+            if gap == 0:
+                first = last + 1
+                shift = None if offset is None else offset + 1
+                ok &= test_at(plane, first, shift)
+            else:
+                shift = None
+                found = np.zeros_like(ok)
+                first = np.zeros_like(anchors)
+                for g in range(gap + 1):
+                    cand = last + 1 + g
+                    hit = ~found & _gather(plane, cand)
+                    first = np.where(hit, cand, first)
+                    found |= hit
+                ok &= found
             last = first
+            offset = shift
             if run:
-                last = first + np.take_along_axis(self._runs(v, tests[e], run, memo),
-                                                  np.clip(first, 0, plane.shape[1] - 1), axis=1) - 1
+                last = first + runs_at(tests[e], run, first, shift) - 1
+                offset = None
             firsts.append(first)
             qs.append(last)
         score: np.ndarray | int = int(rule["score"])
@@ -305,24 +397,32 @@ class Matcher:
         return np.ascontiguousarray(keys.astype(">u4")).view(self._key_dtype)[..., 0]
 
     # -- the bid pass ---------------------------------------------------------------------
-    def bids(self, v: StreamView, extents: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    def bids(self, v: StreamView, extents: bool = False, placements: dict | None = None
+             ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Bid keys of every anchor, rule-major ``(rules, D, L)`` uint32 (0 = no bid).
 
         Rule-major keeps each rule's keys one contiguous plane, so reductions over
         rules are elementwise. With ``extents``, also the last item each bid examined
-        (``(rules, D, L)`` int64, -1 where there is no bid).
+        (``(rules, D, L)`` int64, -1 where there is no bid). ``placements``, a dict,
+        receives for every rule with gaps or runs where its elements landed at every
+        anchor: ``(first, last)``, each ``(D, L, k)`` int16, so the loop locates its
+        candidates and winners without matching them again.
         """
         d, length = v.symbol.shape
         anchors = np.arange(length, dtype=np.int64)
+        ties = self._ties(length)
         keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
         ends = np.full((self.n_rules, d, length), -1, dtype=np.int64) if extents else None
         spans: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # merge candidates
         memo: dict = {}
         for r in range(self.n_rules):
             rule = self.rules[r]
-            tie = self.keys.pack(0, anchors, r)
+            tie = ties[r]
             if self.extent[r] < 0:
-                m = self.match(v, np.broadcast_to(anchors, (d, length)), r, positions=extents, memo=memo)
+                m = self.match(v, np.broadcast_to(anchors, (d, length)), r,
+                               positions=extents or placements is not None, memo=memo, every_position=True)
+                if placements is not None:
+                    placements[r] = (m.first.astype(np.int16), m.q.astype(np.int16))
                 np.copyto(keys[r], (m.score << self.keys.tie_bits) | tie, where=m.ok, casting="unsafe")
                 if extents:
                     ends[r][m.ok] = m.extent[m.ok]
@@ -352,6 +452,16 @@ class Matcher:
                     ends[r, g, p] = p + self.extent[r]
         return (keys, ends) if extents else keys
 
+    def _ties(self, length: int) -> np.ndarray:
+        """``(rules, length)`` uint32: the key bits below the score, per rule and anchor (cached)."""
+        cached = self._tie_cache.get(length)
+        if cached is None:
+            anchors = np.arange(length, dtype=np.int64)
+            cached = self.keys.pack(np.zeros((self.n_rules, 1), np.int64), anchors[None, :],
+                                    np.arange(self.n_rules)[:, None])
+            self._tie_cache[length] = cached
+        return cached
+
     def _gap_free_matches(self, v: StreamView, r: int) -> np.ndarray:
         """Where rule ``r`` (no gaps, no runs) matches structurally, at every anchor ``(D, L)`` bool.
 
@@ -371,9 +481,10 @@ class Matcher:
 
     def potential(self, keys: np.ndarray) -> np.ndarray:
         """``(D,)`` int64 signed score sums of rule-major keys (guards count negatively)."""
-        scores = (keys >> np.uint32(self.keys.tie_bits)).astype(np.int64)
-        return np.tensordot(self.sign, scores.sum(axis=2), axes=1) if self.n_rules else np.zeros(keys.shape[1],
-                                                                                               np.int64)
+        if not self.n_rules:
+            return np.zeros(keys.shape[1], dtype=np.int64)
+        per_rule = np.add.reduce(keys >> np.uint32(self.keys.tie_bits), axis=2, dtype=np.int64)  # (R, D)
+        return self.sign @ per_rule
 
 
 __all__ = ["Match", "Matcher", "StreamView", "run_lengths"]

@@ -23,6 +23,7 @@ def apply_winners(
     symbol_rows: np.ndarray,
     offset: np.ndarray | None = None,
     total: np.ndarray | None = None,
+    located: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
     """Apply every bid of ``winners`` to its document, in place (docs/ENGINE.md §3 step 7).
 
@@ -31,21 +32,27 @@ def apply_winners(
     document ``g``, or 0. Winners' extents must be disjoint, so every rewrite reads
     and writes items no other one touches, and merges only mark the items they
     consume until one compaction at the end. ``offset``/``total`` describe windows
-    of longer streams (see :meth:`Matcher.view`).
+    of longer streams (see :meth:`Matcher.view`). ``located``, when the caller has it,
+    holds where the elements of every rule with gaps or runs land at every anchor of
+    ``words`` (:meth:`Matcher.bids` ``placements``), so no winner is matched again.
     """
     g_all, p_all = np.nonzero(winners)
     if g_all.size == 0:
         return
     _, _, rule_all = m.keys.unpack(winners[g_all, p_all])
-    v: StreamView | None = None  # only patterns with gaps or runs are matched again
+    v: StreamView | None = None  # patterns with gaps or runs not ``located`` are matched again
     dead: np.ndarray | None = None
     for r in np.unique(rule_all):
         sel = rule_all == r
         g, p = g_all[sel], p_all[sel]
         rule = m.rules[r]
-        if v is None and m.extent[r] < 0:
-            v = m.view(words, lengths, offset, total)
-        first, q, phrase = _locate(m, words, v, g, p, int(r))
+        if located is not None and int(r) in located:
+            first, q = (a[g, p].astype(np.int64) for a in located[int(r)])
+            phrase = np.full(len(g), -1, dtype=np.int64)
+        else:
+            if v is None and m.extent[r] < 0:
+                v = m.view(words, lengths, offset, total)
+            first, q, phrase = _locate(m, words, v, g, p, int(r))
         if int(rule["kind"]) == RULE_MERGE:
             if dead is None:
                 dead = np.zeros(winners.shape, dtype=bool)
@@ -71,7 +78,7 @@ def _locate(
     phrase = np.full(len(g), -1, dtype=np.int64)
     if m.extent[r] < 0:
         assert v is not None
-        found = m.match(v.rows(g), p[:, None], r)
+        found = m.match(v, p[:, None], r, rows=g)
         assert found.ok.all(), "a winner no longer matches: selection and apply disagree"
         return found.first[:, 0, :], found.q[:, 0, :], phrase
     q = p[:, None] + np.arange(k)

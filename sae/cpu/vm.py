@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from sae.layout import F, Op
@@ -9,36 +11,62 @@ from sae.layout import F, Op
 _INV_Q16 = np.float32(1.0 / 65536.0)
 
 
-def run_vm(
-    words: np.ndarray,
-    lengths: np.ndarray,
-    vectors: np.ndarray,
-    weights: np.ndarray,
-    stack_depth: int,
-    transforms: np.ndarray | None = None,
-) -> np.ndarray:
-    """Execute ``(D, L, ITEM_WORDS)`` programs; returns ``(D, dim)`` float32, L2-normalized.
+class VectorTable:
+    """Every ``x`` of §5 an item can have: ``vectors[row]``, or ``T[mod-1] · vectors[row] + t[mod-1]``.
 
-    ``transforms`` is ``(n, dim, dim + 1)`` float32 (``[T | t]`` per transform).
-    An ``ACC`` item with a transform is linear in its vector, so those are summed per
-    document and transform first and the transform is applied once to the sum (§5
-    allows the reassociation); stack items apply theirs one by one.
+    One ``((transforms + 1) * rows, dim)`` float32 table, so the VM gathers a
+    transformed item exactly like a plain one (``row + mod * rows``). Transformed
+    rows are computed the first time a batch needs them (a transform applied to all
+    rows up front would cost seconds at start-up) and kept: a vector's transform
+    depends on nothing else. Safe to share between threads.
     """
+
+    def __init__(self, vectors: np.ndarray, transforms: np.ndarray | None) -> None:
+        self.rows, self.dim = vectors.shape
+        n = 0 if transforms is None else len(transforms)
+        self.transforms = transforms
+        self.table = np.empty(((n + 1) * self.rows, self.dim), dtype=np.float32)
+        self.table[: self.rows] = vectors
+        self.ready = np.zeros((n + 1) * self.rows, dtype=bool)
+        self.ready[: self.rows] = True
+        self._lock = threading.Lock()
+
+    def index(self, rows: np.ndarray, mods: np.ndarray) -> np.ndarray:
+        """Table rows of items ``(rows, mods)``, computing the transformed ones not there yet."""
+        at = rows.astype(np.int64) + mods.astype(np.int64) * self.rows
+        if self.transforms is None or not len(self.transforms):
+            return at
+        missing = ~self.ready[at]
+        if missing.any():
+            self._fill(np.unique(at[missing]))
+        return at
+
+    def _fill(self, at: np.ndarray) -> None:
+        with self._lock:
+            at = at[~self.ready[at]]  # another thread may have filled some meanwhile
+            mod, row = np.divmod(at, self.rows)
+            for t in np.unique(mod):
+                sel = mod == t
+                tr = self.transforms[int(t) - 1]
+                self.table[at[sel]] = self.table[row[sel]] @ tr[:, :-1].T + tr[:, -1]
+            self.ready[at] = True
+
+
+def run_vm(words: np.ndarray, lengths: np.ndarray, table: VectorTable, weights: np.ndarray, stack_depth: int
+           ) -> np.ndarray:
+    """Execute ``(D, L, ITEM_WORDS)`` programs; returns ``(D, dim)`` float32, L2-normalized."""
     d, length = words.shape[0], words.shape[1]
-    dim = vectors.shape[1]
+    dim = table.dim
     acc = np.zeros((d, dim), dtype=np.float32)
     stack: np.ndarray | None = None  # allocated by the first stack opcode: most programs have none
     sp = np.zeros(d, dtype=np.int64)
-    # Per item, computed for the whole batch at once: opcode, vector row, transform and weight w.
-    ops, rows, mods = words[..., F.OPCODE], words[..., F.ARG0], words[..., F.MOD]
+    # Per item, computed for the whole batch at once: opcode, table row and weight w.
+    ops, rows = words[..., F.OPCODE], words[..., F.ARG0]
     weight = weights[rows] * (words[..., F.ARG1].view(np.int32).astype(np.float32) * _INV_Q16)
-    transformed = mods > 0
-    has_transforms = bool(transformed.any())
+    x_rows = table.index(rows, words[..., F.MOD])
+    vectors = table.table
     stack_ops = (ops > Op.ACC).any(axis=0)  # positions where some program uses the stack
-    plain_acc = ops == Op.ACC
-    if has_transforms:
-        plain_acc &= ~transformed
-    acc_weight = np.where(plain_acc, weight, np.float32(0))  # a NOP adds exactly zero
+    acc_weight = np.where(ops == Op.ACC, weight, np.float32(0))  # a NOP adds exactly zero
     for p in range(length):
         # Only documents this long do anything at p. The engine batches by length, so
         # they are nearly one run: take the slice that spans them (a shorter document
@@ -47,8 +75,8 @@ def run_vm(
         if docs.size == 0:
             break  # no document is this long
         run = slice(int(docs[0]), int(docs[-1]) + 1)
-        v = vectors[rows[run, p]]
-        v *= acc_weight[run, p, None]  # zero for every item that is not a plain ACC
+        v = vectors[x_rows[run, p]]
+        v *= acc_weight[run, p, None]  # zero for every item that is not an ACC
         acc[run] += v
         if not stack_ops[p]:
             continue
@@ -56,7 +84,7 @@ def run_vm(
         if in_stack.size == 0:
             continue
         op, w = ops[in_stack, p], weight[in_stack, p]
-        v = w[:, None] * _item_vectors(vectors, rows[in_stack, p], mods[in_stack, p], transforms)
+        v = w[:, None] * vectors[x_rows[in_stack, p]]
         if stack is None:
             stack = np.zeros((d, stack_depth, dim), dtype=np.float32)
         s = sp[in_stack]
@@ -74,39 +102,8 @@ def run_vm(
         acc[in_stack[emit]] += stack[in_stack[emit], top[emit]] + v[emit]
         sp[in_stack[push]] += 1
         sp[in_stack[emit]] -= 1
-    if has_transforms:
-        _transformed_acc(acc, ops, rows, mods, weight, vectors, transforms)
     for i in range(int(sp.max(initial=0))):
         assert stack is not None
         np.add(acc, stack[:, i], out=acc, where=(i < sp)[:, None])
     norm = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float32))
     return np.divide(acc, norm[:, None], out=np.zeros_like(acc), where=norm[:, None] > 0)
-
-
-def _item_vectors(vectors: np.ndarray, rows: np.ndarray, mods: np.ndarray, transforms: np.ndarray | None
-                  ) -> np.ndarray:
-    """``x`` of §5 for each item: its vector, through its transform when it has one."""
-    x = vectors[rows]
-    for t in np.unique(mods[mods > 0]):
-        sel = mods == t
-        tr = transforms[int(t) - 1]
-        x[sel] = x[sel] @ tr[:, :-1].T + tr[:, -1]
-    return x
-
-
-def _transformed_acc(acc: np.ndarray, ops: np.ndarray, rows: np.ndarray, mods: np.ndarray, weight: np.ndarray,
-                     vectors: np.ndarray, transforms: np.ndarray) -> None:
-    """Adds ``Σ w (T x + t)`` of every ACC item with a transform, one transform at a time."""
-    sel = (ops == Op.ACC) & (mods > 0)
-    doc, pos = np.nonzero(sel)
-    mod = mods[doc, pos]
-    for t in np.unique(mod):
-        here = mod == t
-        dd, pp = doc[here], pos[here]
-        w = weight[dd, pp]
-        tr = transforms[int(t) - 1]
-        summed = np.zeros((acc.shape[0], vectors.shape[1]), dtype=np.float32)
-        np.add.at(summed, dd, w[:, None] * vectors[rows[dd, pp]])
-        total_w = np.bincount(dd, weights=w, minlength=acc.shape[0]).astype(np.float32)
-        users = np.unique(dd)
-        acc[users] += summed[users] @ tr[:, :-1].T + total_w[users, None] * tr[:, -1]

@@ -71,6 +71,8 @@ class Config:
     negated_clause: bool = False
     negation_to_ends: bool = False
     roles: bool = True
+    role_heads: bool = False
+    soften_aux: bool = False
     role_recombinations: int = 0  #: extra "NP2 is V-ing NP1" texts per order pair, NPs drawn from other pairs
     variant_windows: int = 0  #: word windows per minimal-pair variant
     max_steps: int = DEFAULT_CAPACITIES.steps
@@ -92,7 +94,8 @@ class Config:
 
     def rule_settings(self) -> RuleSettings:
         return RuleSettings(self.num_scale, self.stop_scale, self.punct_scale, self.negation,
-                            self.negated_clause, self.negation_to_ends, self.roles)
+                            self.negated_clause, self.negation_to_ends, self.roles, self.role_heads,
+                            self.soften_aux)
 
 
 @dataclass

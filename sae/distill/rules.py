@@ -35,6 +35,8 @@ class RuleSettings:
     negated_clause: bool = False  #: a transform of the words before a negation
     negation_to_ends: bool = False  #: both reach the ends of the text, not the clause
     roles: bool = True  #: the subject and object transforms
+    role_heads: bool = False  #: roles on the head words only (no runs)
+    soften_aux: bool = False  #: whether auxiliaries are stopwords the softening applies to
 
 
 def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
@@ -43,7 +45,8 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     if s.num_scale != 1.0:
         text += f"rule boost_number score 50: [op=ACC num] => set 0 scale={s.num_scale}\n"
     if s.stop_scale != 1.0:
-        text += f"rule soften_stop_before_word score 50: [op=ACC stop] [word] => set 0 scale={s.stop_scale}\n"
+        stop = "stop" if s.soften_aux else "stop !aux"
+        text += f"rule soften_stop_before_word score 50: [op=ACC {stop}] [word] => set 0 scale={s.stop_scale}\n"
     if s.punct_scale != 1.0:
         text += f"rule soften_punct_after_word score 50: [word] [op=ACC punct] => set 1 scale={s.punct_scale}\n"
     if s.negation and not s.negation_to_ends:
@@ -62,8 +65,12 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     if s.roles:
         # The words before an auxiliary (the leftmost run wins), and those after
         # "auxiliary verb" up to punctuation.
-        text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
-        text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => set 2 mod={OBJECT}\n"
+        if s.role_heads:
+            text += f"rule subject score 40: [word mod=0] [aux] => set 0 mod={SUBJECT}\n"
+            text += f"rule object score 40: [aux] [word] ~2 [word mod=0] => set 2 mod={OBJECT}\n"
+        else:
+            text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
+            text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => set 2 mod={OBJECT}\n"
     return parse_rules(text, source="sae.distill.rules")
 
 

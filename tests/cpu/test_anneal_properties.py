@@ -75,26 +75,51 @@ def test_steps_journal_their_winners_in_anchor_order(alg, batch_texts):
 
 @st.composite
 def candidates(draw):
-    """Candidate keys (unique, 0 = none) and span ends of a few documents."""
-    reach = draw(st.integers(0, 4))
+    """Candidate keys (unique, 0 = none) of a few documents and random footprints."""
+    width = draw(st.integers(1, 5))
     docs, length = draw(st.integers(1, 3)), draw(st.integers(1, 20))
     keys = draw(st.permutations(range(1, docs * length + 1)))
     present = draw(st.lists(st.booleans(), min_size=docs * length, max_size=docs * length))
     cand = np.array([k if on else 0 for k, on in zip(keys, present)], dtype=np.uint32).reshape(docs, length)
-    ext = draw(st.lists(st.integers(0, reach), min_size=docs * length, max_size=docs * length))
-    last = np.minimum(np.arange(length) + np.array(ext).reshape(docs, length), length - 1)
-    return cand, np.where(cand > 0, last, -1), reach
+    fields = st.lists(st.integers(0, 63), min_size=docs * length * width, max_size=docs * length * width)
+    marks = st.lists(st.integers(0, 3), min_size=docs * length * width, max_size=docs * length * width)
+
+    def plane(values):
+        out = np.array(values, dtype=np.uint8).reshape(docs, length, width)
+        out[cand == 0] = 0
+        return out
+
+    return cand, plane(draw(fields)), plane(draw(fields)), plane(draw(marks))
 
 
 @settings(max_examples=200)
 @given(candidates())
-def test_winners_beat_every_candidate_they_overlap(case):
-    cand, last, reach = case
-    win = select_winners(cand, last, reach)
+def test_winners_beat_every_candidate_they_interfere_with(case):
+    """The vectorized selection against the plain reading of §3's interference."""
+    cand, read, write, mark = case
+    width = read.shape[2]
+    # A footprint reaches as far as its last nonzero offset.
+    touched = (read | write | mark) > 0
+    last = np.where(touched.any(axis=2), np.arange(cand.shape[1]) + width - 1 - np.argmax(touched[..., ::-1], axis=2),
+                    np.arange(cand.shape[1]))
+    g, p = np.nonzero(cand)
+    won = select_winners(g, p, cand[g, p], last[g, p], read[g, p], write[g, p], mark[g, p])
+    win = np.zeros(cand.shape, dtype=bool)
+    win[g[won], p[won]] = True
+
+    def interfere(d, p, q):
+        for x in range(max(p, q), min(p, q) + width):
+            i, j = x - p, x - q
+            if write[d, p, i] & (read[d, q, j] | write[d, q, j]) or write[d, q, j] & read[d, p, i]:
+                return True
+            if mark[d, p, i] and mark[d, p, i] == mark[d, q, j]:
+                return True
+        return False
+
     for d in range(cand.shape[0]):
-        spans = [(p, int(last[d, p])) for p in np.flatnonzero(cand[d])]
-        for p, lp in spans:
-            rivals = [cand[d, q] for q, lq in spans if q != p and q <= lp and p <= lq]
+        anchors = np.flatnonzero(cand[d])
+        for p in anchors:
+            rivals = [cand[d, q] for q in anchors if q != p and interfere(d, p, q)]
             assert win[d, p] == all(cand[d, p] > r for r in rivals)
         assert not win[d][cand[d] == 0].any()
 

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae.cpu.vm import run_vm
+from sae.cpu.vm import VectorTable, run_vm
 from sae.layout import ITEM_WORDS, F, Op
 
 DEPTH = 3
@@ -57,7 +57,7 @@ def test_vm_matches_the_scalar_reference(programs):
             words[d, i, F.ARG0] = row
             words[d, i, F.ARG1] = np.int32(a1).view(np.uint32)
             words[d, i, F.MOD] = mod
-    got = run_vm(words, lengths, vectors, weights, DEPTH, transforms)
+    got = run_vm(words, lengths, VectorTable(vectors, transforms), weights, DEPTH)
     for d, prog in enumerate(programs):
         ops, rows, a1, mods = zip(*prog) if prog else ((), (), (), ())
         want = scalar_vm(ops, rows, a1, mods, vectors, weights, transforms)
@@ -66,5 +66,5 @@ def test_vm_matches_the_scalar_reference(programs):
 
 def test_empty_program_is_the_zero_vector():
     out = run_vm(np.zeros((2, 1, ITEM_WORDS), np.uint32), np.array([0, 0], np.uint32),
-                 np.ones((1, 3), np.float32), np.ones(1, np.float32), 2)
+                 VectorTable(np.ones((1, 3), np.float32), None), np.ones(1, np.float32), 2)
     assert out.tolist() == [[0, 0, 0], [0, 0, 0]]

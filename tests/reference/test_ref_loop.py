@@ -14,10 +14,10 @@ CAPS = DEFAULT_CAPACITIES
 C, R = COMMITTED, REVERTED
 
 
-def run(rules: str, words: str, caps: Capacities = CAPS, **loop):
+def run(rules: str, words: str, caps: Capacities = CAPS, transforms: int = 0, **loop):
     """Anneal one document: (final stream, journal as (step, rank, rule, pos, score, before, after, outcome), live steps)."""
     params = LoopParams(**{"max_steps": 8, "tolerance": 0, "inhibit_steps": 2, **loop})
-    alg = make_tiny(rules=parse(rules), params=params)
+    alg = make_tiny(rules=parse(rules), params=params, transforms=transforms)
     stream, journal, live = ref.anneal_document(alg, caps, ref.widen(ids(words), alg))
     rows = [tuple(e[k] for k in ("step", "rank", "rule", "pos", "score", "potential_before", "potential_after",
                                  "outcome")) for e in journal]
@@ -40,23 +40,41 @@ def test_a_candidate_is_the_best_key_at_its_anchor_of_a_rule_not_inhibited_and_n
     assert ref.candidates(bids, inhibit=[3, 1, 0]) == {}
 
 
-def test_a_candidate_wins_unless_an_overlapping_one_has_a_larger_key():
+def test_a_candidate_wins_unless_an_interfering_one_has_a_larger_key():
+    # Rule 0 tests and sets the opcode of two items, so overlapping bids of it interfere.
+    alg = make_tiny(rules=parse("rule r score 5: [op=ACC] [op=ACC] => set 0 op=NOP; set 1 op=NOP"))
+
+    def pair(anchor: int, key: int) -> ref.Bid:
+        return ref.Bid(ref.Match(0, anchor, (anchor, anchor + 1), (anchor, anchor + 1), anchor + 1, None),
+                       "rewrite", key, key)
+
     # 1 beats 0 and 2; 2 still loses to 1, which lost too (no cascade); 4 overlaps nothing.
-    cand = {0: bid(0, 1, 9), 1: bid(1, 2, 8), 2: bid(2, 3, 7), 4: bid(4, 4, 1)}
-    assert [w.anchor for w in ref.winners(cand)] == [0, 4]
-    cand = {0: bid(0, 1, 5), 1: bid(1, 2, 8), 2: bid(2, 3, 7), 4: bid(4, 6, 1), 6: bid(6, 6, 2)}
-    assert [w.anchor for w in ref.winners(cand)] == [1, 6]
+    cand = {0: pair(0, 9), 1: pair(1, 8), 2: pair(2, 7), 4: pair(4, 1)}
+    assert [w.anchor for w in ref.winners(alg, cand, 8)] == [0, 4]
+    cand = {0: pair(0, 5), 1: pair(1, 8), 2: pair(2, 7), 4: pair(4, 1), 5: pair(5, 2)}
+    assert [w.anchor for w in ref.winners(alg, cand, 8)] == [1, 5]
 
 
-def test_the_run_probe_makes_extents_overlap():
-    rules = ('rule a score 50 mark 0: [sym="not"] [word !stop]+3 => set 1 scale=0.5\n'
-             'rule b score 60 mark 1: [sym="."] => set 0 op=NOP')
-    # "." is examined by a's run, so a (extent [0, 2]) loses to b (anchored at 2) in step 0.
-    stream, journal, _ = run(rules, "not good .")
+def test_overlapping_bids_that_do_not_interfere_both_win():
+    # a scales the weight of the item before a negation; b sets the transform of the items
+    # after it: both examine "not" for its symbol only, neither writes what the other examines.
+    rules = ('rule a score 50: [word] [neg] => set 0 scale=0.5\n'
+             'rule b score 60: [neg] [word]+3 => set 1 mod=1')
+    stream, journal, _ = run(rules, "cat not big red", transforms=1)
+    assert [(step, rule, pos) for step, _, rule, pos, *_ in journal] == [(0, 0, 0), (0, 1, 1)]
+    assert stream[0].arg1 == Q16_ONE // 2 and [x.mod for x in stream] == [0, 0, 1, 1]
+
+
+def test_the_run_probe_makes_bids_interfere():
+    rules = ('rule a score 50 mark 0: [sym="not"] [word !stop mod=0]+3 => set 1 scale=0.5\n'
+             'rule b score 60 mark 1: [sym="."] => set 0 mod=1')
+    # "." is examined (for its transform) by a's run, so a (extent [0, 2]) loses to b (anchored at 2),
+    # which writes that transform, in step 0.
+    stream, journal, _ = run(rules, "not good .", transforms=1)
     assert [(step, rule, pos) for step, _, rule, pos, *_ in journal] == [(0, 1, 2), (1, 0, 0)]
-    assert [x.arg1 for x in stream] == [Q16_ONE, Q16_ONE // 2, Q16_ONE] and stream[2].opcode == Op.NOP
+    assert [x.arg1 for x in stream] == [Q16_ONE, Q16_ONE // 2, Q16_ONE] and stream[2].mod == 1
     # A full run examines nothing more: both win in step 0.
-    _, journal, _ = run(rules, "not good big red .")
+    _, journal, _ = run(rules, "not good big red .", transforms=1)
     assert [(step, rule, pos) for step, _, rule, pos, *_ in journal] == [(0, 0, 0), (0, 1, 4)]
 
 
