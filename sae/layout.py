@@ -378,7 +378,7 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("step_count", "<u4", "u32", 1, "steps an anneal dispatch runs at most (a document stops when finished)"),
     ("live_base", "<u4", "u32", 1, "word offset of the live job list in the scratch buffer (pass live)"),
     ("sum_stride", "<u4", "u32", 1, "vec4s of one job's sum area (per transform: DIM4 + 1)"),
-    ("off_elements", "<u4", "u32", 1, "word offset of every rule's element tests (slot, packed tests)"),
+    ("off_elements", "<u4", "u32", 1, "word offset of every rule's element records (slot, packed tests, examined and written fields)"),
     ("off_lexstarts", "<u4", "u32", 1, "word offset of the first phrase of each first token"),
     ("reserved0", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
     ("reserved1", "<u4", "u32", 1, "zero"),

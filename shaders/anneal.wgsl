@@ -12,17 +12,22 @@
 //             its symbol passes: P0, whether a rewrite or merge bids at all (else the
 //             document is finished), per anchor the largest key of a rewrite or merge
 //             rule not inhibited, with its extent and phrase;
-//   winners   threads over anchors: a candidate wins iff no candidate whose extent
-//             overlaps its own has a larger key; thread 0 ranks them in anchor order, up
-//             to the journal's free room, into winner records; inhibition decremented;
-//   windows   threads over winners: each winner's rewrite applied alone, written at its
-//             own positions of the window slot (extents are disjoint, so they coexist);
-//   health    only with guard rules: threads over (winner, anchor, side) match S
-//             (guards) and S_w (every rule, S read through the winner's window) near each
-//             winner and add up delta per winner;
+//   places    threads over anchors with a candidate: where its elements lie;
+//   winners   threads over anchors: a candidate wins iff no candidate that interferes
+//             with it (§3: one writes a field of an item the other examines or writes,
+//             or both set the same mark bit on an item; only candidates whose extents
+//             overlap can) has a larger key; thread 0 ranks them in anchor order, up to
+//             the journal's free room, into winner records; inhibition decremented;
+//   health    only with guard rules, in rounds of winners whose windows fit the window
+//             slot together: threads over winners write each winner's rewrite applied
+//             alone (its window); threads over (winner, anchor, side) match S (guards)
+//             and S_w (every rule, S read through the winner's window) near each winner
+//             and add up delta per winner;
 //   judge     threads over winners: commit iff delta <= score + tolerance; journal;
 //   apply     thread 0 lists the committed winners with the positions the merges before
-//             them remove; threads over items build the next stream in the other slot.
+//             them remove; threads over items build the next stream in the other slot,
+//             each item S's, overlaid by every committed winner writing it (winners
+//             write different fields of an item, or different mark bits).
 // Every helper (the matcher above all) has one call site per pass: on a CPU adapter
 // each inlined copy costs every workgroup. Control flow that depends on the document
 // goes through workgroup memory (workgroupUniformLoad), so it is uniform.
@@ -34,6 +39,7 @@ struct Shared {
     n_commit: u32,
     removed: u32,
     triples: u32,
+    round_end: u32,
     p0: i32,
     stop: u32,
 }
@@ -74,62 +80,108 @@ fn winner_at(sb: u32, i: u32) -> u32 {
     return sb + SCRATCH_WINNERS + i * WINNER_WORDS;
 }
 
-// Winner w's rewrite applied alone to S (at sbase), written at its own positions of the
-// window slot (at tbase): the extent's items for a rewrite, the merged item for a merge.
-// The elements' first and last items go to the winner record (at w).
-fn build_window(sbase: u32, tbase: u32, len: u32, w: u32, rb: u32, tests: Tests) {
+// Where element e of the candidate anchored at p lies: (first item, last item).
+fn element_at(sb: u32, p: u32, e: u32) -> vec2<u32> {
+    let packed = scratch[sb + SCRATCH_PLACE + p * CAP_PATTERN + e];
+    return vec2<u32>(packed & 0xFFFFu, packed >> 16u);
+}
+
+// Whether the candidates anchored at a and b (keys ka, kb) interfere (docs/ENGINE.md §3):
+// element by element, one writes a field of an item the other examines or writes, or
+// both mark an item with the same bit. Element e examines its gap's probes, its items and
+// the probe that ended its run; it writes its items.
+fn interfere(sb: u32, rb: u32, n: u32, a: u32, ka: u32, b: u32, kb: u32) -> bool {
+    let ra = rb + key_rule(ka);
+    let rbb = rb + key_rule(kb);
+    let na = min(rules[ra].length, CAP_PATTERN);
+    let nb = min(rules[rbb].length, CAP_PATTERN);
+    let same_mark = rules[ra].mark == rules[rbb].mark;
+    var start_a = a;
+    for (var ea = 0u; ea < na; ea++) {
+        let qa = element_at(sb, a, ea);
+        let run_a = rules[ra].run[ea];
+        let end_a = qa.y + select(0u, 1u, run_a > 0u && qa.y + 1u - qa.x < run_a && qa.y + 1u < n);
+        let fields_a = tables[params.off_elements + (ra * CAP_PATTERN + ea) * ELEMENT_WORDS + 2u];
+        let target_a = (rules[ra].flags[ea] & FLAG_TARGET) != 0u;
+        var start_b = b;
+        for (var eb = 0u; eb < nb; eb++) {
+            let qb = element_at(sb, b, eb);
+            let run_b = rules[rbb].run[eb];
+            let end_b = qb.y + select(0u, 1u, run_b > 0u && qb.y + 1u - qb.x < run_b && qb.y + 1u < n);
+            let fields_b = tables[params.off_elements + (rbb * CAP_PATTERN + eb) * ELEMENT_WORDS + 2u];
+            let target_b = (rules[rbb].flags[eb] & FLAG_TARGET) != 0u;
+            // a writes what b examines, b writes what a examines, both write or mark
+            if (((fields_a >> 8u) & fields_b & 0xFFu) != 0u && qa.x <= end_b && start_b <= qa.y) {
+                return true;
+            }
+            if (((fields_b >> 8u) & fields_a & 0xFFu) != 0u && qb.x <= end_a && start_a <= qb.y) {
+                return true;
+            }
+            let both = (fields_a & fields_b & 0xFF00u) != 0u || (target_a && target_b && same_mark);
+            if (both && qa.x <= qb.y && qb.x <= qa.y) {
+                return true;
+            }
+            start_b = qb.y + 1u;
+        }
+        start_a = qa.y + 1u;
+    }
+    return false;
+}
+
+// Winner w's rewrite (§4) of the item at position j of S (at sbase), over dst, which
+// holds a copy of S's item j: the merged item at a merge's anchor; the item a rewrite's
+// permutation brings; its element's actions and mark. Nothing where w writes nothing.
+fn overlay(dst: u32, sbase: u32, j: u32, sb: u32, w: u32, rb: u32) {
     let key = scratch[w + WIN_KEY];
     let p = key_anchor(key);
     let ri = rb + key_rule(key);
     let k = min(rules[ri].length, CAP_PATTERN);
     let bit = 1u << rules[ri].mark;
-    let z = scratch[w + WIN_EXT];
-    for (var j = p; j <= z; j++) {
-        copy_item(tbase + j, sbase + j);
-    }
-    var acted = k;  // elements whose items the actions touch
     if (rules[ri].kind == RULE_MERGE) {
-        // §4 merge: the k items become one at p; then element 0's actions.
-        var span = 0u;
-        var marks = bit;
-        for (var e = 0u; e < k; e++) {
-            span += item_word(sbase + p + e, ITEM_SPAN);
-            marks |= item_word(sbase + p + e, ITEM_MARKS);
+        if (j == p) {
+            // §4 merge: the k items become one at p; then element 0's actions.
+            var span = 0u;
+            var marks = bit;
+            for (var e = 0u; e < k; e++) {
+                span += item_word(sbase + p + e, ITEM_SPAN);
+                marks |= item_word(sbase + p + e, ITEM_MARKS);
+            }
+            let symbol = params.vocab_size + scratch[w + WIN_PHRASE];
+            set_item_word(dst, ITEM_SYMBOL, symbol);
+            set_item_word(dst, ITEM_SPAN, span);
+            set_item_word(dst, ITEM_OPCODE, OP_ACC);
+            set_item_word(dst, ITEM_ARG0, tables[params.off_rows + symbol]);
+            set_item_word(dst, ITEM_ARG1, u32(Q16_ONE));
+            set_item_word(dst, ITEM_MOD, 0u);
+            set_item_word(dst, ITEM_MARKS, marks);
+            act(dst, ri, 0u);
         }
-        let symbol = params.vocab_size + scratch[w + WIN_PHRASE];
-        let x = tbase + p;
-        set_item_word(x, ITEM_SYMBOL, symbol);
-        set_item_word(x, ITEM_SPAN, span);
-        set_item_word(x, ITEM_OPCODE, OP_ACC);
-        set_item_word(x, ITEM_ARG0, tables[params.off_rows + symbol]);
-        set_item_word(x, ITEM_ARG1, u32(Q16_ONE));
-        set_item_word(x, ITEM_MOD, 0u);
-        set_item_word(x, ITEM_MARKS, marks);
-        scratch[w + WIN_FIRST] = p;
-        scratch[w + WIN_LAST] = p;
-        acted = 1u;
-    } else {
-        let s = plain(sbase);
-        var start = p;
-        for (var e = 0u; e < k; e++) {
-            let fq = place(s, len, start, ri, e, tests);
-            scratch[w + WIN_FIRST + e] = fq.x;
-            scratch[w + WIN_LAST + e] = fq.y;
-            start = fq.y + 1u;
-        }
-        for (var e = 0u; e < k; e++) {
-            let source = scratch[w + WIN_LAST + min(rules[ri].perm[e], k - 1u)];
-            copy_item(tbase + scratch[w + WIN_LAST + e], sbase + source);
+        return;
+    }
+    for (var e = 0u; e < k; e++) {
+        let fq = element_at(sb, p, e);
+        if (j >= fq.x && j <= fq.y) {
+            let moved = min(rules[ri].perm[e], k - 1u);
+            if (j == fq.y && moved != e) {
+                copy_item(dst, sbase + element_at(sb, p, moved).y);
+            }
+            act(dst, ri, e);
+            if ((rules[ri].flags[e] & FLAG_TARGET) != 0u) {
+                set_item_word(dst, ITEM_MARKS, item_word(dst, ITEM_MARKS) | bit);
+            }
+            return;
         }
     }
-    for (var e = 0u; e < acted; e++) {
-        let targeted = (rules[ri].flags[e] & FLAG_TARGET) != 0u;
-        for (var j = scratch[w + WIN_FIRST + e]; j <= scratch[w + WIN_LAST + e]; j++) {
-            act(tbase + j, ri, e);
-            if (targeted) {
-                set_item_word(tbase + j, ITEM_MARKS, item_word(tbase + j, ITEM_MARKS) | bit);
-            }
-        }
+}
+
+// S_w for winner w (the window, §3 step 5): S's items p .. p + wlen - 1 with w's
+// rewrite applied alone, from item tw on (the merged item alone for a merge).
+fn build_window(sbase: u32, tw: u32, sb: u32, w: u32, rb: u32) {
+    let p = key_anchor(scratch[w + WIN_KEY]);
+    let wlen = scratch[w + WIN_WLEN];
+    for (var j = 0u; j < wlen; j++) {
+        copy_item(tw + j, sbase + p + j);
+        overlay(tw + j, sbase, p + j, sb, w, rb);
     }
 }
 
@@ -285,16 +337,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         }
         steps += 1u;
         let p0 = wg.p0;
-        // -- winners: no overlapping candidate has a larger key
+        // -- where each candidate's elements lie (interference, windows, apply)
+        for (var p = t; p < len; p += WG) {
+            let key = atomicLoad(&wg_slots[p]);
+            if (key != 0u) {
+                let ri = rb + key_rule(key);
+                let k = min(rules[ri].length, CAP_PATTERN);
+                var start = p;
+                for (var e = 0u; e < k; e++) {
+                    let fq = place(s, len, start, ri, e, tests);
+                    scratch[sb + SCRATCH_PLACE + p * CAP_PATTERN + e] = fq.x | (fq.y << 16u);
+                    start = fq.y + 1u;
+                }
+            }
+        }
+        storageBarrier();
+        // -- winners: no interfering candidate has a larger key (interfering candidates'
+        //    extents overlap)
         for (var p = t; p < len; p += WG) {
             let key = atomicLoad(&wg_slots[p]);
             var wins = key != 0u;
             if (wins) {
                 let z = scratch[sb + SCRATCH_EXT + p];
-                for (var x = p - min(p, alg.reach); x <= z; x++) {
-                    if (x != p && atomicLoad(&wg_slots[x]) > key && scratch[sb + SCRATCH_EXT + x] >= p) {
-                        wins = false;
-                        break;
+                for (var x = p - min(p, alg.reach); x <= z && wins; x++) {
+                    let other = atomicLoad(&wg_slots[x]);
+                    if (x != p && other > key && scratch[sb + SCRATCH_EXT + x] >= p) {
+                        wins = !interfere(sb, rb, len, x, other, p, key);
                     }
                 }
             }
@@ -306,6 +374,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
             let room = CAP_JOURNAL - journal_len;
             var rank = 0u;
             var triples = 0u;
+            var wbase = 0u;  // where its window starts in the window slot (0: a new round)
             for (var p = 0u; p < len && rank < room; p++) {
                 let key = scratch[sb + SCRATCH_CAND + p];
                 if (key != 0u) {
@@ -325,6 +394,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     scratch[w + WIN_REMOVES] = removes;
                     scratch[w + WIN_TRIPLES] = triples;
                     triples += (z - (p - min(p, alg.reach)) + 1u) * 2u;
+                    if (wbase + wlen > CAP_STREAM) {
+                        wbase = 0u;  // windows overlapping in S take turns in the window slot
+                    }
+                    scratch[w + WIN_WBASE] = wbase;
+                    wbase += wlen;
                     rank += 1u;
                 }
             }
@@ -342,57 +416,79 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (n_win == 0u) {
             continue;  // idle: every candidate inhibited, or the journal full
         }
-        // -- each winner's rewrite alone, in the window slot
-        for (var i = t; i < n_win; i += WG) {
-            build_window(sbase, tbase, len, winner_at(sb, i), rb, tests);
-        }
-        storageBarrier();
         // -- health: delta(w) = guards of S touching w - every bid of S_w touching w;
-        //    threads over (winner, anchor, side), each matching the rules its symbol
-        //    allows (side 0: S_w, every rule; side 1: S, guards)
+        //    in rounds of winners whose windows fit the window slot together (one, unless
+        //    windows overlap a lot): their windows, then threads over (winner, anchor,
+        //    side), each matching the rules its symbol allows (side 0: S_w, every rule;
+        //    side 1: S, guards)
         if (alg.guards != 0u) {
             for (var i = t; i < n_win; i += WG) {
                 atomicStore(&wg_slots[i], 0u);
             }
-            workgroupBarrier();
             let total = wg.triples;
-            for (var g = t; g < total; g += WG) {
-                let i = find_winner(sb, n_win, WIN_TRIPLES, g);
-                let w = winner_at(sb, i);
-                let p = key_anchor(scratch[w + WIN_KEY]);
-                let z = scratch[w + WIN_EXT];
-                let removes = scratch[w + WIN_REMOVES];
-                let local = g - scratch[w + WIN_TRIPLES];
-                let x = p - min(p, alg.reach) + local / 2u;
-                let side = local % 2u;
-                var src = Src(sbase, tbase, p, scratch[w + WIN_WLEN], removes);
-                var n = len - removes;
-                if (side == 1u) {
-                    src = s;
-                    n = len;
+            var i0 = 0u;
+            loop {
+                if (t == 0u) {
+                    var i1 = i0 + 1u;
+                    while (i1 < n_win && scratch[winner_at(sb, i1) + WIN_WBASE] != 0u) {
+                        i1 += 1u;
+                    }
+                    wg.round_end = i1;
                 }
-                // S_w's bids past z - removes do not touch w
-                if (x < n && (side == 1u || x + removes <= z)) {
-                    let mask = alg.off_masks + item_word(at(src, x), ITEM_SYMBOL) * alg.mask_words;
-                    var delta = 0;
-                    for (var word = 0u; word < alg.mask_words; word++) {
-                        var bits = tables[mask + word];
-                        if (side == 1u) {
-                            bits &= tables[alg.off_guards + word];
-                        }
-                        while (bits != 0u) {
-                            let ri = rb + word * 32u + firstTrailingBit(bits);
-                            bits &= bits - 1u;
-                            let m = match_rule(src, n, x, ri, tests);
-                            if (m.ok && m.z >= p) {
-                                let signed = signed_score(ri, m.score);
-                                delta += select(-signed, signed, side == 1u);
+                let i1 = workgroupUniformLoad(&wg.round_end);
+                for (var i = i0 + t; i < i1; i += WG) {
+                    let w = winner_at(sb, i);
+                    build_window(sbase, tbase + scratch[w + WIN_WBASE], sb, w, rb);
+                }
+                storageBarrier();
+                let g0 = scratch[winner_at(sb, i0) + WIN_TRIPLES];
+                var g1 = total;
+                if (i1 < n_win) {
+                    g1 = scratch[winner_at(sb, i1) + WIN_TRIPLES];
+                }
+                for (var g = g0 + t; g < g1; g += WG) {
+                    let i = find_winner(sb, i1, WIN_TRIPLES, g);
+                    let w = winner_at(sb, i);
+                    let p = key_anchor(scratch[w + WIN_KEY]);
+                    let z = scratch[w + WIN_EXT];
+                    let removes = scratch[w + WIN_REMOVES];
+                    let local = g - scratch[w + WIN_TRIPLES];
+                    let x = p - min(p, alg.reach) + local / 2u;
+                    let side = local % 2u;
+                    var src = Src(sbase, tbase + scratch[w + WIN_WBASE] - p, p, scratch[w + WIN_WLEN], removes);
+                    var n = len - removes;
+                    if (side == 1u) {
+                        src = s;
+                        n = len;
+                    }
+                    // S_w's bids past z - removes do not touch w
+                    if (x < n && (side == 1u || x + removes <= z)) {
+                        let mask = alg.off_masks + item_word(at(src, x), ITEM_SYMBOL) * alg.mask_words;
+                        var delta = 0;
+                        for (var word = 0u; word < alg.mask_words; word++) {
+                            var bits = tables[mask + word];
+                            if (side == 1u) {
+                                bits &= tables[alg.off_guards + word];
+                            }
+                            while (bits != 0u) {
+                                let ri = rb + word * 32u + firstTrailingBit(bits);
+                                bits &= bits - 1u;
+                                let m = match_rule(src, n, x, ri, tests);
+                                if (m.ok && m.z >= p) {
+                                    let signed = signed_score(ri, m.score);
+                                    delta += select(-signed, signed, side == 1u);
+                                }
                             }
                         }
+                        if (delta != 0) {
+                            atomicAdd(&wg_slots[i], bitcast<u32>(delta));
+                        }
                     }
-                    if (delta != 0) {
-                        atomicAdd(&wg_slots[i], bitcast<u32>(delta));
-                    }
+                }
+                storageBarrier();  // the next round's windows overwrite these
+                i0 = i1;
+                if (i0 >= n_win) {
+                    break;
                 }
             }
             workgroupBarrier();
@@ -466,24 +562,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     hi = mid;
                 }
             }
-            var source = sbase + j;
             var dest = j;
             if (lo > 0u) {
                 let w = winner_at(sb, scratch[winner_at(sb, lo - 1u) + WIN_APPLY]);
                 let p = key_anchor(scratch[w + WIN_KEY]);
-                let wlen = scratch[w + WIN_WLEN];
                 let removes = scratch[w + WIN_REMOVES];
                 dest = j - scratch[w + WIN_SHIFT];
-                if (j < p + wlen) {
-                    source = tbase + j;
-                } else if (j < p + wlen + removes) {
+                if (j > p && j <= p + removes) {
                     dest = ANY;  // consumed by the merge
-                } else {
+                } else if (j > p) {
                     dest -= removes;
                 }
             }
             if (dest != ANY) {
-                copy_item(next + dest, source);
+                // S's item, then every committed winner writing it (they write different
+                // fields or mark bits; a merge or a moved item has the item to itself)
+                copy_item(next + dest, sbase + j);
+                for (var c = lo; c > 0u; c--) {
+                    let w = winner_at(sb, scratch[winner_at(sb, c - 1u) + WIN_APPLY]);
+                    if (key_anchor(scratch[w + WIN_KEY]) + alg.reach < j) {
+                        break;  // winners anchored further left do not reach j
+                    }
+                    if (scratch[w + WIN_EXT] >= j) {
+                        overlay(next + dest, sbase, j, sb, w, rb);
+                    }
+                }
             }
         }
         // The freed tail, up to the widened length (the slot may hold an older stream).

@@ -57,10 +57,10 @@ fn scratch_base(job: u32) -> u32 {
 // -- reading a stream -------------------------------------------------------------------
 
 // A stream to match on: the items from item base on, or, for the stream S_w of a winner
-// w applied alone (docs/ENGINE.md §3 step 5), S with w's rewritten window: positions
-// p .. p + wlen - 1 come from the items from tbase on (the window, at its own positions) and
-// positions after it from S shifted by the m items a merge removes. A plain stream has
-// wlen = 0 and m = 0.
+// w applied alone (docs/ENGINE.md §3 step 5), S with w's rewritten window: position j in
+// p .. p + wlen - 1 comes from item tbase + j (tbase = where the window starts - p,
+// wrapping) and positions after it from S shifted by the m items a merge removes. A
+// plain stream has wlen = 0 and m = 0.
 struct Src {
     base: u32,
     tbase: u32,
@@ -98,7 +98,7 @@ fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32, tests: Tests) -> bool {
         return false;
     }
     let i = at(src, j);
-    let element = params.off_elements + (ri * CAP_PATTERN + e) * 2u;
+    let element = params.off_elements + (ri * CAP_PATTERN + e) * ELEMENT_WORDS;
     let slot = tables[element];
     let packed = tables[element + 1u];
     let symbol = item_word(i, ITEM_SYMBOL);

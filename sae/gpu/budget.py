@@ -12,11 +12,13 @@ A GPU has no such limit and runs every step in one dispatch.
 from __future__ import annotations
 
 from sae.algorithm import Algorithm
-from sae.layout import Capacities
+from sae.layout import PROGRAM_ITEM_FIELDS, Capacities
 
 #: Loop iterations an invocation may run on lavapipe, with a margin for what the
 #: counts below leave out.
 LAVAPIPE_LOOP_LIMIT = 65535 - 5535
+#: Iterations of copying one item word by word.
+ITEM_LOOP = len(PROGRAM_ITEM_FIELDS)
 #: The largest workgroup a CPU adapter gets to share a step's work.
 MAX_CPU_WORKGROUP = 256
 
@@ -44,15 +46,20 @@ def anneal_iterations(alg: Algorithm, caps: Capacities, width: int, workgroup: i
     match = match_iterations(alg, caps) + 2
     winners = min(width, caps.journal)
     search = winners.bit_length() + 1  # a binary search over the winners
+    k = caps.pattern
+    overlay = k + 2 * ITEM_LOOP  # finding the element, a moved item, the merged item's parts
     count = per_thread(width * rules) * match  # bids
-    count += per_thread(width) * (match + reach + 3)  # extents, winners
+    count += per_thread(width) * k * (caps.gap + caps.run + 2)  # where candidates' elements lie
+    count += per_thread(width) * (2 * reach + 2) * (k * k + 1)  # winners: interference
     count += width + per_thread(rules)  # ranks, inhibition
-    count += per_thread(winners) * ((reach + 1) * 10 + match * caps.pattern)  # windows
     if any(rule.kind == "guard" for rule in alg.rules):
+        count += winners  # rounds of windows
+        count += per_thread(winners) * (reach + 1) * (ITEM_LOOP + overlay)  # windows
         triples = (width + winners * reach) * 2 * rules
         count += per_thread(triples) * (match + search)
     count += per_thread(winners) * 2 + winners  # judge, the committed list
-    count += per_thread(width) * (search + 10) + per_thread(width * 10)  # apply, the tail
+    count += per_thread(width) * (search + ITEM_LOOP + (reach + 1) * overlay)  # apply
+    count += per_thread(width * ITEM_LOOP)  # the tail
     return count + 8
 
 

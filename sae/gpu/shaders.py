@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import sae
+from sae.gpu.tables import ELEMENT_WORDS
 from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_prelude
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
@@ -25,31 +26,33 @@ COMMON = "common"
 #: Streams of CAP_STREAM items per job: the stream, its other buffer, the windows.
 ITEM_SLOTS = 3
 WINDOW_SLOT = 2
-#: Words of one winner record in the scratch area (``WIN_*`` below), then the first
-#: and the last item of each of its elements (``WIN_FIRST``, ``WIN_LAST``).
-WINNER_FIELDS = ("KEY", "EXT", "PHRASE", "WLEN", "REMOVES", "TRIPLES", "OUTCOME", "SHIFT", "APPLY")
+#: Words of one winner record in the scratch area (``WIN_*`` below). Where its
+#: elements lie is the candidate's, at SCRATCH_PLACE.
+WINNER_FIELDS = ("KEY", "EXT", "PHRASE", "WLEN", "REMOVES", "TRIPLES", "OUTCOME", "SHIFT", "APPLY", "WBASE")
 
 
 def winner_words(caps: Capacities) -> int:
-    return len(WINNER_FIELDS) + 2 * caps.pattern
+    return len(WINNER_FIELDS)
 
 
 def scratch_layout(caps: Capacities) -> dict[str, int]:
     """Word offsets of one job's scratch area (the scratch buffer holds one per job).
 
     Per position: the winning candidate anchored there (0 = none), the extent and lexicon
-    phrase of its best candidate; per rule, its
-    inhibition counter; then the winner records of the step, at most one per position
-    and per journal entry.
+    phrase of its best candidate, where that candidate's elements lie (per element
+    ``first | last << 16``); per rule, its inhibition counter; then the winner records
+    of the step, at most one per position and per journal entry.
     """
     winners = min(caps.stream, caps.journal)
-    inhibit = 3 * caps.stream
+    place = 3 * caps.stream
+    inhibit = place + caps.pattern * caps.stream
     records = inhibit + caps.rules
     plan = 4 + 8 * caps.stream  # the VM's lists (plan.wgsl), after the annealing
     return {
         "SCRATCH_CAND": 0,
         "SCRATCH_EXT": caps.stream,
         "SCRATCH_PHRASE": 2 * caps.stream,
+        "SCRATCH_PLACE": place,
         "SCRATCH_INHIBIT": inhibit,
         "SCRATCH_WINNERS": records,
         "MAX_WINNERS": winners,
@@ -69,7 +72,7 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
 def workgroup_bytes(caps: Capacities, workgroup: int) -> int:
     """Workgroup memory of the largest pass (anneal: a word per position, its state; live: a
     word per thread)."""
-    return max(4 * caps.stream + 16 * 4, 4 * workgroup)
+    return max(4 * caps.stream + 24 * 4, 4 * workgroup)
 
 
 def backend_source(caps: Capacities, workgroup: int = 64) -> str:
@@ -82,7 +85,7 @@ def backend_source(caps: Capacities, workgroup: int = 64) -> str:
     lines.append(f"const ITEM_WORDS: u32 = {len(PROGRAM_ITEM_FIELDS)}u;  // a ProgramItem, by word")
     lines += [f"const ITEM_{f[0].upper()}: u32 = {i}u;" for i, f in enumerate(PROGRAM_ITEM_FIELDS)]
     lines += [f"const WIN_{name}: u32 = {i}u;" for i, name in enumerate(WINNER_FIELDS)]
-    lines += [f"const WIN_FIRST: u32 = {len(WINNER_FIELDS)}u;", f"const WIN_LAST: u32 = {len(WINNER_FIELDS) + caps.pattern}u;"]
+    lines.append(f"const ELEMENT_WORDS: u32 = {ELEMENT_WORDS}u;  // an element record (sae.gpu.tables.element_tests)")
     # AlgRecord a, read from its words in the table buffer (binding `tables`).
     body = ["fn alg_record(a: u32) -> AlgRecord {", "    let at = params.off_algs + a * ALG_WORDS;",
             "    var x: AlgRecord;"]

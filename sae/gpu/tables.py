@@ -11,7 +11,7 @@ from itertools import chain
 
 import numpy as np
 
-from sae.algorithm import Algorithm
+from sae.algorithm import Algorithm, element_fields
 from sae.layout import (
     ALG_RECORD,
     ANY,
@@ -23,6 +23,10 @@ from sae.layout import (
     RULE_MERGE,
     Capacities,
 )
+
+
+#: Words of one element record (:func:`element_tests`): slot, packed tests, fields.
+ELEMENT_WORDS = 3
 
 
 def dim4(dim: int) -> int:
@@ -92,9 +96,11 @@ def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndar
 
     Returns ``(elements, symbols, masks, guards)``:
 
-    * ``elements``: ``(rules, pattern, 2)`` uint32: the element's *slot* (its distinct
-      symbol-and-class test), then ``opcode | mod << 8 | flags << 16 | mark << 24``
-      (``0xFF`` for an opcode or mod that is not tested);
+    * ``elements``: ``(rules, pattern, ELEMENT_WORDS)`` uint32: the element's *slot* (its
+      distinct symbol-and-class test), then ``opcode | mod << 8 | flags << 16 | mark << 24``
+      (``0xFF`` for an opcode or mod that is not tested), then ``examined | written << 8``:
+      the fields (``FIELD_*``) the element examines and writes (docs/ENGINE.md §3,
+      interference; :func:`sae.algorithm.element_fields`);
     * ``symbols``: ``(n_symbols, words)`` uint32, bit ``slot`` set when the symbol passes
       that slot's symbol test (``NOT_SYMBOL`` included) and class masks, and for a merge's
       element ``e``, when it is token ``e`` of some phrase of the merge's length;
@@ -114,7 +120,7 @@ def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndar
             in_phrase.setdefault((k, e), np.zeros(alg.n_symbols, dtype=bool))[int(row[e])] = True
     slots: dict[tuple[int, ...], int] = {}
     passing: list[np.ndarray] = []
-    elements = np.zeros((len(rules), caps.pattern, 2), dtype=np.uint32)
+    elements = np.zeros((len(rules), caps.pattern, ELEMENT_WORDS), dtype=np.uint32)
     for r, rec in enumerate(rules):
         k = int(rec["length"])
         merge = rec["kind"] == RULE_MERGE
@@ -137,8 +143,9 @@ def element_tests(alg: Algorithm, caps: Capacities) -> tuple[np.ndarray, np.ndar
                 passing.append(ok)
             opcode = 0xFF if int(rec["opcode"][e]) == ANY else int(rec["opcode"][e])
             mod = 0xFF if int(rec["mod"][e]) == ANY else int(rec["mod"][e])
+            read, write = element_fields(alg.rules[r], e)
             elements[r, e] = (slots[key], opcode | mod << 8 | (flags & (FLAG_AT_START | FLAG_AT_END | FLAG_TARGET)) << 16
-                              | int(rec["mark"]) << 24)
+                              | int(rec["mark"]) << 24, read | write << 8)
     table = np.zeros((alg.n_symbols, max(1, -(-len(passing) // 32))), dtype=np.uint32)
     for slot, ok in enumerate(passing):
         table[ok, slot // 32] |= np.uint32(1 << (slot % 32))
@@ -206,6 +213,7 @@ def pack_tokens(token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> np.n
 
 
 __all__ = [
+    "ELEMENT_WORDS",
     "SHARED_TABLES",
     "TableBuilder",
     "add_algorithm_tables",

@@ -96,6 +96,16 @@ CASES = {
         'rule g score 400: [mod=2] [word] => guard\n'
         'rule mid score 20 mark 5: [word]+2 ~2 [stop] ~3 [word] => set 0 op=PUSH; set 2 op=EMIT',
         ["not the new york city is play ##ing !", "new york city run ##s , not play ##er ##s run", "not"]),
+    # Winners by interference (§3): overlapping extents that write different fields win together
+    "different fields": ('rule role score 40 mark 1: [sym="big"] [word] => set 1 mod=1\n'
+                         'rule soft score 30 mark 2: [word] => set 0 scale=0.5', ["big red dog", "big big red"]),
+    "same mark bit": ('rule role score 40 mark 1: [sym="big"] [word] => set 1 mod=1\n'
+                      'rule soft score 30 mark 1: [word] => set 0 scale=0.5', ["big red dog", "big big red"]),
+    "written field examined": ('rule role score 40 mark 1: [sym="big"] [op=ACC] => set 1 mod=1\n'
+                               'rule quiet score 30 mark 2: [word] => set 0 op=NOP\n'
+                               'rule moded score 35 mark 3: [sym="big"] [mod=0] => set 0 scale=2', ["big red dog"]),
+    "windows in rounds": ('rule role score 40 mark 1: [word] [word] [word] => set 2 mod=1\n'
+                          'rule g score 1: [mod=1] [mod=1] => guard', ["big red dog eats small blue cat food"]),
 }
 
 
@@ -126,6 +136,28 @@ def test_several_winners_commit_in_one_step():
     assert len(first) >= 4 and [rank for rank, *_ in first] == list(range(len(first)))
     assert [pos for _, _, pos, _ in first] == sorted(pos for _, _, pos, _ in first)
     assert all(outcome == COMMITTED for *_, outcome in first)
+
+
+def test_winners_that_do_not_interfere_commit_together():
+    rules, texts = CASES["different fields"]
+    alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=6, tolerance=0, inhibit_steps=2), transforms=2)
+    _, bg = gpu_agrees(alg, [ids(texts[0])], reference=True)
+    # role at "big" (extent 0..1) writes mod of "red"; soft at "red" and "dog" write arg1
+    assert _step_journal(bg, 0, 0) == [(0, 0, 0, COMMITTED), (1, 1, 1, COMMITTED), (2, 1, 2, COMMITTED)]
+    rules, texts = CASES["same mark bit"]
+    alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=6, tolerance=0, inhibit_steps=2), transforms=2)
+    _, bg = gpu_agrees(alg, [ids(texts[0])], reference=True)
+    assert [pos for _, _, pos, _ in _step_journal(bg, 0, 0)] == [0, 2]  # soft at "red" loses to role
+
+
+def test_windows_take_turns_in_the_window_slot():
+    # Six winners of three items each on eight items of a stream of eight: the health
+    # check's windows do not fit the window slot at once.
+    rules, texts = CASES["windows in rounds"]
+    caps = Capacities(stream=8)
+    alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=6, tolerance=0, inhibit_steps=2), transforms=2)
+    _, bg = gpu_agrees(alg, [ids(texts[0])], caps=caps, reference=True)
+    assert len(_step_journal(bg, 0, 0)) == 6
 
 
 @pytest.mark.parametrize("journal", [1, 5, 12])
