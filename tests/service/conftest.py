@@ -1,0 +1,75 @@
+"""Servers for the service tests: real uvicorn and grpc.aio on loopback, free ports.
+
+``running_server`` runs :func:`sae.service.serve` on a thread of this process (fast,
+shares fixtures); the SIGTERM and invariance tests start ``sae serve`` as a subprocess.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+for _module in ("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"):
+    pytest.importorskip(_module, reason="the service tests need: pip install -e '.[serve,serve-test]'")
+
+from sae.service import Addresses, EmbeddingService, ServiceConfig, make_engines, serve  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools"))  # tools/loadtest.py: the load generator and its checks
+
+
+@contextlib.contextmanager
+def running_server(service: EmbeddingService, timeout: float = 60) -> Iterator[Addresses]:
+    """Serve ``service`` on a thread until the block ends, then drain it as SIGTERM would."""
+    ready = threading.Event()
+    box: dict = {}
+
+    def main() -> None:
+        async def run() -> None:
+            box["loop"] = asyncio.get_running_loop()
+            box["stop"] = asyncio.Event()
+
+            def on_ready(addresses: Addresses) -> None:
+                box["addresses"] = addresses
+                ready.set()
+
+            await serve(service, ready=on_ready, stop=box["stop"], handle_signals=False)
+
+        try:
+            asyncio.run(run())
+        except BaseException as exc:  # reported by the waiting test
+            box["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=main, name="test-server", daemon=True)
+    thread.start()
+    assert ready.wait(timeout), "the server did not start"
+    if "error" in box:
+        raise box["error"]
+    try:
+        yield box["addresses"]
+    finally:
+        box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(timeout)
+        assert not thread.is_alive(), "the server did not stop"
+        if "error" in box:
+            raise box["error"]
+
+
+def tiny_service(tiny_dir: Path, workers: int = 2, **limits) -> EmbeddingService:
+    config = ServiceConfig(port=0, grpc_port=0, **limits)
+    return EmbeddingService(make_engines(tiny_dir, backend="cpu", workers=workers), config)
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_dir) -> Iterator[tuple[Addresses, EmbeddingService]]:
+    """One server for a module: the tiny Algorithm, small limits so tests can exceed them."""
+    service = tiny_service(tiny_dir, max_texts=64, max_body_bytes=64 * 1024, max_wait_ms=1)
+    with running_server(service) as addresses:
+        yield addresses, service
