@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
+
 import base64
 import threading
 import time
@@ -10,7 +12,6 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from conftest import running_server, tiny_service
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -18,6 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from sae import Engine
 
 TEXTS = ["the cat runs", "a new york city dog", "", "not happy , very sad !", "the " * 300]
+
+
+@pytest.fixture(scope="module")
+def tiny_server(tiny_dir):
+    """One server for the module: the tiny Algorithm, small limits so tests can exceed them."""
+    service = tiny_service(tiny_dir, max_texts=64, max_body_bytes=64 * 1024, max_wait_ms=1)
+    with running_server(service) as addresses:
+        yield addresses, service
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Servers for the service tests: real uvicorn and grpc.aio on loopback, free ports.
+"""Helpers of the service tests: real uvicorn and grpc.aio servers on loopback, free ports.
 
 ``running_server`` runs :func:`sae.service.serve` on a thread of this process (fast,
 shares fixtures); the SIGTERM and invariance tests start ``sae serve`` as a subprocess.
@@ -65,11 +65,3 @@ def running_server(service: EmbeddingService, timeout: float = 60) -> Iterator[A
 def tiny_service(tiny_dir: Path, workers: int = 2, **limits) -> EmbeddingService:
     config = ServiceConfig(port=0, grpc_port=0, **limits)
     return EmbeddingService(make_engines(tiny_dir, backend="cpu", workers=workers), config)
-
-
-@pytest.fixture(scope="module")
-def tiny_server(tiny_dir) -> Iterator[tuple[Addresses, EmbeddingService]]:
-    """One server for a module: the tiny Algorithm, small limits so tests can exceed them."""
-    service = tiny_service(tiny_dir, max_texts=64, max_body_bytes=64 * 1024, max_wait_ms=1)
-    with running_server(service) as addresses:
-        yield addresses, service
