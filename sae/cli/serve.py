@@ -55,7 +55,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=positive_int, default=2 * 1024 * 1024, metavar="N",
                    help="bytes per request body or gRPC message; more is refused with 413 (default 2 MiB)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="engines embedding batches side by side on the CPU (default: CPU count, at most 4; "
+                   help="engines embedding batches side by side on the CPU (default: CPU count - 1, at most 4; "
                    "always 1 on the GPU)")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take to finish (default 30)")

@@ -15,9 +15,10 @@ import bisect
 import collections
 import itertools
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,6 +71,46 @@ class _Batch:
         return [ids for request, start, stop in self.parts for ids in request.token_ids[start:stop]]
 
 
+class _WorkerThread:
+    """One worker on a thread of its own, always the same (a GPU queue is not thread-safe)."""
+
+    def __init__(self, embed: EmbedTokens, name: str) -> None:
+        self.embed = embed
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, token_ids: list[Sequence[int]]) -> asyncio.Future:
+        """Embed on the worker's thread; the future resolves on the caller's loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.jobs.put((loop, future, token_ids))
+        return future
+
+    def stop(self) -> None:
+        self.jobs.put(None)
+        self.thread.join()
+
+    def _serve(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            loop, future, token_ids = job
+            try:
+                result = self.embed(token_ids)
+            except Exception as exc:
+                loop.call_soon_threadsafe(_settle, future, None, exc)
+            else:
+                loop.call_soon_threadsafe(_settle, future, result, None)
+
+
+def _settle(future: asyncio.Future, result: object, exc: Exception | None) -> None:
+    if future.cancelled():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)
+
+
 class Batcher:
     """Embeds the texts of concurrent requests in shared batches on ``workers``.
 
@@ -107,7 +148,7 @@ class Batcher:
         self._running: set[asyncio.Task] = set()
         self._changed: asyncio.Event | None = None
         self._dispatcher: asyncio.Task | None = None
-        self._pool: ThreadPoolExecutor | None = None
+        self._threads: list[_WorkerThread] = []
         self._draining = False  # dispatch without waiting for batches to fill
         self._closed = False  # take no new request
 
@@ -130,7 +171,7 @@ class Batcher:
         if self._dispatcher is not None:
             raise RuntimeError("Batcher.start: already started")
         self._changed = asyncio.Event()
-        self._pool = ThreadPoolExecutor(len(self._workers), thread_name_prefix="sae-inference")
+        self._threads = [_WorkerThread(w, f"sae-inference-{i}") for i, w in enumerate(self._workers)]
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch(), name="sae-batcher")
 
     def drain(self) -> None:
@@ -147,8 +188,8 @@ class Batcher:
         await self._dispatcher
         while self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
-        assert self._pool is not None
-        self._pool.shutdown(wait=True)
+        for thread in self._threads:
+            thread.stop()  # idle by now: returns at once
 
     # -- requests
 
@@ -268,11 +309,10 @@ class Batcher:
         task.add_done_callback(self._running.discard)
 
     async def _run(self, worker: int, batch: _Batch) -> None:
-        loop = asyncio.get_running_loop()
         token_ids = batch.token_ids()
         started = time.perf_counter()
         try:
-            vectors = await loop.run_in_executor(self._pool, self._workers[worker], token_ids)
+            vectors = await self._threads[worker].submit(token_ids)
         except Exception as exc:
             log.exception("inference failed on a batch of %d texts", len(token_ids))
             for request, _, _ in batch.parts:

@@ -114,8 +114,12 @@ class EmbeddingService:
 
 
 def default_workers() -> int:
-    """Inference workers on the numpy path: one per CPU, at most 4 (measured in docs/SERVE.md)."""
-    return max(1, min(os.cpu_count() or 1, 4))
+    """Inference workers on the numpy path: one per CPU but one, at most 4.
+
+    The event loop needs a core of its own for HTTP, gRPC and tokenizing; on 2 cores
+    one worker, which also gets the larger batches (docs/SERVE.md).
+    """
+    return max(1, min((os.cpu_count() or 1) - 1, 4))
 
 
 def make_engines(
