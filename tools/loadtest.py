@@ -11,8 +11,10 @@ sentences (the bundled demo pairs without ``../shared``), until ``--requests`` r
 or ``--seconds`` seconds, whichever comes first. Every answer is checked byte for byte
 against ``Engine.embed`` of the whole corpus in this process: batch invariance under
 real concurrency. Prints texts/s, the ratio to in-process ``Engine.embed`` (all texts
-in one call, best of 3, measured before and after each round), p50/p99 latency, errors
-and mismatches; ``--rounds`` repeats everything and prints each level's best and spread.
+in one call, best of 3, measured before and after each round), p50/p99 latency, errors,
+mismatches, and the server's CPU time per text next to in-process ``Engine.embed``'s (a
+figure that other work on a shared machine disturbs less than rates);
+``--rounds`` repeats everything and prints each level's spread.
 Exit 1 on any error or mismatch.
 
 The clients are a minimal HTTP/1.1 writer on asyncio streams rather than httpx: on a
@@ -66,6 +68,14 @@ class Server:
     http_port: int
     grpc_port: int
 
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (user + system; Linux /proc, else nan)."""
+        try:
+            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return float("nan")
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, wait for the drain; the exit code."""
         self.process.send_signal(signal.SIGTERM)
@@ -107,6 +117,11 @@ class LevelResult:
     mismatches: int = 0
     latencies: list[float] = field(default_factory=list, repr=False)
     first_error: str = ""
+    server_cpu: float = float("nan")  #: CPU seconds the server used during the level
+
+    @property
+    def cpu_us_per_text(self) -> float:
+        return self.server_cpu / self.texts * 1e6 if self.texts else float("nan")
 
     @property
     def texts_per_s(self) -> float:
@@ -219,21 +234,25 @@ def run_level(server: Server, texts: list[str], ref: Reference, clients: int, *,
             for c in range(clients)))
         result.seconds = time.perf_counter() - started
 
+    cpu_before = server.cpu_seconds()
     asyncio.run(main())
+    result.server_cpu = server.cpu_seconds() - cpu_before
     return result
 
 
 # -- in process
 
 
-def in_process_rate(engine: Engine, texts: list[str], repeats: int = 3) -> float:
-    """Texts per second of ``Engine.embed(texts)`` in one call, best of ``repeats``."""
+def in_process_rate(engine: Engine, texts: list[str], repeats: int = 3) -> tuple[float, float]:
+    """Texts per second of ``Engine.embed(texts)`` in one call (best of ``repeats``), and CPU µs per text."""
     best = float("inf")
+    cpu = float("inf")
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         engine.embed(texts)
         best = min(best, time.perf_counter() - started)
-    return len(texts) / best
+        cpu = min(cpu, time.process_time() - cpu_started)
+    return len(texts) / best, cpu / len(texts) * 1e6
 
 
 def per_request_rate(engine: Engine, texts: list[str], count: int, seconds: float) -> float:
@@ -281,21 +300,23 @@ def main() -> int:
         run_level(server, texts, ref, 8, requests=200, seconds=5, protocol=args.protocol,
                   encoding=args.encoding, seed=999)  # warm-up, not reported
         for r in range(args.rounds):
-            anchor = in_process_rate(engine, texts)
+            anchor, anchor_cpu = in_process_rate(engine, texts)
             one_by_one = per_request_rate(engine, texts, 2000, 3.0)
             results = [run_level(server, texts, ref, c, requests=args.requests, seconds=args.seconds,
                                  protocol=args.protocol, encoding=args.encoding, seed=r * 100 + c)
                        for c in levels]
-            anchor = max(anchor, in_process_rate(engine, texts))
-            rounds.append({"anchor": anchor, "one_by_one": one_by_one, "levels": results})
-            print(f"\nround {r + 1}: in-process Engine.embed {anchor:,.0f} texts/s (one call); "
-                  f"{one_by_one:,.0f} texts/s called once per request")
+            after, after_cpu = in_process_rate(engine, texts)
+            anchor, anchor_cpu = max(anchor, after), min(anchor_cpu, after_cpu)
+            rounds.append({"anchor": anchor, "anchor_cpu": anchor_cpu, "one_by_one": one_by_one, "levels": results})
+            print(f"\nround {r + 1}: in-process Engine.embed {anchor:,.0f} texts/s (one call, "
+                  f"{anchor_cpu:.0f} µs CPU per text); {one_by_one:,.0f} texts/s called once per request")
             print(f"{'clients':>7} {'requests':>8} {'texts/s':>9} {'vs in-process':>13} {'p50 ms':>7} "
-                  f"{'p99 ms':>7} {'errors':>6} {'mismatches':>10}")
+                  f"{'p99 ms':>7} {'errors':>6} {'mismatches':>10} {'server µs CPU/text':>18}")
             for res in results:
                 print(f"{res.clients:>7} {res.requests:>8} {res.texts_per_s:>9,.0f} "
                       f"{res.texts_per_s / anchor:>12.0%} {res.percentile(50) * 1e3:>7.1f} "
-                      f"{res.percentile(99) * 1e3:>7.1f} {res.errors:>6} {res.mismatches:>10}", flush=True)
+                      f"{res.percentile(99) * 1e3:>7.1f} {res.errors:>6} {res.mismatches:>10} "
+                      f"{res.cpu_us_per_text:>18.0f}", flush=True)
                 if res.first_error:
                     print(f"        first error: {res.first_error}")
     finally:
@@ -306,15 +327,19 @@ def main() -> int:
         for i, c in enumerate(levels):
             ratios = [rd["levels"][i].texts_per_s / rd["anchor"] for rd in rounds]
             p99 = [rd["levels"][i].percentile(99) * 1e3 for rd in rounds]
+            cpu = [rd["anchor_cpu"] / rd["levels"][i].cpu_us_per_text for rd in rounds]
             print(f"{c:>7} clients: {min(ratios):.0%} / {statistics.median(ratios):.0%} / {max(ratios):.0%}; "
-                  f"p99 {min(p99):.1f}–{max(p99):.1f} ms")
+                  f"p99 {min(p99):.1f}–{max(p99):.1f} ms; in-process CPU per text / server's "
+                  f"{min(cpu):.0%} / {statistics.median(cpu):.0%} / {max(cpu):.0%}")
     failures = sum(res.errors + res.mismatches for rd in rounds for res in rd["levels"])
     if args.json:
         out = {"corpus": source, "texts": len(texts), "protocol": args.protocol, "encoding": args.encoding,
                "server_args": args.server_args, "server_exit": code, "rounds": [
-                   {"anchor_texts_per_s": rd["anchor"], "one_by_one_texts_per_s": rd["one_by_one"], "levels": [
+                   {"anchor_texts_per_s": rd["anchor"], "anchor_cpu_us_per_text": rd["anchor_cpu"],
+                    "one_by_one_texts_per_s": rd["one_by_one"], "levels": [
                        {**{k: v for k, v in asdict(res).items() if k != "latencies"},
-                        "texts_per_s": res.texts_per_s, "p50_ms": res.percentile(50) * 1e3,
+                        "texts_per_s": res.texts_per_s, "cpu_us_per_text": res.cpu_us_per_text,
+                        "p50_ms": res.percentile(50) * 1e3,
                         "p99_ms": res.percentile(99) * 1e3} for res in rd["levels"]]} for rd in rounds]}
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 1 if failures or code != 0 else 0
