@@ -69,6 +69,7 @@ class EmbeddingService:
             "dim": engine.dim,
             "backend": engine.backend.name,
             "backend_description": engine.backend.description,
+            "adapter": engine.backend.description if engine.backend.name == "gpu" else "",
             "version": __version__,
             "max_batch_tokens": config.max_batch_tokens,
             "max_wait_ms": config.max_wait_ms,

@@ -10,6 +10,8 @@ import time
 import grpc
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from sae import Engine
@@ -117,3 +119,22 @@ def test_a_full_queue_is_resource_exhausted_at_once(tiny_dir):
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "queue is full" in details
     assert refused_after < 1.0
     assert len(first["r"].embeddings) == 1
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200) | st.lists(st.text(max_size=40), max_size=70).map(
+    lambda texts: embed_pb2.EmbedRequest(inputs=texts).SerializeToString()))
+def test_fuzzed_messages_never_take_the_server_down(channel, raw):
+    call = channel.unary_unary("/sae.v1.Embedder/Embed", request_serializer=lambda b: b,
+                               response_deserializer=embed_pb2.EmbedResponse.FromString)
+    try:
+        call(raw, timeout=30)
+    except grpc.RpcError as exc:
+        assert exc.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED), exc.details()
+        assert "\n" not in exc.details()
+
+
+def test_still_serving_after_the_fuzzing(channel):
+    health = health_pb2_grpc.HealthStub(channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    assert len(embed_pb2_grpc.EmbedderStub(channel).Embed(embed_pb2.EmbedRequest(inputs=["a"])).embeddings) == 1

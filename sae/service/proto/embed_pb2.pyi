@@ -43,7 +43,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("algorithm", "content_hash", "dim", "backend", "backend_description", "version", "max_batch_tokens", "max_wait_ms", "max_queue", "max_texts", "max_body_bytes", "stream_capacity", "workers")
+    __slots__ = ("algorithm", "content_hash", "dim", "backend", "backend_description", "version", "max_batch_tokens", "max_wait_ms", "max_queue", "max_texts", "max_body_bytes", "stream_capacity", "workers", "adapter")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,7 @@ class InfoResponse(_message.Message):
     MAX_BODY_BYTES_FIELD_NUMBER: _ClassVar[int]
     STREAM_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTER_FIELD_NUMBER: _ClassVar[int]
     algorithm: str
     content_hash: str
     dim: int
@@ -70,4 +71,5 @@ class InfoResponse(_message.Message):
     max_body_bytes: int
     stream_capacity: int
     workers: int
-    def __init__(self, algorithm: _Optional[str] = ..., content_hash: _Optional[str] = ..., dim: _Optional[int] = ..., backend: _Optional[str] = ..., backend_description: _Optional[str] = ..., version: _Optional[str] = ..., max_batch_tokens: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_texts: _Optional[int] = ..., max_body_bytes: _Optional[int] = ..., stream_capacity: _Optional[int] = ..., workers: _Optional[int] = ...) -> None: ...
+    adapter: str
+    def __init__(self, algorithm: _Optional[str] = ..., content_hash: _Optional[str] = ..., dim: _Optional[int] = ..., backend: _Optional[str] = ..., backend_description: _Optional[str] = ..., version: _Optional[str] = ..., max_batch_tokens: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_texts: _Optional[int] = ..., max_body_bytes: _Optional[int] = ..., stream_capacity: _Optional[int] = ..., workers: _Optional[int] = ..., adapter: _Optional[str] = ...) -> None: ...
