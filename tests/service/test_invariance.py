@@ -8,7 +8,7 @@ clients), and a small token budget splits requests across batches.
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
+import service_helpers  # noqa: F401  (first: skips without sae[serve]; puts tools/ on the path)
 
 import base64
 import random
@@ -25,7 +25,7 @@ from sae.cli import main as sae_main
 from sae.evaluate import read_pairs
 from sae.service.proto import embed_pb2, embed_pb2_grpc
 
-loadtest = pytest.importorskip("loadtest")  # tools/loadtest.py (conftest puts tools/ on the path)
+import loadtest  # tools/loadtest.py: its clients and checks
 
 
 def corpus() -> list[str]:

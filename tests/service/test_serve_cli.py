@@ -117,7 +117,10 @@ def test_a_busy_port_exits_2(tiny_dir):
         port = busy.getsockname()[1]
         line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
                                        "--port", str(port), "--grpc-port", "0"]))
-    assert f"cannot listen on 127.0.0.1:{port} (HTTP)" in line
+        assert f"cannot listen on 127.0.0.1:{port} (HTTP)" in line
+        line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                       "--port", "0", "--grpc-port", str(port)]))
+        assert f"cannot listen on 127.0.0.1:{port} (gRPC)" in line
 
 
 def test_without_the_extra_the_error_names_the_install(tiny_dir):
