@@ -20,7 +20,7 @@ class ServiceConfig:
     #: tokens (after truncation; an empty text counts 1) that one engine batch may hold
     max_batch_tokens: int = 16384
     #: how long the first text of a batch may wait for others to join it
-    max_wait_ms: int = 5
+    max_wait_ms: int = 2
     #: requests admitted at once (waiting for a batch or in one); one more gets 429 / RESOURCE_EXHAUSTED
     max_queue: int = 512
     #: texts in one request; more gets 413 (HTTP) / INVALID_ARGUMENT (gRPC)
