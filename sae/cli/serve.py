@@ -6,6 +6,7 @@ import argparse
 import logging
 
 from sae.cli.common import add_engine_options, positive_int
+from sae.engine import Engine
 from sae.errors import InputError
 
 log = logging.getLogger("sae")
@@ -55,8 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=positive_int, default=2 * 1024 * 1024, metavar="N",
                    help="bytes per request body or gRPC message; more is refused with 413 (default 2 MiB)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="engines embedding batches side by side on the CPU (default: CPU count - 1, at most 4; "
-                   "always 1 on the GPU)")
+                   help="engine processes embedding batches side by side on the CPU (default: CPU count - 1, "
+                   "at most 4; always 1 on the GPU)")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take to finish (default 30)")
     p.set_defaults(run=run)
@@ -64,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from sae.service import EmbeddingService, ServiceConfig, make_engines
+        from sae.service import EmbeddingService, ServiceConfig, make_workers
         from sae.service import run as run_server
     except ImportError as exc:
         raise InputError(str(exc)) from None
@@ -76,13 +77,14 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    engines = make_engines(args.algorithm, backend=args.backend, adapter=args.adapter, workers=args.workers)
-    engine = engines[0]
-    log.info("backend: %s (%s), %d worker(s); Algorithm %s (%s)", engine.backend.name,
-             engine.backend.description, len(engines), engine.algorithm.name, engine.algorithm.content_hash[:12])
+    engine = Engine(args.algorithm, backend=args.backend, adapter=args.adapter, threads=1)
+    workers = make_workers(engine, args.algorithm, args.workers)
+    kind = "process" if engine.backend.concurrent_batches else "thread"
+    log.info("backend: %s (%s), %d worker %s(es); Algorithm %s (%s)", engine.backend.name,
+             engine.backend.description, len(workers), kind, engine.algorithm.name, engine.algorithm.content_hash[:12])
     # Truncation to the stream capacity is documented (GET /info); a warning per request would flood the log.
     logging.getLogger("sae.engine").setLevel(logging.ERROR)
-    service = EmbeddingService(engines, config)
+    service = EmbeddingService(engine, config, workers)
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.

@@ -4,7 +4,8 @@ batching, back-pressure and Prometheus metrics. Needs ``pip install 'sae[serve]'
 One module per part: :mod:`~sae.service.batcher` (dynamic batching),
 :mod:`~sae.service.schema` (HTTP request bodies), :mod:`~sae.service.http`,
 :mod:`~sae.service.grpc_server`, :mod:`~sae.service.metrics`,
-:mod:`~sae.service.service` (what the front ends share), :mod:`~sae.service.server`
+:mod:`~sae.service.service` (what the front ends share), :mod:`~sae.service.process_worker`
+(an engine in a process of its own), :mod:`~sae.service.server`
 (both front ends on one event loop, draining on SIGTERM).
 """
 
@@ -31,16 +32,20 @@ for _module, _dist in _NEEDS.items():
 from sae.service.batcher import Batcher, QueueFullError, ShuttingDownError  # noqa: E402
 from sae.service.config import ServiceConfig  # noqa: E402
 from sae.service.server import Addresses, run, serve  # noqa: E402
-from sae.service.service import EmbeddingService, make_engines  # noqa: E402
+from sae.service.process_worker import ProcessEngine, WorkerProcessError  # noqa: E402
+from sae.service.service import EmbeddingService, InferenceWorker, make_workers  # noqa: E402
 
 __all__ = [
     "Addresses",
     "Batcher",
     "EmbeddingService",
+    "InferenceWorker",
+    "ProcessEngine",
     "QueueFullError",
     "ServiceConfig",
     "ShuttingDownError",
-    "make_engines",
+    "WorkerProcessError",
+    "make_workers",
     "run",
     "serve",
 ]

@@ -150,9 +150,10 @@ class _Endpoints:
             self.duration["tei"].observe(time.perf_counter() - started)
 
     async def health(self, request: Request) -> Response:
-        if self.service.serving:
+        if self.service.healthy:
             return _json({"status": "ok"})
-        return _json({"status": "unavailable", "error": "the server is starting or shutting down"}, 503)
+        reason = "an engine process died" if self.service.serving else "the server is starting or shutting down"
+        return _json({"status": "unavailable", "error": reason}, 503)
 
     async def info(self, request: Request) -> Response:
         return _json(self.service.info())

@@ -29,7 +29,7 @@ _TOKENS = tuple(float(2**k) for k in range(4, 18))  # 16 .. 131072
 
 
 class EngineCounters(Collector):
-    """The engines' running totals (:meth:`Engine.counters_snapshot`), summed at scrape time."""
+    """The workers' running totals (``counters_snapshot()``), summed at scrape time."""
 
     #: (metric name without _total, EngineCounters field, help)
     FIELDS = (
@@ -41,11 +41,11 @@ class EngineCounters(Collector):
         ("sae_engine_rewrites_reverted", "reverted", "Rewrites reverted by the health check"),
     )
 
-    def __init__(self, engines: Sequence[Engine]) -> None:
-        self._engines = list(engines)
+    def __init__(self, workers: Sequence) -> None:
+        self._workers = list(workers)  # anything with counters_snapshot(): engines, ProcessEngines
 
     def collect(self) -> Iterator[CounterMetricFamily]:
-        snapshots = [engine.counters_snapshot() for engine in self._engines]
+        snapshots = [worker.counters_snapshot() for worker in self._workers]
         for name, attr, doc in self.FIELDS:
             family = CounterMetricFamily(name, doc)
             family.add_metric([], sum(getattr(s, attr) for s in snapshots))
@@ -53,12 +53,14 @@ class EngineCounters(Collector):
 
 
 class ServiceMetrics:
-    """Every metric of one server, registered on :attr:`registry` (a batch observer too)."""
+    """Every metric of one server, registered on :attr:`registry` (a batch observer too).
 
-    def __init__(self, engines: Sequence[Engine], registry: CollectorRegistry | None = None) -> None:
+    ``engine`` describes the server; the ``workers``' counters are summed.
+    """
+
+    def __init__(self, engine: Engine, workers: Sequence, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)
         r = self.registry
-        engine = engines[0]
         info = Info("sae_service", "The Algorithm and backend this server runs", registry=r)
         info.info({
             "version": __version__,
@@ -89,7 +91,7 @@ class ServiceMetrics:
             "sae_requests_admitted", "Requests admitted and not answered yet (bounded by --max-queue)", registry=r)
         self.requests_waiting = Gauge(
             "sae_requests_waiting", "Requests with texts not yet in a batch", registry=r)
-        r.register(EngineCounters(engines))
+        r.register(EngineCounters(workers))
 
     def track_queue(self, admitted: Callable[[], int], waiting: Callable[[], int]) -> None:
         """Read the queue gauges from the batcher at scrape time."""

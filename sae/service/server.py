@@ -74,12 +74,16 @@ async def serve(
     config = service.config
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
-    http_socket = _bind(config.host, config.port)
-    grpc_front = GrpcFrontEnd(service)
     try:
-        grpc_port = grpc_front.listen(config.host, config.grpc_port)
-    except OSError:
-        http_socket.close()
+        http_socket = _bind(config.host, config.port)
+        grpc_front = GrpcFrontEnd(service)
+        try:
+            grpc_port = grpc_front.listen(config.host, config.grpc_port)
+        except OSError:
+            http_socket.close()
+            raise
+    except BaseException:
+        await service.close()  # its worker processes, which started with it
         raise
     http = _Uvicorn(uvicorn.Config(
         create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,

@@ -2,50 +2,61 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from sae import __version__
-from sae.algorithm import Algorithm
-from sae.engine import Engine
+from sae.engine import Engine, EngineCounters
 from sae.errors import InputError
 from sae.service.batcher import Batcher
 from sae.service.config import ServiceConfig
 from sae.service.metrics import ServiceMetrics
+from sae.service.process_worker import ProcessEngine
 from sae.service.schema import RequestError
+
+
+class InferenceWorker(Protocol):
+    """What the batcher needs of a worker: an :class:`Engine`, or a :class:`ProcessEngine`."""
+
+    def embed_tokens(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray: ...
+
+    def counters_snapshot(self) -> EngineCounters: ...
 
 
 class EmbeddingService:
     """Embeds texts for both front ends through one :class:`Batcher`.
 
-    ``engines`` all hold the same Algorithm; each becomes one inference worker
-    (several only where the backend allows batches side by side: the numpy path).
-    Call :meth:`start` and :meth:`close` on the event loop that serves requests.
+    ``engine`` tokenizes requests (on the event loop) and describes the service;
+    ``workers`` embed the batches, each on a thread of its own: by default the engine
+    itself; see :func:`make_workers`. Call :meth:`start` and :meth:`close` on the
+    event loop that serves requests.
     """
 
     def __init__(
-        self, engines: Sequence[Engine], config: ServiceConfig, registry: CollectorRegistry | None = None
+        self,
+        engine: Engine,
+        config: ServiceConfig,
+        workers: Sequence[InferenceWorker] | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
-        if not engines:
-            raise ValueError("EmbeddingService: at least one engine is needed")
-        hashes = {engine.algorithm.content_hash for engine in engines}
-        if len(hashes) != 1:
-            raise ValueError("EmbeddingService: the engines hold different Algorithms")
-        if len(engines) > 1 and not all(engine.backend.concurrent_batches for engine in engines):
-            raise ValueError(f"EmbeddingService: the {engines[0].backend.name} backend embeds one batch at a "
-                             "time; give it one engine")
-        self.engines = list(engines)
-        self.engine = self.engines[0]
+        self.workers = list(workers) if workers is not None else [engine]
+        if not self.workers:
+            raise ValueError("EmbeddingService: at least one worker is needed")
+        if len(self.workers) > 1 and not engine.backend.concurrent_batches:
+            raise ValueError(f"EmbeddingService: the {engine.backend.name} backend embeds one batch at a "
+                             "time; give it one worker")
+        self.engine = engine
         self.config = config
-        self.metrics = ServiceMetrics(self.engines, registry)
+        self.metrics = ServiceMetrics(engine, self.workers, registry)
         self.batcher = Batcher(
-            [engine.embed_tokens for engine in self.engines],
-            self.engine.dim,
+            [worker.embed_tokens for worker in self.workers],
+            engine.dim,
             max_batch_tokens=config.max_batch_tokens,
             max_wait=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
@@ -54,6 +65,11 @@ class EmbeddingService:
         self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
         #: false before start and once a shutdown has begun: health checks fail, load balancers move on
         self.serving = False
+
+    @property
+    def healthy(self) -> bool:
+        """Serving, and every worker process alive."""
+        return self.serving and all(getattr(worker, "alive", True) for worker in self.workers)
 
     @property
     def model(self) -> str:
@@ -77,7 +93,7 @@ class EmbeddingService:
             "max_texts": config.max_texts,
             "max_body_bytes": config.max_body_bytes,
             "stream_capacity": engine.caps.stream,
-            "workers": len(self.engines),
+            "workers": len(self.workers),
         }
 
     def start(self) -> None:
@@ -90,9 +106,15 @@ class EmbeddingService:
         self.batcher.drain()
 
     async def close(self) -> None:
-        """Embed every admitted request, then stop the inference workers."""
+        """Embed every admitted request, then stop the inference workers (and their processes)."""
         self.serving = False
-        await self.batcher.close()
+        try:
+            await self.batcher.close()
+        finally:
+            for worker in self.workers:
+                close = getattr(worker, "close", None)
+                if close is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, close)
 
     def check_count(self, texts: Sequence[str], param: str = "inputs") -> None:
         if not texts:
@@ -117,34 +139,44 @@ class EmbeddingService:
 def default_workers() -> int:
     """Inference workers on the numpy path: one per CPU but one, at most 4.
 
-    The event loop needs a core of its own for HTTP, gRPC and tokenizing; on 2 cores
-    one worker, which also gets the larger batches (docs/SERVE.md).
+    The server's own process needs a core for HTTP, gRPC and tokenizing; on 2 cores,
+    one worker (docs/SERVE.md).
     """
     return max(1, min((os.cpu_count() or 1) - 1, 4))
 
 
-def make_engines(
-    algorithm: str | Path | Algorithm | None = None,
+def make_workers(
+    engine: Engine,
+    algorithm: str | Path | None,
+    count: int | None = None,
     *,
-    backend: str = "auto",
-    adapter: str | None = None,
-    workers: int | None = None,
-    batch_size: int = 1024,
-) -> list[Engine]:
-    """One engine per inference worker, all holding one loaded Algorithm.
+    processes: bool = True,
+) -> list[InferenceWorker]:
+    """The inference workers for ``engine``'s backend.
 
-    ``workers`` defaults to :func:`default_workers` where the backend embeds batches
-    side by side (the numpy path) and is 1 on the GPU, whose queue takes one batch
-    at a time; asking for more there raises :class:`~sae.errors.InputError`.
-    Each engine embeds its batch on one thread: the workers are the parallelism.
+    On the numpy path ``count`` (default :func:`default_workers`) engines, each in a
+    process of its own (:class:`ProcessEngine`, loading ``algorithm``: a directory or
+    None for the bundled one) unless ``processes`` is false, then in this process
+    (sharing its interpreter lock with the server). On the GPU, whose queue takes one
+    batch at a time, the engine itself; a ``count`` above 1 raises
+    :class:`~sae.errors.InputError`.
     """
-    first = Engine(algorithm, backend=backend, adapter=adapter, batch_size=batch_size, threads=1)
-    if not first.backend.concurrent_batches:
-        if workers not in (None, 1):
-            raise InputError(f"--workers {workers}: the {first.backend.name} backend embeds one batch at a "
+    if not engine.backend.concurrent_batches:
+        if count not in (None, 1):
+            raise InputError(f"--workers {count}: the {engine.backend.name} backend embeds one batch at a "
                              "time; use 1")
-        return [first]
-    count = workers if workers is not None else default_workers()
-    others = [Engine(first.algorithm, backend=first.backend.name, batch_size=batch_size, threads=1)
-              for _ in range(count - 1)]
-    return [first, *others]
+        return [engine]
+    count = count if count is not None else default_workers()
+    if not processes:
+        others = [Engine(engine.algorithm, backend=engine.backend.name, batch_size=engine.batch_size, threads=1)
+                  for _ in range(count - 1)]
+        return [engine, *others]
+    workers: list[InferenceWorker] = []
+    try:
+        for _ in range(count):
+            workers.append(ProcessEngine(algorithm, engine.algorithm.content_hash, engine.batch_size))
+    except BaseException:
+        for worker in workers:
+            worker.close()  # type: ignore[attr-defined]
+        raise
+    return workers

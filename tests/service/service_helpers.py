@@ -18,7 +18,8 @@ import pytest
 for _module in ("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"):
     pytest.importorskip(_module, reason="the service tests need: pip install -e '.[serve,serve-test]'")
 
-from sae.service import Addresses, EmbeddingService, ServiceConfig, make_engines, serve  # noqa: E402
+from sae import Engine  # noqa: E402
+from sae.service import Addresses, EmbeddingService, ServiceConfig, make_workers, serve  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tools"))  # tools/loadtest.py: the load generator and its checks
@@ -62,6 +63,8 @@ def running_server(service: EmbeddingService, timeout: float = 60) -> Iterator[A
             raise box["error"]
 
 
-def tiny_service(tiny_dir: Path, workers: int = 2, **limits) -> EmbeddingService:
+def tiny_service(tiny_dir: Path, workers: int = 2, processes: bool = False, **limits) -> EmbeddingService:
+    """The tiny Algorithm on the CPU; worker threads unless ``processes`` (they start in ~1 s each)."""
     config = ServiceConfig(port=0, grpc_port=0, **limits)
-    return EmbeddingService(make_engines(tiny_dir, backend="cpu", workers=workers), config)
+    engine = Engine(tiny_dir, backend="cpu", threads=1)
+    return EmbeddingService(engine, config, make_workers(engine, tiny_dir, workers, processes=processes))

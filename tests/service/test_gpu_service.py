@@ -16,7 +16,7 @@ from gpu_helpers import gpu_skip_reason
 
 from sae import Engine
 from sae.errors import InputError
-from sae.service import EmbeddingService, ServiceConfig, make_engines
+from sae.service import EmbeddingService, ServiceConfig, make_workers
 
 reason = gpu_skip_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
@@ -25,9 +25,10 @@ TEXTS = ["the cat runs", "a new york city dog", "", "not happy , very sad !", "p
 
 
 def test_the_gpu_service_answers_the_gpu_engines_bytes(tiny_dir):
-    engines = make_engines(tiny_dir, backend="gpu")
-    assert len(engines) == 1 and engines[0].backend.name == "gpu"
-    service = EmbeddingService(engines, ServiceConfig(port=0, grpc_port=0, max_wait_ms=1))
+    engine = Engine(tiny_dir, backend="gpu")
+    workers = make_workers(engine, tiny_dir)
+    assert workers == [engine]
+    service = EmbeddingService(engine, ServiceConfig(port=0, grpc_port=0, max_wait_ms=1), workers)
     expected = Engine(tiny_dir, backend="gpu").embed(TEXTS)
     with running_server(service) as addresses, httpx.Client(base_url=addresses.http_url, timeout=60) as http:
         info = http.get("/info").json()
@@ -42,4 +43,4 @@ def test_the_gpu_service_answers_the_gpu_engines_bytes(tiny_dir):
 
 def test_the_gpu_takes_one_worker(tiny_dir):
     with pytest.raises(InputError, match="one batch at a time"):
-        make_engines(tiny_dir, backend="gpu", workers=2)
+        make_workers(Engine(tiny_dir, backend="gpu"), tiny_dir, 2)
