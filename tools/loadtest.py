@@ -69,12 +69,21 @@ class Server:
     grpc_port: int
 
     def cpu_seconds(self) -> float:
-        """CPU time the server process has used (user + system; Linux /proc, else nan)."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            return float("nan")
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the server and its worker processes have used (user + system; Linux /proc, else nan)."""
+        total = 0.0
+        pending = [self.process.pid]
+        while pending:
+            pid = pending.pop()
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pending.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                if pid == self.process.pid:
+                    return float("nan")
+                continue  # a child that just ended
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return total
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, wait for the drain; the exit code."""

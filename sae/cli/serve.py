@@ -56,8 +56,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-bytes", type=positive_int, default=2 * 1024 * 1024, metavar="N",
                    help="bytes per request body or gRPC message; more is refused with 413 (default 2 MiB)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
-                   help="engine processes embedding batches side by side on the CPU (default: CPU count - 1, "
-                   "at most 4; always 1 on the GPU)")
+                   help="engines embedding batches side by side on the CPU (default: CPU count - 1, at most 4; "
+                   "always 1 on the GPU)")
+    p.add_argument("--worker-processes", action="store_true",
+                   help="run each CPU engine in a process of its own instead of a thread of the server, so "
+                   "they do not share its interpreter lock (for many cores; on 2 cores it costs more CPU)")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take to finish (default 30)")
     p.set_defaults(run=run)
@@ -78,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     engine = Engine(args.algorithm, backend=args.backend, adapter=args.adapter, threads=1)
-    workers = make_workers(engine, args.algorithm, args.workers)
-    kind = "process" if engine.backend.concurrent_batches else "thread"
+    workers = make_workers(engine, args.algorithm, args.workers, processes=args.worker_processes)
+    kind = "process" if engine.backend.concurrent_batches and args.worker_processes else "thread"
     log.info("backend: %s (%s), %d worker %s(es); Algorithm %s (%s)", engine.backend.name,
              engine.backend.description, len(workers), kind, engine.algorithm.name, engine.algorithm.content_hash[:12])
     # Truncation to the stream capacity is documented (GET /info); a warning per request would flood the log.

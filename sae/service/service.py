@@ -150,16 +150,17 @@ def make_workers(
     algorithm: str | Path | None,
     count: int | None = None,
     *,
-    processes: bool = True,
+    processes: bool = False,
 ) -> list[InferenceWorker]:
     """The inference workers for ``engine``'s backend.
 
-    On the numpy path ``count`` (default :func:`default_workers`) engines, each in a
-    process of its own (:class:`ProcessEngine`, loading ``algorithm``: a directory or
-    None for the bundled one) unless ``processes`` is false, then in this process
-    (sharing its interpreter lock with the server). On the GPU, whose queue takes one
-    batch at a time, the engine itself; a ``count`` above 1 raises
-    :class:`~sae.errors.InputError`.
+    On the numpy path ``count`` (default :func:`default_workers`) engines: ``engine``
+    and copies sharing its Algorithm, run on threads of this process; or with
+    ``processes`` each in a process of its own (:class:`ProcessEngine`, loading
+    ``algorithm``: a directory, or None for the bundled one), which do not share this
+    process's interpreter lock but cost more CPU per text on 2 cores (docs/SERVE.md).
+    On the GPU, whose queue takes one batch at a time, the engine itself; a ``count``
+    above 1 raises :class:`~sae.errors.InputError`.
     """
     if not engine.backend.concurrent_batches:
         if count not in (None, 1):
