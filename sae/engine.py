@@ -183,13 +183,27 @@ class Engine:
         """
         if isinstance(texts, str):
             return self.embed([texts])[0]
-        prof = self._profiler
-        with maybe_scope(prof, "tokenize", texts=len(texts)):
+        with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
             token_ids = self.tokenize(list(texts))
+        return self.embed_tokens(token_ids, progress)
+
+    def embed_tokens(
+        self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        """Embed texts already tokenized by :meth:`tokenize`: what :meth:`embed` does after it.
+
+        For a caller that needs the token counts before embedding (the service's
+        token budget) without tokenizing twice. Raises ``ValueError`` for a text
+        longer than the stream capacity.
+        """
+        prof = self._profiler
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         # Documents are independent, so batching them by length changes no result
         # and saves the work of padding short texts to the longest of their batch.
         lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+        if len(lengths) and int(lengths.max()) > self.caps.stream:
+            raise ValueError(f"Engine.embed_tokens: a text has {int(lengths.max())} tokens, more than the "
+                             f"stream capacity {self.caps.stream} (tokenize truncates)")
         order = np.argsort(lengths, kind="stable")
         chunks = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
