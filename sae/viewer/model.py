@@ -24,6 +24,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 
 import numpy as np
 
@@ -131,6 +132,10 @@ def inhibited_rules(attempts_before: list[Attempt], step: int, inhibit_steps: in
     )
 
 
+#: What happened to a bid in its step (see :attr:`Step.bid_status`).
+BID_PLAIN, BID_COMMITTED, BID_REVERTED, BID_INHIBITED = 0, 1, 2, 3
+
+
 # -- the timeline ----------------------------------------------------------------------------
 
 
@@ -152,6 +157,40 @@ class Step:
 
     def attempt_at(self, anchor: int) -> Attempt | None:
         return next((a for a in self.attempts if a.anchor == anchor), None)
+
+    @cached_property
+    def attempt_anchors(self) -> np.ndarray:
+        return np.array([a.anchor for a in self.attempts], dtype=np.int64)
+
+    @cached_property
+    def attempt_committed(self) -> np.ndarray:
+        return np.array([a.committed for a in self.attempts], dtype=bool)
+
+    @cached_property
+    def bid_status(self) -> np.ndarray:
+        """Per bid: :data:`BID_PLAIN`, :data:`BID_COMMITTED`, :data:`BID_REVERTED` or :data:`BID_INHIBITED`."""
+        status = np.full(len(self.bids), BID_PLAIN, dtype=np.int64)
+        status[np.isin(self.bids.rule, sorted(self.inhibited))] = BID_INHIBITED
+        for a in self.attempts:
+            won = (self.bids.anchor == a.anchor) & (self.bids.rule == a.rule)
+            status[won] = BID_COMMITTED if a.committed else BID_REVERTED
+        return status
+
+    @cached_property
+    def bid_rank(self) -> np.ndarray:
+        """Per bid: its place among the bids of its anchor, best key first."""
+        order = np.lexsort((-self.bids.key.astype(np.int64), self.bids.anchor))
+        rank = np.empty(len(self.bids), dtype=np.int64)
+        anchors = self.bids.anchor[order]
+        starts = np.r_[0, np.flatnonzero(np.diff(anchors)) + 1] if anchors.size else np.zeros(0, dtype=np.int64)
+        first = np.repeat(starts, np.diff(np.r_[starts, anchors.size]))
+        rank[order] = np.arange(anchors.size) - first
+        return rank
+
+    @cached_property
+    def bids_per_anchor(self) -> np.ndarray:
+        """Bids anchored at each item."""
+        return np.bincount(self.bids.anchor, minlength=self.length)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import numpy as np
 
 from sae.layout import Op
 from sae.viewer.font import GlyphAtlas
-from sae.viewer.model import ITEM_FIELD_NAMES, Attempt, Step, Timeline
+from sae.viewer.model import BID_COMMITTED, BID_INHIBITED, BID_PLAIN, BID_REVERTED, ITEM_FIELD_NAMES, Attempt, Step, Timeline
 from sae.viewer.scene import BASE, OVERLAY, Clip, Color, Scene, rect_block, rgb
 from sae.viewer.session import Session
 from sae.viewer.state import KEYS, MOUSE_HELP, ZOOM_LEVELS, ViewState
@@ -216,14 +216,15 @@ def _timeline_panels(scene: Scene, session: Session, state: ViewState, timelines
     label_w = round(78 * m.scale)
     band_h = (m.line + round(6 * m.scale) + CHIPS_PER_ANCHOR * m.chip) if state.bids else 0
     grid_w = panel_w - label_w
-    grid_h = max(m.row, bottom - top - title_h - band_h)
+    rows = timelines[0].n_steps + 1
+    # The rows take the room they need (the bids sit right under them), at most what is left.
+    grid_h = max(m.row, min(bottom - top - title_h - band_h, rows * m.row + round(4 * m.scale)))
     longest = max(max(s.length for s in tl.steps) for tl in timelines)
     if state.fit:
         fitting = [i for i, w in enumerate(ZOOM_LEVELS) if w * m.scale * max(longest, 1) <= grid_w]
         state.zoom = fitting[-1] if fitting else 0
         state.fit = False
     cw = state.cell_width * m.scale
-    rows = timelines[0].n_steps + 1
     _clamp_scroll(state, timelines[state.focus], cw, m.row, grid_w, grid_h, longest, rows)
     mismatch = session.mismatch(state.text)
     for p, tl in enumerate(timelines):
@@ -320,76 +321,85 @@ def _grid(scene: Scene, session: Session, state: ViewState, tl: Timeline, panel:
                 scene.rects(rect_block(xs[replaced] + cw - gap - d - 1, np.full(replaced.size, y + 3), d, d,
                                        np.tile(CYAN, (replaced.size, 1)), clip=clip))
             if show_labels:
-                for k, i in enumerate(range(i0, i1)):
-                    color = (0.05, 0.05, 0.07, 1.0) if bright[k] > 0.8 and fill[k, :3].mean() > 0.5 else TEXT
-                    label = scene.atlas.fit(step.labels[i], cw - 6)
-                    if label:
-                        cell_clip = (max(xs[k], gx), gy, min(xs[k] + cw, gx + gw), gy + gh)
-                        scene.text(xs[k] + 3, y + 4, label, color, clip=cell_clip)
+                light = fill[:, :3].mean(axis=1) > 0.55  # dark text on light cells
+                colors = np.where(light[:, None], np.float32((0.05, 0.05, 0.07, 1.0)), np.float32(TEXT))
+                clips = np.stack([np.maximum(xs, gx), np.full(xs.size, gy), np.minimum(xs + cw, gx + gw),
+                                  np.full(xs.size, gy + gh)], axis=1)
+                fit = scene.atlas.fit
+                labels = [fit(step.labels[i], cw - 6) for i in range(i0, i1)]
+                scene.texts(xs + 3, np.full(xs.size, y + 4), labels, colors, clips)
         if diff is not None and diff.items.size > n:  # items only the other backend has
             ghost = np.arange(max(n, i0), min(diff.items.size, math.ceil((sx + gw) / cw)))
             if ghost.size:
                 scene.rects(rect_block(gx + ghost * cw - sx, np.full(ghost.size, y + 2), cw - gap, m.row - 4,
                                        np.tile(PANEL, (ghost.size, 1)), np.tile(MAGENTA, (ghost.size, 1)), 2.0, clip))
-        for a in step.attempts:  # the anchor of every attempt: green committed, red reverted
-            if i0 <= a.anchor < i1:
-                ax = gx + a.anchor * cw - sx
-                scene.rect(ax, y, cw, max(3, round(4 * m.scale)), GREEN if a.committed else RED, clip=clip)
+        anchors = step.attempt_anchors  # every attempt's anchor: green committed, red reverted
+        seen = (anchors >= i0) & (anchors < i1)
+        if seen.any():
+            colors = np.where(step.attempt_committed[seen, None], np.float32(GREEN), np.float32(RED))
+            scene.rects(rect_block(gx + anchors[seen] * cw - sx, np.full(int(seen.sum()), y), cw,
+                                   max(3, round(4 * m.scale)), colors, clip=clip))
         sel = covering_index(step, state.item)
         if sel is not None and i0 <= sel < i1:
             scene.rect(gx + sel * cw - sx, y + m.row - max(3, round(3 * m.scale)), cw, max(3, round(3 * m.scale)),
                        YELLOW, clip=clip)
 
 
-def _bid_status(step: Step, anchor: int, rule: int) -> str:
-    attempt = step.attempt_at(anchor)
-    if attempt is not None and attempt.rule == rule:
-        return "committed" if attempt.committed else "reverted"
-    return "inhibited" if rule in step.inhibited else "bid"
+_STATUS_NAMES = {BID_PLAIN: "bid", BID_COMMITTED: "committed", BID_REVERTED: "reverted", BID_INHIBITED: "inhibited"}
+_CHIP_FILLS = np.array([CHIP, CHIP_COMMITTED, CHIP_REVERTED, CHIP_INHIBITED], dtype=np.float32)
 
 
-_CHIP_FILL = {"committed": CHIP_COMMITTED, "reverted": CHIP_REVERTED, "inhibited": CHIP_INHIBITED, "bid": CHIP}
+def _bid_status(step: Step, bid: int) -> str:
+    return _STATUS_NAMES[int(step.bid_status[bid])]
 
 
 def _bids_band(scene: Scene, state: ViewState, tl: Timeline, panel: int, mismatch, m: Metrics,
                band: tuple[float, float, float, float], x0: float) -> None:
+    """The current step's bids under their anchors, best first: green and red the winners
+    that committed and reverted, dark the inhibited rules, grey the rest."""
     bx, by, bw, bh = band
     step = tl.steps[state.step]
     bids = step.bids
-    winners = len(step.attempts)
-    title = f"bids on step {state.step}: {len(bids)} bids, potential {bids.potential}, {winners} winners"
+    title = f"bids on step {state.step}: {len(bids)} bids, potential {bids.potential}, {len(step.attempts)} winners"
     scene.text(x0 + 6, by + 3, scene.atlas.fit(title, bw + bx - x0 - 12), DIM)
     cw = state.cell_width * m.scale
+    sx = state.scroll_x
     top = by + m.line + round(6 * m.scale)
     clip: Clip = (bx, by, bx + bw, by + bh)
-    i0 = max(0, int(state.scroll_x // cw))
-    i1 = min(step.length, math.ceil((state.scroll_x + bw) / cw))
+    i0 = max(0, int(sx // cw))
+    i1 = min(step.length, math.ceil((sx + bw) / cw))
+    scene.region(bx, top, bw, CHIPS_PER_ANCHOR * m.chip, "row", panel, state.step, bx - sx, cw)
+    if not len(bids) or i1 <= i0:
+        return
+    count = step.bids_per_anchor[bids.anchor]
+    rank = step.bid_rank
+    # The last chip of a crowded anchor says how many more there are.
+    shown = (bids.anchor >= i0) & (bids.anchor < i1) & (
+        (rank < CHIPS_PER_ANCHOR - 1) | ((rank == CHIPS_PER_ANCHOR - 1) & (count == CHIPS_PER_ANCHOR)))
+    idx = np.flatnonzero(shown)
+    xs = bx + bids.anchor[idx] * cw - sx + 0.5
+    ys = top + rank[idx] * m.chip
     diff = mismatch.steps[state.step] if mismatch is not None and state.step < len(mismatch.steps) else None
-    show_text = cw >= 22 * m.scale
-    for i in range(i0, i1):
-        here = bids.at(i)
-        if not here.size:
-            continue
-        x = bx + i * cw - state.scroll_x
-        bad = diff is not None and i < diff.bids.size and bool(diff.bids[i])
-        shown = here[:CHIPS_PER_ANCHOR] if here.size <= CHIPS_PER_ANCHOR else here[: CHIPS_PER_ANCHOR - 1]
-        for k, b in enumerate(shown):
-            rule, score = int(bids.rule[b]), int(bids.score[b])
-            status = _bid_status(step, i, rule)
-            y = top + k * m.chip
-            scene.rect(x + 0.5, y, cw - 1, m.chip - 2, _CHIP_FILL[status], MAGENTA if bad else None,
-                       2.0 if bad else 0.0, clip=clip)
-            if show_text:
-                name = tl.rule_names[rule] if rule < len(tl.rule_names) else f"rule{rule}"
-                color = DIM if status == "inhibited" else TEXT
-                text = scene.atlas.fit(f"{score} {name}", cw - 6)
-                scene.text(x + 3, y, text, color, clip=(max(x, bx), by, min(x + cw, bx + bw), by + bh))
-        if here.size > CHIPS_PER_ANCHOR:
-            y = top + (CHIPS_PER_ANCHOR - 1) * m.chip
-            scene.rect(x + 0.5, y, cw - 1, m.chip - 2, CHIP, clip=clip)
-            if show_text:
-                scene.text(x + 3, y, f"+{here.size - CHIPS_PER_ANCHOR + 1}", DIM, clip=clip)
-        scene.region(x, top, cw, CHIPS_PER_ANCHOR * m.chip, "cell", panel, state.step, int(step.stream["pos"][i]))
+    bad = diff.bids[bids.anchor[idx]] if diff is not None else np.zeros(idx.size, dtype=bool)
+    fill = _CHIP_FILLS[step.bid_status[idx]]
+    border = np.where(bad[:, None], np.float32(MAGENTA), fill)
+    scene.rects(rect_block(xs, ys, cw - 1, m.chip - 2, fill, border, np.where(bad, 2.0, 0.0), clip))
+    more = np.flatnonzero((step.bids_per_anchor > CHIPS_PER_ANCHOR) & (np.arange(step.length) >= i0)
+                          & (np.arange(step.length) < i1))
+    if more.size:
+        scene.rects(rect_block(bx + more * cw - sx + 0.5, np.full(more.size, top + (CHIPS_PER_ANCHOR - 1) * m.chip),
+                               cw - 1, m.chip - 2, np.tile(CHIP, (more.size, 1)), clip=clip))
+    if cw < 22 * m.scale:
+        return
+    names = [tl.rule_names[r] if r < len(tl.rule_names) else f"rule{r}" for r in bids.rule[idx].tolist()]
+    labels = [scene.atlas.fit(f"{score} {name}", cw - 6) for score, name in zip(bids.score[idx].tolist(), names)]
+    colors = np.where((step.bid_status[idx] == BID_INHIBITED)[:, None], np.float32(DIM), np.float32(TEXT))
+    clips = np.stack([np.maximum(xs, bx), np.full(xs.size, by), np.minimum(xs + cw, bx + bw), np.full(xs.size, by + bh)], axis=1)
+    scene.texts(xs + 3, ys, labels, colors, clips)
+    for i in more:
+        x = bx + i * cw - sx
+        scene.text(x + 3, top + (CHIPS_PER_ANCHOR - 1) * m.chip, f"+{step.bids_per_anchor[i] - CHIPS_PER_ANCHOR + 1}",
+                   DIM, clip=(max(x, bx), by, min(x + cw, bx + bw), by + bh))
 
 
 # -- details: attempts, the selected item, the VM -----------------------------------------------
@@ -435,7 +445,9 @@ class _Lines:
         for k, (text, color) in enumerate(parts):
             if k < len(tabs):
                 x = self.x + tabs[k] * self.m.scale
-            x += self.scene.text(x, self.y, self.scene.atlas.fit(text, self.x + self.w - x), color, clip=self.clip)
+            # A column ends where the next one starts.
+            end = self.x + tabs[k + 1] * self.m.scale - 6 if k + 1 < len(tabs) else self.x + self.w
+            x += self.scene.text(x, self.y, self.scene.atlas.fit(text, end - x), color, clip=self.clip)
         self.y += self.m.line + round(2 * self.m.scale)
         return True
 
@@ -462,7 +474,7 @@ def _attempts(scene: Scene, state: ViewState, tl: Timeline, step: Step, m: Metri
         names = ", ".join(tl.rule_names[r] for r in sorted(step.inhibited) if r < len(tl.rule_names))
         out.line((f"inhibited: {names}", DIM))
     out.gap()
-    tabs = (0, 34, 130, 168, 212)
+    tabs = (0, 34, 150, 182, 226)
     out.line(("rank", DIM), ("rule", DIM), ("at", DIM), ("score", DIM), ("why", DIM), tabs=tabs)
     selected = covering_index(step, state.item)
     ordered = sorted(step.attempts, key=lambda a: (a.anchor != selected, a.fields["rank"]))
@@ -504,7 +516,7 @@ def _item(scene: Scene, session: Session, state: ViewState, tl: Timeline, step: 
     out.line((f"bids here: {here.size}", TEXT))
     for b in here[:6]:
         rule = int(step.bids.rule[b])
-        status = _bid_status(step, index, rule)
+        status = _bid_status(step, b)
         color = {"committed": GREEN, "reverted": RED, "inhibited": DIM, "bid": TEXT}[status]
         name = tl.rule_names[rule] if rule < len(tl.rule_names) else f"rule{rule}"
         out.line((f"  {name} score {int(step.bids.score[b])}", color), (status, color), tabs=(0, 170))

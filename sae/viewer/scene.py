@@ -108,6 +108,23 @@ class Scene:
             self.layers[layer].glyphs.append(block)
         return run.width
 
+    def texts(self, x: np.ndarray, y: np.ndarray, texts: list[str], color: np.ndarray, clip: np.ndarray,
+              layer: int = BASE) -> None:
+        """Many strings at once: per string its top left, colour ``(n, 4)`` and clip ``(n, 4)``."""
+        runs = [self.atlas.layout(t) for t in texts]
+        counts = np.fromiter((r.x.size for r in runs), dtype=np.int64, count=len(runs))
+        total = int(counts.sum())
+        if not total:
+            return
+        block = np.empty((total, GLYPH_FLOATS), dtype=np.float32)
+        block[:, 0] = np.concatenate([r.x for r in runs]) + np.repeat(np.round(x), counts)
+        block[:, 1] = np.repeat(np.round(y), counts)
+        block[:, 2:4] = np.concatenate([r.size for r in runs])
+        block[:, 4:8] = np.concatenate([r.uv for r in runs])
+        block[:, 8:12] = np.repeat(color, counts, axis=0)
+        block[:, 12:16] = np.repeat(clip, counts, axis=0)
+        self.layers[layer].glyphs.append(block)
+
     def region(self, x: float, y: float, w: float, h: float, *target: Any) -> None:
         """Make (x, y, w, h) clickable; :meth:`hit` returns ``target``."""
         self.regions.append(Region(x, y, x + w, y + h, target))

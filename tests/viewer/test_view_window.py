@@ -1,0 +1,53 @@
+"""A real glfw window under Xvfb (lavapipe in CI): it opens, replays keys, and its screenshot
+is the offscreen render of the same step."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from viewer_helpers import TEXT, assert_images_close, image_difference, render_skip_reason
+
+from sae.viewer.render import load_png
+
+pytestmark = pytest.mark.skipif(render_skip_reason() is not None, reason=str(render_skip_reason()))
+
+
+def sae_view(args: list[str], display: str | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env.pop("WAYLAND_DISPLAY", None)
+    if display:
+        env["DISPLAY"] = display
+    return subprocess.run([sys.executable, "-m", "sae", "view", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def test_window_replays_keys_and_shows_the_step(x_display, view_dir, tmp_path):
+    common = [TEXT, "--algorithm", str(view_dir), "--backend", "cpu", "--size", "900x560"]
+    shot = tmp_path / "window.png"
+    done = sae_view([*common, "--keys", "right right n", "--screenshot", str(shot)], x_display)
+    assert done.returncode == 0, done.stderr
+    window = load_png(shot)
+    renders = {}
+    for keys in ("right right n", "right n"):
+        out = tmp_path / f"{len(keys)}.png"
+        done = sae_view([*common, "--keys", keys, "--png", str(out)])
+        assert done.returncode == 0, done.stderr
+        renders[keys] = load_png(out)
+    assert_images_close(window, renders["right right n"], "window screenshot")
+    # ... and not the frame of another step.
+    assert image_difference(window, renders["right n"])[1] > 0.001
+    assert window.shape == (560, 900, 3) and np.ptp(window) > 100
+
+
+def test_window_click_selects_step_and_item(x_display, view_dir, tmp_path):
+    common = [TEXT, "--algorithm", str(view_dir), "--backend", "cpu", "--size", "900x560"]
+    shot, png = tmp_path / "window.png", tmp_path / "keys.png"
+    # (200, 145) is the second item of step 2's row at this size; the keys reach the same view.
+    done = sae_view([*common, "--keys", "click:200,145", "--screenshot", str(shot)], x_display)
+    assert done.returncode == 0, done.stderr
+    assert sae_view([*common, "--keys", "right right n n", "--png", str(png)]).returncode == 0
+    assert_images_close(load_png(shot), load_png(png), "window after a click")
