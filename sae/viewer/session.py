@@ -44,7 +44,7 @@ class Session:
         key = (text, backend)
         if key not in self._timelines:
             timeline = build_timeline(self.engines[backend], self.texts[text], self.adapter)
-            if timeline.truncated:
+            if timeline.truncated and backend == self.backends[0]:  # once per text
                 log.warning("text %d is longer than %d tokens; the viewer shows its first %d",
                             text + 1, self.engines[backend].caps.stream, self.engines[backend].caps.stream)
             self._timelines[key] = timeline

@@ -75,3 +75,21 @@ def test_missing_extra_names_the_install_command(missing, monkeypatch, capsys):
     assert main(["view", "some text", "--backend", "cpu"]) == 2
     err = capsys.readouterr().err
     assert "pip install 'sae[view]'" in err and missing in err
+
+
+@needs_render
+def test_empty_text_views_an_empty_program(view_dir, tmp_path):
+    out = tmp_path / "empty.png"
+    assert main(["view", "", "--algorithm", str(view_dir), "--backend", "cpu", "--png", str(out),
+                 "--size", "640x400", "--keys", "right n end"]) == 0
+    assert load_png(out).shape == (400, 640, 3)
+
+
+def test_no_matching_adapter_shows_the_cpu_alone_or_fails_for_gpu(view_dir, capsys):
+    from sae.errors import BackendUnavailableError
+    from sae.viewer.session import open_session
+
+    session = open_session(["a cat"], str(view_dir), "both", adapter="no-such-adapter-anywhere")
+    assert session.backends == ["cpu"] and "GPU not shown" in session.notes[0]
+    with pytest.raises(BackendUnavailableError):
+        open_session(["a cat"], str(view_dir), "gpu", adapter="no-such-adapter-anywhere")
