@@ -49,9 +49,30 @@ def canvas_event(inp: ScriptedInput, pixel_ratio: float) -> dict:
     return {"event_type": "char", "data": inp.name, "modifiers": (), "scripted": True}
 
 
+def _start_glfw() -> None:
+    """Start glfw, or fail with one line when there is no display to open a window on."""
+    import glfw
+
+    from sae.errors import InputError
+
+    reporting = glfw.ERROR_REPORTING
+    glfw.ERROR_REPORTING = "raise"
+    try:
+        started = glfw.init()
+    except glfw.GLFWError as exc:
+        # glfw words it "(code) b'description'"
+        why = str(exc).split(" ", 1)[-1].removeprefix("b'").removesuffix("'")
+        raise InputError(f"cannot open a window: {why}; draw offscreen with --png OUT.png instead") from None
+    finally:
+        glfw.ERROR_REPORTING = reporting
+    if not started:
+        raise InputError("cannot open a window (glfw did not start); draw offscreen with --png OUT.png instead")
+
+
 def run_window(session: Session, size: tuple[int, int], inputs: list[ScriptedInput] = (),
                screenshot: str | Path | None = None) -> int:
     """Open the viewer window; returns when it is closed (or after ``screenshot`` is saved)."""
+    _start_glfw()
     from rendercanvas.glfw import RenderCanvas, loop
 
     from sae.viewer.render import Renderer, read_texture, request_device, save_png

@@ -51,3 +51,13 @@ def test_window_click_selects_step_and_item(x_display, view_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     assert sae_view([*common, "--keys", "right right n n", "--png", str(png)]).returncode == 0
     assert_images_close(load_png(shot), load_png(png), "window after a click")
+
+
+def test_no_display_is_one_line_and_exit_2(view_dir, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    done = subprocess.run([sys.executable, "-m", "sae", "view", "a cat", "--algorithm", str(view_dir),
+                           "--backend", "cpu", "--screenshot", str(tmp_path / "x.png")],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "cannot open a window" in done.stderr and "--png" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "x.png").exists()
