@@ -207,9 +207,14 @@ def _init(ray: Any, address: str | None) -> bool:
     """Connect to Ray unless this process already has; whether we started it."""
     if ray.is_initialized():
         return False
-    logging.getLogger("ray").setLevel(logging.WARNING)
-    ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
-             log_to_driver=True)
+    ray_log = logging.getLogger("ray")
+    level = ray_log.level
+    ray_log.setLevel(logging.ERROR)  # Ray's notices at startup are not sae's to show
+    try:
+        ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
+                 log_to_driver=True)
+    finally:
+        ray_log.setLevel(level)
     return True
 
 
@@ -221,7 +226,7 @@ def _results(ray: Any, job: Job, pending: list[Any], spec: EngineSpec, todo: lis
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True  # chunks come back in the order they are written
     ctx.enable_progress_bars = False  # sae draws its own
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notices; failures reach sae as errors
     resources = ray.cluster_resources()
     if spec.backend == "gpu":
         gpus = int(resources.get("GPU", 0))
@@ -239,7 +244,7 @@ def _results(ray: Any, job: Job, pending: list[Any], spec: EngineSpec, todo: lis
         fn_constructor_kwargs={"spec": spec, "sources": [o.source for o in pending],
                                "schemas": [job.schema(o) for o in pending]},
         batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size),
-        max_restarts=0, **per_worker,
+        **per_worker,
     )
     try:
         for batch in mapped.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=1):
