@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sae.corpus.job import EmbedOptions, EmbedSummary, Job, OutputRun, Progress, SilentProgress
+from sae.corpus.job import EmbedOptions, EmbedSummary, Job, OutputRun, Progress, SilentProgress, TruncationTally
 from sae.corpus.sinks import output_table
 from sae.errors import InputError, SaeError
 
@@ -93,20 +93,23 @@ class ChunkEmbedder:
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        outputs, chunks, errors, payloads = [], [], [], []
+        outputs, chunks, errors, payloads, truncated = [], [], [], [], []
         for output, chunk in zip(batch.column("output").to_pylist(), batch.column("chunk").to_pylist()):
             outputs.append(output)
             chunks.append(chunk)
-            try:
-                table = self.sources[output].read_chunk(chunk)
-                embeddings = self.engine.embed(table.column("text").to_pylist())
-                payloads.append(_to_ipc(output_table(table, embeddings, self.schemas[output])))
-                errors.append("")
-            except InputError as exc:  # bad input is data for the driver to report, not a crash
-                payloads.append(b"")
-                errors.append(str(exc))
+            with TruncationTally() as tally:  # reported once, by the driver
+                try:
+                    table = self.sources[output].read_chunk(chunk)
+                    embeddings = self.engine.embed(table.column("text").to_pylist())
+                    payloads.append(_to_ipc(output_table(table, embeddings, self.schemas[output])))
+                    errors.append("")
+                except InputError as exc:  # bad input is data for the driver to report, not a crash
+                    payloads.append(b"")
+                    errors.append(str(exc))
+            truncated.append([tally.texts, tally.cap])
         return pa.table({"output": pa.array(outputs, pa.int64()), "chunk": pa.array(chunks, pa.int64()),
-                         "error": pa.array(errors, pa.string()), "payload": pa.array(payloads, pa.large_binary())})
+                         "error": pa.array(errors, pa.string()), "payload": pa.array(payloads, pa.large_binary()),
+                         "truncated": pa.array(truncated, pa.list_(pa.int64(), 2))})
 
 
 def _to_ipc(table: Any) -> bytes:
@@ -184,8 +187,11 @@ def run_job_ray(
             if run.chunk != first[index]:
                 raise InputError(f"{pending[index].path}: its resume state changed while this run started")
 
+    truncated = TruncationTally()
     try:
-        for k, chunk, table in results:
+        for k, chunk, table, (texts, cap) in results:
+            truncated.texts += texts
+            truncated.cap = max(truncated.cap, cap)
             advance_to(k)
             assert run is not None and chunk == run.chunk, f"chunk {chunk} of output {k} arrived out of order"
             run.write(table)
@@ -200,6 +206,7 @@ def run_job_ray(
         if started_ray:
             ray.shutdown()
     job.complete()
+    truncated.report()
     return job.summary(rows, embedded, time.perf_counter() - start)
 
 
@@ -253,7 +260,7 @@ def _results(ray: Any, job: Job, pending: list[Any], spec: EngineSpec, todo: lis
                 if error:
                     raise InputError(error)
                 yield (batch.column("output")[row].as_py(), batch.column("chunk")[row].as_py(),
-                       _from_ipc(batch.column("payload")[row].as_buffer()))
+                       _from_ipc(batch.column("payload")[row].as_buffer()), batch.column("truncated")[row].as_py())
     except (SaeError, KeyboardInterrupt, GeneratorExit):
         raise
     except Exception as exc:  # a worker crashed: one line, not Ray's nested traceback

@@ -9,6 +9,7 @@ computed them.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +22,8 @@ from sae.corpus.sources import Columns, Source, open_source
 from sae.corpus.state import DatasetState, ResumeState, resumable_rows, text_digest
 from sae.errors import InputError
 from sae.io import check_writable
+
+log = logging.getLogger(__name__)
 
 #: Rows per chunk, resume step and Parquet row group: 48 MiB of 384-d float32 embeddings.
 DEFAULT_CHUNK_ROWS = 32768
@@ -76,6 +79,37 @@ class EmbedSummary:
     def rate(self) -> float:
         """Rows embedded per second by this run."""
         return self.embedded / self.seconds if self.seconds > 0 else float("inf")
+
+
+class TruncationTally(logging.Filter):
+    """Counts the engine's warnings about truncated texts, one per ``embed`` call, so that a
+    job of many chunks reports them once (:meth:`report`) instead of once per chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = 0
+        self.cap = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if "were truncated" in str(record.msg) and len(args) == 3 and isinstance(args[0], int):
+            self.texts += args[0]
+            self.cap = int(args[1])
+            return False
+        return True
+
+    def __enter__(self) -> TruncationTally:
+        logging.getLogger("sae.engine").addFilter(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("sae.engine").removeFilter(self)
+
+    def report(self, texts: int = 0, cap: int = 0) -> None:
+        """Log the total (plus ``texts`` counted elsewhere, such as by Ray workers)."""
+        total, cap = self.texts + texts, max(self.cap, cap)
+        if total:
+            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", total, cap, cap)
 
 
 class ResumeRefusedError(InputError):
@@ -303,17 +337,19 @@ def run_job(job: Job, engine: Any, progress: Progress | None = None) -> EmbedSum
     start = time.perf_counter()
     progress.start(job.rows, job.resumed_rows())
     embedded = rows = 0
-    for out in job.pending():
-        with job.open(out) as run:
-            chunks = out.source.chunks()
-            run.skip_resumed(chunks)
-            for chunk in chunks:
-                embeddings = engine.embed(chunk.column("text").to_pylist(), progress=progress.advance)
-                run.write(output_table(chunk, embeddings, run.schema))
-                embedded += chunk.num_rows
-            rows += run.rows
-        job.done(out)
+    with TruncationTally() as truncated:
+        for out in job.pending():
+            with job.open(out) as run:
+                chunks = out.source.chunks()
+                run.skip_resumed(chunks)
+                for chunk in chunks:
+                    embeddings = engine.embed(chunk.column("text").to_pylist(), progress=progress.advance)
+                    run.write(output_table(chunk, embeddings, run.schema))
+                    embedded += chunk.num_rows
+                rows += run.rows
+            job.done(out)
     job.complete()
+    truncated.report()
     return job.summary(rows, embedded, time.perf_counter() - start)
 
 

@@ -284,3 +284,12 @@ def test_an_output_inside_the_dataset_is_not_read_back(dataset, engine):
 def test_stdin_source_reads_a_given_stream():
     source = StdinSource(2, io.BytesIO(b"a\nb\nc"))
     assert [c.column("text").to_pylist() for c in source.chunks()] == [["a", "b"], ["c"]]
+
+
+def test_truncated_texts_are_reported_once(tmp_path, engine, caplog):
+    long = " ".join(["cat"] * 200)
+    (tmp_path / "in.txt").write_text("\n".join([long, "dog"] * 50) + "\n")
+    with caplog.at_level("WARNING"):
+        embed_corpus(str(tmp_path / "in.txt"), str(tmp_path / "o.parquet"), engine, options(chunk_rows=10))
+    warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
+    assert warnings == ["50 text(s) longer than 128 tokens were truncated to 128 tokens"]
