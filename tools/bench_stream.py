@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -74,7 +75,8 @@ def write_texts(path: Path, n: int, pool: list[str]) -> Path:
 
 
 def measure(cmd: list[str]) -> dict[str, float]:
-    """Wall seconds and peak resident memory (bytes) of one process."""
+    """Wall seconds and peak resident memory (bytes) of one process (``ru_maxrss``, which
+    is right while this process stays small: see :func:`same_rows`)."""
     load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -97,17 +99,24 @@ def in_memory(src: Path, out: Path) -> dict[str, float]:
     return measure([sys.executable, "-c", IN_MEMORY, str(src), str(out)])
 
 
-def same_rows(a: Path, b: Path) -> bool:
-    """Whether two outputs hold the same texts and embeddings, compared a slice at a time."""
-    import pyarrow.parquet as pq
+SAME_ROWS = """
+import sys
+import pyarrow.parquet as pq
+a, b = (pq.ParquetFile(p) for p in sys.argv[1:3])
+rows = 0
+for x, y in zip(a.iter_batches(65536), b.iter_batches(65536)):
+    if not (x.column("text").equals(y.column("text")) and x.column("embedding").equals(y.column("embedding"))):
+        sys.exit(1)
+    rows += x.num_rows
+sys.exit(0 if rows == a.metadata.num_rows == b.metadata.num_rows else 1)
+"""
 
-    batches = zip(pq.ParquetFile(a).iter_batches(65536), pq.ParquetFile(b).iter_batches(65536))
-    rows = 0
-    for x, y in batches:
-        if not (x.column("text").equals(y.column("text")) and x.column("embedding").equals(y.column("embedding"))):
-            return False
-        rows += x.num_rows
-    return rows == pq.ParquetFile(a).metadata.num_rows == pq.ParquetFile(b).metadata.num_rows
+
+def same_rows(a: Path, b: Path) -> bool:
+    """Whether two outputs hold the same texts and embeddings. In a process of its own:
+    this one must stay small, since a child's peak memory on Linux starts from its
+    parent's at fork."""
+    return subprocess.run([sys.executable, "-c", SAME_ROWS, str(a), str(b)]).returncode == 0
 
 
 def line(name: str, n: int, m: dict[str, float]) -> str:
@@ -165,6 +174,8 @@ def main() -> int:
             out.unlink()
             shutil.rmtree(work / f".{out.name}.resume", ignore_errors=True)
 
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"(this script's own peak: {own:,.0f} MiB; the children's figures include at most that much)")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=1) + "\n")
     return 0
