@@ -190,8 +190,7 @@ def run_job_ray(
     truncated = TruncationTally()
     try:
         for k, chunk, table, (texts, cap) in results:
-            truncated.texts += texts
-            truncated.cap = max(truncated.cap, cap)
+            truncated.add(texts, cap)
             advance_to(k)
             assert run is not None and chunk == run.chunk, f"chunk {chunk} of output {k} arrived out of order"
             run.write(table)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -105,11 +106,15 @@ class TruncationTally(logging.Filter):
     def __exit__(self, *exc: Any) -> None:
         logging.getLogger("sae.engine").removeFilter(self)
 
-    def report(self, texts: int = 0, cap: int = 0) -> None:
-        """Log the total (plus ``texts`` counted elsewhere, such as by Ray workers)."""
-        total, cap = self.texts + texts, max(self.cap, cap)
-        if total:
-            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", total, cap, cap)
+    def add(self, texts: int, cap: int) -> None:
+        """Count truncations seen elsewhere (by a Ray worker)."""
+        self.texts += texts
+        self.cap = max(self.cap, cap)
+
+    def report(self) -> None:
+        """Log the total, once."""
+        if self.texts:
+            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", self.texts, self.cap, self.cap)
 
 
 class ResumeRefusedError(InputError):
@@ -203,7 +208,7 @@ class Job:
         """The outputs still to write: all of them, or on ``--resume`` of a dataset those
         an interrupted run did not finish. Call :meth:`done` after each."""
         if self.dataset_dir is not None:
-            identity = {"input": self.input, "parts": {o.relative: self.identity(o) for o in self.outputs}}
+            identity = {"parts": {o.relative: self.identity(o) for o in self.outputs}}
             self._finished = DatasetState.open(self.dataset_dir / DATASET_STATE, identity, self.options.resume,
                                                self.output)
         for output in self.outputs:
@@ -313,6 +318,35 @@ class OutputRun:
         self.rows += table.num_rows
 
 
+class WriteBehind:
+    """Writes a run's chunks on a thread of their own, one at a time and in order, so that
+    writing chunk k overlaps embedding chunk k + 1 (one more chunk in memory).
+
+    :meth:`wait` raises a failed write; leaving the ``with`` block waits for the write in
+    flight, so the run is never closed under it.
+    """
+
+    def __init__(self, run: OutputRun) -> None:
+        self.run = run
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sae-write")
+        self._pending: Future[None] | None = None
+
+    def write(self, table: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self.run.write, table)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._pool.shutdown(wait=True)  # a write's own error is raised by wait(), not here
+
+
 # -- on this machine ------------------------------------------------------------------------
 
 
@@ -339,14 +373,15 @@ def run_job(job: Job, engine: Any, progress: Progress | None = None) -> EmbedSum
     embedded = rows = 0
     with TruncationTally() as truncated:
         for out in job.pending():
-            with job.open(out) as run:
+            with job.open(out) as run, WriteBehind(run) as writer:
                 chunks = out.source.chunks()
                 run.skip_resumed(chunks)
                 for chunk in chunks:
                     embeddings = engine.embed(chunk.column("text").to_pylist(), progress=progress.advance)
-                    run.write(output_table(chunk, embeddings, run.schema))
+                    writer.write(output_table(chunk, embeddings, run.schema))
                     embedded += chunk.num_rows
-                rows += run.rows
+                writer.wait()
+            rows += run.rows
             job.done(out)
     job.complete()
     truncated.report()
