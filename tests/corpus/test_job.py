@@ -293,3 +293,17 @@ def test_truncated_texts_are_reported_once(tmp_path, engine, caplog):
         embed_corpus(str(tmp_path / "in.txt"), str(tmp_path / "o.parquet"), engine, options(chunk_rows=10))
     warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
     assert warnings == ["50 text(s) longer than 128 tokens were truncated to 128 tokens"]
+
+
+def test_a_resume_on_another_backend_is_refused(txt, tmp_path, engine):
+    out = tmp_path / "out.parquet"
+    with pytest.raises(InterruptError):
+        embed_corpus(str(txt), str(out), engine, options(), progress=StopAfter(100))
+    job = Job(str(txt), str(out), options(resume=True)).bind(engine.algorithm.content_hash, "gpu", engine.dim)
+    with pytest.raises(InputError, match="backend was 'cpu', now 'gpu'"):
+        job.resumable_chunks(job.outputs[0])
+    other = Job(str(txt), str(out), options(resume=True)).bind("another algorithm", "cpu", engine.dim)
+    with pytest.raises(InputError, match=r"algorithm was '[0-9a-f]+', now 'another algorithm'"):
+        other.open(other.outputs[0])
+    assert Job(str(txt), str(out), options(resume=True)).bind(
+        engine.algorithm.content_hash, "cpu", engine.dim).resumable_chunks(job.outputs[0]) == 2
