@@ -132,8 +132,8 @@ def embed_corpus_ray(
     *, dim: int, address: str | None = None, workers: int | None = None, progress: Progress | None = None,
 ) -> EmbedSummary:
     """:func:`~sae.corpus.job.embed_corpus` with Ray Data workers; see :func:`run_job_ray`."""
-    return run_job_ray(Job(input, output, options or EmbedOptions()), spec, dim=dim, address=address, workers=workers,
-                       progress=progress)
+    job = Job(input, output, options or EmbedOptions())
+    return run_job_ray(job, spec, dim=dim, address=address, workers=workers, progress=progress)
 
 
 def run_job_ray(
@@ -192,7 +192,8 @@ def run_job_ray(
         for k, chunk, table, (texts, cap) in results:
             truncated.add(texts, cap)
             advance_to(k)
-            assert run is not None and chunk == run.chunk, f"chunk {chunk} of output {k} arrived out of order"
+            if run is None or chunk != run.chunk:  # Ray Data keeps the order (preserve_order)
+                raise SaeError(f"Ray returned chunk {chunk} of output {k} out of order")
             run.write(table)
             embedded += table.num_rows
             progress.advance(table.num_rows)

@@ -213,6 +213,8 @@ class _TableSource(Source):
                 hint = "" if name != "text" or flag != "--text-column" else "; pick one with --text-column"
                 raise InputError(f"{self.name}: no {name!r} column ({flag}; columns: {', '.join(names)}){hint}")
         kind = self._input_schema.field(self.columns.text).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type  # dictionary-encoded strings are decoded
         strings = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
         if not (strings or pa.types.is_null(kind)):  # null: an empty file's column (rows are checked)
             raise InputError(f"{self.name}: column {self.columns.text!r} has type {kind}, expected string")

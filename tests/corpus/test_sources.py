@@ -126,3 +126,10 @@ def test_unreadable_tables(tmp_path):
 def test_rechunk_cuts_exactly():
     batches = TABLE.to_batches(max_chunksize=3)
     assert [t.num_rows for t in rechunk(batches, 10)] == [10, 10, 3]
+
+
+def test_dictionary_encoded_texts_are_decoded(tmp_path):
+    table = pa.table({"text": pa.array(["a cat", "a dog", "a cat"]).dictionary_encode()})
+    source = open_source(write_arrow(tmp_path / "d.arrow", table, batch=2), Columns(), 2)
+    assert [c.column("text").type for c in source.chunks()] == [pa.string(), pa.string()]
+    assert pa.concat_tables(source.chunks()).column("text").to_pylist() == ["a cat", "a dog", "a cat"]
