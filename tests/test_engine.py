@@ -107,3 +107,12 @@ def test_counters_add_up_texts_tokens_and_rewrites(tiny_alg):
     assert c.steps >= max(int(j["step"].max()) + 1 for j in journals if len(j))
     engine.embed(texts)
     assert engine.counters_snapshot().texts == 8  # running totals
+
+
+def test_embed_tokens_is_embed_after_tokenize(tiny_alg):
+    engine = Engine(tiny_alg, backend="cpu", batch_size=3)
+    texts = ["the cat runs", "", "new york city", "not happy at all", "the " * 200]
+    token_ids = engine.tokenize(texts)
+    assert engine.embed_tokens(token_ids).tobytes() == engine.embed(texts).tobytes()
+    with pytest.raises(ValueError, match="more than the stream capacity"):
+        engine.embed_tokens([[1] * (engine.caps.stream + 1)])

@@ -115,3 +115,18 @@ def make_tiny(
         rules=default_rules() if rules is None else rules,
         params=params or LoopParams(max_steps=16, tolerance=0, inhibit_steps=2),
     )
+
+
+#: Rules of the viewer's example: the tiny rules, a negation scope that changes vectors
+#: (a transform), and a guard that refuses the PUSH/MUL negation, so that annealing the
+#: example text commits a merge, reverts a rewrite and then takes the next-best bid.
+VIEW_EXAMPLE_RULES = """
+rule scope score 90: [neg] [word !neg]+2 => set 1 mod=1
+rule no_push_mul score 300: [op=PUSH] ~2 [op=MUL] => guard
+"""
+
+
+def make_view_example() -> Algorithm:
+    """The Algorithm the viewer's tests and pictures use (tolerance 0, one transform)."""
+    return make_tiny(rules=default_rules() + parse(VIEW_EXAMPLE_RULES),
+                     params=LoopParams(max_steps=16, tolerance=0, inhibit_steps=2), transforms=1)

@@ -1,0 +1,28 @@
+"""Ask a running `sae serve` for embeddings with the OpenAI client and over gRPC.
+
+    pip install 'sae[serve]' openai && sae serve &       # then:
+    python examples/serve_clients.py
+"""
+
+import numpy as np
+from openai import OpenAI
+
+import grpc
+from sae.service.proto import embed_pb2, embed_pb2_grpc
+
+texts = ["A man is playing a guitar.", "Someone is playing an instrument."]
+
+# HTTP, OpenAI's shape: any OpenAI client works; the key is not checked.
+client = OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
+reply = client.embeddings.create(input=texts, model="default")
+http_vectors = np.array([d.embedding for d in reply.data], dtype=np.float32)
+print("HTTP:", http_vectors.shape, "cosine", float(http_vectors[0] @ http_vectors[1]))
+
+# gRPC: BYTES asks for little-endian float32 bytes, the cheapest form to read.
+with grpc.insecure_channel("127.0.0.1:50051") as channel:
+    stub = embed_pb2_grpc.EmbedderStub(channel)
+    answer = stub.Embed(embed_pb2.EmbedRequest(inputs=texts, encoding=embed_pb2.BYTES))
+    grpc_vectors = np.stack([np.frombuffer(e.data, dtype="<f4") for e in answer.embeddings])
+    info = stub.Info(embed_pb2.InfoRequest())
+print("gRPC:", grpc_vectors.shape, f"Algorithm {info.algorithm} ({info.content_hash[:12]}), backend {info.backend}")
+print("the same bytes:", http_vectors.tobytes() == grpc_vectors.tobytes())

@@ -1,0 +1,101 @@
+"""``sae serve``: embeddings over HTTP and gRPC until SIGTERM (needs ``sae[serve]``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from sae.cli.common import add_engine_options, positive_int
+from sae.engine import Engine
+from sae.errors import InputError
+
+log = logging.getLogger("sae")
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="serve embeddings over HTTP (OpenAI-compatible) and gRPC",
+        description="Serve embeddings: POST /v1/embeddings (OpenAI), POST /embed (text-embeddings-inference), "
+        "GET /health, /info, /metrics, and gRPC sae.v1.Embedder with the standard health service. "
+        "Requests are batched together by a token budget; SIGTERM answers the requests in flight and "
+        "exits 0. Listens on loopback unless --host says otherwise. Needs: pip install 'sae[serve]'.",
+    )
+    add_engine_options(p, batch=False)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
+    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default 8080; 0: any free port)")
+    p.add_argument("--grpc-port", type=_port, default=50051, help="gRPC port (default 50051; 0: any free port)")
+    p.add_argument("--max-batch-tokens", type=positive_int, default=16384, metavar="N",
+                   help="tokens one engine batch may hold (default 16384)")
+    p.add_argument("--max-wait-ms", type=_non_negative, default=2, metavar="N",
+                   help="how long a batch waits for more texts once a worker is free (default 2)")
+    p.add_argument("--max-queue", type=positive_int, default=512, metavar="N",
+                   help="requests admitted at once; more are refused with 429 / RESOURCE_EXHAUSTED (default 512)")
+    p.add_argument("--max-texts", type=positive_int, default=1024, metavar="N",
+                   help="texts per request; more are refused with 413 / INVALID_ARGUMENT (default 1024)")
+    p.add_argument("--max-body-bytes", type=positive_int, default=2 * 1024 * 1024, metavar="N",
+                   help="bytes per request body or gRPC message; more is refused with 413 (default 2 MiB)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="engines embedding batches side by side on the CPU (default: CPU count - 1, at most 4; "
+                   "always 1 on the GPU)")
+    p.add_argument("--worker-processes", action="store_true",
+                   help="run each CPU engine in a process of its own instead of a thread of the server, so "
+                   "they do not share its interpreter lock (for many cores; on 2 cores it costs more CPU)")
+    p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
+                   help="on SIGTERM, how long requests in flight may take to finish (default 30)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from sae.service import EmbeddingService, ServiceConfig, make_workers
+        from sae.service import run as run_server
+    except ImportError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        config = ServiceConfig(
+            host=args.host, port=args.port, grpc_port=args.grpc_port, max_batch_tokens=args.max_batch_tokens,
+            max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
+            max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds,
+        )
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    engine = Engine(args.algorithm, backend=args.backend, adapter=args.adapter, threads=1)
+    workers = make_workers(engine, args.algorithm, args.workers, processes=args.worker_processes)
+    kind = "process" if engine.backend.concurrent_batches and args.worker_processes else "thread"
+    log.info("backend: %s (%s), %d worker %s(es); Algorithm %s (%s)", engine.backend.name,
+             engine.backend.description, len(workers), kind, engine.algorithm.name, engine.algorithm.content_hash[:12])
+    # Truncation to the stream capacity is documented (GET /info); a warning per request would flood the log.
+    logging.getLogger("sae.engine").setLevel(logging.ERROR)
+    service = EmbeddingService(engine, config, workers)
+
+    def ready(addresses) -> None:
+        # One plain line on stdout that scripts (and the tests) read the ports from.
+        print(f"sae serve: listening on {addresses.http_url} (HTTP) and {addresses.grpc_target} (gRPC)", flush=True)
+
+    try:
+        run_server(service, ready=ready)
+    except OSError as exc:
+        raise InputError(str(exc)) from None
+    log.info("stopped")
+    return 0

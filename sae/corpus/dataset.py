@@ -1,0 +1,88 @@
+"""Partitioned inputs: a directory or a glob of Parquet files, embedded part by part.
+
+Each input part gets its own output, at the same relative path under the output
+directory: ``in/2024/a.parquet`` with ``-o out`` becomes ``out/2024/a.parquet``.
+Files and directories whose names start with ``.`` or ``_`` (``_SUCCESS``,
+``_metadata``, the outputs' own resume state) are not parts, as in other Parquet tools.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import dataclass
+from pathlib import Path
+
+from sae.errors import InputError
+
+_MAGIC = set("*?[")
+
+
+@dataclass(frozen=True)
+class Part:
+    """One input file of a dataset and where its output goes."""
+
+    path: Path
+    relative: str  #: POSIX path relative to the dataset's root
+
+
+def is_dataset(spec: str) -> bool:
+    """Whether INPUT names a dataset: a directory, or a glob that is not an existing file."""
+    if spec == "-":
+        return False
+    path = Path(spec)
+    if path.is_dir():
+        return True
+    return any(c in _MAGIC for c in spec) and not path.exists()
+
+
+def _hidden(relative: Path) -> bool:
+    return any(p.startswith((".", "_")) for p in relative.parts)
+
+
+def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
+    """The Parquet files of a dataset INPUT, sorted by relative path; files under
+    ``exclude`` (the output directory) are left out."""
+    path = Path(spec)
+    if path.is_dir():
+        root = path
+        candidates = [p for p in root.rglob("*") if p.suffix.lower() == ".parquet"]
+    else:
+        prefix = []
+        for part in Path(spec).parts:
+            if any(c in _MAGIC for c in part):
+                break
+            prefix.append(part)
+        root = Path(*prefix) if prefix else Path(".")
+        candidates = [Path(p) for p in glob.glob(spec, recursive=True) if p.lower().endswith(".parquet")]
+    skip = exclude.resolve() if exclude is not None else None
+    parts = []
+    for p in candidates:
+        if not p.is_file():
+            continue
+        relative = p.relative_to(root)
+        if _hidden(relative):
+            continue
+        if skip is not None and p.resolve().is_relative_to(skip):
+            continue
+        parts.append(Part(p, relative.as_posix()))
+    if not parts:
+        raise InputError(f"{spec}: no Parquet files found")
+    return sorted(parts, key=lambda p: p.relative)
+
+
+def prepare_output_dir(out: str) -> Path:
+    """OUT for a dataset: an existing directory, or a new one in an existing directory."""
+    path = Path(out)
+    if path.suffix.lower() == ".npy":
+        raise InputError(f"{out}: a dataset INPUT writes a directory of Parquet files, not a .npy file")
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{out}: is a file; a dataset INPUT needs OUT to be a directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not path.exists():
+        if not parent.is_dir():
+            raise InputError(f"{out}: directory {parent} does not exist")
+        try:
+            path.mkdir()
+        except OSError as exc:
+            raise InputError(f"{out}: cannot create the directory ({exc.strerror})") from None
+    return path

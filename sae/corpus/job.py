@@ -1,0 +1,399 @@
+"""An embedding job over a corpus: plan its outputs, stream chunks through the engine, resume.
+
+:func:`embed_corpus` is what ``sae embed`` runs on one machine: each chunk of the input
+is read, embedded and written before the next is read, so memory depends on the chunk
+size, not on the input. :mod:`sae.corpus.cluster` runs the same :class:`Job` with Ray.
+Both write the same bytes: chunks, embeddings and output tables do not depend on who
+computed them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from sae.corpus.dataset import find_parts, is_dataset, prepare_output_dir
+from sae.corpus.sinks import DTYPES, NpySink, ParquetSink, output_schema, output_table
+from sae.corpus.sources import Columns, Source, open_source
+from sae.corpus.state import DatasetState, ResumeState, resumable_rows, text_digest
+from sae.errors import InputError
+from sae.io import check_writable
+
+log = logging.getLogger(__name__)
+
+#: Rows per chunk, resume step and Parquet row group: 48 MiB of 384-d float32 embeddings.
+DEFAULT_CHUNK_ROWS = 32768
+#: The dataset-wide resume record, inside the output directory.
+DATASET_STATE = ".dataset.resume.json"
+
+
+@dataclass(frozen=True)
+class EmbedOptions:
+    """What a job writes. Every field is part of a run's identity: a resumed run must match."""
+
+    text_column: str = "text"
+    keep_columns: tuple[str, ...] = ()
+    dtype: str = "float32"  #: of the embeddings written: float32 or float16
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    resume: bool = False  #: continue an interrupted run of the same job
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPES:
+            raise InputError(f"--dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
+        if self.chunk_rows < 1:
+            raise InputError(f"--chunk-rows: must be >= 1, got {self.chunk_rows}")
+
+
+class Progress(Protocol):
+    """Where a job reports rows: ``start`` once (``total`` None when unknown), then ``advance``."""
+
+    def start(self, total: int | None, done: int) -> None: ...
+
+    def advance(self, rows: int) -> None: ...
+
+
+class SilentProgress:
+    """A :class:`Progress` that shows nothing."""
+
+    def start(self, total: int | None, done: int) -> None:
+        pass
+
+    def advance(self, rows: int) -> None:
+        pass
+
+
+@dataclass
+class EmbedSummary:
+    """What a job did."""
+
+    rows: int  #: rows in the outputs written
+    embedded: int  #: rows embedded by this run (fewer than ``rows`` when it resumed)
+    outputs: list[Path]
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Rows embedded per second by this run."""
+        return self.embedded / self.seconds if self.seconds > 0 else float("inf")
+
+
+class TruncationTally(logging.Filter):
+    """Counts the engine's warnings about truncated texts, one per ``embed`` call, so that a
+    job of many chunks reports them once (:meth:`report`) instead of once per chunk."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts = 0
+        self.cap = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if "were truncated" in str(record.msg) and len(args) == 3 and isinstance(args[0], int):
+            self.texts += args[0]
+            self.cap = int(args[1])
+            return False
+        return True
+
+    def __enter__(self) -> TruncationTally:
+        logging.getLogger("sae.engine").addFilter(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        logging.getLogger("sae.engine").removeFilter(self)
+
+    def add(self, texts: int, cap: int) -> None:
+        """Count truncations seen elsewhere (by a Ray worker)."""
+        self.texts += texts
+        self.cap = max(self.cap, cap)
+
+    def report(self) -> None:
+        """Log the total, once."""
+        if self.texts:
+            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", self.texts, self.cap, self.cap)
+
+
+class ResumeRefusedError(InputError):
+    """The input of a resumed run is not what the interrupted run read."""
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output file of a job and the source it is made from."""
+
+    source: Source
+    path: Path
+    format: str  #: "parquet" or "npy"
+    relative: str | None = None  #: a dataset part's path below OUT
+
+
+@dataclass
+class Job:
+    """The outputs of ``sae embed INPUT -o OUT``, their schemas and identities.
+
+    Planning opens the inputs and checks them and the output, before any engine
+    exists. :meth:`bind` then names the engine: ``algorithm`` (its content hash),
+    ``backend`` ("cpu" or "gpu") and ``dim``, which join the options in each output's
+    identity, since a resumed run must embed as the interrupted one did.
+    """
+
+    input: str
+    output: str
+    options: EmbedOptions = EmbedOptions()
+    algorithm: str = ""
+    backend: str = ""
+    dim: int = 0
+    outputs: list[Output] = field(init=False)
+    dataset_dir: Path | None = field(init=False, default=None)
+    _finished: DatasetState | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        opts = self.options
+        columns = Columns(opts.text_column, tuple(opts.keep_columns))
+        if is_dataset(self.input):
+            self.dataset_dir = prepare_output_dir(self.output)
+            parts = find_parts(self.input, exclude=self.dataset_dir)
+            self.outputs = [
+                Output(open_source(p.path, columns, opts.chunk_rows), self.dataset_dir / p.relative, "parquet",
+                       p.relative)
+                for p in parts
+            ]
+            return
+        out = check_writable(self.output)
+        fmt = "npy" if out.suffix.lower() == ".npy" else "parquet"
+        if fmt == "npy" and columns.keep:
+            raise InputError(f"{self.output}: a .npy output holds only embeddings; --keep-columns needs Parquet")
+        self.outputs = [Output(open_source(self.input, columns, opts.chunk_rows), out, fmt)]
+
+    def summary(self, rows_written: int, embedded: int, seconds: float) -> EmbedSummary:
+        """The summary of a finished run that wrote ``rows_written`` rows (more in the outputs
+        when parts of a dataset were finished by the run it resumed)."""
+        rows = self.rows if self.rows is not None else rows_written
+        return EmbedSummary(rows, embedded, [o.path for o in self.outputs], seconds)
+
+    def bind(self, algorithm: str, backend: str, dim: int) -> Job:
+        """Name the engine that embeds this job (see the class docstring); returns the job."""
+        self.algorithm, self.backend, self.dim = algorithm, backend, dim
+        return self
+
+    @property
+    def rows(self) -> int | None:
+        """Rows in the whole input, when known before reading it."""
+        counts = [o.source.rows for o in self.outputs]
+        return None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
+
+    def schema(self, output: Output) -> Any:
+        return output_schema(output.source.schema(), self.dim, self.options.dtype, {"sae.algorithm": self.algorithm})
+
+    def identity(self, output: Output) -> dict[str, Any]:
+        opts = self.options
+        return {
+            "input": output.source.identity(),
+            "format": output.format,
+            "dtype": opts.dtype,
+            "chunk_rows": opts.chunk_rows,
+            "text_column": opts.text_column,
+            "keep_columns": list(opts.keep_columns),
+            "algorithm": self.algorithm,
+            "backend": self.backend,
+        }
+
+    # -- resuming ---------------------------------------------------------------------
+
+    def pending(self) -> Iterator[Output]:
+        """The outputs still to write: all of them, or on ``--resume`` of a dataset those
+        an interrupted run did not finish. Call :meth:`done` after each."""
+        if self.dataset_dir is not None:
+            identity = {"parts": {o.relative: self.identity(o) for o in self.outputs}}
+            self._finished = DatasetState.open(self.dataset_dir / DATASET_STATE, identity, self.options.resume,
+                                               self.output)
+        for output in self.outputs:
+            if self._finished is None or output.relative not in self._finished.done:
+                yield output
+
+    def done(self, output: Output) -> None:
+        if self._finished is not None and output.relative is not None:
+            self._finished.mark(output.relative)
+
+    def complete(self) -> None:
+        """Every output is written: forget the dataset's resume record."""
+        if self._finished is not None:
+            self._finished.remove()
+
+    def resumable_chunks(self, output: Output) -> int:
+        """Chunks of ``output`` that ``--resume`` keeps; an :class:`InputError` when the
+        interrupted run differs (checked again, under a lock, by :meth:`open`)."""
+        state = ResumeState.inspect(output.path, self.identity(output), self.options.resume)
+        return 0 if state is None else len(state.chunks)
+
+    def resumed_rows(self) -> int:
+        """Rows an interrupted run already wrote that ``--resume`` keeps (read, not checked)."""
+        if not self.options.resume:
+            return 0
+        rows = 0
+        finished = DatasetState.peek(self.dataset_dir / DATASET_STATE) if self.dataset_dir else set()
+        for output in self.outputs:
+            if output.relative in finished:
+                rows += output.source.rows or 0
+            else:
+                rows += resumable_rows(output.path)
+        return rows
+
+    def open(self, output: Output) -> OutputRun:
+        """Start writing ``output``: a fresh state, or the interrupted run's on ``--resume``."""
+        if output.relative is not None:
+            output.path.parent.mkdir(parents=True, exist_ok=True)  # a part in a subdirectory
+        return OutputRun(output, self.schema(output), self.identity(output), self.options.resume)
+
+
+class OutputRun:
+    """Writing one output, chunk after chunk; a context manager that keeps the resume
+    state on failure (except when the input itself is bad: nothing to resume then)."""
+
+    def __init__(self, output: Output, schema: Any, identity: dict[str, Any], resume: bool) -> None:
+        self.output = output
+        self.schema = schema
+        self.state = ResumeState.open(output.path, identity, resume)
+        try:
+            if output.format == "npy":
+                self.sink: Any = NpySink(output.path, self.state.directory, schema, self.state.rows)
+            else:
+                self.sink = ParquetSink(output.path, self.state.directory, schema)
+        except BaseException:
+            self.state.close()
+            raise
+        self.chunk = 0  #: the next chunk to read
+        self.rows = 0
+
+    @property
+    def resumed_chunks(self) -> int:
+        return len(self.state.chunks)
+
+    def __enter__(self) -> OutputRun:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self.close(exc)
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """Finish the output (rename it into place, drop the state), or after ``exc`` drop
+        the unfinished file and keep the state, except when the input itself is bad:
+        a resumed run would meet the same rows again."""
+        if exc is None:
+            self.sink.finish()
+            self.state.remove()
+            return
+        self.sink.abort()
+        if isinstance(exc, InputError) and not isinstance(exc, ResumeRefusedError):
+            self.state.remove()
+        else:
+            self.state.close()
+
+    def skip_resumed(self, chunks: Iterator[Any]) -> None:
+        """Read past the chunks the interrupted run finished, checking that they hold the
+        same texts, and put their output back in place."""
+        out = self.output.path
+        for record in self.state.chunks:
+            chunk = next(chunks, None)
+            if chunk is None:
+                raise ResumeRefusedError(f"{out}: cannot resume, the input now ends before row {self.rows + 1}, "
+                                    "where the interrupted run had gone past")
+            if chunk.num_rows != record.rows or text_digest(chunk) != record.digest:
+                first, last = self.rows + 1, self.rows + record.rows
+                raise ResumeRefusedError(f"{out}: cannot resume, rows {first}-{last} of the input differ from the "
+                                    "interrupted run's (run without --resume to start over)")
+            self.sink.replay(self.chunk)
+            self.chunk += 1
+            self.rows += chunk.num_rows
+
+    def write(self, table: Any) -> None:
+        """Write the next chunk's output table, then record it as finished."""
+        self.sink.write(self.chunk, table)
+        self.state.commit(table.num_rows, text_digest(table))
+        self.chunk += 1
+        self.rows += table.num_rows
+
+
+class WriteBehind:
+    """Writes a run's chunks on a thread of their own, one at a time and in order, so that
+    writing chunk k overlaps embedding chunk k + 1 (one more chunk in memory).
+
+    :meth:`wait` raises a failed write; leaving the ``with`` block waits for the write in
+    flight, so the run is never closed under it.
+    """
+
+    def __init__(self, run: OutputRun) -> None:
+        self.run = run
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="sae-write")
+        self._pending: Future[None] | None = None
+
+    def write(self, table: Any) -> None:
+        self.wait()
+        self._pending = self._pool.submit(self.run.write, table)
+
+    def wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __enter__(self) -> WriteBehind:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._pool.shutdown(wait=True)  # a write's own error is raised by wait(), not here
+
+
+# -- on this machine ------------------------------------------------------------------------
+
+
+def embed_corpus(
+    input: str, output: str, engine: Any, options: EmbedOptions = EmbedOptions(),
+    progress: Progress | None = None,
+) -> EmbedSummary:
+    """Embed INPUT into OUT with ``engine`` (a :class:`sae.Engine`), one chunk at a time.
+
+    INPUT: a text file (one text per line), a Parquet or Arrow file, ``-`` for stdin, or
+    a directory or glob of Parquet files (then OUT is a directory with one output per
+    part). OUT: Parquet, or ``.npy`` (embeddings only). Raises :class:`InputError` for bad
+    input or options, before any work where it can be found without reading the rows.
+    """
+    return run_job(Job(input, output, options), engine, progress)
+
+
+def run_job(job: Job, engine: Any, progress: Progress | None = None) -> EmbedSummary:
+    """Run a planned :class:`Job` on this machine with ``engine``."""
+    job.bind(engine.algorithm.content_hash, engine.backend.name, engine.dim)
+    progress = progress or SilentProgress()
+    start = time.perf_counter()
+    progress.start(job.rows, job.resumed_rows())
+    embedded = rows = 0
+    with TruncationTally() as truncated:
+        for out in job.pending():
+            with job.open(out) as run, WriteBehind(run) as writer:
+                chunks = out.source.chunks()
+                run.skip_resumed(chunks)
+                for chunk in chunks:
+                    embeddings = engine.embed(chunk.column("text").to_pylist(), progress=progress.advance)
+                    writer.write(output_table(chunk, embeddings, run.schema))
+                    embedded += chunk.num_rows
+                writer.wait()
+            rows += run.rows
+            job.done(out)
+    job.complete()
+    truncated.report()
+    return job.summary(rows, embedded, time.perf_counter() - start)
+
+
+def embed_in_memory(input: str, output: str, engine: Any) -> int:
+    """``sae embed`` as it was before streaming: read every text, embed them in one call,
+    write one table. Kept as the anchor that tools/bench_stream.py measures against."""
+    from sae.io import read_texts, write_embeddings
+
+    check_writable(output)
+    texts = read_texts(input)
+    write_embeddings(output, texts, engine.embed(texts))
+    return len(texts)

@@ -1,0 +1,398 @@
+"""Inputs read a chunk at a time: text files, stdin, Parquet and Arrow tables.
+
+Every source yields **chunks**: Arrow tables of ``chunk_rows`` rows (the last one
+shorter) with a string column ``text`` and then the kept columns, in input order.
+Chunk ``k`` holds input rows ``[k * chunk_rows, (k + 1) * chunk_rows)`` whatever the
+input's own layout (lines, record batches, row groups), so chunks, and the output
+row groups made from them, depend only on the rows and ``chunk_rows``.
+
+:meth:`Source.chunks` reads them in order from the start (the fast path);
+:meth:`Source.read_chunk` reads one by its number, for workers that each read their
+own chunks (Ray). Both give the same tables. Sources pickle without open handles.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sae.corpus import lines as _lines
+from sae.errors import InputError
+from sae.io import existing_file
+
+#: Table formats by file suffix; anything else is read as text, one text per line.
+PARQUET_SUFFIXES = (".parquet",)
+ARROW_SUFFIXES = (".arrow", ".feather", ".ipc")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which input columns to read: the texts, and others carried over to the output."""
+
+    text: str = "text"
+    keep: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for name in self.keep:
+            if name in ("text", "embedding"):
+                raise InputError(f"--keep-columns: {name!r} would clash with the output's {name!r} column")
+            if name in seen:
+                raise InputError(f"--keep-columns: {name!r} is listed twice")
+            seen.add(name)
+
+    @property
+    def read(self) -> list[str]:
+        """Input columns to read, each once."""
+        return list(dict.fromkeys((self.text, *self.keep)))
+
+
+class Source:
+    """An input read in chunks of ``chunk_rows`` rows; see the module docstring."""
+
+    name: str
+    chunk_rows: int
+    #: rows in the input, when known before reading it (not for stdin)
+    rows: int | None = None
+    #: whether :meth:`read_chunk` works (every file except an Arrow stream)
+    random_access: bool = True
+
+    @property
+    def n_chunks(self) -> int | None:
+        if self.rows is None:
+            return None
+        return -(-self.rows // self.chunk_rows)
+
+    def chunks(self) -> Iterator[Any]:  # Iterator[pyarrow.Table]
+        """Every chunk, in order, from the first."""
+        raise NotImplementedError
+
+    def read_chunk(self, index: int) -> Any:  # pyarrow.Table
+        """Chunk ``index`` alone (when :attr:`random_access`)."""
+        raise InputError(f"{self.name}: cannot be read in parts by workers, only in order")
+
+    def identity(self) -> dict[str, Any]:
+        """What a resumed run must find unchanged: kind, path, size, modification time, columns."""
+        raise NotImplementedError
+
+    def schema(self) -> Any:  # pyarrow.Schema
+        """The schema of every chunk: ``text`` (string), then the kept columns."""
+        raise NotImplementedError
+
+
+def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int = 32768) -> Source:
+    """The source INPUT names: ``-`` (stdin, one text per line), a ``.parquet`` or
+    ``.arrow``/``.feather``/``.ipc`` table, or any other file as text, one text per line.
+
+    Problems found without reading the rows (a missing file, a missing column, a text
+    file that is not UTF-8) are :class:`InputError`\\ s raised here, before any work.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"open_source: chunk_rows must be >= 1, got {chunk_rows}")
+    if str(spec) == "-":
+        _lines_only(columns, "<stdin>")
+        return StdinSource(chunk_rows)
+    path = existing_file(spec, "a .txt, .parquet or .arrow file")
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return ParquetSource(path, columns, chunk_rows)
+    if suffix in ARROW_SUFFIXES:
+        return ArrowSource(path, columns, chunk_rows)
+    _lines_only(columns, str(path))
+    return TextFileSource(path, chunk_rows)
+
+
+def _lines_only(columns: Columns, name: str) -> None:
+    if columns.keep:
+        raise InputError(f"{name}: --keep-columns needs a Parquet or Arrow input (a text file has only its lines)")
+    if columns.text != "text":
+        raise InputError(f"{name}: --text-column needs a Parquet or Arrow input (a text file has only its lines)")
+
+
+def _file_identity(kind: str, path: Path, **extra: Any) -> dict[str, Any]:
+    st = path.stat()
+    return {"kind": kind, "path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, **extra}
+
+
+def _text_table(texts: list[str]):  # -> pyarrow.Table
+    import pyarrow as pa
+
+    return pa.table({"text": pa.array(texts, type=pa.string())})
+
+
+def _text_schema():  # -> pyarrow.Schema
+    import pyarrow as pa
+
+    return pa.schema([pa.field("text", pa.string())])
+
+
+# -- text ----------------------------------------------------------------------------------
+
+
+class TextFileSource(Source):
+    """A text file, one text per line; indexed once (and checked to be UTF-8) when opened."""
+
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        self.path = path
+        self.name = str(path)
+        self.chunk_rows = chunk_rows
+        self.index = _lines.index_lines(path, chunk_rows)
+        self.rows = self.index.lines
+
+    def chunks(self) -> Iterator[Any]:
+        for k in range(self.index.chunks):
+            yield self.read_chunk(k)
+
+    def read_chunk(self, index: int) -> Any:
+        return _text_table(_lines.read_chunk(self.path, self.index, index))
+
+    def identity(self) -> dict[str, Any]:
+        return _file_identity("text", self.path)
+
+    def schema(self) -> Any:
+        return _text_schema()
+
+
+class StdinSource(Source):
+    """Standard input, one text per line, read once in order (its size is not known)."""
+
+    random_access = False
+
+    def __init__(self, chunk_rows: int, stream: Any = None) -> None:
+        self.name = "<stdin>"
+        self.chunk_rows = chunk_rows
+        self._stream = stream
+
+    def chunks(self) -> Iterator[Any]:
+        stream = self._stream if self._stream is not None else sys.stdin.buffer
+        for texts in _lines.iter_lines(stream, self.name, self.chunk_rows):
+            yield _text_table(texts)
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "stdin"}
+
+    def schema(self) -> Any:
+        return _text_schema()
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+class _TableSource(Source):
+    """Shared by Parquet and Arrow: column checks, and chunks cut from record batches."""
+
+    kind = ""
+
+    def __init__(self, path: Path, columns: Columns, chunk_rows: int) -> None:
+        self.path = path
+        self.name = str(path)
+        self.columns = columns
+        self.chunk_rows = chunk_rows
+        self._handle: Any = None
+        self._input_schema = self._open_schema()
+        self._check_columns()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_handle"] = None  # reopened where it is unpickled
+        return state
+
+    def _open_schema(self) -> Any:
+        raise NotImplementedError
+
+    def _check_columns(self) -> None:
+        import pyarrow as pa
+
+        names = self._input_schema.names
+        for name in self.columns.read:
+            if name not in names:
+                flag = "--keep-columns" if name != self.columns.text else "--text-column"
+                hint = "" if name != "text" or flag != "--text-column" else "; pick one with --text-column"
+                raise InputError(f"{self.name}: no {name!r} column ({flag}; columns: {', '.join(names)}){hint}")
+        kind = self._input_schema.field(self.columns.text).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type  # dictionary-encoded strings are decoded
+        strings = pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
+        if not (strings or pa.types.is_null(kind)):  # null: an empty file's column (rows are checked)
+            raise InputError(f"{self.name}: column {self.columns.text!r} has type {kind}, expected string")
+
+    def schema(self) -> Any:
+        import pyarrow as pa
+
+        fields = [pa.field("text", pa.string())]
+        fields += [self._input_schema.field(name) for name in self.columns.keep]
+        return pa.schema(fields)
+
+    def identity(self) -> dict[str, Any]:
+        return _file_identity(self.kind, self.path, columns=str(self.schema()))
+
+    def _batches(self, first_batch: int = 0) -> Iterator[Any]:
+        """The input's record batches with the read columns, from one of its row groups
+        (Parquet) or record batches (Arrow)."""
+        raise NotImplementedError
+
+    def _units(self) -> list[int]:
+        """Rows in each unit that :meth:`_batches` can start at."""
+        raise NotImplementedError
+
+    def chunks(self) -> Iterator[Any]:
+        row = 0
+        for table in rechunk(self._batches(), self.chunk_rows):
+            yield self._finish(table, row)
+            row += table.num_rows
+
+    def read_chunk(self, index: int) -> Any:
+        start = index * self.chunk_rows
+        unit, before = 0, 0
+        units = self._units()
+        while unit < len(units) and before + units[unit] <= start:
+            before += units[unit]
+            unit += 1
+        table = take(self._batches(unit), start - before, self.chunk_rows, self.name)
+        return self._finish(table, start)
+
+    def _finish(self, table: Any, first_row: int) -> Any:
+        """``table`` cut to the output's columns: ``text`` as string without nulls."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        text = table.column(self.columns.text)
+        if text.null_count:
+            row = first_row + pc.index(pc.is_null(text), True).as_py() + 1
+            raise InputError(f"{self.name}: column {self.columns.text!r} has a null value in row {row}")
+        if text.type != pa.string():
+            text = text.cast(pa.string())
+        arrays = [text] + [table.column(name) for name in self.columns.keep]
+        return pa.Table.from_arrays(arrays, schema=self.schema()).combine_chunks()
+
+
+class ParquetSource(_TableSource):
+    """A Parquet file, read by record batches of its row groups."""
+
+    kind = "parquet"
+
+    def _file(self) -> Any:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._handle is None:
+            try:
+                # Not memory-mapped: mapped pages would count as the process's memory.
+                self._handle = pq.ParquetFile(self.path)
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(f"{self.path}: not a readable .parquet table ({exc})") from None
+        return self._handle
+
+    def _open_schema(self) -> Any:
+        meta = self._file().metadata
+        self.rows = meta.num_rows
+        self._groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+        return self._file().schema_arrow
+
+    def _units(self) -> list[int]:
+        return self._groups
+
+    def _batches(self, first_batch: int = 0) -> Iterator[Any]:
+        import pyarrow as pa
+
+        groups = list(range(first_batch, len(self._groups)))
+        if not groups:
+            return
+        try:
+            yield from self._file().iter_batches(
+                batch_size=self.chunk_rows, row_groups=groups, columns=self.columns.read
+            )
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: cannot read its rows ({exc})") from None
+
+
+class ArrowSource(_TableSource):
+    """An Arrow IPC file (random access by record batch) or stream (read in order)."""
+
+    kind = "arrow"
+
+    def _reader(self) -> Any:
+        import pyarrow as pa
+
+        try:
+            source = pa.OSFile(str(self.path))  # not mapped, as for Parquet
+            try:
+                return pa.ipc.open_file(source), True
+            except pa.ArrowInvalid:
+                source.seek(0)
+                return pa.ipc.open_stream(source), False
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: not a readable {self.path.suffix} table ({exc})") from None
+
+    def _open_schema(self) -> Any:
+        import pyarrow as pa
+
+        reader, self.random_access = self._reader()
+        try:
+            if self.random_access:
+                self._sizes = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+            else:  # a stream: count its rows, one batch in memory at a time
+                self._sizes = [batch.num_rows for batch in reader]
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: not a readable {self.path.suffix} table ({exc})") from None
+        self.rows = sum(self._sizes)
+        return reader.schema
+
+    def _units(self) -> list[int]:
+        return self._sizes if self.random_access else [self.rows or 0]
+
+    def _batches(self, first_batch: int = 0) -> Iterator[Any]:
+        reader, random_access = self._reader()
+        names = self.columns.read
+        if random_access:
+            for i in range(first_batch, reader.num_record_batches):
+                yield reader.get_batch(i).select(names)
+        else:
+            for batch in reader:
+                yield batch.select(names)
+
+    def read_chunk(self, index: int) -> Any:
+        if not self.random_access:
+            return Source.read_chunk(self, index)
+        return super().read_chunk(index)
+
+
+# -- cutting record batches into chunks ----------------------------------------------------------
+
+
+def rechunk(batches: Iterable[Any], rows: int) -> Iterator[Any]:
+    """Tables of exactly ``rows`` rows (the last one shorter) from record batches of any size."""
+    import pyarrow as pa
+
+    pending: list[Any] = []
+    count = 0
+    for batch in batches:
+        while batch.num_rows:
+            take_rows = min(rows - count, batch.num_rows)
+            pending.append(batch.slice(0, take_rows))
+            count += take_rows
+            batch = batch.slice(take_rows)
+            if count == rows:
+                yield pa.Table.from_batches(pending)
+                pending, count = [], 0
+    if count:
+        yield pa.Table.from_batches(pending)
+
+
+def take(batches: Iterable[Any], skip: int, rows: int, name: str) -> Any:
+    """``rows`` rows after the first ``skip`` rows of a stream of record batches."""
+    for table in rechunk(_skipped(batches, skip), rows):
+        return table
+    raise InputError(f"{name}: has fewer rows than when it was opened (did it change?)")
+
+
+def _skipped(batches: Iterable[Any], skip: int) -> Iterator[Any]:
+    for batch in batches:
+        if skip >= batch.num_rows:
+            skip -= batch.num_rows
+            continue
+        yield batch.slice(skip) if skip else batch
+        skip = 0

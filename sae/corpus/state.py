@@ -1,0 +1,248 @@
+"""Resume state: what an output's run has finished, kept beside the output.
+
+An output ``DIR/NAME`` keeps its state in ``DIR/.NAME.resume/`` while it is written:
+``state.json`` (the run's identity and one record per finished chunk: its rows and a
+digest of its texts), whatever the output format keeps there (:mod:`sae.corpus.sinks`),
+and a lock. ``state.json`` is replaced atomically after each chunk, so after a crash or
+``kill -9`` it names exactly the chunks that are safely on disk. The directory is removed
+when the output is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sae.errors import InputError
+
+log = logging.getLogger(__name__)
+
+STATE_FORMAT = "sae-embed-resume"
+STATE_VERSION = 1
+
+
+def state_dir(out: Path) -> Path:
+    """Where the resume state of output ``out`` lives."""
+    return out.parent / f".{out.name}.resume"
+
+
+def text_digest(table: Any) -> str:  # (pyarrow.Table) -> str
+    """A digest of a chunk's ``text`` column: the lengths and bytes of its strings."""
+    import numpy as np
+
+    column = table.column("text").combine_chunks()
+    hasher = hashlib.blake2b(digest_size=16)
+    if len(column):
+        offsets = np.frombuffer(column.buffers()[1], dtype=np.int32)[column.offset : column.offset + len(column) + 1]
+        hasher.update(np.diff(offsets).astype("<i8").tobytes())
+        data = column.buffers()[2]
+        if data is not None:
+            hasher.update(memoryview(data)[int(offsets[0]) : int(offsets[-1])])
+    return hasher.hexdigest()
+
+
+def write_json_atomically(path: Path, doc: dict[str, Any]) -> None:
+    """Replace ``path`` with ``doc`` so that a reader sees the old or the new file, never half."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def first_difference(old: Any, new: Any, where: str = "") -> str | None:
+    """The first key path where two JSON documents differ, with both values; None if equal."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            diff = first_difference(old.get(key), new.get(key), f"{where}.{key}" if where else key)
+            if diff:
+                return diff
+        return None
+    if old != new:
+        return f"{where} was {old!r}, now {new!r}"
+    return None
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """How a run's identity differs from an interrupted run's, in words; None if the same."""
+    before, now = old.get("input"), new.get("input")
+    if isinstance(before, dict) and isinstance(now, dict) and before != now and before.get("path") == now.get("path"):
+        if before.get("columns") != now.get("columns"):
+            return f"the columns of {now.get('path')} changed"
+        return f"{now.get('path')} changed since (its size or modification time)"
+    return first_difference(old, new)
+
+
+@dataclass
+class ChunkRecord:
+    rows: int
+    digest: str
+
+
+@dataclass
+class ResumeState:
+    """The finished chunks of one output, and the identity of the run that wrote them."""
+
+    directory: Path
+    identity: dict[str, Any]
+    chunks: list[ChunkRecord] = field(default_factory=list)
+    _lock: Any = None
+
+    @property
+    def rows(self) -> int:
+        return sum(c.rows for c in self.chunks)
+
+    @classmethod
+    def inspect(cls, out: Path, identity: dict[str, Any], resume: bool) -> ResumeState | None:
+        """The interrupted run's state when ``resume`` finds one with the same identity,
+        None when there is nothing to resume; an :class:`InputError` when it differs.
+        Reads only: :meth:`open` takes the lock."""
+        path = state_dir(out) / "state.json"
+        if not (resume and path.exists()):
+            return None
+        state = cls._load(state_dir(out), path, out)
+        diff = describe_difference(state.identity, identity)
+        if diff:
+            raise InputError(f"{out}: cannot resume, the interrupted run differs: {diff} "
+                             "(run without --resume to start over)")
+        return state
+
+    @classmethod
+    def open(cls, out: Path, identity: dict[str, Any], resume: bool) -> ResumeState:
+        """The state for writing ``out``, locked: the interrupted run's when ``resume``
+        finds one with the same identity (see :meth:`inspect`), otherwise a fresh one."""
+        directory = state_dir(out)
+        lock = _lock(directory / "lock", out) if directory.is_dir() else None
+        try:
+            state = cls.inspect(out, identity, resume)
+        except BaseException:
+            _unlock(lock)
+            raise
+        if state is not None:
+            state._lock = lock
+            log.info("resuming %s after %d rows (%d chunks)", out, state.rows, len(state.chunks))
+            return state
+        if resume:
+            log.info("nothing to resume for %s; starting from the beginning", out)
+        elif (directory / "state.json").exists():
+            log.info("discarding the unfinished run of %s (use --resume to continue one)", out)
+        _unlock(lock)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+        state = cls(directory, identity, [], _lock(directory / "lock", out))
+        state.save()
+        return state
+
+    @classmethod
+    def _load(cls, directory: Path, path: Path, out: Path) -> ResumeState:
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("format") != STATE_FORMAT or doc.get("version") != STATE_VERSION:
+                raise ValueError("unknown format")
+            chunks = [ChunkRecord(int(c["rows"]), str(c["digest"])) for c in doc["chunks"]]
+            return cls(directory, doc["identity"], chunks)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{out}: cannot resume, its state {path} is unreadable ({exc}); "
+                             "run without --resume to start over") from None
+
+    def save(self) -> None:
+        write_json_atomically(self.directory / "state.json", {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "identity": self.identity,
+            "chunks": [{"rows": c.rows, "digest": c.digest} for c in self.chunks],
+        })
+
+    def commit(self, rows: int, digest: str) -> None:
+        """Record one more finished chunk (after its data is on disk)."""
+        self.chunks.append(ChunkRecord(rows, digest))
+        self.save()
+
+    def close(self) -> None:
+        """Release the lock and keep the state (for ``--resume``)."""
+        _unlock(self._lock)
+        self._lock = None
+
+    def remove(self) -> None:
+        """The output is complete: release the lock and remove the state."""
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def resumable_rows(out: Path) -> int:
+    """Rows that the state beside ``out`` records as finished (0 without one); not checked."""
+    try:
+        doc = json.loads((state_dir(out) / "state.json").read_text())
+        return sum(int(c["rows"]) for c in doc["chunks"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+class DatasetState:
+    """Which parts of a dataset a run has finished (a file in the output directory)."""
+
+    def __init__(self, path: Path, identity: dict[str, Any], done: set[str]) -> None:
+        self.path, self.identity, self.done = path, identity, done
+
+    @staticmethod
+    def peek(path: Path) -> set[str]:
+        """The finished parts that ``path`` records (none without it); not checked."""
+        try:
+            return set(json.loads(path.read_text())["done"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return set()
+
+    @classmethod
+    def open(cls, path: Path, identity: dict[str, Any], resume: bool, out: str) -> DatasetState:
+        """The interrupted run's record when ``resume`` and its identity matches, else a fresh one."""
+        done: set[str] = set()
+        if resume and path.exists():
+            try:
+                doc = json.loads(path.read_text())
+                old, done = doc["identity"], set(doc["done"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise InputError(f"{out}: cannot resume, {path} is unreadable ({exc}); "
+                                 "run without --resume to start over") from None
+            diff = first_difference(old, identity)
+            if diff:
+                raise InputError(f"{out}: cannot resume, the interrupted run differs: {diff} "
+                                 "(run without --resume to start over)")
+            log.info("resuming %s: %d of %d parts were finished", out, len(done), len(identity.get("parts", ())))
+        state = cls(path, identity, done)
+        state._save()
+        return state
+
+    def _save(self) -> None:
+        write_json_atomically(self.path, {"identity": self.identity, "done": sorted(self.done)})
+
+    def mark(self, relative: str) -> None:
+        self.done.add(relative)
+        self._save()
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _lock(path: Path, out: Path) -> Any:
+    """An exclusive lock on ``path`` (released by the OS if the process dies); None where
+    the platform has no ``fcntl``."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    handle = open(path, "a+b")  # held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise InputError(f"{out}: another sae embed is writing this output") from None
+    return handle
+
+
+def _unlock(handle: Any) -> None:
+    if handle is not None:
+        handle.close()

@@ -1,0 +1,235 @@
+"""The gRPC front end (grpc.aio): ``sae.v1.Embedder`` (unary and streaming Embed, Info)
+and the standard ``grpc.health.v1.Health`` service.
+
+Status codes: bad input INVALID_ARGUMENT, a full queue RESOURCE_EXHAUSTED (as does a
+message over the size limit, from gRPC itself), shutting down UNAVAILABLE, a server
+fault INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import grpc
+import numpy as np
+from google.protobuf.message import DecodeError
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from sae.service.batcher import QueueFullError, ShuttingDownError
+from sae.service.proto import embed_pb2
+from sae.service.schema import RequestError
+from sae.service.service import EmbeddingService
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = embed_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name  # "sae.v1.Embedder"
+
+_CODES = {
+    "bad_request": grpc.StatusCode.INVALID_ARGUMENT,
+    "too_large": grpc.StatusCode.INVALID_ARGUMENT,
+    "queue_full": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "shutting_down": grpc.StatusCode.UNAVAILABLE,
+    "internal": grpc.StatusCode.INTERNAL,
+}
+
+
+class _Malformed:
+    """A request message that did not parse (invalid UTF-8 in a string, bad wire format)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _parse_request(data: bytes) -> embed_pb2.EmbedRequest | _Malformed:
+    # gRPC answers INTERNAL when a deserializer raises; a bad message is the client's fault.
+    try:
+        return embed_pb2.EmbedRequest.FromString(data)
+    except DecodeError as exc:
+        return _Malformed(str(exc) or "cannot parse")
+
+
+def _failure(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, RequestError):
+        return exc.kind, exc.message
+    if isinstance(exc, QueueFullError):
+        return "queue_full", str(exc)
+    if isinstance(exc, ShuttingDownError):
+        return "shutting_down", str(exc)
+    log.error("internal error", exc_info=exc)
+    return "internal", f"internal error ({type(exc).__name__}); see the server log"
+
+
+class EmbedderServicer:
+    """Answers ``sae.v1.Embedder`` from an :class:`EmbeddingService`."""
+
+    def __init__(
+        self, service: EmbeddingService, embed: Callable[[list[str]], Awaitable[tuple[np.ndarray, int]]]
+    ) -> None:
+        self.service = service
+        self.embed = embed  # service.embed, run on the service's loop
+        self.duration = service.metrics.request_duration.labels("grpc")
+        self.texts = service.metrics.request_texts.labels("grpc")
+        self.errors = service.metrics.errors
+
+    async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
+        if isinstance(request, _Malformed):
+            raise RequestError(f"the request is not a valid {embed_pb2.EmbedRequest.DESCRIPTOR.full_name}: "
+                               f"{request.reason}")
+        texts = list(request.inputs)
+        self.service.check_count(texts)
+        vectors, tokens = await self.embed(texts)
+        self.texts.observe(len(texts))
+        if request.encoding == embed_pb2.BYTES:
+            little = vectors.astype("<f4", copy=False)
+            embeddings = [embed_pb2.Embedding(data=row.tobytes()) for row in little]
+        else:
+            embeddings = [embed_pb2.Embedding(values=row) for row in vectors.tolist()]
+        return embed_pb2.EmbedResponse(embeddings=embeddings, prompt_tokens=tokens)
+
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        kind, message = _failure(exc)
+        self.errors.labels("grpc", kind).inc()
+        await context.abort(_CODES[kind], message)
+
+    async def Embed(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.EmbedResponse:
+        started = time.perf_counter()
+        try:
+            return await self._embed(request)
+        except Exception as exc:
+            await self._abort(context, exc)
+            raise  # not reached: abort raises
+        finally:
+            self.duration.observe(time.perf_counter() - started)
+
+    async def EmbedStream(self, requests: AsyncIterator, context: grpc.aio.ServicerContext):
+        """Each request is answered in order; requests are embedded concurrently as they arrive."""
+        answers: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=64)
+
+        async def read() -> None:
+            try:
+                async for request in requests:
+                    await answers.put(asyncio.ensure_future(self._timed(request)))
+            finally:
+                await answers.put(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (task := await answers.get()) is not None:
+                try:
+                    yield await task
+                except Exception as exc:
+                    await self._abort(context, exc)
+            await reader  # a reading error surfaces here
+        finally:
+            reader.cancel()
+            while not answers.empty():
+                pending = answers.get_nowait()
+                if pending is not None:
+                    pending.cancel()
+
+    async def _timed(self, request) -> embed_pb2.EmbedResponse:
+        started = time.perf_counter()
+        try:
+            return await self._embed(request)
+        finally:
+            self.duration.observe(time.perf_counter() - started)
+
+    async def Info(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.InfoResponse:
+        return embed_pb2.InfoResponse(**self.service.info())
+
+
+def _handlers(servicer: EmbedderServicer) -> grpc.GenericRpcHandler:
+    # As the generated add_EmbedderServicer_to_server, but with a deserializer that lets a
+    # malformed request reach the servicer (INVALID_ARGUMENT) instead of failing as INTERNAL.
+    respond = embed_pb2.EmbedResponse.SerializeToString
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, {
+        "Embed": grpc.unary_unary_rpc_method_handler(
+            servicer.Embed, request_deserializer=_parse_request, response_serializer=respond),
+        "EmbedStream": grpc.stream_stream_rpc_method_handler(
+            servicer.EmbedStream, request_deserializer=_parse_request, response_serializer=respond),
+        "Info": grpc.unary_unary_rpc_method_handler(
+            servicer.Info, request_deserializer=embed_pb2.InfoRequest.FromString,
+            response_serializer=embed_pb2.InfoResponse.SerializeToString),
+    })
+
+
+class GrpcFrontEnd:
+    """A grpc.aio server with the Embedder and the health service, on an event loop of its own.
+
+    gRPC runs in a thread with its own asyncio loop: grpc.aio and uvicorn on one loop
+    slowed each other down several times over (docs/SERVE.md). Its calls reach the
+    service on the caller's loop (where the batcher lives) through thread-safe futures.
+    """
+
+    def __init__(self, service: EmbeddingService) -> None:
+        self.service = service
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sae-grpc", daemon=True)
+        self._thread.start()
+        self._service_loop: asyncio.AbstractEventLoop | None = None
+        self._server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+
+    def _in_thread(self, coroutine) -> concurrent.futures.Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _embed_on_service_loop(self, texts: list[str]):
+        assert self._service_loop is not None
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.service.embed(texts),
+                                                                           self._service_loop))
+
+    async def _create(self, host: str, port: int) -> int:
+        self._server = grpc.aio.server(options=[
+            ("grpc.max_receive_message_length", self.service.config.max_body_bytes),
+            ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
+        ])
+        servicer = EmbedderServicer(self.service, self._embed_on_service_loop)
+        self._server.add_generic_rpc_handlers((_handlers(servicer),))
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        try:
+            return self._server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {address} (gRPC): {exc}") from None
+
+    def listen(self, host: str, port: int) -> int:
+        """Bind ``host:port`` (0: a free port); the port bound. Raises ``OSError``."""
+        try:
+            return self._in_thread(self._create(host, port)).result()
+        except OSError:
+            self._close_loop()
+            raise
+
+    async def _start(self) -> None:
+        assert self._server is not None and self._health is not None
+        await self._server.start()
+        for name in ("", SERVICE_NAME):
+            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def start(self) -> None:
+        """Start serving; call from the loop the service runs on."""
+        self._service_loop = asyncio.get_running_loop()
+        await asyncio.wrap_future(self._in_thread(self._start()))
+
+    async def _stop(self, grace: float) -> None:
+        assert self._server is not None and self._health is not None
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(grace)
+
+    async def stop(self, grace: float) -> None:
+        """Health NOT_SERVING, refuse new calls, let running ones finish within ``grace`` seconds."""
+        if self._server is not None:
+            await asyncio.wrap_future(self._in_thread(self._stop(grace)))
+        await asyncio.get_running_loop().run_in_executor(None, self._close_loop)
+
+    def _close_loop(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+        self._loop.close()

@@ -1,0 +1,187 @@
+"""The HTTP front end (Starlette): OpenAI's ``/v1/embeddings``, text-embeddings-inference's
+``/embed``, and ``/health``, ``/info``, ``/metrics``.
+
+Every error is answered with a one-line JSON body in the shape of the API asked
+(OpenAI: ``{"error": {"message", "type", "param", "code"}}``; the others:
+``{"error": message, "error_type": kind}``).
+"""
+
+from __future__ import annotations
+
+import binascii
+import logging
+import time
+
+import numpy as np
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from sae.service.batcher import QueueFullError, ShuttingDownError
+from sae.service.schema import RequestError, parse_openai, parse_tei
+from sae.service.service import EmbeddingService
+
+log = logging.getLogger(__name__)
+
+_NUMPY = orjson.OPT_SERIALIZE_NUMPY
+#: OpenAI's error "type" by metrics error kind.
+_OPENAI_TYPES = {
+    "bad_request": "invalid_request_error",
+    "too_large": "invalid_request_error",
+    "queue_full": "server_overloaded",
+    "shutting_down": "server_shutting_down",
+    "internal": "server_error",
+}
+#: text-embeddings-inference's "error_type" by kind.
+_TEI_TYPES = {
+    "bad_request": "Validation",
+    "too_large": "Validation",
+    "queue_full": "Overloaded",
+    "shutting_down": "Unhealthy",
+    "internal": "Backend",
+}
+
+
+def _json(value: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(value, option=_NUMPY), status, headers, media_type="application/json")
+
+
+def _failure(exc: Exception) -> tuple[int, str, str, str | None]:
+    """(HTTP status, error kind, one-line message, offending parameter) of a failed request."""
+    if isinstance(exc, RequestError):
+        return exc.status, exc.kind, exc.message, exc.param
+    if isinstance(exc, QueueFullError):
+        return 429, "queue_full", str(exc), None
+    if isinstance(exc, ShuttingDownError):
+        return 503, "shutting_down", str(exc), None
+    log.error("internal error", exc_info=exc)
+    return 500, "internal", f"internal error ({type(exc).__name__}); see the server log", None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(f"the request body has {int(declared)} bytes, more than the limit of {limit}",
+                           kind="too_large")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(f"the request body exceeds the limit of {limit} bytes", kind="too_large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def base64_rows(vectors: np.ndarray) -> list[str]:
+    """Each row's little-endian float32 bytes in base64."""
+    little = np.ascontiguousarray(vectors, dtype="<f4")
+    n, dim = little.shape
+    if n and (4 * dim) % 3 == 0:
+        # Rows of a multiple of 3 bytes encode to whole base64 quanta: encode once, cut the text.
+        text = binascii.b2a_base64(little.data, newline=False).decode("ascii")
+        width = (4 * dim) // 3 * 4
+        return [text[i * width : (i + 1) * width] for i in range(n)]
+    return [binascii.b2a_base64(row.data, newline=False).decode("ascii") for row in little]
+
+
+def openai_response(vectors: np.ndarray, tokens: int, model: str, as_base64: bool) -> bytes:
+    """OpenAI's embeddings response; base64 is the little-endian float32 bytes of each vector."""
+    if as_base64:
+        rows = base64_rows(vectors)
+    else:
+        rows = list(vectors)  # float32 rows: orjson writes each value's shortest round-trip form
+    data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return orjson.dumps({"object": "list", "data": data, "model": model, "usage": usage}, option=_NUMPY)
+
+
+class _Endpoints:
+    def __init__(self, service: EmbeddingService) -> None:
+        self.service = service
+        self.limit = service.config.max_body_bytes
+        metrics = service.metrics
+        self.duration = {api: metrics.request_duration.labels(api) for api in ("openai", "tei")}
+        self.texts = {api: metrics.request_texts.labels(api) for api in ("openai", "tei")}
+        self.errors = metrics.errors
+
+    def _error(self, api: str, exc: Exception) -> Response:
+        status, kind, message, param = _failure(exc)
+        self.errors.labels(api, kind).inc()
+        headers = {"Retry-After": "1"} if status in (429, 503) else None
+        if api == "openai":
+            body = {"error": {"message": message, "type": _OPENAI_TYPES[kind], "param": param, "code": kind}}
+        else:
+            body = {"error": message, "error_type": _TEI_TYPES[kind]}
+        return _json(body, status, headers)
+
+    async def openai(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            parsed = parse_openai(await read_body(request, self.limit), self.service.config.max_texts)
+            vectors, tokens = await self.service.embed(parsed.texts)
+            self.texts["openai"].observe(len(parsed.texts))
+            content = openai_response(vectors, tokens, self.service.model, parsed.base64)
+            return Response(content, media_type="application/json")
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening
+        except Exception as exc:
+            return self._error("openai", exc)
+        finally:
+            self.duration["openai"].observe(time.perf_counter() - started)
+
+    async def tei(self, request: Request) -> Response:
+        started = time.perf_counter()
+        try:
+            texts = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
+            vectors, _ = await self.service.embed(texts)
+            self.texts["tei"].observe(len(texts))
+            return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
+        except ClientDisconnect:
+            return Response(status_code=400)
+        except Exception as exc:
+            return self._error("tei", exc)
+        finally:
+            self.duration["tei"].observe(time.perf_counter() - started)
+
+    async def health(self, request: Request) -> Response:
+        if self.service.healthy:
+            return _json({"status": "ok"})
+        reason = "an engine process died" if self.service.serving else "the server is starting or shutting down"
+        return _json({"status": "unavailable", "error": reason}, 503)
+
+    async def info(self, request: Request) -> Response:
+        return _json(self.service.info())
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (unknown path, wrong method) as one-line JSON too."""
+    assert isinstance(exc, HTTPException)
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    return _json({"error": message, "error_type": "Validation"}, exc.status_code, exc.headers)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    log.error("internal error on %s", request.url.path, exc_info=exc)
+    return _json({"error": f"internal error ({type(exc).__name__})", "error_type": "Backend"}, 500)
+
+
+def create_app(service: EmbeddingService) -> Starlette:
+    """The ASGI application of ``service`` (its batcher is started and closed by the caller)."""
+    ep = _Endpoints(service)
+    routes = [
+        Route("/v1/embeddings", ep.openai, methods=["POST"]),
+        Route("/embed", ep.tei, methods=["POST"]),
+        Route("/health", ep.health, methods=["GET"]),
+        Route("/info", ep.info, methods=["GET"]),
+        Route("/metrics", ep.metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})

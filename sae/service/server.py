@@ -1,0 +1,134 @@
+"""Running a service: HTTP (uvicorn) and gRPC on one event loop; SIGTERM drains and stops.
+
+On SIGTERM or SIGINT the health checks turn bad, both listeners stop taking
+connections and calls, every request already received is answered, and
+:func:`serve` returns. A second signal cuts the wait short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+
+from sae.service.grpc_server import GrpcFrontEnd
+from sae.service.http import create_app
+from sae.service.service import EmbeddingService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """Where a running server listens (ports resolved when 0 was asked)."""
+
+    host: str
+    http_port: int
+    grpc_port: int
+
+    @property
+    def http_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.http_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.grpc_port}"
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without signal handlers of its own: :func:`serve` drains both front ends."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port} (HTTP): {exc.strerror or exc}") from None
+
+
+async def serve(
+    service: EmbeddingService,
+    *,
+    ready: Callable[[Addresses], None] | None = None,
+    stop: asyncio.Event | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Serve until SIGTERM/SIGINT (``handle_signals``) or ``stop`` is set, then drain.
+
+    ``ready`` is called with the bound addresses once both front ends listen.
+    Raises ``OSError`` when a port cannot be bound.
+    """
+    config = service.config
+    loop = asyncio.get_running_loop()
+    stop = stop if stop is not None else asyncio.Event()
+    try:
+        http_socket = _bind(config.host, config.port)
+        grpc_front = GrpcFrontEnd(service)
+        try:
+            grpc_port = grpc_front.listen(config.host, config.grpc_port)
+        except OSError:
+            http_socket.close()
+            raise
+    except BaseException:
+        await service.close()  # its worker processes, which started with it
+        raise
+    http = _Uvicorn(uvicorn.Config(
+        create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
+        timeout_graceful_shutdown=config.drain_seconds,
+    ))
+
+    def on_signal() -> None:
+        if stop.is_set():  # a second signal: stop waiting for requests
+            log.warning("second signal: closing connections now")
+            http.force_exit = True
+        stop.set()
+
+    signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        service.start()
+        await grpc_front.start()
+        http_task = loop.create_task(http.serve(sockets=[http_socket]))
+        while not http.started and not http_task.done():
+            await asyncio.sleep(0.005)
+        if http_task.done():
+            http_task.result()  # uvicorn failed to start: its error
+            raise RuntimeError("the HTTP server stopped while starting")
+        addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port)
+        if ready is not None:
+            ready(addresses)
+        stopping = loop.create_task(stop.wait())
+        await asyncio.wait({http_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        log.info("shutting down: answering the requests in flight (up to %.0f s)", config.drain_seconds)
+        service.begin_shutdown()
+        http.should_exit = True
+        await asyncio.gather(http_task, grpc_front.stop(config.drain_seconds))
+    finally:
+        await service.close()
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def run(service: EmbeddingService, ready: Callable[[Addresses], None] | None = None) -> None:
+    """Block in :func:`serve` on a new event loop (uvloop's where installed)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(service, ready=ready))
+    else:
+        uvloop.run(serve(service, ready=ready))

@@ -1,0 +1,183 @@
+"""What the HTTP and gRPC front ends share: the engines, the batcher, the metrics, the limits."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from sae import __version__
+from sae.engine import Engine, EngineCounters
+from sae.errors import InputError
+from sae.service.batcher import Batcher
+from sae.service.config import ServiceConfig
+from sae.service.metrics import ServiceMetrics
+from sae.service.process_worker import ProcessEngine
+from sae.service.schema import RequestError
+
+
+class InferenceWorker(Protocol):
+    """What the batcher needs of a worker: an :class:`Engine`, or a :class:`ProcessEngine`."""
+
+    def embed_tokens(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray: ...
+
+    def counters_snapshot(self) -> EngineCounters: ...
+
+
+class EmbeddingService:
+    """Embeds texts for both front ends through one :class:`Batcher`.
+
+    ``engine`` tokenizes requests (on the event loop) and describes the service;
+    ``workers`` embed the batches, each on a thread of its own: by default the engine
+    itself; see :func:`make_workers`. Call :meth:`start` and :meth:`close` on the
+    event loop that serves requests.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        config: ServiceConfig,
+        workers: Sequence[InferenceWorker] | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.workers = list(workers) if workers is not None else [engine]
+        if not self.workers:
+            raise ValueError("EmbeddingService: at least one worker is needed")
+        if len(self.workers) > 1 and not engine.backend.concurrent_batches:
+            raise ValueError(f"EmbeddingService: the {engine.backend.name} backend embeds one batch at a "
+                             "time; give it one worker")
+        self.engine = engine
+        self.config = config
+        self.metrics = ServiceMetrics(engine, self.workers, registry)
+        self.batcher = Batcher(
+            [worker.embed_tokens for worker in self.workers],
+            engine.dim,
+            max_batch_tokens=config.max_batch_tokens,
+            max_wait=config.max_wait_ms / 1000,
+            max_queue=config.max_queue,
+            observer=self.metrics,
+        )
+        self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
+        #: false before start and once a shutdown has begun: health checks fail, load balancers move on
+        self.serving = False
+
+    @property
+    def healthy(self) -> bool:
+        """Serving, and every worker process alive."""
+        return self.serving and all(getattr(worker, "alive", True) for worker in self.workers)
+
+    @property
+    def model(self) -> str:
+        """The name answered as OpenAI's ``model``: the Algorithm's name."""
+        return self.engine.algorithm.name
+
+    def info(self) -> dict[str, Any]:
+        """The Algorithm, backend and limits (``GET /info``, gRPC ``Info``)."""
+        engine, config = self.engine, self.config
+        return {
+            "algorithm": engine.algorithm.name,
+            "content_hash": engine.algorithm.content_hash,
+            "dim": engine.dim,
+            "backend": engine.backend.name,
+            "backend_description": engine.backend.description,
+            "adapter": engine.backend.description if engine.backend.name == "gpu" else "",
+            "version": __version__,
+            "max_batch_tokens": config.max_batch_tokens,
+            "max_wait_ms": config.max_wait_ms,
+            "max_queue": config.max_queue,
+            "max_texts": config.max_texts,
+            "max_body_bytes": config.max_body_bytes,
+            "stream_capacity": engine.caps.stream,
+            "workers": len(self.workers),
+        }
+
+    def start(self) -> None:
+        self.batcher.start()
+        self.serving = True
+
+    def begin_shutdown(self) -> None:
+        """Health turns bad and queued texts stop waiting for company; requests still finish."""
+        self.serving = False
+        self.batcher.drain()
+
+    async def close(self) -> None:
+        """Embed every admitted request, then stop the inference workers (and their processes)."""
+        self.serving = False
+        try:
+            await self.batcher.close()
+        finally:
+            for worker in self.workers:
+                close = getattr(worker, "close", None)
+                if close is not None:
+                    await asyncio.get_running_loop().run_in_executor(None, close)
+
+    def check_count(self, texts: Sequence[str], param: str = "inputs") -> None:
+        if not texts:
+            raise RequestError(f"'{param}' is empty; send at least one text", param=param)
+        if len(texts) > self.config.max_texts:
+            raise RequestError(f"'{param}' has {len(texts)} texts, more than the limit of "
+                               f"{self.config.max_texts} per request", param=param, kind="too_large")
+
+    async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
+        """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens they held after truncation.
+
+        Tokenized here, once, so the batcher knows each text's cost; raises the
+        batcher's :class:`~sae.service.batcher.QueueFullError` and
+        :class:`~sae.service.batcher.ShuttingDownError`.
+        """
+        self.batcher.check_open()  # a full queue answers before any work
+        token_ids = self.engine.tokenize(texts)
+        vectors = await self.batcher.embed(token_ids)
+        return vectors, sum(map(len, token_ids))
+
+
+def default_workers() -> int:
+    """Inference workers on the numpy path: one per CPU but one, at most 4.
+
+    The server's own process needs a core for HTTP, gRPC and tokenizing; on 2 cores,
+    one worker (docs/SERVE.md).
+    """
+    return max(1, min((os.cpu_count() or 1) - 1, 4))
+
+
+def make_workers(
+    engine: Engine,
+    algorithm: str | Path | None,
+    count: int | None = None,
+    *,
+    processes: bool = False,
+) -> list[InferenceWorker]:
+    """The inference workers for ``engine``'s backend.
+
+    On the numpy path ``count`` (default :func:`default_workers`) engines: ``engine``
+    and copies sharing its Algorithm, run on threads of this process; or with
+    ``processes`` each in a process of its own (:class:`ProcessEngine`, loading
+    ``algorithm``: a directory, or None for the bundled one), which do not share this
+    process's interpreter lock but cost more CPU per text on 2 cores (docs/SERVE.md).
+    On the GPU, whose queue takes one batch at a time, the engine itself; a ``count``
+    above 1 raises :class:`~sae.errors.InputError`.
+    """
+    if not engine.backend.concurrent_batches:
+        if count not in (None, 1):
+            raise InputError(f"--workers {count}: the {engine.backend.name} backend embeds one batch at a "
+                             "time; use 1")
+        return [engine]
+    count = count if count is not None else default_workers()
+    if not processes:
+        others = [Engine(engine.algorithm, backend=engine.backend.name, batch_size=engine.batch_size, threads=1)
+                  for _ in range(count - 1)]
+        return [engine, *others]
+    workers: list[InferenceWorker] = []
+    try:
+        for _ in range(count):
+            workers.append(ProcessEngine(algorithm, engine.algorithm.content_hash, engine.batch_size))
+    except BaseException:
+        for worker in workers:
+            worker.close()  # type: ignore[attr-defined]
+        raise
+    return workers

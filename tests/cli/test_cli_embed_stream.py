@@ -1,0 +1,118 @@
+"""``sae embed`` options for large corpora, end to end: one line and exit 2 for every misuse."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sae.cli import main
+from sae.cli.embed import ProgressBar
+from sae.corpus.state import state_dir
+
+
+@pytest.fixture
+def txt(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("".join(f"the cat {i % 7} is not happy\n" for i in range(500)))
+    return f
+
+
+def embed(*args, tiny_dir=None):
+    return main(["embed", *map(str, args), "--algorithm", str(tiny_dir), "--backend", "cpu"])
+
+
+def one_line_error(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.strip().splitlines() if "error:" in line]
+    assert len(err) == 1, err
+    return err[0]
+
+
+def test_npy_float16_and_chunks(txt, tmp_path, tiny_dir):
+    assert embed(txt, "-o", tmp_path / "a.npy", "--dtype", "float16", "--chunk-rows", "64", tiny_dir=tiny_dir) == 0
+    assert embed(txt, "-o", tmp_path / "a.parquet", "--chunk-rows", "64", tiny_dir=tiny_dir) == 0
+    half = np.load(tmp_path / "a.npy")
+    table = pq.read_table(tmp_path / "a.parquet")
+    assert half.dtype == np.float16 and half.shape == (500, 8)
+    assert np.array_equal(half, np.asarray(table.column("embedding").to_pylist(), np.float32).astype(np.float16))
+    assert pq.ParquetFile(tmp_path / "a.parquet").metadata.num_row_groups == 8
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--keep-columns", "id"], "--keep-columns needs a Parquet or Arrow input"),
+        (["--text-column", "body"], "--text-column needs a Parquet or Arrow input"),
+        (["-o", "OUT.npy", "--keep-columns", "id", "--text-column", "body", "--input", "table"],
+         "a .npy output holds only embeddings"),
+        (["--keep-columns", "nope", "--text-column", "body", "--input", "table"], "no 'nope' column"),
+    ],
+)
+def test_misused_options_are_one_line(txt, tmp_path, tiny_dir, capsys, extra, message):
+    pq.write_table(pa.table({"body": ["a", "b"], "id": [1, 2]}), tmp_path / "t.parquet")
+    source = tmp_path / "t.parquet" if "--input" in extra else txt
+    extra = [e for e in extra if e not in ("--input", "table")]
+    out = [] if "-o" in extra else ["-o", tmp_path / "out.parquet"]
+    extra = [tmp_path / e if e == "OUT.npy" else e for e in extra]
+    assert embed(source, *out, *extra, tiny_dir=tiny_dir) == 2
+    assert message in one_line_error(capsys)
+
+
+def test_a_resume_with_other_options_is_refused(txt, tmp_path, tiny_dir, capsys, caplog, monkeypatch):
+    caplog.set_level(logging.INFO, logger="sae")
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"precious")
+    import sae.corpus.job as job
+
+    calls = []
+
+    def interrupt_on_third(*args):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args)
+
+    real = job.output_table
+    monkeypatch.setattr(job, "output_table", interrupt_on_third)
+    assert embed(txt, "-o", out, "--chunk-rows", "100", tiny_dir=tiny_dir) == 130
+    assert "interrupted" in capsys.readouterr().err and "--resume` continues" in caplog.text
+    monkeypatch.setattr(job, "output_table", real)
+    assert out.read_bytes() == b"precious" and state_dir(out).is_dir()
+    assert embed(txt, "-o", out, "--chunk-rows", "100", "--dtype", "float16", "--resume", tiny_dir=tiny_dir) == 2
+    assert "cannot resume, the interrupted run differs: dtype was 'float32', now 'float16'" in one_line_error(capsys)
+    assert embed(txt, "-o", out, "--chunk-rows", "100", "--resume", tiny_dir=tiny_dir) == 0
+    assert "200 resumed" in caplog.text
+    assert embed(txt, "-o", tmp_path / "whole.parquet", "--chunk-rows", "100", tiny_dir=tiny_dir) == 0
+    assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
+def test_a_glob_dataset(tmp_path, tiny_dir):
+    for k in range(3):
+        pq.write_table(pa.table({"text": [f"cat {i}" for i in range(k * 10)], "k": [k] * (k * 10)}),
+                       tmp_path / f"part-{k}.parquet")
+    assert embed(tmp_path / "part-*.parquet", "-o", tmp_path / "out", "--keep-columns", "k", tiny_dir=tiny_dir) == 0
+    assert [pq.read_table(tmp_path / "out" / f"part-{k}.parquet").num_rows for k in range(3)] == [0, 10, 20]
+
+
+def test_ray_without_its_extra_names_the_install(txt, tmp_path, tiny_dir, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)
+    assert embed(txt, "-o", tmp_path / "out.parquet", "--ray", tiny_dir=tiny_dir) == 2
+    assert "pip install 'sae[ray]'" in one_line_error(capsys)
+
+
+def test_the_progress_bar_shows_rate_and_time_left(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
+    bar = ProgressBar()
+    bar.start(total=10_000, done=1_000)
+    for _ in range(3):
+        bar.advance(1_000)
+    task = bar._bar.tasks[0]
+    assert task.completed == 4_000 and task.total == 10_000 and task.fields["rate"].endswith("texts/s")
+    bar.stop()
+    quiet = ProgressBar()
+    quiet.start(total=10_000, done=9_000)  # little left: no bar
+    assert quiet._bar is None

@@ -1,0 +1,70 @@
+"""Ray Data on a local Ray instance: the same bytes as a local run, and resumable across the two."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sae.cli import main
+from sae.corpus import EmbedOptions, embed_corpus
+from sae.engine import Engine
+
+from test_job import StopAfter, InterruptError, corpus  # tests/corpus/test_job.py
+
+ray = pytest.importorskip("ray", reason="needs the optional extra: pip install 'sae[ray]'")
+pytest.importorskip("ray.data", reason="needs the optional extra: pip install 'sae[ray]'")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def embed(*args, tiny_dir):
+    return main(["embed", *map(str, args), "--algorithm", str(tiny_dir), "--backend", "cpu", "--chunk-rows", "100"])
+
+
+def test_ray_resumes_a_local_run_to_the_local_bytes(tmp_path, tiny_dir, local_ray):
+    txt = tmp_path / "in.txt"
+    txt.write_text("\n".join(corpus(1000, seed=3)) + "\n")
+    assert embed(txt, "-o", tmp_path / "local.parquet", tiny_dir=tiny_dir) == 0
+    out = tmp_path / "ray.parquet"
+    with pytest.raises(InterruptError):  # a local run stops after 3 chunks; Ray does the other 7
+        embed_corpus(str(txt), str(out), Engine(tiny_dir, backend="cpu"), EmbedOptions(chunk_rows=100),
+                     progress=StopAfter(350))
+    assert embed(txt, "-o", out, "--resume", "--ray-workers", "2", "--ray", tiny_dir=tiny_dir) == 0
+    assert out.read_bytes() == (tmp_path / "local.parquet").read_bytes()
+
+
+def test_ray_dataset_with_kept_columns_and_float16(tmp_path, tiny_dir, local_ray):
+    data = tmp_path / "data"
+    data.mkdir()
+    for k in range(3):
+        texts = corpus(150 + 70 * k, seed=k)
+        pq.write_table(pa.table({"body": texts, "id": range(len(texts))}), data / f"p{k}.parquet", row_group_size=64)
+    args = ["--text-column", "body", "--keep-columns", "id", "--dtype", "float16"]
+    assert embed(data, "-o", tmp_path / "local", *args, tiny_dir=tiny_dir) == 0
+    assert embed(data, "-o", tmp_path / "ray", *args, "--ray", tiny_dir=tiny_dir) == 0
+    for k in range(3):
+        name = f"p{k}.parquet"
+        assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
+
+
+def test_ray_refuses_stdin(tmp_path, tiny_dir, capsys):
+    assert embed("-", "-o", tmp_path / "o.parquet", "--ray", tiny_dir=tiny_dir) == 2
+    assert "--ray needs an input that workers can read in parts" in capsys.readouterr().err
+
+
+def test_a_bad_row_found_by_a_worker_is_one_line(tmp_path, tiny_dir, local_ray, capsys):
+    texts = corpus(300, seed=5)
+    texts[250] = None
+    pq.write_table(pa.table({"text": texts}), tmp_path / "in.parquet")
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"precious")
+    assert embed(tmp_path / "in.parquet", "-o", out, "--ray", tiny_dir=tiny_dir) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert err == [f"sae embed: error: {tmp_path / 'in.parquet'}: column 'text' has a null value in row 251"]
+    assert out.read_bytes() == b"precious"

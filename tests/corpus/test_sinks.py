@@ -1,0 +1,55 @@
+"""Sinks: the .npy header keeps its size, damaged resume material is refused in one line."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from sae.corpus.sinks import NpySink, ParquetSink, embeddings_of, npy_header, output_schema, output_table
+from sae.errors import InputError
+
+CHUNK = pa.table({"text": pa.array(["a", "b", "c"], pa.string())})
+
+
+def schema(dtype="float32"):
+    return output_schema(CHUNK.schema, 4, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_the_npy_header_does_not_grow_with_the_rows(dtype):
+    sizes = {len(npy_header(np.dtype(dtype), rows, 384)) for rows in (0, 7, 10**9, 10**15)}
+    assert sizes == {128}
+
+
+def test_output_tables_round_trip_the_embeddings():
+    emb = np.arange(12, dtype=np.float32).reshape(3, 4) / 7
+    for dtype in ("float32", "float16"):
+        table = output_table(CHUNK, emb, schema(dtype))
+        assert table.schema.names == ["text", "embedding"]
+        assert np.array_equal(embeddings_of(table), emb.astype(dtype))
+
+
+def test_a_shortened_npy_file_is_not_resumed(tmp_path):
+    sink = NpySink(tmp_path / "o.npy", tmp_path, schema(), 0)
+    sink.write(0, output_table(CHUNK, np.ones((3, 4), np.float32), schema()))
+    sink.abort()
+    with pytest.raises(InputError, match="shorter than its state says"):
+        NpySink(tmp_path / "o.npy", tmp_path, schema(), 5)
+    resumed = NpySink(tmp_path / "o.npy", tmp_path, schema(), 2)  # a third row written, not recorded
+    resumed.write(1, output_table(CHUNK, np.zeros((3, 4), np.float32), schema()))
+    resumed.finish()
+    assert np.load(tmp_path / "o.npy").tolist() == [[1.0] * 4] * 2 + [[0.0] * 4] * 3
+
+
+def test_a_damaged_part_is_not_resumed(tmp_path):
+    sink = ParquetSink(tmp_path / "o.parquet", tmp_path, schema())
+    sink.write(0, output_table(CHUNK, np.ones((3, 4), np.float32), schema()))
+    sink.abort()
+    (tmp_path / "parts" / "00000000.arrow").write_bytes(b"garbage")
+    with pytest.raises(InputError, match="saved chunk 0 is unreadable"):
+        ParquetSink(tmp_path / "o.parquet", tmp_path, schema()).replay(0)
+    other = ParquetSink(tmp_path / "o.parquet", tmp_path, schema("float16"))
+    other.write(1, output_table(CHUNK, np.ones((3, 4), np.float32), schema("float16")))
+    with pytest.raises(InputError, match="saved chunk 1 has another schema"):
+        ParquetSink(tmp_path / "o.parquet", tmp_path, schema()).replay(1)

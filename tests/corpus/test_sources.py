@@ -1,0 +1,135 @@
+"""Sources cut any input layout into the same chunks, in order or one at a time."""
+
+from __future__ import annotations
+
+import pickle
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from sae.corpus.sources import Columns, open_source, rechunk
+from sae.errors import InputError
+
+ROWS = 23
+TABLE = pa.table({
+    "id": pa.array(range(ROWS), pa.int64()),
+    "body": pa.array([f"text {i} é" for i in range(ROWS)], pa.large_string()),
+    "tags": pa.array([[i, i + 1] for i in range(ROWS)], pa.list_(pa.int32())),
+})
+
+
+def write_parquet(path, table=TABLE, row_group_size=5):
+    pq.write_table(table, path, row_group_size=row_group_size)
+    return path
+
+
+def write_arrow(path, table=TABLE, batch=4, stream=False):
+    with pa.OSFile(str(path), "wb") as sink:
+        open_writer = pa.ipc.new_stream if stream else pa.ipc.new_file
+        with open_writer(sink, table.schema) as writer:
+            for b in table.to_batches(max_chunksize=batch):
+                writer.write_batch(b)
+    return path
+
+
+@pytest.fixture(params=["parquet", "arrow"])
+def table_file(request, tmp_path):
+    if request.param == "parquet":
+        return write_parquet(tmp_path / "t.parquet")
+    return write_arrow(tmp_path / "t.arrow")
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 4, 5, 7, 23, 100])
+def test_chunks_in_order_and_one_at_a_time_agree(table_file, chunk_rows):
+    source = open_source(table_file, Columns("body", ("tags", "id")), chunk_rows)
+    assert source.rows == ROWS and source.random_access
+    chunks = list(source.chunks())
+    assert len(chunks) == source.n_chunks == -(-ROWS // chunk_rows)
+    assert [c.num_rows for c in chunks[:-1]] == [chunk_rows] * (len(chunks) - 1)
+    assert chunks[0].schema.names == ["text", "tags", "id"]
+    assert chunks[0].schema.field("text").type == pa.string()
+    whole = pa.concat_tables(chunks)
+    assert whole.column("text").to_pylist() == TABLE.column("body").to_pylist()
+    assert whole.column("tags").to_pylist() == TABLE.column("tags").to_pylist()
+    again = pickle.loads(pickle.dumps(source))  # what a Ray worker gets
+    for k, chunk in enumerate(chunks):
+        assert again.read_chunk(k).equals(chunk)
+
+
+def test_an_arrow_stream_is_read_in_order_only(tmp_path):
+    source = open_source(write_arrow(tmp_path / "t.arrow", stream=True), Columns("body"), 6)
+    assert not source.random_access and source.rows == ROWS
+    assert pa.concat_tables(source.chunks()).column("text").to_pylist() == TABLE.column("body").to_pylist()
+    with pytest.raises(InputError, match="only in order"):
+        source.read_chunk(0)
+
+
+def test_text_files_by_index(tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("".join(f"line {i}\n" for i in range(10)))
+    source = open_source(path, Columns(), 4)
+    assert source.rows == 10 and source.n_chunks == 3
+    assert [c.column("text").to_pylist() for c in source.chunks()][2] == ["line 8", "line 9"]
+    assert pickle.loads(pickle.dumps(source)).read_chunk(1).column("text").to_pylist()[0] == "line 4"
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        (Columns(), "no 'text' column (--text-column; columns: id, body, tags); pick one with --text-column"),
+        (Columns("id"), "column 'id' has type int64, expected string"),
+        (Columns("body", ("nope",)), "no 'nope' column (--keep-columns"),
+    ],
+)
+def test_column_problems_are_found_when_opening(table_file, columns, message):
+    with pytest.raises(InputError) as info:
+        open_source(table_file, columns, 4)
+    assert message in str(info.value) and str(table_file) in str(info.value)
+
+
+@pytest.mark.parametrize(("keep", "message"), [(("text",), "clash"), (("embedding",), "clash"),
+                                                (("id", "id"), "listed twice")])
+def test_kept_columns_must_not_clash(keep, message):
+    with pytest.raises(InputError, match=message):
+        Columns("body", keep)
+
+
+def test_kept_columns_need_a_table(tmp_path):
+    (tmp_path / "in.txt").write_text("a\n")
+    with pytest.raises(InputError, match="--keep-columns needs a Parquet or Arrow input"):
+        open_source(tmp_path / "in.txt", Columns(keep=("id",)))
+    with pytest.raises(InputError, match="--text-column needs a Parquet or Arrow input"):
+        open_source("-", Columns("body"))
+
+
+def test_a_null_text_names_its_row(tmp_path):
+    table = pa.table({"text": ["a", "b", None, "d"]})
+    source = open_source(write_parquet(tmp_path / "t.parquet", table, 2), Columns(), 2)
+    with pytest.raises(InputError, match=r"t.parquet: column 'text' has a null value in row 3"):
+        list(source.chunks())
+    with pytest.raises(InputError, match="in row 3"):
+        source.read_chunk(1)
+
+
+def test_unreadable_tables(tmp_path):
+    (tmp_path / "t.parquet").write_bytes(b"PAR1 not really")
+    (tmp_path / "t.arrow").write_bytes(b"nope")
+    with pytest.raises(InputError, match=r"not a readable \.parquet table"):
+        open_source(tmp_path / "t.parquet")
+    with pytest.raises(InputError, match=r"not a readable \.arrow table"):
+        open_source(tmp_path / "t.arrow")
+    with pytest.raises(InputError, match="no such file"):
+        open_source(tmp_path / "missing.txt")
+
+
+def test_rechunk_cuts_exactly():
+    batches = TABLE.to_batches(max_chunksize=3)
+    assert [t.num_rows for t in rechunk(batches, 10)] == [10, 10, 3]
+
+
+def test_dictionary_encoded_texts_are_decoded(tmp_path):
+    table = pa.table({"text": pa.array(["a cat", "a dog", "a cat"]).dictionary_encode()})
+    source = open_source(write_arrow(tmp_path / "d.arrow", table, batch=2), Columns(), 2)
+    assert [c.column("text").type for c in source.chunks()] == [pa.string(), pa.string()]
+    assert pa.concat_tables(source.chunks()).column("text").to_pylist() == ["a cat", "a dog", "a cat"]

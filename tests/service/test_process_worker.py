@@ -1,0 +1,65 @@
+"""An engine in a child process: the same bytes and counters as in this one, and clear failures."""
+
+from __future__ import annotations
+
+import service_helpers  # noqa: F401  (first: skips without sae[serve])
+
+import os
+import signal
+
+import httpx
+import numpy as np
+import pytest
+
+from sae import Engine
+from sae.service import ProcessEngine, WorkerProcessError
+from service_helpers import running_server, tiny_service
+
+TEXTS = ["the cat runs", "a new york city dog", "", "not happy , very sad !", "the " * 300]
+
+
+@pytest.fixture(scope="module")
+def child(tiny_dir):
+    worker = ProcessEngine(tiny_dir)
+    yield worker
+    worker.close()
+
+
+def test_the_child_embeds_the_same_bytes_and_counts_the_same(child, tiny_dir):
+    engine = Engine(tiny_dir, backend="cpu")
+    token_ids = engine.tokenize(TEXTS)
+    assert child.embed_tokens(token_ids).tobytes() == engine.embed_tokens(token_ids).tobytes()
+    assert child.counters_snapshot() == engine.counters_snapshot()
+    assert child.content_hash == engine.algorithm.content_hash and child.alive
+
+
+def test_a_failing_batch_is_an_error_and_the_child_goes_on(child, tiny_dir):
+    with pytest.raises(WorkerProcessError, match="more than the stream capacity"):
+        child.embed_tokens([[1] * 1000])
+    assert child.embed_tokens([[1, 2]]).shape == (1, 8)
+
+
+def test_a_child_that_cannot_load_the_algorithm(tmp_path):
+    with pytest.raises(WorkerProcessError, match="could not start"):
+        ProcessEngine(tmp_path / "missing")
+
+
+def test_a_child_that_loaded_another_algorithm(tiny_dir):
+    with pytest.raises(WorkerProcessError, match="another Algorithm"):
+        ProcessEngine(tiny_dir, content_hash="0" * 64)
+
+
+def test_a_dead_child_fails_its_requests_and_the_health_check(tiny_dir):
+    service = tiny_service(tiny_dir, workers=1, processes=True)
+    worker = service.workers[0]
+    with running_server(service) as addresses, httpx.Client(base_url=addresses.http_url, timeout=30) as http:
+        expected = Engine(tiny_dir, backend="cpu").embed(TEXTS)
+        got = np.array(http.post("/embed", json={"inputs": TEXTS}).json(), dtype=np.float32)
+        assert got.tobytes() == expected.tobytes()
+        assert http.get("/metrics").text.count("sae_engine_texts_total 5.0") == 1
+        os.kill(worker._process.pid, signal.SIGKILL)
+        worker._process.join(10)
+        r = http.post("/embed", json={"inputs": "the cat"})
+        assert r.status_code == 500 and "WorkerProcessError" in r.json()["error"]
+        assert http.get("/health").status_code == 503
+    assert not worker.alive

@@ -1,0 +1,136 @@
+"""``sae serve`` as a user runs it: a subprocess, SIGTERM drains and exits 0, bad options exit 2."""
+
+from __future__ import annotations
+
+import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
+
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+
+from sae import Engine
+from sae.service.proto import embed_pb2, embed_pb2_grpc
+
+
+def start(args: list[str]) -> tuple[subprocess.Popen, int, int]:
+    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--port", "0", "--grpc-port", "0", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    match = re.search(r"http://127\.0\.0\.1:(\d+) \(HTTP\) and 127\.0\.0\.1:(\d+) \(gRPC\)", line)
+    if not match:
+        process.kill()
+        raise AssertionError(f"no ready line: {line!r}; stderr: {process.stderr.read()}")
+    return process, int(match.group(1)), int(match.group(2))
+
+
+def admitted(port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    return float(re.search(r"^sae_requests_admitted (\S+)$", text, re.M).group(1))
+
+
+@pytest.mark.parametrize("workers", [["--workers", "1"], ["--workers", "2", "--worker-processes"]])
+def test_sigterm_answers_the_requests_in_flight_and_exits_0(tiny_dir, workers):
+    engine = Engine(tiny_dir, backend="cpu")
+    # Requests wait up to 2 s for company, so they are still in flight when SIGTERM comes.
+    process, http_port, grpc_port = start(["--algorithm", str(tiny_dir), "--backend", "cpu", *workers,
+                                           "--max-wait-ms", "2000", "--max-batch-tokens", "100000"])
+    texts = [f"the cat {'runs ' * i}" for i in range(8)]
+    results: dict[int, object] = {}
+
+    def http_call(i: int) -> None:
+        results[i] = httpx.post(f"http://127.0.0.1:{http_port}/embed", json={"inputs": texts[i]}, timeout=60)
+
+    def grpc_call(i: int) -> None:
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            results[i] = embed_pb2_grpc.EmbedderStub(channel).Embed(
+                embed_pb2.EmbedRequest(inputs=[texts[i]], encoding=embed_pb2.BYTES), timeout=60)
+
+    try:
+        threads = [threading.Thread(target=http_call if i < 6 else grpc_call, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 30
+        while admitted(http_port) < 8:
+            assert time.monotonic() < deadline, "the requests were not admitted"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while True:  # soon no new connection is taken (until then health may already say 503)
+            try:
+                assert httpx.get(f"http://127.0.0.1:{http_port}/health", timeout=2).status_code in (200, 503)
+            except httpx.TransportError:
+                break
+            assert time.monotonic() < deadline, "the server still takes connections"
+            time.sleep(0.05)
+        for t in threads:
+            t.join(60)
+        code = process.wait(60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stderr = process.stderr.read()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    expected = engine.embed(texts)
+    for i in range(6):
+        assert results[i].status_code == 200
+        assert np.array(results[i].json(), dtype=np.float32).tobytes() == expected[i : i + 1].tobytes()
+    for i in (6, 7):
+        assert results[i].embeddings[0].data == expected[i].astype("<f4").tobytes()
+
+
+def test_sigterm_on_an_idle_server_exits_0_quickly(tiny_dir):
+    process, _, _ = start(["--algorithm", str(tiny_dir), "--backend", "cpu"])
+    started = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0
+    assert time.monotonic() - started < 10
+
+
+def run_cli(args: list[str], code: str | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "sae", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+def one_line_error(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("sae serve: error:")]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def test_bad_limits_exit_2(tiny_dir):
+    line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                   "--max-batch-tokens", "10"]))
+    assert "max_batch_tokens must be >= 128" in line
+    result = run_cli(["serve", "--port", "70000"])
+    assert result.returncode == 2 and "0..65535" in result.stderr
+
+
+def test_a_busy_port_exits_2(tiny_dir):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                       "--port", str(port), "--grpc-port", "0"]))
+        assert f"cannot listen on 127.0.0.1:{port} (HTTP)" in line
+        line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                       "--port", "0", "--grpc-port", str(port)]))
+        assert f"cannot listen on 127.0.0.1:{port} (gRPC)" in line
+
+
+def test_without_the_extra_the_error_names_the_install(tiny_dir):
+    code = ("import sys; sys.modules['starlette'] = None; from sae.cli import main; "
+            f"sys.exit(main(['serve', '--algorithm', {str(tiny_dir)!r}, '--backend', 'cpu']))")
+    line = one_line_error(run_cli([], code))
+    assert "pip install 'sae[serve]'" in line and "starlette" in line
