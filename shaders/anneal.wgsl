@@ -25,11 +25,12 @@
 //             and add up delta per winner;
 //   judge     threads over winners: commit iff delta <= score + tolerance; journal;
 //   apply     thread 0 lists the committed winners with the positions the merges before
-//             them remove; threads over items build the next stream in the other slot,
-//             each item S's, overlaid by every committed winner writing it (winners
-//             write different fields of an item, or different mark bits).
-// Every helper (the matcher above all) has one call site per pass: on a CPU adapter
-// each inlined copy costs every workgroup. Control flow that depends on the document
+//             them remove; moved items and merged items go aside (the window slot);
+//             threads over winners rewrite S in place (winners write different fields
+//             of an item; their mark bits are gathered per item in workgroup memory);
+//             after merges, threads over items compact S into the other slot.
+// Helpers (the matcher above all) have as few call sites as the phases allow: every call
+// is inlined, and on a CPU adapter each inlined copy costs every workgroup. Control flow that depends on the document
 // goes through workgroup memory (workgroupUniformLoad), so it is uniform.
 
 struct Shared {
@@ -46,7 +47,8 @@ struct Shared {
 
 var<workgroup> wg: Shared;
 var<workgroup> wg_state: DocState;
-// Per anchor, the best candidate key (bids, winners); then, per winner, delta (health).
+// Per anchor, the best candidate key (bids, winners); then, per winner, delta (health);
+// then per item the mark bits the committed winners set (apply).
 var<workgroup> wg_slots: array<atomic<u32>, CAP_STREAM>;
 var<workgroup> wg_potential: atomic<i32>;
 var<workgroup> wg_rewrites: atomic<u32>;
@@ -128,6 +130,26 @@ fn interfere(sb: u32, rb: u32, n: u32, a: u32, ka: u32, b: u32, kb: u32) -> bool
     return false;
 }
 
+// §4 merge of winner w (rule ri, k elements, anchored at p): the k items of S (at sbase)
+// become one, written over dst (a copy of S's item p); then element 0's actions.
+fn merged_item(dst: u32, sbase: u32, p: u32, k: u32, ri: u32, w: u32) {
+    var span = 0u;
+    var marks = 1u << rules[ri].mark;
+    for (var e = 0u; e < k; e++) {
+        span += item_word(sbase + p + e, ITEM_SPAN);
+        marks |= item_word(sbase + p + e, ITEM_MARKS);
+    }
+    let symbol = params.vocab_size + scratch[w + WIN_PHRASE];
+    set_item_word(dst, ITEM_SYMBOL, symbol);
+    set_item_word(dst, ITEM_SPAN, span);
+    set_item_word(dst, ITEM_OPCODE, OP_ACC);
+    set_item_word(dst, ITEM_ARG0, tables[params.off_rows + symbol]);
+    set_item_word(dst, ITEM_ARG1, u32(Q16_ONE));
+    set_item_word(dst, ITEM_MOD, 0u);
+    set_item_word(dst, ITEM_MARKS, marks);
+    act(dst, ri, 0u);
+}
+
 // Winner w's rewrite (§4) of the item at position j of S (at sbase), over dst, which
 // holds a copy of S's item j: the merged item at a merge's anchor; the item a rewrite's
 // permutation brings; its element's actions and mark. Nothing where w writes nothing.
@@ -136,25 +158,9 @@ fn overlay(dst: u32, sbase: u32, j: u32, sb: u32, w: u32, rb: u32) {
     let p = key_anchor(key);
     let ri = rb + key_rule(key);
     let k = min(rules[ri].length, CAP_PATTERN);
-    let bit = 1u << rules[ri].mark;
     if (rules[ri].kind == RULE_MERGE) {
         if (j == p) {
-            // §4 merge: the k items become one at p; then element 0's actions.
-            var span = 0u;
-            var marks = bit;
-            for (var e = 0u; e < k; e++) {
-                span += item_word(sbase + p + e, ITEM_SPAN);
-                marks |= item_word(sbase + p + e, ITEM_MARKS);
-            }
-            let symbol = params.vocab_size + scratch[w + WIN_PHRASE];
-            set_item_word(dst, ITEM_SYMBOL, symbol);
-            set_item_word(dst, ITEM_SPAN, span);
-            set_item_word(dst, ITEM_OPCODE, OP_ACC);
-            set_item_word(dst, ITEM_ARG0, tables[params.off_rows + symbol]);
-            set_item_word(dst, ITEM_ARG1, u32(Q16_ONE));
-            set_item_word(dst, ITEM_MOD, 0u);
-            set_item_word(dst, ITEM_MARKS, marks);
-            act(dst, ri, 0u);
+            merged_item(dst, sbase, p, k, ri, w);
         }
         return;
     }
@@ -167,9 +173,54 @@ fn overlay(dst: u32, sbase: u32, j: u32, sb: u32, w: u32, rb: u32) {
             }
             act(dst, ri, e);
             if ((rules[ri].flags[e] & FLAG_TARGET) != 0u) {
-                set_item_word(dst, ITEM_MARKS, item_word(dst, ITEM_MARKS) | bit);
+                set_item_word(dst, ITEM_MARKS, item_word(dst, ITEM_MARKS) | (1u << rules[ri].mark));
             }
             return;
+        }
+    }
+}
+
+// Before committed winner w's rewrite is applied to S in place: the items its
+// permutation brings, copied aside to their places in the window slot (at tbase); for a
+// merge, the merged item, at its anchor there.
+fn stash(sbase: u32, tbase: u32, sb: u32, w: u32, rb: u32) {
+    let key = scratch[w + WIN_KEY];
+    let p = key_anchor(key);
+    let ri = rb + key_rule(key);
+    let k = min(rules[ri].length, CAP_PATTERN);
+    if (rules[ri].kind == RULE_MERGE) {
+        copy_item(tbase + p, sbase + p);
+        merged_item(tbase + p, sbase, p, k, ri, w);
+        return;
+    }
+    for (var e = 0u; e < k; e++) {
+        let moved = min(rules[ri].perm[e], k - 1u);
+        if (moved != e) {
+            copy_item(tbase + element_at(sb, p, e).y, sbase + element_at(sb, p, moved).y);
+        }
+    }
+}
+
+// Committed winner w's rewrite applied to S in place: the moved items from the window
+// slot, every element's actions; its mark bit gathered per item in wg_slots. Winners
+// write different fields of an item, so they may do this side by side.
+fn rewrite_in_place(sbase: u32, tbase: u32, sb: u32, w: u32, rb: u32) {
+    let key = scratch[w + WIN_KEY];
+    let p = key_anchor(key);
+    let ri = rb + key_rule(key);
+    if (rules[ri].kind == RULE_MERGE) {
+        return;  // its item is in the window slot; the compaction takes it
+    }
+    let k = min(rules[ri].length, CAP_PATTERN);
+    for (var e = 0u; e < k; e++) {
+        let fq = element_at(sb, p, e);
+        if (min(rules[ri].perm[e], k - 1u) != e) {
+            copy_item(sbase + fq.y, tbase + fq.y);
+        }
+        let bit = select(0u, 1u << rules[ri].mark, (rules[ri].flags[e] & FLAG_TARGET) != 0u);
+        for (var j = fq.x; j <= fq.y; j++) {
+            act(sbase + j, ri, e);
+            atomicOr(&wg_slots[j], bit);
         }
     }
 }
@@ -547,7 +598,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
         if (n_commit == 0u) {
             continue;  // every winner reverted: S stays
         }
-        // -- apply every committed winner at once: S and the windows -> the other slot
+        // -- apply every committed winner at once, in place: moved items and merged
+        //    items aside, then threads over winners (they write different fields; the
+        //    mark bits they set are gathered per item in workgroup memory), then the marks
+        for (var j = t; j < len; j += WG) {
+            atomicStore(&wg_slots[j], 0u);
+        }
+        for (var c = t; c < n_commit; c += WG) {
+            stash(sbase, tbase, sb, winner_at(sb, scratch[winner_at(sb, c) + WIN_APPLY]), rb);
+        }
+        storageBarrier();
+        for (var c = t; c < n_commit; c += WG) {
+            rewrite_in_place(sbase, tbase, sb, winner_at(sb, scratch[winner_at(sb, c) + WIN_APPLY]), rb);
+        }
+        storageBarrier();
+        for (var j = t; j < len; j += WG) {
+            let bits = atomicLoad(&wg_slots[j]);
+            if (bits != 0u) {
+                set_item_word(sbase + j, ITEM_MARKS, item_word(sbase + j, ITEM_MARKS) | bits);
+            }
+        }
+        storageBarrier();
+        if (workgroupUniformLoad(&wg.removed) == 0u) {
+            continue;  // no merge: S is rewritten where it is
+        }
+        // -- merges: S compacted into the other slot, each merge's item from the window slot
         let next = slot_base(job, 1u - cur);
         let new_len = len - wg.removed;
         for (var j = t; j < len; j += WG) {
@@ -563,6 +638,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 }
             }
             var dest = j;
+            var source = sbase + j;
             if (lo > 0u) {
                 let w = winner_at(sb, scratch[winner_at(sb, lo - 1u) + WIN_APPLY]);
                 let p = key_anchor(scratch[w + WIN_KEY]);
@@ -572,21 +648,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                     dest = ANY;  // consumed by the merge
                 } else if (j > p) {
                     dest -= removes;
+                } else if (removes > 0u) {
+                    source = tbase + j;  // the merged item
                 }
             }
             if (dest != ANY) {
-                // S's item, then every committed winner writing it (they write different
-                // fields or mark bits; a merge or a moved item has the item to itself)
-                copy_item(next + dest, sbase + j);
-                for (var c = lo; c > 0u; c--) {
-                    let w = winner_at(sb, scratch[winner_at(sb, c - 1u) + WIN_APPLY]);
-                    if (key_anchor(scratch[w + WIN_KEY]) + alg.reach < j) {
-                        break;  // winners anchored further left do not reach j
-                    }
-                    if (scratch[w + WIN_EXT] >= j) {
-                        overlay(next + dest, sbase, j, sb, w, rb);
-                    }
-                }
+                copy_item(next + dest, source);
             }
         }
         // The freed tail, up to the widened length (the slot may hold an older stream).

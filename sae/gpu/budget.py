@@ -58,7 +58,11 @@ def anneal_iterations(alg: Algorithm, caps: Capacities, width: int, workgroup: i
         triples = (width + winners * reach) * 2 * rules
         count += per_thread(triples) * (match + search)
     count += per_thread(winners) * 2 + winners  # judge, the committed list
-    count += per_thread(width) * (search + ITEM_LOOP + (reach + 1) * overlay)  # apply
+    # apply: moved and merged items aside, each winner's actions in place, the marks,
+    # and after merges the compaction
+    count += per_thread(width) * 2 + per_thread(winners) * (k * ITEM_LOOP + overlay) * 2
+    count += per_thread(winners) * k * (caps.run + 1)
+    count += per_thread(width) * (search + ITEM_LOOP)
     count += per_thread(width * ITEM_LOOP)  # the tail
     return count + 8
 
