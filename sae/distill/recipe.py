@@ -70,6 +70,7 @@ class Config:
     negation: bool = True
     negated_clause: bool = False
     negation_to_ends: bool = False
+    negated_head: bool = False
     roles: bool = True
     role_heads: bool = False
     soften_aux: bool = False
@@ -94,8 +95,8 @@ class Config:
 
     def rule_settings(self) -> RuleSettings:
         return RuleSettings(self.num_scale, self.stop_scale, self.punct_scale, self.negation,
-                            self.negated_clause, self.negation_to_ends, self.roles, self.role_heads,
-                            self.soften_aux)
+                            self.negated_clause, self.negation_to_ends, self.negated_head, self.roles,
+                            self.role_heads, self.soften_aux)
 
 
 @dataclass

@@ -13,9 +13,9 @@ from sae.algorithm import Rule
 from sae.rules_text import parse_rules
 
 #: Transforms the default rules apply (``mod`` values).
-NEGATION_SCOPE, SUBJECT, OBJECT, NEGATED_CLAUSE = 1, 2, 3, 4
+NEGATION_SCOPE, SUBJECT, OBJECT, NEGATED_CLAUSE, NEGATED_HEAD = 1, 2, 3, 4, 5
 TRANSFORM_NAMES = {NEGATION_SCOPE: "negation scope", SUBJECT: "subject", OBJECT: "object",
-                   NEGATED_CLAUSE: "words before a negation"}
+                   NEGATED_CLAUSE: "words before a negation", NEGATED_HEAD: "the word a negation governs"}
 
 MERGES = """
 rule merge4 score 400: [op=ACC] [] [] [] => merge
@@ -34,6 +34,7 @@ class RuleSettings:
     negation: bool = True  #: the negation-scope transform
     negated_clause: bool = False  #: a transform of the words before a negation
     negation_to_ends: bool = False  #: both reach the ends of the text, not the clause
+    negated_head: bool = False  #: the word right after a negation gets a transform of its own
     roles: bool = True  #: the subject and object transforms
     role_heads: bool = False  #: roles on the head words only (no runs)
     soften_aux: bool = False  #: whether auxiliaries are stopwords the softening applies to
@@ -49,7 +50,12 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
         text += f"rule soften_stop_before_word score 50: [op=ACC {stop}] [word] => set 0 scale={s.stop_scale}\n"
     if s.punct_scale != 1.0:
         text += f"rule soften_punct_after_word score 50: [word] [op=ACC punct] => set 1 scale={s.punct_scale}\n"
-    if s.negation and not s.negation_to_ends:
+    if s.negation and s.negated_head:
+        # The word a negation governs, then the rest of its scope.
+        text += (f"rule negation_scope score 61: [neg] [!punct !conj] [!punct !conj]+7 "
+                 f"=> set 1 mod={NEGATED_HEAD}; set 2 mod={NEGATION_SCOPE}\n")
+        text += f"rule negation_head score 60: [neg] [!punct !conj] => set 1 mod={NEGATED_HEAD}\n"
+    elif s.negation and not s.negation_to_ends:
         # Everything after a negation up to punctuation or a conjunction.
         text += f"rule negation_scope score 60: [neg] [!punct !conj]+8 => set 1 mod={NEGATION_SCOPE}\n"
     if s.negated_clause and not s.negation_to_ends:
