@@ -119,7 +119,9 @@ def check_identity(store: RunStore, identity: dict[str, Any], resume: bool) -> b
 
 def _first_difference(a: Any, b: Any, path: str = "") -> str:
     if isinstance(a, dict) and isinstance(b, dict):
-        for k in sorted(set(a) | set(b)):
+        # The inputs first: a different file explains a different data digest.
+        first = ["teacher_sha256", "pairs_sha256", "base", "config"]
+        for k in sorted(set(a) | set(b), key=lambda k: (first.index(k) if k in first else len(first), k)):
             if a.get(k) != b.get(k):
                 return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
     names = {"teacher_sha256": "the teacher file", "pairs_sha256": "the pairs file", "base": "the base Algorithm",
