@@ -3,6 +3,7 @@ resume, refusals with one line and exit 2, lineage, metrics."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -171,7 +172,7 @@ def test_lineage(reference, tmp_path, capsys):
     assert [g["gen"] for g in rep["generations"]] == [0, 1, 2, 3]
     steps = rep["lineage"]
     assert steps[-1]["genome"] == rep["final"]["genome"] and steps[0]["parents"] == []
-    for prev, step in zip(steps, steps[1:]):
+    for prev, step in itertools.pairwise(steps):
         assert step["main_parent"] == prev["genome"]
         assert step["gain"] == pytest.approx(step["quality"] - prev["quality"])
     assert rep["front"] and all(f["quality"] <= rep["front"][0]["quality"] for f in rep["front"])

@@ -46,3 +46,28 @@ def test_fitted_transforms_change_the_algorithm(world):
     inherit = Evaluator(base, data).evaluate(g.canonical())
     fitted = Evaluator(base, data, FitnessSettings(transforms="fit")).evaluate(g.canonical())
     assert inherit.algorithm != fitted.algorithm
+
+
+def test_gpu_backend_evaluates_the_same_programs(world):
+    """The evaluator on the wgpu backend: the same journals (rule statistics, cost) and
+    objectives within float noise of the numpy path."""
+    import pytest
+
+    sys_path_gpu = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "gpu")
+    import sys
+
+    sys.path.insert(0, sys_path_gpu)
+    from gpu_helpers import gpu_skip_reason
+
+    reason = gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    g = genome_of(base).canonical()
+    cpu = Evaluator(base, data).evaluate(g)
+    gpu = Evaluator(base, data, FitnessSettings(backend="gpu")).evaluate(g)
+    assert gpu.rule_stats == cpu.rule_stats and gpu.edges == cpu.edges
+    assert gpu.objectives["cost"] == cpu.objectives["cost"]
+    for k in ("quality", "spearman", "teacher", "minimal_error"):
+        assert abs(gpu.objectives[k] - cpu.objectives[k]) < 1e-3, k
