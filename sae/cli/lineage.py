@@ -69,12 +69,13 @@ def _print(report: dict) -> None:
                   _fmt(s["quality"]), "-" if gain is None else f"{gain:+.4f}")
     con.print(t)
     t = Table(title="Pareto front (quality ↑, cost ↓)")
-    for c in ("genome", "quality", "spearman", "teacher", "minimal err", "cost", "rules"):
+    for c in ("genome", "quality", "spearman", "teacher", "minimal err", "cost", "rules", "same"):
         t.add_column(c, justify="left" if c == "genome" else "right")
     for f in report["front"]:
         o = f["objectives"]
         t.add_row(f["genome"][:12], _fmt(o["quality"]), _fmt(o.get("spearman")), _fmt(o.get("teacher")),
-                  _fmt(o.get("minimal_error")), _fmt(o["cost"]), str(int(o["rules"])))
+                  _fmt(o.get("minimal_error")), _fmt(o["cost"]), str(int(o["rules"])),
+                  f"+{len(f['equivalent'])}" if f["equivalent"] else "")
     con.print(t)
     best = report["best"]
     con.print(f"[bold]best[/] genome {best['genome'][:16]}, Algorithm {best['algorithm'][:16]}, "

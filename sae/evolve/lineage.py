@@ -67,12 +67,27 @@ def lineage_report(store: RunStore) -> dict[str, Any]:
                  "params": best_genome.to_json()["params"], "lexicon": best_genome.to_json()["lexicon"],
                  "rule_stats": records[best_key]["rule_stats"]},
         "lineage": steps,
-        "front": [{"genome": s.key, "quality": s.quality, "cost": s.cost,
-                   "objectives": records[s.key]["objectives"]} for s in front],
+        "front": _grouped_front(front, records, best_key),
         "final": final,
         "evaluations": len(records),
         "finished": final is not None,
     }
+
+
+def _grouped_front(front: list[Scored], records: dict[str, Any], best_key: str) -> list[dict[str, Any]]:
+    """Front members with identical objectives shown once (neutral variants: a loop
+    parameter no rule exercises, say); the others are listed as ``equivalent``."""
+    groups: dict[str, list[str]] = {}
+    for s in front:
+        groups.setdefault(json.dumps(records[s.key]["objectives"], sort_keys=True), []).append(s.key)
+    out = []
+    for s in front:
+        keys = groups[json.dumps(records[s.key]["objectives"], sort_keys=True)]
+        lead = best_key if best_key in keys else keys[0]
+        if s.key == lead:
+            out.append({"genome": s.key, "quality": s.quality, "cost": s.cost,
+                        "objectives": records[s.key]["objectives"], "equivalent": [k for k in keys if k != lead]})
+    return out
 
 
 def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
