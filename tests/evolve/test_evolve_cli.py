@@ -195,3 +195,17 @@ def test_metrics_are_served():
         m.stop()
     assert "sae_evolve_generation 4.0" in text and "sae_evolve_best_fitness 0.81" in text
     assert "sae_evolve_evaluations_total 1.0" in text and "sae_evolve_evaluation_seconds_count 1.0" in text
+
+
+def test_teacher_only_and_fitted_transforms(world, tmp_path, capsys):
+    """Without --pairs fitness comes from the teacher alone; --transforms fit refits the
+    transforms per genome, and the final Algorithm carries the refit (same content hash)."""
+    args = evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--transforms", "fit", "--workers", "2",
+                       generations=2, population=4)
+    i = args.index("--pairs")
+    del args[i : i + 2]
+    code, out, err = run_cli(args + ["--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["fit"]["spearman"] is None and res["fit"]["teacher"] is not None
+    assert load_algorithm(tmp_path / "best").content_hash == res["algorithm"]
