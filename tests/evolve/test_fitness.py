@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+from evolve_helpers import build_world
+
 from sae.algorithm import load_algorithm
 from sae.evolve.data import build_eval_data
 from sae.evolve.fitness import Evaluator, FitnessSettings
 from sae.evolve.genome import Genome, genome_of
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("evolve-world"))
 
 
 def test_objectives_are_reproducible(world):
@@ -51,8 +59,6 @@ def test_fitted_transforms_change_the_algorithm(world):
 def test_gpu_backend_evaluates_the_same_programs(world):
     """The evaluator on the wgpu backend: the same journals (rule statistics, cost) and
     objectives within float noise of the numpy path."""
-    import pytest
-
     sys_path_gpu = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "gpu")
     import sys
 
