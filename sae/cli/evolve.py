@@ -71,6 +71,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="weight of the minimal-pair error in quality (default 0.5)")
     g.add_argument("--final-candidates", type=positive_int, default=8, metavar="K",
                    help="front members validated for the final pick (default 8)")
+    g.add_argument("--max-cost", type=float, default=None, metavar="C",
+                   help="the final pick considers only genomes of cost at most C (a throughput budget; "
+                        "tools/evolve/cost_of.py gives an Algorithm's cost)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
 
@@ -83,12 +86,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.crossover <= 1.0:
         raise InputError(f"--crossover must be in 0..1, got {args.crossover}")
+    if args.max_cost is not None and not args.max_cost >= 0:
+        raise InputError(f"--max-cost must be >= 0, got {args.max_cost}")
     if args.w_minimal < 0:
         raise InputError(f"--w-minimal must be >= 0, got {args.w_minimal}")
     config = EvolveConfig(
         seed=args.seed, generations=args.generations, population=args.population, fit_pairs=args.fit_pairs,
         minimal_pairs=args.minimal_pairs, max_rules=args.max_rules, crossover=args.crossover,
-        final_candidates=args.final_candidates,
+        final_candidates=args.final_candidates, max_cost=args.max_cost,
         fitness=FitnessSettings(backend=args.backend, transforms=args.transforms, w_minimal=args.w_minimal),
     )
     metrics = Metrics(args.metrics_port) if args.metrics_port is not None else None

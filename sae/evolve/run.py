@@ -10,8 +10,8 @@ state after it — is committed in one transaction, so a run killed at any momen
 resumes from its last generation and ends exactly where an uninterrupted run ends.
 
 At the end the **final pick** (docs/EVOLVE.md): the Pareto front of every genome the
-run evaluated (quality ↑, cost ↓), its ``final_candidates`` members of highest
-quality evaluated on the validation pairs, and the one with the highest validation
+run evaluated (quality ↑, cost ↓) — only its members of cost at most ``max_cost`` when
+that is set — its ``final_candidates`` members of highest quality evaluated on the validation pairs, and the one with the highest validation
 quality (then lower cost, then key) written as a normal Algorithm directory.
 """
 
@@ -54,10 +54,13 @@ class EvolveConfig:
     crossover: float = 0.3  #: probability that a child comes from crossover
     final_candidates: int = 8
     fitness: FitnessSettings = field(default_factory=FitnessSettings)
+    max_cost: float | None = None  #: the final pick only considers genomes of at most this cost
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fitness"] = self.fitness.as_dict()
+        if d["max_cost"] is None:
+            del d["max_cost"]  # runs stored before the option existed keep their identity
         return d
 
 
@@ -284,7 +287,9 @@ class Evolution:
         if done is not None:
             return done
         front = pareto_front([self.scored(k) for k in self.records])
-        candidates = [s.key for s in front[: self.config.final_candidates]]
+        budget = self.config.max_cost
+        allowed = [s for s in front if budget is None or s.cost <= budget]
+        candidates = [s.key for s in allowed[: self.config.final_candidates]]
         stored = self.store.evaluations("valid")
         todo = [k for k in candidates if k not in stored]
         if todo:
@@ -294,8 +299,9 @@ class Evolution:
         valid.update({ev.genome: ev.record() for ev in evs})
         pick = max(candidates, key=lambda k: (valid[k]["objectives"]["quality"],
                                               -valid[k]["objectives"]["cost"], _neg(k)))
+        within = f" of cost at most {budget}" if budget is not None else ""
         record = {
-            "rule": f"the highest validation quality among the {self.config.final_candidates} front members "
+            "rule": f"the highest validation quality among the {self.config.final_candidates} front members{within} "
                     "of highest fit quality (then lower cost, then smaller genome key)",
             "fit": self.records[pick]["objectives"],
             "valid": valid[pick]["objectives"],

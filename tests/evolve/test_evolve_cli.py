@@ -236,3 +236,17 @@ def test_teacher_only_and_fitted_transforms(world, tmp_path, capsys):
     res = json.loads(out)
     assert res["fit"]["spearman"] is None and res["fit"]["teacher"] is not None
     assert load_algorithm(tmp_path / "best").content_hash == res["algorithm"]
+
+
+def test_max_cost_bounds_the_final_pick(world, tmp_path, capsys):
+    """--max-cost 0 leaves only rule-free genomes to the final pick (the search is unchanged)."""
+    code, out, err = run_cli(evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--max-cost", "0",
+                                         "--json", generations=2, population=4), capsys)
+    assert code == 0, err
+    assert json.loads(out)["fit"]["cost"] == 0
+    assert load_algorithm(tmp_path / "best").rules == ()
+    store = RunStore(tmp_path / "run.sqlite")
+    assert "cost at most 0.0" in store.final()["rule"] and store.config()["config"]["max_cost"] == 0.0
+    store.close()
+    code, _, err = run_cli(evolve_args(world, tmp_path / "r2.sqlite", tmp_path / "b2", "--max-cost", "-1"), capsys)
+    assert code == 2 and "--max-cost" in err
