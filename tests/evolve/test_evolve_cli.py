@@ -191,6 +191,7 @@ def test_bad_inputs(world, tmp_path, capsys):
 
 
 def test_lineage(reference, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs pip install 'sae[evolve]'")
     run = reference["dir"] / "run.sqlite"
     code, out, _ = run_cli(["lineage", str(run), "--json", "--plot", str(tmp_path / "fit.png")], capsys)
     assert code == 0
