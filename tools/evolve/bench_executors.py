@@ -6,7 +6,9 @@ in one invocation, and a check that the three runs are the same run.
 
 Each configuration runs the same small evolution (same seed) into its own run file;
 the rate is evaluations over the wall time of the evaluation phases (telemetry of the
-run store: generation 0 included, the final pick left out). The digests of the
+run store, the final pick left out), over all generations and after generation 0 (whose
+evaluations include starting the workers: spawning processes, or Ray actors, and
+shipping them the base and the data). The digests of the
 deterministic tables and the final content hashes must agree. The machine is shared:
 note the load average printed beside each figure.
 """
@@ -60,15 +62,20 @@ def main() -> int:
             evals = sum(t["evaluations"] for t in tel.values())
             eval_wall = sum(t["evaluations"] / t["evaluations_per_second"] for t in tel.values()
                             if t["evaluations_per_second"])
+            steady = [t for g, t in tel.items() if g > 0 and t["evaluations_per_second"]]
+            steady_rate = (sum(t["evaluations"] for t in steady)
+                           / sum(t["evaluations"] / t["evaluations_per_second"] for t in steady)) if steady else None
             rows.append({"executor": kind, "workers": int(workers), "evaluations": evals,
-                         "evaluations_per_second": evals / eval_wall, "command_seconds": wall,
+                         "evaluations_per_second": evals / eval_wall, "steady_evaluations_per_second": steady_rate,
+                         "command_seconds": wall,
                          "digest": store.digest(), "algorithm": load_algorithm(out).content_hash,
                          "load_average_before": load0})
             store.close()
     same = len({(r["digest"], r["algorithm"]) for r in rows}) == 1
     for r in rows:
+        steady = r["steady_evaluations_per_second"]
         print(f"{r['executor']:5s} workers {r['workers']}: {r['evaluations']} evaluations, "
-              f"{r['evaluations_per_second']:.2f}/s (command {r['command_seconds']:.0f} s, load before "
+              f"{r['evaluations_per_second']:.2f}/s, after generation 0 {steady:.2f}/s (command {r['command_seconds']:.0f} s, load before "
               f"{r['load_average_before']:.1f}); digest {r['digest'][:12]}, best {r['algorithm'][:12]}")
     print(f"same run in every configuration: {same}")
     print(json.dumps(rows))
