@@ -183,6 +183,7 @@ class Algorithm:
     params: LoopParams = field(default_factory=LoopParams)
     description: str = ""
     transforms: np.ndarray | None = None  # (n_transforms, dim, dim + 1) float32; None: none
+    transform_names: tuple[str, ...] = ()  # what each transform models, for explanations (may be empty)
 
     def __post_init__(self) -> None:
         # Every rule's mark is resolved here, so equal Algorithms have equal rules.
@@ -214,6 +215,12 @@ class Algorithm:
     @property
     def n_transforms(self) -> int:
         return int(self.transforms.shape[0])
+
+    def transform_name(self, mod: int) -> str:
+        """A readable name of transform ``mod`` (1-based; 0 is none)."""
+        if mod == 0:
+            return ""
+        return self.transform_names[mod - 1] if mod <= len(self.transform_names) else f"transform {mod}"
 
     @cached_property
     def tokenizer(self):  # -> tokenizers.Tokenizer
@@ -304,6 +311,7 @@ class Algorithm:
             "description": self.description,
             "dim": self.dim,
             "classes": list(self.classes),
+            **({"transforms": list(self.transform_names)} if self.transform_names else {}),
             "params": {
                 "max_steps": self.params.max_steps,
                 "tolerance": self.params.tolerance,
@@ -581,8 +589,8 @@ class _Loader:
 
     def build(self, doc: Any) -> Algorithm:
         caps = self.caps
-        top_keys = {"format", "version", "name", "description", "dim", "classes", "params", "rules"}
-        self.obj(doc, "", top_keys, top_keys - {"description"})
+        top_keys = {"format", "version", "name", "description", "dim", "classes", "transforms", "params", "rules"}
+        self.obj(doc, "", top_keys, top_keys - {"description", "transforms"})
         if doc["format"] != FORMAT:
             raise self.fail("format", f"must be {FORMAT!r}, got {_short(doc['format'])}")
         if doc["version"] not in READABLE_VERSIONS or isinstance(doc["version"], bool):
@@ -656,6 +664,12 @@ class _Loader:
         if not np.isfinite(transforms).all():
             raise self.fail("values", "contain NaN or infinity", tfile)
         n_transforms = transforms.shape[0]
+        transform_names = doc.get("transforms", [])
+        if not isinstance(transform_names, list) or not all(isinstance(n, str) for n in transform_names):
+            raise self.fail("transforms", "must be a list of names")
+        if transform_names and len(transform_names) != n_transforms:
+            raise self.fail("transforms", f"names {len(transform_names)} transforms, transforms.npy holds "
+                                          f"{n_transforms}")
 
         phrases = self.array("phrases", ("i4",), 2)
         pfile = str(self.root / "phrases.npy")
@@ -715,6 +729,7 @@ class _Loader:
             rules=rules,
             params=loop,
             transforms=_frozen(transforms),
+            transform_names=tuple(transform_names),
         )
 
     def _check_phrases(self, phrases: np.ndarray, vocab_size: int, pfile: str) -> None:

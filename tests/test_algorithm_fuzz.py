@@ -248,3 +248,19 @@ def test_a_version_1_directory_still_loads(valid_dir, tmp_path):
     (case / "algorithm.json").write_text(json.dumps(doc))
     with pytest.raises(AlgorithmError, match=r"transforms\.npy: file: not a readable"):
         load_algorithm(case)
+
+
+def test_transform_names_round_trip_and_must_match_the_transforms(valid_dir, tmp_path):
+    from dataclasses import replace
+
+    alg = load_algorithm(valid_dir)
+    named = save_algorithm(replace(alg, transform_names=("scope", "role")), tmp_path / "named",
+                           vector_dtype="float32")
+    loaded = load_algorithm(named)
+    assert loaded.transform_names == ("scope", "role") and loaded.transform_name(2) == "role"
+    assert loaded.content_hash == replace(alg, transform_names=("scope", "role")).content_hash
+    doc = json.loads((named / "algorithm.json").read_text())
+    doc["transforms"] = ["one"]
+    (named / "algorithm.json").write_text(json.dumps(doc))
+    with pytest.raises(AlgorithmError, match=r"transforms: names 1 transforms, transforms\.npy holds 2"):
+        load_algorithm(named)

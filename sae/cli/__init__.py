@@ -11,7 +11,8 @@ from sae import __version__
 from sae.errors import SaeError
 
 #: Command modules, in the order ``sae --help`` lists them.
-COMMANDS = ("embed", "trace", "compare", "info", "eval", "demo", "teach", "distill", "profile", "serve", "view")
+COMMANDS = ("embed", "trace", "compare", "info", "eval", "demo", "teach", "distill", "profile", "serve", "view",
+            "evolve", "lineage")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,7 @@ def _program_rows(engine: Engine, items: np.ndarray) -> list[dict]:
             "opcode": Op(int(it["opcode"])).name,
             "arg0": int(it["arg0"]),
             "weight": int(it["arg1"]) / 65536,
+            "transform": engine.algorithm.transform_name(int(it["mod"])),
         }
         for it in items
     ]
@@ -89,10 +90,10 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     for title, items in (("program before", x.initial), ("program after", x.final)):
         prog = Table(title=title)
-        for col in ("#", "symbol", "pos", "span", "opcode", "weight"):
+        for col in ("#", "symbol", "pos", "span", "opcode", "weight", "transform"):
             prog.add_column(col)
         for i, row in enumerate(_program_rows(engine, items)):
             prog.add_row(str(i), row["symbol"], str(row["pos"]), str(row["span"]), row["opcode"],
-                         f"{row['weight']:g}")
+                         f"{row['weight']:g}", row["transform"])
         console.print(prog)
     return 0

@@ -36,7 +36,7 @@ from sae.distill.fit import RidgeSettings, annealed_items, fit_transforms, fit_v
 from sae.distill.lexicon import build_lexicon, phrase_bonus, windows_of, words_of
 from sae.distill.minimal_pairs import minimal_pairs
 from sae.distill.pack import compress, keep_mask, row_budget
-from sae.distill.rules import RuleSettings, default_rules, merge_rules, transforms_used
+from sae.distill.rules import TRANSFORM_NAMES, RuleSettings, default_rules, merge_rules, transforms_used
 from sae.distill.teacher_cache import TeacherCache
 from sae.engine import Engine
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
@@ -70,9 +70,14 @@ class Config:
     negation: bool = True
     negated_clause: bool = False
     negation_to_ends: bool = False
+    negated_head: bool = False
     roles: bool = True
     role_heads: bool = False
     soften_aux: bool = False
+    number_mod: int = 0
+    object_aux_scale: float = 1.0
+    prep_scale: float = 1.0
+    punct_everywhere: bool = False
     role_recombinations: int = 0  #: extra "NP2 is V-ing NP1" texts per order pair, NPs drawn from other pairs
     variant_windows: int = 0  #: word windows per minimal-pair variant
     max_steps: int = DEFAULT_CAPACITIES.steps
@@ -94,8 +99,9 @@ class Config:
 
     def rule_settings(self) -> RuleSettings:
         return RuleSettings(self.num_scale, self.stop_scale, self.punct_scale, self.negation,
-                            self.negated_clause, self.negation_to_ends, self.roles, self.role_heads,
-                            self.soften_aux)
+                            self.negated_clause, self.negation_to_ends, self.negated_head, self.roles,
+                            self.role_heads, self.soften_aux, self.number_mod, self.object_aux_scale,
+                            self.prep_scale, self.punct_everywhere)
 
 
 @dataclass
@@ -231,7 +237,8 @@ class Recipe:
             items = annealed_items(alg, ids)
             log.info("transforms: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
             tr = fit_transforms(items, alg, corpus.targets, n_tr, cfg.lam_transform, corpus.weights)
-            alg = replace(alg, transforms=tr.astype(np.float16).astype(np.float32))
+            alg = replace(alg, transforms=tr.astype(np.float16).astype(np.float32),
+                          transform_names=tuple(TRANSFORM_NAMES.get(t, f"transform {t}") for t in range(1, n_tr + 1)))
         return alg
 
 

@@ -1,27 +1,26 @@
-"""Dev Spearman of an Algorithm with each rule removed in turn (the rules' share, measured).
+"""Spearman of an Algorithm with each of its rules removed in turn (the rules' share, measured).
 
-    python tools/distill/ablate.py --shared ../shared [--algorithm sae/data/default]
+    python tools/distill/ablate.py --shared ../shared [--algorithm DIR] [--split dev|train]
+
+The variants are :func:`sae.distill.ablation.variants`: no rules, merges only, no
+transform rules, no guards, the health check off, each rule removed.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from sae.algorithm import load_algorithm  # noqa: E402
-from sae.engine import Engine  # noqa: E402
-from sae.evaluate import evaluate, read_pairs  # noqa: E402
-from sae.teacher import read_teacher  # noqa: E402
+from sae.algorithm import load_algorithm
+from sae.distill.ablation import ablate
+from sae.evaluate import read_pairs
+from sae.teacher import read_teacher
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", default=str(REPO.parent / "shared"))
+    ap.add_argument("--shared", default="../shared")
     ap.add_argument("--algorithm", default=None)
     ap.add_argument("--split", default="dev", choices=("dev", "train"))
     args = ap.parse_args()
@@ -29,16 +28,10 @@ def main() -> int:
     pairs = read_pairs(shared / f"data/stsb/sts-{args.split}.csv")
     teacher = read_teacher(shared / f"data/teacher/teacher-minilm-{args.split}.parquet")
     alg = load_algorithm(args.algorithm)
-    variants = [("all rules", alg), ("no rules (alg.without_rules())", alg.without_rules()),
-                ("merges only", replace(alg, rules=tuple(r for r in alg.rules if r.kind == "merge"))),
-                ("reweighting only", replace(alg, rules=tuple(r for r in alg.rules if r.kind != "merge")))]
-    for i, rule in enumerate(alg.rules):
-        variants.append((f"without {rule.name}", replace(alg, rules=alg.rules[:i] + alg.rules[i + 1 :])))
     print(f"{args.split}: {len(pairs)} pairs; Algorithm {alg.name} {alg.content_hash[:12]}")
-    print(f"{'variant':<36} {'Spearman':>9} {'cos->teacher':>13}")
-    for name, a in variants:
-        r = evaluate(Engine(a, backend="cpu"), pairs, teacher)
-        print(f"{name:<36} {r.spearman:9.4f} {r.teacher_cosine:13.4f}")
+    print(f"{'variant':<40} {'Spearman':>9} {'cos->teacher':>13} {'committed':>10} {'reverted':>9}")
+    for v in ablate(alg, pairs, teacher):
+        print(f"{v.name:<40} {v.spearman:9.4f} {v.teacher_cosine:13.4f} {v.committed:10d} {v.reverted:9d}")
     return 0
 
 

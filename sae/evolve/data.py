@@ -1,0 +1,168 @@
+"""The data fitness is measured on: train texts, their teacher embeddings, pairs.
+
+Built once in the main process from the teacher file (and the STS pairs when given),
+tokenized once with the base Algorithm's tokenizer, then shipped unchanged to every
+worker (local processes or Ray): an :class:`EvalData` is plain numpy arrays, so
+every evaluator sees exactly the same bytes.
+
+Three pair sets (each pair: two text indices, the teacher's cosine, the gold score):
+
+* **fit**: what selection sees. With ``--pairs``: the STS pairs whose index is not
+  ``4 mod 5``, both sentences in the teacher file (capped at ``fit_pairs``, in a fixed
+  order: SHA-256 of the pair's text). Without: pairs of teacher texts drawn in that
+  same hash order.
+* **valid**: the other fifth; only read when the final Algorithm is picked from the
+  Pareto front (docs/EVOLVE.md), never by selection.
+* **minimal**: minimal pairs (negated, roles swapped: :mod:`sae.distill.minimal_pairs`)
+  of teacher texts whose variant the teacher file also holds; every fifth (hash
+  order) goes to validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sae.algorithm import Algorithm
+from sae.errors import InputError
+from sae.evaluate import cosine_rows, read_pairs
+from sae.layout import DEFAULT_CAPACITIES
+from sae.teacher import read_teacher
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Pairs of text indices with the teacher's cosine and (STS pairs only) a gold score."""
+
+    a: np.ndarray  # int64 text index
+    b: np.ndarray  # int64 text index
+    teacher_cos: np.ndarray  # float64
+    gold: np.ndarray | None = None  # float64, None without gold scores
+
+    def __len__(self) -> int:
+        return int(self.a.size)
+
+    def texts(self) -> np.ndarray:
+        return np.unique(np.concatenate([self.a, self.b]))
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Pre-tokenized texts, the pair sets, and the transform-fit targets."""
+
+    token_flat: np.ndarray  # int32, every text's token ids one after another
+    token_offsets: np.ndarray  # int64 (n_texts + 1,)
+    fit: PairSet
+    valid: PairSet
+    minimal_fit: PairSet
+    minimal_valid: PairSet
+    targets: np.ndarray = field(repr=False)  # (n_texts, dim) float32 teacher embeddings
+    n_texts: int = 0
+
+    def token_ids(self, index: np.ndarray) -> list[np.ndarray]:
+        off = self.token_offsets
+        return [self.token_flat[off[i] : off[i + 1]] for i in index]
+
+    def digest(self) -> str:
+        """SHA-256 of every array: equal digests, equal fitness values."""
+        h = hashlib.sha256()
+        arrays = [self.token_flat, self.token_offsets, self.targets]
+        for ps in (self.fit, self.valid, self.minimal_fit, self.minimal_valid):
+            arrays += [ps.a, ps.b, ps.teacher_cos] + ([ps.gold] if ps.gold is not None else [])
+        for arr in arrays:
+            arr = np.ascontiguousarray(arr)
+            h.update(f"{arr.dtype.str}:{arr.shape}".encode())
+            h.update(arr.tobytes())
+        return h.hexdigest()
+
+
+def _order_key(*texts: str) -> str:
+    return hashlib.sha256("\t".join(texts).encode()).hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def build_eval_data(
+    base: Algorithm,
+    teacher_path: str | Path,
+    pairs_path: str | Path | None,
+    fit_pairs: int,
+    minimal_pairs: int,
+) -> EvalData:
+    """Read the teacher (and pairs), split and sample them, tokenize every text once.
+
+    Raises :class:`InputError` (one line) when the files disagree: the teacher's
+    dimension is not the base's, or no pair has both sentences in the teacher file.
+    """
+    from sae.distill.minimal_pairs import minimal_pairs as find_minimal_pairs
+
+    teacher = read_teacher(teacher_path, dim=base.dim)
+    lookup = teacher.lookup()
+    emb = np.asarray(teacher.embeddings)
+    texts: dict[str, int] = {}
+
+    def idx(t: str) -> int:
+        return texts.setdefault(t, len(texts))
+
+    def pair_set(rows: list[tuple[str, str, float | None]]) -> PairSet:
+        a = np.array([idx(s1) for s1, _, _ in rows], dtype=np.int64)
+        b = np.array([idx(s2) for _, s2, _ in rows], dtype=np.int64)
+        ea = emb[[lookup[s1] for s1, _, _ in rows]] if rows else np.zeros((0, base.dim), np.float32)
+        eb = emb[[lookup[s2] for _, s2, _ in rows]] if rows else np.zeros((0, base.dim), np.float32)
+        has_gold = bool(rows) and rows[0][2] is not None
+        gold = np.array([g for _, _, g in rows], dtype=np.float64) if has_gold else None
+        return PairSet(a, b, cosine_rows(ea, eb), gold)
+
+    if pairs_path is not None:
+        pairs = read_pairs(pairs_path)
+        usable = [(i, s1, s2, float(g)) for i, (s1, s2, g) in enumerate(zip(pairs.s1, pairs.s2, pairs.scores))
+                  if s1 in lookup and s2 in lookup]
+        if len(usable) < 10:
+            raise InputError(f"{pairs_path}: only {len(usable)} of {len(pairs)} pairs have both sentences in the "
+                             f"teacher file {teacher_path} (need at least 10)")
+        fit_rows = sorted(((s1, s2, g) for i, s1, s2, g in usable if i % 5 != 4), key=lambda r: _order_key(r[0], r[1]))
+        valid_rows = [(s1, s2, g) for i, s1, s2, g in usable if i % 5 == 4]
+    else:
+        # Teacher-only fitness: pairs of teacher texts in hash order (a text with the next one).
+        uniq = sorted(dict.fromkeys(teacher.texts), key=_order_key)
+        if len(uniq) < 20:
+            raise InputError(f"{teacher_path}: {len(uniq)} distinct texts; teacher-only fitness needs at least 20")
+        rows = [(uniq[i], uniq[i + 1], None) for i in range(0, len(uniq) - 1, 2)]
+        fit_rows = [r for k, r in enumerate(rows) if k % 5 != 4]
+        valid_rows = [r for k, r in enumerate(rows) if k % 5 == 4]
+    if fit_pairs:
+        fit_rows = fit_rows[:fit_pairs]
+    fit = pair_set(fit_rows)
+
+    found = find_minimal_pairs(list(dict.fromkeys(teacher.texts)))
+    mp = sorted(((t, v, None) for kind in ("negation", "order") for t, v in found[kind] if v in lookup),
+                key=lambda r: _order_key(r[0], r[1]))
+    mp_fit = [r for k, r in enumerate(mp) if k % 5 != 4]
+    mp_valid = [r for k, r in enumerate(mp) if k % 5 == 4]
+    if minimal_pairs:
+        mp_fit = mp_fit[:minimal_pairs]
+    minimal_fit = pair_set(mp_fit)
+    valid = pair_set(valid_rows)
+    minimal_valid = pair_set(mp_valid)
+
+    order = list(texts)
+    cap = DEFAULT_CAPACITIES.stream
+    encoded = base.tokenizer.encode_batch_fast(order, add_special_tokens=False)
+    ids = [np.asarray(e.ids[:cap], dtype=np.int32) for e in encoded]
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(t) for t in ids])
+    flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
+    targets = np.ascontiguousarray(emb[[lookup[t] for t in order]], dtype=np.float32)
+    return EvalData(flat, offsets, fit, valid, minimal_fit, minimal_valid, targets, len(order))
+
+
+__all__ = ["EvalData", "PairSet", "build_eval_data", "file_sha256"]

@@ -1,0 +1,173 @@
+"""Where evaluations run: this process, local worker processes, or a Ray cluster.
+
+Every executor takes a list of genomes (canonical JSON) and returns their
+:class:`~sae.evolve.fitness.Evaluation` in the same order, so the search never sees
+which worker did what. Each worker builds one :class:`~sae.evolve.fitness.Evaluator`
+from the same :class:`Payload` (the base Algorithm's arrays and the evaluation data,
+shipped once) and evaluates with one BLAS thread, so a fitness value is the same bytes
+in any process: ``--workers 1`` and ``2`` and Ray give the same run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from sae.algorithm import Algorithm
+from sae.errors import InputError
+from sae.evolve.data import EvalData
+from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
+
+log = logging.getLogger(__name__)
+RAY_HINT = "pip install 'sae[ray]'"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """Everything a worker needs to evaluate: plain arrays and settings (picklable)."""
+
+    base: Algorithm
+    data: EvalData
+    settings: FitnessSettings
+
+    @staticmethod
+    def of(base: Algorithm, data: EvalData, settings: FitnessSettings) -> Payload:
+        # replace() drops cached properties (the tokenizer object, the hash): workers
+        # only need the arrays, and recompute the hash themselves.
+        return Payload(replace(base), data, settings)
+
+
+def single_blas_thread() -> contextlib.AbstractContextManager:
+    """One BLAS thread while evaluating (results then cannot depend on thread count)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # the env vars set for worker processes cover them
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1)
+
+
+_WORKER: Evaluator | None = None
+
+
+def _init_worker(payload: Payload) -> None:
+    global _WORKER
+    _WORKER = Evaluator(payload.base, payload.data, payload.settings)
+
+
+def _evaluate_in_worker(genome_json: str, stage: str) -> Evaluation:
+    assert _WORKER is not None
+    with single_blas_thread():
+        return _WORKER.evaluate(genome_json, stage)
+
+
+class LocalExecutor:
+    """``workers == 1``: evaluate in this process; more: a pool of spawned processes."""
+
+    name = "local"
+
+    def __init__(self, payload: Payload, workers: int) -> None:
+        self.workers = workers
+        self.pool = None
+        if workers <= 1:
+            self.evaluator = Evaluator(payload.base, payload.data, payload.settings)
+            return
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")  # inherited by the spawned workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_worker, initargs=(payload,))
+
+    def evaluate(self, genomes: list[str], stage: str,
+                 done: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
+        out = []
+        if self.pool is None:
+            for g in genomes:
+                with single_blas_thread():
+                    ev = self.evaluator.evaluate(g, stage)
+                out.append(ev)
+                if done:
+                    done(ev)
+            return out
+        for ev in self.pool.map(_evaluate_in_worker, genomes, [stage] * len(genomes)):
+            out.append(ev)
+            if done:
+                done(ev)
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class RayExecutor:
+    """Evaluator actors on a Ray cluster (``address``) or a local Ray instance (None)."""
+
+    name = "ray"
+
+    def __init__(self, payload: Payload, workers: int, address: str | None) -> None:
+        try:
+            import ray
+            from ray.util import ActorPool
+        except ImportError:
+            raise InputError(f"--executor ray needs Ray: {RAY_HINT}") from None
+        self.ray = ray
+        if not ray.is_initialized():
+            env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                          runtime_env={"env_vars": env})
+            try:
+                if address:
+                    ray.init(address=address, **kwargs)
+                else:
+                    ray.init(num_cpus=max(workers, 1), **kwargs)
+            except (ConnectionError, ValueError, RuntimeError) as exc:
+                raise InputError(f"--ray-address {address}: cannot reach a Ray cluster ({exc})") from None
+            self._owns = True
+        else:
+            self._owns = False
+        ref = ray.put(payload)
+
+        @ray.remote(num_cpus=1)
+        class _Actor:
+            def __init__(self, payload_ref) -> None:
+                self.evaluator = Evaluator(payload_ref.base, payload_ref.data, payload_ref.settings)
+
+            def evaluate(self, genome_json: str, stage: str) -> Evaluation:
+                with single_blas_thread():
+                    return self.evaluator.evaluate(genome_json, stage)
+
+        self.actors = [_Actor.remote(ref) for _ in range(max(workers, 1))]
+        self.pool = ActorPool(self.actors)
+
+    def evaluate(self, genomes: list[str], stage: str,
+                 done: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
+        out = []
+        # ActorPool.map yields results in submission order, whichever actor finished first.
+        for ev in self.pool.map(lambda actor, g: actor.evaluate.remote(g, stage), genomes):
+            out.append(ev)
+            if done:
+                done(ev)
+        return out
+
+    def close(self) -> None:
+        for actor in self.actors:
+            with contextlib.suppress(Exception):
+                self.ray.kill(actor)
+        if self._owns:
+            self.ray.shutdown()
+
+
+def make_executor(payload: Payload, kind: str, workers: int, address: str | None):
+    if kind == "ray":
+        return RayExecutor(payload, workers, address)
+    if address:
+        raise InputError("--ray-address needs --executor ray")
+    return LocalExecutor(payload, workers)
+
+
+__all__ = ["LocalExecutor", "Payload", "RayExecutor", "make_executor"]

@@ -1,0 +1,274 @@
+"""Fitness: how one genome's Algorithm does on the train data, deterministically.
+
+An :class:`Evaluator` turns a genome (canonical JSON) into an :class:`Evaluation`:
+it materializes the Algorithm on the base (fitting its transforms first when the
+run asks for it), anneals and executes the texts of the fit pairs and minimal pairs
+on the chosen backend, and computes the objectives (docs/EVOLVE.md):
+
+* ``spearman``: Spearman of cosine against the gold scores of the fit pairs (None
+  without ``--pairs``);
+* ``teacher``: Spearman of sae's cosines against the teacher's cosines, same pairs;
+* ``minimal_error``: mean |cos_sae − cos_teacher| over the minimal pairs;
+* ``quality`` = spearman − ``w_minimal`` × minimal_error (↑); without gold scores,
+  teacher − ``w_minimal`` × minimal_error. The teacher's pairwise agreement is not in
+  ``quality`` when gold scores exist: on STS-B train the reweighting rules that raise
+  the gold Spearman lower it (docs/EVOLVE.md);
+* ``cost``: bid work per text, ``Σ_rules weight × tokens × (1 + steps) / 1000`` with a
+  rule's weight ``Σ_elements (1 + gap + run)`` (↓): what the numpy path's matching
+  does, counted rather than timed so that selection stays deterministic.
+
+It also reads the journals: how often each rule committed and was reverted, and
+which rules interact (fire in the same texts, at overlapping places): the
+rule-interaction graph crossover uses.
+
+The evaluator is the seam for other backends: anything with
+``evaluate(genome_json, stage) -> Evaluation`` plugs into the executors; a GPU
+population evaluator can batch many genomes into few submissions behind
+:class:`PopulationEvaluator`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from sae.algorithm import Algorithm, rule_reach
+from sae.batch import ProgramBatch
+from sae.evaluate import cosine_rows, spearman
+from sae.evolve.data import EvalData, PairSet
+from sae.evolve.genome import Genome, materialize, rule_key
+from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED
+
+#: Digits objective values are rounded to (the run store keeps these exact values).
+DIGITS = 10
+
+
+@dataclass(frozen=True)
+class FitnessSettings:
+    """How fitness is computed; part of a run's configuration."""
+
+    backend: str = "cpu"  #: "cpu" (numpy) or "gpu" (wgpu)
+    transforms: str = "inherit"  #: "inherit" the base's transforms, or "fit" them per genome
+    max_transforms: int = 0  #: with "fit": transforms a genome may use (0: as many as the base has)
+    lam_transform: float = 0.3  #: ridge of fitted transforms toward the identity
+    w_minimal: float = 0.5  #: weight of the minimal-pair error in ``quality``
+    batch_size: int = 1024
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """The deterministic result of evaluating one genome (plus its timing, which is not)."""
+
+    genome: str  #: genome key
+    algorithm: str  #: content hash of the materialized Algorithm
+    objectives: dict[str, float | None]
+    rule_stats: dict[str, list[int]] = field(default_factory=dict)  #: rule key -> [committed, reverted, docs]
+    edges: list[list[Any]] = field(default_factory=list)  #: [key_a, key_b, co-firing docs, overlaps]
+    seconds: float = 0.0  #: wall time (telemetry, never used for selection)
+    texts: int = 0
+
+    def record(self) -> dict[str, Any]:
+        """What the run store keeps (deterministic)."""
+        return {"algorithm": self.algorithm, "objectives": self.objectives,
+                "rule_stats": self.rule_stats, "edges": self.edges}
+
+    @staticmethod
+    def from_record(genome: str, rec: dict[str, Any]) -> Evaluation:
+        return Evaluation(genome, rec["algorithm"], rec["objectives"], rec["rule_stats"], rec["edges"])
+
+    @property
+    def quality(self) -> float:
+        return float(self.objectives["quality"])
+
+    @property
+    def cost(self) -> float:
+        return float(self.objectives["cost"])
+
+
+class PopulationEvaluator(Protocol):
+    """What the executors call: many genomes in, their evaluations out, in order."""
+
+    def evaluate_many(self, genomes: list[str], stage: str) -> list[Evaluation]: ...
+
+
+@dataclass
+class _Run:
+    """Embeddings of some texts and what the loop did to them."""
+
+    emb: np.ndarray  # (n, dim) float32, rows in the order of the requested texts
+    steps: np.ndarray  # (n,) steps with a journal entry, per text
+    tokens: np.ndarray  # (n,)
+    entries: dict[str, np.ndarray]  # committed/reverted journal entries: doc, rule, pos, outcome
+
+
+class Evaluator:
+    """Evaluates genomes on one :class:`EvalData` over one base Algorithm."""
+
+    def __init__(self, base: Algorithm, data: EvalData, settings: FitnessSettings = FitnessSettings()) -> None:
+        self.base, self.data, self.settings = base, data, settings
+        self.caps = DEFAULT_CAPACITIES
+        self._batch = ProgramBatch(settings.batch_size, self.caps)
+        self._fits: OrderedDict[str, np.ndarray] = OrderedDict()
+        fit_texts = np.unique(np.concatenate([data.fit.texts(), data.minimal_fit.texts()]))
+        valid_texts = np.unique(np.concatenate([data.valid.texts(), data.minimal_valid.texts()]))
+        self.stage_texts = {"fit": fit_texts, "valid": valid_texts}
+        self.fit_texts = fit_texts
+
+    def evaluate_many(self, genomes: list[str], stage: str = "fit") -> list[Evaluation]:
+        return [self.evaluate(g, stage) for g in genomes]
+
+    # -- one genome -------------------------------------------------------------------------
+    def algorithm(self, genome: Genome) -> Algorithm:
+        """The Algorithm of ``genome``: transforms fitted (cached by genome key) or the base's."""
+        if self.settings.transforms != "fit":
+            return materialize(self.base, genome)
+        key = genome.key
+        tr = self._fits.get(key)
+        if tr is None:
+            tr = self._fit_transforms(genome)
+            self._fits[key] = tr
+            while len(self._fits) > 64:
+                self._fits.popitem(last=False)
+        return materialize(self.base, genome, tr)
+
+    def n_transforms(self) -> int:
+        return self.settings.max_transforms or self.base.n_transforms
+
+    def _fit_transforms(self, genome: Genome) -> np.ndarray:
+        from sae.distill.fit import annealed_items, fit_transforms
+
+        n_tr = self.n_transforms()
+        dim = self.base.dim
+        identity = np.zeros((n_tr, dim, dim + 1), dtype=np.float32)
+        identity[:, :, :dim] = np.eye(dim, dtype=np.float32)
+        uses = any(up.mod for r in genome.rules for up in r.updates)
+        if n_tr == 0 or not uses:
+            return identity
+        alg = materialize(self.base, genome, identity)
+        ids = [t.tolist() for t in self.data.token_ids(self.fit_texts)]
+        items = annealed_items(alg, ids, self.settings.batch_size)
+        targets = self.data.targets[self.fit_texts].astype(np.float64)
+        tr = fit_transforms(items, alg, targets, n_tr, self.settings.lam_transform, np.ones(len(ids)))
+        return tr.astype(np.float16).astype(np.float32)  # stored as float16 without loss
+
+    def evaluate(self, genome_json: str, stage: str = "fit") -> Evaluation:
+        """Evaluate one genome on the ``fit`` texts (selection) or the ``valid`` ones (final pick)."""
+        t0 = time.perf_counter()
+        genome = Genome.from_json(json.loads(genome_json))
+        alg = self.algorithm(genome)
+        texts = self.stage_texts[stage]
+        run = self._run(alg, texts)
+        where = np.full(self.data.n_texts, -1, dtype=np.int64)
+        where[texts] = np.arange(texts.size)
+        pairs, minimal = (self.data.fit, self.data.minimal_fit) if stage == "fit" else \
+            (self.data.valid, self.data.minimal_valid)
+        obj = self._objectives(alg, run, where, pairs, minimal)
+        stats, edges = _interactions(alg, run)
+        return Evaluation(genome.key, alg.content_hash, obj, stats, edges,
+                          seconds=time.perf_counter() - t0, texts=int(texts.size))
+
+    def _objectives(self, alg: Algorithm, run: _Run, where: np.ndarray, pairs: PairSet,
+                    minimal: PairSet) -> dict[str, float | None]:
+        cos = cosine_rows(run.emb[where[pairs.a]], run.emb[where[pairs.b]])
+        rho_gold = _finite(spearman(cos, pairs.gold)) if pairs.gold is not None else None
+        rho_teacher = _finite(spearman(cos, pairs.teacher_cos))
+        if len(minimal):
+            mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
+            mp_err = float(np.abs(mcos - minimal.teacher_cos).mean())
+        else:
+            mp_err = 0.0
+        quality = (rho_gold if rho_gold is not None else rho_teacher) - self.settings.w_minimal * mp_err
+        weight = sum(sum(1 + el.gap + el.run for el in r.pattern) for r in alg.rules)
+        cost = float((weight * run.tokens * (1 + run.steps)).mean() / 1000.0) if run.tokens.size else 0.0
+        out = {"quality": quality, "spearman": rho_gold, "teacher": rho_teacher, "minimal_error": mp_err,
+               "cost": cost, "rules": float(len(alg.rules)), "steps": float(run.steps.mean())}
+        return {k: (round(v, DIGITS) if v is not None else None) for k, v in out.items()}
+
+    def _run(self, alg: Algorithm, texts: np.ndarray) -> _Run:
+        """Anneal and execute ``texts`` in fixed batches (sorted by length, stable)."""
+        from sae.engine import make_backend
+
+        backend = make_backend(self.settings.backend, alg, self.caps, batch_size=self.settings.batch_size)
+        ids = self.data.token_ids(texts)
+        lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
+        order = np.argsort(lengths, kind="stable")
+        emb = np.zeros((len(ids), alg.dim), dtype=np.float32)
+        steps = np.zeros(len(ids), dtype=np.int64)
+        parts: list[tuple[np.ndarray, ...]] = []
+        batch = self._batch
+        for start in range(0, len(order), self.settings.batch_size):
+            chunk = order[start : start + self.settings.batch_size]
+            batch.widen([ids[i] for i in chunk], alg.symbol_rows, lengths[chunk].astype(np.uint32))
+            backend.anneal(batch)
+            emb[chunk] = backend.execute(batch)
+            n = len(chunk)
+            jlen = batch.journal_len[:n].astype(np.int64)
+            if jlen.any():
+                j = batch.journal[:n, : int(jlen.max())]
+                live = np.arange(j.shape[1])[None, :] < jlen[:, None]
+                d, e = np.nonzero(live)
+                entry = j[d, e]
+                parts.append((chunk[d], entry["rule"].astype(np.int64), entry["pos"].astype(np.int64),
+                              entry["outcome"].astype(np.int64), entry["step"].astype(np.int64)))
+        if parts:
+            doc, rule, pos, outcome, step = (np.concatenate(c) for c in zip(*parts))
+            np.maximum.at(steps, doc, step + 1)
+        else:
+            doc = rule = pos = outcome = np.zeros(0, dtype=np.int64)
+        return _Run(emb, steps, lengths, {"doc": doc, "rule": rule, "pos": pos, "outcome": outcome})
+
+
+def _finite(x: float) -> float:
+    return float(x) if np.isfinite(x) else 0.0
+
+
+def _interactions(alg: Algorithm, run: _Run) -> tuple[dict[str, list[int]], list[list[Any]]]:
+    """Per rule: committed, reverted, texts it fired in; per pair of rules: texts both
+    fired in, and committed rewrites within reach of each other in the same text."""
+    n_rules = len(alg.rules)
+    if n_rules == 0:
+        return {}, []
+    keys = [rule_key(r) for r in alg.rules]
+    e = run.entries
+    committed = e["outcome"] == COMMITTED
+    n_docs = run.tokens.size
+    c_count = np.bincount(e["rule"][committed], minlength=n_rules)
+    r_count = np.bincount(e["rule"][e["outcome"] == REVERTED], minlength=n_rules)
+    fired = np.zeros((n_docs, n_rules), dtype=np.float64)
+    fired[e["doc"][committed], e["rule"][committed]] = 1.0
+    co = (fired.T @ fired).astype(np.int64)  # texts in which both rules committed
+    stats = {keys[r]: [int(c_count[r]), int(r_count[r]), int(co[r, r])] for r in range(n_rules)}
+    # Overlaps: committed rewrites of two rules, same text, anchors within the left one's reach.
+    doc, rule, pos = e["doc"][committed], e["rule"][committed], e["pos"][committed]
+    order = np.lexsort((rule, pos, doc))
+    doc, rule, pos = doc[order], rule[order], pos[order]
+    reach = np.array([rule_reach(r) for r in alg.rules], dtype=np.int64)
+    ov = np.zeros((n_rules, n_rules), dtype=np.int64)
+    for lag in range(1, 4):
+        if doc.size <= lag:
+            break
+        same = (doc[lag:] == doc[:-lag]) & (pos[lag:] - pos[:-lag] <= reach[rule[:-lag]] + 1)
+        np.add.at(ov, (rule[:-lag][same], rule[lag:][same]), 1)
+    ov = ov + ov.T
+    # A guard interacts with every rule the health check reverted (journals do not say which guard).
+    guards = [g for g, r in enumerate(alg.rules) if r.kind == "guard"]
+    edges = []
+    for a in range(n_rules):
+        for b in range(a + 1, n_rules):
+            link_guard = (a in guards and r_count[b] > 0) or (b in guards and r_count[a] > 0)
+            if co[a, b] or ov[a, b] or link_guard:
+                ka, kb = sorted((keys[a], keys[b]))
+                edges.append([ka, kb, int(co[a, b]), int(ov[a, b]) + (1 if link_guard else 0)])
+    edges.sort()
+    return stats, edges
+
+
+__all__ = ["Evaluation", "Evaluator", "FitnessSettings", "PopulationEvaluator"]

@@ -1,0 +1,209 @@
+"""The run store: one SQLite file (stdlib ``sqlite3``), one transaction per generation.
+
+Tables (every value deterministic except ``telemetry``):
+
+* ``meta``: the run's configuration (canonical JSON) and the store's format;
+* ``genomes``: canonical JSON of every genome ever made, by key (SHA-256 of the JSON);
+* ``evaluations``: per genome and stage (``fit``; ``valid`` for final candidates): the
+  Algorithm's content hash, the objectives, rule statistics, the interaction edges;
+* ``births``: per generation and slot, the child, the operator and the parents;
+* ``population``: per generation, the survivors with their front and crowding distance;
+* ``generations``: per generation, the RNG state after it, best and median quality,
+  the best genome, diversity, how many genomes were new;
+* ``final``: the Algorithm picked at the end, with the rule that picked it;
+* ``telemetry``: wall times and evaluations per second, which vary from run to run:
+  recorded, never read back by the search, and left out of :meth:`RunStore.digest`.
+
+A ``kill -9`` at any moment leaves the file at the end of the last committed
+generation; SQLite's journal rolls back the rest when it is next opened.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from sae.algorithm import canonical_json
+from sae.errors import InputError
+
+FORMAT = "sae-evolve-run"
+VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS genomes (key TEXT PRIMARY KEY, json TEXT NOT NULL, first_gen INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS evaluations (genome TEXT NOT NULL, stage TEXT NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (genome, stage));
+CREATE TABLE IF NOT EXISTS births (gen INTEGER NOT NULL, slot INTEGER NOT NULL, child TEXT NOT NULL,
+    operator TEXT NOT NULL, parents TEXT NOT NULL, PRIMARY KEY (gen, slot));
+CREATE TABLE IF NOT EXISTS population (gen INTEGER NOT NULL, slot INTEGER NOT NULL, genome TEXT NOT NULL,
+    front INTEGER NOT NULL, crowding REAL NOT NULL, PRIMARY KEY (gen, slot));
+CREATE TABLE IF NOT EXISTS generations (gen INTEGER PRIMARY KEY, rng_state TEXT NOT NULL,
+    best_quality REAL NOT NULL, median_quality REAL NOT NULL, best_genome TEXT NOT NULL,
+    diversity REAL NOT NULL, evaluated INTEGER NOT NULL, summary TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS final (id INTEGER PRIMARY KEY CHECK (id = 0), genome TEXT NOT NULL,
+    algorithm TEXT NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry (gen INTEGER PRIMARY KEY, record TEXT NOT NULL);
+"""
+
+#: Tables whose contents the same seed and inputs reproduce exactly, with their order.
+DETERMINISTIC = (
+    ("meta", "key"),
+    ("genomes", "key"),
+    ("evaluations", "genome, stage"),
+    ("births", "gen, slot"),
+    ("population", "gen, slot"),
+    ("generations", "gen"),
+    ("final", "id"),
+)
+
+
+class RunStore:
+    """A run's SQLite file. Writes happen inside :meth:`generation` transactions."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.db = sqlite3.connect(str(self.path), isolation_level=None)
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not a usable run database ({exc})") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- configuration ----------------------------------------------------------------------
+    def config(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
+        return json.loads(row[0]) if row else None
+
+    def start(self, config: dict[str, Any]) -> None:
+        with self.transaction():
+            self.db.execute("INSERT INTO meta VALUES ('format', ?)", (f"{FORMAT} {VERSION}",))
+            self.db.execute("INSERT INTO meta VALUES ('config', ?)", (canonical_json(config),))
+
+    def check_format(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        if row and row[0] != f"{FORMAT} {VERSION}":
+            raise InputError(f"{self.path}: run format {row[0]!r}, this sae writes {FORMAT} {VERSION}")
+
+    # -- transactions --------------------------------------------------------------------------
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # -- reading ---------------------------------------------------------------------------------
+    def last_generation(self) -> int | None:
+        row = self.db.execute("SELECT MAX(gen) FROM generations").fetchone()
+        return row[0]
+
+    def generation(self, gen: int) -> dict[str, Any]:
+        row = self.db.execute(
+            "SELECT rng_state, best_quality, median_quality, best_genome, diversity, evaluated, summary "
+            "FROM generations WHERE gen=?", (gen,)).fetchone()
+        return {"gen": gen, "rng_state": json.loads(row[0]), "best_quality": row[1], "median_quality": row[2],
+                "best_genome": row[3], "diversity": row[4], "evaluated": row[5], "summary": json.loads(row[6])}
+
+    def generations(self) -> list[dict[str, Any]]:
+        return [self.generation(g) for (g,) in self.db.execute("SELECT gen FROM generations ORDER BY gen")]
+
+    def population(self, gen: int) -> list[tuple[str, int, float]]:
+        return [(k, f, c) for k, f, c in self.db.execute(
+            "SELECT genome, front, crowding FROM population WHERE gen=? ORDER BY slot", (gen,))]
+
+    def genome_json(self, key: str) -> str:
+        row = self.db.execute("SELECT json FROM genomes WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise InputError(f"{self.path}: genome {key[:16]} is missing")
+        return row[0]
+
+    def evaluations(self, stage: str = "fit") -> dict[str, dict[str, Any]]:
+        return {g: json.loads(r) for g, r in self.db.execute(
+            "SELECT genome, record FROM evaluations WHERE stage=?", (stage,))}
+
+    def births(self) -> dict[str, tuple[int, str, list[str]]]:
+        """Each genome's first birth: generation, operator, parents."""
+        out: dict[str, tuple[int, str, list[str]]] = {}
+        for gen, child, op, parents in self.db.execute(
+                "SELECT gen, child, operator, parents FROM births ORDER BY gen, slot"):
+            out.setdefault(child, (gen, op, json.loads(parents)))
+        return out
+
+    def final(self) -> dict[str, Any] | None:
+        row = self.db.execute("SELECT genome, algorithm, record FROM final WHERE id=0").fetchone()
+        return {"genome": row[0], "algorithm": row[1], **json.loads(row[2])} if row else None
+
+    def telemetry(self) -> dict[int, dict[str, Any]]:
+        return {g: json.loads(r) for g, r in self.db.execute("SELECT gen, record FROM telemetry")}
+
+    def digest(self) -> str:
+        """SHA-256 over every deterministic table, row by row in key order."""
+        h = hashlib.sha256()
+        for table, order in DETERMINISTIC:
+            h.update(table.encode())
+            for row in self.db.execute(f"SELECT * FROM {table} ORDER BY {order}"):  # table names are constants
+                h.update(canonical_json(list(row)).encode())
+        return h.hexdigest()
+
+    # -- writing (inside a transaction) ----------------------------------------------------------
+    def add_genome(self, key: str, genome_json: str, gen: int) -> None:
+        self.db.execute("INSERT OR IGNORE INTO genomes VALUES (?, ?, ?)", (key, genome_json, gen))
+
+    def add_evaluation(self, key: str, stage: str, record: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO evaluations VALUES (?, ?, ?)", (key, stage, canonical_json(record)))
+
+    def add_birth(self, gen: int, slot: int, child: str, operator: str, parents: list[str]) -> None:
+        self.db.execute("INSERT INTO births VALUES (?, ?, ?, ?, ?)", (gen, slot, child, operator, json.dumps(parents)))
+
+    def add_population(self, gen: int, ranked: list[tuple[str, int, float]]) -> None:
+        for slot, (key, front, crowd) in enumerate(ranked):
+            self.db.execute("INSERT INTO population VALUES (?, ?, ?, ?, ?)",
+                            (gen, slot, key, front, crowd if crowd != float("inf") else 1e300))
+
+    def add_generation(self, gen: int, rng_state: dict[str, Any], best: float, median: float, best_key: str,
+                       div: float, evaluated: int, summary: dict[str, Any]) -> None:
+        self.db.execute("INSERT INTO generations VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (gen, canonical_json(rng_state), best, median, best_key, div, evaluated,
+                         canonical_json(summary)))
+
+    def set_final(self, genome: str, algorithm: str, record: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO final VALUES (0, ?, ?, ?)", (genome, algorithm, canonical_json(record)))
+
+    def add_telemetry(self, gen: int, record: dict[str, Any]) -> None:
+        self.db.execute("INSERT OR REPLACE INTO telemetry VALUES (?, ?)", (gen, canonical_json(record)))
+
+
+class _Transaction:
+    """``with store.transaction():`` BEGIN IMMEDIATE … COMMIT, ROLLBACK on an exception."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.db.execute("BEGIN IMMEDIATE")
+        return self.db
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+def open_existing(path: str | Path) -> RunStore:
+    """Open a run file for reading (``sae lineage``); one-line error when it is not one."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{p}: no such run database")
+    try:
+        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+        db.close()
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{p}: not a run database ({exc})") from None
+    if not row or not str(row[0]).startswith(FORMAT):
+        raise InputError(f"{p}: not a sae evolve run database")
+    return RunStore(p)
+
+
+__all__ = ["RunStore", "open_existing"]

@@ -1,0 +1,253 @@
+"""sae evolve and sae lineage end to end: determinism across workers and Ray, kill -9 and
+resume, refusals with one line and exit 2, lineage, metrics."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from evolve_helpers import build_world, evolve_args
+
+from sae.algorithm import load_algorithm
+from sae.cli import main
+from sae.evolve.store import RunStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("evolve-world"))
+
+
+def run_cli(args: list[str], capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def finished(run: Path, out: Path) -> tuple[str, str]:
+    store = RunStore(run)
+    try:
+        return store.digest(), load_algorithm(out).content_hash
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def reference(world, tmp_path_factory) -> dict:
+    """One uninterrupted run with one worker: what every other way must reproduce."""
+    d = tmp_path_factory.mktemp("ref")
+    code = main(evolve_args(world, d / "run.sqlite", d / "best", "--workers", "1", "--json"))
+    assert code == 0
+    digest, alg_hash = finished(d / "run.sqlite", d / "best")
+    return {"dir": d, "digest": digest, "algorithm": alg_hash}
+
+
+def test_two_workers_give_the_same_run(world, reference, tmp_path):
+    assert main(evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--workers", "2")) == 0
+    assert finished(tmp_path / "run.sqlite", tmp_path / "best") == (reference["digest"], reference["algorithm"])
+
+
+def test_ray_local_gives_the_same_run(world, reference, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'sae[ray]')")
+    args = evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--executor", "ray", "--workers", "2")
+    assert main(args) == 0
+    assert finished(tmp_path / "run.sqlite", tmp_path / "best") == (reference["digest"], reference["algorithm"])
+
+
+def test_best_is_a_normal_algorithm_and_the_run_is_complete(reference):
+    alg = load_algorithm(reference["dir"] / "best")
+    store = RunStore(reference["dir"] / "run.sqlite")
+    assert store.last_generation() == 3
+    final = store.final()
+    assert final["algorithm"] == alg.content_hash == reference["algorithm"]
+    assert len(final["candidates"]) <= 3 and final["valid"]["quality"] is not None
+    births = store.db.execute("SELECT COUNT(*) FROM births").fetchone()[0]
+    assert births >= 6 * 4 - 2
+    ops = {r[0] for r in store.db.execute("SELECT operator FROM births")}
+    assert {"base", "base_without_rules"} <= ops and len(ops) > 4
+    store.close()
+
+
+def test_resume_of_a_finished_run_changes_nothing(world, reference, tmp_path, capsys):
+    import shutil
+
+    shutil.copy(reference["dir"] / "run.sqlite", tmp_path / "run.sqlite")
+    code, _, _ = run_cli(evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--resume"), capsys)
+    assert code == 0
+    assert finished(tmp_path / "run.sqlite", tmp_path / "best") == (reference["digest"], reference["algorithm"])
+
+
+def committed_generation(run: Path) -> int | None:
+    """The last generation another process has committed to ``run`` (None: none yet)."""
+    try:
+        db = sqlite3.connect(f"file:{run}?mode=ro", uri=True, timeout=0.05)
+        try:
+            return db.execute("SELECT MAX(gen) FROM generations").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return None
+
+
+def test_kill_9_at_random_points_then_resume(world, reference, tmp_path):
+    """SIGKILL at random moments — during start-up, right after a random generation's commit
+    plus a random delay (inside the next generation, or in the final pick) — and resume each
+    time: the same run in the end."""
+    run, out = tmp_path / "run.sqlite", tmp_path / "best"
+    cmd = [sys.executable, "-m", "sae", *evolve_args(world, run, out, "--resume")]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    rng = np.random.default_rng(2024)
+    landed = []
+    for attempt in range(8):
+        done = committed_generation(run)
+        if done == 3:
+            break
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if attempt == 0:
+            time.sleep(float(rng.uniform(0.05, 0.5)))  # start-up: nothing committed yet, or gen 0
+        else:
+            target = min(3, (-1 if done is None else done) + int(rng.integers(1, 3)))
+            deadline = time.monotonic() + 120
+            while proc.poll() is None and time.monotonic() < deadline:
+                g = committed_generation(run)
+                if g is not None and g >= target:
+                    break
+                time.sleep(0.005)
+            time.sleep(float(rng.uniform(0.0, 0.05)))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        landed.append((proc.returncode, committed_generation(run)))
+    final = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert final.returncode == 0, final.stderr
+    assert finished(run, out) == (reference["digest"], reference["algorithm"]), landed
+    print("kills (exit code, last committed generation):", landed)
+    killed = [g for code, g in landed if code == -signal.SIGKILL]
+    assert len(killed) >= 3, f"too few kills landed inside the run: {landed}"
+
+
+def one_line_error(code: int, err: str) -> str:
+    assert code == 2, err
+    lines = [ln for ln in err.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_refusals(world, reference, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run.sqlite"
+    shutil.copy(reference["dir"] / "run.sqlite", run)
+    before = RunStore(run).digest()
+    # A run already there, without --resume.
+    line = one_line_error(*run_cli(evolve_args(world, run, tmp_path / "b"), capsys)[::2])
+    assert "--resume" in line
+    # Resuming with another configuration, or another teacher.
+    line = one_line_error(*run_cli(evolve_args(world, run, tmp_path / "b", "--resume", "--seed", "5"),
+                                   capsys)[::2])
+    assert "seed" in line and "cannot resume" in line
+    other = tmp_path / "teacher.parquet"
+    from sae.io import write_embeddings
+    from sae.teacher import read_teacher
+
+    t = read_teacher(world["teacher"])
+    write_embeddings(other, list(t.texts), np.asarray(t.embeddings)[::-1].copy())
+    args = evolve_args(world, run, tmp_path / "b", "--resume")
+    args[args.index("--teacher") + 1] = str(other)
+    line = one_line_error(*run_cli(args, capsys)[::2])
+    assert "teacher" in line
+    assert RunStore(run).digest() == before  # nothing written by a refused command
+
+
+def test_bad_inputs(world, tmp_path, capsys):
+    args = evolve_args(world, tmp_path / "r1.sqlite", tmp_path / "b")
+    args[args.index("--teacher") + 1] = str(world["teacher_dim4"])
+    assert "dimension" in one_line_error(*run_cli(args, capsys)[::2])
+    args = evolve_args(world, tmp_path / "r2.sqlite", tmp_path / "b")
+    args[args.index("--teacher") + 1] = str(tmp_path / "missing.parquet")
+    one_line_error(*run_cli(args, capsys)[::2])
+    (tmp_path / "file").write_text("x")
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "r3.sqlite", tmp_path / "file"), capsys)[::2])
+    assert "not a directory" in line
+    unrelated = tmp_path / "pairs.csv"
+    unrelated.write_text("g\tf\ty\t1\t3.0\tsomething else\tentirely\ng\tf\ty\t2\t1.0\ta\tb\n")
+    args = evolve_args(world, tmp_path / "r4.sqlite", tmp_path / "b")
+    args[args.index("--pairs") + 1] = str(unrelated)
+    assert "teacher file" in one_line_error(*run_cli(args, capsys)[::2])
+    line = one_line_error(*run_cli(["lineage", str(tmp_path / "file")], capsys)[::2])
+    assert "run database" in line
+
+
+def test_lineage(reference, tmp_path, capsys):
+    pytest.importorskip("matplotlib", reason="--plot needs pip install 'sae[evolve]'")
+    run = reference["dir"] / "run.sqlite"
+    code, out, _ = run_cli(["lineage", str(run), "--json", "--plot", str(tmp_path / "fit.png")], capsys)
+    assert code == 0
+    rep = json.loads(out)
+    assert rep["digest"] == reference["digest"] and rep["finished"]
+    assert [g["gen"] for g in rep["generations"]] == [0, 1, 2, 3]
+    steps = rep["lineage"]
+    assert steps[-1]["genome"] == rep["final"]["genome"] and steps[0]["parents"] == []
+    for prev, step in itertools.pairwise(steps):
+        assert step["main_parent"] == prev["genome"]
+        assert step["gain"] == pytest.approx(step["quality"] - prev["quality"])
+    assert rep["front"] and all(f["quality"] <= rep["front"][0]["quality"] for f in rep["front"])
+    assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run_cli(["lineage", str(run)], capsys)
+    assert code == 0 and "Pareto front" in out and "lineage" in out
+
+
+def test_metrics_are_served():
+    pytest.importorskip("prometheus_client", reason="pip install 'sae[evolve]'")
+    from sae.evolve.fitness import Evaluation
+    from sae.evolve.observe import Metrics
+
+    m = Metrics(0)
+    try:
+        m.evaluated(Evaluation("g", "a", {}, seconds=0.3))
+        m.generation(4, {"best_quality": 0.81, "median_quality": 0.8, "diversity": 0.5}, {})
+        text = urllib.request.urlopen(f"http://127.0.0.1:{m.port}/metrics", timeout=10).read().decode()
+    finally:
+        m.stop()
+    assert "sae_evolve_generation 4.0" in text and "sae_evolve_best_fitness 0.81" in text
+    assert "sae_evolve_evaluations_total 1.0" in text and "sae_evolve_evaluation_seconds_count 1.0" in text
+
+
+def test_teacher_only_and_fitted_transforms(world, tmp_path, capsys):
+    """Without --pairs fitness comes from the teacher alone; --transforms fit refits the
+    transforms per genome, and the final Algorithm carries the refit (same content hash)."""
+    args = evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--transforms", "fit", "--workers", "2",
+                       generations=2, population=4)
+    i = args.index("--pairs")
+    del args[i : i + 2]
+    code, out, err = run_cli(args + ["--json"], capsys)
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["fit"]["spearman"] is None and res["fit"]["teacher"] is not None
+    assert load_algorithm(tmp_path / "best").content_hash == res["algorithm"]
+
+
+def test_max_cost_bounds_the_final_pick(world, tmp_path, capsys):
+    """--max-cost 0 leaves only rule-free genomes to the final pick (the search is unchanged)."""
+    code, out, err = run_cli(evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--max-cost", "0",
+                                         "--json", generations=2, population=4), capsys)
+    assert code == 0, err
+    assert json.loads(out)["fit"]["cost"] == 0
+    assert load_algorithm(tmp_path / "best").rules == ()
+    store = RunStore(tmp_path / "run.sqlite")
+    assert "cost at most 0.0" in store.final()["rule"] and store.config()["config"]["max_cost"] == 0.0
+    store.close()
+    code, _, err = run_cli(evolve_args(world, tmp_path / "r2.sqlite", tmp_path / "b2", "--max-cost", "-1"), capsys)
+    assert code == 2 and "--max-cost" in err

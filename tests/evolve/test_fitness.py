@@ -1,0 +1,79 @@
+"""Fitness: deterministic objectives, journal statistics, the validation stage."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from evolve_helpers import build_world
+
+from sae.algorithm import load_algorithm
+from sae.evolve.data import build_eval_data
+from sae.evolve.fitness import Evaluator, FitnessSettings
+from sae.evolve.genome import Genome, genome_of
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return build_world(tmp_path_factory.mktemp("evolve-world"))
+
+
+def test_objectives_are_reproducible(world):
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    assert len(data.fit) and len(data.valid) and len(data.minimal_fit)
+    g = genome_of(base)
+    one = Evaluator(base, data).evaluate(g.canonical())
+    two = Evaluator(replace(base), data).evaluate(g.canonical())
+    assert one.record() == two.record()
+    obj = one.objectives
+    assert obj["quality"] == round(obj["spearman"] - 0.5 * obj["minimal_error"], 10) or \
+        abs(obj["quality"] - (obj["spearman"] - 0.5 * obj["minimal_error"])) < 1e-9
+    assert obj["cost"] > 0 and obj["rules"] == len(g.rules)
+    assert sum(c for c, _, _ in one.rule_stats.values()) > 0
+    assert all(len(e) == 4 and e[0] < e[1] for e in one.edges)
+
+
+def test_no_rules_costs_nothing_and_valid_stage_differs(world):
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    ev = Evaluator(base, data)
+    empty = Genome((), base.params)
+    fit = ev.evaluate(empty.canonical(), "fit")
+    valid = ev.evaluate(empty.canonical(), "valid")
+    assert fit.objectives["cost"] == 0 and fit.rule_stats == {} and fit.edges == []
+    assert fit.objectives != valid.objectives
+
+
+def test_fitted_transforms_change_the_algorithm(world):
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    from tiny import parse
+
+    g = Genome(parse("rule scope score 60 mark 1: [neg] [!punct]+4 => set 1 mod=1"), base.params)
+    inherit = Evaluator(base, data).evaluate(g.canonical())
+    fitted = Evaluator(base, data, FitnessSettings(transforms="fit")).evaluate(g.canonical())
+    assert inherit.algorithm != fitted.algorithm
+
+
+def test_gpu_backend_evaluates_the_same_programs(world):
+    """The evaluator on the wgpu backend: the same journals (rule statistics, cost) and
+    objectives within float noise of the numpy path."""
+    sys_path_gpu = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "gpu")
+    import sys
+
+    sys.path.insert(0, sys_path_gpu)
+    from gpu_helpers import gpu_skip_reason
+
+    reason = gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    g = genome_of(base).canonical()
+    cpu = Evaluator(base, data).evaluate(g)
+    gpu = Evaluator(base, data, FitnessSettings(backend="gpu")).evaluate(g)
+    assert gpu.rule_stats == cpu.rule_stats and gpu.edges == cpu.edges
+    assert gpu.objectives["cost"] == cpu.objectives["cost"]
+    for k in ("quality", "spearman", "teacher", "minimal_error"):
+        assert abs(gpu.objectives[k] - cpu.objectives[k]) < 1e-3, k

@@ -1,0 +1,68 @@
+"""Mutation and crossover: seeded, valid, and crossover keeps interacting rules together."""
+
+from __future__ import annotations
+
+import numpy as np
+from test_genome import space_of
+from tiny import make_tiny, parse
+
+from sae.evolve.genome import Genome, genome_of, normalized, rule_key
+from sae.evolve.operators import MUTATIONS, crossover, interaction_components, mutate
+
+
+def test_mutation_is_a_function_of_the_seed():
+    base = make_tiny(transforms=1)
+    space = space_of(base)
+    g = genome_of(base)
+    runs = []
+    for _ in range(2):
+        rng = np.random.default_rng(11)
+        runs.append([mutate(g, rng, space) for _ in range(30)])
+    assert [(c.key, op) for c, op in runs[0]] == [(c.key, op) for c, op in runs[1]]
+    assert all(c.key != g.key for c, _ in runs[0])
+
+
+def test_every_operator_changes_something():
+    base = make_tiny(transforms=1)
+    space = space_of(base)
+    g = genome_of(base)
+    rng = np.random.default_rng(5)
+    for name, op, _ in MUTATIONS:
+        changed = 0
+        for _ in range(20):
+            child = op(g, rng, space)
+            if child is not None and normalized(child).key != g.key:
+                changed += 1
+        assert changed, name
+
+
+def test_components_link_overlapping_rules_only():
+    stats = {"a": [10, 0, 10], "b": [10, 0, 10], "c": [10, 0, 10], "d": [0, 0, 0]}
+    rec = {"rule_stats": stats, "edges": [["a", "b", 10, 9], ["b", "c", 10, 0], ["c", "d", 0, 1]]}
+    comps = interaction_components(["a", "b", "c", "d"], [rec])
+    assert comps == [["a", "b"], ["c", "d"]]  # co-firing alone does not link; a rule that never fired does
+
+
+def test_crossover_keeps_components_whole():
+    params = make_tiny().params
+    r = parse("""
+        rule neg score 60 mark 1: [neg] [word] => set 1 scale=-1.0
+        rule stop score 50 mark 2: [stop] [word] => set 0 scale=0.25
+        rule punct score 40 mark 3: [punct] => set 0 scale=0.5
+        rule num score 30 mark 4: [word] => set 0 scale=2.0
+    """)
+    a = normalized(Genome(r[:2], params))
+    b = normalized(Genome(r[2:], params))
+    ka, kb = rule_key(a.rules[0]), rule_key(a.rules[1])
+    rec_a = {"rule_stats": {ka: [50, 0, 40], kb: [50, 0, 40]}, "edges": [[min(ka, kb), max(ka, kb), 40, 30]]}
+    rec_b = {"rule_stats": {}, "edges": []}
+    space = space_of(make_tiny())
+    seen = set()
+    for seed in range(40):
+        child = crossover(a, b, rec_a, rec_b, np.random.default_rng(seed), space)
+        if child is None:
+            continue
+        keys = {rule_key(x) for x in child.rules}
+        assert (ka in keys) == (kb in keys), "linked rules were split"
+        seen.add(frozenset(keys))
+    assert len(seen) >= 3

@@ -1,0 +1,72 @@
+"""STS-B dev figures of evolved Algorithms next to their references (for the report only:
+dev never feeds selection).
+
+    python tools/evolve/dev_report.py --shared ../shared --cache out/distill \
+        --teacher-python /work/venv-teacher/bin/python \
+        --algorithm evolved=out/real/best --algorithm base=out/base-v2 --algorithm shipped=sae/data/default
+
+For each Algorithm: dev Spearman with its rules and with its rules removed (the
+difference is what the rules add), mean cosine to the teacher, and the minimal pairs of
+dev sentences (mean |cos_sae − cos_teacher|, negation and role swaps; teacher
+embeddings from the distillation cache, computed when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> int:
+    from sae import Engine, load_algorithm
+    from sae.distill.minimal_pairs import minimal_pairs
+    from sae.distill.teacher_cache import TeacherCache
+    from sae.evaluate import cosine_rows, read_pairs, score_embeddings
+    from sae.teacher import read_teacher
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", default="../shared")
+    ap.add_argument("--cache", default="out/distill")
+    ap.add_argument("--teacher-python", default=None)
+    ap.add_argument("--algorithm", action="append", required=True, metavar="NAME=DIR")
+    args = ap.parse_args()
+
+    data = Path(args.shared) / "data"
+    dev = read_pairs(data / "stsb/sts-dev.csv")
+    texts = dev.unique_texts()
+    teacher = read_teacher(data / "teacher/teacher-minilm-dev.parquet")
+    lookup = teacher.lookup()
+    t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
+    found = minimal_pairs(texts)
+    cache = TeacherCache(args.cache, args.teacher_python)
+    mp = {kind: (pairs, cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs]))
+          for kind, pairs in found.items() if pairs}
+    out = {}
+    for spec in args.algorithm:
+        name, _, path = spec.partition("=")
+        alg = load_algorithm(path)
+        row = {"content_hash": alg.content_hash, "rules": len(alg.rules)}
+        for label, a in (("", alg), ("without_rules_", alg.without_rules())):
+            eng = Engine(a, backend="cpu")
+            emb = eng.embed(texts)
+            row[f"{label}spearman"] = score_embeddings(dev, texts, emb)[0]
+            row[f"{label}teacher_cosine"] = float(cosine_rows(emb, t_emb).mean())
+            for kind, (pairs, ta, tb) in mp.items():
+                ours = cosine_rows(eng.embed([p[0] for p in pairs]), eng.embed([p[1] for p in pairs]))
+                row[f"{label}{kind}_abs_error"] = float(np.abs(ours - cosine_rows(ta, tb)).mean())
+        row["rules_add"] = row["spearman"] - row["without_rules_spearman"]
+        out[name] = row
+        print(f"{name:10s} {alg.content_hash[:12]} dev Spearman {row['spearman']:.4f} "
+              f"(rules removed {row['without_rules_spearman']:.4f}, rules add {row['rules_add']:+.4f}); "
+              f"teacher cos {row['teacher_cosine']:.4f}; minimal pairs |Δcos| "
+              + ", ".join(f"{k} {row[f'{k}_abs_error']:.4f}" for k in mp), file=sys.stderr)
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
