@@ -4,6 +4,7 @@ generation).
 
 >>> evaluator = PopulationEvaluator(base, backend="gpu")
 >>> embeddings = evaluator.evaluate(candidates, token_ids)   # one (n, dim) array each
+>>> runs = evaluator.runs(candidates, token_ids)   # the same, with each document's journal
 
 Every Algorithm must share ``base``'s tokenizer, vectors, weights, symbol rows and
 classes, lexicon and transforms (``sae.gpu.tables.SHARED_TABLES``): those are uploaded
@@ -17,15 +18,25 @@ the CPU the Algorithms run one after another on the numpy path.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.engine import make_backend
-from sae.layout import DEFAULT_CAPACITIES, Capacities
+from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
 
 #: Jobs (document x Algorithm) per GPU submission unless given.
 DEFAULT_JOBS = 4096
+
+
+@dataclass
+class PopulationRun:
+    """What one Algorithm of a population did to a token batch."""
+
+    embeddings: np.ndarray  #: (n, dim) float32
+    journal: np.ndarray  #: (n, Capacities.journal) JOURNAL_ENTRY: each document's journal
+    journal_len: np.ndarray  #: (n,) uint32: the entries each journal holds
 
 
 class PopulationEvaluator:
@@ -81,6 +92,45 @@ class PopulationEvaluator:
         return out
 
 
+    def runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
+        """What :meth:`evaluate` gives, with each document's journal (which rules committed
+        or were reverted where, in which step): what an evolutionary search reads besides
+        the embeddings. The journals cost a readback of ``Capacities.journal`` entries per
+        job on a GPU."""
+        algorithms = list(algorithms)
+        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+        if len(lengths) and int(lengths.max()) > self.caps.stream:
+            raise ValueError(f"PopulationEvaluator.runs: a text has {int(lengths.max())} tokens, more than the "
+                             f"stream capacity {self.caps.stream} (Engine.tokenize truncates)")
+        if hasattr(self.backend, "population_runs"):
+            return [PopulationRun(*run) for run in self.backend.population_runs(algorithms, token_ids)]
+        from sae.batch import ProgramBatch
+        from sae.cpu import CpuBackend
+        from sae.gpu.tables import shared_table_difference
+
+        out = []
+        for i, alg in enumerate(algorithms):
+            difference = shared_table_difference(self.base, alg)
+            if difference:
+                raise ValueError(f"population member {i} ({alg.name!r}) has other {difference} than the base "
+                                 "Algorithm; a population shares everything but rules and parameters")
+            backend = CpuBackend(alg, self.caps)
+            n = len(token_ids)
+            run = PopulationRun(np.zeros((n, alg.dim), dtype=np.float32),
+                                np.zeros((n, self.caps.journal), dtype=JOURNAL_ENTRY), np.zeros(n, dtype=np.uint32))
+            batch = ProgramBatch(1024, self.caps)
+            for start in range(0, n, 1024):
+                part = slice(start, start + 1024)
+                batch.widen(token_ids[part], alg.symbol_rows, lengths[part])
+                m = batch.n
+                backend.anneal(batch)
+                run.embeddings[part] = backend.execute(batch)[:m]
+                run.journal[part] = batch.journal[:m]
+                run.journal_len[part] = batch.journal_len[:m]
+            out.append(run)
+        return out
+
+
 def evaluate_population(
     algorithms: Sequence[Algorithm],
     token_ids: Sequence[Sequence[int]],
@@ -97,4 +147,4 @@ def evaluate_population(
         algorithms, token_ids)
 
 
-__all__ = ["DEFAULT_JOBS", "PopulationEvaluator", "evaluate_population"]
+__all__ = ["DEFAULT_JOBS", "PopulationEvaluator", "PopulationRun", "evaluate_population"]

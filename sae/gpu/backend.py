@@ -543,6 +543,54 @@ class GpuBackend:
                 out[first + a][start : start + docs_here] = result[a * docs_here : (a + 1) * docs_here]
         return out
 
+    @_device_errors
+    def population_runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]
+                        ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """What :meth:`evaluate_population` gives, with each job's journal: per Algorithm
+        ``(embeddings (n, dim), journal (n, Capacities.journal) JOURNAL_ENTRY,
+        journal_len (n,))``, each equal to what that Algorithm alone gives (an
+        evolutionary search reads which rules committed where). One submission and one
+        readback (embeddings, states and journals) per chunk of jobs."""
+        self._drain()
+        self.set_population(algorithms)
+        n, dim, caps = len(token_ids), self.alg.dim, self.caps
+        out = [(np.zeros((n, dim), dtype=np.float32), np.zeros((n, caps.journal), dtype=JOURNAL_ENTRY),
+                np.zeros(n, dtype=np.uint32)) for _ in self.population]
+        if n == 0 or not algorithms:
+            return out[: len(algorithms)]
+        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=n)
+        if int(lengths.max()) > caps.stream:
+            raise ValueError(f"population_runs: a text has {int(lengths.max())} tokens, more than the "
+                             f"stream capacity {caps.stream}")
+        docs = min(n, self.chunk)
+        per_submission = max(1, self.chunk // docs)
+        width = 4 * dim4(dim)
+        journal_bytes = caps.journal * JOURNAL_ENTRY.itemsize
+        state_bytes = self._state_dtype.itemsize
+        for start in range(0, n, docs):
+            ids, lens = token_ids[start : start + docs], lengths[start : start + docs]
+            for first in range(0, len(self.population), per_submission):
+                part = _Part(ids, lens, first, min(per_submission, len(self.population) - first))
+                here, jobs = len(ids), len(ids) * part.n_algs
+                self._upload_tokens(part)
+                enc = self.device.create_command_encoder(label="sae population runs")
+                self._encode_anneal(enc, here, int(lens.max()), GPU_MODE_WIDEN | GPU_MODE_JOURNAL)
+                self._encode_vm(enc, jobs)
+                emb, state, journal = self._download(
+                    enc, [("embeddings", jobs * width * 4), ("state", jobs * state_bytes),
+                          ("journal", jobs * journal_bytes)])
+                emb = np.frombuffer(emb, dtype=np.float32).reshape(jobs, width)[:, :dim]
+                st = np.frombuffer(state, dtype=self._state_dtype)
+                jr = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(jobs, caps.journal).copy()
+                # past a job's entries the buffer holds an earlier job's: cleared here
+                jr[np.arange(caps.journal)[None, :] >= st["journal_len"][:, None]] = np.zeros((), JOURNAL_ENTRY)
+                for a in range(part.n_algs):
+                    rows, target = slice(a * here, (a + 1) * here), out[first + a]
+                    target[0][start : start + here] = emb[rows]
+                    target[1][start : start + here] = jr[rows]
+                    target[2][start : start + here] = st["journal_len"][rows]
+        return out
+
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
         import wgpu
@@ -768,15 +816,20 @@ class GpuBackend:
             self._encode_part(part, self._turn)
         self._turn = (self._turn + 1) % IN_FLIGHT
 
-    def _encode_part(self, part: _Part, slot: int) -> None:
+    def _upload_tokens(self, part: _Part) -> None:
+        """A chunk's token ids into the table buffer; which Algorithms of the population run it."""
         n = len(part.token_ids)
-        jobs = n * part.n_algs
         with maybe_scope(self.profiler, "upload", documents=n):
             words = pack_tokens(part.token_ids, part.lengths)
             self.device.queue.write_buffer(self.buffers["tables"], 4 * self._token_base, words)
             self._params["off_tokens"] = self._token_base + n + 1
             self._params["n_algs"] = part.n_algs
             self._params["off_algs"] = self._alg_base + part.alg_first * (ALG_RECORD.itemsize // 4)
+
+    def _encode_part(self, part: _Part, slot: int) -> None:
+        n = len(part.token_ids)
+        jobs = n * part.n_algs
+        self._upload_tokens(part)
         dispatches_before = self.counters.dispatches
         with maybe_scope(self.profiler, "encode", documents=n):
             enc = self.device.create_command_encoder(label="sae embed")

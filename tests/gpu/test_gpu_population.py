@@ -64,6 +64,23 @@ def test_few_submissions():
     assert evaluator.backend.counters.submissions - before == 2
 
 
+def test_runs_carry_each_members_journal():
+    """With journals (what an evolutionary search reads): GPU == numpy per member, one
+    submission per chunk of jobs."""
+    docs = _docs(23, seed=5)
+    gpu_evaluator = PopulationEvaluator(BASE, backend="gpu", jobs=50)
+    before = gpu_evaluator.backend.counters.submissions
+    gpu = gpu_evaluator.runs(_population(), docs)
+    assert gpu_evaluator.backend.counters.submissions - before == 2  # 92 jobs in chunks of 46
+    cpu = PopulationEvaluator(BASE, backend="cpu").runs(_population(), docs)
+    assert len(gpu) == len(cpu) == len(_population())
+    for c, g in zip(cpu, gpu):
+        assert np.abs(c.embeddings - g.embeddings).max() <= EMBEDDING_TOLERANCE
+        assert np.array_equal(c.journal_len, g.journal_len)
+        assert c.journal.tobytes() == g.journal.tobytes()
+    assert sum(int(g.journal_len.sum()) for g in gpu) > 20  # the members rewrite
+
+
 def test_embedding_after_a_population_uses_the_backend_algorithm():
     evaluator = PopulationEvaluator(BASE, backend="gpu", jobs=64)
     docs = _docs(9, seed=2)
