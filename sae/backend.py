@@ -1,27 +1,77 @@
-"""The one small interface every backend implements; the engine never asks which."""
+"""The one small interface every backend implements; the engine never asks which.
+
+Embedding goes through :meth:`Backend.submit_batch`: token ids in, embeddings and the
+annealing counts out, and nothing else crosses between host and device (the GPU path
+widens, anneals, executes and normalizes in one submission and reads back only the
+embeddings). A backend may return before the work is done, so that the caller
+tokenizes the next batch meanwhile; :meth:`PendingBatch.result` waits for it.
+
+Inspection (``Engine.explain``, ``sae trace``, ``sae compare``, the viewer, the
+distillation) goes through a host :class:`~sae.batch.ProgramBatch`: ``bids``,
+``anneal`` and ``execute`` read and write its streams and journals in place.
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
-from sae.batch import ProgramBatch
-from sae.profile import Profiler
+from sae.batch import AnnealStats, ProgramBatch
+from sae.layout import Capacities
+from sae.profile import Profiler, maybe_scope
+
+
+@dataclass
+class BatchResult:
+    """One embedded batch: an L2-normalized float32 row per document, in the order given,
+    and what the annealing loop did to the batch."""
+
+    embeddings: np.ndarray  # (n, dim) float32
+    stats: AnnealStats
+
+
+class PendingBatch(Protocol):
+    """A submitted batch."""
+
+    def result(self) -> BatchResult:
+        """Wait for the batch (once) and return it."""
+        ...
+
+
+class DoneBatch:
+    """A batch computed when it was submitted (the numpy path)."""
+
+    def __init__(self, result: BatchResult) -> None:
+        self._result = result
+
+    def result(self) -> BatchResult:
+        return self._result
 
 
 class Backend(Protocol):
-    """Runs the annealing loop and the VM on a :class:`ProgramBatch`, in place."""
+    """Runs the annealing loop and the VM: a batch of token ids, or a host batch in place."""
 
     #: "cpu" or "gpu"
     name: str
     #: a human description: "numpy" or the adapter name and graphics backend
     description: str
-    #: set by the engine; a backend reports its own scopes and passes into it
+    #: set by the engine; a backend reports its own scopes, passes and counters into it
     profiler: Profiler | None
-    #: whether ``anneal`` and ``execute`` may run on different batches from several
-    #: threads at once (the numpy path: it keeps no state between calls)
+    #: whether batches may run from several threads at once (the numpy path: it keeps
+    #: no state between calls); otherwise the engine keeps two batches in flight
     concurrent_batches: bool
+
+    def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> PendingBatch:
+        """Embed documents given as token ids (each at most the stream capacity long).
+
+        ``lengths`` are their token counts. The GPU path returns once the work is
+        submitted; call ``result()`` for the embeddings.
+        """
+        ...
 
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         """Bid keys of the current streams, ``(n, stream capacity, rules)`` uint32, 0 = no bid."""
@@ -34,3 +84,38 @@ class Backend(Protocol):
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         """Run the VM: one L2-normalized float32 vector per document, ``(n, dim)``."""
         ...
+
+
+class HostBatches:
+    """``submit_batch`` for a backend that works on host batches (the numpy path).
+
+    Each thread widens into its own :class:`ProgramBatch`, allocated once and reused,
+    then runs the backend's ``anneal`` and ``execute`` on it: the same work, and the
+    same allocations, as before the interface took token ids.
+    """
+
+    def __init__(self, caps: Capacities) -> None:
+        self._caps = caps
+        self._local = threading.local()
+
+    def batch(self, size: int) -> ProgramBatch:
+        """This thread's batch, with room for ``size`` documents."""
+        batch = getattr(self._local, "batch", None)
+        if batch is None or batch.size < size:
+            batch = ProgramBatch(size, self._caps)
+            self._local.batch = batch
+        return batch
+
+
+def run_host_batch(backend, batches: HostBatches, symbol_rows: np.ndarray, token_ids: Sequence[Sequence[int]],
+                   lengths: np.ndarray) -> DoneBatch:
+    """Widen, anneal and execute on this thread's host batch (the numpy path's ``submit_batch``)."""
+    prof = backend.profiler
+    batch = batches.batch(len(token_ids))
+    with maybe_scope(prof, "widen"):
+        batch.widen(list(token_ids), symbol_rows, lengths)
+    with maybe_scope(prof, "anneal"):
+        backend.anneal(batch)
+    with maybe_scope(prof, "execute"):
+        embeddings = backend.execute(batch)
+    return DoneBatch(BatchResult(embeddings, batch.stats))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import queue
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +14,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm, load_algorithm
 from sae.backend import Backend
-from sae.batch import ProgramBatch
+from sae.batch import AnnealStats, ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
@@ -124,8 +123,6 @@ class Engine:
         self.batch_size = batch_size
         #: batches embedded at once, each by its own thread, on a backend that allows it
         self.threads = threads if threads is not None else min(os.cpu_count() or 1, 8)
-        self._batch = ProgramBatch(batch_size, caps)
-        self._spare: queue.SimpleQueue[ProgramBatch] = queue.SimpleQueue()  # the other threads' batches
         self._profiler: Profiler | None = None
         self._counters = EngineCounters()
         self._counters_lock = threading.Lock()
@@ -135,11 +132,10 @@ class Engine:
         with self._counters_lock:
             return replace(self._counters)
 
-    def _count(self, batch: ProgramBatch, tokens: int) -> None:
-        stats = batch.stats
+    def _count(self, texts: int, stats: AnnealStats, tokens: int) -> None:
         with self._counters_lock:
             c = self._counters
-            c.texts += batch.n
+            c.texts += texts
             c.tokens += tokens
             c.batches += 1
             c.steps += stats.steps
@@ -162,16 +158,25 @@ class Engine:
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to the stream capacity (with a warning)."""
+        ids, cut = self._tokenize(texts)
+        self._warn_truncated(cut)
+        return ids
+
+    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
+        """Token ids per text, truncated to the stream capacity, and how many were cut."""
         # encode_batch_fast skips the character offsets, which nothing here reads.
         encodings = self.algorithm.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
         cap = self.caps.stream
         ids = [e.ids for e in encodings]
         cut = [i for i, t in enumerate(ids) if len(t) > cap]
+        for i in cut:
+            ids[i] = ids[i][:cap]
+        return ids, len(cut)
+
+    def _warn_truncated(self, cut: int) -> None:
         if cut:
-            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", len(cut), cap, cap)
-            for i in cut:
-                ids[i] = ids[i][:cap]
-        return ids
+            cap = self.caps.stream
+            log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", cut, cap, cap)
 
     def embed(
         self, texts: str | Sequence[str], progress: Callable[[int], None] | None = None
@@ -183,8 +188,11 @@ class Engine:
         """
         if isinstance(texts, str):
             return self.embed([texts])[0]
+        texts = list(texts)
+        if not self.backend.concurrent_batches:
+            return self._embed_pipelined(texts, None, progress)
         with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
-            token_ids = self.tokenize(list(texts))
+            token_ids = self.tokenize(texts)
         return self.embed_tokens(token_ids, progress)
 
     def embed_tokens(
@@ -192,59 +200,88 @@ class Engine:
     ) -> np.ndarray:
         """Embed texts already tokenized by :meth:`tokenize`: what :meth:`embed` does after it.
 
-        For a caller that needs the token counts before embedding (the service's
-        token budget) without tokenizing twice. Raises ``ValueError`` for a text
-        longer than the stream capacity.
+        For a caller that needs the token counts before embedding (a service's token
+        budget) without tokenizing twice. Raises ``ValueError`` for a text longer than
+        the stream capacity.
         """
-        prof = self._profiler
-        out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
-        # Documents are independent, so batching them by length changes no result
-        # and saves the work of padding short texts to the longest of their batch.
         lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
         if len(lengths) and int(lengths.max()) > self.caps.stream:
             raise ValueError(f"Engine.embed_tokens: a text has {int(lengths.max())} tokens, more than the "
                              f"stream capacity {self.caps.stream} (tokenize truncates)")
+        if not self.backend.concurrent_batches:
+            return self._embed_pipelined(None, token_ids, progress)
+        prof = self._profiler
+        out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
+        # Documents are independent, so batching them by length changes no result
+        # and saves the numpy path the work of padding short texts to the longest of
+        # their batch.
         order = np.argsort(lengths, kind="stable")
         chunks = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
-        def embed_chunk(chunk: np.ndarray, batch: ProgramBatch) -> None:
+        def embed_chunk(chunk: np.ndarray) -> None:
             with maybe_scope(prof, "batch", documents=len(chunk)):
-                self._run(batch, [token_ids[i] for i in chunk], lengths[chunk])
-                with maybe_scope(prof, "execute"):
-                    out[chunk] = self.backend.execute(batch)
-                self._count(batch, int(lengths[chunk].sum()))
+                result = self.backend.submit_batch([token_ids[i] for i in chunk], lengths[chunk]).result()
+                out[chunk] = result.embeddings
+            self._count(len(chunk), result.stats, int(lengths[chunk].sum()))
 
         threads = min(self.threads, len(chunks))
-        if threads < 2 or not self.backend.concurrent_batches or prof is not None:
+        if threads < 2 or prof is not None:
             for chunk in chunks:  # a profile times stages one batch after another
-                embed_chunk(chunk, self._batch)
+                embed_chunk(chunk)
                 if progress is not None:
                     progress(len(chunk))
             return out
-
         # Documents are independent and the chunks fixed by the sort above, so
         # embedding batches side by side gives the same bytes as one after another.
-        def on_spare_batch(chunk: np.ndarray) -> None:
-            try:
-                batch = self._spare.get_nowait()
-            except queue.Empty:
-                batch = ProgramBatch(self.batch_size, self.caps)
-            try:
-                embed_chunk(chunk, batch)
-            finally:
-                self._spare.put(batch)
-
         with ThreadPoolExecutor(threads, thread_name_prefix="sae-batch") as pool:
-            for chunk, _ in zip(chunks, pool.map(on_spare_batch, chunks)):
+            for chunk, _ in zip(chunks, pool.map(embed_chunk, chunks)):
                 if progress is not None:
                     progress(len(chunk))
         return out
 
-    def _run(self, batch: ProgramBatch, token_ids: list[list[int]], lengths: np.ndarray | None = None) -> None:
-        with maybe_scope(self._profiler, "widen"):
-            batch.widen(token_ids, self.algorithm.symbol_rows, lengths)
-        with maybe_scope(self._profiler, "anneal"):
-            self.backend.anneal(batch)
+    def _embed_pipelined(
+        self,
+        texts: list[str] | None,
+        token_ids: Sequence[Sequence[int]] | None,
+        progress: Callable[[int], None] | None,
+    ) -> np.ndarray:
+        """A device backend: two batches in flight, so that tokenizing and uploading batch
+        k + 1 overlaps the device's work on batch k; the batches are slices of the input
+        in order (the device pays nothing for mixed lengths). Either ``texts`` or
+        ``token_ids`` is given."""
+        prof = self._profiler
+        n = len(texts) if texts is not None else len(token_ids)
+        out = np.zeros((n, self.dim), dtype=np.float32)
+        cut = 0
+        pending = None  # (slice, lengths, PendingBatch)
+
+        def collect(item) -> None:
+            part, lengths, handle = item
+            with maybe_scope(prof, "wait + readback", documents=len(lengths)):
+                result = handle.result()
+            out[part] = result.embeddings
+            self._count(len(lengths), result.stats, int(lengths.sum()))
+            if progress is not None:
+                progress(len(lengths))
+
+        for start in range(0, n, self.batch_size):
+            part = slice(start, min(start + self.batch_size, n))
+            if texts is not None:
+                with maybe_scope(prof, "tokenize", texts=part.stop - part.start):
+                    ids, c = self._tokenize(texts[part])
+                cut += c
+            else:
+                ids = token_ids[part]
+            lengths = np.fromiter(map(len, ids), dtype=np.uint32, count=len(ids))
+            with maybe_scope(prof, "batch", documents=len(ids)):
+                handle = self.backend.submit_batch(ids, lengths)
+            if pending is not None:
+                collect(pending)
+            pending = (part, lengths, handle)
+        if pending is not None:
+            collect(pending)
+        self._warn_truncated(cut)
+        return out
 
     def explain(self, text: str) -> Explanation:
         """Anneal one text and return its initial and final program and journal."""

@@ -290,11 +290,20 @@ def item_words(items: np.ndarray) -> np.ndarray:
 # -- WGSL generation ------------------------------------------------------------------
 
 
+#: Field names WGSL reserves, and the member names the generated structs use instead.
+WGSL_RESERVED = {"mod": "mod_"}
+
+
+def wgsl_name(field: str) -> str:
+    """The WGSL member name of a record field (``mod`` is a reserved word in WGSL)."""
+    return WGSL_RESERVED.get(field, field)
+
+
 def _wgsl_struct(name: str, fields: tuple[Field, ...]) -> str:
     members = []
     for fname, _, wgsl, count, doc in fields:
         wtype = wgsl if count == 1 else f"array<{wgsl}, {count}>"
-        members.append(f"    {fname}: {wtype},  // {doc}")
+        members.append(f"    {wgsl_name(fname)}: {wtype},  // {doc}")
     body = "\n".join(members)
     return f"struct {name} {{\n{body}\n}};\n"
 
@@ -334,57 +343,91 @@ def wgsl_prelude(caps: Capacities = DEFAULT_CAPACITIES) -> str:
     # Records of the GPU backend (defined at the end of this module).
     lines.append("")
     lines.append(_wgsl_struct("Params", GPU_PARAMS_FIELDS))
+    lines.append(_wgsl_struct("AlgRecord", alg_record_fields()))
     lines.append(_wgsl_struct("DocState", doc_state_fields(caps)))
+    lines.append(f"const GPU_MODE_WIDEN: u32 = {GPU_MODE_WIDEN}u;")
+    lines.append(f"const GPU_MODE_JOURNAL: u32 = {GPU_MODE_JOURNAL}u;")
     return "\n".join(lines) + "\n"
 
 
 # -- GPU backend records (sae/gpu, shaders/) --------------------------------------------
 
-#: Uniform parameters of every GPU pass: sizes of the Algorithm and of the chunk of
-#: documents now on the device, and where each table starts in its shared buffer.
+#: Uniform parameters of every GPU pass: the documents and Algorithms of the work now on
+#: the device, and where each table starts in its shared buffer.
 GPU_PARAMS_FIELDS: tuple[Field, ...] = (
-    ("n_docs", "<u4", "u32", 1, "documents in this chunk"),
-    ("n_rules", "<u4", "u32", 1, "rules of the Algorithm (bid key stride per position)"),
+    ("n_docs", "<u4", "u32", 1, "documents of the batch (workgroup grid x)"),
+    ("n_algs", "<u4", "u32", 1, "Algorithms evaluated on them (workgroup grid y; 1 unless a population)"),
     ("vocab_size", "<u4", "u32", 1, "tokens; symbols at and above are lexicon phrases"),
     ("n_phrases", "<u4", "u32", 1, "lexicon phrases"),
     ("dim", "<u4", "u32", 1, "embedding dimensions"),
-    ("scratch_base", "<u4", "u32", 1, "word index of document 0's scratch in the keys buffer"),
-    ("tolerance", "<u4", "u32", 1, "health tolerance"),
-    ("inhibit_steps", "<u4", "u32", 1, "steps a reverted rule stays inhibited"),
-    ("backup_base", "<u4", "u32", 1, "item index of document 0's backup in the stream buffer"),
+    ("slot_stride", "<u4", "u32", 1, "items between one job's stream and its next slot"),
+    ("mode", "<u4", "u32", 1, "GPU_MODE_* bits: what the anneal pass of this submission does"),
+    ("key_first", "<u4", "u32", 1, "first document whose bid keys the keys pass writes"),
     ("off_lexicon", "<u4", "u32", 1, "word offset of the lexicon keys in the table buffer"),
     ("off_bonus", "<u4", "u32", 1, "word offset of phrase_bonus in the table buffer"),
     ("off_classes", "<u4", "u32", 1, "word offset of symbol_classes in the table buffer"),
     ("off_rows", "<u4", "u32", 1, "word offset of symbol_rows in the table buffer"),
-    ("off_vectors", "<u4", "u32", 1, "float offset of the vectors (weights start at 0)"),
-    ("reach", "<u4", "u32", 1, "how far past its anchor any rule's match can look"),
-    ("reserved", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
+    ("off_algs", "<u4", "u32", 1, "word offset of the AlgRecords in the table buffer"),
+    ("off_tokens", "<u4", "u32", 1, "word offset of the batch's token ids, document after document"),
+    ("off_starts", "<u4", "u32", 1, "word offset of where each document's tokens start (n_docs + 1 words)"),
+    ("off_weights", "<u4", "u32", 1, "vec4 offset of the weights in the float buffer"),
+    ("off_vectors", "<u4", "u32", 1, "vec4 offset of the vectors, rows padded to whole vec4s"),
+    ("off_transforms", "<u4", "u32", 1, "vec4 offset of the transforms: rows of T, then t, padded"),
+    ("sum_base", "<u4", "u32", 1, "vec4 offset of the VM's per-job sum area in the embeddings buffer"),
+    ("epoch", "<u4", "u32", 1, "the batch: a job whose DocState.epoch differs starts it (widens, resets)"),
+    ("step_count", "<u4", "u32", 1, "steps an anneal dispatch runs at most (a document stops when finished)"),
+    ("live_base", "<u4", "u32", 1, "word offset of the live job list in the scratch buffer (pass live)"),
+    ("sum_stride", "<u4", "u32", 1, "vec4s of one job's sum area (per transform: DIM4 + 1)"),
+    ("off_elements", "<u4", "u32", 1, "word offset of every rule's element records (slot, packed tests, examined and written fields)"),
+    ("off_lexstarts", "<u4", "u32", 1, "word offset of the first phrase of each first token"),
+    ("reserved0", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
+    ("reserved1", "<u4", "u32", 1, "zero"),
+    ("reserved2", "<u4", "u32", 1, "zero"),
 )
+
+#: ``Params.mode`` bits.
+GPU_MODE_WIDEN = 1  #: the anneal pass first widens the documents from their token ids (§1)
+GPU_MODE_JOURNAL = 2  #: the anneal pass writes journal entries (else only the counters)
+
+
+def alg_record_fields() -> tuple[Field, ...]:
+    """One Algorithm's loop parameters on the GPU (a population holds one per Algorithm)."""
+    return (
+        ("rule_base", "<u4", "u32", 1, "index of the Algorithm's rule 0 in the rule buffer"),
+        ("n_rules", "<u4", "u32", 1, "its rules"),
+        ("max_steps", "<u4", "u32", 1, "params.max_steps"),
+        ("tolerance", "<u4", "u32", 1, "params.tolerance"),
+        ("inhibit_steps", "<u4", "u32", 1, "params.inhibit_steps"),
+        ("reach", "<u4", "u32", 1, "Algorithm.reach"),
+        ("guards", "<u4", "u32", 1, "1 when some rule is a guard: the health check runs"),
+        ("rewrites", "<u4", "u32", 1, "1 when some rule is a rewrite or merge: the loop runs"),
+        ("off_symbols", "<u4", "u32", 1, "word offset of its per-symbol element test bits"),
+        ("symbol_words", "<u4", "u32", 1, "words of those bits per symbol"),
+        ("off_masks", "<u4", "u32", 1, "word offset of its per-symbol rule masks (element 0 passes)"),
+        ("mask_words", "<u4", "u32", 1, "words of a rule mask"),
+        ("off_guards", "<u4", "u32", 1, "word offset of its guard rules' mask"),
+    )
 
 
 def doc_state_fields(caps: Capacities = DEFAULT_CAPACITIES) -> tuple[Field, ...]:
-    """Per-document annealing state the GPU passes hand to each other."""
+    """What the annealing of one document (of one Algorithm) leaves for the host."""
     return (
         ("length", "<u4", "u32", 1, "items in the stream"),
-        ("backup_len", "<u4", "u32", 1, "length saved with the backup"),
-        ("live", "<u4", "u32", 1, "0 once the document has no bid (finished)"),
-        ("dirty", "<u4", "u32", 1, "1 when the bid keys and potential must be recomputed"),
-        ("step", "<u4", "u32", 1, "annealing step now running"),
-        ("next_step", "<u4", "u32", 1, "steps begun so far"),
-        ("potential", "<i4", "i32", 1, "sum of the bid scores of the current stream"),
-        ("p0", "<i4", "i32", 1, "potential at the start of the step"),
+        ("steps", "<u4", "u32", 1, "steps in which the document was not finished"),
         ("journal_len", "<u4", "u32", 1, "journal entries written"),
-        ("n_win", "<u4", "u32", 1, "winners attempted this step (scratch records 0..n_win-1)"),
-        ("n_apply", "<u4", "u32", 1, "winner records the next apply applies"),
-        ("apply", "<u4", "u32", 1, "next apply: 0 none, 1 back up and apply all, 2 restore and apply"),
-        ("inhibit", "<u4", "u32", caps.rules, "per-rule inhibition counters"),
+        ("committed", "<u4", "u32", 1, "rewrites committed"),
+        ("reverted", "<u4", "u32", 1, "rewrites reverted by the health check"),
+        ("width", "<u4", "u32", 1, "the widened length (positions any of its streams used)"),
+        ("finished", "<u4", "u32", 1, "1 once the document has no rewrite or merge bid"),
+        ("next_step", "<u4", "u32", 1, "the step the next anneal dispatch starts from"),
+        ("epoch", "<u4", "u32", 1, "Params.epoch of the batch this state belongs to"),
     )
 
 
 GPU_PARAMS = _dtype(GPU_PARAMS_FIELDS)
+ALG_RECORD = _dtype(alg_record_fields())
 
 
 def doc_state(caps: Capacities = DEFAULT_CAPACITIES) -> np.dtype:
     """The per-document GPU state dtype for these capacities."""
     return _dtype(doc_state_fields(caps))
-

@@ -39,6 +39,8 @@ class Profiler:
         self.events: list[Event] = []
         self.gpu_clock: str | None = None  # set by a GPU backend that reports passes
         self.device: str | None = None
+        #: per batch a device backend ran: documents, submissions, dispatches, readbacks, bytes_read
+        self.batches: list[dict[str, int]] = []
 
     @contextmanager
     def scope(self, name: str, **args: Any) -> Iterator[None]:
@@ -65,6 +67,19 @@ class Profiler:
     def gpu_pass_cpu_timed(self, name: str, start_ns: int, dur_ns: int, **args: Any) -> None:
         """A pass timed from the CPU (submit and wait), for adapters without timestamps."""
         self.events.append(Event(name, "gpu", start_ns, dur_ns, {**args, "clock": "cpu"}))
+
+    def count_batch(self, **counts: int) -> None:
+        """What one batch cost in host-device traffic (a device backend reports it)."""
+        self.batches.append(dict(counts))
+
+    def batch_counters(self) -> dict[str, Any]:
+        """Totals of :attr:`batches` and their means per batch (empty without device batches)."""
+        if not self.batches:
+            return {}
+        names = sorted({k for b in self.batches for k in b})
+        totals = {k: sum(b.get(k, 0) for b in self.batches) for k in names}
+        return {"batches": len(self.batches), "total": totals,
+                "per_batch": {k: v / len(self.batches) for k, v in totals.items()}}
 
     # -- reports -----------------------------------------------------------------------
     def summary(self, track: str = "gpu") -> list[dict[str, Any]]:

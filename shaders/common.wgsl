@@ -1,193 +1,303 @@
 // Bindings and helpers shared by every pass of the GPU backend (docs/GPU.md).
-// Compiled after sae.layout.wgsl_prelude(caps): ProgramItem, JournalEntry, Rule,
-// Params, DocState and the CAP_* / OP_* constants come from there; WG and the
-// SCRATCH_* / WINNER_* constants from sae.gpu.shaders.
+// Compiled after sae.layout.wgsl_prelude(caps) (ProgramItem, JournalEntry, Rule,
+// Params, AlgRecord, DocState, the CAP_* / OP_* / FLAG_* constants and the bid-key
+// functions) and sae.gpu.shaders' backend constants (WG, the item slots, the scratch
+// layout, alg_record()).
 //
-// Every pass uses the same bind group layout, so the buffers are bound once.
-// Items of document d live at d * CAP_STREAM; its backup at params.backup_base + that.
-// Bid keys of document d, position p, rule r live at (d * CAP_STREAM + p) * n_rules + r;
-// after every key, at params.scratch_base + d * SCRATCH_WORDS, each document has a
-// scratch area: per position the candidate key, its last item and the sum of the
-// bid scores there, then the winner records of the step.
+// A job is one document evaluated with one Algorithm: job = alg * n_docs + doc (one
+// Algorithm unless a population is evaluated). Every pass uses the same bind group
+// layout, so the buffers are bound once.
 
 @group(0) @binding(0) var<uniform> params: Params;
+// Every Algorithm's compiled rules; Algorithm a's rule r is rules[alg.rule_base + r].
 @group(0) @binding(1) var<storage, read> rules: array<Rule>;
-// lexicon keys, phrase_bonus, symbol_classes, symbol_rows (offsets in params)
+// u32 words: lexicon keys, phrase_bonus, symbol_classes, symbol_rows, the AlgRecords,
+// then the batch's token ids and token counts (offsets in params).
 @group(0) @binding(2) var<storage, read> tables: array<u32>;
-// weights (at 0), then vectors (at params.off_vectors), row-major
-@group(0) @binding(3) var<storage, read> floats: array<f32>;
-@group(0) @binding(4) var<storage, read_write> items: array<ProgramItem>;
-@group(0) @binding(5) var<storage, read_write> keys: array<u32>;
+// vec4s: weights (4 a vec4, at params.off_weights), vectors (rows padded to DIM4 vec4, at
+// params.off_vectors), transforms (per transform: dim rows of T padded to DIM4 vec4, then
+// t, at params.off_transforms)
+@group(0) @binding(3) var<storage, read> floats: array<vec4<f32>>;
+// ITEM_SLOTS slots of CAP_STREAM items per job, slot-major (params.slot_stride items
+// per slot): the stream (slot 0, where it starts and ends), its other buffer, the
+// winners' rewritten windows of a step (WINDOW_SLOT). Addressed by word (ITEM_WORDS
+// words an item, ITEM_<FIELD> the word of a field): a struct copy would be ITEM_WORDS
+// memory accesses in the code, and on a CPU adapter every access site costs.
+@group(0) @binding(4) var<storage, read_write> items: array<u32>;
+// SCRATCH_WORDS u32 words per job (the scratch layout); the keys pass writes bid keys here.
+@group(0) @binding(5) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(6) var<storage, read_write> state: array<DocState>;
 @group(0) @binding(7) var<storage, read_write> journal: array<JournalEntry>;
-@group(0) @binding(8) var<storage, read_write> embeddings: array<f32>;
+// DIM4 vec4 per job (the first dim floats of them are the embedding), then from
+// params.sum_base the VM's sum area, DIM4 vec4 per job.
+@group(0) @binding(8) var<storage, read_write> embeddings: array<vec4<f32>>;
 
-// WG, the threads per workgroup of every pass, comes from sae.gpu.device.WORKGROUP.
-
-fn item_at(d: u32, p: u32) -> u32 {
-    return d * CAP_STREAM + p;
+fn slot_base(job: u32, slot: u32) -> u32 {
+    return slot * params.slot_stride + job * CAP_STREAM;
 }
 
-fn backup_at(d: u32, p: u32) -> u32 {
-    return params.backup_base + d * CAP_STREAM + p;
+fn item_word(i: u32, field: u32) -> u32 {
+    return items[i * ITEM_WORDS + field];
 }
 
-fn keys_at(d: u32) -> u32 {
-    return d * CAP_STREAM * params.n_rules;
+fn set_item_word(i: u32, field: u32, value: u32) {
+    items[i * ITEM_WORDS + field] = value;
 }
 
-fn scratch_at(d: u32) -> u32 {
-    return params.scratch_base + d * SCRATCH_WORDS;
-}
-
-// Word w of winner record i of document d: the winner's key, its last matched item,
-// how many positions the applied merges left of it remove (D), and the sum of the
-// bid scores of its old window.
-const WIN_KEY: u32 = 0u;
-const WIN_LAST: u32 = 1u;
-const WIN_SHIFT: u32 = 2u;
-const WIN_SUM: u32 = 3u;
-
-fn winner_at(d: u32, i: u32) -> u32 {
-    return scratch_at(d) + SCRATCH_WINNERS + i * WINNER_WORDS;
-}
-
-// state.apply: what the next "apply" pass does to the document.
-const APPLY_NONE: u32 = 0u;
-const APPLY_ALL: u32 = 1u;  // back the stream up, then apply every winner (the tentative stream)
-const APPLY_COMMITTED: u32 = 2u;  // rebuild from the backup with the committed winners only
-
-// Positions a merge rule removes (k - 1), 0 for a rewrite.
-fn removed_by(r: u32) -> u32 {
-    if (rules[r].kind == RULE_MERGE) {
-        return min(rules[r].length, CAP_PATTERN) - 1u;
+fn copy_item(to: u32, from_item: u32) {
+    for (var f = 0u; f < ITEM_WORDS; f++) {
+        items[to * ITEM_WORDS + f] = items[from_item * ITEM_WORDS + f];
     }
-    return 0u;
 }
 
-// The packed bid key (docs/ENGINE.md §2): highest score, then lowest anchor, then rule.
-fn bid_key(score: u32, p: u32, r: u32) -> u32 {
-    return (score << 16u) | (0xFFFFu - ((p << 5u) | r));
+fn scratch_base(job: u32) -> u32 {
+    return job * SCRATCH_WORDS;
 }
 
-fn key_score(key: u32) -> u32 {
-    return key >> 16u;
+// -- reading a stream -------------------------------------------------------------------
+
+// A stream to match on: the items from item base on, or, for the stream S_w of a winner
+// w applied alone (docs/ENGINE.md §3 step 5), S with w's rewritten window: position j in
+// p .. p + wlen - 1 comes from item tbase + j (tbase = where the window starts - p,
+// wrapping) and positions after it from S shifted by the m items a merge removes. A
+// plain stream has wlen = 0 and m = 0.
+struct Src {
+    base: u32,
+    tbase: u32,
+    p: u32,
+    wlen: u32,
+    m: u32,
 }
 
-fn key_anchor(key: u32) -> u32 {
-    return (0xFFFFu - (key & 0xFFFFu)) >> 5u;
+fn plain(base: u32) -> Src {
+    return Src(base, 0u, 0u, 0u, 0u);
 }
 
-fn key_rule(key: u32) -> u32 {
-    return (0xFFFFu - (key & 0xFFFFu)) & 31u;
+// (Branch-free: a CPU adapter runs both sides of a branch.)
+fn at(src: Src, j: u32) -> u32 {
+    let after = j >= src.p;
+    return select(src.base + j + select(0u, src.m, after), src.tbase + j, after && j - src.p < src.wlen);
 }
 
-// Does pattern element e of rule r match item j of the stream at items[base..]
-// (of length len)?
-fn element_matches(base: u32, len: u32, j: u32, r: u32, e: u32) -> bool {
-    if (j >= len) {
+// Where an Algorithm's per-symbol element test bits are (AlgRecord.off_symbols, .symbol_words).
+struct Tests {
+    symbols: u32,
+    words: u32,
+}
+
+fn tests_of(alg: AlgRecord) -> Tests {
+    return Tests(alg.off_symbols, alg.symbol_words);
+}
+
+// Does element e of rule ri pass for the item at position j of a stream of n items?
+// The symbol and class tests were answered per symbol on the host (sae.gpu.tables.
+// element_tests: one bit per distinct test); opcode, mod, anchors and the target mark
+// are packed in one word.
+fn passes(src: Src, n: u32, j: u32, ri: u32, e: u32, tests: Tests) -> bool {
+    if (j >= n) {
         return false;
     }
-    let x = items[base + j];
-    let op = rules[r].opcode[e];
-    if (op != ANY && x.opcode != op) {
+    let i = at(src, j);
+    let element = params.off_elements + (ri * CAP_PATTERN + e) * ELEMENT_WORDS;
+    let slot = tables[element];
+    let packed = tables[element + 1u];
+    let symbol = item_word(i, ITEM_SYMBOL);
+    if (((tables[tests.symbols + symbol * tests.words + slot / 32u] >> (slot % 32u)) & 1u) == 0u) {
         return false;
     }
-    let sym = rules[r].symbol[e];
-    if (sym != ANY && x.symbol != sym) {
+    let op = packed & 0xFFu;
+    let md = (packed >> 8u) & 0xFFu;
+    let flags = (packed >> 16u) & 0xFFu;
+    if ((op != 0xFFu && item_word(i, ITEM_OPCODE) != op) || (md != 0xFFu && item_word(i, ITEM_MOD) != md)) {
         return false;
     }
-    let cls = rules[r].classes[e];
-    if (cls != 0u && (tables[params.off_classes + x.symbol] & cls) == 0u) {
+    if (((flags & FLAG_AT_START) != 0u && j != 0u) || ((flags & FLAG_AT_END) != 0u && j + 1u != n)) {
         return false;
     }
-    return true;
+    return (flags & FLAG_TARGET) == 0u || ((item_word(i, ITEM_MARKS) >> (packed >> 24u)) & 1u) == 0u;
 }
 
-// -1, 0 or 1 as lexicon row `row` sorts before, equal to or after `key`.
-fn lexicon_cmp(row: u32, key: array<u32, CAP_PHRASE>) -> i32 {
+// -1, 0 or 1 as lexicon row `row` sorts before, equal to or after the key of the k
+// symbols at positions p .. p + k - 1 of a stream, padded with ANY.
+fn lexicon_cmp(row: u32, src: Src, p: u32, k: u32) -> i32 {
     for (var w = 0u; w < CAP_PHRASE; w++) {
         let a = tables[params.off_lexicon + row * CAP_PHRASE + w];
-        if (a < key[w]) {
-            return -1;
+        var b = ANY;
+        if (w < k) {
+            b = item_word(at(src, p + w), ITEM_SYMBOL);
         }
-        if (a > key[w]) {
-            return 1;
+        if (a != b) {
+            return select(1, -1, a < b);
         }
     }
     return 0;
 }
 
+// What a match is. The positions of its elements are only needed to rewrite it
+// (place() again). No arrays, and one call site per helper in each pass: on a CPU
+// adapter (Mesa lavapipe) every inlined memory access costs each invocation at entry.
 struct Match {
     ok: bool,
-    k: u32,
-    q: array<u32, CAP_PATTERN>,  // matched positions
     score: u32,  // rule score + phrase bonus
-    phrase: u32,  // lexicon index (merge rules)
+    z: u32,  // last item of the extent
+    phrase: u32,  // lexicon index (merges)
 }
 
-// Rule r at anchor p of the stream at items[base..] of length len (docs/ENGINE.md §2):
-// greedy, leftmost. base is item_at(d, 0) for a document's stream, backup_at(d, 0)
-// for its backup.
-fn match_rule(base: u32, len: u32, p: u32, r: u32) -> Match {
-    var m: Match;
-    m.ok = false;
-    if (p >= len || !element_matches(base, len, p, r, 0u)) {
-        return m;
-    }
-    if (((items[base + p].fired >> r) & 1u) != 0u) {
-        return m;
-    }
-    let k = min(rules[r].length, CAP_PATTERN);
-    m.k = k;
-    m.q[0] = p;
-    var prev = p;
-    for (var e = 1u; e < k; e++) {
-        let gap = min(rules[r].gap[e], CAP_GAP);
-        var found = false;
-        for (var g = 0u; g <= gap; g++) {
-            let j = prev + 1u + g;
-            if (element_matches(base, len, j, r, e)) {
-                found = true;
-                prev = j;
-                break;
-            }
+// Element e of rule ri, its start position given: (first item, last item), or ANY when
+// it cannot be placed (docs/ENGINE.md §2: the first passing item within the gap, then a
+// run extended greedily, without backtracking).
+fn place(src: Src, n: u32, start: u32, ri: u32, e: u32, tests: Tests) -> vec2<u32> {
+    let gap = min(rules[ri].gap[e], CAP_GAP);
+    let items_max = max(min(rules[ri].run[e], CAP_RUN), 1u);
+    var f = ANY;
+    var j = start;
+    loop {
+        if ((f == ANY && j > start + gap) || (f != ANY && j >= f + items_max)) {
+            break;
         }
-        if (!found) {
+        let ok = passes(src, n, j, ri, e, tests);
+        if (f == ANY) {
+            if (ok) {
+                f = j;
+            }
+        } else if (!ok) {
+            break;
+        }
+        j += 1u;
+    }
+    if (f == ANY) {
+        return vec2<u32>(ANY, ANY);
+    }
+    return vec2<u32>(f, j - 1u);
+}
+
+// Rule ri at anchor p of a stream of n items.
+fn match_rule(src: Src, n: u32, p: u32, ri: u32, tests: Tests) -> Match {
+    var m = Match(false, 0u, 0u, 0u);
+    if (p >= n) {
+        return m;
+    }
+    let k = min(rules[ri].length, CAP_PATTERN);
+    var fq = vec2<u32>(p, p);
+    var start = p;
+    for (var e = 0u; e < k; e++) {
+        fq = place(src, n, start, ri, e, tests);
+        if (fq.x == ANY) {
             return m;
         }
-        m.q[e] = prev;
+        start = fq.y + 1u;
     }
-    m.score = rules[r].score;
-    if (rules[r].kind == RULE_MERGE) {
-        var key: array<u32, CAP_PHRASE>;
-        for (var w = 0u; w < CAP_PHRASE; w++) {
-            key[w] = ANY;
-        }
+    // The extent reaches the probe that ended a trailing run early.
+    m.z = fq.y;
+    let last_run = rules[ri].run[k - 1u];
+    if (last_run > 0u && fq.y + 1u - fq.x < last_run && fq.y + 1u < n) {
+        m.z = fq.y + 1u;
+    }
+    m.score = rules[ri].score;
+    if (rules[ri].kind == RULE_MERGE) {
+        // A merge has no gaps or runs: its items are p .. p + k - 1, every one a token.
         for (var e = 0u; e < k; e++) {
-            let s = items[base + m.q[e]].symbol;
-            if (s >= params.vocab_size) {
+            if (item_word(at(src, p + e), ITEM_SYMBOL) >= params.vocab_size) {
                 return m;
             }
-            key[e] = s;
         }
-        // Binary search (lower bound) of the sorted, unique lexicon keys.
-        var lo = 0u;
-        var hi = params.n_phrases;
+        // Binary search of the sorted, unique lexicon keys that start with the first token.
+        let first = item_word(at(src, p), ITEM_SYMBOL);
+        var lo = tables[params.off_lexstarts + first];
+        var hi = tables[params.off_lexstarts + first + 1u];
+        var found = ANY;
         for (var it = 0u; it < 32u && lo < hi; it++) {
             let mid = (lo + hi) / 2u;
-            if (lexicon_cmp(mid, key) < 0) {
+            let order = lexicon_cmp(mid, src, p, k);
+            if (order == 0) {
+                found = mid;
+                break;
+            }
+            if (order < 0) {
                 lo = mid + 1u;
             } else {
                 hi = mid;
             }
         }
-        if (lo >= params.n_phrases || lexicon_cmp(lo, key) != 0) {
+        if (found == ANY) {
             return m;
         }
-        m.phrase = lo;
-        m.score += tables[params.off_bonus + lo];
+        m.phrase = found;
+        m.score += tables[params.off_bonus + found];
     }
     m.ok = true;
     return m;
+}
+
+// arg1 * scale / 65536, rounded toward zero, clamped to +-ARG1_LIMIT (docs/ENGINE.md §4),
+// exactly, from 16-bit pieces: |arg1| <= 2^24 and |scale| <= 2^22, so every partial
+// product and their sum (< 2^31) fit in u32.
+fn scale_q16(arg1: i32, scale: i32) -> i32 {
+    let a = u32(abs(arg1));
+    let b = u32(abs(scale));
+    let a_hi = a >> 16u;
+    let a_lo = a & 0xFFFFu;
+    let mag = min(a_hi * b + a_lo * (b >> 16u) + ((a_lo * (b & 0xFFFFu)) >> 16u), u32(ARG1_LIMIT));
+    if ((arg1 < 0) != (scale < 0)) {
+        return -i32(mag);
+    }
+    return i32(mag);
+}
+
+// -- the VM's tables (float buffer layout: sae.gpu.backend.float_table) ----------------
+
+fn dim4() -> u32 {
+    return (params.dim + 3u) / 4u;
+}
+
+fn weight_of(row: u32) -> f32 {
+    return floats[params.off_weights + row / 4u][row % 4u];
+}
+
+fn vector_of(row: u32, c: u32) -> vec4<f32> {
+    return floats[params.off_vectors + row * dim4() + c];
+}
+
+// The VM's sum area of a job: per transform, DIM4 vec4 (the summed weighted vectors of
+// its ACC items), then one vec4 whose x is their total weight.
+fn sum_at(job: u32) -> u32 {
+    return params.sum_base + job * params.sum_stride;
+}
+
+// Dimensions 4c .. 4c + 3 of T x for transform md (1-based), x the DIM4 vec4 from x_at
+// on, in the float table (a vector) or in the embeddings buffer (a sum).
+fn linear(md: u32, c: u32, x_at: u32, from_sum: bool) -> vec4<f32> {
+    let n4 = dim4();
+    let tr = params.off_transforms + (md - 1u) * (params.dim + 1u) * n4;
+    var out = vec4<f32>();
+    for (var k = 0u; k < 4u; k++) {
+        let row = 4u * c + k;
+        if (row < params.dim) {
+            var acc = 0.0;
+            for (var i = 0u; i < n4; i++) {
+                var x = vec4<f32>();
+                if (from_sum) {
+                    x = embeddings[x_at + i];
+                } else {
+                    x = floats[x_at + i];
+                }
+                acc += dot(floats[tr + row * n4 + i], x);
+            }
+            out[k] = acc;
+        }
+    }
+    return out;
+}
+
+// Dimensions 4c .. 4c + 3 of the offset t of transform md (1-based).
+fn offset(md: u32, c: u32) -> vec4<f32> {
+    return floats[params.off_transforms + ((md - 1u) * (params.dim + 1u) + params.dim) * dim4() + c];
+}
+
+// A bid's score with the sign the potential counts it with (guards negative).
+fn signed_score(ri: u32, score: u32) -> i32 {
+    if (rules[ri].kind == RULE_GUARD) {
+        return -i32(score);
+    }
+    return i32(score);
 }

@@ -1,37 +1,25 @@
-// Pass "normalize": one workgroup per document; embedding = acc / ||acc||_2, or the
-// zero vector when the norm is 0.
-
-var<workgroup> partial: array<f32, WG>;
+// Pass "normalize": one invocation per job; embedding = acc / ||acc||_2, or the zero
+// vector when the norm is 0 (docs/ENGINE.md §5).
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let d = wid.x;
-    let dim = params.dim;
-    let base = d * dim;
-    let live = d < params.n_docs;
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let job = gid.x;
+    if (job >= params.n_docs * params.n_algs) {
+        return;
+    }
+    let n4 = dim4();
+    let at = job * n4;
     var sum = 0.0;
-    if (live) {
-        for (var c = t; c < dim; c += WG) {
-            let a = embeddings[base + c];
-            sum += a * a;
-        }
+    for (var c = 0u; c < n4; c++) {
+        let a = embeddings[at + c];
+        sum += dot(a, a);
     }
-    partial[t] = sum;
-    workgroupBarrier();
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        if (t < half) {
-            partial[t] += partial[t + half];
+    let norm = sqrt(sum);
+    for (var c = 0u; c < n4; c++) {
+        var value = vec4<f32>();
+        if (norm > 0.0) {
+            value = embeddings[at + c] / norm;
         }
-        workgroupBarrier();
-    }
-    let norm = sqrt(partial[0]);
-    if (live) {
-        for (var c = t; c < dim; c += WG) {
-            var value = 0.0;
-            if (norm > 0.0) {
-                value = embeddings[base + c] / norm;
-            }
-            embeddings[base + c] = value;
-        }
+        embeddings[at + c] = value;
     }
 }

@@ -1,93 +1,116 @@
-// Pass "vm": the Semantic Forth VM (docs/ENGINE.md §5). One thread per (dimension,
-// document); a workgroup covers WG dimensions of one document. Every dimension runs
-// the same program with its own accumulator and its own column of the data stack
-// (in registers), so the float operations of each dimension happen in exactly the
-// order of the reference. The workgroup loads the program in tiles of WG items into
-// workgroup memory, with each item's weight w computed once. Writes the unnormalized
-// accumulator; the "normalize" pass divides by the norm.
-
-var<workgroup> wg_len: u32;
-var<workgroup> tile_op: array<u32, WG>;
-var<workgroup> tile_row: array<u32, WG>;
-var<workgroup> tile_w: array<f32, WG>;
+// Pass "vm": the Semantic Forth VM (docs/ENGINE.md §5) on the lists "plan" made. One
+// invocation per (job, block of VM_BLOCK vec4 = 4 * VM_BLOCK dimensions): grid x over
+// jobs, y over blocks. Every item's contribution to acc is a sum, so the three lists run
+// one after the other (§5 allows reassociating the float sums): the plain ACC items;
+// then the stack items in program order, each dimension with its own stack as the
+// reference has it (an item on the stack applies its transform itself); then the ACC
+// items with a transform, summed per transform (with their total weight) into the sum
+// area, which the "transform" pass turns into T s + W t once per transform (the numpy
+// path reassociates the same way). Writes the unnormalized accumulator.
 
 @compute @workgroup_size(WG)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
-    let d = wid.y;
-    let dim = params.dim;
-    let c = wid.x * WG + t;
-    if (t == 0u) {
-        var len = 0u;
-        if (d < params.n_docs) {
-            len = state[d].length;
-        }
-        wg_len = len;
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let job = gid.x;
+    if (job >= params.n_docs * params.n_algs) {
+        return;
     }
-    let len = workgroupUniformLoad(&wg_len);
-    let live = c < dim;
-    var acc = 0.0;
-    var stack: array<f32, CAP_STACK>;
+    let n4 = dim4();
+    let c0 = gid.y * VM_BLOCK;  // first vec4 of the block
+    let sb = scratch_base(job);
+    var acc = array<vec4<f32>, VM_BLOCK>();
+    // plain ACC items: two loads and the vector
+    let n_acc = scratch[sb + PLAN_COUNTS];
+    for (var i = 0u; i < n_acc; i++) {
+        let row = scratch[sb + PLAN_ACC + 2u * i];
+        let w = bitcast<f32>(scratch[sb + PLAN_ACC + 2u * i + 1u]);
+        let v = params.off_vectors + row * n4 + c0;
+        for (var b = 0u; b < VM_BLOCK; b++) {
+            acc[b] += w * floats[v + b];
+        }
+    }
+    // stack items, in program order
+    let n_stack = scratch[sb + PLAN_COUNTS + 1u];
+    var stack = array<array<vec4<f32>, VM_BLOCK>, CAP_STACK>();
     var sp = 0u;
-    for (var base = 0u; base < len; base += WG) {
-        let i = base + t;
-        if (i < len) {
-            let at = item_at(d, i);
-            let row = items[at].arg0;
-            tile_op[t] = items[at].opcode;
-            tile_row[t] = row;
-            tile_w[t] = floats[row] * (f32(items[at].arg1) * (1.0 / 65536.0));
-        }
-        workgroupBarrier();
-        let count = min(WG, len - base);
-        for (var j = 0u; live && j < count; j++) {
-            let op = tile_op[j];
-            if (op == OP_NOP) {
-                continue;
+    for (var i = 0u; i < n_stack; i++) {
+        let code = scratch[sb + PLAN_STACK + 3u * i];
+        let op = code & 0xFFu;
+        let md = code >> 8u;
+        let row = scratch[sb + PLAN_STACK + 3u * i + 1u];
+        let w = bitcast<f32>(scratch[sb + PLAN_STACK + 3u * i + 2u]);
+        var v = array<vec4<f32>, VM_BLOCK>();
+        for (var b = 0u; b < VM_BLOCK; b++) {
+            var x = vector_of(row, c0 + b);
+            if (md > 0u) {
+                x = linear(md, c0 + b, params.off_vectors + row * n4, false) + offset(md, c0 + b);
             }
-            let v = tile_w[j] * floats[params.off_vectors + tile_row[j] * dim + c];
-            switch op {
-                case OP_ACC: {
-                    acc += v;
-                }
-                case OP_PUSH: {
-                    if (sp < CAP_STACK) {
-                        stack[sp] = v;
-                        sp += 1u;
-                    } else {
-                        acc += v;
-                    }
-                }
-                case OP_ADD: {
-                    if (sp > 0u) {
-                        stack[sp - 1u] += v;
-                    } else {
-                        acc += v;
-                    }
-                }
-                case OP_MUL: {
-                    if (sp > 0u) {
-                        stack[sp - 1u] *= v;
-                    } else {
-                        acc += v;
-                    }
-                }
-                case OP_EMIT: {
-                    if (sp > 0u) {
-                        sp -= 1u;
-                        acc += stack[sp] + v;
-                    } else {
-                        acc += v;
-                    }
-                }
-                default: {}
+            v[b] = w * x;
+        }
+        let has = sp > 0u;
+        let top = max(sp, 1u) - 1u;
+        if (op == OP_PUSH && sp < CAP_STACK) {
+            stack[sp] = v;
+            sp += 1u;
+        } else if (op == OP_ADD && has) {
+            for (var b = 0u; b < VM_BLOCK; b++) {
+                stack[top][b] += v[b];
+            }
+        } else if (op == OP_MUL && has) {
+            for (var b = 0u; b < VM_BLOCK; b++) {
+                stack[top][b] *= v[b];
+            }
+        } else if (op == OP_EMIT && has) {
+            for (var b = 0u; b < VM_BLOCK; b++) {
+                acc[b] += stack[top][b] + v[b];
+            }
+            sp -= 1u;
+        } else {
+            // PUSH on a full stack, ADD, MUL and EMIT on an empty one: as ACC
+            for (var b = 0u; b < VM_BLOCK; b++) {
+                acc[b] += v[b];
             }
         }
-        workgroupBarrier();
     }
-    if (live) {
-        for (var i = 0u; i < sp; i++) {
-            acc += stack[i];
+    for (var i = 0u; i < sp; i++) {
+        for (var b = 0u; b < VM_BLOCK; b++) {
+            acc[b] += stack[i][b];
         }
-        embeddings[d * dim + c] = acc;
+    }
+    for (var b = 0u; b < VM_BLOCK; b++) {
+        if (c0 + b < n4) {
+            embeddings[job * n4 + c0 + b] = acc[b];
+        }
+    }
+    // ACC items with a transform: their weighted vectors and weights, summed per transform
+    let n_tf = scratch[sb + PLAN_COUNTS + 2u];
+    let used = scratch[sb + PLAN_COUNTS + 3u];
+    let sums = sum_at(job);
+    for (var m = 0u; m < 32u && n_tf > 0u; m++) {
+        if ((used & (1u << m)) == 0u) {
+            continue;
+        }
+        let at = sums + m * (n4 + 1u);
+        // (an explicit initializer: naga zeroes a `var x: T;` once per invocation, not per
+        // iteration of the loop that declares it)
+        var sum = array<vec4<f32>, VM_BLOCK>();
+        var total_w = 0.0;
+        for (var i = 0u; i < n_tf; i++) {
+            if (scratch[sb + PLAN_TF + 3u * i] == m + 1u) {
+                let row = scratch[sb + PLAN_TF + 3u * i + 1u];
+                let w = bitcast<f32>(scratch[sb + PLAN_TF + 3u * i + 2u]);
+                total_w += w;
+                for (var b = 0u; b < VM_BLOCK; b++) {
+                    sum[b] += w * vector_of(row, c0 + b);
+                }
+            }
+        }
+        for (var b = 0u; b < VM_BLOCK; b++) {
+            if (c0 + b < n4) {
+                embeddings[at + c0 + b] = sum[b];
+            }
+        }
+        if (gid.y == 0u) {
+            embeddings[at + n4] = vec4<f32>(total_w, 0.0, 0.0, 0.0);
+        }
     }
 }

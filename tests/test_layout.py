@@ -15,6 +15,7 @@ from sae.layout import (
     item_words,
     rule_record,
     rule_record_fields,
+    wgsl_name,
     wgsl_prelude,
 )
 
@@ -42,9 +43,9 @@ def _struct_members(prelude: str, name: str) -> list[tuple[str, str]]:
 
 def test_prelude_structs_follow_the_numpy_definitions():
     prelude = wgsl_prelude()
-    assert _struct_members(prelude, "ProgramItem") == [(f[0], f[2]) for f in PROGRAM_ITEM_FIELDS]
-    assert _struct_members(prelude, "JournalEntry") == [(f[0], f[2]) for f in JOURNAL_ENTRY_FIELDS]
-    expected = [(f[0], f[2] if f[3] == 1 else f"array<{f[2]}, {f[3]}>") for f in rule_record_fields()]
+    assert _struct_members(prelude, "ProgramItem") == [(wgsl_name(f[0]), f[2]) for f in PROGRAM_ITEM_FIELDS]
+    assert _struct_members(prelude, "JournalEntry") == [(wgsl_name(f[0]), f[2]) for f in JOURNAL_ENTRY_FIELDS]
+    expected = [(wgsl_name(f[0]), f[2] if f[3] == 1 else f"array<{f[2]}, {f[3]}>") for f in rule_record_fields()]
     assert _struct_members(prelude, "Rule") == expected
     for op in Op:
         assert f"const OP_{op.name}: u32 = {int(op)}u;" in prelude

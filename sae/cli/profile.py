@@ -50,10 +50,11 @@ def run(args: argparse.Namespace) -> int:
     trace = profiler.chrome_trace()
     write_atomically(args.trace, lambda tmp: Path(tmp).write_text(json.dumps(trace)))
     gpu, cpu = profiler.summary("gpu"), profiler.summary("cpu")
+    counters = profiler.batch_counters()
     if args.json:
         print(json.dumps({"backend": engine.backend.name, "device": engine.backend.description,
                           "gpu_clock": profiler.gpu_clock, "texts": len(texts), "gpu": gpu, "cpu": cpu,
-                          "trace": args.trace}))
+                          "counters": counters, "trace": args.trace}))
         return 0
     from rich.console import Console
     from rich.table import Table
@@ -65,6 +66,13 @@ def run(args: argparse.Namespace) -> int:
         console.print(table)
     else:
         console.print(f"[yellow]no GPU track: the {engine.backend.name} backend ran[/]")
+    if counters:
+        table = Table(title=f"host-device traffic: {counters['batches']} batch(es)")
+        for col in ("counter", "per batch", "total"):
+            table.add_column(col, justify="left" if col == "counter" else "right")
+        for name, total in counters["total"].items():
+            table.add_row(name, f"{counters['per_batch'][name]:.1f}", str(total))
+        console.print(table)
     table = Table(title="CPU stages (nested: shares are of the whole run)")
     _fill(table, cpu, "stage")
     console.print(table)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from collections.abc import Sequence
+
 from sae.algorithm import Algorithm
+from sae.backend import DoneBatch, HostBatches, run_host_batch
 from sae.batch import ProgramBatch
 from sae.cpu.anneal import Annealer
 from sae.cpu.match import Matcher
@@ -25,6 +28,11 @@ class CpuBackend:
         self.matcher = Matcher(alg, caps)
         self.annealer = Annealer(alg, self.matcher)
         self.table = VectorTable(alg.vectors, alg.transforms)
+        self._batches = HostBatches(caps)
+
+    def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> DoneBatch:
+        """Widen, anneal and execute now, on this thread's reused host batch."""
+        return run_host_batch(self, self._batches, self.alg.symbol_rows, token_ids, lengths)
 
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         n = batch.n

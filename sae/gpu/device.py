@@ -17,15 +17,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sae.errors import BackendUnavailableError, SaeError
+from sae.gpu.shaders import workgroup_bytes
+from sae.layout import DEFAULT_CAPACITIES
 
 log = logging.getLogger(__name__)
 
-#: Threads per workgroup in every pass (``WG`` in the shaders; a power of two).
+#: Threads per workgroup in every pass on a GPU (``WG`` in the shaders; a power of two).
 WORKGROUP = 64
+#: ... and on a CPU adapter (lavapipe, WARP): one SIMD group of 256-bit lanes, so that a
+#: workgroup's barriers and entry cost are paid once per group of documents.
+CPU_WORKGROUP = 8
 #: Storage buffers one pass binds (shaders/common.wgsl); WebGPU guarantees 8.
 STORAGE_BUFFERS = 8
-#: Workgroup memory the largest pass uses, in bytes (the VM's program tile).
-WORKGROUP_STORAGE = 12 * WORKGROUP + 16
+#: Workgroup memory the largest pass uses with the default capacities, in bytes (other
+#: capacities are checked when a backend is built).
+WORKGROUP_STORAGE = workgroup_bytes(DEFAULT_CAPACITIES, WORKGROUP)
 
 #: Limits sae checks, with the smallest value it can work with.
 REQUIRED_LIMITS: dict[str, int] = {
@@ -69,6 +75,11 @@ class AdapterInfo:
     def is_software(self) -> bool:
         """A CPU rasterizer (lavapipe, WARP): slower than numpy, so ``auto`` skips it."""
         return self.device_type == "CPU"
+
+    @property
+    def workgroup(self) -> int:
+        """Threads per workgroup of sae's passes on this adapter."""
+        return CPU_WORKGROUP if self.is_software else WORKGROUP
 
     @property
     def timestamp_query(self) -> bool:
@@ -166,6 +177,35 @@ def choose_adapter(name: str | None = None, adapters: list[AdapterInfo] | None =
     raise BackendUnavailableError("no usable GPU adapter: " + "; ".join(reasons))
 
 
+def is_device_lost(exc: BaseException) -> bool:
+    """Whether a wgpu error says the device is gone (lost, destroyed, reset by the driver)."""
+    text = str(exc).lower()
+    return "device is lost" in text or "device lost" in text or "was lost" in text or "destroyed" in text
+
+
+def error_line(exc: BaseException) -> str:
+    """The line of a wgpu error that says what happened: wgpu heads most of them with
+    "Validation Error", "Caused by:" and the API call ("In wgpuQueueSubmit")."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    said = [line for line in lines
+            if line not in ("Validation Error", "Caused by:") and not line.startswith("In wgpu")]
+    return (said or lines or [type(exc).__name__])[0]
+
+
+def forget_device(device: Any) -> None:
+    """Drop a lost device from the process-wide caches (devices, pipelines), so that the
+    next :func:`get_device` creates a fresh one."""
+    for index, cached in list(_devices.items()):
+        if cached is device:
+            del _devices[index]
+    for hook in _forget_hooks:
+        hook(device)
+
+
+#: Callbacks that drop what other modules cache per device (sae.gpu.backend's pipelines).
+_forget_hooks: list = []
+
+
 def get_device(info: AdapterInfo) -> Any:
     """The device of ``info`` (one per adapter per process, with the adapter's limits)."""
     device = _devices.get(info.index)
@@ -189,5 +229,8 @@ __all__ = [
     "GpuError",
     "choose_adapter",
     "enumerate_adapters",
+    "error_line",
+    "forget_device",
     "get_device",
+    "is_device_lost",
 ]

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
-from gpu_helpers import gpu_skip_reason
+from gpu_helpers import skip_without_gpu
 
 from sae.cli import main
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 
 def test_info_json(capsys):

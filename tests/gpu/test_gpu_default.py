@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from gpu_helpers import gpu_skip_reason
+from gpu_helpers import skip_without_gpu
 
 from sae.algorithm import default_algorithm_path
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 from conftest import SHARED_DATA, needs_shared  # noqa: E402
 

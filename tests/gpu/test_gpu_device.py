@@ -71,10 +71,9 @@ def test_engine_gpu_backend_fails_clearly(monkeypatch, tiny_alg):
 
 
 def test_device_failure_is_one_clear_error(monkeypatch, tiny_alg):
-    from gpu_helpers import gpu_skip_reason
+    from gpu_helpers import skip_without_gpu
 
-    if gpu_skip_reason():
-        pytest.skip(gpu_skip_reason())
+    skip_without_gpu()
     import wgpu
 
     from sae.batch import ProgramBatch

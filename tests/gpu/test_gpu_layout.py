@@ -2,32 +2,36 @@
 
 A tiny shader writes a distinct value into every member of element 1 of an array of
 each struct; the bytes read back must equal numpy's record with the same values.
+Integer arithmetic the shaders share with the numpy path is checked the same way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_helpers import gpu_skip_reason
+from gpu_helpers import skip_without_gpu
 
 from sae.layout import (
+    ALG_RECORD,
+    ARG1_LIMIT,
     GPU_PARAMS,
     GPU_PARAMS_FIELDS,
     JOURNAL_ENTRY,
     JOURNAL_ENTRY_FIELDS,
     PROGRAM_ITEM,
     PROGRAM_ITEM_FIELDS,
+    SCALE_LIMIT,
     Capacities,
+    alg_record_fields,
     doc_state,
     doc_state_fields,
     rule_record,
     rule_record_fields,
+    wgsl_name,
     wgsl_prelude,
 )
 
-_reason = gpu_skip_reason()
-if _reason:
-    pytest.skip(_reason, allow_module_level=True)
+skip_without_gpu()
 
 CAPS = Capacities(rules=5, pattern=3, phrase=3)  # odd sizes: array members of length 3 and 5
 
@@ -36,27 +40,18 @@ def _value(field_index: int, element: int) -> int:
     return 1000 * (field_index + 1) + element
 
 
-def _probe(struct: str, fields, dtype: np.dtype) -> None:
+def _run(source: str, size: int, data: np.ndarray | None = None) -> bytes:
+    """Compile ``source`` (which declares ``out`` at binding 0, initially ``data``), run one
+    invocation, read ``out``."""
     import wgpu
 
     from sae.gpu.device import choose_adapter, get_device
 
-    lines = []
-    for i, (name, _, wgsl, count, _) in enumerate(fields):
-        if count == 1:
-            lines.append(f"    out[1].{name} = {wgsl}({_value(i, 0)});")
-        else:
-            lines += [f"    out[1].{name}[{e}] = {wgsl}({_value(i, e)});" for e in range(count)]
-    source = (
-        wgsl_prelude(CAPS)
-        + f"@group(0) @binding(0) var<storage, read_write> out: array<{struct}>;\n"
-        + "@compute @workgroup_size(1)\nfn main() {\n"
-        + "\n".join(lines)
-        + "\n}\n"
-    )
     device = get_device(choose_adapter())
-    size = 2 * dtype.itemsize
-    buf = device.create_buffer(size=size, usage=wgpu.BufferUsage.STORAGE | wgpu.BufferUsage.COPY_SRC)
+    U = wgpu.BufferUsage  # noqa: N806
+    buf = device.create_buffer(size=size, usage=U.STORAGE | U.COPY_SRC | U.COPY_DST)
+    if data is not None:
+        device.queue.write_buffer(buf, 0, data)
     module = device.create_shader_module(code=source)
     pipeline = device.create_compute_pipeline(layout="auto", compute={"module": module, "entry_point": "main"})
     group = device.create_bind_group(
@@ -70,7 +65,25 @@ def _probe(struct: str, fields, dtype: np.dtype) -> None:
     cp.dispatch_workgroups(1)
     cp.end()
     device.queue.submit([enc.finish()])
-    got = bytes(device.queue.read_buffer(buf))
+    return bytes(device.queue.read_buffer(buf))
+
+
+def _probe(struct: str, fields, dtype: np.dtype) -> None:
+    lines = []
+    for i, (name, _, wgsl, count, _) in enumerate(fields):
+        member = wgsl_name(name)
+        if count == 1:
+            lines.append(f"    out[1].{member} = {wgsl}({_value(i, 0)});")
+        else:
+            lines += [f"    out[1].{member}[{e}] = {wgsl}({_value(i, e)});" for e in range(count)]
+    source = (
+        wgsl_prelude(CAPS)
+        + f"@group(0) @binding(0) var<storage, read_write> out: array<{struct}>;\n"
+        + "@compute @workgroup_size(1)\nfn main() {\n"
+        + "\n".join(lines)
+        + "\n}\n"
+    )
+    got = _run(source, 2 * dtype.itemsize)
     expected = np.zeros(2, dtype=dtype)
     for i, (name, _, _, count, _) in enumerate(fields):
         if count == 1:
@@ -87,8 +100,39 @@ def _probe(struct: str, fields, dtype: np.dtype) -> None:
         ("JournalEntry", JOURNAL_ENTRY_FIELDS, JOURNAL_ENTRY),
         ("Rule", rule_record_fields(CAPS), rule_record(CAPS)),
         ("Params", GPU_PARAMS_FIELDS, GPU_PARAMS),
+        ("AlgRecord", alg_record_fields(), ALG_RECORD),
         ("DocState", doc_state_fields(CAPS), doc_state(CAPS)),
     ],
 )
 def test_struct_bytes_agree(struct, fields, dtype):
     _probe(struct, fields, dtype)
+
+
+def test_scale_is_exact_integer_arithmetic():
+    """scale_q16 (shaders/common.wgsl), from 16-bit pieces, == numpy's int64 formula (ENGINE.md §4)."""
+    from sae.gpu.shaders import _read
+
+    rng = np.random.default_rng(0)
+    edges = np.array([0, 1, -1, 2, 65535, 65536, -65536, 65537, ARG1_LIMIT, -ARG1_LIMIT, ARG1_LIMIT - 1, 12345678])
+    scales = np.array([0, 1, -1, 65535, 65536, -65536, 98304, SCALE_LIMIT, -SCALE_LIMIT, SCALE_LIMIT - 1, 3, -3])
+    arg1 = np.concatenate([np.repeat(edges, len(scales)), rng.integers(-ARG1_LIMIT, ARG1_LIMIT + 1, 2000)])
+    scale = np.concatenate([np.tile(scales, len(edges)), rng.integers(-SCALE_LIMIT, SCALE_LIMIT + 1, 2000)])
+    n = len(arg1)
+    product = arg1.astype(np.int64) * scale.astype(np.int64)
+    expected = np.clip(np.sign(product) * (np.abs(product) // 65536), -ARG1_LIMIT, ARG1_LIMIT).astype(np.int32)
+    # scale_q16 only needs the prelude; the rest of common.wgsl declares bindings this probe lacks.
+    common = _read("common")
+    start = common.index("fn scale_q16")
+    fn = common[start : common.index("\n}\n", start) + 3]
+    source = (
+        wgsl_prelude(CAPS) + fn
+        + f"@group(0) @binding(0) var<storage, read_write> out: array<i32, {3 * n}>;\n"
+        + "@compute @workgroup_size(1)\nfn main() {\n"
+        + f"    for (var i = 0u; i < {n}u; i++) {{\n"
+        + f"        out[{2 * n}u + i] = scale_q16(out[2u * i], out[2u * i + 1u]);\n    }}\n}}\n"
+    )
+    data = np.zeros(3 * n, dtype=np.int32)
+    data[0 : 2 * n : 2], data[1 : 2 * n : 2] = arg1, scale
+    got = np.frombuffer(_run(source, 4 * 3 * n, data), dtype=np.int32)[2 * n :]
+    bad = np.flatnonzero(got != expected)
+    assert bad.size == 0, f"scale_q16({arg1[bad[0]]}, {scale[bad[0]]}) = {got[bad[0]]}, expected {expected[bad[0]]}"

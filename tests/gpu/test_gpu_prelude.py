@@ -6,13 +6,15 @@ import re
 
 import pytest
 
-from sae.gpu.shaders import PASSES, shader_dir, shader_source
+from sae.gpu.shaders import PASSES, backend_source, shader_dir, shader_source
 from sae.layout import (
     GPU_PARAMS,
     GPU_PARAMS_FIELDS,
     PROGRAM_ITEM_FIELDS,
     Capacities,
+    alg_record_fields,
     doc_state_fields,
+    wgsl_name,
     wgsl_prelude,
 )
 
@@ -25,16 +27,28 @@ def _members(text: str, struct: str) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     ("struct", "fields"),
-    [("ProgramItem", PROGRAM_ITEM_FIELDS), ("Params", GPU_PARAMS_FIELDS), ("DocState", doc_state_fields())],
+    [("ProgramItem", PROGRAM_ITEM_FIELDS), ("Params", GPU_PARAMS_FIELDS), ("AlgRecord", alg_record_fields()),
+     ("DocState", doc_state_fields())],
 )
 def test_prelude_members_follow_the_fields(struct, fields):
-    expected = [(f[0], f[2] if f[3] == 1 else f"array<{f[2]}, {f[3]}>") for f in fields]
+    expected = [(wgsl_name(f[0]), f[2] if f[3] == 1 else f"array<{f[2]}, {f[3]}>") for f in fields]
     assert _members(wgsl_prelude(), struct) == expected
+
+
+def test_reserved_words_get_other_member_names():
+    assert wgsl_name("mod") == "mod_" and wgsl_name("symbol") == "symbol"
+    assert "    mod_: u32," in wgsl_prelude()
 
 
 def test_params_fit_a_uniform_buffer():
     assert GPU_PARAMS.itemsize % 16 == 0
     assert all(f[3] == 1 and f[2] == "u32" for f in GPU_PARAMS_FIELDS)
+
+
+def test_alg_record_is_read_field_by_field():
+    src = backend_source(Capacities())
+    for i, (name, *_rest) in enumerate(alg_record_fields()):
+        assert f"x.{wgsl_name(name)} = tables[at + {i}u];" in src
 
 
 def test_every_pass_loads_with_the_prelude():
@@ -50,9 +64,11 @@ def test_every_pass_loads_with_the_prelude():
 def test_shaders_never_retype_layouts():
     for path in shader_dir().glob("*.wgsl"):
         text = path.read_text()
-        for struct in ("ProgramItem", "JournalEntry", "Rule", "Params", "DocState"):
+        for struct in ("ProgramItem", "JournalEntry", "Rule", "Params", "AlgRecord", "DocState"):
             assert f"struct {struct} " not in text, f"{path.name} redefines {struct}"
         assert "const CAP_" not in text and "const OP_" not in text, f"{path.name} retypes a constant"
+        assert "fn bid_key" not in text and "KEY_TIE" not in text, f"{path.name} retypes the key packing"
+        assert "<< 16u) |" not in text, f"{path.name} packs keys by hand"
         assert "f16" not in text and "subgroup" not in text, f"{path.name}: not core WGSL"
 
 

@@ -26,15 +26,19 @@ for name in shaders.PASSES:
 if sys.argv[1] == "compile":
     from sae.gpu.backend import _pipelines
     from sae.gpu.device import choose_adapter, get_device
-    out["compiled"] = sorted(_pipelines(get_device(choose_adapter()), caps).passes)
+    info = choose_adapter()
+    out["compiled"] = sorted(_pipelines(get_device(info), caps, info.workgroup).passes)
 print(json.dumps(out))
 """
 
 
 def _gpu_available() -> bool:
-    from gpu_helpers import gpu_skip_reason
+    from gpu_helpers import REQUIRE_GPU, gpu_skip_reason
 
-    return gpu_skip_reason() is None
+    reason = gpu_skip_reason()
+    if reason and os.environ.get(REQUIRE_GPU, "") not in ("", "0"):
+        pytest.fail(f"{REQUIRE_GPU} is set but {reason}", pytrace=False)
+    return reason is None
 
 
 def test_wheel_ships_and_loads_every_shader(tmp_path):

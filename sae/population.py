@@ -1,0 +1,150 @@
+"""Population evaluation: many Algorithms that differ only in rules and loop parameters,
+embedding one token batch (what an evolutionary search, ``sae evolve``, needs per
+generation).
+
+>>> evaluator = PopulationEvaluator(base, backend="gpu")
+>>> embeddings = evaluator.evaluate(candidates, token_ids)   # one (n, dim) array each
+>>> runs = evaluator.runs(candidates, token_ids)   # the same, with each document's journal
+
+Every Algorithm must share ``base``'s tokenizer, vectors, weights, symbol rows and
+classes, lexicon and transforms (``sae.gpu.tables.SHARED_TABLES``): those are uploaded
+once. On a GPU, the documents of a submission are annealed by several Algorithms in
+one grid (jobs = documents x Algorithms, ``jobs`` a submission), so a population of A
+Algorithms on n documents takes about ``A * n / jobs`` submissions, and each job's
+embedding equals what its Algorithm alone gives (the equivalence tests check it). On
+the CPU the Algorithms run one after another on the numpy path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sae.algorithm import Algorithm
+from sae.engine import make_backend
+from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
+
+#: Jobs (document x Algorithm) per GPU submission unless given.
+DEFAULT_JOBS = 4096
+
+
+@dataclass
+class PopulationRun:
+    """What one Algorithm of a population did to a token batch."""
+
+    embeddings: np.ndarray  #: (n, dim) float32
+    journal: np.ndarray  #: (n, Capacities.journal) JOURNAL_ENTRY: each document's journal
+    journal_len: np.ndarray  #: (n,) uint32: the entries each journal holds
+
+
+class PopulationEvaluator:
+    """Embeds token batches with populations of Algorithms sharing ``base``'s tables.
+
+    Args:
+        base (Algorithm): the tables every member shares.
+        backend (str): ``auto``, ``cpu`` or ``gpu`` (as :class:`sae.Engine`).
+        caps (Capacities): capacities (compiled into the GPU passes).
+        adapter (str | None): a GPU adapter name.
+        jobs (int | None): jobs per GPU submission (default 4096, fewer when the
+            adapter's buffer limits require it).
+    """
+
+    def __init__(
+        self,
+        base: Algorithm,
+        *,
+        backend: str = "auto",
+        caps: Capacities = DEFAULT_CAPACITIES,
+        adapter: str | None = None,
+        jobs: int | None = None,
+    ) -> None:
+        if jobs is not None and jobs < 1:
+            raise ValueError(f"PopulationEvaluator: jobs must be >= 1, got {jobs}")
+        self.base, self.caps = base, caps
+        self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
+
+    def evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order."""
+        algorithms = list(algorithms)
+        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+        if len(lengths) and int(lengths.max()) > self.caps.stream:
+            raise ValueError(f"PopulationEvaluator.evaluate: a text has {int(lengths.max())} tokens, more than the "
+                             f"stream capacity {self.caps.stream} (Engine.tokenize truncates)")
+        if hasattr(self.backend, "evaluate_population"):
+            return self.backend.evaluate_population(algorithms, token_ids)
+        from sae.cpu import CpuBackend
+        from sae.gpu.tables import shared_table_difference
+
+        out = []
+        for i, alg in enumerate(algorithms):
+            difference = shared_table_difference(self.base, alg)
+            if difference:
+                raise ValueError(f"population member {i} ({alg.name!r}) has other {difference} than the base "
+                                 "Algorithm; a population shares everything but rules and parameters")
+            backend = CpuBackend(alg, self.caps)
+            rows = np.zeros((len(token_ids), alg.dim), dtype=np.float32)
+            for start in range(0, len(token_ids), 1024):
+                part = slice(start, start + 1024)
+                rows[part] = backend.submit_batch(token_ids[part], lengths[part]).result().embeddings
+            out.append(rows)
+        return out
+
+
+    def runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
+        """What :meth:`evaluate` gives, with each document's journal (which rules committed
+        or were reverted where, in which step): what an evolutionary search reads besides
+        the embeddings. The journals cost a readback of ``Capacities.journal`` entries per
+        job on a GPU."""
+        algorithms = list(algorithms)
+        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+        if len(lengths) and int(lengths.max()) > self.caps.stream:
+            raise ValueError(f"PopulationEvaluator.runs: a text has {int(lengths.max())} tokens, more than the "
+                             f"stream capacity {self.caps.stream} (Engine.tokenize truncates)")
+        if hasattr(self.backend, "population_runs"):
+            return [PopulationRun(*run) for run in self.backend.population_runs(algorithms, token_ids)]
+        from sae.batch import ProgramBatch
+        from sae.cpu import CpuBackend
+        from sae.gpu.tables import shared_table_difference
+
+        out = []
+        for i, alg in enumerate(algorithms):
+            difference = shared_table_difference(self.base, alg)
+            if difference:
+                raise ValueError(f"population member {i} ({alg.name!r}) has other {difference} than the base "
+                                 "Algorithm; a population shares everything but rules and parameters")
+            backend = CpuBackend(alg, self.caps)
+            n = len(token_ids)
+            run = PopulationRun(np.zeros((n, alg.dim), dtype=np.float32),
+                                np.zeros((n, self.caps.journal), dtype=JOURNAL_ENTRY), np.zeros(n, dtype=np.uint32))
+            batch = ProgramBatch(1024, self.caps)
+            for start in range(0, n, 1024):
+                part = slice(start, start + 1024)
+                batch.widen(token_ids[part], alg.symbol_rows, lengths[part])
+                m = batch.n
+                backend.anneal(batch)
+                run.embeddings[part] = backend.execute(batch)[:m]
+                run.journal[part] = batch.journal[:m]
+                run.journal_len[part] = batch.journal_len[:m]
+            out.append(run)
+        return out
+
+
+def evaluate_population(
+    algorithms: Sequence[Algorithm],
+    token_ids: Sequence[Sequence[int]],
+    *,
+    backend: str = "auto",
+    caps: Capacities = DEFAULT_CAPACITIES,
+    adapter: str | None = None,
+) -> list[np.ndarray]:
+    """Embed ``token_ids`` with each of ``algorithms`` (sharing the first one's tables):
+    one ``(n, dim)`` float32 array per Algorithm. See :class:`PopulationEvaluator`."""
+    if not algorithms:
+        return []
+    return PopulationEvaluator(algorithms[0], backend=backend, caps=caps, adapter=adapter).evaluate(
+        algorithms, token_ids)
+
+
+__all__ = ["DEFAULT_JOBS", "PopulationEvaluator", "PopulationRun", "evaluate_population"]

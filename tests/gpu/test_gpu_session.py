@@ -1,0 +1,127 @@
+"""The GPU path as a device-resident session: one submission and one readback per batch,
+two batches in flight, counts from the device, a lost device re-created."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+from gpu_helpers import skip_without_gpu
+from tiny import WORDS, make_tiny
+
+from sae import Engine
+from sae.algorithm import LoopParams
+from sae.layout import EMBEDDING_TOLERANCE, Capacities
+
+skip_without_gpu()
+
+TEXTS = ["the new york city is big", "not a good dog , the cat is playing !", "", "players run runs new york",
+         "a very small red house of the man and the woman eats food .", "not not not happy ! ? sad"] * 9
+
+
+def _texts(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return [" ".join(rng.choice(WORDS[2:], size=int(rng.integers(0, 25)))) for _ in range(n)]
+
+
+def test_one_submission_and_one_readback_per_batch():
+    engine = Engine(make_tiny(), backend="gpu", batch_size=16)
+    engine.embed(TEXTS[:5])  # warm-up
+    before = engine.backend.counters.as_dict()
+    engine.embed(_texts(50))  # four batches: 16, 16, 16, 2
+    after = engine.backend.counters.as_dict()
+    delta = {k: after[k] - before[k] for k in after}
+    assert delta["batches"] == 4
+    assert delta["submissions"] == 4 and delta["readbacks"] == 4
+    # only the embeddings (dim floats padded to whole vec4s) and the batch's totals come back
+    state = engine.backend._state_dtype.itemsize
+    assert delta["bytes_read"] == 50 * 8 * 4 + 4 * state
+
+
+def test_the_profiler_reports_traffic_per_batch():
+    from sae.profile import Profiler
+
+    engine = Engine(make_tiny(), backend="gpu", batch_size=16)
+    engine.profiler = profiler = Profiler()
+    engine.embed(_texts(40))
+    counters = profiler.batch_counters()
+    assert counters["batches"] == 3 and counters["per_batch"]["submissions"] == 1
+    assert counters["per_batch"]["readbacks"] == 1 and counters["total"]["documents"] == 40
+    assert counters["total"]["dispatches"] >= 3 * 5  # live, anneal, plan, vm, normalize, stats
+
+
+def test_pipelined_batches_equal_the_numpy_path():
+    alg = make_tiny(params=LoopParams(max_steps=12, tolerance=0, inhibit_steps=2))
+    texts = _texts(70, seed=1)
+    gpu = Engine(alg, backend="gpu", batch_size=16)
+    cpu = Engine(alg, backend="cpu", batch_size=16)
+    g, c = gpu.embed(texts), cpu.embed(texts)
+    assert np.abs(g - c).max() <= EMBEDDING_TOLERANCE
+    # counts come from the device (journals stay there); batches differ in composition,
+    # so steps (a batch's longest) may differ, the rest may not
+    gc, cc = gpu.counters_snapshot(), cpu.counters_snapshot()
+    assert (gc.texts, gc.tokens, gc.batches, gc.committed, gc.reverted) == \
+           (cc.texts, cc.tokens, cc.batches, cc.committed, cc.reverted)
+    assert gc.committed > 0
+    ids = gpu.tokenize(texts)
+    assert np.array_equal(gpu.embed_tokens(ids), g)
+
+
+def test_two_batches_in_flight_and_a_third():
+    alg = make_tiny()
+    gpu = Engine(alg, backend="gpu", batch_size=8).backend
+    cpu = Engine(alg, backend="cpu").backend
+    batches = [[[int(t) for t in np.random.default_rng(s).integers(0, len(WORDS), 12)] for _ in range(5)]
+               for s in range(3)]
+    lengths = np.full(5, 12, dtype=np.uint32)
+    handles = [gpu.submit_batch(b, lengths) for b in batches]  # the third collects the first
+    for b, h in reversed(list(zip(batches, handles))):
+        expected = cpu.submit_batch(b, lengths).result().embeddings
+        assert np.abs(h.result().embeddings - expected).max() <= EMBEDDING_TOLERANCE
+
+
+def test_truncation_warns_once_on_the_pipelined_path(caplog):
+    engine = Engine(make_tiny(), backend="gpu", batch_size=2, caps=Capacities(stream=8))
+    with caplog.at_level(logging.WARNING, logger="sae.engine"):
+        engine.embed(["cat dog " * 10] * 5)
+    assert caplog.text.count("truncated") == 1 and "5 text(s) longer than 8 tokens" in caplog.text
+
+
+def test_a_lost_device_is_recreated_and_the_batch_run_again():
+    from sae.gpu import backend as gpu_backend
+    from sae.gpu import device as gpu_device
+
+    alg = make_tiny()
+    engine = Engine(alg, backend="gpu", batch_size=16)
+    expected = Engine(alg, backend="cpu").embed(TEXTS)
+    dead = engine.backend.device
+    dead.destroy()
+    out = engine.embed(TEXTS)
+    assert np.abs(out - expected).max() <= EMBEDDING_TOLERANCE
+    assert engine.backend.counters.recoveries == 1
+    assert engine.backend.device is not dead
+    # the process-wide caches never keep the dead device
+    assert all(d is not dead for d in gpu_device._devices.values())
+    assert all(p.device is not dead for p in gpu_backend._pipeline_cache.values())
+    # and a new backend gets the live one
+    assert Engine(alg, backend="gpu").backend.device is not dead
+
+
+def test_a_device_lost_again_is_one_line_and_exit_1(monkeypatch):
+    import wgpu
+
+    from sae.gpu.device import GpuError
+
+    engine = Engine(make_tiny(), backend="gpu", batch_size=16)
+
+    def lost(self, part):
+        raise wgpu.GPUError("Validation Error\n\nCaused by:\n  In wgpuQueueSubmit\n    Parent device is lost")
+
+    monkeypatch.setattr(type(engine.backend), "_read_part", lost)
+    with pytest.raises(GpuError) as info:
+        engine.embed(TEXTS)
+    assert info.value.exit_code == 1
+    assert str(info.value).endswith("failed in submit_batch: Parent device is lost")
+    assert "\n" not in str(info.value)
+    assert engine.backend.counters.recoveries == 1  # it tried once
