@@ -233,8 +233,11 @@ class Engine:
             return out
         # Documents are independent and the chunks fixed by the sort above, so
         # embedding batches side by side gives the same bytes as one after another.
+        # The chunks of the longest texts cost the most: they start first, so the
+        # workers finish together rather than one waiting for the last long chunk.
+        longest_first = chunks[::-1]
         with ThreadPoolExecutor(threads, thread_name_prefix="sae-batch") as pool:
-            for chunk, _ in zip(chunks, pool.map(embed_chunk, chunks)):
+            for chunk, _ in zip(longest_first, pool.map(embed_chunk, longest_first)):
                 if progress is not None:
                     progress(len(chunk))
         return out

@@ -21,31 +21,34 @@ def select_winners(
     then anchor, at most one per anchor), has key ``key[i]`` and examines items up
     to ``last[i]``; ``read``, ``write`` and ``mark`` (``(C, reach + 1)``) are its
     footprint: the fields it examines and writes, and the mark bit + 1 it sets, on
-    item ``p + j``. Only candidates whose extents overlap can interfere: those are the
-    next few candidates of the same document, anchored up to its extent's end.
+    item ``p + j``. Only candidates whose extents overlap can interfere: candidate
+    ``a`` is compared with the candidates of its document anchored in ``(p[a], last[a]]``.
     """
     count, width = len(g), read.shape[1]
     win = np.ones(count, dtype=bool)
-    a = np.arange(count)
-    cols = np.arange(width)
-    for step in range(1, width):
-        a = a[a + step < count]
-        b = a + step
-        near = (g[b] == g[a]) & (p[b] <= last[a])
-        a, b = a[near], b[near]
-        if a.size == 0:
-            break  # candidates further on are further away still
-        # Item p[b] + i is A's offset o + i and B's offset i.
-        o = (p[b] - p[a])[:, None]
-        ia = np.minimum(o + cols, width - 1)
-        shared = o + cols < width
-        wa = np.take_along_axis(write[a], ia, axis=1) * shared
-        ra = np.take_along_axis(read[a], ia, axis=1) * shared
-        ma = np.take_along_axis(mark[a], ia, axis=1) * shared
-        wb, rb, mb = write[b], read[b], mark[b]
-        clash = ((wa & (rb | wb)) | (wb & ra)).any(axis=1) | ((ma == mb) & (ma > 0)).any(axis=1)
-        win[a[clash & (key[b] > key[a])]] = False
-        win[b[clash & (key[a] > key[b])]] = False
+    if count < 2:
+        return win
+    span = int(p.max()) + width + 1
+    place = g * span + p  # ascending: candidates are sorted by document, then anchor
+    stop = np.searchsorted(place, g * span + last, side="right")  # past a's extent
+    counts = stop - np.arange(1, count + 1)
+    total = int(counts.sum())
+    if total == 0:
+        return win
+    a = np.repeat(np.arange(count), counts)
+    b = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts) + a + 1
+    # Item p[b] + i is A's offset o + i and B's offset i.
+    o = (p[b] - p[a])[:, None]
+    cols = o + np.arange(width)
+    shared = cols < width
+    ia = np.minimum(cols, width - 1)
+    wa = np.take_along_axis(write[a], ia, axis=1) * shared
+    ra = np.take_along_axis(read[a], ia, axis=1) * shared
+    ma = np.take_along_axis(mark[a], ia, axis=1) * shared
+    wb, rb, mb = write[b], read[b], mark[b]
+    clash = ((wa & (rb | wb)) | (wb & ra)).any(axis=1) | ((ma == mb) & (ma > 0)).any(axis=1)
+    win[a[clash & (key[b] > key[a])]] = False
+    win[b[clash & (key[a] > key[b])]] = False
     return win
 
 

@@ -309,6 +309,14 @@ class Matcher:
             return _shifted(plane, shift) if shift is not None else _gather(plane, pos)
 
         def runs_at(test: int, cap: int, pos: np.ndarray, shift: int | None) -> np.ndarray:
+            if rows is not None:  # a few anchors: count each run where it starts
+                plane = v.tests[test]
+                count = np.zeros(pos.shape, dtype=np.int64)
+                alive = np.ones(pos.shape, dtype=bool)
+                for i in range(cap):
+                    alive &= _gather(plane, pos + i)
+                    count += alive
+                return count
             runs = self._runs(v, test, cap, memo)
             if shift is not None:
                 return _shifted(runs, shift)
@@ -419,13 +427,7 @@ class Matcher:
             rule = self.rules[r]
             tie = ties[r]
             if self.extent[r] < 0:
-                m = self.match(v, np.broadcast_to(anchors, (d, length)), r,
-                               positions=extents or placements is not None, memo=memo, every_position=True)
-                if placements is not None:
-                    placements[r] = (m.first.astype(np.int16), m.q.astype(np.int16))
-                np.copyto(keys[r], (m.score << self.keys.tie_bits) | tie, where=m.ok, casting="unsafe")
-                if extents:
-                    ends[r][m.ok] = m.extent[m.ok]
+                self._bid_matching(v, r, keys[r], tie, ends[r] if extents else None, placements, memo)
                 continue
             ok = self._gap_free_matches(v, r)
             if int(rule["kind"]) != RULE_MERGE:
@@ -451,6 +453,36 @@ class Matcher:
                 if extents:
                     ends[r, g, p] = p + self.extent[r]
         return (keys, ends) if extents else keys
+
+    def _bid_matching(self, v: StreamView, r: int, keys: np.ndarray, tie: np.ndarray, ends: np.ndarray | None,
+                      placements: dict | None, memo: dict) -> None:
+        """Bids of a rule with gaps or runs, matched at every anchor, or only where its
+        first element matches when that is rare (a negation, an auxiliary)."""
+        d, length = keys.shape
+        first_test = v.tests[self._test_of[r][0]]
+        g, p = np.nonzero(first_test)
+        positions = ends is not None or placements is not None
+        k = int(self.rules[r]["length"])
+        if 4 * g.size < first_test.size:
+            m = self.match(v, p[:, None], r, positions=positions, rows=g)
+            ok = m.ok[:, 0]
+            g, p = g[ok], p[ok]
+            score = np.broadcast_to(m.score, m.ok.shape)[ok, 0].astype(np.int64)
+            keys[g, p] = ((score << self.keys.tie_bits) | tie[p]).astype(np.uint32)
+            if ends is not None:
+                ends[g, p] = m.extent[ok, 0]
+            if placements is not None:
+                first, last = np.zeros((d, length, k), np.int16), np.zeros((d, length, k), np.int16)
+                first[g, p], last[g, p] = m.first[ok, 0], m.q[ok, 0]
+                placements[r] = (first, last)
+            return
+        anchors = np.broadcast_to(np.arange(length, dtype=np.int64), (d, length))
+        m = self.match(v, anchors, r, positions=positions, memo=memo, every_position=True)
+        np.copyto(keys, (m.score << self.keys.tie_bits) | tie, where=m.ok, casting="unsafe")
+        if ends is not None:
+            ends[m.ok] = m.extent[m.ok]
+        if placements is not None:
+            placements[r] = (m.first.astype(np.int16), m.q.astype(np.int16))
 
     def _ties(self, length: int) -> np.ndarray:
         """``(rules, length)`` uint32: the key bits below the score, per rule and anchor (cached)."""

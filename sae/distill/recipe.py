@@ -67,6 +67,8 @@ class Config:
     num_scale: float = 3.0
     stop_scale: float = 0.25
     punct_scale: float = 0.5
+    merges: bool = True
+    subject: bool = True
     negation: bool = True
     negated_clause: bool = False
     negation_to_ends: bool = False
@@ -98,7 +100,7 @@ class Config:
         return cfg
 
     def rule_settings(self) -> RuleSettings:
-        return RuleSettings(self.num_scale, self.stop_scale, self.punct_scale, self.negation,
+        return RuleSettings(self.merges, self.subject, self.num_scale, self.stop_scale, self.punct_scale, self.negation,
                             self.negated_clause, self.negation_to_ends, self.negated_head, self.roles,
                             self.role_heads, self.soften_aux, self.number_mod, self.object_aux_scale,
                             self.prep_scale, self.punct_everywhere)
@@ -179,7 +181,7 @@ class Recipe:
     def skeleton(self, sentences: list[str], cfg: Config) -> Algorithm:
         """Classes, lexicon and rules, with one placeholder vector row per symbol."""
         width = DEFAULT_CAPACITIES.phrase
-        if cfg.rules:
+        if cfg.rules and cfg.merges:
             lexicon, counts = build_lexicon(self.tok, sentences, cfg.min_word_freq, width)
         else:
             lexicon, counts = [], []
@@ -212,7 +214,8 @@ class Recipe:
         # Vectors: programs of the merges alone (the reweighting rules are tuned for
         # the similarity task after the fit; fitting through them would undo them).
         t0 = time.perf_counter()
-        items = annealed_items(replace(skel, rules=merge_rules() if cfg.rules else (), transforms=None), ids)
+        items = annealed_items(replace(skel, rules=merge_rules() if cfg.rules and cfg.merges else (), transforms=None),
+                               ids)
         log.info("vectors: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
         docs, syms, coefs = vector_design(items, skel)
         seen = np.unique(syms[syms < skel.vocab_size])

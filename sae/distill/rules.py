@@ -29,6 +29,8 @@ rule merge2 score 200: [op=ACC] [] => merge
 class RuleSettings:
     """The tunable numbers of the default rules (weight factors; 1.0 drops the rule)."""
 
+    merges: bool = True  #: multi-piece words merged into lexicon phrases
+    subject: bool = True  #: the subject transform (with roles)
     num_scale: float = 3.0  #: any item with a digit
     stop_scale: float = 0.25  #: a stopword right before a content word
     punct_scale: float = 0.5  #: punctuation right after a content word
@@ -47,7 +49,7 @@ class RuleSettings:
 
 def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     """Merges, context-dependent reweighting, and the transforms of negation scope and roles."""
-    text = MERGES
+    text = MERGES if s.merges else ""
     if s.num_scale != 1.0 or s.number_mod:
         mod = f" mod={s.number_mod}" if s.number_mod else ""
         text += f"rule boost_number score 50: [op=ACC num] => set 0 scale={s.num_scale}{mod}\n"
@@ -85,7 +87,8 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
             text += f"rule subject score 40: [word mod=0] [aux] => set 0 mod={SUBJECT}\n"
             text += f"rule object score 40: [aux] [word] ~2 [word mod=0] => set 2 mod={OBJECT}\n"
         else:
-            text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
+            if s.subject:
+                text += f"rule subject score 40: [!aux !punct !neg !conj mod=0]+6 [aux] => set 0 mod={SUBJECT}\n"
             aux = f"set 0 scale={s.object_aux_scale}; " if s.object_aux_scale != 1.0 else ""
             text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => {aux}set 2 mod={OBJECT}\n"
     return parse_rules(text, source="sae.distill.rules")
