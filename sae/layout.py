@@ -372,7 +372,7 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("off_starts", "<u4", "u32", 1, "word offset of where each document's tokens start (n_docs + 1 words)"),
     ("off_weights", "<u4", "u32", 1, "vec4 offset of the weights in the float buffer"),
     ("off_vectors", "<u4", "u32", 1, "vec4 offset of the vectors, rows padded to whole vec4s"),
-    ("off_transforms", "<u4", "u32", 1, "vec4 offset of the transforms: rows of T, then t, padded"),
+    ("off_transforms", "<u4", "u32", 1, "vec4 offset of the transforms: columns of T, then t, padded"),
     ("sum_base", "<u4", "u32", 1, "vec4 offset of the VM's per-job sum area in the embeddings buffer"),
     ("epoch", "<u4", "u32", 1, "the batch: a job whose DocState.epoch differs starts it (widens, resets)"),
     ("step_count", "<u4", "u32", 1, "steps an anneal dispatch runs at most (a document stops when finished)"),

@@ -265,31 +265,30 @@ fn sum_at(job: u32) -> u32 {
 }
 
 // Dimensions 4c .. 4c + 3 of T x for transform md (1-based), x the DIM4 vec4 from x_at
-// on, in the float table (a vector) or in the embeddings buffer (a sum).
+// on, in the float table (a vector) or in the embeddings buffer (a sum). The table holds
+// T by columns (its row i is column i of T), so T[4c .. 4c + 3, i] is one vec4 and
+// invocations along c read neighbouring vec4s.
 fn linear(md: u32, c: u32, x_at: u32, from_sum: bool) -> vec4<f32> {
     let n4 = dim4();
     let tr = params.off_transforms + (md - 1u) * (params.dim + 1u) * n4;
     var out = vec4<f32>();
-    for (var k = 0u; k < 4u; k++) {
-        let row = 4u * c + k;
-        if (row < params.dim) {
-            var acc = 0.0;
-            for (var i = 0u; i < n4; i++) {
-                var x = vec4<f32>();
-                if (from_sum) {
-                    x = embeddings[x_at + i];
-                } else {
-                    x = floats[x_at + i];
-                }
-                acc += dot(floats[tr + row * n4 + i], x);
+    for (var i4 = 0u; i4 < n4; i4++) {
+        var x = vec4<f32>();
+        if (from_sum) {
+            x = embeddings[x_at + i4];
+        } else {
+            x = floats[x_at + i4];
+        }
+        for (var k = 0u; k < 4u; k++) {
+            let i = 4u * i4 + k;
+            if (i < params.dim) {
+                out += x[k] * floats[tr + i * n4 + c];
             }
-            out[k] = acc;
         }
     }
     return out;
 }
 
-// Dimensions 4c .. 4c + 3 of the offset t of transform md (1-based).
 fn offset(md: u32, c: u32) -> vec4<f32> {
     return floats[params.off_transforms + ((md - 1u) * (params.dim + 1u) + params.dim) * dim4() + c];
 }

@@ -1,12 +1,14 @@
-// Pass "transform" (only for Algorithms with transforms): one invocation per (job, vec4
-// of dimensions). For every transform m the job's ACC items carry, adds T_m s_m + W_m t_m
-// to the accumulator, s_m the sum of their weighted vectors and W_m of their weights
-// (the "vm" pass left both in the sum area). Before "normalize".
+// Pass "transform" (only for Algorithms with transforms): one invocation per (vec4 of
+// dimensions, job): grid x over a job's vec4s, so neighbouring invocations work on the
+// same job, branch alike and read neighbouring vec4s of the transform; y (and z past the
+// grid's limit) over jobs. For every transform m the job's ACC items carry, adds
+// T_m s_m + W_m t_m to the accumulator, s_m the sum of their weighted vectors and W_m of
+// their weights (the "vm" pass left both in the sum area). Before "normalize".
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(TRANSFORM_X, TRANSFORM_Y)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let job = gid.x;
-    let c = gid.y;
+    let c = gid.x;
+    let job = gid.z * GRID_MAX * TRANSFORM_Y + gid.y;
     let n4 = dim4();
     if (job >= params.n_docs * params.n_algs || c >= n4) {
         return;

@@ -9,6 +9,7 @@ from conftest import SHARED_DATA, needs_shared
 from sae.algorithm import default_algorithm_path, load_algorithm
 from sae.engine import Engine
 from sae.evaluate import evaluate, read_pairs
+from sae.layout import DEFAULT_CAPACITIES
 
 MAX_BYTES = 16_000_000
 
@@ -23,10 +24,11 @@ def test_default_is_small_and_valid(default):
     assert size <= MAX_BYTES, f"default Algorithm is {size} bytes"
     assert default.dim == 384
     assert default.vocab_size == 30522
-    assert 1 <= len(default.rules) <= 32
-    assert any(r.kind == "merge" for r in default.rules)
-    assert default.n_phrases > 100
+    assert 1 <= len(default.rules) <= DEFAULT_CAPACITIES.rules
+    assert default.transforms is not None and default.transforms.shape[1:] == (384, 385)
+    assert any(up.mod for r in default.rules for up in r.updates)  # a rule changes vectors, not only weights
     assert np.isfinite(default.vectors).all() and (default.weights >= 0).all()
+    assert np.isfinite(default.transforms).all()
 
 
 def test_default_embeds_deterministically(default):
@@ -39,11 +41,19 @@ def test_default_embeds_deterministically(default):
     assert not a[2:].any()  # empty and whitespace texts embed to zero
 
 
-def test_default_merges_multi_piece_words(default):
-    engine = Engine(default, backend="cpu")
-    ex = engine.explain("A skateboarder is skateboarding.")
-    assert len(ex.final) < len(ex.initial)
-    assert any("+" in s for s in ex.symbols)
+def cosine(engine: Engine, a: str, b: str) -> float:
+    x = engine.embed([a, b])
+    return float(x[0] @ x[1])
+
+
+def test_default_hears_negation_and_word_order(default):
+    """The teacher: 0.716 and 0.948. The same vectors without rules: a bag of words."""
+    negated = ("The man is playing the guitar.", "The man is not playing the guitar.")
+    swapped = ("A dog is biting a man.", "A man is biting a dog.")
+    rules, bag = Engine(default, backend="cpu"), Engine(default.without_rules(), backend="cpu")
+    assert cosine(rules, *negated) < cosine(bag, *negated) - 0.05
+    assert cosine(bag, *swapped) > 0.9999
+    assert cosine(rules, *swapped) < 0.99
 
 
 def test_default_ranks_paraphrases_above_unrelated(default):
@@ -59,4 +69,4 @@ def test_dev_spearman_above_the_static_baselines(default):
     with_rules = evaluate(Engine(default, backend="cpu"), dev).spearman
     without = evaluate(Engine(default.without_rules(), backend="cpu"), dev).spearman
     assert with_rules >= 0.82  # Model2Vec 0.792, ridge refit of token vectors 0.807
-    assert with_rules >= without + 0.004  # the rules add measurably (0.837 vs 0.829 when built)
+    assert with_rules >= without + 0.008  # the rules add measurably (0.841 vs 0.829 when built)

@@ -74,6 +74,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-cost", type=float, default=None, metavar="C",
                    help="the final pick considers only genomes of cost at most C (a throughput budget; "
                         "tools/evolve/cost_of.py gives an Algorithm's cost)")
+    p.add_argument("--name", default="evolved", help="the written Algorithm's name (default: evolved)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
 
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     observer = Observers(LiveView(), metrics)
     result = evolve(Inputs(args.teacher, args.base, args.pairs), config, args.run_path, args.out, resume=args.resume,
                     executor_kind=args.executor, workers=args.workers, ray_address=args.ray_address,
-                    observer=observer)
+                    observer=observer, name=args.name)
     fit, valid = result.final["fit"], result.final["valid"]
     if args.json:
         print(json.dumps({"genome": result.genome, "algorithm": result.algorithm, "out": str(result.out),

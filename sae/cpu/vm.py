@@ -17,9 +17,14 @@ class VectorTable:
     One ``((transforms + 1) * rows, dim)`` float32 table, so the VM gathers a
     transformed item exactly like a plain one (``row + mod * rows``). Transformed
     rows are computed the first time a batch needs them (a transform applied to all
-    rows up front would cost seconds at start-up) and kept: a vector's transform
-    depends on nothing else. Safe to share between threads.
+    rows up front would cost seconds at start-up) and kept. They are computed a whole
+    block of ``BLOCK`` rows at a time, always the same block: a matrix product's
+    rounding can depend on how many rows it multiplies together (BLAS picks its kernel
+    by shape), so computing exactly the rows a batch happens to need would make a
+    text's embedding depend on what was embedded before it. Safe to share between threads.
     """
+
+    BLOCK = 64
 
     def __init__(self, vectors: np.ndarray, transforms: np.ndarray | None) -> None:
         self.rows, self.dim = vectors.shape
@@ -45,11 +50,11 @@ class VectorTable:
         with self._lock:
             at = at[~self.ready[at]]  # another thread may have filled some meanwhile
             mod, row = np.divmod(at, self.rows)
-            for t in np.unique(mod):
-                sel = mod == t
+            for t, block in np.unique(np.stack([mod, row // self.BLOCK], axis=1), axis=0):
+                lo, hi = block * self.BLOCK, min((block + 1) * self.BLOCK, self.rows)
                 tr = self.transforms[int(t) - 1]
-                self.table[at[sel]] = self.table[row[sel]] @ tr[:, :-1].T + tr[:, -1]
-            self.ready[at] = True
+                self.table[t * self.rows + lo : t * self.rows + hi] = self.table[lo:hi] @ tr[:, :-1].T + tr[:, -1]
+                self.ready[t * self.rows + lo : t * self.rows + hi] = True
 
 
 def run_vm(words: np.ndarray, lengths: np.ndarray, table: VectorTable, weights: np.ndarray, stack_depth: int

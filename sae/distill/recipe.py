@@ -36,7 +36,7 @@ from sae.distill.fit import RidgeSettings, annealed_items, fit_transforms, fit_v
 from sae.distill.lexicon import build_lexicon, phrase_bonus, windows_of, words_of
 from sae.distill.minimal_pairs import minimal_pairs
 from sae.distill.pack import compress, keep_mask, row_budget
-from sae.distill.rules import TRANSFORM_NAMES, RuleSettings, default_rules, merge_rules, transforms_used
+from sae.distill.rules import RuleSettings, default_rules, merge_rules, transforms_used
 from sae.distill.teacher_cache import TeacherCache
 from sae.engine import Engine
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
@@ -64,24 +64,13 @@ class Config:
     lam_map: float = 1.0
     lam_transform: float = 0.3  #: ridge of the transforms toward the identity
     rules: bool = True  #: False: no rules at all (and no lexicon)
-    num_scale: float = 3.0
-    stop_scale: float = 0.25
-    punct_scale: float = 0.5
-    merges: bool = True
-    subject: bool = True
-    negation: bool = True
-    negated_clause: bool = False
-    negation_to_ends: bool = False
-    negated_head: bool = False
-    roles: bool = True
-    role_heads: bool = False
-    soften_aux: bool = False
-    number_mod: int = 0
-    object_aux_scale: float = 1.0
-    prep_scale: float = 1.0
-    punct_everywhere: bool = False
-    role_recombinations: int = 0  #: extra "NP2 is V-ing NP1" texts per order pair, NPs drawn from other pairs
-    variant_windows: int = 0  #: word windows per minimal-pair variant
+    merges: bool = RuleSettings.merges
+    num_scale: float = RuleSettings.num_scale
+    stop_scale: float = RuleSettings.stop_scale
+    punct_scale: float = RuleSettings.punct_scale
+    negation: bool = RuleSettings.negation
+    object: bool = RuleSettings.object
+    subject: bool = RuleSettings.subject
     max_steps: int = DEFAULT_CAPACITIES.steps
     tolerance: int = 0
     inhibit_steps: int = 2
@@ -100,10 +89,7 @@ class Config:
         return cfg
 
     def rule_settings(self) -> RuleSettings:
-        return RuleSettings(self.merges, self.subject, self.num_scale, self.stop_scale, self.punct_scale, self.negation,
-                            self.negated_clause, self.negation_to_ends, self.negated_head, self.roles,
-                            self.role_heads, self.soften_aux, self.number_mod, self.object_aux_scale,
-                            self.prep_scale, self.punct_everywhere)
+        return RuleSettings(**{f.name: getattr(self, f.name) for f in fields(RuleSettings)})
 
 
 @dataclass
@@ -157,15 +143,8 @@ class Recipe:
         for t in sentences:
             seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
             windows += windows_of(words_of(self.tok, t), cfg.windows, seed)
-        pairs = minimal_pairs(sentences) if cfg.rules and (cfg.negation or cfg.roles) else {}
+        pairs = minimal_pairs(sentences) if cfg.rules and (cfg.negation or cfg.object or cfg.subject) else {}
         variants = [b for kind in pairs.values() for _, b in kind]
-        if pairs and cfg.role_recombinations:
-            variants += recombine_roles(pairs["order"], cfg.role_recombinations)
-        if cfg.variant_windows:
-            for t in list(variants):
-                seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
-                variants += [w for w in windows_of(words_of(self.tok, t), cfg.variant_windows, seed)
-                             if "not" in w.split()]
         have = set(sentences)
         windows = [w for w in dict.fromkeys(windows) if w not in have]
         have |= set(windows)
@@ -241,30 +220,8 @@ class Recipe:
             log.info("transforms: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
             tr = fit_transforms(items, alg, corpus.targets, n_tr, cfg.lam_transform, corpus.weights)
             alg = replace(alg, transforms=tr.astype(np.float16).astype(np.float32),
-                          transform_names=tuple(TRANSFORM_NAMES.get(t, f"transform {t}") for t in range(1, n_tr + 1)))
+                          transform_names=cfg.rule_settings().transform_names())
         return alg
-
-
-def recombine_roles(order_pairs: list[tuple[str, str]], per_pair: int) -> list[str]:
-    """Extra training texts for the role transforms: "NP2 is V-ing NP1." with the noun
-    phrases of other order pairs (deterministic), so the subject and object transforms
-    see many more argument combinations than the sentences alone have."""
-    from sae.distill.minimal_pairs import join, words
-
-    parsed = []
-    for text, swapped in order_pairs:
-        ws, sw = words(text), words(swapped)
-        aux = next(i for i, w in enumerate(ws) if w.lower() in ("is", "are", "was", "were"))
-        subject = ws[:aux]
-        obj = sw[: next(i for i, w in enumerate(sw) if w.lower() in ("is", "are", "was", "were"))]
-        parsed.append((subject, ws[aux : aux + 2], obj))
-    rng = np.random.default_rng(0)
-    out = []
-    for _, verb, _ in parsed:
-        for _ in range(per_pair):
-            a, b = rng.integers(0, len(parsed), 2)
-            out.append(join(parsed[a][0] + verb + parsed[b][2]) + ".")
-    return out
 
 
 # -- scoring ------------------------------------------------------------------------------
@@ -316,7 +273,8 @@ def report(alg: Algorithm, recipe: Recipe, pairs: Pairs) -> dict:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--shared", default="../shared", help="the shared folder (data/stsb, data/teacher)")
-    ap.add_argument("--out", default="sae/data/default", help="Algorithm directory to write")
+    ap.add_argument("--out", default="out/base", help="Algorithm directory to write (the bundled default is "
+                    "evolved from this base: tools/build_default.sh)")
     ap.add_argument("--cache", default="out/distill", help="teacher cache folder (computed when missing)")
     ap.add_argument("--teacher-python", default=None,
                     help="interpreter with sae[teacher] installed (env SAE_TEACHER_PYTHON), used when this one "
@@ -328,10 +286,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     cfg = Config().with_overrides(args.set)
-    recipe = Recipe(args.shared, args.cache, args.teacher_python or os.environ.get("SAE_TEACHER_PYTHON"))
+    recipe = Recipe(args.shared, args.cache, args.teacher_python)
     log.info("config: %s", cfg)
     if args.tune:
         fit, held = holdout_split(recipe.train)

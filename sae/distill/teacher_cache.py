@@ -66,13 +66,13 @@ class TeacherCache:
     Args:
         directory (Path): the cache folder (created when missing).
         teacher_python (str | None): an interpreter with ``sae[teacher]`` installed, used
-            when this one cannot import sentence-transformers.
+            when this one cannot import sentence-transformers (default: env ``SAE_TEACHER_PYTHON``).
     """
 
     def __init__(self, directory: str | Path, teacher_python: str | None = None) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.teacher_python = teacher_python
+        self.teacher_python = teacher_python or os.environ.get("SAE_TEACHER_PYTHON")
         self._texts: dict[str, int] | None = None
         self._emb: np.ndarray | None = None
 

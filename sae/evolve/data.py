@@ -32,6 +32,11 @@ from sae.evaluate import cosine_rows, read_pairs
 from sae.layout import DEFAULT_CAPACITIES
 from sae.teacher import read_teacher
 
+#: The kinds of minimal pairs, in the order their ``PairSet.kind`` indexes them. The
+#: fitness averages the error per kind, then over kinds: role swaps are far fewer than
+#: negations, and a pooled mean would let a genome drop the order rule for free.
+MINIMAL_KINDS = ("negation", "order")
+
 
 @dataclass(frozen=True)
 class PairSet:
@@ -41,6 +46,7 @@ class PairSet:
     b: np.ndarray  # int64 text index
     teacher_cos: np.ndarray  # float64
     gold: np.ndarray | None = None  # float64, None without gold scores
+    kind: np.ndarray | None = None  # int8 per pair (minimal pairs: index into MINIMAL_KINDS)
 
     def __len__(self) -> int:
         return int(self.a.size)
@@ -113,14 +119,15 @@ def build_eval_data(
     def idx(t: str) -> int:
         return texts.setdefault(t, len(texts))
 
-    def pair_set(rows: list[tuple[str, str, float | None]]) -> PairSet:
+    def pair_set(rows: list[tuple[str, str, float | None]], kinds: list[int] | None = None) -> PairSet:
         a = np.array([idx(s1) for s1, _, _ in rows], dtype=np.int64)
         b = np.array([idx(s2) for _, s2, _ in rows], dtype=np.int64)
         ea = emb[[lookup[s1] for s1, _, _ in rows]] if rows else np.zeros((0, base.dim), np.float32)
         eb = emb[[lookup[s2] for _, s2, _ in rows]] if rows else np.zeros((0, base.dim), np.float32)
         has_gold = bool(rows) and rows[0][2] is not None
         gold = np.array([g for _, _, g in rows], dtype=np.float64) if has_gold else None
-        return PairSet(a, b, cosine_rows(ea, eb), gold)
+        kind = np.array(kinds, dtype=np.int8) if kinds is not None else None
+        return PairSet(a, b, cosine_rows(ea, eb), gold, kind)
 
     if pairs_path is not None:
         pairs = read_pairs(pairs_path)
@@ -144,15 +151,15 @@ def build_eval_data(
     fit = pair_set(fit_rows)
 
     found = find_minimal_pairs(list(dict.fromkeys(teacher.texts)))
-    mp = sorted(((t, v, None) for kind in ("negation", "order") for t, v in found[kind] if v in lookup),
+    mp = sorted(((t, v, k) for k, kind in enumerate(MINIMAL_KINDS) for t, v in found[kind] if v in lookup),
                 key=lambda r: _order_key(r[0], r[1]))
     mp_fit = [r for k, r in enumerate(mp) if k % 5 != 4]
     mp_valid = [r for k, r in enumerate(mp) if k % 5 == 4]
     if minimal_pairs:
         mp_fit = mp_fit[:minimal_pairs]
-    minimal_fit = pair_set(mp_fit)
+    minimal_fit = pair_set([(t, v, None) for t, v, _ in mp_fit], [k for _, _, k in mp_fit])
     valid = pair_set(valid_rows)
-    minimal_valid = pair_set(mp_valid)
+    minimal_valid = pair_set([(t, v, None) for t, v, _ in mp_valid], [k for _, _, k in mp_valid])
 
     order = list(texts)
     cap = DEFAULT_CAPACITIES.stream
@@ -165,4 +172,4 @@ def build_eval_data(
     return EvalData(flat, offsets, fit, valid, minimal_fit, minimal_valid, targets, len(order))
 
 
-__all__ = ["EvalData", "PairSet", "build_eval_data", "file_sha256"]
+__all__ = ["MINIMAL_KINDS", "EvalData", "PairSet", "build_eval_data", "file_sha256"]

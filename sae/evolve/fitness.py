@@ -8,7 +8,8 @@ on the chosen backend, and computes the objectives (docs/EVOLVE.md):
 * ``spearman``: Spearman of cosine against the gold scores of the fit pairs (None
   without ``--pairs``);
 * ``teacher``: Spearman of sae's cosines against the teacher's cosines, same pairs;
-* ``minimal_error``: mean |cos_sae − cos_teacher| over the minimal pairs;
+* ``minimal_error``: mean |cos_sae − cos_teacher| over the minimal pairs of each kind
+  (negation, order), averaged over the kinds so that each structure counts alike;
 * ``quality`` = spearman − ``w_minimal`` × minimal_error (↑); without gold scores,
   teacher − ``w_minimal`` × minimal_error. The teacher's pairwise agreement is not in
   ``quality`` when gold scores exist: on STS-B train the reweighting rules that raise
@@ -182,7 +183,9 @@ class Evaluator:
         rho_teacher = _finite(spearman(cos, pairs.teacher_cos))
         if len(minimal):
             mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
-            mp_err = float(np.abs(mcos - minimal.teacher_cos).mean())
+            err = np.abs(mcos - minimal.teacher_cos)
+            kinds = minimal.kind if minimal.kind is not None else np.zeros(len(minimal), dtype=np.int8)
+            mp_err = float(np.mean([err[kinds == k].mean() for k in np.unique(kinds)]))
         else:
             mp_err = 0.0
         quality = (rho_gold if rho_gold is not None else rho_teacher) - self.settings.w_minimal * mp_err

@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,8 @@ class Observer:
 
 @dataclass
 class Result:
+    """The final pick: its genome hash, the written Algorithm's content hash, where, its objectives."""
+
     genome: str
     algorithm: str
     out: Path
@@ -346,8 +348,8 @@ def write_algorithm(alg: Algorithm, out: Path) -> None:
 def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str | Path, *, resume: bool = False,
            executor_kind: str = "local", workers: int = 1, ray_address: str | None = None,
            observer: Observer | None = None,
-           on_ready: Callable[[], None] | None = None) -> Result:
-    """Run (or resume) an evolution and write its final Algorithm to ``out``."""
+           on_ready: Callable[[], None] | None = None, name: str = "evolved") -> Result:
+    """Run (or resume) an evolution and write its final Algorithm to ``out``, named ``name``."""
     from sae.evolve.executors import Payload, make_executor
 
     out = Path(out)
@@ -377,8 +379,9 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
         if alg.content_hash != final["algorithm"]:
             raise InputError(f"{run_path}: the final Algorithm's content hash {alg.content_hash[:16]} differs from "
                              f"the recorded {final['algorithm'][:16]}")
+        alg = replace(alg, name=name)
         write_algorithm(alg, out)
-        return Result(final["genome"], final["algorithm"], out, final)
+        return Result(final["genome"], alg.content_hash, out, final)
     finally:
         if observer:
             observer.stop()

@@ -37,7 +37,17 @@ from sae.errors import BackendUnavailableError
 from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
 from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, error_line, forget_device, get_device, is_device_lost
-from sae.gpu.shaders import ITEM_SLOTS, PASSES, VM_BLOCK, numbered, scratch_layout, shader_source, workgroup_bytes
+from sae.gpu.shaders import (
+    GRID_MAX,
+    ITEM_SLOTS,
+    PASSES,
+    VM_BLOCK,
+    numbered,
+    scratch_layout,
+    shader_source,
+    transform_workgroup,
+    workgroup_bytes,
+)
 from sae.gpu.tables import (
     TableBuilder,
     add_algorithm_tables,
@@ -616,7 +626,7 @@ class GpuBackend:
         p["n_docs"], p["mode"], p["step_count"], p["epoch"], p["key_first"] = n, mode, step_count, epoch, key_first
         self.device.queue.write_buffer(self.buffers["params"], 0, p.reshape(1).view(np.uint8))
 
-    def _dispatch(self, encoder: Any, name: str, x: int | None, y: int = 1, **args: Any) -> None:
+    def _dispatch(self, encoder: Any, name: str, x: int | None, y: int = 1, z: int = 1, **args: Any) -> None:
         """One dispatch of pass ``name``; ``x`` None: indirect, sized by the live pass.
 
         Without a profiler, consecutive dispatches share one compute pass (WebGPU
@@ -633,11 +643,11 @@ class GpuBackend:
                 self._open = (encoder, cp)
             cp = self._open[1]
             cp.set_pipeline(self._pipes.passes[name])
-            self._workgroups(cp, x, y)
+            self._workgroups(cp, x, y, z)
             return
         self._end_pass()
         if self._query_set is None:
-            self._dispatch_cpu_timed(prof, name, x, y, args)
+            self._dispatch_cpu_timed(prof, name, x, y, z, args)
             return
         writes = None
         if 2 * len(self._pass_log) + 2 <= TIMESTAMPS:
@@ -648,23 +658,23 @@ class GpuBackend:
         cp = encoder.begin_compute_pass(label=f"sae {name}", timestamp_writes=writes)
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
-        self._workgroups(cp, x, y)
+        self._workgroups(cp, x, y, z)
         cp.end()
 
-    def _workgroups(self, cp: Any, x: int | None, y: int) -> None:
+    def _workgroups(self, cp: Any, x: int | None, y: int, z: int) -> None:
         if x is None:
             cp.dispatch_workgroups_indirect(self._indirect, 0)
         else:
-            cp.dispatch_workgroups(x, y, 1)
+            cp.dispatch_workgroups(x, y, z)
 
-    def _dispatch_cpu_timed(self, prof: Profiler, name: str, x: int, y: int, args: dict) -> None:
+    def _dispatch_cpu_timed(self, prof: Profiler, name: str, x: int, y: int, z: int, args: dict) -> None:
         """Without timestamp-query: submit the pass alone and wait for it."""
         prof.gpu_clock = CPU_TIMED
         enc = self.device.create_command_encoder(label=f"sae {name} (timed)")
         cp = enc.begin_compute_pass(label=f"sae {name}")
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
-        self._workgroups(cp, x, y)
+        self._workgroups(cp, x, y, z)
         cp.end()
         # Wait by mapping the staging buffer after a copy that follows the pass.
         enc.copy_buffer_to_buffer(self.buffers["state"], 0, self._staging, 0, 16)
@@ -778,7 +788,9 @@ class GpuBackend:
         self._dispatch(enc, "plan", self._groups(jobs))
         self._dispatch(enc, "vm", self._groups(jobs), -(-n4 // VM_BLOCK))
         if self.alg.n_transforms:
-            self._dispatch(enc, "transform", self._groups(jobs), n4)
+            tx, ty = transform_workgroup(self.workgroup)
+            rows = -(-jobs // ty)  # workgroups along jobs, folded into z past the grid's limit
+            self._dispatch(enc, "transform", -(-n4 // tx), min(rows, GRID_MAX), -(-rows // GRID_MAX))
         self._dispatch(enc, "normalize", self._groups(jobs))
         return 4 if self.alg.n_transforms else 3
 

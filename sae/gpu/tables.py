@@ -38,7 +38,9 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
     """The float buffer as ``(n, 4)`` float32 rows, and the vec4 offsets of its parts.
 
     Weights, four a row; the vectors, each padded to whole vec4s; per transform, the
-    rows of ``T`` padded the same way, then ``t`` (shaders/common.wgsl reads this layout).
+    columns of ``T`` (row i of the block is ``T[:, i]``) padded the same way, then ``t``
+    (shaders/common.wgsl reads this layout: invocations along a vector's vec4s read
+    neighbouring vec4s of ``T``).
     """
     rows, dim = alg.vectors.shape
     n4 = dim4(dim)
@@ -48,7 +50,7 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
     vectors[:, :dim] = alg.vectors
     tr = alg.transforms.astype(np.float32)
     transforms = np.zeros((tr.shape[0], dim + 1, 4 * n4), dtype=np.float32)
-    transforms[:, :dim, :dim] = tr[:, :, :dim]
+    transforms[:, :dim, :dim] = tr[:, :, :dim].transpose(0, 2, 1)
     transforms[:, dim, :dim] = tr[:, :, dim]
     parts = [weights.reshape(-1, 4), vectors.reshape(-1, 4), transforms.reshape(-1, 4)]
     offsets = np.cumsum([0] + [len(p) for p in parts])

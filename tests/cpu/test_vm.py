@@ -68,3 +68,27 @@ def test_empty_program_is_the_zero_vector():
     out = run_vm(np.zeros((2, 1, ITEM_WORDS), np.uint32), np.array([0, 0], np.uint32),
                  VectorTable(np.ones((1, 3), np.float32), None), np.ones(1, np.float32), 2)
     assert out.tolist() == [[0, 0, 0], [0, 0, 0]]
+
+
+def test_transformed_rows_do_not_depend_on_what_was_needed_before():
+    """A transformed vector is a function of its row and transform alone: filled with many
+    rows at once or one at a time (a batch of texts, or a text alone), the same bytes.
+    Multiplying exactly the rows a batch needs would not be: BLAS rounds a matrix-vector
+    product differently from a matrix-matrix one."""
+    from sae.cpu.vm import VectorTable
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1000, 384)).astype(np.float32)
+    transforms = rng.standard_normal((2, 384, 385)).astype(np.float32)
+    rows = np.arange(0, 1000, 5)
+    mods = (rows % 3).astype(np.int64)
+    together, alone = VectorTable(vectors, transforms), VectorTable(vectors, transforms)
+    at = together.index(rows, mods)
+    for r, m in zip(rows, mods):
+        alone.index(np.array([r]), np.array([m]))
+    assert together.table[at].tobytes() == alone.table[alone.index(rows, mods)].tobytes()
+    plain = mods == 0
+    assert together.table[at[plain]].tobytes() == vectors[rows[plain]].tobytes()
+    t = transforms[0]
+    np.testing.assert_allclose(together.table[at[mods == 1]], vectors[rows[mods == 1]] @ t[:, :-1].T + t[:, -1],
+                               rtol=1e-4, atol=1e-3)

@@ -251,3 +251,4 @@ def test_max_cost_bounds_the_final_pick(world, tmp_path, capsys):
     store.close()
     code, _, err = run_cli(evolve_args(world, tmp_path / "r2.sqlite", tmp_path / "b2", "--max-cost", "-1"), capsys)
     assert code == 2 and "--max-cost" in err
+

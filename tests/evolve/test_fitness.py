@@ -77,3 +77,28 @@ def test_gpu_backend_evaluates_the_same_programs(world):
     assert gpu.objectives["cost"] == cpu.objectives["cost"]
     for k in ("quality", "spearman", "teacher", "minimal_error"):
         assert abs(gpu.objectives[k] - cpu.objectives[k]) < 1e-3, k
+
+
+def test_minimal_error_weighs_each_kind_alike(world):
+    """Per kind, then over kinds: one role swap among many negations counts half."""
+    import numpy as np
+
+    from sae.evolve.data import PairSet
+
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    m = data.minimal_fit
+    assert len(m) >= 4 and m.kind is not None and not m.kind.any()  # the tiny world has negations only
+
+    def error(index: np.ndarray, kind: np.ndarray) -> float:
+        subset = PairSet(m.a[index], m.b[index], m.teacher_cos[index], None, kind)
+        return Evaluator(base, replace(data, minimal_fit=subset)).evaluate(genome_of(base).canonical()) \
+            .objectives["minimal_error"]
+
+    everything = np.arange(len(m))
+    first, rest = error(everything[:1], np.zeros(1, np.int8)), error(everything[1:], np.zeros(len(m) - 1, np.int8))
+    two_kinds = np.zeros(len(m), np.int8)
+    two_kinds[0] = 1
+    assert error(everything, two_kinds) == pytest.approx((first + rest) / 2, abs=1e-9)
+    assert error(everything, m.kind) == pytest.approx((first + (len(m) - 1) * rest) / len(m), abs=1e-9)
+    assert first != pytest.approx(rest)  # else the two averages could not tell the kinds apart
