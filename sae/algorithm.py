@@ -317,7 +317,7 @@ class Algorithm:
                 "tolerance": self.params.tolerance,
                 "inhibit_steps": self.params.inhibit_steps,
             },
-            "rules": [_rule_to_json(rule) for rule in self.rules],
+            "rules": [rule_to_json(rule) for rule in self.rules],
         }
 
     @cached_property
@@ -399,7 +399,8 @@ def _element_to_json(el: PatternElement) -> dict[str, Any]:
     return item
 
 
-def _rule_to_json(rule: Rule) -> dict[str, Any]:
+def rule_to_json(rule: Rule) -> dict[str, Any]:
+    """A rule as ``algorithm.json`` holds it (the loader reads it back; genomes store it)."""
     action: dict[str, Any] = {"kind": rule.kind}
     if rule.perm:
         action["perm"] = list(rule.perm)
@@ -872,5 +873,6 @@ __all__ = [
     "load_algorithm",
     "phrase_table",
     "rule_reach",
+    "rule_to_json",
     "save_algorithm",
 ]

@@ -75,14 +75,9 @@ class PopulationEvaluator:
         if hasattr(self.backend, "evaluate_population"):
             return self.backend.evaluate_population(algorithms, token_ids)
         from sae.cpu import CpuBackend
-        from sae.gpu.tables import shared_table_difference
-
         out = []
         for i, alg in enumerate(algorithms):
-            difference = shared_table_difference(self.base, alg)
-            if difference:
-                raise ValueError(f"population member {i} ({alg.name!r}) has other {difference} than the base "
-                                 "Algorithm; a population shares everything but rules and parameters")
+            self._check_member(i, alg)
             backend = CpuBackend(alg, self.caps)
             rows = np.zeros((len(token_ids), alg.dim), dtype=np.float32)
             for start in range(0, len(token_ids), 1024):
@@ -91,6 +86,14 @@ class PopulationEvaluator:
             out.append(rows)
         return out
 
+
+    def _check_member(self, i: int, alg: Algorithm) -> None:
+        from sae.gpu.tables import shared_table_difference
+
+        difference = shared_table_difference(self.base, alg)
+        if difference:
+            raise ValueError(f"population member {i} ({alg.name!r}) has other {difference} than the base "
+                             "Algorithm; a population shares everything but rules and parameters")
 
     def runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
         """What :meth:`evaluate` gives, with each document's journal (which rules committed
@@ -106,14 +109,9 @@ class PopulationEvaluator:
             return [PopulationRun(*run) for run in self.backend.population_runs(algorithms, token_ids)]
         from sae.batch import ProgramBatch
         from sae.cpu import CpuBackend
-        from sae.gpu.tables import shared_table_difference
-
         out = []
         for i, alg in enumerate(algorithms):
-            difference = shared_table_difference(self.base, alg)
-            if difference:
-                raise ValueError(f"population member {i} ({alg.name!r}) has other {difference} than the base "
-                                 "Algorithm; a population shares everything but rules and parameters")
+            self._check_member(i, alg)
             backend = CpuBackend(alg, self.caps)
             n = len(token_ids)
             run = PopulationRun(np.zeros((n, alg.dim), dtype=np.float32),

@@ -6,24 +6,7 @@ import argparse
 import json
 import sys
 
-from sae.cli.common import positive_int
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = _non_negative(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port 0..65535, got {value}")
-    return value
+from sae.cli.common import non_negative_int, port, positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -44,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(default: the bundled one)")
     p.add_argument("--pairs", metavar="STS.csv", default=None,
                    help="STS-style train pairs with gold scores (without: fitness from the teacher alone)")
-    p.add_argument("--seed", type=_non_negative, default=0)
+    p.add_argument("--seed", type=non_negative_int, default=0)
     p.add_argument("--generations", type=positive_int, default=20, metavar="G",
                    help="generations, the initial one included (default 20)")
     p.add_argument("--population", type=positive_int, default=16, metavar="P",
@@ -55,13 +38,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to join (default with --executor ray: start a local instance)")
     p.add_argument("--resume", action="store_true", help="continue the run stored in --run")
-    p.add_argument("--metrics-port", type=_port, default=None, metavar="PORT",
+    p.add_argument("--metrics-port", type=port, default=None, metavar="PORT",
                    help="serve Prometheus metrics on 127.0.0.1:PORT (pip install 'sae[evolve]')")
     p.add_argument("--backend", choices=("cpu", "gpu"), default="cpu", help="engine backend of the evaluations")
     g = p.add_argument_group("search settings (part of the run's identity)")
-    g.add_argument("--fit-pairs", type=_non_negative, default=3000, metavar="N",
+    g.add_argument("--fit-pairs", type=non_negative_int, default=3000, metavar="N",
                    help="train pairs selection sees (0: all but the validation fifth; default 3000)")
-    g.add_argument("--minimal-pairs", type=_non_negative, default=1000, metavar="N",
+    g.add_argument("--minimal-pairs", type=non_negative_int, default=1000, metavar="N",
                    help="minimal pairs in the fitness (0: all; default 1000)")
     g.add_argument("--max-rules", type=positive_int, default=24, metavar="N")
     g.add_argument("--crossover", type=float, default=0.3, metavar="P", help="crossover probability (default 0.3)")

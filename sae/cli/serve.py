@@ -5,31 +5,11 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sae.cli.common import add_engine_options, positive_int
+from sae.cli.common import add_engine_options, non_negative_int, port, positive_int
 from sae.engine import Engine
 from sae.errors import InputError
 
 log = logging.getLogger("sae")
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0: any free port), got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -43,11 +23,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_engine_options(p, batch=False)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
-    p.add_argument("--port", type=_port, default=8080, help="HTTP port (default 8080; 0: any free port)")
-    p.add_argument("--grpc-port", type=_port, default=50051, help="gRPC port (default 50051; 0: any free port)")
+    p.add_argument("--port", type=port, default=8080, help="HTTP port (default 8080; 0: any free port)")
+    p.add_argument("--grpc-port", type=port, default=50051, help="gRPC port (default 50051; 0: any free port)")
     p.add_argument("--max-batch-tokens", type=positive_int, default=16384, metavar="N",
                    help="tokens one engine batch may hold (default 16384)")
-    p.add_argument("--max-wait-ms", type=_non_negative, default=2, metavar="N",
+    p.add_argument("--max-wait-ms", type=non_negative_int, default=2, metavar="N",
                    help="how long a batch waits for more texts once a worker is free (default 2)")
     p.add_argument("--max-queue", type=positive_int, default=512, metavar="N",
                    help="requests admitted at once; more are refused with 429 / RESOURCE_EXHAUSTED (default 512)")

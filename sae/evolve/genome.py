@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.algorithm import Algorithm, ItemUpdate, LoopParams, PatternElement, Rule, canonical_json
+from sae.algorithm import Algorithm, ItemUpdate, LoopParams, PatternElement, Rule, canonical_json, rule_to_json
 from sae.layout import ANY, Op
 
 #: Prefix of a rule's content name, per kind.
@@ -63,48 +63,6 @@ class Genome:
 
 
 # -- rules as JSON (the shape of algorithm.json's rules) -------------------------------------
-
-
-def _element_to_json(el: PatternElement) -> dict[str, Any]:
-    item: dict[str, Any] = {"gap": el.gap}
-    if el.run:
-        item["run"] = el.run
-    if el.opcode != ANY:
-        item["opcode"] = Op(el.opcode).name
-    if el.symbol != ANY:
-        item["symbol"] = el.symbol
-        if el.not_symbol:
-            item["not_symbol"] = True
-    for name in ("classes", "all_classes", "none_classes"):
-        if getattr(el, name):
-            item[name] = list(getattr(el, name))
-    if el.mod != ANY:
-        item["mod"] = el.mod
-    if el.at_start:
-        item["at_start"] = True
-    if el.at_end:
-        item["at_end"] = True
-    return item
-
-
-def rule_to_json(rule: Rule) -> dict[str, Any]:
-    """A rule as ``algorithm.json`` writes it (a test checks the two agree)."""
-    action: dict[str, Any] = {"kind": rule.kind}
-    if rule.perm:
-        action["perm"] = list(rule.perm)
-    if rule.updates:
-        sets = []
-        for up in rule.updates:
-            entry: dict[str, Any] = {}
-            if up.opcode is not None:
-                entry["opcode"] = Op(up.opcode).name
-            for name in ("arg0", "arg1", "scale", "mod"):
-                if getattr(up, name) is not None:
-                    entry[name] = getattr(up, name)
-            sets.append(entry)
-        action["set"] = sets
-    return {"name": rule.name, "score": rule.score, "mark": rule.mark,
-            "pattern": [_element_to_json(el) for el in rule.pattern], "action": action}
 
 
 def rule_from_json(doc: dict[str, Any]) -> Rule:
