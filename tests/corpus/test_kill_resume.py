@@ -60,7 +60,9 @@ def test_kill_9_then_resume_gives_the_same_bytes(tmp_path, tiny_dir, name, lines
         proc.wait(timeout=60)
         killed += proc.returncode == -signal.SIGKILL
         print(f"killed: {proc.returncode == -signal.SIGKILL}, chunks finished: {before} -> {finished_chunks(out)}")
-        assert not out.exists() or proc.returncode == 0
+        # The output appears only complete (a temporary name, renamed at the end); a kill
+        # that lands after the rename, while the process exits, leaves the whole table.
+        assert not out.exists() or out.read_bytes() == reference.read_bytes()
     assert killed >= kills - 1, "the runs finished before they could be killed"
     proc = start(txt, out, tiny_dir)
     _, err = proc.communicate(timeout=300)
