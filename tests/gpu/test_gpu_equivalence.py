@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from equivalence import RULE_CASES, TEXTS
 from gpu_helpers import gpu_agrees, skip_without_gpu
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -17,18 +18,6 @@ from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED, TOLERANCE_MAX, C
 skip_without_gpu()
 
 CAPS = DEFAULT_CAPACITIES
-TEXTS = [
-    "the new york city is big",
-    "not a good dog , the cat is playing !",
-    "",
-    "players run runs new york",
-    "a very small red house of the man and the woman eats food .",
-    "not not not happy ! ? sad",
-    "new york new york city new",
-    "the the the a an of and is was",
-    "1 2 , 1 2 . the man runs",
-    "big red dog eats small blue cat",
-]
 
 
 def _ids(alg, texts, caps=CAPS):
@@ -64,31 +53,9 @@ def test_empty_inputs():
     gpu_agrees(alg.without_rules(), _ids(alg, TEXTS))
 
 
-#: Rule sets exercising each feature of the v2 rule language, with the texts they act on.
+#: The shared rule sets, and more that exercise winners, windows and merges on the GPU.
 CASES = {
-    "run probe": ('rule a score 50 mark 0: [sym="not"] [word !stop]+3 => set 1 scale=0.5\n'
-                  'rule b score 60 mark 1: [sym="."] => set 0 op=NOP', ["not good .", "not good big red ."]),
-    "revert and inhibit": ('rule silence score 10 mark 0: [sym="cat"] => set 0 op=NOP\n'
-                           'rule no_nop score 50: [op=NOP] => guard\n'
-                           'rule halve score 5 mark 1: [sym="cat"] => set 0 scale=0.5', ["cat dog", "cat dog cat", "dog"]),
-    "alternatives beaten": ('rule m3 score 300: [word] [] [] => merge\nrule a score 300: [sym="new"] => keep\n'
-                            'rule b score 300: [sym="york"] => keep\nrule c score 300: [sym="city"] => keep\n'
-                            'rule g score 1: [sym="?"] => guard', ["new york city", "new york city new york"]),
-    "other winners": ('rule w1 score 10 mark 1: [sym="cat"] => set 0 op=NOP\n'
-                      'rule w2 score 10 mark 2: [sym="dog"] => set 0 op=NOP\n'
-                      'rule g score 100: [op=NOP] ~2 [op=NOP] => guard', ["cat the dog", "cat dog cat the dog"]),
-    "guard broken up": ('rule swap score 5: [sym="cat"] [sym="dog"] => perm 1 0\n'
-                        'rule g score 50: [sym="cat"] [sym="dog"] => guard', ["cat dog", "cat dog cat dog"]),
-    "merge judged on its item": ('rule m2 score 200: [word] [] => merge\nrule g score 500: [sym="new"] [word] => guard\n'
-                                 'rule lone score 30 mark 3: [word] => set 0 scale=0.5', ["new york city", "run ##s new"]),
-    "marks and scale": ("rule halve score 20 mark 1: [word] => set 0 scale=0.5\n"
-                        "rule again score 10 mark 2: [word] => set 0 scale=-1.5\n"
-                        "rule shared score 15 mark 1: [stop] => set 0 arg1=16777216 scale=64", ["cat the dog , big a"]),
-    "anchors and classes": ('rule s score 9: [^ &stop &word] => set 0 mod=1\nrule e score 8: [!word $] => set 0 op=NOP\n'
-                            'rule n score 7: [!sym="cat" !stop neg] ~3 [word mod=0]+4 => set 1 mod=2 op=PUSH',
-                            ["the not big red cat .", "a cat", "not the a of an dog"]),
-    "stack": ("rule neg score 150: [neg] ~2 [word] => set 0 op=PUSH; set 1 op=MUL\n"
-              "rule emit score 40: [op=MUL] [word] => set 1 op=EMIT", ["not a good dog eats food", "not not happy"]),
+    **RULE_CASES,
     "runs, gaps and a guard on the merge's result": (
         'rule scope score 90 mark 4: [neg] ~1 [!punct]+8 => set 1 mod=1 scale=0.75\n'
         'rule m2 score 120: [word] [] => merge; set 0 scale=1.5 mod=2\n'

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from equivalence import assert_backends_agree
+from equivalence import RULE_CASES, TEXTS, assert_backends_agree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import algorithms, token_streams
@@ -20,18 +20,6 @@ from sae.layout import DEFAULT_CAPACITIES, TOLERANCE_MAX, Capacities
 from sae.reference import ReferenceBackend
 
 CAPS = DEFAULT_CAPACITIES
-TEXTS = [
-    "the new york city is big",
-    "not a good dog , the cat is playing !",
-    "",
-    "players run runs new york",
-    "a very small red house of the man and the woman eats food .",
-    "not not not happy ! ? sad",
-    "new york new york city new",
-    "the the the a an of and is was",
-    "1 2 , 1 2 . the man runs",
-    "big red dog eats small blue cat",
-]
 
 
 def agree(alg, docs, caps=CAPS):
@@ -65,32 +53,7 @@ def test_the_bundled_default_on_the_demo_sentences():
     assert batch.stats.committed > 0
 
 
-#: Rule sets of the reference's unit tests, each with the words it was computed on.
-CASES = {
-    "run probe": ('rule a score 50 mark 0: [sym="not"] [word !stop]+3 => set 1 scale=0.5\n'
-                  'rule b score 60 mark 1: [sym="."] => set 0 op=NOP', ["not good .", "not good big red ."]),
-    "revert and inhibit": ('rule silence score 10 mark 0: [sym="cat"] => set 0 op=NOP\n'
-                           'rule no_nop score 50: [op=NOP] => guard\n'
-                           'rule halve score 5 mark 1: [sym="cat"] => set 0 scale=0.5', ["cat dog", "cat dog cat", "dog"]),
-    "alternatives beaten": ('rule m3 score 300: [word] [] [] => merge\nrule a score 300: [sym="new"] => keep\n'
-                            'rule b score 300: [sym="york"] => keep\nrule c score 300: [sym="city"] => keep\n'
-                            'rule g score 1: [sym="?"] => guard', ["new york city", "new york city new york"]),
-    "other winners": ('rule w1 score 10 mark 1: [sym="cat"] => set 0 op=NOP\n'
-                      'rule w2 score 10 mark 2: [sym="dog"] => set 0 op=NOP\n'
-                      'rule g score 100: [op=NOP] ~2 [op=NOP] => guard', ["cat the dog", "cat dog cat the dog"]),
-    "guard broken up": ('rule swap score 5: [sym="cat"] [sym="dog"] => perm 1 0\n'
-                        'rule g score 50: [sym="cat"] [sym="dog"] => guard', ["cat dog", "cat dog cat dog"]),
-    "merge judged on its item": ('rule m2 score 200: [word] [] => merge\nrule g score 500: [sym="new"] [word] => guard\n'
-                                 'rule lone score 30 mark 3: [word] => set 0 scale=0.5', ["new york city", "run ##s new"]),
-    "marks and scale": ("rule halve score 20 mark 1: [word] => set 0 scale=0.5\n"
-                        "rule again score 10 mark 2: [word] => set 0 scale=-1.5\n"
-                        "rule shared score 15 mark 1: [stop] => set 0 arg1=16777216 scale=64", ["cat the dog , big a"]),
-    "anchors and classes": ('rule s score 9: [^ &stop &word] => set 0 mod=1\nrule e score 8: [!word $] => set 0 op=NOP\n'
-                            'rule n score 7: [!sym="cat" !stop neg] ~3 [word mod=0]+4 => set 1 mod=2 op=PUSH',
-                            ["the not big red cat .", "a cat", "not the a of an dog"]),
-    "stack": ("rule neg score 150: [neg] ~2 [word] => set 0 op=PUSH; set 1 op=MUL\n"
-              "rule emit score 40: [op=MUL] [word] => set 1 op=EMIT", ["not a good dog eats food", "not not happy"]),
-}
+CASES = RULE_CASES
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
