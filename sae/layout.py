@@ -371,18 +371,14 @@ GPU_PARAMS_FIELDS: tuple[Field, ...] = (
     ("off_tokens", "<u4", "u32", 1, "word offset of the batch's token ids, document after document"),
     ("off_starts", "<u4", "u32", 1, "word offset of where each document's tokens start (n_docs + 1 words)"),
     ("off_weights", "<u4", "u32", 1, "vec4 offset of the weights in the float buffer"),
-    ("off_vectors", "<u4", "u32", 1, "vec4 offset of the vectors, rows padded to whole vec4s"),
-    ("off_transforms", "<u4", "u32", 1, "vec4 offset of the transforms: columns of T, then t, padded"),
-    ("sum_base", "<u4", "u32", 1, "vec4 offset of the VM's per-job sum area in the embeddings buffer"),
+    ("off_vectors", "<u4", "u32", 1, "vec4 offset of the vectors, then their transformed copies, rows padded to whole vec4s"),
+    ("vector_rows", "<u4", "u32", 1, "vector rows: transform m's copy of row r is row r + m * vector_rows"),
     ("epoch", "<u4", "u32", 1, "the batch: a job whose DocState.epoch differs starts it (widens, resets)"),
     ("step_count", "<u4", "u32", 1, "steps an anneal dispatch runs at most (a document stops when finished)"),
     ("live_base", "<u4", "u32", 1, "word offset of the live job list in the scratch buffer (pass live)"),
-    ("sum_stride", "<u4", "u32", 1, "vec4s of one job's sum area (per transform: DIM4 + 1)"),
     ("off_elements", "<u4", "u32", 1, "word offset of every rule's element records (slot, packed tests, examined and written fields)"),
     ("off_lexstarts", "<u4", "u32", 1, "word offset of the first phrase of each first token"),
     ("reserved0", "<u4", "u32", 1, "zero: a uniform buffer's size is a multiple of 16 bytes"),
-    ("reserved1", "<u4", "u32", 1, "zero"),
-    ("reserved2", "<u4", "u32", 1, "zero"),
 )
 
 #: ``Params.mode`` bits.

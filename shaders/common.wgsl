@@ -14,9 +14,9 @@
 // u32 words: lexicon keys, phrase_bonus, symbol_classes, symbol_rows, the AlgRecords,
 // then the batch's token ids and token counts (offsets in params).
 @group(0) @binding(2) var<storage, read> tables: array<u32>;
-// vec4s: weights (4 a vec4, at params.off_weights), vectors (rows padded to DIM4 vec4, at
-// params.off_vectors), transforms (per transform: dim rows of T padded to DIM4 vec4, then
-// t, at params.off_transforms)
+// vec4s: weights (4 a vec4, at params.off_weights), then at params.off_vectors the
+// vectors followed by their transformed copies (sae.vector_table.VectorTable; rows
+// padded to DIM4 vec4; transform m's copy of row r is row r + m * params.vector_rows)
 @group(0) @binding(3) var<storage, read> floats: array<vec4<f32>>;
 // ITEM_SLOTS slots of CAP_STREAM items per job, slot-major (params.slot_stride items
 // per slot): the stream (slot 0, where it starts and ends), its other buffer, the
@@ -28,8 +28,7 @@
 @group(0) @binding(5) var<storage, read_write> scratch: array<u32>;
 @group(0) @binding(6) var<storage, read_write> state: array<DocState>;
 @group(0) @binding(7) var<storage, read_write> journal: array<JournalEntry>;
-// DIM4 vec4 per job (the first dim floats of them are the embedding), then from
-// params.sum_base the VM's sum area, DIM4 vec4 per job.
+// DIM4 vec4 per job (the first dim floats of them are the embedding).
 @group(0) @binding(8) var<storage, read_write> embeddings: array<vec4<f32>>;
 
 fn slot_base(job: u32, slot: u32) -> u32 {
@@ -244,7 +243,7 @@ fn scale_q16(arg1: i32, scale: i32) -> i32 {
     return i32(mag);
 }
 
-// -- the VM's tables (float buffer layout: sae.gpu.backend.float_table) ----------------
+// -- the VM's tables (float buffer layout: sae.gpu.tables.float_table) ----------------
 
 fn dim4() -> u32 {
     return (params.dim + 3u) / 4u;
@@ -256,41 +255,6 @@ fn weight_of(row: u32) -> f32 {
 
 fn vector_of(row: u32, c: u32) -> vec4<f32> {
     return floats[params.off_vectors + row * dim4() + c];
-}
-
-// The VM's sum area of a job: per transform, DIM4 vec4 (the summed weighted vectors of
-// its ACC items), then one vec4 whose x is their total weight.
-fn sum_at(job: u32) -> u32 {
-    return params.sum_base + job * params.sum_stride;
-}
-
-// Dimensions 4c .. 4c + 3 of T x for transform md (1-based), x the DIM4 vec4 from x_at
-// on, in the float table (a vector) or in the embeddings buffer (a sum). The table holds
-// T by columns (its row i is column i of T), so T[4c .. 4c + 3, i] is one vec4 and
-// invocations along c read neighbouring vec4s.
-fn linear(md: u32, c: u32, x_at: u32, from_sum: bool) -> vec4<f32> {
-    let n4 = dim4();
-    let tr = params.off_transforms + (md - 1u) * (params.dim + 1u) * n4;
-    var out = vec4<f32>();
-    for (var i4 = 0u; i4 < n4; i4++) {
-        var x = vec4<f32>();
-        if (from_sum) {
-            x = embeddings[x_at + i4];
-        } else {
-            x = floats[x_at + i4];
-        }
-        for (var k = 0u; k < 4u; k++) {
-            let i = 4u * i4 + k;
-            if (i < params.dim) {
-                out += x[k] * floats[tr + i * n4 + c];
-            }
-        }
-    }
-    return out;
-}
-
-fn offset(md: u32, c: u32) -> vec4<f32> {
-    return floats[params.off_transforms + ((md - 1u) * (params.dim + 1u) + params.dim) * dim4() + c];
 }
 
 // A bid's score with the sign the potential counts it with (guards negative).

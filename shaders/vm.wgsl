@@ -1,12 +1,10 @@
 // Pass "vm": the Semantic Forth VM (docs/ENGINE.md §5) on the lists "plan" made. One
 // invocation per (job, block of VM_BLOCK vec4 = 4 * VM_BLOCK dimensions): grid x over
-// jobs, y over blocks. Every item's contribution to acc is a sum, so the three lists run
-// one after the other (§5 allows reassociating the float sums): the plain ACC items;
-// then the stack items in program order, each dimension with its own stack as the
-// reference has it (an item on the stack applies its transform itself); then the ACC
-// items with a transform, summed per transform (with their total weight) into the sum
-// area, which the "transform" pass turns into T s + W t once per transform (the numpy
-// path reassociates the same way). Writes the unnormalized accumulator.
+// jobs, y over blocks. Every item's contribution to acc is a sum, so the two lists run
+// one after the other (§5 allows reassociating the float sums): the ACC items, then the
+// stack items in program order, each dimension with its own stack as the reference has
+// it. Every x is a row of the float table, transformed or not. Writes the unnormalized
+// accumulator.
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -18,7 +16,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let c0 = gid.y * VM_BLOCK;  // first vec4 of the block
     let sb = scratch_base(job);
     var acc = array<vec4<f32>, VM_BLOCK>();
-    // plain ACC items: two loads and the vector
+    // ACC items: two loads and the vector
     let n_acc = scratch[sb + PLAN_COUNTS];
     for (var i = 0u; i < n_acc; i++) {
         let row = scratch[sb + PLAN_ACC + 2u * i];
@@ -33,18 +31,13 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     var stack = array<array<vec4<f32>, VM_BLOCK>, CAP_STACK>();
     var sp = 0u;
     for (var i = 0u; i < n_stack; i++) {
-        let code = scratch[sb + PLAN_STACK + 3u * i];
-        let op = code & 0xFFu;
-        let md = code >> 8u;
+        let op = scratch[sb + PLAN_STACK + 3u * i];
         let row = scratch[sb + PLAN_STACK + 3u * i + 1u];
         let w = bitcast<f32>(scratch[sb + PLAN_STACK + 3u * i + 2u]);
+        let x = params.off_vectors + row * n4 + c0;
         var v = array<vec4<f32>, VM_BLOCK>();
         for (var b = 0u; b < VM_BLOCK; b++) {
-            var x = vector_of(row, c0 + b);
-            if (md > 0u) {
-                x = linear(md, c0 + b, params.off_vectors + row * n4, false) + offset(md, c0 + b);
-            }
-            v[b] = w * x;
+            v[b] = w * floats[x + b];
         }
         let has = sp > 0u;
         let top = max(sp, 1u) - 1u;
@@ -79,38 +72,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var b = 0u; b < VM_BLOCK; b++) {
         if (c0 + b < n4) {
             embeddings[job * n4 + c0 + b] = acc[b];
-        }
-    }
-    // ACC items with a transform: their weighted vectors and weights, summed per transform
-    let n_tf = scratch[sb + PLAN_COUNTS + 2u];
-    let used = scratch[sb + PLAN_COUNTS + 3u];
-    let sums = sum_at(job);
-    for (var m = 0u; m < 32u && n_tf > 0u; m++) {
-        if ((used & (1u << m)) == 0u) {
-            continue;
-        }
-        let at = sums + m * (n4 + 1u);
-        // (an explicit initializer: naga zeroes a `var x: T;` once per invocation, not per
-        // iteration of the loop that declares it)
-        var sum = array<vec4<f32>, VM_BLOCK>();
-        var total_w = 0.0;
-        for (var i = 0u; i < n_tf; i++) {
-            if (scratch[sb + PLAN_TF + 3u * i] == m + 1u) {
-                let row = scratch[sb + PLAN_TF + 3u * i + 1u];
-                let w = bitcast<f32>(scratch[sb + PLAN_TF + 3u * i + 2u]);
-                total_w += w;
-                for (var b = 0u; b < VM_BLOCK; b++) {
-                    sum[b] += w * vector_of(row, c0 + b);
-                }
-            }
-        }
-        for (var b = 0u; b < VM_BLOCK; b++) {
-            if (c0 + b < n4) {
-                embeddings[at + c0 + b] = sum[b];
-            }
-        }
-        if (gid.y == 0u) {
-            embeddings[at + n4] = vec4<f32>(total_w, 0.0, 0.0, 0.0);
         }
     }
 }

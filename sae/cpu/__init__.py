@@ -11,8 +11,9 @@ from sae.backend import DoneBatch, HostBatches, run_host_batch
 from sae.batch import ProgramBatch
 from sae.cpu.anneal import Annealer
 from sae.cpu.match import Matcher
-from sae.cpu.vm import VectorTable, run_vm
+from sae.cpu.vm import run_vm
 from sae.layout import Capacities, item_words
+from sae.vector_table import VectorTable
 
 
 class CpuBackend:

@@ -3,7 +3,7 @@
 Embedding a batch (:meth:`GpuBackend.submit_batch`) is one submission: the token ids
 are uploaded, then the ``anneal`` pass widens every document and runs the annealing
 loop (each workgroup stops when its document is finished: no host round trip), then
-``vm``, ``transform`` (Algorithms with transforms), ``normalize`` and ``stats``; one
+``plan``, ``vm``, ``normalize`` and ``stats``; one
 readback brings the embeddings and the batch's counts. Journals and streams stay on
 the device. Two batches can be in flight: the caller tokenizes and submits batch k + 1
 before it collects batch k.
@@ -38,14 +38,12 @@ from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
 from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, error_line, forget_device, get_device, is_device_lost
 from sae.gpu.shaders import (
-    GRID_MAX,
     ITEM_SLOTS,
     PASSES,
     VM_BLOCK,
     numbered,
     scratch_layout,
     shader_source,
-    transform_workgroup,
     workgroup_bytes,
 )
 from sae.gpu.tables import (
@@ -287,11 +285,10 @@ class GpuBackend:
                 f"{info.name}: capacities {caps.stream} positions and {caps.rules} rules need {need} bytes "
                 f"of workgroup memory, the adapter has {have}"
             )
-        if alg.n_transforms > 32:
-            raise BackendUnavailableError(f"{info.name}: the GPU path handles at most 32 transforms")
-        # The float buffer's contents: built, uploaded, then dropped (a copy of the vectors).
-        self._floats, self._float_offsets = float_table(alg)
         self._check_floats()
+        # The float buffer's contents: built, uploaded, then dropped (a copy of the vectors
+        # and their transformed copies).
+        self._floats, self._float_offsets = float_table(alg)
         self.chunk = self._chunk_size(self._wanted_chunk)
         self.device = get_device(info)
         self._pipes = _pipelines(self.device, caps, self.workgroup)
@@ -317,17 +314,16 @@ class GpuBackend:
         return min(limits["max-storage-buffer-binding-size"], limits["max-buffer-size"])
 
     def _check_floats(self) -> None:
-        need, limit = self._floats.nbytes, self._binding_limit()
+        alg = self.alg
+        rows = alg.vectors.shape[0]
+        need = 16 * (-(-rows // 4) + (alg.n_transforms + 1) * rows * dim4(alg.dim))  # float_table's size
+        limit = self._binding_limit()
         if need > limit:
-            alg = self.alg
             raise BackendUnavailableError(
-                f"{self.info.name}: the Algorithm's weights, vectors {alg.vectors.shape} and transforms "
-                f"{alg.transforms.shape} need {need} bytes in one storage buffer binding, more than the "
-                f"adapter's limit of {limit} bytes"
+                f"{self.info.name}: the Algorithm's weights and vectors {alg.vectors.shape} with their "
+                f"{alg.n_transforms} transformed copies need {need} bytes in one storage buffer binding, more "
+                f"than the adapter's limit of {limit} bytes"
             )
-
-    def _sum_stride(self) -> int:
-        return self.alg.n_transforms * (dim4(self.alg.dim) + 1)
 
     def _per_doc_bytes(self) -> dict[str, int]:
         caps = self.caps
@@ -336,8 +332,7 @@ class GpuBackend:
             "scratch": self._scratch_words * 4,
             "state": self._state_dtype.itemsize,
             "journal": caps.journal * JOURNAL_ENTRY.itemsize,
-            # the embedding, then the VM's sum area (per transform: the sum and its weight)
-            "embeddings": (dim4(self.alg.dim) + self._sum_stride()) * 16,
+            "embeddings": dim4(self.alg.dim) * 16,
         }
 
     def _download_bytes_per_doc(self, per_doc: dict[str, int]) -> int:
@@ -473,9 +468,8 @@ class GpuBackend:
         for name, offset in self._offsets.items():
             p[name] = offset
         p["off_starts"] = self._token_base
-        p["off_weights"], p["off_vectors"], p["off_transforms"] = self._float_offsets
-        p["sum_base"] = self.chunk * dim4(alg.dim)
-        p["sum_stride"] = self._sum_stride()
+        p["off_weights"], p["off_vectors"] = self._float_offsets
+        p["vector_rows"] = alg.vectors.shape[0]
         p["live_base"] = self._live_base
 
     def set_population(self, algorithms: Sequence[Algorithm]) -> None:
@@ -783,16 +777,12 @@ class GpuBackend:
         return max(-(-n // self.workgroup), 1)
 
     def _encode_vm(self, enc: Any, jobs: int) -> int:
-        """The VM, the transforms (if the Algorithm has any) and the normalization."""
+        """The VM (its plan, then the VM) and the normalization."""
         n4 = dim4(self.alg.dim)
         self._dispatch(enc, "plan", self._groups(jobs))
         self._dispatch(enc, "vm", self._groups(jobs), -(-n4 // VM_BLOCK))
-        if self.alg.n_transforms:
-            tx, ty = transform_workgroup(self.workgroup)
-            rows = -(-jobs // ty)  # workgroups along jobs, folded into z past the grid's limit
-            self._dispatch(enc, "transform", -(-n4 // tx), min(rows, GRID_MAX), -(-rows // GRID_MAX))
         self._dispatch(enc, "normalize", self._groups(jobs))
-        return 4 if self.alg.n_transforms else 3
+        return 3
 
     # -- the session: token ids in, embeddings out ------------------------------------------
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> _Pending | DoneBatch:

@@ -19,20 +19,9 @@ from sae.layout import PROGRAM_ITEM_FIELDS, Capacities, alg_record_fields, wgsl_
 
 #: The passes: the annealing loop (optionally widening first), the bid keys of the
 #: current streams (``Backend.bids``), the VM with the normalization.
-PASSES = ("live", "anneal", "keys", "plan", "vm", "transform", "normalize", "stats")
+PASSES = ("live", "anneal", "keys", "plan", "vm", "normalize", "stats")
 #: vec4s of dimensions one invocation of the "vm" pass computes.
 VM_BLOCK = 8
-#: The transform pass's workgroup: up to 16 invocations along the vec4s of one job's output
-#: (SIMD lanes on the same job, so they branch alike), the rest along jobs.
-TRANSFORM_LANES = 16
-#: Workgroups along one grid dimension (WebGPU's default maxComputeWorkgroupsPerDimension).
-GRID_MAX = 65535
-
-
-def transform_workgroup(workgroup: int) -> tuple[int, int]:
-    """(invocations along the output's vec4s, along jobs) of the transform pass."""
-    x = min(TRANSFORM_LANES, workgroup)
-    return x, max(workgroup // x, 1)
 COMMON = "common"
 #: Streams of CAP_STREAM items per job: the stream, its other buffer, the windows.
 ITEM_SLOTS = 3
@@ -58,7 +47,7 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
     place = 3 * caps.stream
     inhibit = place + caps.pattern * caps.stream
     records = inhibit + caps.rules
-    plan = 4 + 8 * caps.stream  # the VM's lists (plan.wgsl), after the annealing
+    plan = 2 + 5 * caps.stream  # the VM's lists (plan.wgsl), after the annealing
     return {
         "SCRATCH_CAND": 0,
         "SCRATCH_EXT": caps.stream,
@@ -69,12 +58,10 @@ def scratch_layout(caps: Capacities) -> dict[str, int]:
         "MAX_WINNERS": winners,
         "WINNER_WORDS": winner_words(caps),
         "SCRATCH_WORDS": max(records + winner_words(caps) * winners, plan),
-        # after annealing, the VM's lists: counts (plain ACC, stack, transformed ACC, the
-        # transforms used as bits), then the lists
+        # after annealing, the VM's lists: counts (ACC, stack), then the lists
         "PLAN_COUNTS": 0,
-        "PLAN_ACC": 4,
-        "PLAN_STACK": 4 + 2 * caps.stream,
-        "PLAN_TF": 4 + 5 * caps.stream,
+        "PLAN_ACC": 2,
+        "PLAN_STACK": 2 + 2 * caps.stream,
         # the live job list (pass live), once, after every job's area: x, y, z, the jobs
         "LIVE_JOBS": 3,
     }
@@ -93,10 +80,6 @@ def backend_source(caps: Capacities, workgroup: int = 64) -> str:
              "// scratch layout of one job (sae.gpu.shaders.scratch_layout)"]
     lines += [f"const {k}: u32 = {v}u;" for k, v in scratch_layout(caps).items()]
     lines.append(f"const VM_BLOCK: u32 = {VM_BLOCK}u;  // vec4s a vm invocation computes")
-    tx, ty = transform_workgroup(workgroup)
-    lines.append(f"const TRANSFORM_X: u32 = {tx}u;  // transform pass: invocations along a job's vec4s")
-    lines.append(f"const TRANSFORM_Y: u32 = {ty}u;  // transform pass: jobs per workgroup")
-    lines.append(f"const GRID_MAX: u32 = {GRID_MAX}u;  // workgroups along one grid dimension")
     lines.append(f"const ITEM_WORDS: u32 = {len(PROGRAM_ITEM_FIELDS)}u;  // a ProgramItem, by word")
     lines += [f"const ITEM_{f[0].upper()}: u32 = {i}u;" for i, f in enumerate(PROGRAM_ITEM_FIELDS)]
     lines += [f"const WIN_{name}: u32 = {i}u;" for i, name in enumerate(WINNER_FIELDS)]

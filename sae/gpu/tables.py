@@ -1,6 +1,6 @@
 """What the host uploads, packed the way the shaders read it (shaders/common.wgsl).
 
-The float table (weights, vectors, transforms as vec4 rows), an Algorithm's loop
+The float table (weights, and the vectors with their transformed copies, as vec4 rows), an Algorithm's loop
 parameters (:data:`~sae.layout.ALG_RECORD`), and a batch's token ids.
 """
 
@@ -23,6 +23,7 @@ from sae.layout import (
     RULE_MERGE,
     Capacities,
 )
+from sae.vector_table import VectorTable
 
 
 #: Words of one element record (:func:`element_tests`): slot, packed tests, fields.
@@ -34,27 +35,23 @@ def dim4(dim: int) -> int:
     return (dim + 3) // 4
 
 
-def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int, int]]:
+def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int]]:
     """The float buffer as ``(n, 4)`` float32 rows, and the vec4 offsets of its parts.
 
-    Weights, four a row; the vectors, each padded to whole vec4s; per transform, the
-    columns of ``T`` (row i of the block is ``T[:, i]``) padded the same way, then ``t``
-    (shaders/common.wgsl reads this layout: invocations along a vector's vec4s read
-    neighbouring vec4s of ``T``).
+    Weights, four a row; then every ``x`` an item can have (:class:`~sae.vector_table.VectorTable`:
+    the vectors, then per transform their transformed copies, the same floats the numpy
+    VM gathers), each row padded to whole vec4s. Transform ``m``'s copy of row ``r`` is
+    row ``r + m * rows``, so the VM gathers a transformed item like a plain one.
     """
     rows, dim = alg.vectors.shape
     n4 = dim4(dim)
     weights = np.zeros(4 * -(-rows // 4), dtype=np.float32)
     weights[:rows] = alg.weights
-    vectors = np.zeros((rows, 4 * n4), dtype=np.float32)
-    vectors[:, :dim] = alg.vectors
-    tr = alg.transforms.astype(np.float32)
-    transforms = np.zeros((tr.shape[0], dim + 1, 4 * n4), dtype=np.float32)
-    transforms[:, :dim, :dim] = tr[:, :, :dim].transpose(0, 2, 1)
-    transforms[:, dim, :dim] = tr[:, :, dim]
-    parts = [weights.reshape(-1, 4), vectors.reshape(-1, 4), transforms.reshape(-1, 4)]
-    offsets = np.cumsum([0] + [len(p) for p in parts])
-    return np.concatenate(parts), (int(offsets[0]), int(offsets[1]), int(offsets[2]))
+    xs = VectorTable(alg.vectors, alg.transforms).complete()
+    vectors = np.zeros((len(xs), 4 * n4), dtype=np.float32)
+    vectors[:, :dim] = xs
+    parts = [weights.reshape(-1, 4), vectors.reshape(-1, 4)]
+    return np.concatenate(parts), (0, len(parts[0]))
 
 
 #: What the Algorithms of a population share (only rules and loop parameters differ).

@@ -6,8 +6,9 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sae.cpu.vm import VectorTable, run_vm
+from sae.cpu.vm import run_vm
 from sae.layout import ITEM_WORDS, F, Op
+from sae.vector_table import VectorTable
 
 DEPTH = 3
 
@@ -70,25 +71,25 @@ def test_empty_program_is_the_zero_vector():
     assert out.tolist() == [[0, 0, 0], [0, 0, 0]]
 
 
-def test_transformed_rows_do_not_depend_on_what_was_needed_before():
-    """A transformed vector is a function of its row and transform alone: filled with many
-    rows at once or one at a time (a batch of texts, or a text alone), the same bytes.
-    Multiplying exactly the rows a batch needs would not be: BLAS rounds a matrix-vector
-    product differently from a matrix-matrix one."""
-    from sae.cpu.vm import VectorTable
-
-    rng = np.random.default_rng(0)
-    vectors = rng.standard_normal((1000, 384)).astype(np.float32)
-    transforms = rng.standard_normal((2, 384, 385)).astype(np.float32)
-    rows = np.arange(0, 1000, 5)
-    mods = (rows % 3).astype(np.int64)
-    together, alone = VectorTable(vectors, transforms), VectorTable(vectors, transforms)
-    at = together.index(rows, mods)
-    for r, m in zip(rows, mods):
-        alone.index(np.array([r]), np.array([m]))
-    assert together.table[at].tobytes() == alone.table[alone.index(rows, mods)].tobytes()
-    plain = mods == 0
-    assert together.table[at[plain]].tobytes() == vectors[rows[plain]].tobytes()
-    t = transforms[0]
-    np.testing.assert_allclose(together.table[at[mods == 1]], vectors[rows[mods == 1]] @ t[:, :-1].T + t[:, -1],
-                               rtol=1e-4, atol=1e-3)
+def test_stack_opcodes_without_a_push_add_exactly_what_acc_adds():
+    """Only a PUSH fills the stack, so the VM sends a program without one down its ACC
+    path: the same bytes as the program with every ADD, MUL and EMIT written as ACC."""
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((6, 8)).astype(np.float32)
+    weights = rng.uniform(0.2, 2, 6).astype(np.float32)
+    ops = [Op.ACC, Op.EMIT, Op.ADD, Op.ACC, Op.MUL, Op.EMIT]
+    words = np.zeros((2, len(ops), ITEM_WORDS), np.uint32)
+    words[..., F.ARG0] = np.arange(len(ops)) % 6
+    words[..., F.ARG1] = np.int32(70000).view(np.uint32)
+    words[0, :, F.OPCODE] = [int(op) for op in ops]
+    words[1, :, F.OPCODE] = int(Op.ACC)
+    table = VectorTable(vectors, None)
+    out = run_vm(words, np.array([len(ops)] * 2, np.uint32), table, weights, DEPTH)
+    assert out[0].tobytes() == out[1].tobytes()
+    # with a PUSH in front the same opcodes work the stack, and the result differs
+    pushed = np.concatenate([words[:1, :1], words[:1]], axis=1)
+    pushed[0, 0, F.OPCODE] = int(Op.PUSH)
+    got = run_vm(pushed, np.array([len(ops) + 1], np.uint32), table, weights, DEPTH)[0]
+    want = scalar_vm([Op.PUSH, *ops], [0, *range(len(ops))], [70000] * (len(ops) + 1), [0] * (len(ops) + 1),
+                     vectors, weights, None)
+    np.testing.assert_allclose(got, want, atol=1e-6)

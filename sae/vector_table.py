@@ -1,0 +1,62 @@
+"""Every vector an item can gather: the plain rows and their transformed copies (docs/ENGINE.md §5)."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+
+class VectorTable:
+    """Every ``x`` of §5 an item can have: ``vectors[row]``, or ``T[mod-1] · vectors[row] + t[mod-1]``.
+
+    One ``((transforms + 1) * rows, dim)`` float32 table, so the VM gathers a
+    transformed item exactly like a plain one (``row + mod * rows``). Transformed
+    rows are computed the first time a batch needs them (a transform applied to all
+    rows up front would cost seconds at start-up) and kept. They are computed a whole
+    block of ``BLOCK`` rows at a time, always the same block: a matrix product's
+    rounding can depend on how many rows it multiplies together (BLAS picks its kernel
+    by shape), so computing exactly the rows a batch happens to need would make a
+    text's embedding depend on what was embedded before it. Safe to share between threads.
+
+    Both backends gather from it: the numpy VM fills it as batches need rows, the GPU
+    uploads it whole (:meth:`complete`), so both read the same floats.
+    """
+
+    BLOCK = 64
+
+    def __init__(self, vectors: np.ndarray, transforms: np.ndarray | None) -> None:
+        self.rows, self.dim = vectors.shape
+        n = 0 if transforms is None else len(transforms)
+        self.transforms = transforms
+        self.table = np.empty(((n + 1) * self.rows, self.dim), dtype=np.float32)
+        self.table[: self.rows] = vectors
+        self.ready = np.zeros((n + 1) * self.rows, dtype=bool)
+        self.ready[: self.rows] = True
+        self._lock = threading.Lock()
+
+    def index(self, rows: np.ndarray, mods: np.ndarray) -> np.ndarray:
+        """Table rows of items ``(rows, mods)``, computing the transformed ones not there yet."""
+        at = rows.astype(np.int64) + mods.astype(np.int64) * self.rows
+        if self.transforms is None or not len(self.transforms):
+            return at
+        missing = ~self.ready[at]
+        if missing.any():
+            self._fill(np.unique(at[missing]))
+        return at
+
+    def _fill(self, at: np.ndarray) -> None:
+        with self._lock:
+            at = at[~self.ready[at]]  # another thread may have filled some meanwhile
+            mod, row = np.divmod(at, self.rows)
+            for t, block in np.unique(np.stack([mod, row // self.BLOCK], axis=1), axis=0):
+                lo, hi = block * self.BLOCK, min((block + 1) * self.BLOCK, self.rows)
+                tr = self.transforms[int(t) - 1]
+                self.table[t * self.rows + lo : t * self.rows + hi] = self.table[lo:hi] @ tr[:, :-1].T + tr[:, -1]
+                self.ready[t * self.rows + lo : t * self.rows + hi] = True
+
+    def complete(self) -> np.ndarray:
+        """The whole table, every transformed row computed (the same blocks as on demand)."""
+        if not self.ready.all():
+            self._fill(np.flatnonzero(~self.ready))
+        return self.table

@@ -1,0 +1,45 @@
+"""The table of every vector an item can gather, plain and transformed."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sae.vector_table import VectorTable
+
+
+def test_transformed_rows_do_not_depend_on_what_was_needed_before():
+    """A transformed vector is a function of its row and transform alone: filled with many
+    rows at once or one at a time (a batch of texts, or a text alone), the same bytes.
+    Multiplying exactly the rows a batch needs would not be: BLAS rounds a matrix-vector
+    product differently from a matrix-matrix one."""
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1000, 384)).astype(np.float32)
+    transforms = rng.standard_normal((2, 384, 385)).astype(np.float32)
+    rows = np.arange(0, 1000, 5)
+    mods = (rows % 3).astype(np.int64)
+    together, alone = VectorTable(vectors, transforms), VectorTable(vectors, transforms)
+    at = together.index(rows, mods)
+    for r, m in zip(rows, mods):
+        alone.index(np.array([r]), np.array([m]))
+    assert together.table[at].tobytes() == alone.table[alone.index(rows, mods)].tobytes()
+    plain = mods == 0
+    assert together.table[at[plain]].tobytes() == vectors[rows[plain]].tobytes()
+    t = transforms[0]
+    np.testing.assert_allclose(together.table[at[mods == 1]], vectors[rows[mods == 1]] @ t[:, :-1].T + t[:, -1],
+                               rtol=1e-4, atol=1e-3)
+
+
+def test_the_complete_table_holds_the_rows_computed_on_demand():
+    """The GPU uploads the complete table and the numpy VM fills it as batches need rows:
+    both must gather the same floats."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 16)).astype(np.float32)
+    transforms = rng.standard_normal((2, 16, 17)).astype(np.float32)
+    on_demand = VectorTable(vectors, transforms)
+    rows = np.array([0, 63, 64, 299, 150])
+    at = on_demand.index(rows, np.array([1, 2, 1, 2, 0]))
+    full = VectorTable(vectors, transforms).complete()
+    assert full.shape == (3 * 300, 16)
+    assert full[at].tobytes() == on_demand.table[at].tobytes()
+    assert full[:300].tobytes() == vectors.tobytes()
+    assert VectorTable(vectors, None).complete().tobytes() == vectors.tobytes()
