@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 
 from sae.cli.common import add_engine_options, non_negative_int, port, positive_int
 from sae.engine import Engine
@@ -60,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
+    # Requests are tokenized one at a time on one thread; the tokenizer's own thread
+    # pool would only compete with the inference workers for the cores (docs/SERVE.md).
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     engine = Engine(args.algorithm, backend=args.backend, adapter=args.adapter, threads=1)
     workers = make_workers(engine, args.algorithm, args.workers, processes=args.worker_processes)
     kind = "process" if engine.backend.concurrent_batches and args.worker_processes else "thread"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -32,7 +33,7 @@ class InferenceWorker(Protocol):
 class EmbeddingService:
     """Embeds texts for both front ends through one :class:`Batcher`.
 
-    ``engine`` tokenizes requests (on the event loop) and describes the service;
+    ``engine`` tokenizes requests (on a thread of their own) and describes the service;
     ``workers`` embed the batches, each on a thread of its own: by default the engine
     itself; see :func:`make_workers`. Call :meth:`start` and :meth:`close` on the
     event loop that serves requests.
@@ -65,6 +66,10 @@ class EmbeddingService:
         self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
         #: false before start and once a shutdown has begun: health checks fail, load balancers move on
         self.serving = False
+        # Tokenizing is the largest share of the work per text. The tokenizer lets go
+        # of the interpreter lock while it runs, so on a thread of its own it runs
+        # beside the event loop instead of stalling it (docs/SERVE.md, "Tokenize once").
+        self._tokenizer = ThreadPoolExecutor(1, thread_name_prefix="sae-tokenize")
 
     @property
     def healthy(self) -> bool:
@@ -111,6 +116,7 @@ class EmbeddingService:
         try:
             await self.batcher.close()
         finally:
+            self._tokenizer.shutdown(wait=False)
             for worker in self.workers:
                 close = getattr(worker, "close", None)
                 if close is not None:
@@ -126,12 +132,13 @@ class EmbeddingService:
     async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens they held after truncation.
 
-        Tokenized here, once, so the batcher knows each text's cost; raises the
+        Tokenized here, once (on the tokenizer thread), so the batcher knows each
+        text's cost; raises the
         batcher's :class:`~sae.service.batcher.QueueFullError` and
         :class:`~sae.service.batcher.ShuttingDownError`.
         """
         self.batcher.check_open()  # a full queue answers before any work
-        token_ids = self.engine.tokenize(texts)
+        token_ids = await asyncio.get_running_loop().run_in_executor(self._tokenizer, self.engine.tokenize, texts)
         vectors = await self.batcher.embed(token_ids)
         return vectors, sum(map(len, token_ids))
 
