@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from gpu_helpers import gpu_agrees, skip_without_gpu
@@ -67,3 +69,28 @@ def test_buffer_bytes_reports_every_buffer(created):
     gpu = GpuBackend(make_tiny(), DEFAULT_CAPACITIES, chunk=4)
     assert gpu.buffer_bytes > 4 * DEFAULT_CAPACITIES.stream * 36  # at least the streams of a chunk
     assert len(created) >= len(gpu.buffers) + 1
+
+
+def test_the_float_table_holds_every_transformed_row_and_a_table_too_large_is_refused(monkeypatch):
+    """The VM gathers transformed items from the float table (no transform pass), so the
+    table holds (1 + transforms) copies of the vectors; one over the adapter's binding
+    limit is refused, naming the sizes, before anything is built on the device."""
+    from sae.errors import BackendUnavailableError
+    from sae.gpu import GpuBackend
+    from sae.gpu.tables import dim4, float_table
+    from sae.vector_table import VectorTable
+
+    rng = np.random.default_rng(0)
+    alg = make_tiny()
+    alg = replace(alg, transforms=rng.standard_normal((2, alg.dim, alg.dim + 1)).astype(np.float32))
+    floats, (off_weights, off_vectors) = float_table(alg)
+    rows, n4 = alg.vectors.shape[0], dim4(alg.dim)
+    assert len(floats) - off_vectors == (1 + alg.n_transforms) * rows * n4
+    table = VectorTable(alg.vectors, alg.transforms).complete()
+    got = floats[off_vectors:].reshape(-1, 4 * n4)[:, : alg.dim]
+    assert got.tobytes() == table.tobytes()
+
+    monkeypatch.setattr(GpuBackend, "_binding_limit", lambda self: len(floats) * 16 - 1)
+    with pytest.raises(BackendUnavailableError, match=r"transformed copies need \d+ bytes in one storage buffer "
+                                                      r"binding, more than the adapter's limit"):
+        GpuBackend(alg, DEFAULT_CAPACITIES)
