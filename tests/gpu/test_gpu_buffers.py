@@ -84,6 +84,7 @@ def test_the_float_table_holds_every_transformed_row_and_a_table_too_large_is_re
     alg = make_tiny()
     alg = replace(alg, transforms=rng.standard_normal((2, alg.dim, alg.dim + 1)).astype(np.float32))
     floats, (off_weights, off_vectors) = float_table(alg)
+    assert off_weights == 0 and off_vectors == -(-alg.vectors.shape[0] // 4)  # weights, four a vec4, first
     rows, n4 = alg.vectors.shape[0], dim4(alg.dim)
     assert len(floats) - off_vectors == (1 + alg.n_transforms) * rows * n4
     table = VectorTable(alg.vectors, alg.transforms).complete()
