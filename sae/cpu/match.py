@@ -60,10 +60,17 @@ class Match(NamedTuple):
     score: np.ndarray | int  # (D, A) int64, or the rule's score when every match scores it
 
 
+def _rows(plane: np.ndarray) -> np.ndarray:
+    """``(D, 1)`` row numbers of a ``(D, L)`` plane, to index it with ``(D, A)`` positions."""
+    return np.arange(plane.shape[0])[:, None]
+
+
 def _gather(plane: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """``plane[d, pos[d, a]]``, False where ``pos`` is outside the plane."""
+    # Plain fancy indexing: np.take_along_axis and np.clip cost more in argument
+    # handling than the gather itself at these sizes, and this runs ~60 times a batch.
     inside = (pos >= 0) & (pos < plane.shape[1])
-    return np.take_along_axis(plane, np.clip(pos, 0, plane.shape[1] - 1), axis=1) & inside
+    return plane[_rows(plane), np.where(inside, pos, 0)] & inside
 
 
 def _shifted(plane: np.ndarray, shift: int) -> np.ndarray:
@@ -310,17 +317,14 @@ class Matcher:
 
         def runs_at(test: int, cap: int, pos: np.ndarray, shift: int | None) -> np.ndarray:
             if rows is not None:  # a few anchors: count each run where it starts
-                plane = v.tests[test]
-                count = np.zeros(pos.shape, dtype=np.int64)
-                alive = np.ones(pos.shape, dtype=bool)
-                for i in range(cap):
-                    alive &= _gather(plane, pos + i)
-                    count += alive
-                return count
+                # the cap items from each anchor in one gather; the run is the passing prefix
+                ahead = (pos[..., None] + np.arange(cap)).reshape(pos.shape[0], pos.shape[1] * cap)
+                passes = _gather(v.tests[test], ahead).reshape(*pos.shape, cap)
+                return np.logical_and.accumulate(passes, axis=-1).sum(axis=-1, dtype=np.int64)
             runs = self._runs(v, test, cap, memo)
             if shift is not None:
                 return _shifted(runs, shift)
-            return np.take_along_axis(runs, np.clip(pos, 0, width - 1), axis=1)
+            return runs[_rows(runs), np.minimum(np.maximum(pos, 0), width - 1)]
 
         ok = test_at(v.tests[tests[0]], anchors, offset)
         firsts, qs = [anchors], []
