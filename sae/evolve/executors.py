@@ -85,6 +85,14 @@ class LocalExecutor:
     def evaluate(self, genomes: list[str], stage: str,
                  done: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
         out = []
+        if self.pool is None and self.evaluator.batches_genomes:
+            # the GPU path: the whole list as one population, few submissions
+            with single_blas_thread():
+                out = self.evaluator.evaluate_many(genomes, stage)
+            for ev in out:
+                if done:
+                    done(ev)
+            return out
         if self.pool is None:
             for g in genomes:
                 with single_blas_thread():

@@ -23,9 +23,12 @@ which rules interact (fire in the same texts, at overlapping places): the
 rule-interaction graph crossover uses.
 
 The evaluator is the seam for other backends: anything with
-``evaluate(genome_json, stage) -> Evaluation`` plugs into the executors; a GPU
-population evaluator can batch many genomes into few submissions behind
-:class:`PopulationEvaluator`.
+``evaluate(genome_json, stage) -> Evaluation`` plugs into the executors. On the GPU
+backend, :meth:`Evaluator.evaluate_many` evaluates a whole list of genomes as one
+population (:class:`sae.population.PopulationEvaluator`): every genome's Algorithm
+anneals the stage's texts in the same grid, one submission and one readback per chunk
+of jobs (documents × genomes), instead of a backend and several round trips per batch
+for each genome.
 """
 
 from __future__ import annotations
@@ -122,9 +125,34 @@ class Evaluator:
         valid_texts = np.unique(np.concatenate([data.valid.texts(), data.minimal_valid.texts()]))
         self.stage_texts = {"fit": fit_texts, "valid": valid_texts}
         self.fit_texts = fit_texts
+        self._population = None  # the GPU population evaluator, made on first use
+
+    @property
+    def batches_genomes(self) -> bool:
+        """Whether :meth:`evaluate_many` evaluates its genomes together (the GPU population path)."""
+        return self.settings.backend == "gpu" and self.settings.transforms != "fit"
 
     def evaluate_many(self, genomes: list[str], stage: str = "fit") -> list[Evaluation]:
-        return [self.evaluate(g, stage) for g in genomes]
+        """:meth:`evaluate` of each genome, in order; on the GPU as one population (the
+        same evaluations: each member anneals and executes as it does alone)."""
+        if not self.batches_genomes or len(genomes) < 2:
+            return [self.evaluate(g, stage) for g in genomes]
+        # Inherited transforms: every genome shares the base's tables, so they are one population.
+        from sae.population import PopulationEvaluator
+
+        t0 = time.perf_counter()
+        parsed = [Genome.from_json(json.loads(g)) for g in genomes]
+        algs = [self.algorithm(g) for g in parsed]
+        texts = self.stage_texts[stage]
+        ids = [t.tolist() for t in self.data.token_ids(texts)]
+        if self._population is None:
+            self._population = PopulationEvaluator(self.base, backend="gpu", caps=self.caps)
+        runs = self._population.runs(algs, ids)
+        lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
+        seconds = (time.perf_counter() - t0) / len(genomes)  # the population's time, shared alike
+        return [self._evaluation(genome, alg, _journal_run(run.embeddings, run.journal, run.journal_len, lengths),
+                                 texts, stage, seconds)
+                for genome, alg, run in zip(parsed, algs, runs)]
 
     # -- one genome -------------------------------------------------------------------------
     def algorithm(self, genome: Genome) -> Algorithm:
@@ -167,14 +195,17 @@ class Evaluator:
         alg = self.algorithm(genome)
         texts = self.stage_texts[stage]
         run = self._run(alg, texts)
+        return self._evaluation(genome, alg, run, texts, stage, time.perf_counter() - t0)
+
+    def _evaluation(self, genome: Genome, alg: Algorithm, run: _Run, texts: np.ndarray, stage: str,
+                    seconds: float) -> Evaluation:
         where = np.full(self.data.n_texts, -1, dtype=np.int64)
         where[texts] = np.arange(texts.size)
         pairs, minimal = (self.data.fit, self.data.minimal_fit) if stage == "fit" else \
             (self.data.valid, self.data.minimal_valid)
         obj = self._objectives(alg, run, where, pairs, minimal)
         stats, edges = _interactions(alg, run)
-        return Evaluation(genome.key, alg.content_hash, obj, stats, edges,
-                          seconds=time.perf_counter() - t0, texts=int(texts.size))
+        return Evaluation(genome.key, alg.content_hash, obj, stats, edges, seconds=seconds, texts=int(texts.size))
 
     def _objectives(self, alg: Algorithm, run: _Run, where: np.ndarray, pairs: PairSet,
                     minimal: PairSet) -> dict[str, float | None]:
@@ -204,8 +235,8 @@ class Evaluator:
         lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
         emb = np.zeros((len(ids), alg.dim), dtype=np.float32)
-        steps = np.zeros(len(ids), dtype=np.int64)
-        parts: list[tuple[np.ndarray, ...]] = []
+        journal = np.zeros((len(ids), self.caps.journal), dtype=self._batch.journal.dtype)
+        journal_len = np.zeros(len(ids), dtype=np.int64)
         batch = self._batch
         for start in range(0, len(order), self.settings.batch_size):
             chunk = order[start : start + self.settings.batch_size]
@@ -213,20 +244,23 @@ class Evaluator:
             backend.anneal(batch)
             emb[chunk] = backend.execute(batch)
             n = len(chunk)
-            jlen = batch.journal_len[:n].astype(np.int64)
-            if jlen.any():
-                j = batch.journal[:n, : int(jlen.max())]
-                live = np.arange(j.shape[1])[None, :] < jlen[:, None]
-                d, e = np.nonzero(live)
-                entry = j[d, e]
-                parts.append((chunk[d], entry["rule"].astype(np.int64), entry["pos"].astype(np.int64),
-                              entry["outcome"].astype(np.int64), entry["step"].astype(np.int64)))
-        if parts:
-            doc, rule, pos, outcome, step = (np.concatenate(c) for c in zip(*parts))
-            np.maximum.at(steps, doc, step + 1)
-        else:
-            doc = rule = pos = outcome = np.zeros(0, dtype=np.int64)
-        return _Run(emb, steps, lengths, {"doc": doc, "rule": rule, "pos": pos, "outcome": outcome})
+            journal[chunk] = batch.journal[:n]
+            journal_len[chunk] = batch.journal_len[:n]
+        return _journal_run(emb, journal, journal_len, lengths)
+
+
+def _journal_run(emb: np.ndarray, journal: np.ndarray, journal_len: np.ndarray, tokens: np.ndarray) -> _Run:
+    """A :class:`_Run` from per-text embeddings and journals (rows in the order of the texts)."""
+    jlen = journal_len.astype(np.int64)
+    steps = np.zeros(len(emb), dtype=np.int64)
+    live = np.arange(journal.shape[1])[None, :] < jlen[:, None]
+    doc, e = np.nonzero(live)
+    entry = journal[doc, e]
+    doc = doc.astype(np.int64)
+    np.maximum.at(steps, doc, entry["step"].astype(np.int64) + 1)
+    entries = {"doc": doc, "rule": entry["rule"].astype(np.int64), "pos": entry["pos"].astype(np.int64),
+               "outcome": entry["outcome"].astype(np.int64)}
+    return _Run(emb, steps, tokens, entries)
 
 
 def _finite(x: float) -> float:

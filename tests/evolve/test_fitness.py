@@ -102,3 +102,36 @@ def test_minimal_error_weighs_each_kind_alike(world):
     assert error(everything, two_kinds) == pytest.approx((first + rest) / 2, abs=1e-9)
     assert error(everything, m.kind) == pytest.approx((first + (len(m) - 1) * rest) / len(m), abs=1e-9)
     assert first != pytest.approx(rest)  # else the two averages could not tell the kinds apart
+
+
+def test_gpu_population_evaluates_a_generation_in_few_submissions(world):
+    """On the GPU, evaluate_many runs the genomes as one population: the same evaluations
+    as one genome at a time, in one submission per chunk of jobs instead of several round
+    trips per batch and genome."""
+    sys_path_gpu = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "gpu")
+    import sys
+
+    sys.path.insert(0, sys_path_gpu)
+    from gpu_helpers import gpu_skip_reason
+    from tiny import parse
+
+    reason = gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    genomes = [genome_of(base).canonical(), Genome((), base.params).canonical(),
+               Genome(parse("rule scope score 60 mark 1: [neg] [!punct]+4 => set 1 mod=1\n"
+                            "rule st score 20: [stop] => set 0 scale=0.5"), base.params).canonical()]
+    settings = FitnessSettings(backend="gpu")
+    alone = [Evaluator(base, data, settings).evaluate(g, "fit") for g in genomes]
+    together = Evaluator(base, data, settings)
+    assert together.batches_genomes
+    many = together.evaluate_many(genomes, "fit")
+    for a, b in zip(alone, many):
+        assert (a.genome, a.algorithm, a.objectives, a.rule_stats, a.edges) == \
+            (b.genome, b.algorithm, b.objectives, b.rule_stats, b.edges)
+    counters = together._population.backend.counters
+    jobs = len(genomes) * len(together.stage_texts["fit"])
+    assert counters.submissions == -(-jobs // together._population.backend.chunk) == counters.readbacks
+    assert not Evaluator(base, data).batches_genomes  # numpy: one genome at a time

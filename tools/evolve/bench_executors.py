@@ -2,7 +2,8 @@
 in one invocation, and a check that the three runs are the same run.
 
     python tools/evolve/bench_executors.py --teacher out/evolve/teacher-train.parquet \
-        --pairs ../shared/data/stsb/sts-train.csv --base out/base-v2 [--generations 3 --population 8]
+        --pairs ../shared/data/stsb/sts-train.csv --base out/base-v2 [--generations 3 --population 8] \
+        [--configs local:1,local:2,ray:2] [--backend cpu|gpu]
 
 Each configuration runs the same small evolution (same seed) into its own run file;
 the rate is evaluations over the wall time of the evaluation phases (telemetry of the
@@ -37,6 +38,8 @@ def main() -> int:
     ap.add_argument("--fit-pairs", type=int, default=1000)
     ap.add_argument("--minimal-pairs", type=int, default=300)
     ap.add_argument("--configs", default="local:1,local:2,ray:2", help="executor:workers, comma-separated")
+    ap.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
+                    help="evaluation backend (gpu with one local worker: a generation as one population)")
     args = ap.parse_args()
 
     from sae.algorithm import load_algorithm
@@ -50,7 +53,7 @@ def main() -> int:
             cmd = [sys.executable, "-m", "sae", "evolve", "--teacher", args.teacher, "--run", str(run),
                    "--out", str(out), "--generations", str(args.generations), "--population", str(args.population),
                    "--fit-pairs", str(args.fit_pairs), "--minimal-pairs", str(args.minimal_pairs),
-                   "--workers", workers, "--executor", kind]
+                   "--workers", workers, "--executor", kind, "--backend", args.backend]
             cmd += ["--pairs", args.pairs] if args.pairs else []
             cmd += ["--base", args.base] if args.base else []
             load0 = os.getloadavg()[0]
@@ -65,7 +68,7 @@ def main() -> int:
             steady = [t for g, t in tel.items() if g > 0 and t["evaluations_per_second"]]
             steady_rate = (sum(t["evaluations"] for t in steady)
                            / sum(t["evaluations"] / t["evaluations_per_second"] for t in steady)) if steady else None
-            rows.append({"executor": kind, "workers": int(workers), "evaluations": evals,
+            rows.append({"executor": kind, "workers": int(workers), "backend": args.backend, "evaluations": evals,
                          "evaluations_per_second": evals / eval_wall, "steady_evaluations_per_second": steady_rate,
                          "command_seconds": wall,
                          "digest": store.digest(), "algorithm": load_algorithm(out).content_hash,
@@ -74,7 +77,7 @@ def main() -> int:
     same = len({(r["digest"], r["algorithm"]) for r in rows}) == 1
     for r in rows:
         steady = r["steady_evaluations_per_second"]
-        print(f"{r['executor']:5s} workers {r['workers']}: {r['evaluations']} evaluations, "
+        print(f"{r['backend']} {r['executor']:5s} workers {r['workers']}: {r['evaluations']} evaluations, "
               f"{r['evaluations_per_second']:.2f}/s, after generation 0 {steady:.2f}/s (command {r['command_seconds']:.0f} s, load before "
               f"{r['load_average_before']:.1f}); digest {r['digest'][:12]}, best {r['algorithm'][:12]}")
     print(f"same run in every configuration: {same}")
