@@ -50,6 +50,9 @@ from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED
 
 #: Digits objective values are rounded to (the run store keeps these exact values).
 DIGITS = 10
+#: Jobs (texts x genomes) of one GPU population call in :meth:`Evaluator.evaluate_many`:
+#: their journals come back whole, 512 MB at the default capacities.
+POPULATION_JOBS = 65536
 
 
 @dataclass(frozen=True)
@@ -145,13 +148,19 @@ class Evaluator:
         algs = [self.algorithm(g) for g in parsed]
         texts = self.stage_texts[stage]
         ids = [t.tolist() for t in self.data.token_ids(texts)]
+        lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
         if self._population is None:
             self._population = PopulationEvaluator(self.base, backend="gpu", caps=self.caps)
-        runs = self._population.runs(algs, ids)
-        lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
+        # Every job's whole journal comes back (8 KB a job at the default capacities):
+        # genomes go in groups of at most POPULATION_JOBS jobs, each group's journals
+        # reduced to their entries before the next group runs.
+        group = max(1, POPULATION_JOBS // max(len(ids), 1))
+        runs: list[_Run] = []
+        for start in range(0, len(algs), group):
+            for run in self._population.runs(algs[start : start + group], ids):
+                runs.append(_journal_run(run.embeddings, run.journal, run.journal_len, lengths))
         seconds = (time.perf_counter() - t0) / len(genomes)  # the population's time, shared alike
-        return [self._evaluation(genome, alg, _journal_run(run.embeddings, run.journal, run.journal_len, lengths),
-                                 texts, stage, seconds)
+        return [self._evaluation(genome, alg, run, texts, stage, seconds)
                 for genome, alg, run in zip(parsed, algs, runs)]
 
     # -- one genome -------------------------------------------------------------------------

@@ -104,7 +104,7 @@ def test_minimal_error_weighs_each_kind_alike(world):
     assert first != pytest.approx(rest)  # else the two averages could not tell the kinds apart
 
 
-def test_gpu_population_evaluates_a_generation_in_few_submissions(world):
+def test_gpu_population_evaluates_a_generation_in_few_submissions(world, monkeypatch):
     """On the GPU, evaluate_many runs the genomes as one population: the same evaluations
     as one genome at a time, in one submission per chunk of jobs instead of several round
     trips per batch and genome."""
@@ -135,3 +135,8 @@ def test_gpu_population_evaluates_a_generation_in_few_submissions(world):
     jobs = len(genomes) * len(together.stage_texts["fit"])
     assert counters.submissions == -(-jobs // together._population.backend.chunk) == counters.readbacks
     assert not Evaluator(base, data).batches_genomes  # numpy: one genome at a time
+    # groups of genomes when the journals of all would be too many: the same evaluations
+    monkeypatch.setattr("sae.evolve.fitness.POPULATION_JOBS", 2 * len(together.stage_texts["fit"]))
+    grouped = Evaluator(base, data, settings)
+    assert [g.record() for g in grouped.evaluate_many(genomes, "fit")] == [m.record() for m in many]
+    assert grouped._population.backend.counters.submissions >= 2  # two groups: two calls at least
