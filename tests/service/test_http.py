@@ -220,3 +220,21 @@ def test_fuzzed_bodies_never_take_the_server_down(http, path, raw):
 def test_the_server_is_still_healthy_after_the_fuzzing(http):
     assert http.get("/health").status_code == 200
     assert http.post("/embed", json={"inputs": "the cat"}).status_code == 200
+
+
+def test_requests_are_tokenized_beside_the_event_loop(tiny_dir, monkeypatch):
+    """Tokenizing runs on the service's tokenizer thread, never on the event loop's, so
+    the loop keeps parsing and answering while a request is tokenized (docs/SERVE.md)."""
+    service = tiny_service(tiny_dir, workers=1, max_wait_ms=1)
+    threads: list[str] = []
+    tokenize = service.engine.tokenize
+
+    def recording(texts):
+        threads.append(threading.current_thread().name)
+        return tokenize(texts)
+
+    monkeypatch.setattr(service.engine, "tokenize", recording)
+    with running_server(service) as addresses, httpx.Client(base_url=addresses.http_url, timeout=30) as client:
+        for _ in range(3):
+            assert client.post("/embed", json={"inputs": TEXTS[:2]}).status_code == 200
+    assert len(threads) == 3 and all(name.startswith("sae-tokenize") for name in threads)
