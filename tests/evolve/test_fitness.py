@@ -56,20 +56,25 @@ def test_fitted_transforms_change_the_algorithm(world):
     assert inherit.algorithm != fitted.algorithm
 
 
-def test_gpu_backend_evaluates_the_same_programs(world):
-    """The evaluator on the wgpu backend: the same journals (rule statistics, cost) and
-    objectives within float noise of the numpy path."""
-    sys_path_gpu = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "gpu")
+def _gpu_world(world):
+    """The base and its evaluation data, or a skip (with the reason) where no GPU adapter runs sae."""
     import sys
+    from pathlib import Path
 
-    sys.path.insert(0, sys_path_gpu)
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
     from gpu_helpers import gpu_skip_reason
 
     reason = gpu_skip_reason()
     if reason:
         pytest.skip(reason)
     base = load_algorithm(world["base"])
-    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    return base, build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+
+
+def test_gpu_backend_evaluates_the_same_programs(world):
+    """The evaluator on the wgpu backend: the same journals (rule statistics, cost) and
+    objectives within float noise of the numpy path."""
+    base, data = _gpu_world(world)
     g = genome_of(base).canonical()
     cpu = Evaluator(base, data).evaluate(g)
     gpu = Evaluator(base, data, FitnessSettings(backend="gpu")).evaluate(g)
@@ -108,18 +113,9 @@ def test_gpu_population_evaluates_a_generation_in_few_submissions(world, monkeyp
     """On the GPU, evaluate_many runs the genomes as one population: the same evaluations
     as one genome at a time, in one submission per chunk of jobs instead of several round
     trips per batch and genome."""
-    sys_path_gpu = str(__import__("pathlib").Path(__file__).resolve().parents[1] / "gpu")
-    import sys
-
-    sys.path.insert(0, sys_path_gpu)
-    from gpu_helpers import gpu_skip_reason
     from tiny import parse
 
-    reason = gpu_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    base = load_algorithm(world["base"])
-    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    base, data = _gpu_world(world)
     genomes = [genome_of(base).canonical(), Genome((), base.params).canonical(),
                Genome(parse("rule scope score 60 mark 1: [neg] [!punct]+4 => set 1 mod=1\n"
                             "rule st score 20: [stop] => set 0 scale=0.5"), base.params).canonical()]
