@@ -12,8 +12,9 @@ class VectorTable:
 
     One ``((transforms + 1) * rows, dim)`` float32 table, so the VM gathers a
     transformed item exactly like a plain one (``row + mod * rows``). Transformed
-    rows are computed the first time a batch needs them (a transform applied to all
-    rows up front would cost seconds at start-up) and kept. They are computed a whole
+    rows are computed the first time a batch needs them and kept, so an engine that
+    embeds a few texts never pays for all of them (0.4 s for the default's two
+    transforms of 18,954 rows on a 2-core machine). They are computed a whole
     block of ``BLOCK`` rows at a time, always the same block: a matrix product's
     rounding can depend on how many rows it multiplies together (BLAS picks its kernel
     by shape), so computing exactly the rows a batch happens to need would make a

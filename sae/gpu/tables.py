@@ -1,7 +1,8 @@
 """What the host uploads, packed the way the shaders read it (shaders/common.wgsl).
 
-The float table (weights, and the vectors with their transformed copies, as vec4 rows), an Algorithm's loop
-parameters (:data:`~sae.layout.ALG_RECORD`), and a batch's token ids.
+The float table (weights, and the vectors with their transformed copies, as vec4
+rows), an Algorithm's loop parameters (:data:`~sae.layout.ALG_RECORD`), and a batch's
+token ids.
 """
 
 from __future__ import annotations
