@@ -158,7 +158,8 @@ class Evaluator:
         runs: list[_Run] = []
         for start in range(0, len(algs), group):
             for run in self._population.runs(algs[start : start + group], ids):
-                runs.append(_journal_run(run.embeddings, run.journal, run.journal_len, lengths))
+                entries = _journal_entries(run.journal, run.journal_len, np.arange(len(ids)))
+                runs.append(_journal_run(run.embeddings, lengths, [entries]))
         seconds = (time.perf_counter() - t0) / len(genomes)  # the population's time, shared alike
         return [self._evaluation(genome, alg, run, texts, stage, seconds)
                 for genome, alg, run in zip(parsed, algs, runs)]
@@ -244,8 +245,7 @@ class Evaluator:
         lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
         emb = np.zeros((len(ids), alg.dim), dtype=np.float32)
-        journal = np.zeros((len(ids), self.caps.journal), dtype=self._batch.journal.dtype)
-        journal_len = np.zeros(len(ids), dtype=np.int64)
+        entries = []
         batch = self._batch
         for start in range(0, len(order), self.settings.batch_size):
             chunk = order[start : start + self.settings.batch_size]
@@ -253,23 +253,35 @@ class Evaluator:
             backend.anneal(batch)
             emb[chunk] = backend.execute(batch)
             n = len(chunk)
-            journal[chunk] = batch.journal[:n]
-            journal_len[chunk] = batch.journal_len[:n]
-        return _journal_run(emb, journal, journal_len, lengths)
+            entries.append(_journal_entries(batch.journal[:n], batch.journal_len[:n], chunk))
+        return _journal_run(emb, lengths, entries)
 
 
-def _journal_run(emb: np.ndarray, journal: np.ndarray, journal_len: np.ndarray, tokens: np.ndarray) -> _Run:
-    """A :class:`_Run` from per-text embeddings and journals (rows in the order of the texts)."""
-    jlen = journal_len.astype(np.int64)
+#: A journal entry as a :class:`_Run` keeps it: its text, rule, anchor, outcome and step.
+_ENTRY = np.dtype([("doc", np.int64), ("rule", np.int64), ("pos", np.int64), ("outcome", np.int64),
+                   ("step", np.int64)])
+
+
+def _journal_entries(journal: np.ndarray, journal_len: np.ndarray, docs: np.ndarray) -> np.ndarray:
+    """The entries of ``journal``'s rows (text ``docs[i]`` for row i), each with its text
+    in a ``doc`` field: what a :class:`_Run` keeps of a journal."""
+    live = np.arange(journal.shape[1])[None, :] < journal_len.astype(np.int64)[:, None]
+    row, e = np.nonzero(live)
+    entry = journal[row, e]
+    out = np.empty(len(entry), dtype=_ENTRY)
+    out["doc"] = np.asarray(docs, dtype=np.int64)[row]
+    for name in ("rule", "pos", "outcome", "step"):
+        out[name] = entry[name]
+    return out
+
+
+def _journal_run(emb: np.ndarray, tokens: np.ndarray, parts: list[np.ndarray]) -> _Run:
+    """A :class:`_Run` from per-text embeddings (rows in the order of the texts) and the
+    journal entries of :func:`_journal_entries`."""
+    entry = np.concatenate(parts) if parts else np.empty(0, dtype=_ENTRY)
     steps = np.zeros(len(emb), dtype=np.int64)
-    live = np.arange(journal.shape[1])[None, :] < jlen[:, None]
-    doc, e = np.nonzero(live)
-    entry = journal[doc, e]
-    doc = doc.astype(np.int64)
-    np.maximum.at(steps, doc, entry["step"].astype(np.int64) + 1)
-    entries = {"doc": doc, "rule": entry["rule"].astype(np.int64), "pos": entry["pos"].astype(np.int64),
-               "outcome": entry["outcome"].astype(np.int64)}
-    return _Run(emb, steps, tokens, entries)
+    np.maximum.at(steps, entry["doc"], entry["step"] + 1)
+    return _Run(emb, steps, tokens, {k: entry[k] for k in ("doc", "rule", "pos", "outcome")})
 
 
 def _finite(x: float) -> float:
