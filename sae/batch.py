@@ -7,12 +7,23 @@ exact bytes; the engine allocates them once and reuses them for every batch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import chain
 
 import numpy as np
 
 from sae.layout import JOURNAL_ENTRY, JOURNAL_WORDS, PROGRAM_ITEM, Capacities, F, Op, Q16_ONE, item_words
+
+
+def token_lengths(token_ids: Sequence[Sequence[int]], caps: Capacities, caller: str) -> np.ndarray:
+    """``(n,)`` uint32 lengths of tokenized texts. Raises ``ValueError``, naming ``caller``,
+    for a text longer than the stream capacity (``Engine.tokenize`` truncates)."""
+    lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+    if len(lengths) and int(lengths.max()) > caps.stream:
+        raise ValueError(f"{caller}: a text has {int(lengths.max())} tokens, more than the stream capacity "
+                         f"{caps.stream} (Engine.tokenize truncates)")
+    return lengths
 
 
 @dataclass

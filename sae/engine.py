@@ -14,7 +14,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm, load_algorithm
 from sae.backend import Backend
-from sae.batch import AnnealStats, ProgramBatch
+from sae.batch import AnnealStats, ProgramBatch, token_lengths
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
@@ -204,10 +204,7 @@ class Engine:
         budget) without tokenizing twice. Raises ``ValueError`` for a text longer than
         the stream capacity.
         """
-        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
-        if len(lengths) and int(lengths.max()) > self.caps.stream:
-            raise ValueError(f"Engine.embed_tokens: a text has {int(lengths.max())} tokens, more than the "
-                             f"stream capacity {self.caps.stream} (tokenize truncates)")
+        lengths = token_lengths(token_ids, self.caps, "Engine.embed_tokens")
         if not self.backend.concurrent_batches:
             return self._embed_pipelined(None, token_ids, progress)
         prof = self._profiler

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sae.algorithm import Algorithm
+from sae.batch import token_lengths
 from sae.engine import make_backend
 from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
 
@@ -68,10 +69,7 @@ class PopulationEvaluator:
     def evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order."""
         algorithms = list(algorithms)
-        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
-        if len(lengths) and int(lengths.max()) > self.caps.stream:
-            raise ValueError(f"PopulationEvaluator.evaluate: a text has {int(lengths.max())} tokens, more than the "
-                             f"stream capacity {self.caps.stream} (Engine.tokenize truncates)")
+        lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.evaluate")
         if hasattr(self.backend, "evaluate_population"):
             return self.backend.evaluate_population(algorithms, token_ids)
         from sae.cpu import CpuBackend
@@ -85,7 +83,6 @@ class PopulationEvaluator:
                 rows[part] = backend.submit_batch(token_ids[part], lengths[part]).result().embeddings
             out.append(rows)
         return out
-
 
     def _check_member(self, i: int, alg: Algorithm) -> None:
         from sae.gpu.tables import shared_table_difference
@@ -101,10 +98,7 @@ class PopulationEvaluator:
         the embeddings. The journals cost a readback of ``Capacities.journal`` entries per
         job on a GPU."""
         algorithms = list(algorithms)
-        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
-        if len(lengths) and int(lengths.max()) > self.caps.stream:
-            raise ValueError(f"PopulationEvaluator.runs: a text has {int(lengths.max())} tokens, more than the "
-                             f"stream capacity {self.caps.stream} (Engine.tokenize truncates)")
+        lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.runs")
         if hasattr(self.backend, "population_runs"):
             return [PopulationRun(*run) for run in self.backend.population_runs(algorithms, token_ids)]
         from sae.batch import ProgramBatch

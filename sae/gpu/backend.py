@@ -32,7 +32,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.backend import BatchResult, DoneBatch
-from sae.batch import AnnealStats, ProgramBatch
+from sae.batch import AnnealStats, ProgramBatch, token_lengths
 from sae.errors import BackendUnavailableError
 from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
@@ -527,10 +527,7 @@ class GpuBackend:
         out = [np.zeros((n, dim), dtype=np.float32) for _ in self.population]
         if n == 0 or not algorithms:
             return out[: len(algorithms)]
-        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=n)
-        if int(lengths.max()) > self.caps.stream:
-            raise ValueError(f"evaluate_population: a text has {int(lengths.max())} tokens, more than the "
-                             f"stream capacity {self.caps.stream}")
+        lengths = token_lengths(token_ids, self.caps, "evaluate_population")
         docs = min(n, self.chunk)
         per_submission = max(1, self.chunk // docs)
         pending: list[tuple[int, int, _Part]] = []
@@ -562,10 +559,7 @@ class GpuBackend:
                 np.zeros(n, dtype=np.uint32)) for _ in self.population]
         if n == 0 or not algorithms:
             return out[: len(algorithms)]
-        lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=n)
-        if int(lengths.max()) > caps.stream:
-            raise ValueError(f"population_runs: a text has {int(lengths.max())} tokens, more than the "
-                             f"stream capacity {caps.stream}")
+        lengths = token_lengths(token_ids, self.caps, "population_runs")
         docs = min(n, self.chunk)
         per_submission = max(1, self.chunk // docs)
         width = 4 * dim4(dim)
