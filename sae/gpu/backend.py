@@ -52,6 +52,7 @@ from sae.gpu.tables import (
     alg_record,
     dim4,
     float_table,
+    float_table_bytes,
     lexicon_starts,
     pack_tokens,
     shared_table_difference,
@@ -315,9 +316,7 @@ class GpuBackend:
 
     def _check_floats(self) -> None:
         alg = self.alg
-        rows = alg.vectors.shape[0]
-        need = 16 * (-(-rows // 4) + (alg.n_transforms + 1) * rows * dim4(alg.dim))  # float_table's size
-        limit = self._binding_limit()
+        need, limit = float_table_bytes(alg), self._binding_limit()
         if need > limit:
             raise BackendUnavailableError(
                 f"{self.info.name}: the Algorithm's weights and vectors {alg.vectors.shape} with their "

@@ -36,6 +36,12 @@ def dim4(dim: int) -> int:
     return (dim + 3) // 4
 
 
+def float_table_bytes(alg: Algorithm) -> int:
+    """Bytes of :func:`float_table`'s buffer, known before building it."""
+    rows = alg.vectors.shape[0]
+    return 16 * (-(-rows // 4) + (alg.n_transforms + 1) * rows * dim4(alg.dim))
+
+
 def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int]]:
     """The float buffer as ``(n, 4)`` float32 rows, and the vec4 offsets of its parts.
 
@@ -221,6 +227,7 @@ __all__ = [
     "dim4",
     "element_tests",
     "float_table",
+    "float_table_bytes",
     "lexicon_starts",
     "pack_tokens",
     "shared_table_difference",

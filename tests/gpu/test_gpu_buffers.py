@@ -77,7 +77,7 @@ def test_the_float_table_holds_every_transformed_row_and_a_table_too_large_is_re
     limit is refused, naming the sizes, before anything is built on the device."""
     from sae.errors import BackendUnavailableError
     from sae.gpu import GpuBackend
-    from sae.gpu.tables import dim4, float_table
+    from sae.gpu.tables import dim4, float_table, float_table_bytes
     from sae.vector_table import VectorTable
 
     rng = np.random.default_rng(0)
@@ -87,6 +87,7 @@ def test_the_float_table_holds_every_transformed_row_and_a_table_too_large_is_re
     assert off_weights == 0 and off_vectors == -(-alg.vectors.shape[0] // 4)  # weights, four a vec4, first
     rows, n4 = alg.vectors.shape[0], dim4(alg.dim)
     assert len(floats) - off_vectors == (1 + alg.n_transforms) * rows * n4
+    assert floats.nbytes == float_table_bytes(alg)
     table = VectorTable(alg.vectors, alg.transforms).complete()
     got = floats[off_vectors:].reshape(-1, 4 * n4)[:, : alg.dim]
     assert got.tobytes() == table.tobytes()
