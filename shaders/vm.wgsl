@@ -34,10 +34,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
         let op = scratch[sb + PLAN_STACK + 3u * i];
         let row = scratch[sb + PLAN_STACK + 3u * i + 1u];
         let w = bitcast<f32>(scratch[sb + PLAN_STACK + 3u * i + 2u]);
-        let x = params.off_vectors + row * n4 + c0;
         var v = array<vec4<f32>, VM_BLOCK>();
         for (var b = 0u; b < VM_BLOCK; b++) {
-            v[b] = w * floats[x + b];
+            v[b] = w * vector_of(row, c0 + b);
         }
         let has = sp > 0u;
         let top = max(sp, 1u) - 1u;
