@@ -51,14 +51,12 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int]]:
     row ``r + m * rows``, so the VM gathers a transformed item like a plain one.
     """
     rows, dim = alg.vectors.shape
-    n4 = dim4(dim)
-    weights = np.zeros(4 * -(-rows // 4), dtype=np.float32)
-    weights[:rows] = alg.weights
+    n4, weight_rows = dim4(dim), -(-rows // 4)
     xs = VectorTable(alg.vectors, alg.transforms).complete()
-    vectors = np.zeros((len(xs), 4 * n4), dtype=np.float32)
-    vectors[:, :dim] = xs
-    parts = [weights.reshape(-1, 4), vectors.reshape(-1, 4)]
-    return np.concatenate(parts), (0, len(parts[0]))
+    out = np.zeros((weight_rows + len(xs) * n4, 4), dtype=np.float32)  # written in place: the table is large
+    out[:weight_rows].reshape(-1)[:rows] = alg.weights
+    out[weight_rows:].reshape(len(xs), 4 * n4)[:, :dim] = xs
+    return out, (0, weight_rows)
 
 
 #: What the Algorithms of a population share (only rules and loop parameters differ).
