@@ -24,7 +24,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -526,16 +526,9 @@ class GpuBackend:
         out = [np.zeros((n, dim), dtype=np.float32) for _ in self.population]
         if n == 0 or not algorithms:
             return out[: len(algorithms)]
-        lengths = token_lengths(token_ids, self.caps, "evaluate_population")
-        docs = min(n, self.chunk)
-        per_submission = max(1, self.chunk // docs)
-        pending: list[tuple[int, int, _Part]] = []
-        for start in range(0, n, docs):
-            ids, lens = token_ids[start : start + docs], lengths[start : start + docs]
-            for first in range(0, len(self.population), per_submission):
-                part = _Part(ids, lens, first, min(per_submission, len(self.population) - first))
-                self._submit_part(part)
-                pending.append((start, first, part))
+        pending = list(self._population_parts(token_ids, token_lengths(token_ids, self.caps, "evaluate_population")))
+        for _, _, part in pending:
+            self._submit_part(part)
         for start, first, part in pending:
             result = self._collect(part).embeddings
             m, docs_here = part.n_algs, len(part.token_ids)
@@ -559,34 +552,42 @@ class GpuBackend:
         if n == 0 or not algorithms:
             return out[: len(algorithms)]
         lengths = token_lengths(token_ids, self.caps, "population_runs")
-        docs = min(n, self.chunk)
-        per_submission = max(1, self.chunk // docs)
         width = 4 * dim4(dim)
         journal_bytes = caps.journal * JOURNAL_ENTRY.itemsize
         state_bytes = self._state_dtype.itemsize
+        for start, first, part in self._population_parts(token_ids, lengths):
+            here, jobs = len(part.token_ids), len(part.token_ids) * part.n_algs
+            self._upload_tokens(part)
+            enc = self.device.create_command_encoder(label="sae population runs")
+            self._encode_anneal(enc, here, int(part.lengths.max()), GPU_MODE_WIDEN | GPU_MODE_JOURNAL)
+            self._encode_vm(enc, jobs)
+            emb, state, journal = self._download(
+                enc, [("embeddings", jobs * width * 4), ("state", jobs * state_bytes),
+                      ("journal", jobs * journal_bytes)])
+            emb = np.frombuffer(emb, dtype=np.float32).reshape(jobs, width)[:, :dim]
+            st = np.frombuffer(state, dtype=self._state_dtype)
+            jr = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(jobs, caps.journal).copy()
+            # past a job's entries the buffer holds an earlier job's: cleared here
+            jr[np.arange(caps.journal)[None, :] >= st["journal_len"][:, None]] = np.zeros((), JOURNAL_ENTRY)
+            for a in range(part.n_algs):
+                rows, target = slice(a * here, (a + 1) * here), out[first + a]
+                target[0][start : start + here] = emb[rows]
+                target[1][start : start + here] = jr[rows]
+                target[2][start : start + here] = st["journal_len"][rows]
+        return out
+
+    def _population_parts(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray
+                          ) -> Iterator[tuple[int, int, _Part]]:
+        """The submissions of a population on ``token_ids``: ``(first document, first
+        Algorithm, part)``, as many documents as fit a chunk, then as many Algorithms of
+        the population as fit beside them."""
+        n = len(token_ids)
+        docs = min(n, self.chunk)
+        per_submission = max(1, self.chunk // docs)
         for start in range(0, n, docs):
             ids, lens = token_ids[start : start + docs], lengths[start : start + docs]
             for first in range(0, len(self.population), per_submission):
-                part = _Part(ids, lens, first, min(per_submission, len(self.population) - first))
-                here, jobs = len(ids), len(ids) * part.n_algs
-                self._upload_tokens(part)
-                enc = self.device.create_command_encoder(label="sae population runs")
-                self._encode_anneal(enc, here, int(lens.max()), GPU_MODE_WIDEN | GPU_MODE_JOURNAL)
-                self._encode_vm(enc, jobs)
-                emb, state, journal = self._download(
-                    enc, [("embeddings", jobs * width * 4), ("state", jobs * state_bytes),
-                          ("journal", jobs * journal_bytes)])
-                emb = np.frombuffer(emb, dtype=np.float32).reshape(jobs, width)[:, :dim]
-                st = np.frombuffer(state, dtype=self._state_dtype)
-                jr = np.frombuffer(journal, dtype=JOURNAL_ENTRY).reshape(jobs, caps.journal).copy()
-                # past a job's entries the buffer holds an earlier job's: cleared here
-                jr[np.arange(caps.journal)[None, :] >= st["journal_len"][:, None]] = np.zeros((), JOURNAL_ENTRY)
-                for a in range(part.n_algs):
-                    rows, target = slice(a * here, (a + 1) * here), out[first + a]
-                    target[0][start : start + here] = emb[rows]
-                    target[1][start : start + here] = jr[rows]
-                    target[2][start : start + here] = st["journal_len"][rows]
-        return out
+                yield start, first, _Part(ids, lens, first, min(per_submission, len(self.population) - first))
 
     def _create_timestamp_queries(self) -> None:
         """A query set and its two buffers, once, where the device has timestamp-query."""
