@@ -65,6 +65,36 @@ def test_vm_matches_the_scalar_reference(programs):
         np.testing.assert_allclose(got[d], want, atol=1e-5)
 
 
+def _words(programs):
+    length = max(len(p) for p in programs) or 1
+    words = np.zeros((len(programs), length, ITEM_WORDS), np.uint32)
+    for d, prog in enumerate(programs):
+        for i, (op, row, a1, mod) in enumerate(prog):
+            words[d, i, F.OPCODE] = int(op)
+            words[d, i, F.ARG0] = row
+            words[d, i, F.ARG1] = np.int32(a1).view(np.uint32)
+            words[d, i, F.MOD] = mod
+    return words, np.array([len(p) for p in programs], np.uint32)
+
+
+@settings(max_examples=60)
+@given(st.lists(st.lists(st.tuples(st.sampled_from([Op.ACC, Op.ACC, Op.NOP, Op.PUSH, Op.ADD, Op.MUL, Op.EMIT]),
+                                   st.integers(0, 5), st.integers(-131072, 131072), st.integers(0, 2)),
+                         max_size=30),
+                min_size=2, max_size=6))
+def test_a_program_embeds_to_the_same_bytes_alone_and_in_any_batch(programs):
+    """Programs that push and programs that only accumulate take different paths (the
+    latter a block of positions at a time), and shorter ones sit inside longer ones'
+    runs: none of it may change a document's bytes."""
+    rng = np.random.default_rng(2)
+    table = VectorTable(rng.standard_normal((6, 5)).astype(np.float32), rng.standard_normal((2, 5, 6)).astype(np.float32))
+    weights = rng.uniform(0.2, 2, 6).astype(np.float32)
+    together = run_vm(*_words(programs), table, weights, DEPTH)
+    for d, prog in enumerate(programs):
+        alone = run_vm(*_words([prog]), table, weights, DEPTH)
+        assert alone[0].tobytes() == together[d].tobytes()
+
+
 def test_empty_program_is_the_zero_vector():
     out = run_vm(np.zeros((2, 1, ITEM_WORDS), np.uint32), np.array([0, 0], np.uint32),
                  VectorTable(np.ones((1, 3), np.float32), None), np.ones(1, np.float32), 2)
