@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from sae.service.config import ServiceConfig
 from sae.service.metrics import ServiceMetrics
 from sae.service.process_worker import ProcessEngine
 from sae.service.schema import RequestError
+from sae.service.tokenizer import TokenizerStage
 
 
 class InferenceWorker(Protocol):
@@ -66,10 +66,8 @@ class EmbeddingService:
         self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
         #: false before start and once a shutdown has begun: health checks fail, load balancers move on
         self.serving = False
-        # Tokenizing is the largest share of the work per text. The tokenizer lets go
-        # of the interpreter lock while it runs, so on a thread of its own it runs
-        # beside the event loop instead of stalling it (docs/SERVE.md, "Tokenize once").
-        self._tokenizer = ThreadPoolExecutor(1, thread_name_prefix="sae-tokenize")
+        # Looked up per call, so a test can watch the engine's tokenize.
+        self._tokenizer = TokenizerStage(lambda texts: self.engine.tokenize(texts))
 
     @property
     def healthy(self) -> bool:
@@ -116,7 +114,7 @@ class EmbeddingService:
         try:
             await self.batcher.close()
         finally:
-            self._tokenizer.shutdown(wait=False)
+            self._tokenizer.close()
             for worker in self.workers:
                 close = getattr(worker, "close", None)
                 if close is not None:
@@ -132,13 +130,12 @@ class EmbeddingService:
     async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens they held after truncation.
 
-        Tokenized here, once (on the tokenizer thread), so the batcher knows each
-        text's cost; raises the
-        batcher's :class:`~sae.service.batcher.QueueFullError` and
+        Tokenized here, once (on the tokenizer's thread, with the requests that wait
+        beside it), so the batcher knows each text's cost; raises the batcher's :class:`~sae.service.batcher.QueueFullError` and
         :class:`~sae.service.batcher.ShuttingDownError`.
         """
         self.batcher.check_open()  # a full queue answers before any work
-        token_ids = await asyncio.get_running_loop().run_in_executor(self._tokenizer, self.engine.tokenize, texts)
+        token_ids = await self._tokenizer.tokenize(texts)
         vectors = await self.batcher.embed(token_ids)
         return vectors, sum(map(len, token_ids))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import service_helpers  # noqa: F401  first: skips the module without sae[serve]
+
 import asyncio
 import threading
 import time

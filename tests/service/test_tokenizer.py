@@ -1,0 +1,102 @@
+"""The tokenizer stage: requests that wait together share one call; one request's failure is its own."""
+
+from __future__ import annotations
+
+import service_helpers  # noqa: F401  first: skips the module without sae[serve]
+
+import asyncio
+import threading
+
+import pytest
+
+from sae.service.tokenizer import TokenizerStage
+
+
+class Recorder:
+    """A tokenizer that records its calls; ``gate`` holds the first call until set."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+        self.threads: set[str] = set()
+        self.gate = threading.Event()
+
+    def __call__(self, texts):
+        if not self.calls:
+            self.gate.wait(5)
+        self.calls.append(list(texts))
+        self.threads.add(threading.current_thread().name)
+        if any(text == "boom" for text in texts):
+            raise ValueError("cannot tokenize 'boom'")
+        return [[len(word) for word in text.split()] for text in texts]
+
+
+def test_requests_that_wait_during_a_call_share_the_next_one():
+    tokenize = Recorder()
+
+    async def main():
+        stage = TokenizerStage(tokenize)
+        first = asyncio.ensure_future(stage.tokenize(["a bb"]))
+        await asyncio.sleep(0.01)  # the first call is running (held by the gate)
+        waiting = [asyncio.ensure_future(stage.tokenize([f"{'x' * i} y", "zz"])) for i in range(1, 4)]
+        await asyncio.sleep(0.01)
+        tokenize.gate.set()
+        out = await asyncio.gather(first, *waiting)
+        stage.close()
+        return out
+
+    out = asyncio.run(main())
+    assert out == [[[1, 2]], [[1, 1], [2]], [[2, 1], [2]], [[3, 1], [2]]]
+    # two calls: the first request alone, then the three that waited, in arrival order
+    assert tokenize.calls == [["a bb"], ["x y", "zz", "xx y", "zz", "xxx y", "zz"]]
+    assert all(name.startswith("sae-tokenize") for name in tokenize.threads)
+
+
+def test_a_failing_request_fails_alone():
+    tokenize = Recorder()
+
+    async def main():
+        stage = TokenizerStage(tokenize)
+        first = asyncio.ensure_future(stage.tokenize(["a"]))
+        await asyncio.sleep(0.01)
+        good = asyncio.ensure_future(stage.tokenize(["b c"]))
+        bad = asyncio.ensure_future(stage.tokenize(["boom"]))
+        tokenize.gate.set()
+        results = await asyncio.gather(first, good, bad, return_exceptions=True)
+        stage.close()
+        return results
+
+    first, good, bad = asyncio.run(main())
+    assert first == [[1]] and good == [[1, 1]]
+    assert isinstance(bad, ValueError) and "boom" in str(bad)
+    # the group's call failed, then each of its requests was tokenized alone
+    assert tokenize.calls[1:] == [["b c", "boom"], ["b c"], ["boom"]]
+
+
+def test_a_cancelled_request_does_not_disturb_the_others():
+    tokenize = Recorder()
+
+    async def main():
+        stage = TokenizerStage(tokenize)
+        first = asyncio.ensure_future(stage.tokenize(["a"]))
+        await asyncio.sleep(0.01)
+        gone = asyncio.ensure_future(stage.tokenize(["b"]))
+        kept = asyncio.ensure_future(stage.tokenize(["c d"]))
+        await asyncio.sleep(0)
+        gone.cancel()
+        tokenize.gate.set()
+        out = await asyncio.gather(first, kept)
+        stage.close()
+        return out, gone.cancelled()
+
+    (first, kept), cancelled = asyncio.run(main())
+    assert first == [[1]] and kept == [[1, 1]] and cancelled
+
+
+def test_after_close_a_request_is_refused():
+    async def main():
+        stage = TokenizerStage(Recorder())
+        stage.close()
+        with pytest.raises(RuntimeError):
+            await stage.tokenize(["a"])
+
+    asyncio.run(main())
