@@ -28,8 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--grpc-port", type=port, default=50051, help="gRPC port (default 50051; 0: any free port)")
     p.add_argument("--max-batch-tokens", type=positive_int, default=16384, metavar="N",
                    help="tokens one engine batch may hold (default 16384)")
-    p.add_argument("--max-wait-ms", type=non_negative_int, default=2, metavar="N",
-                   help="how long a batch waits for more texts once a worker is free (default 2)")
+    p.add_argument("--max-wait-ms", type=non_negative_int, default=0, metavar="N",
+                   help="how long a batch waits for more texts once a worker is free (default 0: a free "
+                   "worker takes what is queued at once)")
     p.add_argument("--max-queue", type=positive_int, default=512, metavar="N",
                    help="requests admitted at once; more are refused with 429 / RESOURCE_EXHAUSTED (default 512)")
     p.add_argument("--max-texts", type=positive_int, default=1024, metavar="N",

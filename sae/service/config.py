@@ -19,8 +19,9 @@ class ServiceConfig:
     grpc_port: int = 50051
     #: tokens (after truncation; an empty text counts 1) that one engine batch may hold
     max_batch_tokens: int = 16384
-    #: how long the first text of a batch may wait for others to join it
-    max_wait_ms: int = 2
+    #: how long the first text of a batch may wait for others to join it while a worker is
+    #: free; 0: a free worker takes what is queued at once (batches still form while it is busy)
+    max_wait_ms: int = 0
     #: requests admitted at once (waiting for a batch or in one); one more gets 429 / RESOURCE_EXHAUSTED
     max_queue: int = 512
     #: texts in one request; more gets 413 (HTTP) / INVALID_ARGUMENT (gRPC)
