@@ -47,7 +47,10 @@ class TokenizerStage:
         self._thread.shutdown(wait=False)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        group, self._pending = self._pending, []
+        # A request cancelled while it waited (its client went away) is not tokenized.
+        group, self._pending = [(texts, future) for texts, future in self._pending if not future.done()], []
+        if not group:
+            return
         try:
             call = loop.run_in_executor(self._thread, self._run, [texts for texts, _ in group])
         except RuntimeError as exc:  # closed: nothing more is tokenized

@@ -40,32 +40,8 @@ def scalar_vm(ops, rows, arg1, mods, vectors, weights, transforms):
     return acc / norm if norm > 0 else np.zeros_like(acc)
 
 
-@settings(max_examples=80)
-@given(st.lists(st.lists(st.tuples(st.sampled_from(list(Op)), st.integers(0, 5),
-                                   st.integers(-131072, 131072), st.integers(0, 2)), max_size=10),
-                min_size=1, max_size=5))
-def test_vm_matches_the_scalar_reference(programs):
-    rng = np.random.default_rng(1)
-    vectors = rng.standard_normal((6, 4)).astype(np.float32)
-    weights = rng.uniform(0.2, 2, 6).astype(np.float32)
-    transforms = rng.standard_normal((2, 4, 5)).astype(np.float32)
-    length = max(len(p) for p in programs) or 1
-    words = np.zeros((len(programs), length, ITEM_WORDS), np.uint32)
-    lengths = np.array([len(p) for p in programs], np.uint32)
-    for d, prog in enumerate(programs):
-        for i, (op, row, a1, mod) in enumerate(prog):
-            words[d, i, F.OPCODE] = int(op)
-            words[d, i, F.ARG0] = row
-            words[d, i, F.ARG1] = np.int32(a1).view(np.uint32)
-            words[d, i, F.MOD] = mod
-    got = run_vm(words, lengths, VectorTable(vectors, transforms), weights, DEPTH)
-    for d, prog in enumerate(programs):
-        ops, rows, a1, mods = zip(*prog) if prog else ((), (), (), ())
-        want = scalar_vm(ops, rows, a1, mods, vectors, weights, transforms)
-        np.testing.assert_allclose(got[d], want, atol=1e-5)
-
-
 def _words(programs):
+    """``(D, L, ITEM_WORDS)`` items and lengths of programs of (opcode, row, arg1, mod)."""
     length = max(len(p) for p in programs) or 1
     words = np.zeros((len(programs), length, ITEM_WORDS), np.uint32)
     for d, prog in enumerate(programs):
@@ -75,6 +51,22 @@ def _words(programs):
             words[d, i, F.ARG1] = np.int32(a1).view(np.uint32)
             words[d, i, F.MOD] = mod
     return words, np.array([len(p) for p in programs], np.uint32)
+
+
+@settings(max_examples=80)
+@given(st.lists(st.lists(st.tuples(st.sampled_from(list(Op)), st.integers(0, 5),
+                                   st.integers(-131072, 131072), st.integers(0, 2)), max_size=10),
+                min_size=1, max_size=5))
+def test_vm_matches_the_scalar_reference(programs):
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((6, 4)).astype(np.float32)
+    weights = rng.uniform(0.2, 2, 6).astype(np.float32)
+    transforms = rng.standard_normal((2, 4, 5)).astype(np.float32)
+    got = run_vm(*_words(programs), VectorTable(vectors, transforms), weights, DEPTH)
+    for d, prog in enumerate(programs):
+        ops, rows, a1, mods = zip(*prog) if prog else ((), (), (), ())
+        want = scalar_vm(ops, rows, a1, mods, vectors, weights, transforms)
+        np.testing.assert_allclose(got[d], want, atol=1e-5)
 
 
 @settings(max_examples=60)

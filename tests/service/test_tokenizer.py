@@ -51,21 +51,29 @@ def test_requests_that_wait_during_a_call_share_the_next_one():
     assert all(name.startswith("sae-tokenize") for name in tokenize.threads)
 
 
-def test_a_failing_request_fails_alone():
-    tokenize = Recorder()
+def behind_a_held_call(tokenize: Recorder, requests: list[list[str]], cancel: int | None = None) -> list:
+    """``requests`` arrive while the first call (of ``["a"]``) is held; request ``cancel``
+    is then cancelled. Returns each request's result, exception or cancellation."""
 
     async def main():
         stage = TokenizerStage(tokenize)
         first = asyncio.ensure_future(stage.tokenize(["a"]))
         await asyncio.sleep(0.01)
-        good = asyncio.ensure_future(stage.tokenize(["b c"]))
-        bad = asyncio.ensure_future(stage.tokenize(["boom"]))
+        queued = [asyncio.ensure_future(stage.tokenize(texts)) for texts in requests]
+        await asyncio.sleep(0)
+        if cancel is not None:
+            queued[cancel].cancel()
         tokenize.gate.set()
-        results = await asyncio.gather(first, good, bad, return_exceptions=True)
+        results = await asyncio.gather(first, *queued, return_exceptions=True)
         stage.close()
         return results
 
-    first, good, bad = asyncio.run(main())
+    return asyncio.run(main())
+
+
+def test_a_failing_request_fails_alone():
+    tokenize = Recorder()
+    first, good, bad = behind_a_held_call(tokenize, [["b c"], ["boom"]])
     assert first == [[1]] and good == [[1, 1]]
     assert isinstance(bad, ValueError) and "boom" in str(bad)
     # the group's call failed, then each of its requests was tokenized alone
@@ -74,22 +82,9 @@ def test_a_failing_request_fails_alone():
 
 def test_a_cancelled_request_does_not_disturb_the_others():
     tokenize = Recorder()
-
-    async def main():
-        stage = TokenizerStage(tokenize)
-        first = asyncio.ensure_future(stage.tokenize(["a"]))
-        await asyncio.sleep(0.01)
-        gone = asyncio.ensure_future(stage.tokenize(["b"]))
-        kept = asyncio.ensure_future(stage.tokenize(["c d"]))
-        await asyncio.sleep(0)
-        gone.cancel()
-        tokenize.gate.set()
-        out = await asyncio.gather(first, kept)
-        stage.close()
-        return out, gone.cancelled()
-
-    (first, kept), cancelled = asyncio.run(main())
-    assert first == [[1]] and kept == [[1, 1]] and cancelled
+    first, gone, kept = behind_a_held_call(tokenize, [["b"], ["c d"]], cancel=0)
+    assert first == [[1]] and kept == [[1, 1]] and isinstance(gone, asyncio.CancelledError)
+    assert tokenize.calls[1:] == [["c d"]]
 
 
 def test_after_close_a_request_is_refused():
