@@ -221,6 +221,11 @@ class GrpcFrontEnd:
         assert self._server is not None and self._health is not None
         await self._health.enter_graceful_shutdown()
         await self._server.stop(grace)
+        # grpc's task around each call can still be one loop turn from done when stop()
+        # returns; closing the loop then destroys it pending (a traceback in the log).
+        calls = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        if calls:
+            await asyncio.wait(calls, timeout=grace)
 
     async def stop(self, grace: float) -> None:
         """Health NOT_SERVING, refuse new calls, let running ones finish within ``grace`` seconds."""
