@@ -131,7 +131,8 @@ class EmbeddingService:
         """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens they held after truncation.
 
         Tokenized here, once (on the tokenizer's thread, with the requests that wait
-        beside it), so the batcher knows each text's cost; raises the batcher's :class:`~sae.service.batcher.QueueFullError` and
+        beside it), so the batcher knows each text's cost; raises the batcher's
+        :class:`~sae.service.batcher.QueueFullError` and
         :class:`~sae.service.batcher.ShuttingDownError`.
         """
         self.batcher.check_open()  # a full queue answers before any work

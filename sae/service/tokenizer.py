@@ -43,7 +43,8 @@ class TokenizerStage:
         return await future
 
     def close(self) -> None:
-        """Stop the thread once the running call ends; requests still waiting get no answer."""
+        """Stop the thread once the running call ends; requests that wait for a later call
+        then fail with ``RuntimeError``."""
         self._thread.shutdown(wait=False)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
