@@ -614,7 +614,7 @@ class GpuBackend:
         p["n_docs"], p["mode"], p["step_count"], p["epoch"], p["key_first"] = n, mode, step_count, epoch, key_first
         self.device.queue.write_buffer(self.buffers["params"], 0, p.reshape(1).view(np.uint8))
 
-    def _dispatch(self, encoder: Any, name: str, x: int | None, y: int = 1, z: int = 1, **args: Any) -> None:
+    def _dispatch(self, encoder: Any, name: str, x: int | None, y: int = 1, **args: Any) -> None:
         """One dispatch of pass ``name``; ``x`` None: indirect, sized by the live pass.
 
         Without a profiler, consecutive dispatches share one compute pass (WebGPU
@@ -631,11 +631,11 @@ class GpuBackend:
                 self._open = (encoder, cp)
             cp = self._open[1]
             cp.set_pipeline(self._pipes.passes[name])
-            self._workgroups(cp, x, y, z)
+            self._workgroups(cp, x, y)
             return
         self._end_pass()
         if self._query_set is None:
-            self._dispatch_cpu_timed(prof, name, x, y, z, args)
+            self._dispatch_cpu_timed(prof, name, x, y, args)
             return
         writes = None
         if 2 * len(self._pass_log) + 2 <= TIMESTAMPS:
@@ -646,23 +646,23 @@ class GpuBackend:
         cp = encoder.begin_compute_pass(label=f"sae {name}", timestamp_writes=writes)
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
-        self._workgroups(cp, x, y, z)
+        self._workgroups(cp, x, y)
         cp.end()
 
-    def _workgroups(self, cp: Any, x: int | None, y: int, z: int) -> None:
+    def _workgroups(self, cp: Any, x: int | None, y: int) -> None:
         if x is None:
             cp.dispatch_workgroups_indirect(self._indirect, 0)
         else:
-            cp.dispatch_workgroups(x, y, z)
+            cp.dispatch_workgroups(x, y, 1)
 
-    def _dispatch_cpu_timed(self, prof: Profiler, name: str, x: int, y: int, z: int, args: dict) -> None:
+    def _dispatch_cpu_timed(self, prof: Profiler, name: str, x: int, y: int, args: dict) -> None:
         """Without timestamp-query: submit the pass alone and wait for it."""
         prof.gpu_clock = CPU_TIMED
         enc = self.device.create_command_encoder(label=f"sae {name} (timed)")
         cp = enc.begin_compute_pass(label=f"sae {name}")
         cp.set_pipeline(self._pipes.passes[name])
         cp.set_bind_group(0, self._bind_group)
-        self._workgroups(cp, x, y, z)
+        self._workgroups(cp, x, y)
         cp.end()
         # Wait by mapping the staging buffer after a copy that follows the pass.
         enc.copy_buffer_to_buffer(self.buffers["state"], 0, self._staging, 0, 16)
