@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from sae.algorithm import Algorithm
@@ -84,28 +84,24 @@ class LocalExecutor:
 
     def evaluate(self, genomes: list[str], stage: str,
                  done: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
-        out = []
-        if self.pool is None and self.evaluator.batches_genomes:
+        if self.pool is not None:
+            evaluations: Iterable[Evaluation] = self.pool.map(_evaluate_in_worker, genomes, [stage] * len(genomes))
+        elif self.evaluator.batches_genomes:
             # the GPU path: the whole list as one population, few submissions
             with single_blas_thread():
-                out = self.evaluator.evaluate_many(genomes, stage)
-            for ev in out:
-                if done:
-                    done(ev)
-            return out
-        if self.pool is None:
-            for g in genomes:
-                with single_blas_thread():
-                    ev = self.evaluator.evaluate(g, stage)
-                out.append(ev)
-                if done:
-                    done(ev)
-            return out
-        for ev in self.pool.map(_evaluate_in_worker, genomes, [stage] * len(genomes)):
+                evaluations = self.evaluator.evaluate_many(genomes, stage)
+        else:
+            evaluations = (self._evaluate_here(g, stage) for g in genomes)  # each reported as it ends
+        out = []
+        for ev in evaluations:
             out.append(ev)
             if done:
                 done(ev)
         return out
+
+    def _evaluate_here(self, genome: str, stage: str) -> Evaluation:
+        with single_blas_thread():
+            return self.evaluator.evaluate(genome, stage)
 
     def close(self) -> None:
         if self.pool is not None:
