@@ -62,8 +62,8 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    # Requests are tokenized one at a time on one thread; the tokenizer's own thread
-    # pool would only compete with the inference workers for the cores (docs/SERVE.md).
+    # Requests are tokenized on one thread (sae.service.tokenizer); the tokenizer's own
+    # thread pool would only compete with the inference workers for the cores (docs/SERVE.md).
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     engine = Engine(args.algorithm, backend=args.backend, adapter=args.adapter, threads=1)
     workers = make_workers(engine, args.algorithm, args.workers, processes=args.worker_processes)
