@@ -11,7 +11,8 @@ Steps (docs/DISTILLATION.md):
    token vectors and phrase differences (:func:`fit_vectors`); packed into float16
    unit rows with norms as weights, within the size budget.
 4. **Transforms**: the texts annealed with every rule; one ridge regression of the
-   transforms the rules apply (:func:`fit_transforms`).
+   transforms the rules apply (:func:`fit_transforms`), then refined so that the
+   minimal pairs' cosines follow the teacher's (:func:`refine_transforms`).
 
 ``tune`` does the same on four fifths of the train pairs and scores the result on the
 held-out fifth: Spearman, and how closely the minimal pairs of held-out sentences
@@ -32,7 +33,16 @@ import numpy as np
 
 from sae.algorithm import Algorithm, LoopParams, phrase_table, save_algorithm
 from sae.distill.classes import CLASSES, phrase_classes, token_classes
-from sae.distill.fit import RidgeSettings, annealed_items, fit_transforms, fit_vectors, phrase_vectors, vector_design
+from sae.distill.fit import (
+    RefineSettings,
+    RidgeSettings,
+    annealed_items,
+    fit_transforms,
+    fit_vectors,
+    phrase_vectors,
+    refine_transforms,
+    vector_design,
+)
 from sae.distill.lexicon import build_lexicon, phrase_bonus, windows_of, words_of
 from sae.distill.minimal_pairs import minimal_pairs
 from sae.distill.pack import compress, keep_mask, row_budget
@@ -58,11 +68,14 @@ class Config:
     windows: int = 8  #: word windows per train sentence, extra teacher texts
     window_weight: float = 1.0  #: weight of a window row relative to a sentence row
     pair_weight: float = 1.0  #: weight of a minimal-pair row (negated or swapped sentence)
+    window_pairs: bool = False  #: minimal pairs of the word windows too, not only of the sentences
     token_weight: float = 0.05  #: weight of the single-token rows
     lam_token: float = 0.01
     lam_phrase: float = 0.3
     lam_map: float = 1.0
-    lam_transform: float = 0.3  #: ridge of the transforms toward the identity
+    lam_transform: float = 1.0  #: ridge of the transforms toward the identity
+    refine_pair_weight: float = RefineSettings.pair_weight  #: minimal pairs' cosine error in the transforms' refit
+    refine_steps: int = RefineSettings.steps  #: 0: the ridge transforms as they are
     rules: bool = True  #: False: no rules at all (and no lexicon)
     merges: bool = RuleSettings.merges
     num_scale: float = RuleSettings.num_scale
@@ -100,6 +113,7 @@ class Corpus:
     targets: np.ndarray  # (n, dim) float64
     weights: np.ndarray  # (n,) float64
     sentences: list[str]  # the sentences the lexicon is built from
+    pairs: np.ndarray  # (P, 2) indices into texts: a sentence and its minimal-pair variant
 
 
 class Recipe:
@@ -143,7 +157,9 @@ class Recipe:
         for t in sentences:
             seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
             windows += windows_of(words_of(self.tok, t), cfg.windows, seed)
-        pairs = minimal_pairs(sentences) if cfg.rules and (cfg.negation or cfg.object or cfg.subject) else {}
+        pairs = {}
+        if cfg.rules and (cfg.negation or cfg.object or cfg.subject):
+            pairs = minimal_pairs(list(sentences) + (list(dict.fromkeys(windows)) if cfg.window_pairs else []))
         variants = [b for kind in pairs.values() for _, b in kind]
         have = set(sentences)
         windows = [w for w in dict.fromkeys(windows) if w not in have]
@@ -154,7 +170,10 @@ class Recipe:
                                   np.full(len(variants), cfg.pair_weight)])
         log.info("corpus: %d sentences, %d windows, %d minimal-pair variants",
                  len(sentences), len(windows), len(variants))
-        return Corpus(texts, self.targets(texts), weights, list(sentences))
+        index = {t: i for i, t in enumerate(texts)}
+        pair_index = np.array([(index[a], index[b]) for kind in pairs.values() for a, b in kind],
+                              dtype=np.int64).reshape(-1, 2)
+        return Corpus(texts, self.targets(texts), weights, list(sentences), pair_index)
 
     # -- the Algorithm ------------------------------------------------------------------
     def skeleton(self, sentences: list[str], cfg: Config) -> Algorithm:
@@ -219,6 +238,10 @@ class Recipe:
             items = annealed_items(alg, ids)
             log.info("transforms: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
             tr = fit_transforms(items, alg, corpus.targets, n_tr, cfg.lam_transform, corpus.weights)
+            if cfg.refine_steps and cfg.refine_pair_weight > 0:
+                tr = refine_transforms(items, replace(alg, transforms=tr), corpus.targets, corpus.weights,
+                                       cfg.lam_transform, corpus.pairs,
+                                       RefineSettings(cfg.refine_pair_weight, cfg.refine_steps))
             alg = replace(alg, transforms=tr.astype(np.float16).astype(np.float32),
                           transform_names=cfg.rule_settings().transform_names())
         return alg
