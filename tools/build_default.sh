@@ -6,7 +6,7 @@
 #   3. sae evolve from that base, seed 0: its final pick is the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
 # The teacher runs only for what the cache (out/distill) lacks: pip install -e '.[teacher]',
-# or point SAE_TEACHER_PYTHON at an interpreter that has it. 4 minutes on 2 cores with a
+# or point SAE_TEACHER_PYTHON at an interpreter that has it. 7 minutes on 2 cores with a
 # warm cache; a first run also embeds about 72,000 train texts with the teacher.
 set -euo pipefail
 shared=${1:-../shared}
