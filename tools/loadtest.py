@@ -51,6 +51,7 @@ sys.path.insert(0, str(REPO))
 
 from sae.engine import Engine  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
+from sae.service.server import run_coroutine  # noqa: E402
 
 MAX_TEXTS_PER_REQUEST = 32
 
@@ -234,17 +235,6 @@ async def _grpc_client(port: int, texts: list[str], ref: Reference, plan: list[l
                 result.mismatches += 1
 
 
-def _run_loop(coroutine) -> None:
-    """Run on uvloop where installed (the serve extra brings it): the clients share the
-    server's 2 cores here, so their own CPU per request is taken from the server's."""
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coroutine)
-    else:
-        uvloop.run(coroutine)
-
-
 def run_level(server: Server, texts: list[str], ref: Reference, clients: int, *, requests: int, seconds: float,
               protocol: str = "http", encoding: str = "base64", seed: int = 0,
               plans: list[list[list[int]]] | None = None) -> LevelResult:
@@ -268,7 +258,9 @@ def run_level(server: Server, texts: list[str], ref: Reference, clients: int, *,
         result.seconds = time.perf_counter() - started
 
     cpu_before, client_before = server.cpu_seconds(), time.process_time()
-    _run_loop(main())
+    # uvloop where installed: the clients share the server's 2 cores here, so their own
+    # CPU per request is taken from the server's.
+    run_coroutine(main())
     result.server_cpu = server.cpu_seconds() - cpu_before
     result.client_cpu = time.process_time() - client_before
     return result

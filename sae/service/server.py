@@ -12,8 +12,9 @@ import contextlib
 import logging
 import signal
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import uvicorn
 
@@ -124,11 +125,16 @@ async def serve(
             loop.remove_signal_handler(sig)
 
 
-def run(service: EmbeddingService, ready: Callable[[Addresses], None] | None = None) -> None:
-    """Block in :func:`serve` on a new event loop (uvloop's where installed)."""
+def run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:
+    """Run ``coroutine`` to the end on a new event loop: uvloop's where installed."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(service, ready=ready))
+        asyncio.run(coroutine)
     else:
-        uvloop.run(serve(service, ready=ready))
+        uvloop.run(coroutine)
+
+
+def run(service: EmbeddingService, ready: Callable[[Addresses], None] | None = None) -> None:
+    """Block in :func:`serve` on a new event loop (uvloop's where installed)."""
+    run_coroutine(serve(service, ready=ready))
