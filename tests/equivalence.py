@@ -121,4 +121,9 @@ RULE_CASES = {
                             ["the not big red cat .", "a cat", "not the a of an dog"]),
     "stack": ("rule neg score 150: [neg] ~2 [word] => set 0 op=PUSH; set 1 op=MUL\n"
               "rule emit score 40: [op=MUL] [word] => set 1 op=EMIT", ["not a good dog eats food", "not not happy"]),
+    # No item passes "after"'s first test until "push" commits: the numpy path skips a
+    # rule that cannot bid anywhere, and must still bid it (gap, run) once it can.
+    "bids only after a rewrite": ('rule push score 50 mark 0: [sym="cat"] => set 0 op=PUSH\n'
+                                  'rule after score 40 mark 1: [op=PUSH] ~2 [word]+3 => set 1 scale=0.5',
+                                  ["cat big red dog", "the cat a dog", "dog big"]),
 }

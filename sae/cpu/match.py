@@ -427,9 +427,18 @@ class Matcher:
         ends = np.full((self.n_rules, d, length), -1, dtype=np.int64) if extents else None
         spans: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # merge candidates
         memo: dict = {}
+        # Every element of a match sits on an item that passes its test (§2), so a rule
+        # with a test no item of the batch passes bids nowhere: skip its matching, the
+        # larger share of a small batch's cost (most texts have no negation).
+        passed = [bool(plane.any()) for plane in v.tests]
         for r in range(self.n_rules):
             rule = self.rules[r]
             tie = ties[r]
+            if not all(passed[t] for t in self._test_of[r]):
+                if placements is not None and self.extent[r] < 0:
+                    k = int(rule["length"])
+                    placements[r] = (np.zeros((d, length, k), np.int16), np.zeros((d, length, k), np.int16))
+                continue
             if self.extent[r] < 0:
                 self._bid_matching(v, r, keys[r], tie, ends[r] if extents else None, placements, memo)
                 continue
