@@ -7,14 +7,22 @@ from dataclasses import replace
 import numpy as np
 
 from sae.algorithm import Algorithm
+from sae.gpu.tables import dim4
 
 
-def row_budget(alg: Algorithm, dim: int, max_bytes: int, n_transforms: int) -> int:
-    """Vector rows that fit in ``max_bytes`` beside the other files (float16 vectors and transforms)."""
+def row_budget(alg: Algorithm, dim: int, max_bytes: int, n_transforms: int, gpu_binding_bytes: int) -> int:
+    """Vector rows that fit in ``max_bytes`` beside the other files (float16 vectors and
+    transforms), and whose GPU float table (weights, vectors and a float32 copy per
+    transform: :func:`sae.gpu.tables.float_table_bytes`) fits one storage binding of
+    ``gpu_binding_bytes``, so the Algorithm runs on every adapter that allows that much."""
     fixed = len(alg.tokenizer_json.encode()) + 8 * alg.n_symbols + alg.phrases.nbytes + 4 * alg.n_phrases
     fixed += 2 * n_transforms * dim * (dim + 1)
     fixed += 64 * 1024  # algorithm.json and .npy headers, generously
-    return (max_bytes - fixed) // (2 * dim + 4)
+    on_disk = (max_bytes - fixed) // (2 * dim + 4)
+    # float_table_bytes(rows) = 16 * (ceil(rows / 4) + (n_transforms + 1) * rows * dim4): at most
+    # 16 * (rows / 4 + 1 + ...), so this many rows always fit.
+    on_gpu = (4 * (gpu_binding_bytes // 16 - 1)) // (1 + 4 * (n_transforms + 1) * dim4(dim))
+    return min(on_disk, on_gpu)
 
 
 def keep_mask(alg: Algorithm, vocab: list[str], seen: np.ndarray, max_rows: int) -> np.ndarray:

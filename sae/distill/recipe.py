@@ -64,6 +64,8 @@ class Config:
     """Every knob of the recipe (defaults chosen with ``tune`` on train only)."""
 
     max_bytes: int = 16_000_000  #: the whole Algorithm directory
+    #: the GPU float table in one storage binding: WebGPU's default limit, lavapipe's and many adapters'
+    gpu_binding_bytes: int = 128 * 1024 * 1024
     min_word_freq: int = 2  #: multi-piece whole words in the lexicon
     windows: int = 8  #: word windows per train sentence, extra teacher texts
     window_weight: float = 1.0  #: weight of a window row relative to a sentence row
@@ -84,6 +86,8 @@ class Config:
     negation: bool = RuleSettings.negation
     object: bool = RuleSettings.object
     subject: bool = RuleSettings.subject
+    preposition: bool = RuleSettings.preposition
+    clause: bool = RuleSettings.clause
     max_steps: int = DEFAULT_CAPACITIES.steps
     tolerance: int = 0
     inhibit_steps: int = 2
@@ -158,7 +162,7 @@ class Recipe:
             seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
             windows += windows_of(words_of(self.tok, t), cfg.windows, seed)
         pairs = {}
-        if cfg.rules and (cfg.negation or cfg.object or cfg.subject):
+        if cfg.rules and (cfg.negation or cfg.object or cfg.subject or cfg.preposition or cfg.clause):
             pairs = minimal_pairs(list(sentences) + (list(dict.fromkeys(windows)) if cfg.window_pairs else []))
         variants = [b for kind in pairs.values() for _, b in kind]
         have = set(sentences)
@@ -227,7 +231,7 @@ class Recipe:
         full = phrase_vectors(fitted, skel)
         n_tr = transforms_used(skel.rules)
         dim = full.shape[1]
-        keep = keep_mask(skel, self.vocab, seen, row_budget(skel, dim, cfg.max_bytes, n_tr))
+        keep = keep_mask(skel, self.vocab, seen, row_budget(skel, dim, cfg.max_bytes, n_tr, cfg.gpu_binding_bytes))
         log.info("vectors: %d rows of %d symbols", int(keep.sum()), skel.n_symbols)
         identity = np.zeros((n_tr, dim, dim + 1), dtype=np.float32)
         identity[:, :, :dim] = np.eye(dim)

@@ -1,0 +1,81 @@
+"""sae.distill.rules: which items each transform of the recipe's rules reaches."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from sae.algorithm import load_algorithm
+from sae.distill.rules import CLAUSE, NEGATION_SCOPE, OBJECT, PREPOSITION, SUBJECT, RuleSettings, default_rules
+from sae.engine import Engine
+
+EVERY_SCOPE = RuleSettings(num_scale=1.0, stop_scale=1.0, punct_scale=1.0, subject=True, preposition=True,
+                           clause=True)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """The bundled tokenizer and token classes with the recipe's scope rules and identity transforms."""
+    base = load_algorithm()
+    names = EVERY_SCOPE.transform_names()
+    identity = np.repeat(np.eye(base.dim, base.dim + 1, dtype=np.float32)[None], len(names), axis=0)
+    alg = replace(base, rules=default_rules(EVERY_SCOPE), transforms=identity, transform_names=names)
+    return Engine(alg, backend="cpu")
+
+
+def scopes(engine: Engine, text: str) -> dict[str, str]:
+    """Each transform's name and the words that carry it after annealing."""
+    x = engine.explain(text)
+    names = engine.algorithm.transform_names
+    out: dict[str, list[str]] = {}
+    for symbol, mod in zip(x.symbols, x.final["mod"]):
+        if mod:
+            out.setdefault(names[int(mod) - 1], []).append(symbol)
+    return {name: " ".join(words) for name, words in out.items()}
+
+
+def test_transform_names_follow_the_settings():
+    assert EVERY_SCOPE.transform_names() == (NEGATION_SCOPE, SUBJECT, OBJECT, PREPOSITION, CLAUSE)
+    assert RuleSettings().transform_names() == (NEGATION_SCOPE, OBJECT)
+
+
+def test_subject_and_object(engine):
+    assert scopes(engine, "A young man is playing a guitar.") == {SUBJECT: "a young man", OBJECT: "a guitar"}
+    assert scopes(engine, "He is playing a guitar.") == {SUBJECT: "he", OBJECT: "a guitar"}
+
+
+def test_the_subject_starts_the_text(engine):
+    # An auxiliary late in the text has no subject: the rule is anchored at the start.
+    assert SUBJECT not in scopes(engine, "Yesterday in the park near the old lake a man is running.")
+
+
+def test_preposition_and_second_clause(engine):
+    assert scopes(engine, "The cat sat on the mat.") == {PREPOSITION: "the mat"}
+    assert scopes(engine, "The cat sat and the dog ran.") == {CLAUSE: "the dog ran"}
+
+
+def test_negation_keeps_its_scope(engine):
+    got = scopes(engine, "The man is not playing the guitar.")
+    assert got[NEGATION_SCOPE] == "playing the guitar"
+    assert got[SUBJECT] == "the man"
+    assert OBJECT not in got  # the object rule never takes items of a negation
+
+
+@pytest.mark.parametrize("transforms", [0, 2, 5, 9])
+def test_row_budget_keeps_the_gpu_table_in_one_binding(transforms):
+    from sae.distill.pack import row_budget
+    from sae.gpu.tables import float_table_bytes
+
+    base = load_algorithm()
+    limit = 128 * 1024 * 1024
+    rows = row_budget(base, base.dim, 16_000_000, transforms, limit)
+    table = np.zeros((rows, base.dim), dtype=np.float32)
+    shaped = replace(base, vectors=table, weights=np.zeros(rows, np.float32),
+                     transforms=np.zeros((transforms, base.dim, base.dim + 1), np.float32),
+                     transform_names=tuple(f"t{i}" for i in range(transforms)))
+    assert float_table_bytes(shaped) <= limit
+    bigger = replace(shaped, vectors=np.zeros((rows + 4, base.dim), np.float32), weights=np.zeros(rows + 4, np.float32))
+    # The budget is tight where the binding binds (five transforms and more), else the disk budget rules.
+    assert float_table_bytes(bigger) > limit or rows == row_budget(base, base.dim, 16_000_000, transforms, 10**12)
