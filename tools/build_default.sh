@@ -6,7 +6,7 @@
 #   3. sae evolve from that base, seed 0: its final pick is the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
 # The teacher runs only for what the cache (out/distill) lacks: pip install -e '.[teacher]',
-# or point SAE_TEACHER_PYTHON at an interpreter that has it. 7 minutes on 2 cores with a
+# or point SAE_TEACHER_PYTHON at an interpreter that has it. 13 minutes on 2 cores with a
 # warm cache; a first run also embeds about 72,000 train texts with the teacher.
 set -euo pipefail
 shared=${1:-../shared}
@@ -18,4 +18,4 @@ python tools/evolve/train_teacher.py --shared "$shared" --cache out/distill --ou
 rm -f "$work/run.sqlite"
 python -m sae evolve --teacher "$work/teacher-train.parquet" --pairs "$shared/data/stsb/sts-train.csv" \
     --base "$work/base" --out "$out" --run "$work/run.sqlite" --name default --seed 0 \
-    --generations 60 --population 24 --fit-pairs 0 --minimal-pairs 1000 --workers 2 --max-cost 0.65
+    --generations 60 --population 24 --fit-pairs 0 --minimal-pairs 1000 --workers 2 --max-cost 0.9

@@ -36,11 +36,9 @@ class RuleSettings:
     punct_scale: float = 0.5  #: punctuation right after a content word
     negation: bool = True  #: the negation-scope transform
     object: bool = True  #: the object transform (the words after "auxiliary verb")
-    # Three more scopes: each adds about +0.002 holdout Spearman, but five transforms'
-    # rows outgrow one GPU storage binding of 128 MiB (docs/DISTILLATION.md, "Not in the default").
-    subject: bool = False  #: the subject transform (the words from the start up to an auxiliary)
-    preposition: bool = False  #: the prepositional-phrase transform (the words after a preposition)
-    clause: bool = False  #: the second-clause transform (the words after a conjunction)
+    subject: bool = True  #: the subject transform (the words from the start up to an auxiliary)
+    preposition: bool = True  #: the prepositional-phrase transform (the words after a preposition)
+    clause: bool = True  #: the second-clause transform (the words after a conjunction)
 
     def transform_names(self) -> tuple[str, ...]:
         """The transforms :func:`default_rules` applies, by index from 1 (an Algorithm

@@ -38,7 +38,8 @@ def scopes(engine: Engine, text: str) -> dict[str, str]:
 
 def test_transform_names_follow_the_settings():
     assert EVERY_SCOPE.transform_names() == (NEGATION_SCOPE, SUBJECT, OBJECT, PREPOSITION, CLAUSE)
-    assert RuleSettings().transform_names() == (NEGATION_SCOPE, OBJECT)
+    assert RuleSettings().transform_names() == (NEGATION_SCOPE, SUBJECT, OBJECT, PREPOSITION, CLAUSE)
+    assert RuleSettings(subject=False, preposition=False, clause=False).transform_names() == (NEGATION_SCOPE, OBJECT)
 
 
 def test_subject_and_object(engine):

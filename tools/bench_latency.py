@@ -1,0 +1,56 @@
+"""Latency of one small call: ``Engine.embed_tokens`` of 1, 16 or 64 texts on the numpy path.
+
+    python tools/bench_latency.py [--shared ../shared] [--algorithm DIR] [--sizes 1,16,64] [--calls 800]
+
+What a service pays per engine batch when requests come one at a time: the annealing
+loop's fixed cost per call, which large batches hide. The texts are the STS-B dev
+sentences (the bundled demo pairs without ../shared), tokenized once beforehand; one
+engine thread; best of three passes of ``--calls`` calls per size, each on the next
+texts in turn. Only comparable within one run on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from sae.engine import Engine
+from sae.evaluate import read_pairs
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shared", default=str(REPO.parent / "shared"))
+    ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
+    ap.add_argument("--sizes", default="1,16,64", help="texts per call (default 1,16,64)")
+    ap.add_argument("--calls", type=int, default=800, help="calls per size and pass (default 800)")
+    args = ap.parse_args()
+    dev = Path(args.shared) / "data" / "stsb" / "sts-dev.csv"
+    texts = read_pairs(dev if dev.exists() else REPO / "sae" / "data" / "demo_pairs.tsv").unique_texts()
+    engine = Engine(args.algorithm, backend="cpu", threads=1)
+    ids = engine.tokenize(texts)
+    engine.embed_tokens(ids)  # the transformed rows every later call reads
+    sizes = [int(s) for s in args.sizes.split(",")]
+    best = {n: float("inf") for n in sizes}
+    for _ in range(3):
+        for n in sizes:
+            start = time.perf_counter()
+            for call in range(args.calls):
+                at = call * n % max(len(ids) - n, 1)
+                engine.embed_tokens(ids[at : at + n])
+            best[n] = min(best[n], (time.perf_counter() - start) / args.calls)
+    print(f"Algorithm {engine.algorithm.name} {engine.algorithm.content_hash[:12]}, {len(texts)} texts, numpy, 1 thread")
+    for n in sizes:
+        print(f"{n:5} text(s) per call: {best[n] * 1e3:7.3f} ms per call, {best[n] / n * 1e6:8.1f} µs per text")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
