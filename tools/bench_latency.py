@@ -19,8 +19,9 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from bench import dev_sentences  # tools/bench.py, beside this file
+
 from sae.engine import Engine
-from sae.evaluate import read_pairs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -32,8 +33,7 @@ def main() -> int:
     ap.add_argument("--sizes", default="1,16,64", help="texts per call (default 1,16,64)")
     ap.add_argument("--calls", type=int, default=800, help="calls per size and pass (default 800)")
     args = ap.parse_args()
-    dev = Path(args.shared) / "data" / "stsb" / "sts-dev.csv"
-    texts = read_pairs(dev if dev.exists() else REPO / "sae" / "data" / "demo_pairs.tsv").unique_texts()
+    texts = dev_sentences(Path(args.shared))
     engine = Engine(args.algorithm, backend="cpu", threads=1)
     ids = engine.tokenize(texts)
     engine.embed_tokens(ids)  # the transformed rows every later call reads

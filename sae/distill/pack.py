@@ -19,8 +19,8 @@ def row_budget(alg: Algorithm, dim: int, max_bytes: int, n_transforms: int, gpu_
     fixed += 2 * n_transforms * dim * (dim + 1)
     fixed += 64 * 1024  # algorithm.json and .npy headers, generously
     on_disk = (max_bytes - fixed) // (2 * dim + 4)
-    # float_table_bytes(rows) = 16 * (ceil(rows / 4) + (n_transforms + 1) * rows * dim4): at most
-    # 16 * (rows / 4 + 1 + ...), so this many rows always fit.
+    # float_table_bytes = 16 * (ceil(rows / 4) + (n_transforms + 1) * rows * dim4) with
+    # ceil(rows / 4) <= rows / 4 + 1: solved for rows, this many always fit.
     on_gpu = (4 * (gpu_binding_bytes // 16 - 1)) // (1 + 4 * (n_transforms + 1) * dim4(dim))
     return min(on_disk, on_gpu)
 

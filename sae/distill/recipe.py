@@ -162,7 +162,7 @@ class Recipe:
             seed = int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)
             windows += windows_of(words_of(self.tok, t), cfg.windows, seed)
         pairs = {}
-        if cfg.rules and (cfg.negation or cfg.object or cfg.subject or cfg.preposition or cfg.clause):
+        if cfg.rules and cfg.rule_settings().transform_names():  # some rule applies a transform
             pairs = minimal_pairs(list(sentences) + (list(dict.fromkeys(windows)) if cfg.window_pairs else []))
         variants = [b for kind in pairs.values() for _, b in kind]
         have = set(sentences)
