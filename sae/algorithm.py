@@ -54,6 +54,7 @@ from sae.layout import (
     Op,
     rule_record,
 )
+from sae.word_cache import TokenIds
 
 FORMAT = "sae-algorithm"
 VERSION = 2
@@ -231,6 +232,11 @@ class Algorithm:
         tok.no_truncation()
         tok.no_padding()
         return tok
+
+    @cached_property
+    def token_ids(self) -> TokenIds:
+        """Token ids of texts as :attr:`tokenizer` gives them, faster (``sae.word_cache``)."""
+        return TokenIds(self.tokenizer)
 
     @property
     def reach(self) -> int:

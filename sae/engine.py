@@ -164,10 +164,8 @@ class Engine:
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         """Token ids per text, truncated to the stream capacity, and how many were cut."""
-        # encode_batch_fast skips the character offsets, which nothing here reads.
-        encodings = self.algorithm.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)
+        ids = self.algorithm.token_ids(texts)
         cap = self.caps.stream
-        ids = [e.ids for e in encodings]
         cut = [i for i, t in enumerate(ids) if len(t) > cap]
         for i in cut:
             ids[i] = ids[i][:cap]

@@ -163,8 +163,7 @@ def build_eval_data(
 
     order = list(texts)
     cap = DEFAULT_CAPACITIES.stream
-    encoded = base.tokenizer.encode_batch_fast(order, add_special_tokens=False)
-    ids = [np.asarray(e.ids[:cap], dtype=np.int32) for e in encoded]
+    ids = [np.asarray(t[:cap], dtype=np.int32) for t in base.token_ids(order)]
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(t) for t in ids])
     flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)

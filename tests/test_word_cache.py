@@ -1,0 +1,81 @@
+"""sae.word_cache: the cached token ids are the tokenizer's, for any text."""
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+from sae.algorithm import load_algorithm
+from sae.evaluate import read_pairs
+from sae.word_cache import PARALLEL_BATCH, PARALLEL_CORES, TokenIds
+from tests.conftest import SHARED_DATA, needs_shared
+
+
+@pytest.fixture(scope="module")
+def bert():
+    """The bundled default's tokenizer: the teacher's BERT uncased WordPiece."""
+    return load_algorithm(None).tokenizer
+
+
+def reference(tokenizer, texts):
+    return [e.ids for e in tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+
+
+# Printable ASCII is the cached path; the rest checks the hand-over to the tokenizer:
+# whitespace other than the space, control characters, accents, CJK, fullwidth and
+# other non-ASCII punctuation, and pieces of the added tokens.
+PIECES = st.one_of(
+    st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
+    st.sampled_from(["[SEP]", "[sep]", "[CLS", "MASK]", "[UNK]", "[PAD] x", "\t", "\n", "\r\n", "\x00", "\x7f",
+                     "\x0b", "café", "Ünïcödé", "北京", "！", "—", "…", "\u00a0", "\u200b", "\ufffd", "ﬁ"]),
+    st.sampled_from(["Hello", "WORLD", "don't", "3.14", "e-mail", "#1", "playing", "xxxxxxxxxx" * 11,
+                     "antidisestablishmentarianism", "a" * 101, "  ", " "]),
+)
+TEXTS = st.lists(PIECES, max_size=8).map("".join)
+
+
+@given(st.lists(TEXTS, max_size=6))
+def test_random_texts_match_the_tokenizer(bert, texts):
+    assert TokenIds(bert, cores=2)(texts) == reference(bert, texts)
+
+
+def test_the_cache_is_used_and_bounded(bert):
+    ids = TokenIds(bert, cache_limit=3)
+    assert ids.cached
+    texts = ["The cat sat on the mat.", "THE CAT, the dog; 42 cats!", ""]
+    assert ids(texts) == reference(bert, texts)
+    assert len(ids._cache) == 3  # full at its limit; later pieces are tokenized each time
+    assert ids(texts) == reference(bert, texts)
+
+
+def test_large_batches_on_many_cores_go_to_the_tokenizer(bert):
+    texts = ["The cat sat on the mat."] * PARALLEL_BATCH
+    few, many = TokenIds(bert, cores=2), TokenIds(bert, cores=PARALLEL_CORES)
+    assert few(texts) == many(texts) == reference(bert, texts)
+    assert few._cache and not many._cache
+    assert many(texts[:3]) == reference(bert, texts[:3]) and many._cache
+
+
+def test_other_pipelines_go_to_the_tokenizer():
+    vocab = {"[UNK]": 0, "cat": 1, "Cat": 2, "##s": 3, ",": 4}
+    cased = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    cased.normalizer = normalizers.BertNormalizer(lowercase=False)
+    cased.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    texts = ["Cats, cat", "CAT cats", "Cat,Cats"]
+    ids = TokenIds(cased)
+    assert ids.cached and ids(texts) == reference(cased, texts)
+
+    plain = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    plain.pre_tokenizer = pre_tokenizers.Whitespace()
+    ids = TokenIds(plain)
+    assert not ids.cached and ids(texts) == reference(plain, texts)
+
+
+@needs_shared
+def test_sts_b_sentences_match_the_tokenizer(bert):
+    texts = []
+    for name in ("sts-train.csv", "sts-dev.csv"):
+        pairs = read_pairs(SHARED_DATA / "stsb" / name)
+        texts += pairs.s1 + pairs.s2
+    assert len(texts) > 10_000
+    assert TokenIds(bert, cores=2)(texts) == reference(bert, texts)
