@@ -18,4 +18,4 @@ python tools/evolve/train_teacher.py --shared "$shared" --cache out/distill --ou
 rm -f "$work/run.sqlite"
 python -m sae evolve --teacher "$work/teacher-train.parquet" --pairs "$shared/data/stsb/sts-train.csv" \
     --base "$work/base" --out "$out" --run "$work/run.sqlite" --name default --seed 0 \
-    --generations 60 --population 24 --fit-pairs 0 --minimal-pairs 1000 --workers 2 --max-cost 0.9
+    --generations 60 --population 24 --fit-pairs 0 --minimal-pairs 1000 --workers 2 --max-cost 1.2
