@@ -73,8 +73,9 @@ class TokenIds:
 
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text."""
+        texts = texts if isinstance(texts, list) else list(texts)
         if not self.cached or (self.cores >= PARALLEL_CORES and len(texts) >= PARALLEL_BATCH):
-            return [e.ids for e in self.tokenizer.encode_batch_fast(list(texts), add_special_tokens=False)]
+            return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
         out: list[list[int] | None] = []
         others: list[int] = []
         for k, text in enumerate(texts):
