@@ -75,7 +75,7 @@ class TokenIds:
         """Token ids of each text."""
         texts = texts if isinstance(texts, list) else list(texts)
         if not self.cached or (self.cores >= PARALLEL_CORES and len(texts) >= PARALLEL_BATCH):
-            return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+            return self._tokenizer_ids(texts)
         out: list[list[int] | None] = []
         others: list[int] = []
         for k, text in enumerate(texts):
@@ -85,10 +85,12 @@ class TokenIds:
                 out.append(None)
                 others.append(k)
         if others:
-            encoded = self.tokenizer.encode_batch_fast([texts[k] for k in others], add_special_tokens=False)
-            for k, e in zip(others, encoded):
-                out[k] = e.ids
+            for k, ids in zip(others, self._tokenizer_ids([texts[k] for k in others])):
+                out[k] = ids
         return out  # type: ignore[return-value]
+
+    def _tokenizer_ids(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
     def _ascii_ids(self, text: str) -> list[int]:
         cache = self._cache
