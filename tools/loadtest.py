@@ -16,7 +16,10 @@ real concurrency. Prints texts/s, the ratio to in-process ``Engine.embed`` (all 
 in one call, best of 3, measured before and after each round), p50/p99 latency, errors,
 mismatches, and the server's CPU time per text next to in-process ``Engine.embed``'s (a
 figure that other work on a shared machine disturbs less than rates) and the load
-generator's own;
+generator's own; from the server's ``/metrics``, the mean texts per engine batch and the
+share of the level's time a batch was in an inference worker; and, for the largest
+level, the rate of one engine thread alone on random batches of that mean size (token
+ids ready, nothing else running): the ceiling of a server with one inference worker.
 ``--rounds`` repeats everything and prints each level's spread.
 Exit 1 on any error or mismatch.
 
@@ -40,6 +43,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,6 +105,18 @@ class Server:
             return -9
 
 
+    def metrics(self) -> dict[str, float]:
+        """The server's running totals of engine batches, their texts and their seconds (GET /metrics)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as answer:
+            text = answer.read().decode()
+        wanted = {"sae_batch_texts_count": "batches", "sae_batch_texts_sum": "batch_texts",
+                  "sae_inference_duration_seconds_sum": "inference_seconds"}
+        return {wanted[sample.name]: sample.value for family in text_string_to_metric_families(text)
+                for sample in family.samples if sample.name in wanted}
+
+
 def start_server(algorithm: str | None, extra: list[str], timeout: float = 120) -> Server:
     """``sae serve`` on 127.0.0.1 with free ports; returns once it listens."""
     cmd = [sys.executable, "-m", "sae", "serve", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0",
@@ -133,6 +149,18 @@ class LevelResult:
     first_error: str = ""
     server_cpu: float = float("nan")  #: CPU seconds the server used during the level
     client_cpu: float = float("nan")  #: CPU seconds this load generator used during the level
+    batches: int = 0  #: engine batches the server ran during the level
+    batch_texts: int = 0  #: texts in those batches
+    inference_seconds: float = 0.0  #: their summed time in an inference worker
+
+    @property
+    def texts_per_batch(self) -> float:
+        return self.batch_texts / self.batches if self.batches else float("nan")
+
+    @property
+    def worker_busy(self) -> float:
+        """Share of the level's time a batch was in an inference worker (summed over workers)."""
+        return self.inference_seconds / self.seconds if self.seconds else float("nan")
 
     @property
     def cpu_us_per_text(self) -> float:
@@ -257,12 +285,17 @@ def run_level(server: Server, texts: list[str], ref: Reference, clients: int, *,
             client(port, texts, ref, plans[c], encoding, stop_at, budget, result) for c in range(clients)))
         result.seconds = time.perf_counter() - started
 
+    totals_before = server.metrics()
     cpu_before, client_before = server.cpu_seconds(), time.process_time()
     # uvloop where installed: the clients share the server's 2 cores here, so their own
     # CPU per request is taken from the server's.
     run_coroutine(main())
     result.server_cpu = server.cpu_seconds() - cpu_before
     result.client_cpu = time.process_time() - client_before
+    totals = server.metrics()
+    result.batches = int(totals["batches"] - totals_before["batches"])
+    result.batch_texts = int(totals["batch_texts"] - totals_before["batch_texts"])
+    result.inference_seconds = totals["inference_seconds"] - totals_before["inference_seconds"]
     return result
 
 
@@ -279,6 +312,21 @@ def in_process_rate(engine: Engine, texts: list[str], repeats: int = 3) -> tuple
         best = min(best, time.perf_counter() - started)
         cpu = min(cpu, time.process_time() - cpu_started)
     return len(texts) / best, cpu / len(texts) * 1e6
+
+
+def one_engine_rate(engine: Engine, token_ids: list[list[int]], batch: int, repeats: int = 3) -> float:
+    """Texts per second of ``engine`` (one thread) embedding the corpus's token ids in random
+    batches of ``batch`` texts, best of ``repeats``: what one inference worker can do alone."""
+    order = list(range(len(token_ids)))
+    random.Random(7).shuffle(order)
+    batches = [[token_ids[i] for i in order[start : start + batch]] for start in range(0, len(order), batch)]
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for ids in batches:
+            engine.embed_tokens(ids)
+        best = min(best, time.perf_counter() - started)
+    return len(token_ids) / best
 
 
 def per_request_rate(engine: Engine, texts: list[str], count: int, seconds: float) -> float:
@@ -315,6 +363,8 @@ def main() -> int:
     texts, source = corpus(Path(args.shared))
     engine = Engine(args.algorithm, backend="cpu")
     ref = Reference(engine.embed(texts))
+    single = Engine(engine.algorithm, backend="cpu", threads=1)
+    token_ids = single.tokenize(texts)
     print(f"corpus: {len(texts)} texts from {source}; requests of 1–{MAX_TEXTS_PER_REQUEST} texts; "
           f"{args.protocol} ({args.encoding})"
           + f"; {os.cpu_count()} CPUs; engine threads {engine.threads}", flush=True)
@@ -340,18 +390,27 @@ def main() -> int:
                        for c in levels]
             after, after_cpu = in_process_rate(engine, texts)
             anchor, anchor_cpu = max(anchor, after), min(anchor_cpu, after_cpu)
-            rounds.append({"anchor": anchor, "anchor_cpu": anchor_cpu, "one_by_one": one_by_one, "levels": results})
+            top = results[-1]
+            ceiling_batch = max(1, round(top.texts_per_batch)) if top.batches else 0
+            ceiling = one_engine_rate(single, token_ids, ceiling_batch) if ceiling_batch else float("nan")
+            rounds.append({"anchor": anchor, "anchor_cpu": anchor_cpu, "one_by_one": one_by_one, "levels": results,
+                           "ceiling_batch": ceiling_batch, "ceiling": ceiling})
             print(f"\nround {r + 1}: in-process Engine.embed {anchor:,.0f} texts/s (one call, "
                   f"{anchor_cpu:.0f} µs CPU per text); {one_by_one:,.0f} texts/s called once per request")
             print(f"{'clients':>7} {'requests':>8} {'texts/s':>9} {'vs in-process':>13} {'p50 ms':>7} "
-                  f"{'p99 ms':>7} {'errors':>6} {'mismatches':>10} {'server µs CPU/text':>18} {'client µs CPU/text':>18}")
+                  f"{'p99 ms':>7} {'errors':>6} {'mismatches':>10} {'server µs CPU/text':>18} {'client µs CPU/text':>18} "
+                  f"{'texts/batch':>11} {'worker busy':>11}")
             for res in results:
                 print(f"{res.clients:>7} {res.requests:>8} {res.texts_per_s:>9,.0f} "
                       f"{res.texts_per_s / anchor:>12.0%} {res.percentile(50) * 1e3:>7.1f} "
                       f"{res.percentile(99) * 1e3:>7.1f} {res.errors:>6} {res.mismatches:>10} "
-                      f"{res.cpu_us_per_text:>18.0f} {res.client_us_per_text:>18.0f}", flush=True)
+                      f"{res.cpu_us_per_text:>18.0f} {res.client_us_per_text:>18.0f} "
+                      f"{res.texts_per_batch:>11.0f} {res.worker_busy:>10.0%}", flush=True)
                 if res.first_error:
                     print(f"        first error: {res.first_error}")
+            if ceiling_batch:
+                print(f"one engine thread alone on random {ceiling_batch}-text batches (the {top.clients}-client "
+                      f"level's mean): {ceiling:,.0f} texts/s = {ceiling / anchor:.0%} of in-process")
     finally:
         code = server.stop()
     print(f"\nserver exit code after SIGTERM: {code}")
@@ -364,14 +423,20 @@ def main() -> int:
             print(f"{c:>7} clients: {min(ratios):.0%} / {statistics.median(ratios):.0%} / {max(ratios):.0%}; "
                   f"p99 {min(p99):.1f}–{max(p99):.1f} ms; in-process CPU per text / server's "
                   f"{min(cpu):.0%} / {statistics.median(cpu):.0%} / {max(cpu):.0%}")
+        ceilings = [rd["ceiling"] / rd["anchor"] for rd in rounds if rd["ceiling_batch"]]
+        if ceilings:
+            print(f"one engine thread alone at the {levels[-1]}-client batch size: {min(ceilings):.0%} / "
+                  f"{statistics.median(ceilings):.0%} / {max(ceilings):.0%} of in-process")
     failures = warm.errors + warm.mismatches + sum(res.errors + res.mismatches for rd in rounds for res in rd["levels"])
     if args.json:
         out = {"corpus": source, "texts": len(texts), "protocol": args.protocol, "encoding": args.encoding,
                "server_args": args.server_args, "server_exit": code, "rounds": [
                    {"anchor_texts_per_s": rd["anchor"], "anchor_cpu_us_per_text": rd["anchor_cpu"],
-                    "one_by_one_texts_per_s": rd["one_by_one"], "levels": [
+                    "one_by_one_texts_per_s": rd["one_by_one"], "one_engine_batch": rd["ceiling_batch"],
+                    "one_engine_texts_per_s": rd["ceiling"], "levels": [
                        {**{k: v for k, v in asdict(res).items() if k != "latencies"},
                         "texts_per_s": res.texts_per_s, "cpu_us_per_text": res.cpu_us_per_text,
+                        "texts_per_batch": res.texts_per_batch, "worker_busy": res.worker_busy,
                         "p50_ms": res.percentile(50) * 1e3,
                         "p99_ms": res.percentile(99) * 1e3} for res in rd["levels"]]} for rd in rounds]}
         Path(args.json).write_text(json.dumps(out, indent=2))

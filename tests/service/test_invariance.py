@@ -105,3 +105,7 @@ def test_ten_thousand_requests_from_64_clients(texts, parquet_rows, server):
     assert result.requests == 10_000
     assert result.errors == 0, result.first_error
     assert result.mismatches == 0
+    # The load test's reading of the server's /metrics: every text of the level went
+    # through an engine batch, and the small token budget split them into many batches.
+    assert result.batch_texts == result.texts
+    assert result.batches > 10 and 0 < result.inference_seconds
