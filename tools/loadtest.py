@@ -104,7 +104,6 @@ class Server:
             self.process.wait()
             return -9
 
-
     def metrics(self) -> dict[str, float]:
         """The server's running totals of engine batches, their texts and their seconds (GET /metrics)."""
         from prometheus_client.parser import text_string_to_metric_families
