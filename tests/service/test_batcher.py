@@ -149,6 +149,29 @@ def test_the_first_text_waits_at_most_max_wait_for_company():
     assert 0.25 < elapsed < 5
 
 
+def test_a_free_worker_takes_the_next_batch_before_the_last_one_is_answered():
+    rec = Recorder(delay=0.05)
+
+    async def main():
+        batcher = make(rec)
+        batcher.start()
+
+        async def second():
+            await asyncio.sleep(0.01)  # the first batch is in the worker by now
+            return await batcher.embed([[3]])
+
+        queued = asyncio.ensure_future(second())
+        await batcher.embed([[1, 2]])  # this handler resumes as soon as its batch is answered
+        waiting_when_answered = batcher.waiting
+        await queued
+        await batcher.close()
+        return waiting_when_answered
+
+    # The worker already had the second request when the first one's handler ran.
+    assert run(main()) == 0
+    assert rec.batches == [[[1, 2]], [[3]]]
+
+
 def test_a_full_budget_does_not_wait():
     rec = Recorder()
 
