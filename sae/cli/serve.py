@@ -40,9 +40,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="engines embedding batches side by side on the CPU (default: CPU count - 1, at most 4; "
                    "always 1 on the GPU)")
-    p.add_argument("--worker-processes", action="store_true",
-                   help="run each CPU engine in a process of its own instead of a thread of the server, so "
-                   "they do not share its interpreter lock (for many cores; on 2 cores it costs more CPU)")
+    p.add_argument("--worker-processes", action=argparse.BooleanOptionalAction, default=True,
+                   help="run each CPU engine in a process of its own, so that it does not share the server's "
+                   "interpreter lock (the default); --no-worker-processes runs them on threads of the server, "
+                   "which starts faster and holds one copy of the vectors")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take to finish (default 30)")
     p.set_defaults(run=run)

@@ -163,7 +163,8 @@ def make_workers(
     and copies sharing its Algorithm, run on threads of this process; or with
     ``processes`` each in a process of its own (:class:`ProcessEngine`, loading
     ``algorithm``: a directory, or None for the bundled one), which do not share this
-    process's interpreter lock but cost more CPU per text on 2 cores (docs/SERVE.md).
+    process's interpreter lock (``sae serve``'s default: faster from 8 clients up even
+    on 2 cores, docs/SERVE.md).
     On the GPU, whose queue takes one batch at a time, the engine itself; a ``count``
     above 1 raises :class:`~sae.errors.InputError`.
     """

@@ -37,7 +37,7 @@ def admitted(port: int) -> float:
     return float(re.search(r"^sae_requests_admitted (\S+)$", text, re.M).group(1))
 
 
-@pytest.mark.parametrize("workers", [["--workers", "1"], ["--workers", "2", "--worker-processes"]])
+@pytest.mark.parametrize("workers", [["--workers", "1", "--no-worker-processes"], ["--workers", "2"]])
 def test_sigterm_answers_the_requests_in_flight_and_exits_0(tiny_dir, workers):
     engine = Engine(tiny_dir, backend="cpu")
     # Requests wait up to 2 s for company, so they are still in flight when SIGTERM comes.
@@ -134,3 +134,12 @@ def test_without_the_extra_the_error_names_the_install(tiny_dir):
             f"sys.exit(main(['serve', '--algorithm', {str(tiny_dir)!r}, '--backend', 'cpu']))")
     line = one_line_error(run_cli([], code))
     assert "pip install 'sae[serve]'" in line and "starlette" in line
+
+
+def test_cpu_engines_run_in_worker_processes_unless_told_otherwise():
+    from sae.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).worker_processes is True
+    assert parser.parse_args(["serve", "--worker-processes"]).worker_processes is True
+    assert parser.parse_args(["serve", "--no-worker-processes"]).worker_processes is False
