@@ -109,15 +109,18 @@ def _rewrite(words: np.ndarray, g: np.ndarray, first: np.ndarray, q: np.ndarray,
             words[g, q[:, e]] = old[:, perm[e]]
     mark = np.uint32(1 << int(rule["mark"]))
     for e in range(k):
-        target = bool(int(rule["flags"][e]) & FLAG_TARGET)
-        span = int((q[:, e] - first[:, e]).max(initial=0)) + 1 if int(rule["run"][e]) else 1
-        for i in range(span):  # every item of a run: first[e] ..= q[e]
-            at = first[:, e] + i
-            inside = at <= q[:, e]
-            gi, ati = (g, at) if inside.all() else (g[inside], at[inside])
-            _set_fields(words, gi, ati, rule, e)
-            if target:
-                words[gi, ati, F.MARKS] |= mark
+        gi, at = g, first[:, e]
+        if int(rule["run"][e]):
+            # Every item of a run, first[e] ..= q[e], at once: winners' extents are
+            # disjoint, so no item appears twice.
+            span = int((q[:, e] - first[:, e]).max(initial=0)) + 1
+            if span > 1:
+                items = first[:, e, None] + np.arange(span)
+                inside = items <= q[:, e, None]
+                gi, at = np.broadcast_to(g[:, None], items.shape)[inside], items[inside]
+        _set_fields(words, gi, at, rule, e)
+        if int(rule["flags"][e]) & FLAG_TARGET:
+            words[gi, at, F.MARKS] |= mark
 
 
 def _merge_head(
