@@ -258,7 +258,8 @@ class Batcher:
             raise
 
     def _fill_delay(self) -> float:
-        """Seconds the next batch may still wait to fill: until the budget is reached or its oldest text has waited enough."""
+        """Seconds the next batch may still wait to fill: until the queued texts fill the
+        budget or the oldest of them has waited ``max_wait`` (0 or less: start it now)."""
         if self._waiting_cost >= self.max_batch_tokens or self._draining:
             return 0.0
         return self._waiting[0].arrived + self.max_wait - asyncio.get_running_loop().time()
