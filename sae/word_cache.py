@@ -74,12 +74,12 @@ class TokenIds:
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text."""
         texts = texts if isinstance(texts, list) else list(texts)
-        if not self.cached or (self.cores >= PARALLEL_CORES and len(texts) >= PARALLEL_BATCH):
+        if not self._cache_serves(len(texts)):
             return self._tokenizer_ids(texts)
         out: list[list[int] | None] = []
         others: list[int] = []
         for k, text in enumerate(texts):
-            if text.isascii() and text.isprintable() and not (self._added and self._added.search(text)):
+            if self._cacheable(text):
                 out.append(self._ascii_ids(text))
             else:
                 out.append(None)
@@ -88,6 +88,16 @@ class TokenIds:
             for k, ids in zip(others, self._tokenizer_ids([texts[k] for k in others])):
                 out[k] = ids
         return out  # type: ignore[return-value]
+
+    def covers(self, texts: Sequence[str]) -> bool:
+        """Whether a call on ``texts`` takes every one's ids from the cache, never calling the tokenizer."""
+        return self._cache_serves(len(texts)) and all(self._cacheable(text) for text in texts)
+
+    def _cache_serves(self, count: int) -> bool:
+        return self.cached and not (self.cores >= PARALLEL_CORES and count >= PARALLEL_BATCH)
+
+    def _cacheable(self, text: str) -> bool:
+        return text.isascii() and text.isprintable() and not (self._added and self._added.search(text))
 
     def _tokenizer_ids(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]

@@ -39,6 +39,24 @@ def test_random_texts_match_the_tokenizer(bert, texts):
     assert TokenIds(bert, cores=2)(texts) == reference(bert, texts)
 
 
+@given(st.lists(TEXTS, max_size=6))
+def test_covers_says_when_the_tokenizer_is_not_called(bert, texts):
+    ids = TokenIds(bert, cores=2)
+    calls = []
+    tokenizer_ids = ids._tokenizer_ids
+    ids._tokenizer_ids = lambda batch: calls.append(batch) or tokenizer_ids(batch)
+    assert ids(texts) == reference(bert, texts)
+    assert ids.covers(texts) == (not calls)
+
+
+def test_covers_plain_ascii_only(bert):
+    ids = TokenIds(bert, cores=2)
+    assert ids.covers(["The cat sat on the mat.", "", "42 cats!"])
+    for other in ("café", "a\tb", "x [SEP] y", "北京"):
+        assert not ids.covers(["The cat.", other])
+    assert not TokenIds(bert, cores=PARALLEL_CORES).covers(["The cat."] * PARALLEL_BATCH)
+
+
 def test_the_cache_is_used_and_bounded(bert):
     ids = TokenIds(bert, cache_limit=3)
     assert ids.cached

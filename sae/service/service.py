@@ -33,7 +33,8 @@ class InferenceWorker(Protocol):
 class EmbeddingService:
     """Embeds texts for both front ends through one :class:`Batcher`.
 
-    ``engine`` tokenizes requests (on a thread of their own) and describes the service;
+    ``engine`` tokenizes requests (on the event loop, or on a thread of their own when
+    the word cache cannot answer) and describes the service;
     ``workers`` embed the batches, each on a thread of its own: by default the engine
     itself; see :func:`make_workers`. Call :meth:`start` and :meth:`close` on the
     event loop that serves requests.
@@ -130,13 +131,18 @@ class EmbeddingService:
     async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
         """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens they held after truncation.
 
-        Tokenized here, once (on the tokenizer's thread, with the requests that wait
-        beside it), so the batcher knows each text's cost; raises the batcher's
+        Tokenized here, once, so the batcher knows each text's cost: on the event loop
+        when the word cache answers every text (a few µs a text, holding the interpreter
+        lock wherever it runs, so a thread would only add hand-offs), else on the
+        tokenizer's thread with the requests that wait beside it. Raises the batcher's
         :class:`~sae.service.batcher.QueueFullError` and
         :class:`~sae.service.batcher.ShuttingDownError`.
         """
         self.batcher.check_open()  # a full queue answers before any work
-        token_ids = await self._tokenizer.tokenize(texts)
+        if self.engine.algorithm.token_ids.covers(texts):
+            token_ids = self.engine.tokenize(texts)
+        else:
+            token_ids = await self._tokenizer.tokenize(texts)
         vectors = await self.batcher.embed(token_ids)
         return vectors, sum(map(len, token_ids))
 

@@ -1,11 +1,11 @@
 """Tokenizing requests beside the event loop: the requests that wait together share one call.
 
-Tokenizing was the largest share of the server's work per text, and the tokenizer lets
-go of the interpreter lock while it runs, so on a thread of its own it ran beside the
-event loop instead of stalling it. Most texts now go through the word cache
-(``sae.word_cache``, a few µs per text, holding the lock); tokenizing them on the event
-loop instead measured the same at 64 clients (docs/SERVE.md), so the thread stays for
-the texts the tokenizer still takes. Requests arrive in bursts (a batch's answers go out
+The tokenizer lets go of the interpreter lock while it runs, so on a thread of its own
+it runs beside the event loop instead of stalling it. Most texts never reach it: the
+word cache (``sae.word_cache``, a few µs per text, holding the lock) answers plain ASCII,
+and the service tokenizes such requests on the event loop itself, which measured faster
+than handing them to this thread (docs/SERVE.md). This stage takes the requests with a
+text the tokenizer must see. Requests arrive in bursts (a batch's answers go out
 together, and closed-loop clients send their next requests together): while one call
 runs, the requests that arrive wait, and then go to the tokenizer in one call. The
 event loop then wakes once per call rather than once per request, and a burst's texts
