@@ -90,7 +90,8 @@ class TokenIds:
         return out  # type: ignore[return-value]
 
     def covers(self, texts: Sequence[str]) -> bool:
-        """Whether a call on ``texts`` takes every one's ids from the cache, never calling the tokenizer."""
+        """Whether a call on ``texts`` answers every one through the cache, never running the
+        tokenizer's pipeline (a piece the cache has not seen yet still asks its WordPiece model)."""
         return self._cache_serves(len(texts)) and all(self._cacheable(text) for text in texts)
 
     def _cache_serves(self, count: int) -> bool:
