@@ -27,3 +27,16 @@ def test_reused_batch_equals_a_fresh_one(batches):
         assert reused.journal.tobytes() == fresh.journal.tobytes()
         assert (reused.lengths[: reused.n] == fresh.lengths[: fresh.n]).all()
         BACKEND.anneal(reused)  # leaves merged streams and journal entries behind
+
+
+@settings(max_examples=40)
+@given(docs)
+def test_token_ids_as_arrays_load_as_lists_do(token_ids):
+    # A worker process hands the engine numpy arrays (its shared batch), the service lists.
+    import numpy as np
+
+    from_lists, from_arrays = ProgramBatch(6, DEFAULT_CAPACITIES), ProgramBatch(6, DEFAULT_CAPACITIES)
+    from_lists.widen(token_ids, ALG.symbol_rows)
+    from_arrays.widen([np.array(ids, dtype=np.uint32) for ids in token_ids], ALG.symbol_rows)
+    assert from_arrays.items.tobytes() == from_lists.items.tobytes()
+    assert (from_arrays.lengths == from_lists.lengths).all()

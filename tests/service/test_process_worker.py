@@ -6,6 +6,7 @@ import service_helpers  # noqa: F401  (first: skips without sae[serve])
 
 import os
 import signal
+from multiprocessing.shared_memory import SharedMemory
 
 import httpx
 import numpy as np
@@ -31,6 +32,31 @@ def test_the_child_embeds_the_same_bytes_and_counts_the_same(child, tiny_dir):
     assert child.embed_tokens(token_ids).tobytes() == engine.embed_tokens(token_ids).tobytes()
     assert child.counters_snapshot() == engine.counters_snapshot()
     assert child.content_hash == engine.algorithm.content_hash and child.alive
+
+
+def test_a_batch_larger_than_the_shared_block_gets_a_new_block(child, tiny_dir):
+    engine = Engine(tiny_dir, backend="cpu")
+    small = child.embed_tokens(engine.tokenize(TEXTS[:2]))
+    first = child._block.name
+    texts = [f"the cat {i} runs" for i in range(3000)]  # more texts than the first block holds
+    token_ids = engine.tokenize(texts)
+    assert child.embed_tokens(token_ids).tobytes() == engine.embed_tokens(token_ids).tobytes()
+    assert child._block.name != first
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(first)  # the outgrown block was unlinked
+    assert child.embed_tokens(engine.tokenize(TEXTS[:2])).tobytes() == small.tobytes()
+    assert child.embed_tokens([]).shape == (0, child.dim)
+
+
+def test_closing_unlinks_the_shared_block(tiny_dir):
+    worker = ProcessEngine(tiny_dir)
+    worker.embed_tokens([[1, 2]])
+    name = worker._block.name
+    worker.close()
+    with pytest.raises(FileNotFoundError):
+        SharedMemory(name)
+    with pytest.raises(WorkerProcessError, match="closed"):
+        worker.embed_tokens([[1, 2]])
 
 
 def test_a_failing_batch_is_an_error_and_the_child_goes_on(child, tiny_dir):
