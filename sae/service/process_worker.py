@@ -22,7 +22,7 @@ import pickle
 import signal
 import threading
 from collections.abc import Sequence
-from itertools import chain
+from itertools import chain, pairwise
 from multiprocessing.connection import Connection
 from multiprocessing.shared_memory import SharedMemory
 from pathlib import Path
@@ -89,7 +89,7 @@ def _child(conn: Connection, algorithm: str | None, batch_size: int) -> None:
                     block.close()
                 block = _SharedBatch(tokens, texts, engine.dim, name)
             ids, bounds = block.ids[:total].copy(), [0, *np.cumsum(block.lengths[:n], dtype=np.int64).tolist()]
-            token_ids = [ids[start:end] for start, end in zip(bounds, bounds[1:])]
+            token_ids = [ids[start:end] for start, end in pairwise(bounds)]
             block.vectors[:n] = engine.embed_tokens(token_ids)
         except Exception as exc:
             conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
