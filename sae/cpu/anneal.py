@@ -138,14 +138,13 @@ class Annealer:
         # Apply the committed winners at once and bid again where something changed.
         if not commit.any():
             return
-        redo, at = np.unique(docs[commit], return_inverse=True)
-        winners = np.zeros((len(redo), words.shape[1]), dtype=np.uint32)
-        winners[at, p[commit]] = key[commit]
-        w, w_len = words[redo], lengths[redo].copy()
-        located = {r: (first[redo], last[redo]) for r, (first, last) in place.items()}
-        apply_winners(m, w, w_len, winners, self.symbol_rows, located=located)
-        words[redo], lengths[redo] = w, w_len
-        fresh = m.view(w, w_len)
+        # Rewritten in place, the whole batch at once: a copy of the changed documents in
+        # and out cost more than finding the winners among every document.
+        winners = np.zeros(words.shape[:2], dtype=np.uint32)
+        winners[docs[commit], p[commit]] = key[commit]
+        apply_winners(m, words, lengths, winners, self.symbol_rows, located=place)
+        redo = np.unique(docs[commit])
+        fresh = m.view(words[redo], lengths[redo])
         new_place: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         new_keys = m.bids(fresh, placements=new_place)
         keys[:, redo] = new_keys
@@ -198,7 +197,8 @@ class Annealer:
         where = np.searchsorted(doc_rows, g)
         for r in m.guards:
             found = m.match(view, np.broadcast_to(anchors, (len(doc_rows), len(anchors))), int(r))
-            ok, ends, score = found.ok[where], found.extent[where], found.score[where]
+            ok, ends = found.ok[where], found.extent[where]
+            score = np.broadcast_to(found.score, found.ok.shape)[where]
             at = anchors[None, :]
             touch = ok & (at >= (p - reach)[:, None]) & (at <= z[:, None]) & (ends >= p[:, None])
             guard_sum -= (np.where(touch, score, 0)).sum(axis=1)
