@@ -18,6 +18,7 @@ _NEEDS = {
     "starlette": "starlette",
     "uvicorn": "uvicorn",
     "orjson": "orjson",
+    "pybase64": "pybase64",
     "grpc": "grpcio",
     "grpc_health": "grpcio-health-checking",
     "google.protobuf": "protobuf",

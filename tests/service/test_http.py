@@ -242,3 +242,14 @@ def test_requests_are_tokenized_on_the_loop_unless_the_tokenizer_is_needed(tiny_
     assert len(threads) == 3
     assert not any(name.startswith("sae-tokenize") for name in threads[:2])
     assert threads[2].startswith("sae-tokenize")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 5), st.integers(1, 400), st.integers(0, 2**32 - 1))
+def test_base64_rows_are_each_rows_little_endian_bytes(rows, dim, seed):
+    # Both paths: rows of a multiple of 3 bytes (encoded at once, then cut) and the rest.
+    from sae.service.http import base64_rows
+
+    vectors = np.random.default_rng(seed).standard_normal((rows, dim)).astype(np.float32)
+    encoded = base64_rows(vectors)
+    assert [base64.b64decode(text) for text in encoded] == [row.astype("<f4").tobytes() for row in vectors]
