@@ -85,7 +85,8 @@ class ProgramBatch:
             return
         present = np.arange(width) < lengths[:, None]  # (n, width): the items that exist
         tokens = np.zeros((n, width), dtype=np.uint32)
-        if isinstance(token_ids[0], np.ndarray):  # arrays (a worker process's shared batch): join them at once
+        if isinstance(token_ids[0], np.ndarray) and token_ids[0].dtype == np.uint32:
+            # uint32 arrays (a worker process's shared batch): join them at once
             tokens[present] = np.concatenate(token_ids)
         else:
             tokens[present] = np.fromiter(chain.from_iterable(token_ids), dtype=np.uint32, count=int(lengths.sum()))
