@@ -3,22 +3,30 @@
 The Hugging Face tokenizer spends ~14-23 µs on a sentence (normalizing, splitting,
 building an ``Encoding`` with offsets), as much as the whole annealing and VM of the
 bundled default. Most texts reuse a small set of words, and for a BERT-style pipeline
-(``BertNormalizer``, ``BertPreTokenizer``, ``WordPiece``) a printable-ASCII text's
-token ids are the concatenation of the WordPiece ids of its pieces, where the pieces
-are simple to find exactly:
+(``BertNormalizer``, ``BertPreTokenizer``, ``WordPiece``) every step acts on each
+character, or on runs of characters that no space crosses: the normalizer cleans,
+pads CJK characters, strips accents and lowercases character by character; the
+pre-tokenizer splits at whitespace and isolates punctuation; WordPiece maps each piece
+on its own. So a text's token ids are the concatenation of the ids of its
+space-separated words, each tokenized alone, provided the space is the text's only
+whitespace and no character in it is one the normalizer deletes as a control
+character: exactly what ``str.isprintable`` promises (besides the space it excludes
+separators, control, format, surrogate, private-use and unassigned characters).
 
-* the normalizer changes nothing in printable ASCII except the case (``lowercase``):
-  ``clean_text`` removes control characters and replaces whitespace other than the
-  space (none left), and accents and CJK characters do not occur;
-* the pre-tokenizer splits at spaces and isolates every punctuation character, and in
-  printable ASCII every character that is neither a space, a letter nor a digit is
-  punctuation to it;
-* WordPiece maps each piece on its own.
+:class:`TokenIds` keeps each word's ids in a dictionary, keyed by the word as written.
+A word seen for the first time is tokenized alone:
 
-So :class:`TokenIds` looks each piece up in a dictionary filled by the tokenizer's own
-WordPiece model, and hands every other text (non-ASCII, control characters, an added
-token such as ``[SEP]`` in it, or any other tokenizer pipeline) to the tokenizer
-itself. The ids are the same either way (tests/test_word_cache.py checks random texts
+* plain ASCII by its pieces, which are simple to find exactly: in printable ASCII the
+  normalizer changes nothing but the case, and every character that is neither a
+  letter nor a digit is punctuation to the pre-tokenizer, so the pieces are the runs of
+  letters and digits and the single other characters (after lowercasing), each mapped
+  by the tokenizer's own WordPiece model and kept in the same dictionary (a word that
+  equals a piece is that one piece, with the same ids);
+* anything else (accents, curly quotes, CJK, ...) by the tokenizer itself.
+
+Every other text (a tab or newline, a no-break space, a zero-width space, an added
+token such as ``[SEP]`` in it, or any other tokenizer pipeline) goes to the tokenizer
+whole. The ids are the same either way (tests/test_word_cache.py checks random texts
 and the STS-B corpus against the tokenizer).
 
 The cache runs on one Python thread, the tokenizer on a thread pool of its own: on a
@@ -33,7 +41,7 @@ import re
 import threading
 from collections.abc import Sequence
 
-#: pieces kept in the cache; past it, new pieces are tokenized each time (same ids)
+#: pieces and words kept in the cache; past it, new ones are tokenized each time (same ids)
 CACHE_LIMIT = 1 << 18
 #: with this many cores or more, a batch of ``PARALLEL_BATCH`` texts or more goes to the
 #: tokenizer's thread pool. It costs ~23 µs of CPU per STS-B sentence against ~4.5 µs for
@@ -80,7 +88,7 @@ class TokenIds:
         others: list[int] = []
         for k, text in enumerate(texts):
             if self._cacheable(text):
-                out.append(self._ascii_ids(text))
+                out.append(self._text_ids(text))
             else:
                 out.append(None)
                 others.append(k)
@@ -91,22 +99,39 @@ class TokenIds:
 
     def covers(self, texts: Sequence[str]) -> bool:
         """Whether a call on ``texts`` answers every one through the cache, never running the
-        tokenizer's pipeline (a piece the cache has not seen yet still asks its WordPiece model)."""
+        tokenizer on a whole text (a piece or word the cache has not seen yet is still
+        tokenized alone: by the WordPiece model for plain ASCII, by the tokenizer otherwise)."""
         return self._cache_serves(len(texts)) and all(self._cacheable(text) for text in texts)
 
     def _cache_serves(self, count: int) -> bool:
         return self.cached and not (self.cores >= PARALLEL_CORES and count >= PARALLEL_BATCH)
 
     def _cacheable(self, text: str) -> bool:
-        return text.isascii() and text.isprintable() and not (self._added and self._added.search(text))
+        return text.isprintable() and not (self._added and self._added.search(text))
 
     def _tokenizer_ids(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
-    def _ascii_ids(self, text: str) -> list[int]:
+    def _text_ids(self, text: str) -> list[int]:
+        """A printable text's ids, a space-separated word at a time."""
         cache = self._cache
         ids: list[int] = []
-        for piece in self._pieces.findall(text.lower() if self._lowercase else text):
+        for word in text.split(" "):
+            word_ids = cache.get(word)
+            if word_ids is None:
+                if word.isascii():
+                    word_ids = self._piece_ids(word)
+                else:
+                    word_ids = self.tokenizer.encode(word, add_special_tokens=False).ids
+                self._keep(word, word_ids)
+            ids += word_ids
+        return ids
+
+    def _piece_ids(self, word: str) -> list[int]:
+        """A plain-ASCII word's ids, a piece at a time."""
+        cache = self._cache
+        ids: list[int] = []
+        for piece in self._pieces.findall(word.lower() if self._lowercase else word):
             piece_ids = cache.get(piece)
             if piece_ids is None:
                 piece_ids = self._wordpiece(piece)
@@ -115,10 +140,13 @@ class TokenIds:
 
     def _wordpiece(self, piece: str) -> list[int]:
         ids = [token.id for token in self.tokenizer.model.tokenize(piece)]
+        self._keep(piece, ids)
+        return ids
+
+    def _keep(self, key: str, ids: list[int]) -> None:
         with self._lock:
             if len(self._cache) < self.cache_limit:
-                self._cache[piece] = ids
-        return ids
+                self._cache[key] = ids
 
 
 __all__ = ["CACHE_LIMIT", "PARALLEL_BATCH", "PARALLEL_CORES", "TokenIds"]

@@ -49,12 +49,21 @@ def test_covers_says_when_the_tokenizer_is_not_called(bert, texts):
     assert ids.covers(texts) == (not calls)
 
 
-def test_covers_plain_ascii_only(bert):
+def test_covers_printable_text_only(bert):
     ids = TokenIds(bert, cores=2)
-    assert ids.covers(["The cat sat on the mat.", "", "42 cats!"])
-    for other in ("café", "a\tb", "x [SEP] y", "北京"):
+    assert ids.covers(["The cat sat on the mat.", "", "42 cats!", "Café “Ünïcödé” — 北京", "ﬁne ½ \ufffd"])
+    for other in ("a\tb", "a\nb", "no\u00a0break", "zero\u200bwidth", "x [SEP] y", "\x00"):
         assert not ids.covers(["The cat.", other])
     assert not TokenIds(bert, cores=PARALLEL_CORES).covers(["The cat."] * PARALLEL_BATCH)
+
+
+def test_words_are_cached_whole(bert):
+    ids = TokenIds(bert, cores=2)
+    texts = ["The café’s crème brûlée, 北京!", "CAFÉ’S  crème", "The cat's mat."]
+    assert ids(texts) == reference(bert, texts)
+    assert {"The", "café’s", "brûlée,", "北京!", "CAFÉ’S", "crème", "", "cat's", "mat."} <= set(ids._cache)
+    assert {"the", "cat", "'", "s", "mat", "."} <= set(ids._cache)  # the pieces of new ASCII words
+    assert ids(texts) == reference(bert, texts)
 
 
 def test_the_cache_is_used_and_bounded(bert):

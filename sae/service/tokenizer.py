@@ -2,7 +2,7 @@
 
 The tokenizer lets go of the interpreter lock while it runs, so on a thread of its own
 it runs beside the event loop instead of stalling it. Most texts never reach it: the
-word cache (``sae.word_cache``, a few µs per text, holding the lock) answers plain ASCII,
+word cache (``sae.word_cache``, a few µs per text, holding the lock) answers printable text,
 and the service tokenizes such requests on the event loop itself, which measured faster
 than handing them to this thread (docs/SERVE.md). This stage takes the requests with a
 text the tokenizer must see. Requests arrive in bursts (a batch's answers go out
