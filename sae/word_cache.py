@@ -11,7 +11,8 @@ on its own. So a text's token ids are the concatenation of the ids of its
 space-separated words, each tokenized alone, provided the space is the text's only
 whitespace and no character in it is one the normalizer deletes as a control
 character: exactly what ``str.isprintable`` promises (besides the space it excludes
-separators, control, format, surrogate, private-use and unassigned characters).
+separators, control, format, surrogate, private-use and unassigned characters) once
+tabs and line breaks are made the spaces the normalizer makes of them.
 
 :class:`TokenIds` keeps each word's ids in a dictionary, keyed by the word as written.
 A word seen for the first time is tokenized alone:
@@ -24,9 +25,9 @@ A word seen for the first time is tokenized alone:
   equals a piece is that one piece, with the same ids);
 * anything else (accents, curly quotes, CJK, ...) by the tokenizer itself.
 
-Every other text (a tab or newline, a no-break space, a zero-width space, an added
-token such as ``[SEP]`` in it, or any other tokenizer pipeline) goes to the tokenizer
-whole. The ids are the same either way (tests/test_word_cache.py checks random texts
+Every other text (another control character, a no-break space, a zero-width space, an
+added token such as ``[SEP]`` in it, or any other tokenizer pipeline) goes to the
+tokenizer whole. The ids are the same either way (tests/test_word_cache.py checks random texts
 and the STS-B corpus against the tokenizer).
 
 The cache runs on one Python thread, the tokenizer on a thread pool of its own: on a
@@ -48,6 +49,9 @@ CACHE_LIMIT = 1 << 18
 #: the cache on one thread (this 2-core machine), so it needs well over 5 cores to be
 #: faster; the threshold is not measured on such a machine, and keeps what ran before.
 PARALLEL_CORES = 8
+#: tab, line feed and carriage return: BERT's normalizer makes each a space (every other
+#: control character it deletes, so a text holding one goes to the tokenizer)
+_LINE_SPACE = str.maketrans("\t\n\r", "   ")
 PARALLEL_BATCH = 256
 
 
@@ -87,8 +91,9 @@ class TokenIds:
         out: list[list[int] | None] = []
         others: list[int] = []
         for k, text in enumerate(texts):
-            if self._cacheable(text):
-                out.append(self._text_ids(text))
+            words = self._as_words(text)
+            if words is not None:
+                out.append(self._text_ids(words))
             else:
                 out.append(None)
                 others.append(k)
@@ -101,13 +106,23 @@ class TokenIds:
         """Whether a call on ``texts`` answers every one through the cache, never running the
         tokenizer on a whole text (a piece or word the cache has not seen yet is still
         tokenized alone: by the WordPiece model for plain ASCII, by the tokenizer otherwise)."""
-        return self._cache_serves(len(texts)) and all(self._cacheable(text) for text in texts)
+        return self._cache_serves(len(texts)) and all(self._as_words(text) is not None for text in texts)
 
     def _cache_serves(self, count: int) -> bool:
         return self.cached and not (self.cores >= PARALLEL_CORES and count >= PARALLEL_BATCH)
 
-    def _cacheable(self, text: str) -> bool:
-        return text.isprintable() and not (self._added and self._added.search(text))
+    def _as_words(self, text: str) -> str | None:
+        """``text`` as the cache takes it (tabs and line breaks as the spaces the normalizer
+        makes of them), or None when the tokenizer must take it whole."""
+        # Added tokens are matched in the raw text, before the normalizer: a text with one
+        # goes to the tokenizer.
+        if self._added and self._added.search(text):
+            return None
+        if not text.isprintable():
+            text = text.translate(_LINE_SPACE)
+            if not text.isprintable():
+                return None
+        return text
 
     def _tokenizer_ids(self, texts: list[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]

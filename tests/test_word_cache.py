@@ -51,8 +51,9 @@ def test_covers_says_when_the_tokenizer_is_not_called(bert, texts):
 
 def test_covers_printable_text_only(bert):
     ids = TokenIds(bert, cores=2)
-    assert ids.covers(["The cat sat on the mat.", "", "42 cats!", "Café “Ünïcödé” — 北京", "ﬁne ½ \ufffd"])
-    for other in ("a\tb", "a\nb", "no\u00a0break", "zero\u200bwidth", "x [SEP] y", "\x00"):
+    assert ids.covers(["The cat sat on the mat.", "", "42 cats!", "Café “Ünïcödé” — 北京", "ﬁne ½ \ufffd",
+                       "tab\tand\r\nlines"])
+    for other in ("a\x0bb", "a\x85b", "no\u00a0break", "zero\u200bwidth", "x [SEP] y", "\x00", "a\tb\x1fc"):
         assert not ids.covers(["The cat.", other])
     assert not TokenIds(bert, cores=PARALLEL_CORES).covers(["The cat."] * PARALLEL_BATCH)
 
