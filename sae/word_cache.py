@@ -45,9 +45,10 @@ from collections.abc import Sequence
 #: pieces and words kept in the cache; past it, new ones are tokenized each time (same ids)
 CACHE_LIMIT = 1 << 18
 #: with this many cores or more, a batch of ``PARALLEL_BATCH`` texts or more goes to the
-#: tokenizer's thread pool. It costs ~23 µs of CPU per STS-B sentence against ~4.5 µs for
-#: the cache on one thread (this 2-core machine), so it needs well over 5 cores to be
-#: faster; the threshold is not measured on such a machine, and keeps what ran before.
+#: tokenizer's thread pool. It costs ~23 µs of CPU per STS-B sentence against ~2.7 µs for
+#: a warm cache on one thread (this 2-core machine; ~4.5 µs when it kept only pieces), so
+#: it needs well over 8 cores to be faster; the threshold is not measured on such a
+#: machine, and keeps what ran before.
 PARALLEL_CORES = 8
 #: tab, line feed and carriage return: BERT's normalizer makes each a space (every other
 #: control character it deletes, so a text holding one goes to the tokenizer)
