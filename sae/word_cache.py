@@ -50,10 +50,10 @@ CACHE_LIMIT = 1 << 18
 #: it needs well over 8 cores to be faster; the threshold is not measured on such a
 #: machine, and keeps what ran before.
 PARALLEL_CORES = 8
+PARALLEL_BATCH = 256
 #: tab, line feed and carriage return: BERT's normalizer makes each a space (every other
 #: control character it deletes, so a text holding one goes to the tokenizer)
 _LINE_SPACE = str.maketrans("\t\n\r", "   ")
-PARALLEL_BATCH = 256
 
 
 class TokenIds:
@@ -92,9 +92,9 @@ class TokenIds:
         out: list[list[int] | None] = []
         others: list[int] = []
         for k, text in enumerate(texts):
-            words = self._as_words(text)
-            if words is not None:
-                out.append(self._text_ids(words))
+            cacheable = self._for_cache(text)
+            if cacheable is not None:
+                out.append(self._text_ids(cacheable))
             else:
                 out.append(None)
                 others.append(k)
@@ -107,12 +107,12 @@ class TokenIds:
         """Whether a call on ``texts`` answers every one through the cache, never running the
         tokenizer on a whole text (a piece or word the cache has not seen yet is still
         tokenized alone: by the WordPiece model for plain ASCII, by the tokenizer otherwise)."""
-        return self._cache_serves(len(texts)) and all(self._as_words(text) is not None for text in texts)
+        return self._cache_serves(len(texts)) and all(self._for_cache(text) is not None for text in texts)
 
     def _cache_serves(self, count: int) -> bool:
         return self.cached and not (self.cores >= PARALLEL_CORES and count >= PARALLEL_BATCH)
 
-    def _as_words(self, text: str) -> str | None:
+    def _for_cache(self, text: str) -> str | None:
         """``text`` as the cache takes it (tabs and line breaks as the spaces the normalizer
         makes of them), or None when the tokenizer must take it whole."""
         # Added tokens are matched in the raw text, before the normalizer: a text with one
