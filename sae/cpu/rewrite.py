@@ -88,7 +88,7 @@ def _locate(
     return q, q, phrase
 
 
-def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: np.void, e: int) -> None:
+def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: dict, e: int) -> None:
     """Element ``e``'s actions on the items at ``pos`` (§4 step 2, in its order)."""
     for field, col in (("set_opcode", F.OPCODE), ("set_arg0", F.ARG0), ("set_mod", F.MOD), ("set_arg1", F.ARG1)):
         value = int(rule[field][e])
@@ -100,7 +100,7 @@ def _set_fields(words: np.ndarray, g: np.ndarray, pos: np.ndarray, rule: np.void
         words[g, pos, F.ARG1] = scale_q16(arg1, scale).view(np.uint32)
 
 
-def _rewrite(words: np.ndarray, g: np.ndarray, first: np.ndarray, q: np.ndarray, r: int, rule: np.void) -> None:
+def _rewrite(words: np.ndarray, g: np.ndarray, first: np.ndarray, q: np.ndarray, r: int, rule: dict) -> None:
     k = q.shape[1]
     perm = [int(x) for x in rule["perm"][:k]]
     if perm != list(range(k)):  # patterns with runs never reorder, so one item per element
@@ -129,7 +129,7 @@ def _merge_head(
     q: np.ndarray,
     phrase: np.ndarray,
     r: int,
-    rule: np.void,
+    rule: dict,
     vocab_size: int,
     symbol_rows: np.ndarray,
 ) -> None:
