@@ -42,7 +42,7 @@ class _SharedBatch:
     """
 
     def __init__(self, tokens: int, texts: int, dim: int, name: str | None = None) -> None:
-        self.tokens, self.texts, self.dim = tokens, texts, dim
+        self.tokens, self.texts = tokens, texts
         size = 4 * (tokens + texts + texts * dim)
         self.memory = SharedMemory(name=name, create=name is None, size=size if name is None else 0)
         self.name = self.memory.name
