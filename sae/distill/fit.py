@@ -49,8 +49,10 @@ class Items:
         return len(self.tokens)
 
 
-def annealed_items(alg: Algorithm, token_ids: list[list[int]], batch_size: int = 1024) -> Items:
-    """Anneal every token list with ``alg`` (numpy path) and list the ``ACC`` items of the results."""
+def annealed_items(alg: Algorithm, token_ids: list[list[int]], batch_size: int = 1024,
+                   opcodes: tuple[int, ...] = (int(Op.ACC),)) -> Items:
+    """Anneal every token list with ``alg`` (numpy path) and list the items of the results
+    whose opcode is one of ``opcodes`` (the ``ACC`` items by default)."""
     caps = DEFAULT_CAPACITIES
     backend = CpuBackend(alg, caps)
     batch = ProgramBatch(batch_size, caps)
@@ -61,7 +63,7 @@ def annealed_items(alg: Algorithm, token_ids: list[list[int]], batch_size: int =
         backend.anneal(batch)
         n, length = batch.n, batch.max_length()
         words = item_words(batch.items)[:n, :length]
-        live = (np.arange(length) < batch.lengths[:n, None]) & (words[..., F.OPCODE] == int(Op.ACC))
+        live = (np.arange(length) < batch.lengths[:n, None]) & np.isin(words[..., F.OPCODE], opcodes)
         d, p = np.nonzero(live)
         w = words[d, p]
         parts.append((start + d, w[:, F.SYMBOL], w[:, F.ARG0], w[:, F.ARG1].view(np.int32), w[:, F.MOD]))

@@ -14,6 +14,11 @@ Steps (docs/DISTILLATION.md):
    transforms the rules apply (:func:`fit_transforms`), then refined so that the
    minimal pairs' cosines follow the teacher's (:func:`refine_transforms`).
 
+``--output-map-of DIR`` instead fits the output map of a finished Algorithm (its rules
+final: the last step of tools/build_default.sh, after evolution) on the train pairs'
+gold scores and the train sentences' minimal pairs, and writes it with the map folded
+into its vectors and transforms (:mod:`sae.distill.output_map`).
+
 ``tune`` does the same on four fifths of the train pairs and scores the result on the
 held-out fifth: Spearman, and how closely the minimal pairs of held-out sentences
 track the teacher's cosines. Dev is only measured at the end (``--dev``).
@@ -45,10 +50,19 @@ from sae.distill.fit import (
 )
 from sae.distill.lexicon import build_lexicon, phrase_bonus, windows_of, words_of
 from sae.distill.minimal_pairs import minimal_pairs
+from sae.distill.output_map import (
+    CosineTargets,
+    OutputMapSettings,
+    check_linear,
+    fit_output_map,
+    fold_output_map,
+    program_sums,
+)
 from sae.distill.pack import compress, keep_mask, row_budget
 from sae.distill.rules import RuleSettings, default_rules, merge_rules, transforms_used
 from sae.distill.teacher_cache import TeacherCache
 from sae.engine import Engine
+from sae.errors import InputError
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
 from sae.layout import DEFAULT_CAPACITIES
 from sae.teacher import read_teacher
@@ -91,6 +105,9 @@ class Config:
     max_steps: int = DEFAULT_CAPACITIES.steps
     tolerance: int = 0
     inhibit_steps: int = 2
+    map_lam: float = OutputMapSettings.lam  #: output map (``--output-map-of``): ridge toward the identity
+    map_pair_weight: float = OutputMapSettings.pair_weight  #: output map: the minimal pairs' weight
+    map_steps: int = OutputMapSettings.steps  #: output map: Adam steps
 
     def with_overrides(self, pairs: list[str]) -> Config:
         """A copy with ``KEY=VALUE`` overrides (``--set``), typed like the field."""
@@ -250,6 +267,33 @@ class Recipe:
                           transform_names=cfg.rule_settings().transform_names())
         return alg
 
+    def output_map(self, alg: Algorithm, pairs: Pairs, sentences: list[str], cfg: Config) -> Algorithm:
+        """``alg`` with its output map folded in, fitted on ``pairs``' gold scores and the
+        minimal pairs of ``sentences`` (the teacher's cosines); stored precision (float16)."""
+        found = {kind: ps for kind, ps in minimal_pairs(sentences).items() if ps}
+        texts = list(dict.fromkeys([*pairs.s1, *pairs.s2, *(t for ps in found.values() for pair in ps for t in pair)]))
+        ids = [e.ids for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
+        t0 = time.perf_counter()
+        sums = program_sums(alg, ids)
+        log.info("output map: annealed %d texts in %.1f s", len(texts), time.perf_counter() - t0)
+        at = {t: i for i, t in enumerate(texts)}
+
+        def rows(some: list[str]) -> np.ndarray:
+            return sums[[at[t] for t in some]]
+
+        gold = CosineTargets(rows(pairs.s1), rows(pairs.s2), np.asarray(pairs.scores, dtype=np.float64) / 5)
+        minimal = []
+        for ps in found.values():
+            a, b = [p[0] for p in ps], [p[1] for p in ps]
+            minimal.append(CosineTargets(rows(a), rows(b), cosine_rows(self.targets(a), self.targets(b))))
+        output_map = fit_output_map(gold, minimal,
+                                    OutputMapSettings(cfg.map_lam, cfg.map_pair_weight, cfg.map_steps))
+        mapped = fold_output_map(alg, output_map)
+        note = f"Output map of {alg.content_hash[:16]} fitted on STS-B train by sae.distill (docs/DISTILLATION.md)."
+        return replace(mapped, vectors=mapped.vectors.astype(np.float16).astype(np.float32),
+                       transforms=mapped.transforms.astype(np.float16).astype(np.float32),
+                       description=f"{alg.description} {note}".strip())
+
 
 # -- scoring ------------------------------------------------------------------------------
 
@@ -284,6 +328,13 @@ def holdout_split(train: Pairs) -> tuple[list[str], Pairs]:
     return fit, held
 
 
+def fit_pairs(train: Pairs) -> Pairs:
+    """The train pairs :func:`holdout_split` does not hold out."""
+    fit = np.arange(len(train)) % 5 != 4
+    return Pairs(train.path, [s for s, f in zip(train.s1, fit) if f], [s for s, f in zip(train.s2, fit) if f],
+                 train.scores[fit], [g for g, f in zip(train.genres, fit) if f])
+
+
 def report(alg: Algorithm, recipe: Recipe, pairs: Pairs) -> dict:
     """Spearman with all rules, without them, without the transforms; minimal pairs of the pairs' sentences."""
     plain = replace(alg, rules=tuple(r for r in alg.rules if not any(up.mod for up in r.updates)))
@@ -310,10 +361,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="fit on 4/5 of the train pairs and score on the held-out fifth; writes nothing")
     ap.add_argument("--dev", action="store_true", help="also measure the built Algorithm on the dev split")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config field")
+    ap.add_argument("--output-map-of", default=None, metavar="DIR",
+                    help="fit the output map of the Algorithm in DIR (its rules as they are) and write it with the "
+                         "map folded in to --out; with --tune, fit on 4/5 of the train pairs and score the rest")
 
 
 def run(args: argparse.Namespace) -> int:
     cfg = Config().with_overrides(args.set)
+    if args.output_map_of is not None:
+        return _run_output_map(args, cfg)
     recipe = Recipe(args.shared, args.cache, args.teacher_python)
     log.info("config: %s", cfg)
     if args.tune:
@@ -328,6 +384,31 @@ def run(args: argparse.Namespace) -> int:
     if args.dev:
         from sae.algorithm import load_algorithm
 
+        dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
+        print(json.dumps({"dev": report(load_algorithm(args.out), recipe, dev)}, indent=1))
+    return 0
+
+
+def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
+    from sae.algorithm import load_algorithm
+
+    alg = load_algorithm(args.output_map_of)  # a bad directory fails here, before the data is read
+    try:
+        check_linear(alg)
+    except ValueError as exc:
+        raise InputError(f"--output-map-of {args.output_map_of}: {exc}") from None
+    recipe = Recipe(args.shared, args.cache, args.teacher_python)
+    log.info("config: %s", cfg)
+    if args.tune:
+        fit, held = holdout_split(recipe.train)
+        mapped = recipe.output_map(alg, fit_pairs(recipe.train), fit, cfg)
+        print(json.dumps({"holdout": {"without_map": report(alg, recipe, held),
+                                      "with_map": report(mapped, recipe, held)}}, indent=1))
+        return 0
+    mapped = recipe.output_map(alg, recipe.train, recipe.train.unique_texts(), cfg)
+    save_algorithm(mapped, args.out, vector_dtype="float16")
+    log.info("wrote %s: content hash %s (output map of %s)", args.out, mapped.content_hash[:16], alg.content_hash[:16])
+    if args.dev:
         dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
         print(json.dumps({"dev": report(load_algorithm(args.out), recipe, dev)}, indent=1))
     return 0
