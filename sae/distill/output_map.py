@@ -96,6 +96,8 @@ def fit_output_map(gold: CosineTargets, minimal: list[CosineTargets],
     + lam · ‖P − I‖² / dim`` from ``P = I``: deterministic (full batch, fixed steps)."""
     dim = gold.a.shape[1]
     gold = gold.live()
+    if not len(gold.target):
+        raise ValueError("the output map needs pairs with gold scores, and every pair has a zero embedding")
     minimal = [m.live() for m in minimal if len(m.target)]
     identity = np.eye(dim)
     P, m1, m2 = identity.copy(), np.zeros((dim, dim)), np.zeros((dim, dim))

@@ -272,9 +272,8 @@ class Recipe:
         minimal pairs of ``sentences`` (the teacher's cosines); stored precision (float16)."""
         found = {kind: ps for kind, ps in minimal_pairs(sentences).items() if ps}
         texts = list(dict.fromkeys([*pairs.s1, *pairs.s2, *(t for ps in found.values() for pair in ps for t in pair)]))
-        ids = [e.ids for e in self.tok.encode_batch_fast(texts, add_special_tokens=False)]
         t0 = time.perf_counter()
-        sums = program_sums(alg, ids)
+        sums = program_sums(alg, alg.token_ids(texts))  # the Algorithm's own tokenizer, as the engine reads
         log.info("output map: annealed %d texts in %.1f s", len(texts), time.perf_counter() - t0)
         at = {t: i for i, t in enumerate(texts)}
 
