@@ -57,11 +57,10 @@ def program_sums(alg: Algorithm, token_ids: list[list[int]]) -> np.ndarray:
     ``EMIT`` item adds its ``w·x`` to the sum exactly once (docs/ENGINE.md §5)."""
     check_linear(alg)
     items = annealed_items(alg, token_ids, opcodes=tuple(sorted(_LINEAR_OPS - {int(Op.NOP)})))
-    n_tr = 0 if alg.transforms is None else len(alg.transforms)
-    base, A, C = transform_parts(items, alg, n_tr)
+    T = alg.transforms.astype(np.float64)  # (0, dim, dim + 1) when the Algorithm has none
+    base, A, C = transform_parts(items, alg, len(T))
     dim = alg.dim
-    T = np.zeros((0, dim, dim + 1)) if n_tr == 0 else alg.transforms.astype(np.float64)
-    return base + sum(A[:, t] @ T[t, :, :dim].T for t in range(n_tr)) + C @ T[:, :, dim]
+    return base + sum(A[:, t] @ T[t, :, :dim].T for t in range(len(T))) + C @ T[:, :, dim]
 
 
 @dataclass(frozen=True)
@@ -133,12 +132,9 @@ def fold_output_map(alg: Algorithm, P: np.ndarray) -> Algorithm:
     check_linear(alg)
     P = np.asarray(P, dtype=np.float64)
     vectors = (alg.vectors.astype(np.float64) @ P.T).astype(np.float32)
-    transforms = alg.transforms
-    if transforms is not None and len(transforms):
-        inverse = np.linalg.inv(P)
-        T = transforms.astype(np.float64)
-        transforms = np.concatenate([P @ T[:, :, :-1] @ inverse, (P @ T[:, :, -1:])], axis=2).astype(np.float32)
-    return replace(alg, vectors=vectors, transforms=transforms)
+    T = alg.transforms.astype(np.float64)  # (0, dim, dim + 1) when the Algorithm has none
+    transforms = np.concatenate([P @ T[:, :, :-1] @ np.linalg.inv(P), P @ T[:, :, -1:]], axis=2)
+    return replace(alg, vectors=vectors, transforms=transforms.astype(np.float32))
 
 
 __all__ = ["CosineTargets", "OutputMapSettings", "check_linear", "fit_output_map", "fold_output_map", "program_sums"]

@@ -317,11 +317,19 @@ def spearman_of(alg: Algorithm, pairs: Pairs) -> float:
     return score_embeddings(pairs, texts, Engine(alg, backend="cpu").embed(texts))[0]
 
 
+def _held_out(train: Pairs) -> np.ndarray:
+    """Every 5th train pair: the pairs ``--tune`` scores on."""
+    return np.arange(len(train)) % 5 == 4
+
+
+def _pairs_where(pairs: Pairs, keep: np.ndarray) -> Pairs:
+    return Pairs(pairs.path, [s for s, k in zip(pairs.s1, keep) if k], [s for s, k in zip(pairs.s2, keep) if k],
+                 pairs.scores[keep], [g for g, k in zip(pairs.genres, keep) if k])
+
+
 def holdout_split(train: Pairs) -> tuple[list[str], Pairs]:
     """Every 5th train pair held out; the fit sentences exclude every held-out sentence."""
-    hold = np.arange(len(train)) % 5 == 4
-    held = Pairs(train.path, [s for s, h in zip(train.s1, hold) if h], [s for s, h in zip(train.s2, hold) if h],
-                 train.scores[hold], [g for g, h in zip(train.genres, hold) if h])
+    held = _pairs_where(train, _held_out(train))
     banned = set(held.unique_texts())
     fit = [t for t in train.unique_texts() if t not in banned]
     return fit, held
@@ -329,9 +337,7 @@ def holdout_split(train: Pairs) -> tuple[list[str], Pairs]:
 
 def fit_pairs(train: Pairs) -> Pairs:
     """The train pairs :func:`holdout_split` does not hold out."""
-    fit = np.arange(len(train)) % 5 != 4
-    return Pairs(train.path, [s for s, f in zip(train.s1, fit) if f], [s for s, f in zip(train.s2, fit) if f],
-                 train.scores[fit], [g for g, f in zip(train.genres, fit) if f])
+    return _pairs_where(train, ~_held_out(train))
 
 
 def report(alg: Algorithm, recipe: Recipe, pairs: Pairs) -> dict:
