@@ -8,6 +8,7 @@ from sae.algorithm import Algorithm
 from sae.batch import ProgramBatch
 from sae.cpu.match import Matcher, StreamView
 from sae.cpu.rewrite import apply_winners
+from sae.cpu.rows import PACK_WHEN, Rows
 from sae.layout import COMMITTED, ITEM_WORDS, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
 
 
@@ -61,6 +62,10 @@ class Annealer:
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
         self._merge = np.array([int(r["kind"]) == RULE_MERGE for r in matcher.rules] or [False])
         self._all_act = matcher.actors.size == matcher.n_rules  # no guards: keys need no selection
+        #: Empty items between packed documents: one more than the longest gap, which a match
+        #: skips, so no match reaches from one document into the next (sae.cpu.rows).
+        self.separator = 1 + max((g for r in matcher.rules for g in r["gap"]), default=0)
+        self.packing = PACK_WHEN  #: see :meth:`Rows.of`; the results are the same bytes either way
 
     def run(self, batch: ProgramBatch) -> None:
         """Anneal every document of ``batch`` in place, filling its journal."""
@@ -68,14 +73,13 @@ class Annealer:
         n, length = batch.n, batch.max_length()
         if n == 0 or length == 0 or m.actors.size == 0 or self.params.max_steps == 0:
             return
-        words = item_words(batch.items)[:n, :length]
-        lengths = batch.lengths[:n]
-        view = m.view(words, lengths)  # kept current: the rows of rewritten documents are replaced
+        rows = Rows.of(batch, self.separator, self.packing)
+        view = m.segment_view(rows.words, *rows.bounds())  # kept current: rewritten rows are replaced
         place: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # where gap and run rules' elements land
         keys = m.bids(view, placements=place)
-        potential = m.potential(keys)  # per document, kept current with the keys
-        inhibit = np.zeros((n, m.n_rules), dtype=np.uint32)
-        live = np.arange(n)  # documents not finished yet
+        potential = rows.doc_sums(m.potential_at(keys))  # per document, kept current with the keys
+        inhibit = np.zeros((n, m.n_rules), dtype=np.uint32)  # per document
+        live = np.arange(rows.count)  # rows with a document not finished yet
         for step in range(self.params.max_steps):
             actors = keys if self._all_act else keys[m.actors]
             top = actors[:, live].max(axis=0)  # the best rewrite or merge key at each anchor
@@ -84,13 +88,13 @@ class Annealer:
             if live.size == 0:
                 break
             batch.stats.steps = step + 1
-            self._step(batch, words, lengths, view, place, keys, potential, inhibit, live, top, step)
+            self._step(batch, rows, view, place, keys, potential, inhibit, live, top, step)
+        rows.unpack(batch)
 
     def _step(
         self,
         batch: ProgramBatch,
-        words: np.ndarray,
-        lengths: np.ndarray,
+        rows: Rows,
         view: StreamView,
         place: dict[int, tuple[np.ndarray, np.ndarray]],
         keys: np.ndarray,
@@ -100,82 +104,89 @@ class Annealer:
         top: np.ndarray,
         step: int,
     ) -> None:
-        """One step of §3 for the ``live`` documents; ``view``, ``keys`` and ``potential`` are kept current."""
+        """One step of §3 for the ``live`` rows; ``view``, ``keys`` and ``potential`` are kept current.
+
+        A document without a bid in a live row has no candidate: it is finished as it
+        would be alone, and its inhibition no longer matters.
+        """
         m = self.m
-        held = inhibit[live]
         cand = top
+        live_docs = rows.docs_in(live)
+        held = inhibit[live_docs]
         if held.any():
             actors = keys if self._all_act else keys[m.actors]
-            eligible = (held.T[m.actors] == 0)[:, :, None]  # (actors, docs, 1)
+            eligible = (inhibit[rows.doc_at[live]] == 0).transpose(2, 0, 1)[m.actors]  # (actors, rows, width)
             cand = np.where(eligible, actors[:, live], 0).max(axis=0)
-            inhibit[live] -= held > 0
-        g, p = np.nonzero(cand)  # the candidates, by document then anchor
+            inhibit[live_docs] -= held > 0
+        g, p = np.nonzero(cand)  # the candidates, by row then anchor (so by document then anchor)
         key = cand[g, p]
         score, _, rule = m.keys.unpack(key)
-        last, read, write, mark = self._footprints(view, place, live[g], p, rule)
+        row = live[g]
+        last, read, write, mark = self._footprints(view, place, row, p, rule)
         win = select_winners(g, p, key, last, read, write, mark)
-        g, p, key, last, score, rule = g[win], p[win], key[win], last[win], score[win], rule[win]
+        row, p, key, last, score, rule = row[win], p[win], key[win], last[win], score[win], rule[win]
+        docs = rows.doc_at[row, p]
         # Ranks by anchor within each document; winners past the journal's room are dropped.
-        first = np.searchsorted(g, g)
-        rank = np.arange(len(g)) - first
-        keep = rank < (batch.caps.journal - batch.journal_len[live[g]].astype(np.int64))
+        first = np.searchsorted(docs, docs)
+        rank = np.arange(len(docs)) - first
+        keep = rank < (batch.caps.journal - batch.journal_len[rows.order[docs]].astype(np.int64))
         if not keep.all():
-            g, p, key, last, score, rule, rank = (a[keep] for a in (g, p, key, last, score, rule, rank))
-        if g.size == 0:
+            docs, row, p, key, last, score, rule, rank = (
+                a[keep] for a in (docs, row, p, key, last, score, rule, rank))
+        if docs.size == 0:
             return
-        docs = live[g]
         p0 = potential[docs]
         if m.guards.size:
-            active, gi = np.unique(docs, return_inverse=True)
-            delta = self._judge(words, lengths, keys, active, gi, p, last, key, rule)
+            delta = self._judge(rows, keys, docs, row, p, last, key, rule)
         else:
-            delta = np.zeros(len(g), dtype=np.int64)  # no guards: the check is not run (§3 step 5)
+            delta = np.zeros(len(docs), dtype=np.int64)  # no guards: the check is not run (§3 step 5)
         commit = delta <= score + self.params.tolerance
         batch.stats.committed += int(commit.sum())
         batch.stats.reverted += int(commit.size - commit.sum())
-        self._journal(batch, docs, rank, step, rule, p, score, p0, p0 - delta, commit)
+        self._journal(batch, rows.order[docs], rank, step, rule, p - rows.start[docs], score, p0, p0 - delta, commit)
         inhibit[docs[~commit], rule[~commit]] = self.params.inhibit_steps
         # Apply the committed winners at once and bid again where something changed.
         if not commit.any():
             return
-        # Rewritten in place, the whole batch at once: a copy of the changed documents in
-        # and out cost more than finding the winners among every document.
-        winners = np.zeros(words.shape[:2], dtype=np.uint32)
-        winners[docs[commit], p[commit]] = key[commit]
-        apply_winners(m, words, lengths, winners, self.symbol_rows, located=place)
-        redo = np.unique(docs[commit])
-        fresh = m.view(words[redo], lengths[redo])
+        # Rewritten in place, the whole batch at once: a copy of the changed rows in
+        # and out cost more than finding the winners among every row.
+        winners = np.zeros((rows.count, rows.width), dtype=np.uint32)
+        winners[row[commit], p[commit]] = key[commit]
+        used = np.full(rows.count, rows.width, dtype=np.int64)  # closed up by merges; ``rows`` keeps the lengths
+        dead = apply_winners(m, rows.words, used, winners, self.symbol_rows, located=place)
+        if dead is not None:
+            rows.removed(dead)
+        redo = np.unique(row[commit])
+        fresh = m.segment_view(rows.words[redo], *rows.bounds(redo))
         new_place: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         new_keys = m.bids(fresh, placements=new_place)
         keys[:, redo] = new_keys
         for r, (first, last) in new_place.items():
             place[r][0][redo], place[r][1][redo] = first, last
-        potential[redo] = m.potential(new_keys)
-        view.lengths[redo] = fresh.lengths  # (view.symbol is a view of words: already current)
-        for plane, new in zip(view.tests, fresh.tests):
+        potential[rows.docs_in(redo)] = rows.doc_sums(m.potential_at(new_keys), redo)
+        for plane, new in zip(view.tests, fresh.tests):  # (view.symbol is a view of the words: already current)
             plane[redo] = new
 
-    def _footprints(self, view: StreamView, place: dict, docs: np.ndarray, p: np.ndarray, rule: np.ndarray
+    def _footprints(self, view: StreamView, place: dict, row: np.ndarray, p: np.ndarray, rule: np.ndarray
                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Extent end and footprint (see :func:`select_winners`) of candidates of ``rule`` at ``(docs, p)``."""
+        """Extent end and footprint (see :func:`select_winners`) of candidates of ``rule`` at ``(row, p)``."""
         m = self.m
         last = p + m.extent[rule]
         read, write, mark = m.static_read[rule], m.static_write[rule], m.static_mark[rule]
         for r in np.flatnonzero(m.extent < 0):
             sel = np.flatnonzero(rule == r)
             if sel.size:
-                first, q = place[r][0][docs[sel], p[sel]], place[r][1][docs[sel], p[sel]]
-                last[sel], read[sel], write[sel], mark[sel] = m.footprint(first, q, p[sel], view.lengths[docs[sel], 0],
+                first, q = place[r][0][row[sel], p[sel]], place[r][1][row[sel], p[sel]]
+                last[sel], read[sel], write[sel], mark[sel] = m.footprint(first, q, p[sel], view.tests[0][row[sel]],
                                                                           int(r))
         return last, read, write, mark
 
     def _judge(
         self,
-        words: np.ndarray,
-        lengths: np.ndarray,
+        rows: Rows,
         keys: np.ndarray,
         docs: np.ndarray,
-        g: np.ndarray,
+        row: np.ndarray,
         p: np.ndarray,
         z: np.ndarray,
         key: np.ndarray,
@@ -183,42 +194,43 @@ class Annealer:
     ) -> np.ndarray:
         """δ of every winner (§3 step 5): guards of S it touches minus all bids of S_w touching it.
 
-        ``g`` indexes ``docs``; winner ``i`` is anchored at ``p[i]`` with extent end
-        ``z[i]``. S_w is built per winner as a window of its document: the items any
-        bid touching the winner can examine, ``[p - reach, z + reach]``.
+        Winner ``i`` of document ``docs[i]`` is anchored at ``p[i]`` of ``row[i]`` with
+        extent end ``z[i]``. S_w is built per winner as a window of its document: the
+        items any bid touching the winner can examine, ``[p - reach, z + reach]``.
         """
-        m, reach = self.m, self.m.reach
-        n = lengths[docs[g]].astype(np.int64)
+        m, reach, words = self.m, self.m.reach, rows.words
+        begin, n = rows.start[docs], rows.length[docs]
+        low = np.maximum(p - reach, begin)  # the window's first item, in row coordinates
         # Guards of S touching the winner: anchored in [p - reach, z], extent reaching p.
-        guard_sum = np.zeros(len(g), dtype=np.int64)
-        doc_rows = np.unique(g)
-        view = m.view(words[docs[doc_rows]], lengths[docs[doc_rows]])
+        guard_sum = np.zeros(len(docs), dtype=np.int64)
+        row_set, where = np.unique(row, return_inverse=True)
+        view = m.segment_view(words[row_set], *rows.bounds(row_set))
         anchors = np.arange(words.shape[1], dtype=np.int64)
-        where = np.searchsorted(doc_rows, g)
         for r in m.guards:
-            found = m.match(view, np.broadcast_to(anchors, (len(doc_rows), len(anchors))), int(r))
+            found = m.match(view, np.broadcast_to(anchors, (len(row_set), len(anchors))), int(r))
             ok, ends = found.ok[where], found.extent[where]
             score = np.broadcast_to(found.score, found.ok.shape)[where]
             at = anchors[None, :]
-            touch = ok & (at >= (p - reach)[:, None]) & (at <= z[:, None]) & (ends >= p[:, None])
+            touch = ok & (at >= low[:, None]) & (at <= z[:, None]) & (ends >= p[:, None])
             guard_sum -= (np.where(touch, score, 0)).sum(axis=1)
         # S_w: each winner applied alone to a window of its document.
-        a = np.maximum(p - reach, 0)
-        b = np.minimum(z + reach, n - 1)
+        a = low
+        b = np.minimum(z + reach, begin + n - 1)
         width = int((b - a).max()) + 1
         idx = a[:, None] + np.arange(width)
         inside = idx <= b[:, None]
-        mini = np.where(inside[..., None], words[docs[g][:, None], np.minimum(idx, words.shape[1] - 1)], 0)
-        mini = np.ascontiguousarray(mini, dtype=np.uint32).reshape(len(g), width, ITEM_WORDS)
+        mini = np.where(inside[..., None], words[row[:, None], np.minimum(idx, words.shape[1] - 1)], 0)
+        mini = np.ascontiguousarray(mini, dtype=np.uint32).reshape(len(docs), width, ITEM_WORDS)
         mini_len = (b - a + 1).astype(np.uint32)
-        local = np.zeros((len(g), width), dtype=np.uint32)
-        local[np.arange(len(g)), p - a] = m.keys.pack(m.keys.score(key), p - a, rule)
-        apply_winners(m, mini, mini_len, local, self.symbol_rows, offset=a, total=n)
+        local = np.zeros((len(docs), width), dtype=np.uint32)
+        local[np.arange(len(docs)), p - a] = m.keys.pack(m.keys.score(key), p - a, rule)
+        offset = a - begin  # the window's first item in its document
+        apply_winners(m, mini, mini_len, local, self.symbol_rows, offset=offset, total=n)
         removed = np.where(self._merge[rule], (b - a + 1) - mini_len.astype(np.int64), 0)
-        new_keys, new_ends = m.bids(m.view(mini, mini_len, offset=a, total=n - removed), extents=True)
+        new_keys, new_ends = m.bids(m.view(mini, mini_len, offset=offset, total=n - removed), extents=True)
         lo, hi = p - a, z - removed - a  # the winner's extent in window coordinates
         at = np.arange(width)[None, :]
-        new_sum = np.zeros(len(g), dtype=np.int64)
+        new_sum = np.zeros(len(docs), dtype=np.int64)
         scores = (new_keys >> np.uint32(m.keys.tie_bits)).astype(np.int64)
         for r in range(m.n_rules):
             touch = (new_keys[r] > 0) & (at <= hi[:, None]) & (new_ends[r] >= lo[:, None])

@@ -35,8 +35,8 @@ class StreamView(NamedTuple):
     """Columns of a ``(D, L)`` slice of ProgramItems and its element-test planes."""
 
     symbol: np.ndarray
-    lengths: np.ndarray  # (D, 1) int64
-    #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
+    #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j
+    #: (test 0: it exists).
     tests: tuple[np.ndarray, ...]
 
 
@@ -157,11 +157,12 @@ class Matcher:
             self.static_write[r, :k] = self.elem_write[r, :k]
             self.static_mark[r, :k] = self.elem_mark[r, :k]
 
-    def footprint(self, first: np.ndarray, last: np.ndarray, anchors: np.ndarray, lengths: np.ndarray, r: int
+    def footprint(self, first: np.ndarray, last: np.ndarray, anchors: np.ndarray, exists: np.ndarray, r: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Extent end and ``(examined, written, mark)`` per offset ``0..reach`` from the anchor
         (``(W, reach + 1)`` uint8) of rule ``r``'s matches whose elements cover
-        ``first[:, e] ..= last[:, e]``, at ``anchors`` in streams of ``lengths``."""
+        ``first[:, e] ..= last[:, e]``, at ``anchors`` of rows whose items exist where ``exists``
+        (``(W, L)`` bool, a view's test 0)."""
         width = self.reach + 1
         count = len(anchors)
         read = np.zeros((count, width), dtype=np.uint8)
@@ -171,7 +172,6 @@ class Matcher:
         k = int(rule["length"])
         x = anchors[:, None] + np.arange(width)
         start = anchors[:, None]
-        lengths = lengths.astype(np.int64)[:, None]
         end = last[:, k - 1].astype(np.int64)
         for e in range(k):
             f, q = first[:, e, None].astype(np.int64), last[:, e, None].astype(np.int64)
@@ -179,7 +179,7 @@ class Matcher:
             examined = (x >= start) & (x <= q)  # the gap's probes and the element's items
             run = int(rule["run"][e])
             if run:
-                probe = (q - f + 1 < run) & (q + 1 < lengths)  # the item that ended the run
+                probe = (q - f + 1 < run) & _gather(exists, q + 1)  # the item that ended the run
                 examined |= (x == q + 1) & probe
                 if e == k - 1:
                     end = end + probe[:, 0]
@@ -243,17 +243,31 @@ class Matcher:
     def view(
         self, words: np.ndarray, lengths: np.ndarray, offset: np.ndarray | None = None, total: np.ndarray | None = None
     ) -> StreamView:
-        """Columns of ``words`` (a ``(D, L, ITEM_WORDS)`` uint32 view) and its element tests.
+        """Columns of ``words`` (a ``(D, L, ITEM_WORDS)`` uint32 view, one stream per row) and its
+        element tests.
 
         ``offset`` and ``total`` (per document) say that the rows are a window
         starting at item ``offset`` of a stream of ``total`` items, for the start and
-        end anchors; by default each row is a whole stream.
+        end anchors; by default each row is a whole stream. (``lengths``: the items of
+        each row; every item past them is all-zero words, §1.)
+        """
+        first = np.zeros((len(lengths), 1), np.int64) if offset is None else -offset.astype(np.int64)[:, None]
+        items = lengths if total is None else total
+        return self.segment_view(words, first, first + items.astype(np.int64)[:, None] - 1)
+
+    def segment_view(self, words: np.ndarray, first: np.ndarray, last: np.ndarray) -> StreamView:
+        """Columns and element tests of ``words`` (``(D, L, ITEM_WORDS)`` uint32) whose rows may
+        hold several streams end to end (:class:`sae.cpu.rows.Rows`).
+
+        ``first`` and ``last`` (int64, broadcastable to ``(D, L)``) are, per position, the
+        row coordinates of the first and last item of the stream holding it, for the
+        start and end anchors. An item exists where its words are not all zero: every
+        item has ``span >= 1`` (§1), and nothing rewrites ``span`` but a merge, which adds.
         """
         symbol = words[..., F.SYMBOL]
-        lengths = lengths.astype(np.int64)[:, None]
         width = words.shape[1]
         pos = np.arange(width)
-        exists = pos < lengths
+        exists = words[..., F.SPAN] != 0
         symbol_bits = [table[symbol] for table in self._symbol_tables]
         opcode = mod = marks = None
         at_start = at_end = None
@@ -280,17 +294,14 @@ class Matcher:
                 ok &= cache["mark", mark]
             if where & FLAG_AT_START:
                 if at_start is None:
-                    first = 0 if offset is None else offset.astype(np.int64)[:, None]
-                    at_start = (pos + first) == 0
+                    at_start = pos == first
                 ok &= at_start
             if where & FLAG_AT_END:
                 if at_end is None:
-                    first = 0 if offset is None else offset.astype(np.int64)[:, None]
-                    last = lengths if total is None else total.astype(np.int64)[:, None]
-                    at_end = (pos + first) == last - 1
+                    at_end = pos == last
                 ok &= at_end
             tests.append(ok)
-        return StreamView(symbol, lengths, tuple(tests))
+        return StreamView(symbol, tuple(tests))
 
     # -- matching -------------------------------------------------------------------------
     def _runs(self, v: StreamView, test: int, cap: int, memo: dict) -> np.ndarray:
@@ -312,7 +323,7 @@ class Matcher:
         """
         memo = {} if memo is None else memo
         if rows is not None:
-            v = StreamView(v.symbol[rows], v.lengths[rows], _RowPlanes(v.tests, rows))
+            v = StreamView(v.symbol[rows], _RowPlanes(v.tests, rows))
         rule = self.rules[r]
         k = int(rule["length"])
         tests = self._test_of[r]
@@ -390,7 +401,7 @@ class Matcher:
         run_last = int(rule["run"][k - 1])
         if run_last:
             # A trailing run that stopped early examined the item after it, if one exists.
-            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & (q[..., -1] + 1 < v.lengths)
+            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & _gather(v.tests[0], q[..., -1] + 1)
             extent += stopped
         return Match(ok, first, q, extent, score)
 
@@ -537,12 +548,14 @@ class Matcher:
             ok[:, length - e :] = False
         return ok
 
-    def potential(self, keys: np.ndarray) -> np.ndarray:
-        """``(D,)`` int64 signed score sums of rule-major keys (guards count negatively)."""
-        if not self.n_rules:
-            return np.zeros(keys.shape[1], dtype=np.int64)
-        per_rule = np.add.reduce(keys >> np.uint32(self.keys.tie_bits), axis=2, dtype=np.int64)  # (R, D)
-        return self.sign @ per_rule
+    def potential_at(self, keys: np.ndarray) -> np.ndarray:
+        """``(D, L)`` int64 signed score sums over rules of rule-major keys at each anchor
+        (guards count negatively); a document's potential is their sum over its anchors."""
+        scores = keys >> np.uint32(self.keys.tie_bits)
+        at = np.add.reduce(scores[self.actors], axis=0, dtype=np.int64)
+        if self.guards.size:
+            at -= np.add.reduce(scores[self.guards], axis=0, dtype=np.int64)
+        return at
 
 
 __all__ = ["Match", "Matcher", "StreamView", "run_lengths"]

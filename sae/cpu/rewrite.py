@@ -24,7 +24,7 @@ def apply_winners(
     offset: np.ndarray | None = None,
     total: np.ndarray | None = None,
     located: dict[int, tuple[np.ndarray, np.ndarray]] | None = None,
-) -> None:
+) -> np.ndarray | None:
     """Apply every bid of ``winners`` to its document, in place (docs/ENGINE.md §3 step 7).
 
     ``words`` is a ``(G, L, ITEM_WORDS)`` uint32 array of G documents and ``lengths``
@@ -35,10 +35,13 @@ def apply_winners(
     of longer streams (see :meth:`Matcher.view`). ``located``, when the caller has it,
     holds where the elements of every rule with gaps or runs land at every anchor of
     ``words`` (:meth:`Matcher.bids` ``placements``), so no winner is matched again.
+
+    Returns the items merges consumed (``(G, L)`` bool), which each row has closed up
+    over, or None when no merge won.
     """
     g_all, p_all = np.nonzero(winners)
     if g_all.size == 0:
-        return
+        return None
     _, _, rule_all = m.keys.unpack(winners[g_all, p_all])
     v: StreamView | None = None  # patterns with gaps or runs not ``located`` are matched again
     dead: np.ndarray | None = None
@@ -63,6 +66,7 @@ def apply_winners(
             _rewrite(words, g, first, q, int(r), rule)
     if dead is not None:
         _compact(words, lengths, dead)
+    return dead
 
 
 def _locate(

@@ -1,0 +1,141 @@
+"""Rows: the documents of a batch laid end to end in the annealer's planes.
+
+The numpy annealer works on ``(rows, width)`` planes. One document per row pads every
+text to the longest of its batch: a service's batch of mixed lengths (most texts
+short, one long) then spends most of each plane on items that do not exist. Packed
+rows hold several documents each, one after another, with ``separator`` empty items
+between them, so the planes follow the items rather than the longest text.
+
+Nothing of a document's annealing depends on where it sits. Matching never crosses
+a document: an empty item fails every element test (ENGINE.md §2), so adjacent
+elements and runs stop at the gap between documents, and a gap skips at most
+``separator - 1`` items, which cannot reach the next one. Start and end anchors come
+from each position's own document (:meth:`Rows.bounds`); anchors in the bid keys are
+row positions, which order a document's anchors as its own positions do.
+
+Internal document ``j`` (the order the rows hold them in) is batch document
+``order[j]``; per-document state (lengths, potentials, inhibition) is kept in that
+order, so the documents of any set of rows are contiguous runs of it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sae.batch import ProgramBatch
+from sae.layout import item_words
+
+#: Pack only when the rows' planes would be at most this share of one-document-per-row
+#: planes: packing costs two copies of the items, which a small saving does not repay.
+PACK_WHEN = 0.75
+
+
+class Rows:
+    """Where each document of a batch sits in the annealer's ``(rows, width)`` planes."""
+
+    def __init__(self, words: np.ndarray, row_of: np.ndarray, start: np.ndarray, length: np.ndarray,
+                 order: np.ndarray, packed: bool) -> None:
+        self.words = words  #: (rows, width, ITEM_WORDS) uint32
+        self.row_of = row_of  #: (docs,) int64: the row of each document
+        self.start = start  #: (docs,) int64: where it begins in its row
+        self.length = length  #: (docs,) int64: its items now
+        self.order = order  #: (docs,) int64: its index in the batch
+        self.packed = packed  #: False: document j is row j, from position 0 (the batch's own items)
+        self.width = words.shape[1]
+        self.count = words.shape[0]
+        self._place_docs()
+
+    @classmethod
+    def of(cls, batch: ProgramBatch, separator: int, pack_when: float = PACK_WHEN) -> Rows:
+        """The batch's documents in rows: packed in order of the batch (next fit into rows
+        as wide as the longest document) when that takes at most ``pack_when`` as many
+        rows as documents, else one per row (``pack_when`` 1: always packed, 0: never)."""
+        n, width = batch.n, batch.max_length()
+        lengths = batch.lengths[:n].astype(np.int64)
+        row_of, start = _next_fit(lengths, width, separator)
+        rows = int(row_of[-1]) + 1
+        words = item_words(batch.items)[:n, :width]
+        if rows > pack_when * n:
+            return cls(words, np.arange(n), np.zeros(n, np.int64), lengths.copy(), np.arange(n), packed=False)
+        packed = np.zeros((rows, width, words.shape[2]), dtype=np.uint32)
+        doc = np.repeat(np.arange(n), lengths)
+        pos = np.arange(len(doc)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        packed[row_of[doc], start[doc] + pos] = words[doc, pos]
+        return cls(packed, row_of, start, lengths.copy(), np.arange(n), packed=True)
+
+    def _place_docs(self) -> None:
+        """Per position, the document whose slot holds it (its items, then the empty items up
+        to the next document's start): every row begins with a document, so every position has one."""
+        begins = self.row_of * self.width + self.start  # ascending: documents are in row order
+        self.doc_at = (np.searchsorted(begins, np.arange(self.count * self.width), side="right") - 1).reshape(
+            self.count, self.width)
+        self.row_docs = np.searchsorted(self.row_of, np.arange(self.count + 1))  # docs of row r: [r], [r + 1]
+
+    def docs_in(self, rows: np.ndarray) -> np.ndarray:
+        """The documents of ``rows`` (ascending), ascending."""
+        if not self.packed:
+            return rows
+        first, stop = self.row_docs[rows], self.row_docs[rows + 1]
+        counts = stop - first
+        return np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+
+    def bounds(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """First and last item of the document at each position of ``rows`` (default: all),
+        in row coordinates, for :meth:`sae.cpu.match.Matcher.segment_view`."""
+        if not self.packed:
+            length = self.length if rows is None else self.length[rows]
+            return np.zeros((len(length), 1), np.int64), length[:, None] - 1
+        doc = self.doc_at if rows is None else self.doc_at[rows]
+        first = self.start[doc]
+        return first, first + self.length[doc] - 1
+
+    def doc_sums(self, at: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per document of ``rows`` (default: all), the sum of ``at`` (``(len(rows), width)``) over its slot."""
+        if not self.packed:
+            return at.sum(axis=1)
+        doc = self.doc_at if rows is None else self.doc_at[rows]
+        docs = np.arange(len(self.length)) if rows is None else self.docs_in(rows)
+        # float64 sums of int64 scores are exact: a document's potential stays below 2**31 (sae.layout)
+        sums = np.bincount(doc.ravel(), weights=at.ravel(), minlength=len(self.length))
+        return sums[docs].astype(np.int64)
+
+    def removed(self, dead: np.ndarray) -> None:
+        """Account for the rewrite's compaction of ``dead`` items (``(rows, width)`` bool): each
+        row closed up over them, so a document loses its own and moves left by those before it."""
+        self.length -= np.bincount(self.doc_at[dead], minlength=len(self.length))
+        if self.packed:
+            before = np.cumsum(dead, axis=1)[self.row_of, np.maximum(self.start - 1, 0)]
+            self.start -= np.where(self.start > 0, before, 0)
+            self._place_docs()
+
+    def unpack(self, batch: ProgramBatch) -> None:
+        """Write the annealed documents and their lengths back into the batch."""
+        n = len(self.length)
+        batch.lengths[self.order] = self.length
+        if not self.packed:
+            return  # the rows are the batch's own items
+        words = item_words(batch.items)[:n, : self.width]
+        words[:] = 0  # every document is at most as long as before: what lies past it is zero
+        doc = np.repeat(np.arange(n), self.length)
+        pos = np.arange(len(doc)) - np.repeat(np.cumsum(self.length) - self.length, self.length)
+        words[self.order[doc], pos] = self.words[self.row_of[doc], self.start[doc] + pos]
+
+
+def _next_fit(lengths: np.ndarray, width: int, separator: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and start of each document, in order, each row filled until the next one does not fit."""
+    row_of = np.zeros(len(lengths), np.int64)
+    start = np.zeros(len(lengths), np.int64)
+    row = end = 0
+    for j, length in enumerate(lengths.tolist()):
+        if length == 0:  # an empty document owns no position: it needs no room
+            row_of[j], start[j] = row, end
+            continue
+        at = end + separator if end else 0
+        if end and at + length > width:
+            row, at = row + 1, 0
+        row_of[j], start[j] = row, at
+        end = at + length
+    return row_of, start
+
+
+__all__ = ["PACK_WHEN", "Rows"]
