@@ -129,7 +129,7 @@ class Annealer:
         # Ranks by anchor within each document; winners past the journal's room are dropped.
         first = np.searchsorted(docs, docs)
         rank = np.arange(len(docs)) - first
-        keep = rank < (batch.caps.journal - batch.journal_len[rows.order[docs]].astype(np.int64))
+        keep = rank < (batch.caps.journal - batch.journal_len[docs].astype(np.int64))
         if not keep.all():
             docs, row, p, key, last, score, rule, rank = (
                 a[keep] for a in (docs, row, p, key, last, score, rule, rank))
@@ -143,7 +143,7 @@ class Annealer:
         commit = delta <= score + self.params.tolerance
         batch.stats.committed += int(commit.sum())
         batch.stats.reverted += int(commit.size - commit.sum())
-        self._journal(batch, rows.order[docs], rank, step, rule, p - rows.start[docs], score, p0, p0 - delta, commit)
+        self._journal(batch, docs, rank, step, rule, p - rows.start[docs], score, p0, p0 - delta, commit)
         inhibit[docs[~commit], rule[~commit]] = self.params.inhibit_steps
         # Apply the committed winners at once and bid again where something changed.
         if not commit.any():

@@ -13,9 +13,9 @@ elements and runs stop at the gap between documents, and a gap skips at most
 from each position's own document (:meth:`Rows.bounds`); anchors in the bid keys are
 row positions, which order a document's anchors as its own positions do.
 
-Internal document ``j`` (the order the rows hold them in) is batch document
-``order[j]``; per-document state (lengths, potentials, inhibition) is kept in that
-order, so the documents of any set of rows are contiguous runs of it.
+Documents keep the batch's order in the rows, so the documents of any set of rows
+are contiguous runs of the batch's per-document state (lengths, potentials,
+inhibition, journals).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from sae.batch import ProgramBatch
-from sae.layout import item_words
+from sae.layout import ITEM_WORDS, item_words
 
 #: Pack only when the rows' planes would be at most this share of one-document-per-row
 #: planes: packing costs two copies of the items, which a small saving does not repay.
@@ -34,12 +34,12 @@ class Rows:
     """Where each document of a batch sits in the annealer's ``(rows, width)`` planes."""
 
     def __init__(self, words: np.ndarray, row_of: np.ndarray, start: np.ndarray, length: np.ndarray,
-                 order: np.ndarray, packed: bool) -> None:
+                 packed: bool) -> None:
         self.words = words  #: (rows, width, ITEM_WORDS) uint32
-        self.row_of = row_of  #: (docs,) int64: the row of each document
+        self.row_of = row_of  #: (docs,) int64: the row of each document (ascending)
         self.start = start  #: (docs,) int64: where it begins in its row
         self.length = length  #: (docs,) int64: its items now
-        self.order = order  #: (docs,) int64: its index in the batch
+        self.widened = length.copy()  #: its items before annealing
         self.packed = packed  #: False: document j is row j, from position 0 (the batch's own items)
         self.width = words.shape[1]
         self.count = words.shape[0]
@@ -54,21 +54,19 @@ class Rows:
         lengths = batch.lengths[:n].astype(np.int64)
         row_of, start = _next_fit(lengths, width, separator)
         rows = int(row_of[-1]) + 1
-        words = item_words(batch.items)[:n, :width]
         if rows > pack_when * n:
-            return cls(words, np.arange(n), np.zeros(n, np.int64), lengths.copy(), np.arange(n), packed=False)
-        packed = np.zeros((rows, width, words.shape[2]), dtype=np.uint32)
-        doc = np.repeat(np.arange(n), lengths)
-        pos = np.arange(len(doc)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        packed[row_of[doc], start[doc] + pos] = words[doc, pos]
-        return cls(packed, row_of, start, lengths.copy(), np.arange(n), packed=True)
+            return cls(item_words(batch.items)[:n, :width], np.arange(n), np.zeros(n, np.int64), lengths, packed=False)
+        packed = np.zeros((rows, width, ITEM_WORDS), dtype=np.uint32)
+        _records(packed)[_flat_items(lengths, row_of * width + start)] = _records(item_words(batch.items))[
+            _flat_items(lengths, _doc_base(batch))]
+        return cls(packed, row_of, start, lengths, packed=True)
 
     def _place_docs(self) -> None:
         """Per position, the document whose slot holds it (its items, then the empty items up
         to the next document's start): every row begins with a document, so every position has one."""
         begins = self.row_of * self.width + self.start  # ascending: documents are in row order
-        self.doc_at = (np.searchsorted(begins, np.arange(self.count * self.width), side="right") - 1).reshape(
-            self.count, self.width)
+        slots = np.diff(begins, append=self.count * self.width)
+        self.doc_at = np.repeat(np.arange(len(begins)), slots).reshape(self.count, self.width)
         self.row_docs = np.searchsorted(self.row_of, np.arange(self.count + 1))  # docs of row r: [r], [r + 1]
 
     def docs_in(self, rows: np.ndarray) -> np.ndarray:
@@ -111,31 +109,48 @@ class Rows:
     def unpack(self, batch: ProgramBatch) -> None:
         """Write the annealed documents and their lengths back into the batch."""
         n = len(self.length)
-        batch.lengths[self.order] = self.length
+        batch.lengths[:n] = self.length
         if not self.packed:
             return  # the rows are the batch's own items
-        words = item_words(batch.items)[:n, : self.width]
-        words[:] = 0  # every document is at most as long as before: what lies past it is zero
-        doc = np.repeat(np.arange(n), self.length)
-        pos = np.arange(len(doc)) - np.repeat(np.cumsum(self.length) - self.length, self.length)
-        words[self.order[doc], pos] = self.words[self.row_of[doc], self.start[doc] + pos]
+        items, base = _records(item_words(batch.items)), _doc_base(batch)
+        items[_flat_items(self.length, base)] = _records(self.words)[
+            _flat_items(self.length, self.row_of * self.width + self.start)]
+        items[_flat_items(self.widened - self.length, base + self.length)] = _records(np.zeros((1, 1, ITEM_WORDS),
+                                                                                      np.uint32))  # freed by merges
+
+
+def _records(words: np.ndarray) -> np.ndarray:
+    """Contiguous ``(..., ITEM_WORDS)`` uint32 words as one flat array of opaque items: moved
+    whole, an item is one copy rather than ITEM_WORDS."""
+    return words.reshape(-1, ITEM_WORDS).view(np.dtype((np.void, 4 * ITEM_WORDS)))[:, 0]
+
+
+def _doc_base(batch: ProgramBatch) -> np.ndarray:
+    """Where each document's first item is in the batch's items, flattened."""
+    return np.arange(batch.n, dtype=np.int64) * batch.items.shape[1]
+
+
+def _flat_items(lengths: np.ndarray, base: np.ndarray) -> np.ndarray:
+    """Flat indices ``base[j] + i`` of item ``i < lengths[j]`` of every document ``j``, in order."""
+    return np.repeat(base - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
 
 
 def _next_fit(lengths: np.ndarray, width: int, separator: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and start of each document, in order, each row filled until the next one does not fit."""
-    row_of = np.zeros(len(lengths), np.int64)
-    start = np.zeros(len(lengths), np.int64)
+    row_of, start = [], []
     row = end = 0
-    for j, length in enumerate(lengths.tolist()):
+    for length in lengths.tolist():
         if length == 0:  # an empty document owns no position: it needs no room
-            row_of[j], start[j] = row, end
+            row_of.append(row)
+            start.append(end)
             continue
         at = end + separator if end else 0
         if end and at + length > width:
             row, at = row + 1, 0
-        row_of[j], start[j] = row, at
+        row_of.append(row)
+        start.append(at)
         end = at + length
-    return row_of, start
+    return np.array(row_of, dtype=np.int64), np.array(start, dtype=np.int64)
 
 
 __all__ = ["PACK_WHEN", "Rows"]
