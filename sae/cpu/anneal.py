@@ -62,9 +62,6 @@ class Annealer:
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
         self._merge = np.array([int(r["kind"]) == RULE_MERGE for r in matcher.rules] or [False])
         self._all_act = matcher.actors.size == matcher.n_rules  # no guards: keys need no selection
-        #: Empty items between packed documents: one more than the longest gap, which a match
-        #: skips, so no match reaches from one document into the next (sae.cpu.rows).
-        self.separator = 1 + max((g for r in matcher.rules for g in r["gap"]), default=0)
         self.packing = PACK_WHEN  #: see :meth:`Rows.of`; the results are the same bytes either way
 
     def run(self, batch: ProgramBatch) -> None:
@@ -73,7 +70,7 @@ class Annealer:
         n, length = batch.n, batch.max_length()
         if n == 0 or length == 0 or m.actors.size == 0 or self.params.max_steps == 0:
             return
-        rows = Rows.of(batch, self.separator, self.packing)
+        rows = Rows.of(batch, self.packing)
         view = m.segment_view(rows.words, *rows.bounds())  # kept current: rewritten rows are replaced
         place: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # where gap and run rules' elements land
         keys = m.bids(view, placements=place)
@@ -177,8 +174,8 @@ class Annealer:
             sel = np.flatnonzero(rule == r)
             if sel.size:
                 first, q = place[r][0][row[sel], p[sel]], place[r][1][row[sel], p[sel]]
-                last[sel], read[sel], write[sel], mark[sel] = m.footprint(first, q, p[sel], view.tests[0][row[sel]],
-                                                                          int(r))
+                last[sel], read[sel], write[sel], mark[sel] = m.footprint(first, q, p[sel],
+                                                                          view.last_at(row[sel], p[sel]), int(r))
         return last, read, write, mark
 
     def _judge(

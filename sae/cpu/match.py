@@ -35,9 +35,14 @@ class StreamView(NamedTuple):
     """Columns of a ``(D, L)`` slice of ProgramItems and its element-test planes."""
 
     symbol: np.ndarray
-    #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j
-    #: (test 0: it exists).
+    #: int64 ``(D, 1)`` or ``(D, L)``: the last item of the stream holding each position.
+    last: np.ndarray
+    #: ``tests[j][d, p]``: item p exists and passes the Matcher's element test j.
     tests: tuple[np.ndarray, ...]
+
+    def last_at(self, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """The last item of the stream holding position ``pos`` of row ``rows`` (broadcast together)."""
+        return self.last[rows, pos if self.last.shape[1] > 1 else 0]
 
 
 class _RowPlanes:
@@ -157,12 +162,11 @@ class Matcher:
             self.static_write[r, :k] = self.elem_write[r, :k]
             self.static_mark[r, :k] = self.elem_mark[r, :k]
 
-    def footprint(self, first: np.ndarray, last: np.ndarray, anchors: np.ndarray, exists: np.ndarray, r: int
+    def footprint(self, first: np.ndarray, last: np.ndarray, anchors: np.ndarray, stream_last: np.ndarray, r: int
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Extent end and ``(examined, written, mark)`` per offset ``0..reach`` from the anchor
         (``(W, reach + 1)`` uint8) of rule ``r``'s matches whose elements cover
-        ``first[:, e] ..= last[:, e]``, at ``anchors`` of rows whose items exist where ``exists``
-        (``(W, L)`` bool, a view's test 0)."""
+        ``first[:, e] ..= last[:, e]``, at ``anchors`` of streams whose last items are ``stream_last``."""
         width = self.reach + 1
         count = len(anchors)
         read = np.zeros((count, width), dtype=np.uint8)
@@ -172,6 +176,7 @@ class Matcher:
         k = int(rule["length"])
         x = anchors[:, None] + np.arange(width)
         start = anchors[:, None]
+        stream_last = stream_last.reshape(-1, 1)
         end = last[:, k - 1].astype(np.int64)
         for e in range(k):
             f, q = first[:, e, None].astype(np.int64), last[:, e, None].astype(np.int64)
@@ -179,7 +184,7 @@ class Matcher:
             examined = (x >= start) & (x <= q)  # the gap's probes and the element's items
             run = int(rule["run"][e])
             if run:
-                probe = (q - f + 1 < run) & _gather(exists, q + 1)  # the item that ended the run
+                probe = (q - f + 1 < run) & (q + 1 <= stream_last)  # the item that ended the run
                 examined |= (x == q + 1) & probe
                 if e == k - 1:
                     end = end + probe[:, 0]
@@ -251,23 +256,25 @@ class Matcher:
         end anchors; by default each row is a whole stream. (``lengths``: the items of
         each row; every item past them is all-zero words, §1.)
         """
-        first = np.zeros((len(lengths), 1), np.int64) if offset is None else -offset.astype(np.int64)[:, None]
-        items = lengths if total is None else total
-        return self.segment_view(words, first, first + items.astype(np.int64)[:, None] - 1)
+        lengths = lengths.astype(np.int64)[:, None]
+        first = np.zeros_like(lengths) if offset is None else -offset.astype(np.int64)[:, None]
+        last = first + (lengths if total is None else total.astype(np.int64)[:, None]) - 1
+        return self.segment_view(words, first, last, np.arange(words.shape[1]) < lengths)
 
-    def segment_view(self, words: np.ndarray, first: np.ndarray, last: np.ndarray) -> StreamView:
+    def segment_view(self, words: np.ndarray, first: np.ndarray, last: np.ndarray, exists: np.ndarray | None = None
+                     ) -> StreamView:
         """Columns and element tests of ``words`` (``(D, L, ITEM_WORDS)`` uint32) whose rows may
         hold several streams end to end (:class:`sae.cpu.rows.Rows`).
 
         ``first`` and ``last`` (int64, broadcastable to ``(D, L)``) are, per position, the
-        row coordinates of the first and last item of the stream holding it, for the
-        start and end anchors. An item exists where its words are not all zero: every
-        item has ``span >= 1`` (§1), and nothing rewrites ``span`` but a merge, which adds.
+        row coordinates of the first and last item of the stream holding it: the items
+        between them exist (unless ``exists`` says otherwise: a window of a stream).
         """
         symbol = words[..., F.SYMBOL]
         width = words.shape[1]
         pos = np.arange(width)
-        exists = words[..., F.SPAN] != 0
+        if exists is None:
+            exists = (pos >= first) & (pos <= last)
         symbol_bits = [table[symbol] for table in self._symbol_tables]
         opcode = mod = marks = None
         at_start = at_end = None
@@ -301,7 +308,7 @@ class Matcher:
                     at_end = pos == last
                 ok &= at_end
             tests.append(ok)
-        return StreamView(symbol, tuple(tests))
+        return StreamView(symbol, last, tuple(tests))
 
     # -- matching -------------------------------------------------------------------------
     def _runs(self, v: StreamView, test: int, cap: int, memo: dict) -> np.ndarray:
@@ -323,7 +330,7 @@ class Matcher:
         """
         memo = {} if memo is None else memo
         if rows is not None:
-            v = StreamView(v.symbol[rows], _RowPlanes(v.tests, rows))
+            v = StreamView(v.symbol[rows], v.last[rows], _RowPlanes(v.tests, rows))
         rule = self.rules[r]
         k = int(rule["length"])
         tests = self._test_of[r]
@@ -346,6 +353,7 @@ class Matcher:
             return runs[_rows(runs), np.minimum(np.maximum(pos, 0), width - 1)]
 
         ok = test_at(v.tests[tests[0]], anchors, offset)
+        stream_last: np.ndarray | None = None
         firsts, qs = [anchors], []
         run0 = int(rule["run"][0])
         last = anchors
@@ -364,9 +372,11 @@ class Matcher:
                 shift = None
                 found = np.zeros_like(ok)
                 first = np.zeros_like(anchors)
+                if stream_last is None:  # a gap stops at the end of its stream, not the row
+                    stream_last = v.last_at(_rows(anchors), anchors)
                 for g in range(gap + 1):
                     cand = last + 1 + g
-                    hit = ~found & _gather(plane, cand)
+                    hit = ~found & _gather(plane, cand) & (cand <= stream_last)
                     first = np.where(hit, cand, first)
                     found |= hit
                 ok &= found
@@ -401,7 +411,7 @@ class Matcher:
         run_last = int(rule["run"][k - 1])
         if run_last:
             # A trailing run that stopped early examined the item after it, if one exists.
-            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & _gather(v.tests[0], q[..., -1] + 1)
+            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & (q[..., -1] + 1 <= v.last_at(_rows(anchors), anchors))
             extent += stopped
         return Match(ok, first, q, extent, score)
 

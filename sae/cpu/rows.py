@@ -3,15 +3,16 @@
 The numpy annealer works on ``(rows, width)`` planes. One document per row pads every
 text to the longest of its batch: a service's batch of mixed lengths (most texts
 short, one long) then spends most of each plane on items that do not exist. Packed
-rows hold several documents each, one after another, with ``separator`` empty items
-between them, so the planes follow the items rather than the longest text.
+rows hold several documents each, one after another with an empty item between
+them, so the planes follow the items rather than the longest text.
 
 Nothing of a document's annealing depends on where it sits. Matching never crosses
 a document: an empty item fails every element test (ENGINE.md §2), so adjacent
-elements and runs stop at the gap between documents, and a gap skips at most
-``separator - 1`` items, which cannot reach the next one. Start and end anchors come
-from each position's own document (:meth:`Rows.bounds`); anchors in the bid keys are
-row positions, which order a document's anchors as its own positions do.
+elements, slid tests and runs stop at the one between documents, and a gap stops
+at the end of its own stream (``Matcher.match``). Start and end anchors, and the
+item a stopped run examined, come from each position's own stream
+(:meth:`Rows.bounds`); anchors in the bid keys are row positions, which order a
+document's anchors as its own positions do.
 
 Documents keep the batch's order in the rows, so the documents of any set of rows
 are contiguous runs of the batch's per-document state (lengths, potentials,
@@ -24,6 +25,9 @@ import numpy as np
 
 from sae.batch import ProgramBatch
 from sae.layout import ITEM_WORDS, item_words
+
+#: Empty items between two documents in a row.
+SEPARATOR = 1
 
 #: Pack only when the rows' planes would be at most this share of one-document-per-row
 #: planes: packing costs two copies of the items, which a small saving does not repay.
@@ -46,24 +50,31 @@ class Rows:
         self._place_docs()
 
     @classmethod
-    def of(cls, batch: ProgramBatch, separator: int, pack_when: float = PACK_WHEN) -> Rows:
+    def of(cls, batch: ProgramBatch, pack_when: float = PACK_WHEN) -> Rows:
         """The batch's documents in rows: packed in order of the batch (next fit into rows
         as wide as the longest document) when that takes at most ``pack_when`` as many
         rows as documents, else one per row (``pack_when`` 1: always packed, 0: never)."""
         n, width = batch.n, batch.max_length()
         lengths = batch.lengths[:n].astype(np.int64)
-        row_of, start = _next_fit(lengths, width, separator)
-        rows = int(row_of[-1]) + 1
-        if rows > pack_when * n:
-            return cls(item_words(batch.items)[:n, :width], np.arange(n), np.zeros(n, np.int64), lengths, packed=False)
-        packed = np.zeros((rows, width, ITEM_WORDS), dtype=np.uint32)
-        _records(packed)[_flat_items(lengths, row_of * width + start)] = _records(item_words(batch.items))[
-            _flat_items(lengths, _doc_base(batch))]
-        return cls(packed, row_of, start, lengths, packed=True)
+        # Rows hold no more than their width in items and separators: when even that many
+        # rows are too many (texts of about one length), the placement is not worth finding.
+        fewest = (int(lengths.sum()) + SEPARATOR * n) / (width + SEPARATOR)
+        if fewest <= pack_when * n:
+            row_of, start = _next_fit(lengths, width)
+            if row_of[-1] + 1 <= pack_when * n:
+                packed = np.zeros((int(row_of[-1]) + 1, width, ITEM_WORDS), dtype=np.uint32)
+                _records(packed)[_flat_items(lengths, row_of * width + start)] = _records(item_words(batch.items))[
+                    _flat_items(lengths, _doc_base(batch))]
+                return cls(packed, row_of, start, lengths, packed=True)
+        return cls(item_words(batch.items)[:n, :width], np.arange(n), np.zeros(n, np.int64), lengths, packed=False)
 
     def _place_docs(self) -> None:
         """Per position, the document whose slot holds it (its items, then the empty items up
         to the next document's start): every row begins with a document, so every position has one."""
+        if not self.packed:
+            self.doc_at = np.broadcast_to(self.row_of[:, None], (self.count, self.width))
+            self.row_docs = np.arange(self.count + 1)
+            return
         begins = self.row_of * self.width + self.start  # ascending: documents are in row order
         slots = np.diff(begins, append=self.count * self.width)
         self.doc_at = np.repeat(np.arange(len(begins)), slots).reshape(self.count, self.width)
@@ -135,7 +146,7 @@ def _flat_items(lengths: np.ndarray, base: np.ndarray) -> np.ndarray:
     return np.repeat(base - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
 
 
-def _next_fit(lengths: np.ndarray, width: int, separator: int) -> tuple[np.ndarray, np.ndarray]:
+def _next_fit(lengths: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Row and start of each document, in order, each row filled until the next one does not fit."""
     row_of, start = [], []
     row = end = 0
@@ -144,7 +155,7 @@ def _next_fit(lengths: np.ndarray, width: int, separator: int) -> tuple[np.ndarr
             row_of.append(row)
             start.append(end)
             continue
-        at = end + separator if end else 0
+        at = end + SEPARATOR if end else 0
         if end and at + length > width:
             row, at = row + 1, 0
         row_of.append(row)
@@ -153,4 +164,4 @@ def _next_fit(lengths: np.ndarray, width: int, separator: int) -> tuple[np.ndarr
     return np.array(row_of, dtype=np.int64), np.array(start, dtype=np.int64)
 
 
-__all__ = ["PACK_WHEN", "Rows"]
+__all__ = ["PACK_WHEN", "SEPARATOR", "Rows"]

@@ -11,7 +11,7 @@ from tiny import ids, make_tiny, parse
 
 from sae.algorithm import LoopParams, load_algorithm
 from sae.cpu import CpuBackend
-from sae.cpu.rows import Rows
+from sae.cpu.rows import SEPARATOR, Rows
 from sae.layout import DEFAULT_CAPACITIES, item_words
 from sae.reference import ReferenceBackend
 
@@ -26,28 +26,28 @@ def backend(alg, packing: float, caps=CAPS) -> CpuBackend:
 
 def test_documents_are_placed_next_fit_with_empty_items_between():
     alg = make_tiny()
-    batch = widened(alg, [[5] * 3, [], [6] * 2, [7] * 5, [8], [9]], CAPS)
-    rows = Rows.of(batch, separator=2, pack_when=1.0)
-    # width 5: [3 items, 2 empty] / [2 items, 2 empty, 1 item]... the 5-item document needs a row of its own
-    assert rows.packed and rows.width == 5 and rows.count == 4
-    assert rows.row_of.tolist() == [0, 0, 1, 2, 3, 3]
-    assert rows.start.tolist() == [0, 3, 0, 0, 0, 3]
-    assert rows.doc_at.tolist() == [[0, 0, 0, 1, 1], [2] * 5, [3] * 5, [4, 4, 4, 5, 5]]
+    batch = widened(alg, [[5] * 3, [], [6] * 2, [7] * 5, [8], [9], [10]], CAPS)
+    rows = Rows.of(batch, pack_when=1.0)
+    # width 5; the empty document owns no item; each row takes documents until the next does not fit
+    assert SEPARATOR == 1 and rows.packed and rows.width == 5 and rows.count == 4
+    assert rows.row_of.tolist() == [0, 0, 1, 2, 3, 3, 3]
+    assert rows.start.tolist() == [0, 3, 0, 0, 0, 2, 4]
+    assert rows.doc_at.tolist() == [[0, 0, 0, 1, 1], [2] * 5, [3] * 5, [4, 4, 5, 5, 6]]
     symbols = rows.words[..., 0]
-    assert symbols[0].tolist() == [5, 5, 5, 0, 0] and symbols[3].tolist() == [8, 0, 0, 9, 0]
-    assert rows.docs_in(np.array([0, 3])).tolist() == [0, 1, 4, 5]
+    assert symbols[0].tolist() == [5, 5, 5, 0, 0] and symbols[3].tolist() == [8, 0, 9, 0, 10]
+    assert rows.docs_in(np.array([0, 3])).tolist() == [0, 1, 4, 5, 6]
     first, last = rows.bounds(np.array([3]))
-    assert first.tolist() == [[0, 0, 0, 3, 3]] and last.tolist() == [[0, 0, 0, 3, 3]]
+    assert first.tolist() == [[0, 0, 2, 2, 4]] and last.tolist() == [[0, 0, 2, 2, 4]]
     at = np.arange(rows.count * rows.width).reshape(rows.count, rows.width)
-    assert rows.doc_sums(at).tolist() == [0 + 1 + 2, 3 + 4, 5 + 6 + 7 + 8 + 9, sum(range(10, 15)), 15 + 16 + 17,
-                                          18 + 19]
-    assert rows.doc_sums(at[[3]], np.array([3])).tolist() == [15 + 16 + 17, 18 + 19]
+    assert rows.doc_sums(at).tolist() == [0 + 1 + 2, 3 + 4, 5 + 6 + 7 + 8 + 9, sum(range(10, 15)), 15 + 16, 17 + 18,
+                                          19]
+    assert rows.doc_sums(at[[3]], np.array([3])).tolist() == [15 + 16, 17 + 18, 19]
 
 
 def test_batches_that_would_not_shrink_enough_stay_one_document_a_row():
     alg = make_tiny()
     batch = widened(alg, [[5] * 4, [6] * 4, [7] * 5], CAPS)
-    rows = Rows.of(batch, separator=1)
+    rows = Rows.of(batch)
     assert not rows.packed and rows.count == 3
     assert np.shares_memory(rows.words, batch.items)  # no copy: the batch's own items
 
@@ -57,7 +57,7 @@ def test_unpacking_gives_back_the_batch_and_closing_up_moves_the_documents_after
     docs = [[5, 6, 7], [8, 9], [10, 11, 12, 13, 14, 15]]
     batch = widened(alg, docs, CAPS)
     before = batch.items.copy()
-    rows = Rows.of(batch, separator=1, pack_when=1.0)
+    rows = Rows.of(batch, pack_when=1.0)
     assert rows.row_of.tolist() == [0, 0, 1]
     dead = np.zeros((rows.count, rows.width), dtype=bool)
     dead[0, 1] = True  # the second item of document 0
@@ -75,20 +75,15 @@ def test_unpacking_gives_back_the_batch_and_closing_up_moves_the_documents_after
 
 
 def test_a_gap_does_not_reach_into_the_next_document():
-    """``cat ~2 dog``: packed, "a cat" and "dog a" sit two items apart; a separator of one
-    empty item would let the gap reach; the Annealer's is three."""
+    """``cat ~2 dog``: packed, "a cat" and "dog a" share a row one empty item apart, within
+    the gap's reach; the match stops at the end of the stream instead."""
     alg = make_tiny(rules=parse('rule r score 9: [sym="cat"] ~2 [sym="dog"] => set 0 op=NOP\n'))
     docs = [ids("a cat"), ids("dog a"), ids("the cat is a dog and the man eats")]
     cpu = backend(alg, 1.0)
-    assert cpu.annealer.separator == 3
+    packed = Rows.of(widened(alg, docs, CAPS), 1.0)
+    assert packed.row_of.tolist() == [0, 0, 1] and packed.start.tolist() == [0, 3, 0]  # the first two share a row
     batch, _ = assert_backends_agree(cpu, ReferenceBackend(alg, CAPS), alg, docs)
     assert batch.journal_len[:3].tolist() == [0, 0, 1]
-    packed = Rows.of(widened(alg, docs, CAPS), cpu.annealer.separator, 1.0)
-    assert packed.row_of.tolist() == [0, 0, 1]  # the first two share a row
-    cpu.annealer.separator = 1
-    batch = widened(alg, docs, CAPS)
-    cpu.anneal(batch)
-    assert batch.journal_len[0] == 1  # the check above can fail
 
 
 def test_anchors_runs_and_merges_see_their_own_document():
