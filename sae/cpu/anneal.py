@@ -161,7 +161,8 @@ class Annealer:
         for r, (first, last) in new_place.items():
             place[r][0][redo], place[r][1][redo] = first, last
         potential[rows.docs_in(redo)] = rows.doc_sums(m.potential_at(new_keys), redo)
-        for plane, new in zip(view.tests, fresh.tests):  # (view.symbol is a view of the words: already current)
+        view.last[redo] = fresh.last  # merges moved stream ends (view.symbol is a view of the words: current)
+        for plane, new in zip(view.tests, fresh.tests):
             plane[redo] = new
 
     def _footprints(self, view: StreamView, place: dict, row: np.ndarray, p: np.ndarray, rule: np.ndarray

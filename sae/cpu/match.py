@@ -411,7 +411,8 @@ class Matcher:
         run_last = int(rule["run"][k - 1])
         if run_last:
             # A trailing run that stopped early examined the item after it, if one exists.
-            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & (q[..., -1] + 1 <= v.last_at(_rows(anchors), anchors))
+            stream_last = v.last_at(_rows(anchors), anchors) if stream_last is None else stream_last
+            stopped = (q[..., -1] - first[..., -1] + 1 < run_last) & (q[..., -1] + 1 <= stream_last)
             extent += stopped
         return Match(ok, first, q, extent, score)
 

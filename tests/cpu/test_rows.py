@@ -92,9 +92,13 @@ def test_anchors_runs_and_merges_see_their_own_document():
              'rule m score 300: [word] [] => merge\n')
     alg = make_tiny(rules=parse(rules), params=LoopParams(max_steps=8, tolerance=0, inhibit_steps=2),
                     transforms=2)
-    texts = [*TEXTS, "the", "not good", ", new york"]
+    texts = [", new york", "the cat", *TEXTS, "the", "not good"]
     docs = [e.ids for e in alg.tokenizer.encode_batch(texts, add_special_tokens=False)]
-    assert_backends_agree(backend(alg, 1.0), ReferenceBackend(alg, CAPS), alg, docs)
+    # The first row holds three documents, and "new york" merges in the first of them,
+    # so the two after it move left within the row.
+    assert Rows.of(widened(alg, docs, CAPS), 1.0).row_of[:4].tolist() == [0, 0, 0, 1]
+    batch, _ = assert_backends_agree(backend(alg, 1.0), ReferenceBackend(alg, CAPS), alg, docs)
+    assert batch.lengths[0] == 2
 
 
 def test_the_default_anneals_the_same_bytes_packed_or_not():
