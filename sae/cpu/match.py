@@ -254,7 +254,9 @@ class Matcher:
         ``offset`` and ``total`` (per document) say that the rows are a window
         starting at item ``offset`` of a stream of ``total`` items, for the start and
         end anchors; by default each row is a whole stream. (``lengths``: the items of
-        each row; every item past them is all-zero words, §1.)
+        each row; every item past them is all-zero words, §1. A window's stream may end
+        past the window: its items there do not exist in the view, and a probe of one
+        changes no δ, which counts only bids reaching the winner.)
         """
         lengths = lengths.astype(np.int64)[:, None]
         first = np.zeros_like(lengths) if offset is None else -offset.astype(np.int64)[:, None]
