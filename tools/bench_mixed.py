@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,19 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import dev_sentences  # noqa: E402  (tools/bench.py, beside this file)
+from bench import dev_sentences, timed  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.engine import Engine  # noqa: E402
-
-
-def best_seconds(fn, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> int:
@@ -63,9 +52,9 @@ def main() -> int:
 
     random_calls, neighbour_calls = calls(shuffled), calls(by_length)
     rows = {
-        "random": best_seconds(lambda: [engine.embed_tokens(c) for c in random_calls], args.repeats),
-        "neighbours": best_seconds(lambda: [engine.embed_tokens(c) for c in neighbour_calls], args.repeats),
-        "corpus": best_seconds(lambda: engine.embed_tokens(ids), args.repeats),
+        "random": timed(lambda: [engine.embed_tokens(c) for c in random_calls], repeat=args.repeats),
+        "neighbours": timed(lambda: [engine.embed_tokens(c) for c in neighbour_calls], repeat=args.repeats),
+        "corpus": timed(lambda: engine.embed_tokens(ids), repeat=args.repeats),
     }
     widest = np.mean([max(map(len, c)) for c in random_calls])
     print(f"{len(texts)} texts, mean {lengths.mean():.1f} tokens; random batches of {args.batch}: "
