@@ -43,7 +43,6 @@ class Rows:
         self.row_of = row_of  #: (docs,) int64: the row of each document (ascending)
         self.start = start  #: (docs,) int64: where it begins in its row
         self.length = length  #: (docs,) int64: its items now
-        self.widened = length.copy()  #: its items before annealing
         self.packed = packed  #: False: document j is row j, from position 0 (the batch's own items)
         self.width = words.shape[1]
         self.count = words.shape[0]
@@ -118,16 +117,16 @@ class Rows:
             self._place_docs()
 
     def unpack(self, batch: ProgramBatch) -> None:
-        """Write the annealed documents and their lengths back into the batch."""
+        """Write the annealed documents and their lengths back into the batch (whose lengths
+        are still the widened ones: the loop keeps them here)."""
         n = len(self.length)
+        if self.packed:
+            items, base = _records(item_words(batch.items)), _doc_base(batch)
+            items[_flat_items(self.length, base)] = _records(self.words)[
+                _flat_items(self.length, self.row_of * self.width + self.start)]
+            freed = batch.lengths[:n].astype(np.int64) - self.length  # by merges
+            items[_flat_items(freed, base + self.length)] = _records(np.zeros((1, 1, ITEM_WORDS), np.uint32))
         batch.lengths[:n] = self.length
-        if not self.packed:
-            return  # the rows are the batch's own items
-        items, base = _records(item_words(batch.items)), _doc_base(batch)
-        items[_flat_items(self.length, base)] = _records(self.words)[
-            _flat_items(self.length, self.row_of * self.width + self.start)]
-        items[_flat_items(self.widened - self.length, base + self.length)] = _records(np.zeros((1, 1, ITEM_WORDS),
-                                                                                      np.uint32))  # freed by merges
 
 
 def _records(words: np.ndarray) -> np.ndarray:
