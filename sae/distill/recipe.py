@@ -387,10 +387,7 @@ def run(args: argparse.Namespace) -> int:
     size = sum(f.stat().st_size for f in Path(args.out).iterdir())
     log.info("wrote %s: %.2f MB, content hash %s", args.out, size / 1e6, alg.content_hash[:16])
     if args.dev:
-        from sae.algorithm import load_algorithm
-
-        dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
-        print(json.dumps({"dev": report(load_algorithm(args.out), recipe, dev)}, indent=1))
+        _print_dev(recipe, args.out)
     return 0
 
 
@@ -414,6 +411,13 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
     save_algorithm(mapped, args.out, vector_dtype="float16")
     log.info("wrote %s: content hash %s (output map of %s)", args.out, mapped.content_hash[:16], alg.content_hash[:16])
     if args.dev:
-        dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
-        print(json.dumps({"dev": report(load_algorithm(args.out), recipe, dev)}, indent=1))
+        _print_dev(recipe, args.out)
     return 0
+
+
+def _print_dev(recipe: Recipe, path: str) -> None:
+    """The written Algorithm measured on the dev split (the only place dev is read)."""
+    from sae.algorithm import load_algorithm
+
+    dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
+    print(json.dumps({"dev": report(load_algorithm(path), recipe, dev)}, indent=1))
