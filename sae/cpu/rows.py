@@ -83,9 +83,8 @@ class Rows:
         """The documents of ``rows`` (ascending), ascending."""
         if not self.packed:
             return rows
-        first, stop = self.row_docs[rows], self.row_docs[rows + 1]
-        counts = stop - first
-        return np.repeat(first - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+        first = self.row_docs[rows]
+        return _flat_items(self.row_docs[rows + 1] - first, first)  # each row's documents are consecutive
 
     def bounds(self, rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """First and last item of the document at each position of ``rows`` (default: all),
