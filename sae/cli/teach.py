@@ -7,7 +7,7 @@ import logging
 import time
 
 from sae.cli.common import positive_int
-from sae.io import check_writable, read_texts
+from sae.io import check_writable, output_format, read_texts
 
 log = logging.getLogger("sae")
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from sae.teacher import embed_with_teacher, load_teacher_model, write_teacher
 
     check_writable(args.output)
+    output_format(args.output, allowed=("parquet",))
     texts = read_texts(args.corpus)
     model = load_teacher_model(args.model)
     start = time.perf_counter()

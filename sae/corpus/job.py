@@ -22,7 +22,7 @@ from sae.corpus.sinks import DTYPES, NpySink, ParquetSink, output_schema, output
 from sae.corpus.sources import Columns, Source, open_source
 from sae.corpus.state import DatasetState, ResumeState, resumable_rows, text_digest
 from sae.errors import InputError
-from sae.io import check_writable
+from sae.io import check_writable, output_format
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class Job:
             ]
             return
         out = check_writable(self.output)
-        fmt = "npy" if out.suffix.lower() == ".npy" else "parquet"
+        fmt = output_format(out)
         if fmt == "npy" and columns.keep:
             raise InputError(f"{self.output}: a .npy output holds only embeddings; --keep-columns needs Parquet")
         self.outputs = [Output(open_source(self.input, columns, opts.chunk_rows), out, fmt)]

@@ -64,6 +64,7 @@ from sae.distill.teacher_cache import TeacherCache
 from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
+from sae.io import existing_file
 from sae.layout import DEFAULT_CAPACITIES
 from sae.teacher import read_teacher
 
@@ -142,6 +143,10 @@ class Recipe:
 
     def __init__(self, shared: str | Path, cache: str | Path, teacher_python: str | None = None) -> None:
         self.shared = Path(shared)
+        # The shared files first: a wrong --shared is named as such, not as a cold teacher cache.
+        self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
+        teacher_files = [existing_file(self.shared / f"data/teacher/teacher-minilm-{split}.parquet",
+                                       "a teacher Parquet file") for split in ("train", "dev")]
         self.cache = TeacherCache(cache, teacher_python)
         from tokenizers import Tokenizer
 
@@ -149,13 +154,11 @@ class Recipe:
         self.tok = Tokenizer.from_str(self.tokenizer_json)
         self.vocab = [self.tok.id_to_token(i) for i in range(self.tok.get_vocab_size(with_added_tokens=True))]
         self.token0 = self.cache.tokens().astype(np.float64)
-        self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
         # Teacher embeddings of the shared sentences. Dev's are only ever looked up to
         # report on dev: the corpus is made of train sentences alone.
         texts, emb = [], []
-        for split in ("train", "dev"):
-            table = read_teacher(self.shared / f"data/teacher/teacher-minilm-{split}.parquet",
-                                 dim=self.token0.shape[1])
+        for file in teacher_files:
+            table = read_teacher(file, dim=self.token0.shape[1])
             texts += list(table.texts)
             emb.append(np.asarray(table.embeddings))
         self.teacher = {t: i for i, t in enumerate(texts)}

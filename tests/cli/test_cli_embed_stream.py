@@ -62,6 +62,15 @@ def test_misused_options_are_one_line(txt, tmp_path, tiny_dir, capsys, extra, me
     assert message in one_line_error(capsys)
 
 
+@pytest.mark.parametrize("name", ["out.txt", "out.CSV", "out.jsonl", "out.arrow"])
+def test_an_output_named_for_another_format_is_refused(txt, tmp_path, tiny_dir, capsys, name):
+    out = tmp_path / name
+    out.write_text("kept\n")
+    assert embed(txt, "-o", out, tiny_dir=tiny_dir) == 2
+    assert "is not an output format here; name the output .parquet or .npy" in one_line_error(capsys)
+    assert out.read_text() == "kept\n"
+
+
 def test_a_resume_with_other_options_is_refused(txt, tmp_path, tiny_dir, capsys, caplog, monkeypatch):
     caplog.set_level(logging.INFO, logger="sae")
     out = tmp_path / "out.parquet"

@@ -1,0 +1,30 @@
+"""``sae distill`` names a wrong ``--shared`` before it reads the teacher cache."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from sae.cli import main
+
+
+@pytest.mark.parametrize("missing", ["data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
+                                     "data/teacher/teacher-minilm-dev.parquet"])
+def test_a_missing_shared_file_is_named_before_the_empty_cache(tmp_path, capsys, missing):
+    shared = tmp_path / "shared"
+    for name in ("data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
+                 "data/teacher/teacher-minilm-dev.parquet"):
+        (shared / name).parent.mkdir(parents=True, exist_ok=True)
+        (shared / name).write_bytes(b"")
+    pairs = "".join(f"main-captions\tf\t2012\t{i}\t{i}.0\tA cat {i}.\tA dog {i}.\n" for i in range(3))
+    (shared / "data/stsb/sts-train.csv").write_text(pairs)
+    (shared / missing).unlink()
+    if missing.endswith("sts-train.csv"):
+        shutil.rmtree(shared / "data/stsb")
+    code = main(["distill", "--shared", str(shared), "--cache", str(tmp_path / "empty-cache"),
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].endswith(f"{shared / missing}: no such file"), err
+    assert not (tmp_path / "out").exists()
