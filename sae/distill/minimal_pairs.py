@@ -46,7 +46,8 @@ def join(ws: list[str]) -> str:
 
 
 def negate(text: str) -> str | None:
-    """``text`` with "not" after its first auxiliary verb, or None (no auxiliary, or already negated)."""
+    """``text`` with "not" after its first auxiliary verb, or None (no auxiliary, or already
+    negated by a negation word)."""
     ws = words(text)
     low = [w.lower() for w in ws]
     if any(w in NEGATIONS or w == "n't" for w in low):
@@ -57,6 +58,27 @@ def negate(text: str) -> str | None:
                 return None  # a question, or an auxiliary not followed by its verb
             return join(ws[: i + 1] + ["not"] + ws[i + 1 :])
     return None
+
+
+#: "n't" forms of the auxiliaries that have one ("am", "may", "be" … do not).
+_CONTRACTED = {"is": "isn't", "are": "aren't", "was": "wasn't", "were": "weren't", "do": "don't",
+               "does": "doesn't", "did": "didn't", "has": "hasn't", "have": "haven't", "had": "hadn't",
+               "can": "can't", "could": "couldn't", "will": "won't", "would": "wouldn't",
+               "should": "shouldn't", "must": "mustn't"}
+
+
+def contract(negated: str) -> str | None:
+    """A sentence :func:`negate` made, with its "AUX not" contracted ("is not" → "isn't"), or
+    None when that auxiliary has no "n't" form. The teacher reads both alike; WordPiece
+    splits the contraction into ``isn ' t``, and the token classes do not mark that ``t`` as a
+    negation (docs/DISTILLATION.md, "Negation by contraction")."""
+    m = re.search(r"\b(\w+) not\b", negated)
+    if not m or m.group(1).lower() not in _CONTRACTED:
+        return None
+    short = _CONTRACTED[m.group(1).lower()]
+    if m.group(1)[0].isupper():
+        short = short[0].upper() + short[1:]
+    return negated[: m.start()] + short + negated[m.end() :]
 
 
 def swap_roles(text: str) -> str | None:
@@ -87,7 +109,8 @@ def swap_roles(text: str) -> str | None:
 
 
 def minimal_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """``{"negation": [(text, negated)], "order": [(text, swapped)]}`` for the texts that allow it."""
+    """``{"negation": [(text, negated)], "order": [(text, swapped)]}`` for the texts that allow it
+    (negated by "not"; :func:`contract` gives the "n't" form of each)."""
     out: dict[str, list[tuple[str, str]]] = {"negation": [], "order": []}
     for t in dict.fromkeys(texts):
         n = negate(t)
@@ -99,4 +122,4 @@ def minimal_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-__all__ = ["join", "minimal_pairs", "negate", "swap_roles", "words"]
+__all__ = ["contract", "join", "minimal_pairs", "negate", "swap_roles", "words"]

@@ -7,8 +7,8 @@ dev never feeds selection).
 
 For each Algorithm: dev Spearman with its rules and with its rules removed (the
 difference is what the rules add), mean cosine to the teacher, and the minimal pairs of
-dev sentences (mean |cos_sae − cos_teacher|, negation and role swaps; teacher
-embeddings from the distillation cache, computed when missing).
+dev sentences (mean |cos_sae − cos_teacher|: negation by "not", negation by "n't", role
+swaps; teacher embeddings from the distillation cache, computed when missing).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 def main() -> int:
     from sae import Engine, load_algorithm
-    from sae.distill.minimal_pairs import minimal_pairs
+    from sae.distill.minimal_pairs import contract, minimal_pairs
     from sae.distill.teacher_cache import TeacherCache
     from sae.evaluate import cosine_rows, read_pairs, score_embeddings
     from sae.teacher import read_teacher
@@ -42,6 +42,8 @@ def main() -> int:
     lookup = teacher.lookup()
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
     found = minimal_pairs(texts)
+    # Negation in both forms: "not" inserted (the figure issue 9 set its target on) and "n't".
+    found["contracted"] = [(a, c) for a, b in found["negation"] if (c := contract(b))]
     cache = TeacherCache(args.cache, args.teacher_python)
     mp = {kind: (pairs, cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs]))
           for kind, pairs in found.items() if pairs}
