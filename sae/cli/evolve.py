@@ -37,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--executor", choices=("local", "ray"), default="local")
     p.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to join (default with --executor ray: start a local instance)")
-    p.add_argument("--resume", action="store_true", help="continue the run stored in --run (start it when the file holds no run yet)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run stored in --run (start it when the file holds no run yet)")
     p.add_argument("--metrics-port", type=port, default=None, metavar="PORT",
                    help="serve Prometheus metrics on 127.0.0.1:PORT (pip install 'sae[evolve]')")
     p.add_argument("--backend", choices=("cpu", "gpu"), default="cpu", help="engine backend of the evaluations")
