@@ -122,4 +122,12 @@ def minimal_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-__all__ = ["contract", "join", "minimal_pairs", "negate", "swap_roles", "words"]
+def reported_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """The minimal pairs that reports measure: :func:`minimal_pairs`' kinds (what the recipe
+    fits and the search scores), and ``"contracted"``: each negation in its "n't" form."""
+    found = minimal_pairs(texts)
+    found["contracted"] = [(text, short) for text, negated in found["negation"] if (short := contract(negated))]
+    return found
+
+
+__all__ = ["contract", "join", "minimal_pairs", "negate", "reported_pairs", "swap_roles", "words"]

@@ -49,7 +49,7 @@ from sae.distill.fit import (
     vector_design,
 )
 from sae.distill.lexicon import build_lexicon, phrase_bonus, windows_of, words_of
-from sae.distill.minimal_pairs import minimal_pairs
+from sae.distill.minimal_pairs import minimal_pairs, reported_pairs
 from sae.distill.output_map import (
     CosineTargets,
     OutputMapSettings,
@@ -304,7 +304,7 @@ def minimal_pair_report(alg: Algorithm, recipe: Recipe, sentences: list[str]) ->
     """For the minimal pairs of ``sentences``: mean |cos_sae − cos_teacher|, and both mean cosines."""
     engine = Engine(alg, backend="cpu")
     out = {}
-    for kind, pairs in minimal_pairs(sentences).items():
+    for kind, pairs in reported_pairs(sentences).items():
         if not pairs:
             continue
         a, b = [p[0] for p in pairs], [p[1] for p in pairs]

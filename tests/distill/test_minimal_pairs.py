@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sae.distill.minimal_pairs import contract, minimal_pairs, negate, swap_roles
+from sae.distill.minimal_pairs import contract, minimal_pairs, negate, reported_pairs, swap_roles
 
 
 def test_negation_inserts_not_after_the_first_auxiliary():
@@ -26,3 +26,9 @@ def test_minimal_pairs_of_distinct_texts():
                                  ("She may go.", "She may not go.")]
     assert found["order"] == [("A dog is biting a man.", "a man is biting A dog.")]
     assert swap_roles("A dog is biting a man.") == "a man is biting A dog."
+
+
+def test_reports_add_the_contracted_form_of_each_negation():
+    found = reported_pairs(["A dog is biting a man.", "She may go."])
+    assert found["contracted"] == [("A dog is biting a man.", "A dog isn't biting a man.")]
+    assert found["negation"] == minimal_pairs(["A dog is biting a man.", "She may go."])["negation"]

@@ -23,7 +23,7 @@ import numpy as np
 
 def main() -> int:
     from sae import Engine, load_algorithm
-    from sae.distill.minimal_pairs import contract, minimal_pairs
+    from sae.distill.minimal_pairs import reported_pairs
     from sae.distill.teacher_cache import TeacherCache
     from sae.evaluate import cosine_rows, read_pairs, score_embeddings
     from sae.teacher import read_teacher
@@ -41,9 +41,7 @@ def main() -> int:
     teacher = read_teacher(data / "teacher/teacher-minilm-dev.parquet")
     lookup = teacher.lookup()
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
-    found = minimal_pairs(texts)
-    # Negation in both forms: "not" inserted (the figure issue 9 set its target on) and "n't".
-    found["contracted"] = [(a, c) for a, b in found["negation"] if (c := contract(b))]
+    found = reported_pairs(texts)  # negation by "not" (issue 9's target) and by "n't", role swaps
     cache = TeacherCache(args.cache, args.teacher_python)
     mp = {kind: (pairs, cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs]))
           for kind, pairs in found.items() if pairs}
