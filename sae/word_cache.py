@@ -12,7 +12,10 @@ space-separated words, each tokenized alone, provided the space is the text's on
 whitespace and no character in it is one the normalizer deletes as a control
 character: exactly what ``str.isprintable`` promises (besides the space it excludes
 separators, control, format, surrogate, private-use and unassigned characters) once
-tabs and line breaks are made the spaces the normalizer makes of them.
+tabs and line breaks are made the spaces the normalizer makes of them. Literal
+``Replace`` normalizers after the BERT normalizer (``sae.distill.contractions``: "n't"
+read as " not") keep this true when no pattern holds whitespace (none matches across a
+space), and the cache applies them to each word in the same order.
 
 :class:`TokenIds` keeps each word's ids in a dictionary, keyed by the word as written.
 A word seen for the first time is tokenized alone:
@@ -69,9 +72,10 @@ class TokenIds:
         self._cache: dict[str, list[int]] = {}
         self._lock = threading.Lock()
         spec = json.loads(tokenizer.to_str())
-        normalizer = spec.get("normalizer") or {}
+        normalizer, self._replacements = _bert_and_replacements(spec.get("normalizer") or {})
         self.cached = (
             normalizer.get("type") == "BertNormalizer"
+            and self._replacements is not None
             and (spec.get("pre_tokenizer") or {}).get("type") == "BertPreTokenizer"
             and (spec.get("model") or {}).get("type") == "WordPiece"
         )
@@ -147,7 +151,10 @@ class TokenIds:
         """A plain-ASCII word's ids, a piece at a time."""
         cache = self._cache
         ids: list[int] = []
-        for piece in self._pieces.findall(word.lower() if self._lowercase else word):
+        normalized = word.lower() if self._lowercase else word
+        for pattern, content in self._replacements:
+            normalized = normalized.replace(pattern, content)
+        for piece in self._pieces.findall(normalized):
             piece_ids = cache.get(piece)
             if piece_ids is None:
                 piece_ids = self._wordpiece(piece)
@@ -163,6 +170,27 @@ class TokenIds:
         with self._lock:
             if len(self._cache) < self.cache_limit:
                 self._cache[key] = ids
+
+
+def _bert_and_replacements(normalizer: dict) -> tuple[dict, list[tuple[str, str]] | None]:
+    """The BERT normalizer of a pipeline and the literal replacements after it
+    (``sae.distill.contractions``), or None for replacements the cache cannot follow.
+
+    A literal pattern without whitespace never matches across a space, so it acts word by
+    word; its replacement must be printable ASCII for the plain-ASCII path to find its pieces.
+    """
+    if normalizer.get("type") != "Sequence":
+        return normalizer, []
+    first, *rest = normalizer.get("normalizers") or [{}]
+    replacements = []
+    for step in rest:
+        pattern = (step.get("pattern") or {}).get("String") if step.get("type") == "Replace" else None
+        content = step.get("content")
+        if not pattern or any(ch.isspace() for ch in pattern) or not isinstance(content, str) \
+                or not (content.isascii() and content.isprintable()):
+            return first, None
+        replacements.append((pattern, content))
+    return first, replacements
 
 
 __all__ = ["CACHE_LIMIT", "PARALLEL_BATCH", "PARALLEL_CORES", "TokenIds"]

@@ -3,9 +3,10 @@
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
 from sae.algorithm import load_algorithm
+from sae.distill.contractions import with_contractions
 from sae.evaluate import read_pairs
 from sae.word_cache import PARALLEL_BATCH, PARALLEL_CORES, TokenIds
 from tests.conftest import SHARED_DATA, needs_shared
@@ -15,6 +16,12 @@ from tests.conftest import SHARED_DATA, needs_shared
 def bert():
     """The bundled default's tokenizer: the teacher's BERT uncased WordPiece."""
     return load_algorithm(None).tokenizer
+
+
+@pytest.fixture(scope="module")
+def contracted(bert):
+    """The same tokenizer reading "n't" as "not" (``sae.distill.contractions``)."""
+    return Tokenizer.from_str(with_contractions(bert.to_str()))
 
 
 def reference(tokenizer, texts):
@@ -28,6 +35,7 @@ PIECES = st.one_of(
     st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=12),
     st.sampled_from(["[SEP]", "[sep]", "[CLS", "MASK]", "[UNK]", "[PAD] x", "\t", "\n", "\r\n", "\x00", "\x7f",
                      "\x0b", "café", "Ünïcödé", "北京", "！", "—", "…", "\u00a0", "\u200b", "\ufffd", "ﬁ"]),
+    st.sampled_from(["isn't", "CAN'T", "won’t", "Shan't", "n't", "n", "'t", "’", "can", "'", "t"]),
     st.sampled_from(["Hello", "WORLD", "don't", "3.14", "e-mail", "#1", "playing", "xxxxxxxxxx" * 11,
                      "antidisestablishmentarianism", "a" * 101, "  ", " "]),
 )
@@ -37,6 +45,20 @@ TEXTS = st.lists(PIECES, max_size=8).map("".join)
 @given(st.lists(TEXTS, max_size=6))
 def test_random_texts_match_the_tokenizer(bert, texts):
     assert TokenIds(bert, cores=2)(texts) == reference(bert, texts)
+
+
+@given(st.lists(TEXTS, max_size=6))
+def test_random_texts_match_the_contracting_tokenizer(contracted, texts):
+    ids = TokenIds(contracted, cores=2)
+    assert ids.cached and ids(texts) == reference(contracted, texts)
+
+
+def test_contractions_are_read_as_not(bert, contracted):
+    texts = ["The man isn't playing.", "He CAN'T, won't, don’t; shan't", "The man is not playing."]
+    ids = TokenIds(contracted, cores=2)(texts)
+    assert ids == reference(contracted, texts)
+    assert ids[0] == ids[2] != TokenIds(bert, cores=2)(texts[:1])[0]
+    assert contracted.decode(ids[1]) == "he can not, will not, do not ; shall not"
 
 
 @given(st.lists(TEXTS, max_size=6))
@@ -92,6 +114,16 @@ def test_other_pipelines_go_to_the_tokenizer():
     texts = ["Cats, cat", "CAT cats", "Cat,Cats"]
     ids = TokenIds(cased)
     assert ids.cached and ids(texts) == reference(cased, texts)
+
+    # Replacements the cache cannot follow word by word: a pattern with a space, a regex,
+    # a replacement that is not printable ASCII.
+    for replace in (normalizers.Replace("s, c", "x"), normalizers.Replace(Regex("s+"), "s"),
+                    normalizers.Replace("cat", "c\tat")):
+        other = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+        other.normalizer = normalizers.Sequence([normalizers.BertNormalizer(lowercase=False), replace])
+        other.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        ids = TokenIds(other)
+        assert not ids.cached and ids(texts) == reference(other, texts)
 
     plain = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     plain.pre_tokenizer = pre_tokenizers.Whitespace()
