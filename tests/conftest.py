@@ -46,3 +46,16 @@ def tiny_alg() -> Algorithm:
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory, tiny_alg) -> Path:
     return save_algorithm(tiny_alg, tmp_path_factory.mktemp("alg") / "tiny", vector_dtype="float32")
+
+
+def teacher_tokenizer_json() -> str:
+    """The teacher's BERT uncased tokenizer as the teacher cache holds it: the bundled
+    default's, without the contractions its recipe adds after the BERT normalizer."""
+    import json
+
+    from sae.algorithm import load_algorithm
+
+    spec = json.loads(load_algorithm(None).tokenizer_json)
+    if spec["normalizer"]["type"] == "Sequence":
+        spec["normalizer"] = spec["normalizer"]["normalizers"][0]
+    return json.dumps(spec)

@@ -1,5 +1,7 @@
 """sae.word_cache: the cached token ids are the tokenizer's, for any text."""
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,19 +11,21 @@ from sae.algorithm import load_algorithm
 from sae.distill.contractions import with_contractions
 from sae.evaluate import read_pairs
 from sae.word_cache import PARALLEL_BATCH, PARALLEL_CORES, TokenIds
-from tests.conftest import SHARED_DATA, needs_shared
+from tests.conftest import SHARED_DATA, needs_shared, teacher_tokenizer_json
 
 
 @pytest.fixture(scope="module")
 def bert():
-    """The bundled default's tokenizer: the teacher's BERT uncased WordPiece."""
-    return load_algorithm(None).tokenizer
+    """The teacher's BERT uncased WordPiece."""
+    return Tokenizer.from_str(teacher_tokenizer_json())
 
 
 @pytest.fixture(scope="module")
-def contracted(bert):
-    """The same tokenizer reading "n't" as "not" (``sae.distill.contractions``)."""
-    return Tokenizer.from_str(with_contractions(bert.to_str()))
+def contracted():
+    """The bundled default's: the same, reading "n't" as "not" (``sae.distill.contractions``)."""
+    default = load_algorithm(None).tokenizer
+    assert json.loads(default.to_str()) == json.loads(with_contractions(teacher_tokenizer_json()))
+    return default
 
 
 def reference(tokenizer, texts):

@@ -38,6 +38,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm, LoopParams, phrase_table, save_algorithm
 from sae.distill.classes import CLASSES, phrase_classes, token_classes
+from sae.distill.contractions import with_contractions
 from sae.distill.fit import (
     RefineSettings,
     RidgeSettings,
@@ -87,6 +88,7 @@ class Config:
     pair_weight: float = 1.0  #: weight of a minimal-pair row (negated or swapped sentence)
     window_pairs: bool = False  #: minimal pairs of the word windows too, not only of the sentences
     token_weight: float = 0.05  #: weight of the single-token rows
+    contractions: bool = True  #: the tokenizer reads "n't" as "not" (:mod:`sae.distill.contractions`)
     lam_token: float = 0.01
     lam_phrase: float = 0.3
     lam_map: float = 1.0
@@ -214,7 +216,7 @@ class Recipe:
         n_sym = len(self.vocab) + len(phrases)
         return Algorithm(
             name="default",
-            tokenizer_json=self.tokenizer_json,
+            tokenizer_json=with_contractions(self.tokenizer_json) if cfg.contractions else self.tokenizer_json,
             vectors=np.zeros((n_sym, 8), dtype=np.float32),
             weights=np.ones(n_sym, dtype=np.float32),
             symbol_rows=np.arange(n_sym, dtype=np.int32),
@@ -232,7 +234,7 @@ class Recipe:
         corpus = self.corpus(sentences, cfg)
         skel = self.skeleton(corpus.sentences, cfg)
         log.info("structure: %d phrases, %d rules", skel.n_phrases, len(skel.rules))
-        ids = [e.ids for e in self.tok.encode_batch_fast(corpus.texts, add_special_tokens=False)]
+        ids = skel.token_ids(corpus.texts)  # the Algorithm's own tokenizer (windows are cut by the teacher's)
         # Vectors: programs of the merges alone (the reweighting rules are tuned for
         # the similarity task after the fit; fitting through them would undo them).
         t0 = time.perf_counter()

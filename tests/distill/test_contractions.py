@@ -1,22 +1,15 @@
 """sae.distill.contractions: the tokenizer reads "n't" as "not", and nothing else changes."""
 
-import json
-
 import pytest
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-from sae.algorithm import load_algorithm
 from sae.distill.contractions import CONTRACTIONS, with_contractions
+from tests.conftest import teacher_tokenizer_json
 
 
 @pytest.fixture(scope="module")
 def teacher_tokenizer():
-    """The teacher's BERT uncased tokenizer without the contractions (as the cache holds it)."""
-    spec = json.loads(load_algorithm(None).tokenizer_json)
-    normalizer = spec["normalizer"]
-    if normalizer["type"] == "Sequence":
-        spec["normalizer"] = normalizer["normalizers"][0]
-    return json.dumps(spec)
+    return teacher_tokenizer_json()
 
 
 def tokens(tokenizer_json: str, text: str) -> list[str]:
