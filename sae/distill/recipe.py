@@ -154,6 +154,10 @@ class Recipe:
 
         self.tokenizer_json = self.cache.tokenizer_json()
         self.tok = Tokenizer.from_str(self.tokenizer_json)
+        try:
+            self.contracted_json: str | None = with_contractions(self.tokenizer_json)
+        except ValueError:  # another tokenizer pipeline: only --set contractions=0 can use it
+            self.contracted_json = None
         self.vocab = [self.tok.id_to_token(i) for i in range(self.tok.get_vocab_size(with_added_tokens=True))]
         self.token0 = self.cache.tokens().astype(np.float64)
         # Teacher embeddings of the shared sentences. Dev's are only ever looked up to
@@ -216,7 +220,7 @@ class Recipe:
         n_sym = len(self.vocab) + len(phrases)
         return Algorithm(
             name="default",
-            tokenizer_json=with_contractions(self.tokenizer_json) if cfg.contractions else self.tokenizer_json,
+            tokenizer_json=self._tokenizer_json(cfg),
             vectors=np.zeros((n_sym, 8), dtype=np.float32),
             weights=np.ones(n_sym, dtype=np.float32),
             symbol_rows=np.arange(n_sym, dtype=np.int32),
@@ -228,6 +232,14 @@ class Recipe:
             params=LoopParams(max_steps=cfg.max_steps, tolerance=cfg.tolerance, inhibit_steps=cfg.inhibit_steps),
             description=DESCRIPTION,
         )
+
+    def _tokenizer_json(self, cfg: Config) -> str:
+        if not cfg.contractions:
+            return self.tokenizer_json
+        if self.contracted_json is None:
+            raise InputError(f"{self.cache.dir / 'tokenizer.json'}: contractions need a lowercasing BERT "
+                             "normalizer; this tokenizer has another (use --set contractions=0)")
+        return self.contracted_json
 
     def build(self, sentences: list[str], cfg: Config) -> Algorithm:
         """Fit an Algorithm on ``sentences`` (and their windows and minimal pairs)."""

@@ -28,3 +28,17 @@ def test_a_missing_shared_file_is_named_before_the_empty_cache(tmp_path, capsys,
     assert code == 2
     assert len(err) == 1 and err[0].endswith(f"{shared / missing}: no such file"), err
     assert not (tmp_path / "out").exists()
+
+
+def test_contractions_on_a_tokenizer_without_a_bert_normalizer_name_the_file(tmp_path):
+    from types import SimpleNamespace
+
+    from sae.distill.recipe import Config, Recipe
+    from sae.errors import InputError
+
+    recipe = Recipe.__new__(Recipe)  # the fields _tokenizer_json reads, without a teacher
+    recipe.tokenizer_json, recipe.contracted_json = '{"normalizer": null}', None
+    recipe.cache = SimpleNamespace(dir=tmp_path)
+    with pytest.raises(InputError, match=r"tokenizer\.json: contractions need a lowercasing BERT normalizer"):
+        recipe._tokenizer_json(Config())
+    assert recipe._tokenizer_json(Config(contractions=False)) == recipe.tokenizer_json
