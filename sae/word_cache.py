@@ -80,6 +80,8 @@ class TokenIds:
             and (spec.get("model") or {}).get("type") == "WordPiece"
         )
         self._lowercase = bool(normalizer.get("lowercase", True))
+        if self._lowercase and any(content != content.lower() for _, content in self._replacements or ()):
+            self.cached = False  # an upper-case replacement after lowercasing: pieces the cache cannot find
         alnum = "0-9a-z" if self._lowercase else "0-9A-Za-z"
         self._pieces = re.compile(f"[{alnum}]+|[^ {alnum}]")
         # Added tokens (``[SEP]``, ...) are matched in the raw text before the

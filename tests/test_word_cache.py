@@ -129,6 +129,13 @@ def test_other_pipelines_go_to_the_tokenizer():
         ids = TokenIds(other)
         assert not ids.cached and ids(texts) == reference(other, texts)
 
+    upper = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
+    upper.normalizer = normalizers.Sequence([normalizers.BertNormalizer(lowercase=True),
+                                             normalizers.Replace("cat", "Cat")])
+    upper.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    ids = TokenIds(upper)
+    assert not ids.cached and ids(texts) == reference(upper, texts)
+
     plain = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     plain.pre_tokenizer = pre_tokenizers.Whitespace()
     ids = TokenIds(plain)
