@@ -143,10 +143,11 @@ def test_other_pipelines_go_to_the_tokenizer():
 
 
 @needs_shared
-def test_sts_b_sentences_match_the_tokenizer(bert):
+def test_sts_b_sentences_match_the_tokenizer(bert, contracted):
     texts = []
     for name in ("sts-train.csv", "sts-dev.csv"):
         pairs = read_pairs(SHARED_DATA / "stsb" / name)
         texts += pairs.s1 + pairs.s2
     assert len(texts) > 10_000
     assert TokenIds(bert, cores=2)(texts) == reference(bert, texts)
+    assert TokenIds(contracted, cores=2)(texts) == reference(contracted, texts)
