@@ -80,8 +80,6 @@ class TokenIds:
             and (spec.get("model") or {}).get("type") == "WordPiece"
         )
         self._lowercase = bool(normalizer.get("lowercase", True))
-        if self._lowercase and any(content != content.lower() for _, content in self._replacements or ()):
-            self.cached = False  # an upper-case replacement after lowercasing: pieces the cache cannot find
         alnum = "0-9a-z" if self._lowercase else "0-9A-Za-z"
         self._pieces = re.compile(f"[{alnum}]+|[^ {alnum}]")
         # Added tokens (``[SEP]``, ...) are matched in the raw text before the
@@ -179,17 +177,19 @@ def _bert_and_replacements(normalizer: dict) -> tuple[dict, list[tuple[str, str]
     (``sae.distill.contractions``), or None for replacements the cache cannot follow.
 
     A literal pattern without whitespace never matches across a space, so it acts word by
-    word; its replacement must be printable ASCII for the plain-ASCII path to find its pieces.
+    word; its replacement must be printable ASCII for the plain-ASCII path to find its
+    pieces, and lower case after a lowercasing normalizer (the pieces are lower case).
     """
     if normalizer.get("type") != "Sequence":
         return normalizer, []
     first, *rest = normalizer.get("normalizers") or [{}]
+    lowercase = bool(first.get("lowercase", True))
     replacements = []
     for step in rest:
         pattern = (step.get("pattern") or {}).get("String") if step.get("type") == "Replace" else None
         content = step.get("content")
         if not pattern or any(ch.isspace() for ch in pattern) or not isinstance(content, str) \
-                or not (content.isascii() and content.isprintable()):
+                or not (content.isascii() and content.isprintable()) or (lowercase and content != content.lower()):
             return first, None
         replacements.append((pattern, content))
     return first, replacements

@@ -154,10 +154,6 @@ class Recipe:
 
         self.tokenizer_json = self.cache.tokenizer_json()
         self.tok = Tokenizer.from_str(self.tokenizer_json)
-        try:
-            self.contracted_json: str | None = with_contractions(self.tokenizer_json)
-        except ValueError:  # another tokenizer pipeline: only --set contractions=0 can use it
-            self.contracted_json = None
         self.vocab = [self.tok.id_to_token(i) for i in range(self.tok.get_vocab_size(with_added_tokens=True))]
         self.token0 = self.cache.tokens().astype(np.float64)
         # Teacher embeddings of the shared sentences. Dev's are only ever looked up to
@@ -236,10 +232,11 @@ class Recipe:
     def _tokenizer_json(self, cfg: Config) -> str:
         if not cfg.contractions:
             return self.tokenizer_json
-        if self.contracted_json is None:
+        try:
+            return with_contractions(self.tokenizer_json)
+        except ValueError:  # another tokenizer pipeline: only --set contractions=0 can use it
             raise InputError(f"{self.cache.dir / 'tokenizer.json'}: contractions need a lowercasing BERT "
-                             "normalizer; this tokenizer has another (use --set contractions=0)")
-        return self.contracted_json
+                             "normalizer; this tokenizer has another (use --set contractions=0)") from None
 
     def build(self, sentences: list[str], cfg: Config) -> Algorithm:
         """Fit an Algorithm on ``sentences`` (and their windows and minimal pairs)."""

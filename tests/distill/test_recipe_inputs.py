@@ -37,7 +37,7 @@ def test_contractions_on_a_tokenizer_without_a_bert_normalizer_name_the_file(tmp
     from sae.errors import InputError
 
     recipe = Recipe.__new__(Recipe)  # the fields _tokenizer_json reads, without a teacher
-    recipe.tokenizer_json, recipe.contracted_json = '{"normalizer": null}', None
+    recipe.tokenizer_json = '{"normalizer": null}'
     recipe.cache = SimpleNamespace(dir=tmp_path)
     with pytest.raises(InputError, match=r"tokenizer\.json: contractions need a lowercasing BERT normalizer"):
         recipe._tokenizer_json(Config())
