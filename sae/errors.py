@@ -25,3 +25,16 @@ class AlgorithmError(InputError):
 
 class BackendUnavailableError(InputError):
     """An explicitly requested backend cannot run here (for example no GPU adapter)."""
+
+
+def run_script(main, prog: str | None = None) -> int:
+    """Run a script's ``main()`` (the ``tools/`` scripts) the way the CLI runs a command:
+    a :class:`SaeError` becomes one line on stderr and its exit code, not a traceback."""
+    import sys
+    from pathlib import Path
+
+    try:
+        return int(main() or 0)
+    except SaeError as exc:
+        print(f"{prog or Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
+        return exc.exit_code

@@ -69,6 +69,17 @@ def read_pairs(path: str | Path) -> Pairs:
     return Pairs(name, s1, s2, np.asarray(scores, dtype=np.float64), genres)
 
 
+def read_shared_split(shared: str | Path, split: str):
+    """The STS-B ``split`` (``"train"`` or ``"dev"``) of the shared data (``SHARED/data``)
+    and its teacher file: ``(Pairs, TeacherTable)``. Raises :class:`InputError` naming a
+    missing or bad file."""
+    from sae.teacher import read_teacher
+
+    data = Path(shared) / "data"
+    return (read_pairs(data / f"stsb/sts-{split}.csv"),
+            read_teacher(data / f"teacher/teacher-minilm-{split}.parquet"))
+
+
 def rankdata(x: np.ndarray) -> np.ndarray:
     """Ranks 1..n of ``x``; ties get the average of the ranks they span."""
     x = np.asarray(x, dtype=np.float64).ravel()

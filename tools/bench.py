@@ -34,6 +34,7 @@ from sae.batch import ProgramBatch  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import InputError  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 
 
 def dev_sentences(shared: Path) -> list[str]:
@@ -263,4 +264,4 @@ def report(results: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

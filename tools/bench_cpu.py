@@ -34,6 +34,7 @@ from bench import model2vec, timed  # noqa: E402  (tools/bench.py, beside this f
 from sae.engine import Engine  # noqa: E402
 from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
 from sae.profile import Profiler  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 
 
 
@@ -130,4 +131,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -46,6 +46,7 @@ from bench import dev_sentences, of_length  # noqa: E402  (tools/bench.py, besid
 from sae.engine import Engine  # noqa: E402
 from sae.layout import EMBEDDING_TOLERANCE  # noqa: E402
 from sae.profile import Profiler  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 
 #: GPUs the model predicts for: (lanes: SMs or compute units x FP32 lanes each, boost clock
 #: GHz, memory bandwidth GB/s), from their public specifications.
@@ -159,9 +160,11 @@ def host_costs(texts: list[str], algorithm) -> dict:
             best = min(best, time.perf_counter() - t)
         return best
 
-    small, large = 64, len(ids_all)
+    # Batches of 64 and of the chunk; fewer texts (the bundled sample, without ../shared) halve them.
+    large = len(ids_all)
+    small = min(64, max(large // 2, 1))
     t_small, t_large = encode_seconds(small), encode_seconds(large)
-    per_text = max((t_large - t_small) / (large - small), 0.0)
+    per_text = max((t_large - t_small) / (large - small), 0.0) if large > small else 0.0
     # The predicted host has many cores, where a large batch goes to the tokenizer's own
     # thread pool (sae.word_cache): its rate per core here is what scales to that host.
     t = time.perf_counter()
@@ -270,4 +273,4 @@ def report(r: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

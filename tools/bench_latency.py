@@ -22,6 +22,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from bench import dev_sentences  # tools/bench.py, beside this file
 
 from sae.engine import Engine
+from sae.errors import run_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -53,4 +54,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from bench import dev_sentences, timed  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.engine import Engine  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 
 
 def main() -> int:
@@ -67,4 +68,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

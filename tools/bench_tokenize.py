@@ -22,6 +22,7 @@ from bench import dev_sentences  # tools/bench.py, beside this file
 from sae.algorithm import load_algorithm
 from sae.evaluate import read_pairs
 from sae.word_cache import TokenIds
+from sae.errors import run_script
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -71,4 +72,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -56,6 +56,7 @@ sys.path.insert(0, str(REPO))
 from sae.engine import Engine  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
 from sae.service.server import run_coroutine  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 
 MAX_TEXTS_PER_REQUEST = 32
 
@@ -443,4 +444,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))

@@ -55,4 +55,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sae.errors import run_script
+
+    sys.exit(run_script(main))

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from sae.algorithm import load_algorithm
 from sae.distill.ablation import ablate
-from sae.evaluate import read_pairs
-from sae.teacher import read_teacher
+from sae.evaluate import read_shared_split
+from sae.errors import run_script
 
 
 def main() -> int:
@@ -24,9 +23,7 @@ def main() -> int:
     ap.add_argument("--algorithm", default=None)
     ap.add_argument("--split", default="dev", choices=("dev", "train"))
     args = ap.parse_args()
-    shared = Path(args.shared)
-    pairs = read_pairs(shared / f"data/stsb/sts-{args.split}.csv")
-    teacher = read_teacher(shared / f"data/teacher/teacher-minilm-{args.split}.parquet")
+    pairs, teacher = read_shared_split(args.shared, args.split)
     alg = load_algorithm(args.algorithm)
     print(f"{args.split}: {len(pairs)} pairs; Algorithm {alg.name} {alg.content_hash[:12]}")
     print(f"{'variant':<40} {'Spearman':>9} {'cos->teacher':>13} {'committed':>10} {'reverted':>9}")
@@ -36,4 +33,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_script(main))
