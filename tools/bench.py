@@ -32,9 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from sae.batch import ProgramBatch  # noqa: E402
 from sae.engine import Engine  # noqa: E402
-from sae.errors import InputError  # noqa: E402
+from sae.errors import InputError, run_script  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
-from sae.errors import run_script  # noqa: E402
 
 
 def dev_sentences(shared: Path) -> list[str]:

@@ -32,10 +32,9 @@ sys.path.insert(0, str(REPO))
 from bench import model2vec, timed  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.engine import Engine  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
 from sae.profile import Profiler  # noqa: E402
-from sae.errors import run_script  # noqa: E402
-
 
 
 def sae_rate(engine: Engine, texts: list[str], repeats: int) -> tuple[float, np.ndarray]:

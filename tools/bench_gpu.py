@@ -44,9 +44,9 @@ sys.path.insert(0, str(ROOT))
 from bench import dev_sentences, of_length  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.engine import Engine  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 from sae.layout import EMBEDDING_TOLERANCE  # noqa: E402
 from sae.profile import Profiler  # noqa: E402
-from sae.errors import run_script  # noqa: E402
 
 #: GPUs the model predicts for: (lanes: SMs or compute units x FP32 lanes each, boost clock
 #: GHz, memory bandwidth GB/s), from their public specifications.

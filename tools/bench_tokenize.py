@@ -20,9 +20,9 @@ from pathlib import Path
 from bench import dev_sentences  # tools/bench.py, beside this file
 
 from sae.algorithm import load_algorithm
+from sae.errors import run_script
 from sae.evaluate import read_pairs
 from sae.word_cache import TokenIds
-from sae.errors import run_script
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -54,9 +54,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sae.engine import Engine  # noqa: E402
+from sae.errors import run_script  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
 from sae.service.server import run_coroutine  # noqa: E402
-from sae.errors import run_script  # noqa: E402
 
 MAX_TEXTS_PER_REQUEST = 32
 

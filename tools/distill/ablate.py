@@ -13,8 +13,8 @@ import sys
 
 from sae.algorithm import load_algorithm
 from sae.distill.ablation import ablate
-from sae.evaluate import read_shared_split
 from sae.errors import run_script
+from sae.evaluate import read_shared_split
 
 
 def main() -> int:

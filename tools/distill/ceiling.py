@@ -17,8 +17,8 @@ import numpy as np
 
 from sae.algorithm import load_algorithm
 from sae.distill.ceiling import ceiling
-from sae.evaluate import read_shared_split
 from sae.errors import run_script
+from sae.evaluate import read_shared_split
 
 
 def main() -> int:

@@ -18,8 +18,8 @@ from bench_cpu import sae_rate  # noqa: E402
 
 from sae.algorithm import load_algorithm  # noqa: E402
 from sae.engine import Engine  # noqa: E402
-from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
 from sae.errors import run_script  # noqa: E402
+from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
 
 
 def main() -> int:
