@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
 
 class SaeError(Exception):
     """Base class: a failure the CLI reports as one line with :attr:`exit_code`."""
@@ -27,12 +31,10 @@ class BackendUnavailableError(InputError):
     """An explicitly requested backend cannot run here (for example no GPU adapter)."""
 
 
-def run_script(main, prog: str | None = None) -> int:
+def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
     """Run a script's ``main()`` (the ``tools/`` scripts) the way the CLI runs a command:
-    a :class:`SaeError` becomes one line on stderr and its exit code, not a traceback."""
-    import sys
-    from pathlib import Path
-
+    a :class:`SaeError` becomes one line on stderr (``PROG: error: …``, the script's file
+    name by default) and its exit code, not a traceback."""
     try:
         return int(main() or 0)
     except SaeError as exc:

@@ -11,11 +11,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sae.errors import InputError
 from sae.io import decode_utf8, existing_file
+
+if TYPE_CHECKING:
+    from sae.teacher import TeacherTable
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ def read_pairs(path: str | Path) -> Pairs:
     return Pairs(name, s1, s2, np.asarray(scores, dtype=np.float64), genres)
 
 
-def read_shared_split(shared: str | Path, split: str):
+def read_shared_split(shared: str | Path, split: str) -> tuple[Pairs, TeacherTable]:
     """The STS-B ``split`` (``"train"`` or ``"dev"``) of the shared data (``SHARED/data``)
     and its teacher file: ``(Pairs, TeacherTable)``. Raises :class:`InputError` naming a
     missing or bad file."""

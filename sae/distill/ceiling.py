@@ -5,11 +5,13 @@ text and gives every item of the text's program *without rules* the nonnegative 
 that brings the program's sum closest to it (nonnegative least squares, one text at a
 time). In the second variant each item may also go through any of the Algorithm's
 transforms (its plain and transformed vectors are all columns, so the oracle may even
-split an item between them, which no rule can). No rule set over these vectors and
-transforms imitates the teacher better on a text than its oracle does, so the oracle's
-Spearman is what such rules could reach by imitation alone; rules that do better on a
-similarity benchmark depart from the teacher toward its judgement (as the number rule
-does). An analysis, not part of the engine: it needs scipy (``pip install 'sae[analysis]'``).
+split an item between them, which no rule can). No rules that scale items and send
+them through these transforms (the bundled default's kinds: no merge into lexicon
+phrases, whose vectors the oracle does not use, and no stack products) imitate the
+teacher better on a text than its oracle does, so the oracle's Spearman is what such
+rules could reach by imitation alone; rules that do better on a similarity benchmark
+depart from the teacher toward its judgement (as the number rule does). An analysis,
+not part of the engine: it needs scipy (``pip install 'sae[analysis]'``).
 """
 
 from __future__ import annotations
