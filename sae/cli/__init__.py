@@ -8,7 +8,7 @@ import logging
 import sys
 
 from sae import __version__
-from sae.errors import SaeError
+from sae.errors import run_script
 
 #: Command modules, in the order ``sae --help`` lists them.
 COMMANDS = ("embed", "trace", "compare", "info", "eval", "demo", "teach", "distill", "profile", "serve", "view",
@@ -50,10 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
-        return int(args.run(args) or 0)
-    except SaeError as exc:
-        print(f"sae {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
+        return run_script(lambda: args.run(args), f"sae {args.command}")
     except KeyboardInterrupt:
         print(f"sae {args.command}: interrupted", file=sys.stderr)
         return 130

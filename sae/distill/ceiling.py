@@ -92,13 +92,13 @@ def ceiling(alg: Algorithm, pairs: Pairs, texts: list[str], teacher_embeddings: 
     """The teacher, the Algorithm with and without its rules, and the two oracles built on
     its rule-less programs, scored on ``pairs`` (``texts`` are their unique texts, in the
     order of ``teacher_embeddings``' rows)."""
-    ids = Engine(alg, backend="cpu").tokenize(texts)
+    engine, bare = Engine(alg, backend="cpu"), alg.without_rules()
     teacher = np.asarray(teacher_embeddings, dtype=np.float64)
-    plain = text_items(alg.without_rules(), ids)
+    plain = text_items(bare, engine.tokenize(texts))
     rows = [
         ("teacher", teacher),
-        ("all rules", Engine(alg, backend="cpu").embed(texts)),
-        ("no rules", Engine(alg.without_rules(), backend="cpu").embed(texts)),
+        ("all rules", engine.embed(texts)),
+        ("no rules", Engine(bare, backend="cpu").embed(texts)),
         ("oracle weights (no rules)", oracle_sums(plain, teacher)),
         ("oracle weights and transforms (no rules)", oracle_sums(plain, teacher, alg.transforms.astype(np.float64))),
     ]

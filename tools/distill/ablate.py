@@ -8,23 +8,16 @@ transform rules, no guards, the health check off, each rule removed.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from sae.algorithm import load_algorithm
+from split_inputs import split_inputs  # tools/distill/split_inputs.py, beside this file
+
 from sae.distill.ablation import ablate
 from sae.errors import run_script
-from sae.evaluate import read_shared_split
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", default="../shared")
-    ap.add_argument("--algorithm", default=None)
-    ap.add_argument("--split", default="dev", choices=("dev", "train"))
-    args = ap.parse_args()
-    pairs, teacher = read_shared_split(args.shared, args.split)
-    alg = load_algorithm(args.algorithm)
+    args, pairs, teacher, alg = split_inputs(__doc__)
     print(f"{args.split}: {len(pairs)} pairs; Algorithm {alg.name} {alg.content_hash[:12]}")
     print(f"{'variant':<40} {'Spearman':>9} {'cos->teacher':>13} {'committed':>10} {'reverted':>9}")
     for v in ablate(alg, pairs, teacher):

@@ -10,25 +10,18 @@ Needs scipy (``pip install 'sae[analysis]'``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 import numpy as np
 
-from sae.algorithm import load_algorithm
+from split_inputs import split_inputs  # tools/distill/split_inputs.py, beside this file
+
 from sae.distill.ceiling import ceiling
 from sae.errors import run_script
-from sae.evaluate import read_shared_split
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shared", default="../shared")
-    ap.add_argument("--algorithm", default=None)
-    ap.add_argument("--split", default="dev", choices=("dev", "train"))
-    args = ap.parse_args()
-    pairs, teacher = read_shared_split(args.shared, args.split)
-    alg = load_algorithm(args.algorithm)
+    args, pairs, teacher, alg = split_inputs(__doc__)
     texts = pairs.unique_texts()
     lookup = teacher.lookup()
     missing = [t for t in texts if t not in lookup]

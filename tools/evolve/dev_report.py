@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -25,8 +24,7 @@ def main() -> int:
     from sae import Engine, load_algorithm
     from sae.distill.minimal_pairs import reported_pairs
     from sae.distill.teacher_cache import TeacherCache
-    from sae.evaluate import cosine_rows, read_pairs, score_embeddings
-    from sae.teacher import read_teacher
+    from sae.evaluate import cosine_rows, read_shared_split, score_embeddings
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default="../shared")
@@ -35,10 +33,8 @@ def main() -> int:
     ap.add_argument("--algorithm", action="append", required=True, metavar="NAME=DIR")
     args = ap.parse_args()
 
-    data = Path(args.shared) / "data"
-    dev = read_pairs(data / "stsb/sts-dev.csv")
+    dev, teacher = read_shared_split(args.shared, "dev")
     texts = dev.unique_texts()
-    teacher = read_teacher(data / "teacher/teacher-minilm-dev.parquet")
     lookup = teacher.lookup()
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
     found = reported_pairs(texts)  # negation by "not" (issue 9's target) and by "n't", role swaps
