@@ -15,6 +15,8 @@ WORDS = (
 CLASSES = ("stop", "cont", "punct", "neg", "word")
 STOP = {"the", "a", "an", "of", "and", "is", "was"}
 PHRASES = (("new", "york"), ("new", "york", "city"), ("play", "##ing"), ("play", "##er", "##s"), ("run", "##s"))
+#: A few texts of the tiny vocabulary: a negation, a number, punctuation, a phrase-free mix.
+SAMPLE_TEXTS = ["the cat is not happy .", "a dog runs", "the man eats food !", "not a good house", "red blue", "1 2 cat"]
 
 
 def tokenizer_json() -> str:

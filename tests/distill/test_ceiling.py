@@ -11,7 +11,7 @@ from sae.distill.ceiling import ceiling, oracle_sums, text_items
 from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import Pairs
-from tests.tiny import ids, make_tiny, parse
+from tests.tiny import SAMPLE_TEXTS, ids, make_tiny, parse
 
 pytest.importorskip("scipy", reason="the oracle ceiling needs scipy (pip install 'sae[analysis]')")
 
@@ -19,7 +19,7 @@ RULES = parse(
     "rule scope score 90: [neg] [word !neg]+2 => set 1 mod=1\n"
     "rule soften score 40: [stop op=ACC] => set 0 scale=0.5\n"
 )
-TEXTS = ["the cat is not happy .", "a dog runs", "the man eats food !", "not a good house", "red blue", "1 2 cat"]
+TEXTS = SAMPLE_TEXTS
 
 
 def _normalized(x: np.ndarray) -> np.ndarray:

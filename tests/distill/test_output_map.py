@@ -21,14 +21,14 @@ from sae.distill.output_map import (
     program_sums,
 )
 from sae.engine import Engine
-from tests.tiny import ids, make_tiny, parse
+from tests.tiny import SAMPLE_TEXTS, ids, make_tiny, parse
 
 RULES = parse(
     "rule scope score 90: [neg] [word !neg]+2 => set 1 mod=1\n"
     "rule soften score 40: [stop op=ACC] => set 0 scale=0.5\n"
     "rule pushed score 30: [punct op=ACC] => set 0 op=PUSH\n"
 )
-TEXTS = ["the cat is not happy .", "a dog runs", "the man eats food !", "not a good house", "red blue", "1 2 cat"]
+TEXTS = SAMPLE_TEXTS
 
 
 def _normalized(X: np.ndarray) -> np.ndarray:
