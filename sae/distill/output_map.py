@@ -28,8 +28,9 @@ from sae.layout import Op
 
 log = logging.getLogger(__name__)
 
-#: Opcodes a rule may write for the map to distribute over the program's sum.
-_LINEAR_OPS = {int(Op.NOP), int(Op.ACC), int(Op.PUSH), int(Op.ADD), int(Op.EMIT)}
+#: Opcodes that add their item's vector to the program's sum once (docs/ENGINE.md §5),
+#: ``MUL`` included as long as no rule writes ``PUSH``: on an empty stack it is ``ACC``.
+_SUMMED_OPS = (int(Op.ACC), int(Op.PUSH), int(Op.ADD), int(Op.MUL), int(Op.EMIT))
 
 
 @dataclass(frozen=True)
@@ -43,20 +44,25 @@ class OutputMapSettings:
 
 
 def check_linear(alg: Algorithm) -> None:
-    """Raise ``ValueError`` when a rule writes ``MUL``: the map would not distribute over its product."""
+    """Raise ``ValueError`` when a program can multiply two vectors: a rule writes ``MUL``
+    and a rule writes ``PUSH`` (only a pushed item gives ``MUL`` a stack to multiply; on
+    an empty one it adds, like ``ACC``). The map would not distribute over the product."""
+    writes: dict[int, str] = {}
     for rule in alg.rules:
         for up in rule.updates:
-            if up.opcode is not None and int(up.opcode) not in _LINEAR_OPS:
-                raise ValueError(f"rule {rule.name!r} writes opcode {int(up.opcode)}: an output map folds into the "
-                                 "vectors only when no program multiplies two vectors")
+            if up.opcode is not None:
+                writes.setdefault(int(up.opcode), rule.name)
+    if int(Op.MUL) in writes and int(Op.PUSH) in writes:
+        raise ValueError(f"rule {writes[int(Op.MUL)]!r} writes MUL and rule {writes[int(Op.PUSH)]!r} writes PUSH: "
+                         "an output map folds into the vectors only when no program multiplies two vectors")
 
 
 def program_sums(alg: Algorithm, token_ids: list[list[int]]) -> np.ndarray:
     """``(n, dim)`` float64: each text's embedding before normalization (mean-pooled; the
-    scale does not change a cosine). Without ``MUL``, every ``ACC``, ``PUSH``, ``ADD`` and
-    ``EMIT`` item adds its ``w·x`` to the sum exactly once (docs/ENGINE.md §5)."""
+    scale does not change a cosine). Unless a program multiplies (:func:`check_linear`),
+    every item but a ``NOP`` adds its ``w·x`` to the sum exactly once (docs/ENGINE.md §5)."""
     check_linear(alg)
-    items = annealed_items(alg, token_ids, opcodes=tuple(sorted(_LINEAR_OPS - {int(Op.NOP)})))
+    items = annealed_items(alg, token_ids, opcodes=_SUMMED_OPS)
     T = alg.transforms.astype(np.float64)  # (0, dim, dim + 1) when the Algorithm has none
     base, A, C = transform_parts(items, alg, len(T))
     dim = alg.dim

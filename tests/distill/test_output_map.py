@@ -57,10 +57,25 @@ def test_a_folded_map_maps_every_embedding():
 
 def test_a_program_that_multiplies_cannot_take_the_map():
     alg = make_tiny(rules=parse("rule times score 5: [word] [word] => set 0 op=PUSH; set 1 op=MUL"), seed=1)
-    with pytest.raises(ValueError, match="rule 'times' writes opcode"):
+    with pytest.raises(ValueError, match="rule 'times' writes MUL and rule 'times' writes PUSH"):
         check_linear(alg)
     with pytest.raises(ValueError, match="multiplies"):
         fold_output_map(alg, np.eye(alg.dim))
+
+
+def test_mul_without_a_push_adds_and_takes_the_map():
+    """No rule pushes, so MUL never finds a stack and adds like ACC (docs/ENGINE.md §5):
+    the program is a sum, and the folded map maps every embedding."""
+    alg = make_tiny(rules=parse("rule times score 5: [word] [word] => set 0 op=MUL scale=2.5"), seed=1)
+    check_linear(alg)
+    X = program_sums(alg, [ids(t) for t in TEXTS])
+    np.testing.assert_allclose(_normalized(X), Engine(alg, backend="cpu").embed(TEXTS), atol=2e-6)
+    as_acc = make_tiny(rules=parse("rule times score 5: [word] [word] => set 0 op=ACC scale=2.5"), seed=1)
+    np.testing.assert_array_equal(X, program_sums(as_acc, [ids(t) for t in TEXTS]))
+    assert not np.allclose(X, program_sums(alg.without_rules(), [ids(t) for t in TEXTS]))  # the rule fires
+    P = np.eye(alg.dim) + 0.3 * np.random.default_rng(0).standard_normal((alg.dim, alg.dim))
+    np.testing.assert_allclose(Engine(fold_output_map(alg, P), backend="cpu").embed(TEXTS),
+                               _normalized(X @ P.T), atol=1e-5)
 
 
 def test_the_gradient_is_the_loss_derivative():
