@@ -58,6 +58,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--max-cost", type=float, default=None, metavar="C",
                    help="the final pick considers only genomes of cost at most C (a throughput budget; "
                         "tools/evolve/cost_of.py gives an Algorithm's cost)")
+    g.add_argument("--resample", type=float, default=0.0, metavar="F",
+                   help="each generation, select on a fresh random fraction F of the fit pairs and fit minimal "
+                        "pairs (0: all of them, the default; docs/EVOLVE.md, \"Resampled selection\")")
+    g.add_argument("--distinct", action="store_true",
+                   help="genomes of equal objectives (the same behaviour) take one place in the population "
+                        "and among the final candidates")
     p.add_argument("--name", default="evolved", help="the written Algorithm's name (default: evolved)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
@@ -73,12 +79,15 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--crossover must be in 0..1, got {args.crossover}")
     if args.max_cost is not None and not args.max_cost >= 0:
         raise InputError(f"--max-cost must be >= 0, got {args.max_cost}")
+    if not 0.0 <= args.resample < 1.0:
+        raise InputError(f"--resample must be in 0..1 (a fraction, 0 for all pairs, below 1), got {args.resample}")
     if args.w_minimal < 0:
         raise InputError(f"--w-minimal must be >= 0, got {args.w_minimal}")
     config = EvolveConfig(
         seed=args.seed, generations=args.generations, population=args.population, fit_pairs=args.fit_pairs,
         minimal_pairs=args.minimal_pairs, max_rules=args.max_rules, crossover=args.crossover,
-        final_candidates=args.final_candidates, max_cost=args.max_cost,
+        final_candidates=args.final_candidates, max_cost=args.max_cost, resample=args.resample,
+        distinct=args.distinct,
         fitness=FitnessSettings(backend=args.backend, transforms=args.transforms, w_minimal=args.w_minimal),
     )
     metrics = Metrics(args.metrics_port) if args.metrics_port is not None else None

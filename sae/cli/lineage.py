@@ -50,7 +50,9 @@ def _print(report: dict) -> None:
     cfg = report["identity"].get("config", {})
     con.print(f"[bold]{report['run']}[/]: seed {cfg.get('seed')}, {len(report['generations'])} of "
               f"{cfg.get('generations')} generations, population {cfg.get('population')}, "
-              f"{report['evaluations']} genomes evaluated, {'finished' if report['finished'] else 'not finished'}; "
+              + (f"selection on {cfg['resample']:g} of the fit pairs per generation, " if cfg.get("resample") else "")
+              + ("one place per behaviour, " if cfg.get("distinct") else "")
+              + f"{report['evaluations']} genomes evaluated, {'finished' if report['finished'] else 'not finished'}; "
               f"digest {report['digest'][:16]}")
     t = Table(title="generations")
     for c in ("gen", "best", "median", "diversity", "evaluated", "eval/s", "best genome"):

@@ -16,6 +16,11 @@ Three pair sets (each pair: two text indices, the teacher's cosine, the gold sco
 * **minimal**: minimal pairs (negated, roles swapped: :mod:`sae.distill.minimal_pairs`)
   of teacher texts whose variant the teacher file also holds; every fifth (hash
   order) goes to validation.
+
+With ``--resample F`` the data also holds one **selection subset** per generation: a
+random fraction F of the fit pairs and of the fit minimal pairs (drawn from the run's
+seed and the generation), the pairs selection scores genomes on in that generation
+(docs/EVOLVE.md, "Resampled selection").
 """
 
 from __future__ import annotations
@@ -67,6 +72,8 @@ class EvalData:
     minimal_valid: PairSet
     targets: np.ndarray = field(repr=False)  # (n_texts, dim) float32 teacher embeddings
     n_texts: int = 0
+    fit_subsets: np.ndarray | None = None  # (generations, len(fit)) bool: what selection sees per generation
+    minimal_subsets: np.ndarray | None = None  # (generations, len(minimal_fit)) bool
 
     def token_ids(self, index: np.ndarray) -> list[np.ndarray]:
         off = self.token_offsets
@@ -78,6 +85,8 @@ class EvalData:
         arrays = [self.token_flat, self.token_offsets, self.targets]
         for ps in (self.fit, self.valid, self.minimal_fit, self.minimal_valid):
             arrays += [ps.a, ps.b, ps.teacher_cos] + ([ps.gold] if ps.gold is not None else [])
+        if self.fit_subsets is not None:  # runs without resampling keep the digest they had
+            arrays += [self.fit_subsets, self.minimal_subsets]
         for arr in arrays:
             arr = np.ascontiguousarray(arr)
             h.update(f"{arr.dtype.str}:{arr.shape}".encode())
@@ -97,14 +106,29 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def selection_subsets(n: int, fraction: float, generations: int, seed: int, stream: int = 0) -> np.ndarray:
+    """(generations, n) bool: in row g, ``round(fraction * n)`` (at least 2) of the n pairs,
+    drawn without replacement by ``PCG64([seed, g, stream])`` — independent of everything else a run
+    draws, so the subsets are the same however the run was interrupted."""
+    out = np.zeros((generations, n), dtype=bool)
+    k = min(n, max(2, round(fraction * n)))
+    for g in range(generations):
+        out[g, np.random.default_rng([seed, g, stream]).choice(n, size=k, replace=False)] = True
+    return out
+
+
 def build_eval_data(
     base: Algorithm,
     teacher_path: str | Path,
     pairs_path: str | Path | None,
     fit_pairs: int,
     minimal_pairs: int,
+    resample: float = 0.0,
+    generations: int = 0,
+    seed: int = 0,
 ) -> EvalData:
-    """Read the teacher (and pairs), split and sample them, tokenize every text once.
+    """Read the teacher (and pairs), split and sample them, tokenize every text once; with
+    ``resample`` > 0, draw the per-generation selection subsets (:func:`selection_subsets`).
 
     Raises :class:`InputError` (one line) when the files disagree: the teacher's
     dimension is not the base's, or no pair has both sentences in the teacher file.
@@ -168,7 +192,12 @@ def build_eval_data(
     offsets[1:] = np.cumsum([len(t) for t in ids])
     flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)
     targets = np.ascontiguousarray(emb[[lookup[t] for t in order]], dtype=np.float32)
-    return EvalData(flat, offsets, fit, valid, minimal_fit, minimal_valid, targets, len(order))
+    subsets = minimal_subsets = None
+    if resample > 0:
+        subsets = selection_subsets(len(fit), resample, generations, seed)
+        minimal_subsets = selection_subsets(len(minimal_fit), resample, generations, seed, stream=1)
+    return EvalData(flat, offsets, fit, valid, minimal_fit, minimal_valid, targets, len(order), subsets,
+                    minimal_subsets)
 
 
-__all__ = ["MINIMAL_KINDS", "EvalData", "PairSet", "build_eval_data", "file_sha256"]
+__all__ = ["MINIMAL_KINDS", "EvalData", "PairSet", "build_eval_data", "file_sha256", "selection_subsets"]

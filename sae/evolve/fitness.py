@@ -81,15 +81,20 @@ class Evaluation:
     edges: list[list[Any]] = field(default_factory=list)  #: [key_a, key_b, co-firing docs, overlaps]
     seconds: float = 0.0  #: wall time (telemetry, never used for selection)
     texts: int = 0
+    subset_quality: list[float] | None = None  #: quality on each generation's selection subset (--resample)
 
     def record(self) -> dict[str, Any]:
         """What the run store keeps (deterministic)."""
-        return {"algorithm": self.algorithm, "objectives": self.objectives,
-                "rule_stats": self.rule_stats, "edges": self.edges}
+        rec = {"algorithm": self.algorithm, "objectives": self.objectives,
+               "rule_stats": self.rule_stats, "edges": self.edges}
+        if self.subset_quality is not None:
+            rec["subset_quality"] = self.subset_quality
+        return rec
 
     @staticmethod
     def from_record(genome: str, rec: dict[str, Any]) -> Evaluation:
-        return Evaluation(genome, rec["algorithm"], rec["objectives"], rec["rule_stats"], rec["edges"])
+        return Evaluation(genome, rec["algorithm"], rec["objectives"], rec["rule_stats"], rec["edges"],
+                          subset_quality=rec.get("subset_quality"))
 
     @property
     def quality(self) -> float:
@@ -214,27 +219,49 @@ class Evaluator:
         pairs, minimal = (self.data.fit, self.data.minimal_fit) if stage == "fit" else \
             (self.data.valid, self.data.minimal_valid)
         obj = self._objectives(alg, run, where, pairs, minimal)
+        subsets = self._subset_quality(run, where) if stage == "fit" and self.data.fit_subsets is not None else None
         stats, edges = _interactions(alg, run)
-        return Evaluation(genome.key, alg.content_hash, obj, stats, edges, seconds=seconds, texts=int(texts.size))
+        return Evaluation(genome.key, alg.content_hash, obj, stats, edges, seconds=seconds, texts=int(texts.size),
+                          subset_quality=subsets)
 
     def _objectives(self, alg: Algorithm, run: _Run, where: np.ndarray, pairs: PairSet,
                     minimal: PairSet) -> dict[str, float | None]:
         cos = cosine_rows(run.emb[where[pairs.a]], run.emb[where[pairs.b]])
+        mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
         rho_gold = _finite(spearman(cos, pairs.gold)) if pairs.gold is not None else None
         rho_teacher = _finite(spearman(cos, pairs.teacher_cos))
-        if len(minimal):
-            mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
-            err = np.abs(mcos - minimal.teacher_cos)
-            kinds = minimal.kind if minimal.kind is not None else np.zeros(len(minimal), dtype=np.int8)
-            mp_err = float(np.mean([err[kinds == k].mean() for k in np.unique(kinds)]))
-        else:
-            mp_err = 0.0
+        mp_err = self._minimal_error(mcos, minimal)
         quality = (rho_gold if rho_gold is not None else rho_teacher) - self.settings.w_minimal * mp_err
         weight = sum(sum(1 + el.gap + el.run for el in r.pattern) for r in alg.rules)
         cost = float((weight * run.tokens * (1 + run.steps)).mean() / 1000.0) if run.tokens.size else 0.0
         out = {"quality": quality, "spearman": rho_gold, "teacher": rho_teacher, "minimal_error": mp_err,
                "cost": cost, "rules": float(len(alg.rules)), "steps": float(run.steps.mean())}
         return {k: (round(v, DIGITS) if v is not None else None) for k, v in out.items()}
+
+    def _minimal_error(self, mcos: np.ndarray, minimal: PairSet, keep: np.ndarray | None = None) -> float:
+        """Mean |cos_sae − cos_teacher| per kind of minimal pair, averaged over the kinds
+        (only the pairs ``keep`` marks, when given)."""
+        if keep is None:
+            keep = np.ones(len(minimal), dtype=bool)
+        if not keep.any():
+            return 0.0
+        err = np.abs(mcos - minimal.teacher_cos)[keep]
+        kinds = (minimal.kind if minimal.kind is not None else np.zeros(len(minimal), dtype=np.int8))[keep]
+        return float(np.mean([err[kinds == k].mean() for k in np.unique(kinds)]))
+
+    def _subset_quality(self, run: _Run, where: np.ndarray) -> list[float]:
+        """``quality`` on each generation's selection subset of the fit pairs and fit minimal
+        pairs (``--resample``; docs/EVOLVE.md, "Resampled selection")."""
+        data = self.data
+        pairs, minimal = data.fit, data.minimal_fit
+        cos = cosine_rows(run.emb[where[pairs.a]], run.emb[where[pairs.b]])
+        mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
+        target = pairs.gold if pairs.gold is not None else pairs.teacher_cos
+        out = []
+        for keep, keep_minimal in zip(data.fit_subsets, data.minimal_subsets):
+            rho = _finite(spearman(cos[keep], target[keep]))
+            out.append(round(rho - self.settings.w_minimal * self._minimal_error(mcos, minimal, keep_minimal), DIGITS))
+        return out
 
     def _run(self, alg: Algorithm, texts: np.ndarray) -> _Run:
         """Anneal and execute ``texts`` in fixed batches (sorted by length, stable)."""

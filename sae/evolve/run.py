@@ -4,7 +4,9 @@ Generation 0 is the base's own genome, the base without rules, and mutants of th
 base. Each later generation breeds ``population`` children (crossover with
 probability ``crossover``, else one mutation; parents by binary tournament), evaluates
 the ones never seen before, and keeps the best ``population`` distinct genomes of
-parents and children by non-dominated sorting and crowding (:mod:`sae.evolve.select`).
+parents and children by non-dominated sorting and crowding (:mod:`sae.evolve.select`);
+with ``resample`` the quality it sorts by is each genome's on that generation's
+selection subset (:mod:`sae.evolve.data`), so parents are judged afresh every generation.
 Everything a generation produced — genomes, evaluations, births, survivors, the RNG
 state after it — is committed in one transaction, so a run killed at any moment
 resumes from its last generation and ends exactly where an uninterrupted run ends.
@@ -55,12 +57,19 @@ class EvolveConfig:
     final_candidates: int = 8
     fitness: FitnessSettings = field(default_factory=FitnessSettings)
     max_cost: float | None = None  #: the final pick only considers genomes of at most this cost
+    resample: float = 0.0  #: fraction of the fit pairs selection sees, drawn anew each generation (0: all)
+    distinct: bool = False  #: genomes of equal objectives take one place (survival and final candidates)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["fitness"] = self.fitness.as_dict()
+        # Runs stored before these options existed keep their identity.
         if d["max_cost"] is None:
-            del d["max_cost"]  # runs stored before the option existed keep their identity
+            del d["max_cost"]
+        if d["resample"] == 0:
+            del d["resample"]
+        if not d["distinct"]:
+            del d["distinct"]
         return d
 
 
@@ -96,7 +105,8 @@ class Result:
 def load_inputs(inputs: Inputs, config: EvolveConfig) -> tuple[Algorithm, EvalData, dict[str, Any]]:
     """The base, the evaluation data, and the run identity (config plus input digests)."""
     base = load_algorithm(inputs.base)
-    data = build_eval_data(base, inputs.teacher, inputs.pairs, config.fit_pairs, config.minimal_pairs)
+    data = build_eval_data(base, inputs.teacher, inputs.pairs, config.fit_pairs, config.minimal_pairs,
+                           config.resample, config.generations, config.seed)
     identity = {
         "config": config.as_dict(),
         "base": base.content_hash,
@@ -165,9 +175,14 @@ class Evolution:
             self.genomes[key] = g
         return g
 
-    def scored(self, key: str) -> Scored:
-        obj = self.records[key]["objectives"]
-        return Scored(key, float(obj["quality"]), float(obj["cost"]))
+    def scored(self, key: str, gen: int | None = None) -> Scored:
+        """A genome's objectives: on all the fit pairs, or as selection sees them in
+        generation ``gen`` (its subset's quality when the run resamples)."""
+        rec = self.records[key]
+        quality = rec["objectives"]["quality"]
+        if gen is not None and "subset_quality" in rec:
+            quality = rec["subset_quality"][gen]
+        return Scored(key, float(quality), float(rec["objectives"]["cost"]))
 
     def _evaluate(self, keys: list[str], stage: str = "fit") -> tuple[list[Evaluation], float]:
         t0 = time.perf_counter()
@@ -251,8 +266,8 @@ class Evolution:
         evs, eval_wall = self._evaluate(new)
         for ev in evs:
             self.records[ev.genome] = ev.record()
-        pool = [self.scored(k) for k in parents] + [self.scored(g.key) for g, _, _ in births]
-        ranked = survivors(pool, self.config.population)
+        pool = [self.scored(k, gen) for k in parents] + [self.scored(g.key, gen) for g, _, _ in births]
+        ranked = survivors(pool, self.config.population, self.config.distinct)
         qualities = np.array([self.scored(r.key).quality for r in ranked])
         best = max(ranked, key=lambda r: (self.scored(r.key).quality, -self.scored(r.key).cost, r.key))
         div = diversity([frozenset(rule_key(x) for x in self.genome(r.key).rules) for r in ranked])
@@ -291,6 +306,9 @@ class Evolution:
         front = pareto_front([self.scored(k) for k in self.records])
         budget = self.config.max_cost
         allowed = [s for s in front if budget is None or s.cost <= budget]
+        if self.config.distinct:  # one candidate per behaviour: the first (smallest key) of equal objectives
+            seen: set[tuple[float, float]] = set()
+            allowed = [s for s in allowed if (s.quality, s.cost) not in seen and not seen.add((s.quality, s.cost))]
         candidates = [s.key for s in allowed[: self.config.final_candidates]]
         stored = self.store.evaluations("valid")
         todo = [k for k in candidates if k not in stored]

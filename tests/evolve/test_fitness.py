@@ -136,3 +136,39 @@ def test_gpu_population_evaluates_a_generation_in_few_submissions(world, monkeyp
     grouped = Evaluator(base, data, settings)
     assert [g.record() for g in grouped.evaluate_many(genomes, "fit")] == [m.record() for m in many]
     assert grouped._population.backend.counters.submissions >= 2  # two groups: two calls at least
+
+
+def test_resampled_selection_scores_each_generation_on_its_subset(world):
+    """--resample: generation g's quality is the quality of the same genome on g's subset
+    of the fit pairs and fit minimal pairs alone; the subsets do not depend on how many
+    generations the run has, and a run without them keeps its data digest."""
+    import numpy as np
+
+    from sae.evolve.data import PairSet, selection_subsets
+
+    base = load_algorithm(world["base"])
+    plain = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0, resample=0.5, generations=3, seed=7)
+    assert plain.fit_subsets is None and plain.digest() != data.digest()
+    assert data.fit_subsets.shape == (3, len(data.fit))
+    assert (data.fit_subsets.sum(axis=1) == round(0.5 * len(data.fit))).all()
+    assert len({row.tobytes() for row in data.fit_subsets}) == 3
+    assert np.array_equal(selection_subsets(len(data.fit), 0.5, 5, 7)[:3], data.fit_subsets)
+    assert not np.array_equal(selection_subsets(len(data.fit), 0.5, 3, 8), data.fit_subsets)
+
+    g = genome_of(base).canonical()
+    ev = Evaluator(base, data).evaluate(g)
+    assert ev.objectives == Evaluator(base, plain).evaluate(g).objectives  # the full-set figures are unchanged
+    assert len(ev.subset_quality) == 3 and ev.record()["subset_quality"] == ev.subset_quality
+    assert Evaluator(base, data).evaluate(g, "valid").subset_quality is None
+
+    def take(ps: PairSet, keep: np.ndarray) -> PairSet:
+        return PairSet(ps.a[keep], ps.b[keep], ps.teacher_cos[keep], None if ps.gold is None else ps.gold[keep],
+                       None if ps.kind is None else ps.kind[keep])
+
+    for gen in range(3):
+        alone = replace(plain, fit=take(plain.fit, data.fit_subsets[gen]),
+                        minimal_fit=take(plain.minimal_fit, data.minimal_subsets[gen]))
+        quality = Evaluator(base, alone).evaluate(g).objectives["quality"]
+        assert ev.subset_quality[gen] == pytest.approx(quality, abs=1e-9)
+    assert ev.subset_quality[0] != pytest.approx(ev.objectives["quality"], abs=1e-6)
