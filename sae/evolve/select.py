@@ -76,18 +76,36 @@ class Ranked:
     crowding: float
 
 
-def survivors(pop: list[Scored], size: int) -> list[Ranked]:
-    """The ``size`` best distinct genomes: by front, then crowding (larger first), then key."""
+def survivors(pop: list[Scored], size: int, distinct: bool = False) -> list[Ranked]:
+    """The ``size`` best distinct genomes: by front, then crowding (larger first), then key.
+
+    With ``distinct``, genomes of equal objectives (in practice: the same behaviour, a rule
+    that never fires or never competes told apart only by its key) count as one: the
+    smallest key of each is ranked, the others only fill places that distinct ones leave.
+    """
     unique: dict[str, Scored] = {}
     for s in pop:
         unique.setdefault(s.key, s)
     pool = sorted(unique.values(), key=lambda s: s.key)
+    if not distinct:
+        return _ranked(pool)[:size]
+    first: dict[tuple[float, float], Scored] = {}
+    for s in pool:
+        first.setdefault((s.quality, s.cost), s)
+    kept = set(id(s) for s in first.values())
+    ranked = _ranked(list(first.values()))
+    offset = 1 + max((r.front for r in ranked), default=-1)
+    rest = [Ranked(r.key, r.front + offset, r.crowding) for r in _ranked([s for s in pool if id(s) not in kept])]
+    return (ranked + rest)[:size]
+
+
+def _ranked(pool: list[Scored]) -> list[Ranked]:
     ranked: list[Ranked] = []
     for f, front in enumerate(fronts(pool)):
         dist = crowding(pool, front)
         for i in sorted(front, key=lambda i: (-dist[i], pool[i].key)):
             ranked.append(Ranked(pool[i].key, f, dist[i]))
-    return ranked[:size]
+    return ranked
 
 
 def better(a: Ranked, b: Ranked) -> Ranked:

@@ -252,3 +252,58 @@ def test_max_cost_bounds_the_final_pick(world, tmp_path, capsys):
     code, _, err = run_cli(evolve_args(world, tmp_path / "r2.sqlite", tmp_path / "b2", "--max-cost", "-1"), capsys)
     assert code == 2 and "--max-cost" in err
 
+
+def test_resampled_runs_select_on_their_subsets_whatever_the_workers(world, reference, tmp_path, capsys):
+    """--resample 0.5: survivors are sorted by each generation's subset quality; 1 and 2
+    workers give the same run; resuming with another fraction is refused."""
+    from sae.evolve.select import Scored, survivors
+
+    runs = []
+    for workers in ("1", "2"):
+        d = tmp_path / workers
+        d.mkdir()
+        assert main(evolve_args(world, d / "run.sqlite", d / "best", "--resample", "0.5", "--workers", workers)) == 0
+        runs.append(finished(d / "run.sqlite", d / "best"))
+    assert runs[0] == runs[1] and runs[0][0] != reference["digest"]
+    store = RunStore(tmp_path / "1" / "run.sqlite")
+    try:
+        records = store.evaluations("fit")
+        assert all(len(r["subset_quality"]) == 4 for r in records.values())
+        for gen in (1, 2, 3):
+            children = [k for (k,) in store.db.execute("SELECT child FROM births WHERE gen=? ORDER BY slot", (gen,))]
+            pool = [k for k, _, _ in store.population(gen - 1)] + children
+            scored = [Scored(k, records[k]["subset_quality"][gen], records[k]["objectives"]["cost"]) for k in pool]
+            kept = survivors(scored, 6)
+            assert [(r.key, r.front) for r in kept] == [(k, f) for k, f, _ in store.population(gen)]
+    finally:
+        store.close()
+    capsys.readouterr()
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "1" / "run.sqlite", tmp_path / "b", "--resume",
+                                               "--resample", "0.25"), capsys)[::2])
+    assert "resample" in line and "cannot resume" in line
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "r.sqlite", tmp_path / "b", "--resample", "1"),
+                                   capsys)[::2])
+    assert "--resample" in line
+
+
+
+def test_distinct_runs_give_each_behaviour_one_place(world, tmp_path):
+    """--distinct: a generation's survivors repeat objectives only when the pool holds too
+    few distinct ones, and the final candidates never do."""
+    assert main(evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--distinct")) == 0
+    store = RunStore(tmp_path / "run.sqlite")
+    try:
+        records = store.evaluations("fit")
+
+        def behaviour(key: str) -> tuple[float, float]:
+            return records[key]["objectives"]["quality"], records[key]["objectives"]["cost"]
+
+        for gen in (1, 2, 3):
+            children = [k for (k,) in store.db.execute("SELECT child FROM births WHERE gen=? ORDER BY slot", (gen,))]
+            pool = {k for k, _, _ in store.population(gen - 1)} | set(children)
+            kept = [k for k, _, _ in store.population(gen)]
+            assert len({behaviour(k) for k in kept}) == min(len(kept), len({behaviour(k) for k in pool}))
+        candidates = [c["genome"] for c in store.final()["candidates"]]
+        assert len({behaviour(k) for k in candidates}) == len(candidates)
+    finally:
+        store.close()

@@ -38,3 +38,13 @@ def test_front_and_diversity():
     assert [s.key for s in pareto_front(pop)] == ["a", "b"]
     assert diversity([frozenset("ab"), frozenset("ab")]) == 0.0
     assert diversity([frozenset("ab"), frozenset("cd")]) == 1.0
+
+
+def test_distinct_survivors_keep_one_genome_per_behaviour():
+    """Equal objectives count once (the smallest key); the copies only fill what is left."""
+    pop = [Scored("b", 0.9, 1.0), Scored("a", 0.9, 1.0), Scored("c", 0.5, 0.5), Scored("d", 0.4, 2.0)]
+    assert {r.key for r in survivors(pop, 3)} == {"a", "b", "c"}  # without: the copy takes d's place
+    ranked = survivors(pop, 4, distinct=True)
+    assert [r.key for r in ranked[:2]] in (["a", "c"], ["c", "a"])
+    assert ranked[2].key == "d" and ranked[3].key == "b" and ranked[3].front > ranked[2].front
+    assert [r.key for r in survivors(pop, 2, distinct=True)] == [r.key for r in ranked[:2]]
