@@ -54,7 +54,22 @@ _WORKER: Evaluator | None = None
 
 def _init_worker(payload: Payload) -> None:
     global _WORKER
+    import threading
+
+    threading.Thread(target=_exit_with_parent, name="sae-exit-with-parent", daemon=True).start()
     _WORKER = Evaluator(payload.base, payload.data, payload.settings)
+
+
+def _exit_with_parent() -> None:
+    """End this worker when the process that spawned it ends, however it ended: after a
+    ``kill -9`` of ``sae evolve`` the pool's workers would otherwise wait for work forever,
+    each holding the evaluation data."""
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        parent.join()  # returns once the parent's sentinel closes
+        os._exit(1)
 
 
 def _evaluate_in_worker(genome_json: str, stage: str) -> Evaluation:
