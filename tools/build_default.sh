@@ -3,7 +3,8 @@
 #   1. sae distill: the base (vectors, token classes, hand-made rules, fitted transforms)
 #      from the STS-B train split and the teacher;
 #   2. the teacher file of the train sentences and their minimal pairs, for evolution;
-#   3. sae evolve from that base, seed 1 (chosen on train among seeds 0-2, docs/EVOLVE.md):
+#   3. sae evolve from that base, selecting on a fresh half of the fit pairs each generation
+#      (--resample 0.5), seed 1 (chosen on train among seeds 0-2, docs/EVOLVE.md):
 #      its final pick, with its rules as they are,
 #   4. gets its output map (sae distill --output-map-of): the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
@@ -21,5 +22,5 @@ python tools/evolve/train_teacher.py --shared "$shared" --cache out/distill --ou
 rm -f "$work/run.sqlite"
 python -m sae evolve --teacher "$work/teacher-train.parquet" --pairs "$shared/data/stsb/sts-train.csv" \
     --base "$work/base" --out "$work/evolved" --run "$work/run.sqlite" --name default --seed 1 \
-    --generations 60 --population 24 --fit-pairs 0 --minimal-pairs 1000 --workers 2 --max-cost 1.2
+    --generations 60 --population 24 --fit-pairs 0 --minimal-pairs 1000 --workers 2 --max-cost 1.2 --resample 0.5
 python -m sae distill --shared "$shared" --cache out/distill --output-map-of "$work/evolved" --out "$out"
