@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--distinct", action="store_true",
                    help="genomes of equal objectives (the same behaviour) take one place in the population "
                         "and among the final candidates")
+    g.add_argument("--linear", action="store_true",
+                   help="no rule may write MUL, so every program is a sum and the pick takes an output map "
+                        "(sae distill --output-map-of)")
     p.add_argument("--name", default="evolved", help="the written Algorithm's name (default: evolved)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(run=run)
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, generations=args.generations, population=args.population, fit_pairs=args.fit_pairs,
         minimal_pairs=args.minimal_pairs, max_rules=args.max_rules, crossover=args.crossover,
         final_candidates=args.final_candidates, max_cost=args.max_cost, resample=args.resample,
-        distinct=args.distinct,
+        distinct=args.distinct, linear=args.linear,
         fitness=FitnessSettings(backend=args.backend, transforms=args.transforms, w_minimal=args.w_minimal),
     )
     metrics = Metrics(args.metrics_port) if args.metrics_port is not None else None

@@ -39,16 +39,18 @@ class SearchSpace:
     bonus_levels: tuple[int, ...]  #: distinct phrase bonuses (lexicon thresholds)
     max_rules: int = 32
     max_score: int = 2000
+    products: bool = True  #: whether rules may write MUL (False: every program is a sum; an output map fits)
 
     @staticmethod
-    def of(base: Algorithm, token_counts: np.ndarray, n_transforms: int, max_rules: int = 32) -> SearchSpace:
+    def of(base: Algorithm, token_counts: np.ndarray, n_transforms: int, max_rules: int = 32,
+           products: bool = True) -> SearchSpace:
         top = np.argsort(-token_counts, kind="stable")[:300]
         tokens = tuple(int(t) for t in sorted(top[token_counts[top] > 0].tolist()))
         width = int(base.phrases.shape[1]) if base.n_phrases else 0
         bonus = int(base.phrase_bonus.max()) if base.n_phrases else 0
         levels = tuple(int(b) for b in np.unique(base.phrase_bonus)) if base.n_phrases else ()
         return SearchSpace(base.classes, n_transforms, tokens, min(width, DEFAULT_CAPACITIES.pattern), bonus,
-                           levels, max_rules, min(2000, SCORE_MAX - bonus))
+                           levels, max_rules, min(2000, SCORE_MAX - bonus), products)
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -113,7 +115,7 @@ def random_rule(rng: np.random.Generator, space: SearchSpace, used_marks: set[in
             el = replace(el, run=int(rng.integers(2, DEFAULT_CAPACITIES.run + 1)))
         el = replace(el, mod=0)
         updates[target] = ItemUpdate(mod=int(rng.integers(1, space.n_transforms + 1)))
-    elif action < 0.28 and k >= 2:
+    elif action < 0.28 and k >= 2 and space.products:
         # A stack expression: an elementwise product of two items' vectors.
         updates[0] = ItemUpdate(opcode=int(Op.PUSH))
         updates[1] = ItemUpdate(opcode=int(Op.MUL))
@@ -122,7 +124,7 @@ def random_rule(rng: np.random.Generator, space: SearchSpace, used_marks: set[in
     else:
         updates[target] = ItemUpdate(scale=random_scale(rng))
         el = replace(el, opcode=int(Op.ACC))
-    if action < 0.2 or action >= 0.28 or k < 2:
+    if action < 0.2 or action >= 0.28 or k < 2 or not space.products:
         pattern[target] = el
     return Rule("new", score, tuple(pattern), "rewrite", updates=tuple(updates), mark=mark)
 
@@ -235,6 +237,10 @@ def _toggle(names: tuple[str, ...], name: str) -> tuple[str, ...]:
     return tuple(n for n in names if n != name) if name in names else names + (name,)
 
 
+#: Opcodes ``mutate_action`` may write.
+_OPCODES = (Op.NOP, Op.ACC, Op.PUSH, Op.ADD, Op.MUL, Op.EMIT)
+
+
 def mutate_action(genome: Genome, rng: np.random.Generator, space: SearchSpace) -> Genome | None:
     """A rewrite's action: scale (multiplied by a log-normal factor, or redrawn), transform, opcode."""
     rewrites = [i for i, r in enumerate(genome.rules) if r.kind == "rewrite"]
@@ -257,8 +263,8 @@ def mutate_action(genome: Genome, rng: np.random.Generator, space: SearchSpace) 
         mod = int(rng.integers(0, space.n_transforms + 1))
         up = replace(up, mod=None if mod == (up.mod or 0) and up.mod is not None else mod)
     elif what < 0.85:
-        up = replace(up, opcode=None if up.opcode is not None and rng.random() < 0.5 else
-                     int(_pick(rng, (Op.NOP, Op.ACC, Op.PUSH, Op.ADD, Op.MUL, Op.EMIT))))
+        opcodes = _OPCODES if space.products else tuple(op for op in _OPCODES if op != Op.MUL)
+        up = replace(up, opcode=None if up.opcode is not None and rng.random() < 0.5 else int(_pick(rng, opcodes)))
     else:
         up = ItemUpdate()  # the element keeps its items as they are
     updates[e] = up

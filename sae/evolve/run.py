@@ -59,6 +59,7 @@ class EvolveConfig:
     max_cost: float | None = None  #: the final pick only considers genomes of at most this cost
     resample: float = 0.0  #: fraction of the fit pairs selection sees, drawn anew each generation (0: all)
     distinct: bool = False  #: genomes of equal objectives take one place (survival and final candidates)
+    linear: bool = False  #: no rule writes MUL: every genome's programs are sums, so an output map fits any pick
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -70,6 +71,8 @@ class EvolveConfig:
             del d["resample"]
         if not d["distinct"]:
             del d["distinct"]
+        if not d["linear"]:
+            del d["linear"]
         return d
 
 
@@ -163,7 +166,7 @@ class Evolution:
         fit_tokens = data.token_ids(np.unique(np.concatenate([data.fit.texts(), data.minimal_fit.texts()])))
         counts = np.bincount(np.concatenate(fit_tokens) if fit_tokens else np.zeros(0, np.int64),
                              minlength=base.vocab_size)[: base.vocab_size]
-        self.space = SearchSpace.of(base, counts, n_tr, config.max_rules)
+        self.space = SearchSpace.of(base, counts, n_tr, config.max_rules, products=not config.linear)
         self.genomes: dict[str, Genome] = {}
         self.records: dict[str, dict[str, Any]] = store.evaluations("fit")
 
@@ -376,6 +379,13 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
     if not out.parent.exists():
         raise InputError(f"{out.parent}: no such directory (for --out)")
     base, data, identity = load_inputs(inputs, config)
+    if config.linear:
+        from sae.distill.output_map import check_linear
+
+        try:
+            check_linear(base)
+        except ValueError as exc:
+            raise InputError(f"--linear: the base {inputs.base or 'default'}: {exc}") from None
     store = RunStore(run_path)
     try:
         if not check_identity(store, identity, resume):

@@ -344,3 +344,35 @@ def test_workers_end_with_a_killed_run(world, tmp_path):
     alive = [w for w in workers if Path(f"/proc/{w}").exists()
              and Path(f"/proc/{w}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
     assert not alive, f"workers {alive} outlived the killed run"
+
+
+def test_linear_refuses_a_base_that_multiplies(world, tmp_path, capsys):
+    """--linear promises a pick that takes an output map; a base whose own rules push and
+    multiply cannot keep it: one line, exit 2, nothing written."""
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--linear"),
+                                   capsys)[::2])
+    assert "--linear" in line and "MUL" in line
+    assert not (tmp_path / "run.sqlite").exists() and not (tmp_path / "best").exists()
+
+
+def test_a_linear_run_picks_an_algorithm_that_takes_the_map(world, tmp_path, capsys):
+    from dataclasses import replace
+
+    from sae.algorithm import save_algorithm
+    from sae.distill.output_map import check_linear
+    from sae.layout import Op
+
+    tiny = load_algorithm(world["base"])
+    save_algorithm(replace(tiny, rules=tuple(r for r in tiny.rules
+                                             if all(up.opcode != int(Op.MUL) for up in r.updates))), tmp_path / "base")
+    args = evolve_args(world, tmp_path / "run.sqlite", tmp_path / "best", "--linear", generations=3, population=4)
+    args[args.index("--base") + 1] = str(tmp_path / "base")
+    code, _, err = run_cli(args, capsys)
+    assert code == 0, err
+    check_linear(load_algorithm(tmp_path / "best"))
+    store = RunStore(tmp_path / "run.sqlite")
+    try:
+        assert store.config()["config"]["linear"] is True
+        assert all('"MUL"' not in store.genome_json(k) for k in store.evaluations("fit"))
+    finally:
+        store.close()

@@ -66,3 +66,34 @@ def test_crossover_keeps_components_whole():
         assert (ka in keys) == (kb in keys), "linked rules were split"
         seen.add(frozenset(keys))
     assert len(seen) >= 3
+
+
+def test_a_linear_space_never_writes_mul():
+    """--linear: no chain of mutations writes MUL (every program stays a sum and takes an
+    output map); the same chains in the full space do."""
+    from dataclasses import replace
+
+    from sae.distill.output_map import check_linear
+
+    tiny = make_tiny(transforms=1)  # its own rules include a PUSH/MUL product: left out
+    base = replace(tiny, rules=tuple(r for r in tiny.rules if all(up.opcode != 4 for up in r.updates)))
+    assert len(base.rules) < len(tiny.rules)
+    full = space_of(base)
+    linear = replace(full, products=False)
+
+    def writes_mul(space) -> int:
+        rng = np.random.default_rng(3)
+        count = 0
+        for _ in range(40):
+            g = genome_of(base)
+            for _ in range(12):
+                step = mutate(g, rng, space)
+                if step is not None:
+                    g = step[0]
+            count += any(up.opcode is not None and up.opcode == 4 for r in g.rules for up in r.updates)
+            if not space.products:
+                check_linear(replace(base, rules=g.rules))
+        return count
+
+    assert writes_mul(full) > 0
+    assert writes_mul(linear) == 0
