@@ -218,16 +218,17 @@ class Evaluator:
         where[texts] = np.arange(texts.size)
         pairs, minimal = (self.data.fit, self.data.minimal_fit) if stage == "fit" else \
             (self.data.valid, self.data.minimal_valid)
-        obj = self._objectives(alg, run, where, pairs, minimal)
-        subsets = self._subset_quality(run, where) if stage == "fit" and self.data.fit_subsets is not None else None
+        cos = cosine_rows(run.emb[where[pairs.a]], run.emb[where[pairs.b]])
+        mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
+        obj = self._objectives(alg, run, cos, mcos, pairs, minimal)
+        subsets = self._subset_quality(cos, mcos) if stage == "fit" and self.data.fit_subsets is not None else None
         stats, edges = _interactions(alg, run)
         return Evaluation(genome.key, alg.content_hash, obj, stats, edges, seconds=seconds, texts=int(texts.size),
                           subset_quality=subsets)
 
-    def _objectives(self, alg: Algorithm, run: _Run, where: np.ndarray, pairs: PairSet,
+    def _objectives(self, alg: Algorithm, run: _Run, cos: np.ndarray, mcos: np.ndarray, pairs: PairSet,
                     minimal: PairSet) -> dict[str, float | None]:
-        cos = cosine_rows(run.emb[where[pairs.a]], run.emb[where[pairs.b]])
-        mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
+        """The objectives from sae's cosines of ``pairs`` (``cos``) and ``minimal`` (``mcos``)."""
         rho_gold = _finite(spearman(cos, pairs.gold)) if pairs.gold is not None else None
         rho_teacher = _finite(spearman(cos, pairs.teacher_cos))
         mp_err = self._minimal_error(mcos, minimal)
@@ -249,13 +250,11 @@ class Evaluator:
         kinds = (minimal.kind if minimal.kind is not None else np.zeros(len(minimal), dtype=np.int8))[keep]
         return float(np.mean([err[kinds == k].mean() for k in np.unique(kinds)]))
 
-    def _subset_quality(self, run: _Run, where: np.ndarray) -> list[float]:
-        """``quality`` on each generation's selection subset of the fit pairs and fit minimal
-        pairs (``--resample``; docs/EVOLVE.md, "Resampled selection")."""
+    def _subset_quality(self, cos: np.ndarray, mcos: np.ndarray) -> list[float]:
+        """``quality`` on each generation's selection subset of the fit pairs (sae's cosines
+        ``cos``) and fit minimal pairs (``mcos``) (``--resample``; docs/EVOLVE.md, "Resampled selection")."""
         data = self.data
         pairs, minimal = data.fit, data.minimal_fit
-        cos = cosine_rows(run.emb[where[pairs.a]], run.emb[where[pairs.b]])
-        mcos = cosine_rows(run.emb[where[minimal.a]], run.emb[where[minimal.b]])
         target = pairs.gold if pairs.gold is not None else pairs.teacher_cos
         out = []
         for keep, keep_minimal in zip(data.fit_subsets, data.minimal_subsets):

@@ -37,7 +37,7 @@ from sae.evolve.data import EvalData, build_eval_data, file_sha256
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
 from sae.evolve.genome import Genome, genome_of, rule_key
 from sae.evolve.operators import SearchSpace, crossover, mutate
-from sae.evolve.select import Ranked, Scored, diversity, pareto_front, survivors, tournament
+from sae.evolve.select import Ranked, Scored, diversity, one_per_behaviour, pareto_front, survivors, tournament
 from sae.evolve.store import RunStore
 
 log = logging.getLogger(__name__)
@@ -310,8 +310,7 @@ class Evolution:
         budget = self.config.max_cost
         allowed = [s for s in front if budget is None or s.cost <= budget]
         if self.config.distinct:  # one candidate per behaviour: the first (smallest key) of equal objectives
-            seen: set[tuple[float, float]] = set()
-            allowed = [s for s in allowed if (s.quality, s.cost) not in seen and not seen.add((s.quality, s.cost))]
+            allowed = one_per_behaviour(allowed)
         candidates = [s.key for s in allowed[: self.config.final_candidates]]
         stored = self.store.evaluations("valid")
         todo = [k for k in candidates if k not in stored]

@@ -89,14 +89,20 @@ def survivors(pop: list[Scored], size: int, distinct: bool = False) -> list[Rank
     pool = sorted(unique.values(), key=lambda s: s.key)
     if not distinct:
         return _ranked(pool)[:size]
-    first: dict[tuple[float, float], Scored] = {}
-    for s in pool:
-        first.setdefault((s.quality, s.cost), s)
-    kept = set(id(s) for s in first.values())
-    ranked = _ranked(list(first.values()))
+    first = one_per_behaviour(pool)
+    kept = {s.key for s in first}
+    ranked = _ranked(first)
     offset = 1 + max((r.front for r in ranked), default=-1)
-    rest = [Ranked(r.key, r.front + offset, r.crowding) for r in _ranked([s for s in pool if id(s) not in kept])]
+    rest = [Ranked(r.key, r.front + offset, r.crowding) for r in _ranked([s for s in pool if s.key not in kept])]
     return (ranked + rest)[:size]
+
+
+def one_per_behaviour(pop: list[Scored]) -> list[Scored]:
+    """The first of each set of equal objectives (quality, cost), in the order of ``pop``."""
+    first: dict[tuple[float, float], Scored] = {}
+    for s in pop:
+        first.setdefault((s.quality, s.cost), s)
+    return list(first.values())
 
 
 def _ranked(pool: list[Scored]) -> list[Ranked]:
@@ -141,4 +147,5 @@ def diversity(rule_sets: list[frozenset[str]]) -> float:
     return total / (n * (n - 1) / 2)
 
 
-__all__ = ["Ranked", "Scored", "crowding", "diversity", "fronts", "pareto_front", "survivors", "tournament"]
+__all__ = ["Ranked", "Scored", "crowding", "diversity", "fronts", "one_per_behaviour", "pareto_front", "survivors",
+           "tournament"]
