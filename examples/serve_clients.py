@@ -4,10 +4,10 @@
     python examples/serve_clients.py
 """
 
+import grpc
 import numpy as np
 from openai import OpenAI
 
-import grpc
 from sae.service.proto import embed_pb2, embed_pb2_grpc
 
 texts = ["A man is playing a guitar.", "Someone is playing an instrument."]

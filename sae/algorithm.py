@@ -350,7 +350,15 @@ def element_fields(rule: Rule, e: int) -> tuple[int, int]:
     Examined: what the element's tests read of every item its placement examines;
     written: what the action writes on every item of the element.
     """
-    from sae.layout import FIELD_ALL, FIELD_ARG0, FIELD_ARG1, FIELD_MOD, FIELD_OPCODE, FIELD_PLACE, FIELD_SYMBOL
+    from sae.layout import (
+        FIELD_ALL,
+        FIELD_ARG0,
+        FIELD_ARG1,
+        FIELD_MOD,
+        FIELD_OPCODE,
+        FIELD_PLACE,
+        FIELD_SYMBOL,
+    )
 
     el = rule.pattern[e]
     read = FIELD_PLACE

@@ -13,7 +13,7 @@ from itertools import chain
 
 import numpy as np
 
-from sae.layout import JOURNAL_ENTRY, JOURNAL_WORDS, PROGRAM_ITEM, Capacities, F, Op, Q16_ONE, item_words
+from sae.layout import JOURNAL_ENTRY, JOURNAL_WORDS, PROGRAM_ITEM, Q16_ONE, Capacities, F, Op, item_words
 
 
 def token_lengths(token_ids: Sequence[Sequence[int]], caps: Capacities, caller: str) -> np.ndarray:

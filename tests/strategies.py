@@ -19,7 +19,16 @@ from hypothesis import strategies as st
 from tiny import CLASSES, PHRASES, WORDS, make_tiny, token_id
 
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
-from sae.layout import ARG1_LIMIT, DEFAULT_CAPACITIES, MARK_BITS, Q16_ONE, SCALE_LIMIT, SCORE_MAX, TOLERANCE_MAX, Op
+from sae.layout import (
+    ARG1_LIMIT,
+    DEFAULT_CAPACITIES,
+    MARK_BITS,
+    Q16_ONE,
+    SCALE_LIMIT,
+    SCORE_MAX,
+    TOLERANCE_MAX,
+    Op,
+)
 
 CAPS = DEFAULT_CAPACITIES
 N_SYMBOLS = make_tiny().n_symbols

@@ -3,14 +3,14 @@ import re
 import numpy as np
 
 from sae.layout import (
-    SCORE_MAX,
     DEFAULT_CAPACITIES,
-    F,
     JOURNAL_ENTRY,
     JOURNAL_ENTRY_FIELDS,
     PROGRAM_ITEM,
     PROGRAM_ITEM_FIELDS,
+    SCORE_MAX,
     Capacities,
+    F,
     Op,
     item_words,
     rule_record,

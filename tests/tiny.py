@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sae.algorithm import Algorithm, phrase_table, ItemUpdate, LoopParams, PatternElement, Rule
+from sae.algorithm import Algorithm, ItemUpdate, LoopParams, PatternElement, Rule, phrase_table
 from sae.layout import Op
 
 WORDS = (

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 
-
 from sae.batch import ProgramBatch
 from sae.cli.common import add_engine_options
 from sae.layout import EMBEDDING_TOLERANCE

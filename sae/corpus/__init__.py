@@ -17,7 +17,15 @@ after its last finished chunk. :mod:`sae.corpus.cluster` runs the same job with 
 
 from __future__ import annotations
 
-from sae.corpus.job import DEFAULT_CHUNK_ROWS, EmbedOptions, EmbedSummary, Job, embed_corpus, embed_in_memory, run_job
+from sae.corpus.job import (
+    DEFAULT_CHUNK_ROWS,
+    EmbedOptions,
+    EmbedSummary,
+    Job,
+    embed_corpus,
+    embed_in_memory,
+    run_job,
+)
 from sae.corpus.sources import Columns, Source, open_source
 
 __all__ = [

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sae.corpus.job import EmbedOptions, EmbedSummary, Job, OutputRun, Progress, SilentProgress, TruncationTally
+from sae.corpus.job import (
+    EmbedOptions,
+    EmbedSummary,
+    Job,
+    OutputRun,
+    Progress,
+    SilentProgress,
+    TruncationTally,
+)
 from sae.corpus.sinks import output_table
 from sae.errors import InputError, SaeError
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from collections.abc import Sequence
+
+import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.backend import DoneBatch, HostBatches, run_host_batch

@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from sae.algorithm import Algorithm, ItemUpdate, LoopParams, PatternElement, Rule, canonical_json, rule_to_json
+from sae.algorithm import (
+    Algorithm,
+    ItemUpdate,
+    LoopParams,
+    PatternElement,
+    Rule,
+    canonical_json,
+    rule_to_json,
+)
 from sae.layout import ANY, Op
 
 #: Prefix of a rule's content name, per kind.

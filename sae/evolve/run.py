@@ -37,7 +37,15 @@ from sae.evolve.data import EvalData, build_eval_data, file_sha256
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
 from sae.evolve.genome import Genome, genome_of, rule_key
 from sae.evolve.operators import SearchSpace, crossover, mutate
-from sae.evolve.select import Ranked, Scored, diversity, one_per_behaviour, pareto_front, survivors, tournament
+from sae.evolve.select import (
+    Ranked,
+    Scored,
+    diversity,
+    one_per_behaviour,
+    pareto_front,
+    survivors,
+    tournament,
+)
 from sae.evolve.store import RunStore
 
 log = logging.getLogger(__name__)

@@ -36,7 +36,15 @@ from sae.batch import AnnealStats, ProgramBatch, token_lengths
 from sae.errors import BackendUnavailableError
 from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
-from sae.gpu.device import AdapterInfo, GpuError, choose_adapter, error_line, forget_device, get_device, is_device_lost
+from sae.gpu.device import (
+    AdapterInfo,
+    GpuError,
+    choose_adapter,
+    error_line,
+    forget_device,
+    get_device,
+    is_device_lost,
+)
 from sae.gpu.shaders import (
     ITEM_SLOTS,
     PASSES,

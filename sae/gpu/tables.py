@@ -26,7 +26,6 @@ from sae.layout import (
 )
 from sae.vector_table import VectorTable
 
-
 #: Words of one element record (:func:`element_tests`): slot, packed tests, fields.
 ELEMENT_WORDS = 3
 

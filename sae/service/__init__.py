@@ -32,8 +32,8 @@ for _module, _dist in _NEEDS.items():
 
 from sae.service.batcher import Batcher, QueueFullError, ShuttingDownError  # noqa: E402
 from sae.service.config import ServiceConfig  # noqa: E402
-from sae.service.server import Addresses, run, serve  # noqa: E402
 from sae.service.process_worker import ProcessEngine, WorkerProcessError  # noqa: E402
+from sae.service.server import Addresses, run, serve  # noqa: E402
 from sae.service.service import EmbeddingService, InferenceWorker, make_workers  # noqa: E402
 
 __all__ = [

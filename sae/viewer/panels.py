@@ -15,7 +15,16 @@ import numpy as np
 
 from sae.layout import Op
 from sae.viewer.font import GlyphAtlas
-from sae.viewer.model import BID_COMMITTED, BID_INHIBITED, BID_PLAIN, BID_REVERTED, ITEM_FIELD_NAMES, Attempt, Step, Timeline
+from sae.viewer.model import (
+    BID_COMMITTED,
+    BID_INHIBITED,
+    BID_PLAIN,
+    BID_REVERTED,
+    ITEM_FIELD_NAMES,
+    Attempt,
+    Step,
+    Timeline,
+)
 from sae.viewer.scene import BASE, OVERLAY, Clip, Color, Scene, rect_block, rgb
 from sae.viewer.session import Session
 from sae.viewer.state import KEYS, MOUSE_HELP, ZOOM_LEVELS, ViewState

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from test_job import InterruptError, StopAfter, corpus  # tests/corpus/test_job.py
 
 from sae.cli import main
 from sae.corpus import EmbedOptions, embed_corpus
 from sae.engine import Engine
-
-from test_job import StopAfter, InterruptError, corpus  # tests/corpus/test_job.py
 
 ray = pytest.importorskip("ray", reason="needs the optional extra: pip install 'sae[ray]'")
 pytest.importorskip("ray.data", reason="needs the optional extra: pip install 'sae[ray]'")

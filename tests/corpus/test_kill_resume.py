@@ -10,12 +10,11 @@ import sys
 import time
 
 import pytest
+from test_job import corpus  # tests/corpus/test_job.py
 
 from sae.corpus import EmbedOptions, embed_corpus
 from sae.corpus.state import state_dir
 from sae.engine import Engine
-
-from test_job import corpus  # tests/corpus/test_job.py
 
 CHUNK_ROWS = 100
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from equivalence import TEXTS, assert_backends_agree, widened
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from equivalence import TEXTS, assert_backends_agree, widened
 from strategies import algorithms, token_streams
 from tiny import ids, make_tiny, parse
 

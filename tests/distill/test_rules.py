@@ -8,7 +8,15 @@ import numpy as np
 import pytest
 
 from sae.algorithm import load_algorithm
-from sae.distill.rules import CLAUSE, NEGATION_SCOPE, OBJECT, PREPOSITION, SUBJECT, RuleSettings, default_rules
+from sae.distill.rules import (
+    CLAUSE,
+    NEGATION_SCOPE,
+    OBJECT,
+    PREPOSITION,
+    SUBJECT,
+    RuleSettings,
+    default_rules,
+)
 from sae.engine import Engine
 
 EVERY_SCOPE = RuleSettings(num_scale=1.0, stop_scale=1.0, punct_scale=1.0, subject=True, preposition=True,

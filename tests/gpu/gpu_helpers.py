@@ -12,7 +12,6 @@ from sae.batch import ProgramBatch
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 
-
 #: Set (to 1) where the GPU tier must run: a missing adapter then fails it (``.ci/run``).
 REQUIRE_GPU = "SAE_REQUIRE_GPU"
 

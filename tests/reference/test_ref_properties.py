@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 
 import numpy as np
@@ -12,7 +13,6 @@ from strategies import algorithms, token_streams
 
 from sae import reference as ref
 from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED, Capacities
-import itertools
 
 #: Capacities the engine may run with: the default, a small journal (winners get dropped),
 #: and a short stream with fewer rules (other key bit widths).

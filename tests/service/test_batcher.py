@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  first: skips the module without sae[serve]
-
 import asyncio
 import threading
 import time
 
 import numpy as np
 import pytest
+import service_helpers  # noqa: F401  first: skips the module without sae[serve]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -5,11 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from service_helpers import running_server  # first: skips the module without sae[serve]
-
 import httpx
 import numpy as np
 import pytest
+from service_helpers import running_server  # first: skips the module without sae[serve]
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
 from gpu_helpers import gpu_skip_reason

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
-
 import threading
 import time
 
 import grpc
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
 
 from sae import Engine
 from sae.service.proto import embed_pb2, embed_pb2_grpc

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
-
 import base64
 import threading
 import time
@@ -15,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
 
 from sae import Engine
 

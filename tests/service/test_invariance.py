@@ -8,24 +8,22 @@ clients), and a small token budget splits requests across batches.
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  (first: skips without sae[serve]; puts tools/ on the path)
-
 import base64
 import random
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import httpx
+import loadtest  # tools/loadtest.py: its clients and checks
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+import service_helpers  # noqa: F401  (first: skips without sae[serve]; puts tools/ on the path)
 
 from sae import Engine
 from sae.cli import main as sae_main
 from sae.evaluate import read_pairs
 from sae.service.proto import embed_pb2, embed_pb2_grpc
-
-import loadtest  # tools/loadtest.py: its clients and checks
 
 
 def corpus() -> list[str]:

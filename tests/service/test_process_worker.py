@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  (first: skips without sae[serve])
-
 import os
 import signal
 from multiprocessing.shared_memory import SharedMemory
@@ -11,10 +9,11 @@ from multiprocessing.shared_memory import SharedMemory
 import httpx
 import numpy as np
 import pytest
+import service_helpers  # noqa: F401  (first: skips without sae[serve])
+from service_helpers import running_server, tiny_service
 
 from sae import Engine
 from sae.service import ProcessEngine, WorkerProcessError
-from service_helpers import running_server, tiny_service
 
 TEXTS = ["the cat runs", "a new york city dog", "", "not happy , very sad !", "the " * 300]
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
-
 import re
 
 import pytest
+import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
 
 from sae.service import proto
 from sae.service.proto import embed_pb2

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
-
 import re
 import signal
 import socket
@@ -16,6 +14,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
+import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
 
 from sae import Engine
 from sae.service.proto import embed_pb2, embed_pb2_grpc

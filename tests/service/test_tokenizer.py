@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import service_helpers  # noqa: F401  first: skips the module without sae[serve]
-
 import asyncio
 import threading
 
 import pytest
+import service_helpers  # noqa: F401  first: skips the module without sae[serve]
 
 from sae.service.tokenizer import TokenizerStage
 

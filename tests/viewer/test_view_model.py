@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from viewer_helpers import PARAMS, TEXT
 from tiny import make_view_example
+from viewer_helpers import PARAMS, TEXT
 
 from sae import Engine
 from sae.layout import COMMITTED, Capacities

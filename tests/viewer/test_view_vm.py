@@ -7,7 +7,7 @@ import pytest
 from viewer_helpers import TEXT
 
 from sae import Engine
-from sae.layout import PROGRAM_ITEM, Op, Q16_ONE
+from sae.layout import PROGRAM_ITEM, Q16_ONE, Op
 from sae.viewer.vm import vm_contributions
 
 

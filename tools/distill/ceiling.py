@@ -13,7 +13,6 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-
 from split_inputs import split_inputs  # tools/distill/split_inputs.py, beside this file
 
 from sae.distill.ceiling import ceiling
