@@ -92,7 +92,10 @@ class TeacherCache:
             )
         root = Path(__file__).resolve().parents[2]
         env = dict(os.environ, PYTHONPATH=str(root))
-        done = subprocess.run([python, "-m", "sae.distill.teacher_cache", *argv], env=env)
+        # Not ``-m sae.distill.teacher_cache``: the package imports this module first, and runpy
+        # warns about running a module that is already imported.
+        entry = "import sys; from sae.distill.teacher_cache import run; sys.exit(run(sys.argv[1:]))"
+        done = subprocess.run([python, "-c", entry, *argv], env=env)
         if done.returncode != 0:
             raise InputError(f"the teacher ({python}) failed with exit code {done.returncode}")
 
