@@ -187,23 +187,24 @@ def load_teacher_model(model: str | Path = DEFAULT_MODEL):
 
 def embed_with_teacher(
     texts: Sequence[str], model: str | Path | object = DEFAULT_MODEL, *, batch_size: int = 64,
-    progress: bool = False,
+    progress: bool = False, dtype: type = np.float32,
 ) -> np.ndarray:
-    """Teacher embeddings of ``texts``: ``(n, dim)`` float32, L2-normalized.
+    """Teacher embeddings of ``texts``: ``(n, dim)``, L2-normalized, of ``dtype``.
 
     ``model`` is a model name or directory (default: the bundled all-MiniLM-L6-v2),
-    or an already loaded ``SentenceTransformer``.
+    or an already loaded ``SentenceTransformer`` (which runs in its own precision:
+    ``dtype=np.float64`` keeps a float64 model's output unrounded).
     """
     st = load_teacher_model(model) if isinstance(model, (str, Path)) else model
     texts = list(texts)
     if not texts:
         dim = int(st.get_sentence_embedding_dimension() or 0)
-        return np.zeros((0, dim), dtype=np.float32)
+        return np.zeros((0, dim), dtype=dtype)
     emb = st.encode(
         texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
         show_progress_bar=progress,
     )
-    return np.ascontiguousarray(emb, dtype=np.float32)
+    return np.ascontiguousarray(emb, dtype=dtype)
 
 
 def write_teacher(path: str | Path, texts: Sequence[str], embeddings: np.ndarray, metadata: dict[str, str]) -> None:

@@ -11,13 +11,21 @@ torch)::
 It writes, under ``--cache``:
 
 * ``tokenizer.json``: the teacher's tokenizer (the student uses it as is);
-* ``tokens.npy``: ``(vocab, 384)`` float32, the teacher's embedding of every vocabulary
+* ``tokens-f64.npy``: ``(vocab, 384)`` float32, the teacher's embedding of every vocabulary
   token alone (input ``[CLS] token [SEP]``, the model's mean pooling, L2-normalized);
-* ``texts.parquet``: a teacher file (``text``, ``embedding``) with every text of
+* ``texts-f64.parquet``: a teacher file (``text``, ``embedding``) with every text of
   ``--texts`` (one per line); texts already cached are not embedded again.
 
-Both are deterministic up to float rounding of the CPU kernels; the build script
-only reads them, so a rebuild from the same cache gives the same bytes.
+**The same bytes on any CPU.** In float32 the teacher's last bits depend on the CPU's
+vector instructions (AVX2 or AVX-512 kernels), on how a batch is padded, and on the
+thread count: on 1,500 train sentences, torch's generic kernels against its AVX2 ones
+changed 94 % of the float32 values, a batch of 32 against one of 128 changed 27 %, by up
+to 1.4·10⁻⁷ — enough for the fits downstream, and the search after them, to take
+another path. So the teacher runs in float64 (its differences there are below
+4·10⁻¹⁶) and every value is rounded to a multiple of 2⁻²⁰ (:func:`settle`) before it
+is stored as float32: a value then changes only if float64 noise straddles a rounding
+boundary, about once in 10⁹ values. The files carry ``f64`` in their names so that a
+cache of the earlier float32 teacher is never mixed in.
 """
 
 from __future__ import annotations
@@ -37,6 +45,22 @@ from sae.errors import InputError
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+#: The cache's files (see the module docstring: ``f64`` marks the float64 teacher).
+TOKENS_FILE = "tokens-f64.npy"
+TEXTS_FILE = "texts-f64.parquet"
+#: Stored teacher values are multiples of 2**-SETTLE_BITS (about 10⁻⁶; float16 keeps 2⁻¹⁵
+#: relative, so the fits downstream see no difference).
+SETTLE_BITS = 20
+
+
+def settle(x: np.ndarray) -> np.ndarray:
+    """``x`` (the float64 teacher's output) rounded to a multiple of ``2**-SETTLE_BITS``, as float32.
+
+    The multiples of 2⁻²⁰ in [−1, 1] are exact in float32, so the rounding is the only one.
+    """
+    scale = float(2**SETTLE_BITS)
+    return (np.round(np.asarray(x, dtype=np.float64) * scale) / scale).astype(np.float32)
+
 
 def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
     """Teacher embedding of each token id alone: mean over [CLS] t [SEP], normalized."""
@@ -46,7 +70,7 @@ def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
     cls_id, sep_id = tok.cls_token_id, tok.sep_token_id
     model = st[0].auto_model
     model.eval()
-    out = np.zeros((vocab_size, model.config.hidden_size), dtype=np.float32)
+    out = np.zeros((vocab_size, model.config.hidden_size), dtype=np.float64)
     with torch.inference_mode():
         for start in range(0, vocab_size, batch):
             ids = torch.arange(start, min(start + batch, vocab_size))
@@ -57,7 +81,7 @@ def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
             pooled = hidden.mean(dim=1)
             pooled = torch.nn.functional.normalize(pooled, dim=1)
             out[start : start + n] = pooled.numpy()
-    return out
+    return settle(out)
 
 
 class TeacherCache:
@@ -100,7 +124,7 @@ class TeacherCache:
             raise InputError(f"the teacher ({python}) failed with exit code {done.returncode}")
 
     def _ready(self) -> None:
-        if not (self.dir / "tokens.npy").exists() or not (self.dir / "tokenizer.json").exists():
+        if not (self.dir / TOKENS_FILE).exists() or not (self.dir / "tokenizer.json").exists():
             self._run([])
 
     def tokenizer_json(self) -> str:
@@ -116,12 +140,12 @@ class TeacherCache:
     def tokens(self) -> np.ndarray:
         """``(vocab, dim)`` float32: the teacher's embedding of every token alone."""
         self._ready()
-        return np.load(self.dir / "tokens.npy")
+        return np.load(self.dir / TOKENS_FILE)
 
     def _load(self) -> None:
         from sae.teacher import read_teacher
 
-        file = self.dir / "texts.parquet"
+        file = self.dir / TEXTS_FILE
         if file.exists():
             table = read_teacher(file)
             self._texts = {t: i for i, t in enumerate(table.texts)}
@@ -146,7 +170,7 @@ def run(argv: list[str] | None = None) -> int:
     """Fill the cache (the teacher's interpreter runs this)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", required=True, help="cache folder (gitignored, e.g. out/distill)")
-    ap.add_argument("--texts", help="file with one text per line to embed (appended to texts.parquet)")
+    ap.add_argument("--texts", help="file with one text per line to embed (appended to the cached texts)")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     args = ap.parse_args(argv)
 
@@ -157,7 +181,7 @@ def run(argv: list[str] | None = None) -> int:
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
-    st = load_teacher_model(args.model)
+    st = load_teacher_model(args.model).to(torch.float64)  # float64: see the module docstring
 
     # The student's tokenizer is the teacher's own (all-MiniLM-L6-v2, Apache-2.0).
     from sae.teacher import resolve_model
@@ -166,7 +190,7 @@ def run(argv: list[str] | None = None) -> int:
     if not (cache / "tokenizer.json").exists() and tok_json.exists():
         (cache / "tokenizer.json").write_bytes(tok_json.read_bytes())
 
-    tok_file = cache / "tokens.npy"
+    tok_file = cache / TOKENS_FILE
     if not tok_file.exists():
         t = time.perf_counter()
         vocab = st.tokenizer.vocab_size
@@ -176,7 +200,7 @@ def run(argv: list[str] | None = None) -> int:
 
     if args.texts:
         wanted = [line for line in Path(args.texts).read_text(encoding="utf-8").split("\n") if line]
-        file = cache / "texts.parquet"
+        file = cache / TEXTS_FILE
         texts: list[str] = []
         emb = np.zeros((0, 384), dtype=np.float32)
         if file.exists():
@@ -188,7 +212,7 @@ def run(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             # Sorting by length makes batches of similar lengths (much faster on CPU).
             todo.sort(key=len)
-            new = embed_with_teacher(todo, st, batch_size=128)
+            new = settle(embed_with_teacher(todo, st, batch_size=128, dtype=np.float64))
             texts += todo
             emb = np.concatenate([emb, new]) if emb.size else new
             write_teacher(file, texts, emb, {"teacher": "sentence-transformers/all-MiniLM-L6-v2", "normalized": "true"})

@@ -1,0 +1,74 @@
+"""sae.distill.teacher_cache: settled teacher values, and a cache that is read, not recomputed."""
+
+import importlib.util
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from sae.distill.teacher_cache import SETTLE_BITS, TEXTS_FILE, TOKENS_FILE, TeacherCache, settle
+from sae.errors import InputError
+from sae.teacher import write_teacher
+from tests.conftest import teacher_tokenizer_json
+
+GRID = 2.0**-SETTLE_BITS
+unit_values = arrays(np.float64, st.integers(1, 64), elements=st.floats(-1, 1, allow_nan=False))
+
+
+@given(unit_values)
+def test_settled_values_are_float32_multiples_of_the_grid_within_half_a_step(x):
+    s = settle(x)
+    assert s.dtype == np.float32
+    steps = s.astype(np.float64) / GRID
+    assert np.array_equal(steps, np.round(steps))  # exact in float32: no second rounding
+    assert np.all(np.abs(s.astype(np.float64) - x) <= GRID / 2)
+    assert np.array_equal(settle(s), s)
+
+
+@given(unit_values, st.floats(-4e-16, 4e-16))
+def test_float64_noise_settles_away_unless_it_straddles_a_boundary(x, noise):
+    """The float64 teacher differs between CPUs by < 4e-16: settled, the bytes agree
+    wherever the value is not within that noise of a rounding boundary."""
+    boundary_distance = np.abs(np.abs(x / GRID - np.floor(x / GRID)) - 0.5) * GRID
+    safe = boundary_distance > 1e-15
+    assert np.array_equal(settle(x)[safe], settle(x + noise)[safe])
+
+
+@pytest.fixture
+def filled_cache(tmp_path):
+    """A cache folder as the teacher leaves it: tokenizer, token vectors, two texts."""
+    (tmp_path / "tokenizer.json").write_text(teacher_tokenizer_json(), encoding="utf-8")
+    rng = np.random.default_rng(0)
+    def unit_rows(n: int) -> np.ndarray:
+        x = rng.standard_normal((n, 384))
+        return settle(x / np.linalg.norm(x, axis=1, keepdims=True))
+
+    tokens = unit_rows(8)
+    np.save(tmp_path / TOKENS_FILE, tokens)
+    emb = unit_rows(2)
+    write_teacher(tmp_path / TEXTS_FILE, ["a dog runs .", "a cat sleeps ."], emb, {"teacher": "test"})
+    return tmp_path, tokens, emb
+
+
+def test_a_filled_cache_is_read_without_the_teacher(filled_cache, monkeypatch):
+    folder, tokens, emb = filled_cache
+    cache = TeacherCache(folder, teacher_python="/nonexistent/python")
+    monkeypatch.setattr(cache, "_run", lambda texts: pytest.fail(f"the teacher ran for {texts}"))
+    assert np.array_equal(cache.tokens(), tokens)
+    got = cache.embeddings(["a cat sleeps .", "a dog runs .", "a cat sleeps ."])
+    assert np.array_equal(got, emb[[1, 0, 1]])
+    assert '"WordPiece"' in cache.tokenizer_json()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is not None,
+                    reason="this interpreter has the teacher; the refusal is for one without it")
+def test_a_float32_cache_of_earlier_versions_is_not_mixed_in(filled_cache):
+    """Files of the float32 teacher (``tokens.npy``, ``texts.parquet``) are not the cache's:
+    a text only they hold must be computed, and without a teacher that fails in one line."""
+    folder, _, emb = filled_cache
+    (folder / TEXTS_FILE).rename(folder / "texts.parquet")
+    cache = TeacherCache(folder, teacher_python="/nonexistent/python")
+    with pytest.raises(InputError, match="no sentence-transformers: pip install 'sae\\[teacher\\]'"):
+        cache.embeddings(["a dog runs ."])
