@@ -13,12 +13,17 @@ class VectorTable:
     One ``((transforms + 1) * rows, dim)`` float32 table, so the VM gathers a
     transformed item exactly like a plain one (``row + mod * rows``). Transformed
     rows are computed the first time a batch needs them and kept, so an engine that
-    embeds a few texts never pays for all of them (0.4 s for the default's two
-    transforms of 18,954 rows on a 2-core machine). They are computed a whole
+    embeds a few texts never pays for all of them (about 1.5 s for the default's five
+    transforms of 14,557 rows on a 2-core machine). They are computed a whole
     block of ``BLOCK`` rows at a time, always the same block: a matrix product's
     rounding can depend on how many rows it multiplies together (BLAS picks its kernel
     by shape), so computing exactly the rows a batch happens to need would make a
-    text's embedding depend on what was embedded before it. Safe to share between threads.
+    text's embedding depend on what was embedded before it. And in float64, rounded
+    once to float32: BLAS's float32 kernels differ between CPUs (AVX2, AVX-512, …) in
+    the order they sum, which changed 84 % of the default's transformed values in
+    their last bit; in float64 that order moves a value by about 10⁻¹⁶, below float32's
+    rounding, so the table holds the same bytes on any CPU (but for a value within
+    10⁻¹⁶ of a rounding boundary, about one in 10⁸). Safe to share between threads.
 
     Both backends gather from it: the numpy VM fills it as batches need rows, the GPU
     uploads it whole (:meth:`complete`), so both read the same floats.
@@ -29,7 +34,7 @@ class VectorTable:
     def __init__(self, vectors: np.ndarray, transforms: np.ndarray | None) -> None:
         self.rows, self.dim = vectors.shape
         n = 0 if transforms is None else len(transforms)
-        self.transforms = transforms
+        self.transforms = None if transforms is None else np.asarray(transforms, dtype=np.float64)
         self.table = np.empty(((n + 1) * self.rows, self.dim), dtype=np.float32)
         self.table[: self.rows] = vectors
         self.ready = np.zeros((n + 1) * self.rows, dtype=bool)
@@ -53,7 +58,8 @@ class VectorTable:
             for t, block in np.unique(np.stack([mod, row // self.BLOCK], axis=1), axis=0):
                 lo, hi = block * self.BLOCK, min((block + 1) * self.BLOCK, self.rows)
                 tr = self.transforms[int(t) - 1]
-                self.table[t * self.rows + lo : t * self.rows + hi] = self.table[lo:hi] @ tr[:, :-1].T + tr[:, -1]
+                plain = self.table[lo:hi].astype(np.float64)
+                self.table[t * self.rows + lo : t * self.rows + hi] = plain @ tr[:, :-1].T + tr[:, -1]
                 self.ready[t * self.rows + lo : t * self.rows + hi] = True
 
     def complete(self) -> np.ndarray:

@@ -68,5 +68,7 @@ def run_vm(words: np.ndarray, lengths: np.ndarray, table: VectorTable, weights: 
     for i in range(int(sp.max(initial=0))):
         assert stack is not None
         np.add(acc, stack[:, i], out=acc, where=(i < sp)[:, None])
-    norm = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float32))
+    # The squared norm summed in float64 and rounded once: a float32 sum's last bit depends
+    # on the order the CPU's vector unit adds in; this one's on any CPU alike (VectorTable).
+    norm = np.sqrt(np.einsum("ij,ij->i", acc, acc, dtype=np.float64)).astype(np.float32)
     return np.divide(acc, norm[:, None], out=np.zeros_like(acc), where=norm[:, None] > 0)
