@@ -6,7 +6,8 @@ content word. The teacher reads "isn't" and "is not" alike (its mean cosine betw
 sentence and its negation is 0.892 with "n't" and 0.894 with "not" on dev's minimal
 pairs); so the recipe makes the tokenizer read them alike too, with ``Replace``
 normalizers after the teacher's own BERT normalizer ("isn't" → "is not", "can't" →
-"can not", "won't" → "will not"), and every rule that tests a negation sees one.
+"can not", "won't" → "will not", "ain't" → "is not"), and every rule that tests a
+negation sees one.
 
 The normalizers are part of the Algorithm's ``tokenizer.json``: data, not engine, the
 same for every backend (they tokenize on the host), and ``sae.word_cache`` serves this
@@ -18,11 +19,14 @@ from __future__ import annotations
 import json
 
 #: (pattern, replacement) after lowercasing, applied in this order: the irregular stems
-#: first, then every other "n't" (straight and curly apostrophe alike).
+#: first, then every other "n't" (straight and curly apostrophe alike). "ain't" stands for
+#: "am/is/are/has/have not"; "is not" is its commonest reading, and any auxiliary beats the
+#: stem "ai" the general rule would leave.
 CONTRACTIONS: tuple[tuple[str, str], ...] = tuple(
     (f"{stem}{apostrophe}t", full)
     for apostrophe in ("'", "\u2019")
-    for stem, full in (("can", "can not"), ("won", "will not"), ("shan", "shall not"), ("n", " not"))
+    for stem, full in (("can", "can not"), ("won", "will not"), ("shan", "shall not"),
+                       ("ain", "is not"), ("n", " not"))
 )
 
 

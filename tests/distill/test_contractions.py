@@ -23,7 +23,8 @@ def test_every_n_t_reads_as_not(teacher_tokenizer):
                         ("They DON'T know", "they do not know"),
                         ("I can't go, won't go, shan't go", "I can not go, will not go, shall not go"),
                         ("It doesn’t rain, can’t, won’t", "It does not rain, can not, will not"),
-                        ("do n't", "do not")]:
+                        ("do n't", "do not"),
+                        ("It ain't so, it AIN’T", "It is not so, it is not")]:
         assert tokens(contracted, short) == tokens(teacher_tokenizer, full), short
 
 
