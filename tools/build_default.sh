@@ -9,10 +9,18 @@
 #   4. gets its output map (sae distill --output-map-of): the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
 # The teacher runs only for what the cache (out/distill) lacks: pip install -e '.[teacher]',
-# or point SAE_TEACHER_PYTHON at an interpreter that has it. About 12 minutes on 2 cores with
-# a warm cache; a first run also embeds about 72,000 train texts with the teacher (~5 more).
+# or point SAE_TEACHER_PYTHON at an interpreter that has it. About 13 minutes on 2 cores with
+# a warm cache; a first run also embeds about 72,000 train texts with the teacher in float64
+# (~15 more).
 # The shipped default is this script's output from an empty cache (docs/DISTILLATION.md).
 set -euo pipefail
+# OpenBLAS picks its kernels by CPU (Haswell on AVX2, SkylakeX on AVX-512, ...), and their
+# float64 rounding differs in the last bits: under other kernels one of the base's 739,200
+# fitted float16 values came out one step apart (docs/DISTILLATION.md, "Reproduce"). Pin the
+# AVX2 kernels wherever the CPU has them, so every such machine computes the same bits.
+if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+    export OPENBLAS_CORETYPE=Haswell
+fi
 shared=${1:-../shared}
 out=${2:-sae/data/default}
 work=${SAE_BUILD_DIR:-out/default-build}
