@@ -20,10 +20,11 @@ class VectorTable:
     by shape), so computing exactly the rows a batch happens to need would make a
     text's embedding depend on what was embedded before it. And in float64, rounded
     once to float32: BLAS's float32 kernels differ between CPUs (AVX2, AVX-512, …) in
-    the order they sum, which changed 84 % of the default's transformed values in
-    their last bit; in float64 that order moves a value by about 10⁻¹⁶, below float32's
-    rounding, so the table holds the same bytes on any CPU (but for a value within
-    10⁻¹⁶ of a rounding boundary, about one in 10⁸). Safe to share between threads.
+    the order they sum (OpenBLAS's Sandybridge kernels against its Haswell ones changed
+    1.5 million float32 values of the train sentences' embeddings); in float64 that
+    order moves a value by about 10⁻¹⁶, below float32's rounding, so the table holds
+    the same bytes whatever the kernel (0 values differed; a value within 10⁻¹⁶ of a
+    rounding boundary still can, about one in 10⁸). Safe to share between threads.
 
     Both backends gather from it: the numpy VM fills it as batches need rows, the GPU
     uploads it whole (:meth:`complete`), so both read the same floats.

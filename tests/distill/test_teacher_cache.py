@@ -67,7 +67,7 @@ def test_a_filled_cache_is_read_without_the_teacher(filled_cache, monkeypatch):
 def test_a_float32_cache_of_earlier_versions_is_not_mixed_in(filled_cache):
     """Files of the float32 teacher (``tokens.npy``, ``texts.parquet``) are not the cache's:
     a text only they hold must be computed, and without a teacher that fails in one line."""
-    folder, _, emb = filled_cache
+    folder = filled_cache[0]
     (folder / TEXTS_FILE).rename(folder / "texts.parquet")
     cache = TeacherCache(folder, teacher_python="/nonexistent/python")
     with pytest.raises(InputError, match="no sentence-transformers: pip install 'sae\\[teacher\\]'"):
