@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 
 import numpy as np
 
@@ -42,6 +43,31 @@ class VectorTable:
         self.ready[: self.rows] = True
         self._lock = threading.Lock()
 
+    @classmethod
+    def shared(cls, vectors: np.ndarray, transforms: np.ndarray | None) -> VectorTable:
+        """The table of these read-only arrays, shared by every caller that passes the same ones.
+
+        Algorithms that share their vectors and transforms (an evolution's genomes on one
+        base, several engines on one Algorithm) then compute each transformed block once,
+        not once per backend: filling the float64 blocks anew made each evaluation of the
+        default's search about 0.78 s instead of 0.45 s. Blocks are the same bytes whoever fills
+        them, so sharing changes no result. Writable arrays (which could change under the
+        table) get a table of their own. The last :data:`SHARED_TABLES` tables are kept.
+        """
+        if vectors.flags.writeable or (transforms is not None and transforms.flags.writeable):
+            return cls(vectors, transforms)
+        key = (id(vectors), id(transforms))
+        with _SHARED_LOCK:
+            hit = _SHARED.get(key)
+            if hit is not None:
+                _SHARED.move_to_end(key)
+                return hit[2]
+            table = cls(vectors, transforms)
+            _SHARED[key] = (vectors, transforms, table)  # the arrays held: their ids stay theirs
+            while len(_SHARED) > SHARED_TABLES:
+                _SHARED.popitem(last=False)
+            return table
+
     def index(self, rows: np.ndarray, mods: np.ndarray) -> np.ndarray:
         """Table rows of items ``(rows, mods)``, computing the transformed ones not there yet."""
         at = rows.astype(np.int64) + mods.astype(np.int64) * self.rows
@@ -68,3 +94,9 @@ class VectorTable:
         if not self.ready.all():
             self._fill(np.flatnonzero(~self.ready))
         return self.table
+
+
+#: Tables :meth:`VectorTable.shared` keeps (the most recently used).
+SHARED_TABLES = 2
+_SHARED: OrderedDict[tuple[int, int], tuple[np.ndarray, np.ndarray | None, VectorTable]] = OrderedDict()
+_SHARED_LOCK = threading.Lock()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from sae.vector_table import VectorTable
@@ -61,3 +63,31 @@ def test_transformed_rows_are_float64_products_rounded_once():
         want = (exact + tr[:, -1]).astype(np.float32)
         got = table[k * 200 : (k + 1) * 200]
         assert np.count_nonzero(got != want) <= 1, k  # a value within 1e-16 of a rounding boundary
+
+
+def test_read_only_arrays_share_one_table_and_writable_ones_do_not():
+    """Backends of Algorithms with the same read-only arrays (an evolution's genomes on one
+    base) share one table, so a block is computed once; the bytes are those of a table of
+    their own. Writable arrays could change under a shared table: they get their own."""
+    rng = np.random.default_rng(2)
+    vectors = rng.standard_normal((300, 32)).astype(np.float32)
+    transforms = rng.standard_normal((2, 32, 33)).astype(np.float32)
+    assert VectorTable.shared(vectors, transforms) is not VectorTable.shared(vectors, transforms)
+    vectors.flags.writeable = transforms.flags.writeable = False
+    first = VectorTable.shared(vectors, transforms)
+    assert VectorTable.shared(vectors, transforms) is first
+    assert VectorTable.shared(vectors.copy(), transforms) is not first  # another array, another table
+    rows, mods = np.arange(0, 300, 7), np.arange(0, 300, 7) % 3
+    at = first.index(rows, mods)
+    own = VectorTable(vectors, transforms)
+    assert first.table[at].tobytes() == own.table[own.index(rows, mods)].tobytes()
+
+
+def test_the_cpu_backends_of_a_genome_and_its_base_share_the_table():
+    from sae.algorithm import load_algorithm
+    from sae.cpu import CpuBackend
+    from sae.layout import DEFAULT_CAPACITIES
+
+    base = load_algorithm(None)
+    genome = dataclasses.replace(base, rules=base.rules[:1])
+    assert CpuBackend(genome, DEFAULT_CAPACITIES).table is CpuBackend(base, DEFAULT_CAPACITIES).table

@@ -28,7 +28,7 @@ class CpuBackend:
         self.alg, self.caps = alg, caps
         self.matcher = Matcher(alg, caps)
         self.annealer = Annealer(alg, self.matcher)
-        self.table = VectorTable(alg.vectors, alg.transforms)
+        self.table = VectorTable.shared(alg.vectors, alg.transforms)
         self._batches = HostBatches(caps)
 
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> DoneBatch:
