@@ -109,13 +109,17 @@ def random_rule(rng: np.random.Generator, space: SearchSpace, used_marks: set[in
     el = pattern[target]
     updates = [ItemUpdate() for _ in range(k)]
     action = rng.random()
+    # Shares of the action roll: a transform below 0.2 (a reweighting when the base has no
+    # transforms), a stack product from 0.2 to 0.28 (given two elements), else a reweighting.
+    product = 0.2 <= action < 0.28 and k >= 2 and space.products
     if action < 0.2 and space.n_transforms:
         # A transform over a run: the scope of a negation, a role, ...
         if rng.random() < 0.6:
             el = replace(el, run=int(rng.integers(2, DEFAULT_CAPACITIES.run + 1)))
         el = replace(el, mod=0)
         updates[target] = ItemUpdate(mod=int(rng.integers(1, space.n_transforms + 1)))
-    elif action < 0.28 and k >= 2 and space.products:
+        pattern[target] = el
+    elif product:
         # A stack expression: an elementwise product of two items' vectors.
         updates[0] = ItemUpdate(opcode=int(Op.PUSH))
         updates[1] = ItemUpdate(opcode=int(Op.MUL))
@@ -123,9 +127,7 @@ def random_rule(rng: np.random.Generator, space: SearchSpace, used_marks: set[in
         pattern[1] = replace(pattern[1], opcode=int(Op.ACC))
     else:
         updates[target] = ItemUpdate(scale=random_scale(rng))
-        el = replace(el, opcode=int(Op.ACC))
-    if action < 0.2 or action >= 0.28 or k < 2 or not space.products:
-        pattern[target] = el
+        pattern[target] = replace(el, opcode=int(Op.ACC))
     return Rule("new", score, tuple(pattern), "rewrite", updates=tuple(updates), mark=mark)
 
 

@@ -97,3 +97,31 @@ def test_a_linear_space_never_writes_mul():
 
     assert writes_mul(full) > 0
     assert writes_mul(linear) == 0
+
+
+def test_new_rules_keep_their_accumulate_tests_and_product_share_with_or_without_transforms():
+    """A product rule tests ACC on both of its items, and a base without transforms gets
+    no more products than one with them: the transform share falls to reweighting, not to
+    products (it once did, and the product's ACC test was then overwritten)."""
+    from dataclasses import replace
+
+    from sae.evolve.operators import random_rule
+    from sae.layout import Op
+
+    with_transforms = space_of(make_tiny(transforms=1))
+    shares = {}
+    for space in (with_transforms, replace(with_transforms, n_transforms=0)):
+        rng = np.random.default_rng(7)
+        products = rewrites = 0
+        for _ in range(3000):
+            rule = random_rule(rng, space, set())
+            if rule.kind != "rewrite":
+                continue
+            rewrites += 1
+            if any(up.opcode == int(Op.PUSH) for up in rule.updates):
+                products += 1
+                assert rule.pattern[0].opcode == int(Op.ACC) and rule.pattern[1].opcode == int(Op.ACC)
+            if not space.n_transforms:
+                assert all(up.mod is None for up in rule.updates)
+        shares[space.n_transforms] = products / rewrites
+    assert 0.02 < shares[0] < 0.07 and abs(shares[0] - shares[1]) < 0.02
