@@ -236,9 +236,9 @@ def embed_settled(
     The model runs in float64 (a loaded ``SentenceTransformer`` is converted in place)
     and every value is :func:`settle`-d into float32. About 3-4 times the float32 time.
     """
-    import torch
-
     st = load_teacher_model(model) if isinstance(model, (str, Path)) else model
+    import torch  # after the model: without the extra, load_teacher_model names the install
+
     st.to(torch.float64)
     return settle(embed_with_teacher(texts, st, batch_size=batch_size, progress=progress, dtype=np.float64))
 

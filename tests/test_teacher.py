@@ -12,7 +12,7 @@ import pytest
 
 from sae.cli import main
 from sae.errors import InputError
-from sae.teacher import SETTLE_BITS, embed_with_teacher, read_teacher, write_teacher
+from sae.teacher import SETTLE_BITS, embed_settled, embed_with_teacher, read_teacher, write_teacher
 
 
 def unit_rows(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -114,10 +114,12 @@ def test_cli_eval_with_corrupt_teacher_exits_2(tmp_path, tiny_dir, capsys):
     assert "teacher dimension is 5" in capsys.readouterr().err
 
 
-def test_without_extra_names_the_install_command(monkeypatch):
+@pytest.mark.parametrize("embed", [embed_with_teacher, embed_settled])
+def test_without_extra_names_the_install_command(monkeypatch, embed):
     monkeypatch.setitem(sys.modules, "sentence_transformers", None)  # import fails
+    monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(InputError, match=r"pip install 'sae\[teacher\]'"):
-        embed_with_teacher(["a text"])
+        embed(["a text"])
 
 
 def test_teach_refuses_an_output_it_would_not_write_as_named(tmp_path, capsys):
