@@ -17,10 +17,10 @@ It writes, under ``--cache``:
   ``--texts`` (one per line); texts already cached are not embedded again.
 
 **The same bytes on any CPU.** The teacher runs in float64 and every value is settled
-to a multiple of 2⁻²⁰ (:func:`sae.teacher.settle`; why: the :mod:`sae.teacher`
+to a multiple of 2⁻²⁰ (:func:`sae.teacher.embed_settled`; why: the :mod:`sae.teacher`
 docstring). Built from empty with torch's generic kernels and with its AVX2 ones, the
-build script's cache (27.7 million values) came out the same bytes. The files carry ``f64`` in their names so that a cache of the earlier float32
-teacher is never mixed in.
+build script's cache (27.7 million values) came out the same bytes. The files carry
+``f64`` in their names so that a cache of the earlier float32 teacher is never mixed in.
 """
 
 from __future__ import annotations
