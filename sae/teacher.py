@@ -218,7 +218,9 @@ def embed_with_teacher(
     st = load_teacher_model(model) if isinstance(model, (str, Path)) else model
     texts = list(texts)
     if not texts:
-        dim = int(st.get_sentence_embedding_dimension() or 0)
+        # sentence-transformers 5 renamed the method (the old name warns).
+        dimension = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        dim = int(dimension() or 0)
         return np.zeros((0, dim), dtype=dtype)
     emb = st.encode(
         texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
