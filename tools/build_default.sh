@@ -4,7 +4,8 @@
 #      from the STS-B train split and the teacher;
 #   2. the teacher file of the train sentences and their minimal pairs, for evolution;
 #   3. sae evolve from that base, selecting on a fresh half of the fit pairs each generation
-#      (--resample 0.5), seed 1 (chosen on train among seeds 0-2, docs/EVOLVE.md):
+#      (--resample 0.5), seed 1 (chosen on train among seeds 0-2 on an earlier base; docs/EVOLVE.md,
+#      "What limits it", says why it was kept):
 #      its final pick, with its rules as they are,
 #   4. gets its output map (sae distill --output-map-of): the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
