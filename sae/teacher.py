@@ -236,7 +236,8 @@ def embed_settled(
     """Teacher embeddings that are the same bytes on any CPU, batch size and thread count.
 
     The model runs in float64 (a loaded ``SentenceTransformer`` is converted in place)
-    and every value is :func:`settle`-d into float32. About 3-4 times the float32 time.
+    and every value is :func:`settle`-d into float32. Two to four times the float32 time
+    (1,500 STS-B sentences at batch 64: 15.3 s against 7.8 s on 2 cores).
     """
     st = load_teacher_model(model) if isinstance(model, (str, Path)) else model
     import torch  # after the model: without the extra, load_teacher_model names the install
