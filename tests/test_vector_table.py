@@ -91,3 +91,18 @@ def test_the_cpu_backends_of_a_genome_and_its_base_share_the_table():
     base = load_algorithm(None)
     genome = dataclasses.replace(base, rules=base.rules[:1])
     assert CpuBackend(genome, DEFAULT_CAPACITIES).table is CpuBackend(base, DEFAULT_CAPACITIES).table
+
+
+def test_the_gpu_float_table_completes_the_table_the_cpu_backend_gathers_from():
+    """One process that runs both backends of an Algorithm (``sae demo``, ``sae compare``)
+    computes the transformed rows once."""
+    from sae.algorithm import load_algorithm
+    from sae.cpu import CpuBackend
+    from sae.gpu.tables import float_table
+    from sae.layout import DEFAULT_CAPACITIES
+
+    alg = load_algorithm(None)
+    cpu_table = CpuBackend(alg, DEFAULT_CAPACITIES).table
+    floats, (_, weight_rows) = float_table(alg)
+    assert cpu_table.ready.all()
+    assert np.array_equal(floats[weight_rows:].reshape(len(cpu_table.table), -1)[:, : alg.dim], cpu_table.table)

@@ -51,7 +51,7 @@ def float_table(alg: Algorithm) -> tuple[np.ndarray, tuple[int, int]]:
     """
     rows, dim = alg.vectors.shape
     n4, weight_rows = dim4(dim), -(-rows // 4)
-    xs = VectorTable(alg.vectors, alg.transforms).complete()
+    xs = VectorTable.shared(alg.vectors, alg.transforms).complete()
     out = np.zeros((weight_rows + len(xs) * n4, 4), dtype=np.float32)  # written in place: the table is large
     out[:weight_rows].reshape(-1)[:rows] = alg.weights
     out[weight_rows:].reshape(len(xs), 4 * n4)[:, :dim] = xs
