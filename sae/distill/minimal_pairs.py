@@ -7,15 +7,19 @@ training data for the rules that model negation scope and argument roles; pairs 
 from dev sentences measure how closely sae tracks the teacher's cosine on them.
 
 The edits are deliberately simple and deterministic (no parser): they apply to the
-common "SUBJECT is VERB-ing OBJECT" sentences of captions and to any sentence with an
-auxiliary verb, and leave the others alone.
+common "SUBJECT is VERB-ing OBJECT" and "SUBJECT VERBs OBJECT" sentences of captions and
+to any sentence with an auxiliary verb, and leave the others alone. Negation comes in two forms: "not" after the
+auxiliary (the verb phrase negated: "A man is not playing") and "no" for an indefinite
+subject or after "there is" (the noun phrase negated: "No man is playing", "There is no
+dog"); the teacher moves much further for the second (its cosine to the original
+averages 0.73 on dev against 0.89 for "not").
 """
 
 from __future__ import annotations
 
 import re
 
-from sae.distill.classes import AUXILIARIES, NEGATIONS
+from sae.distill.classes import AUXILIARIES, DETERMINERS, NEGATIONS, STOPWORDS
 
 _WORD = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 _BE = frozenset({"is", "are", "was", "were"})
@@ -108,15 +112,67 @@ def swap_roles(text: str) -> str | None:
     return None
 
 
+def swap_plain_roles(text: str) -> str | None:
+    """``text`` with subject and object swapped around a verb without an auxiliary ("A woman
+    peels a potato." → "a potato peels A woman."), or None: both noun phrases a determiner and
+    one to three content words, the verb a content word ending in "s" or "ed", nothing after
+    the object but a full stop."""
+    ws = words(text)
+    tail = ws[-1:] if ws and ws[-1] in (".", "!") else []
+    ws = ws[: len(ws) - len(tail)]
+    low = [w.lower() for w in ws]
+
+    def content(w: str) -> bool:
+        return w.isalpha() and w not in STOPWORDS and w not in AUXILIARIES
+
+    for verb in range(2, min(5, len(low) - 2)):
+        v = low[verb]
+        if (low[0] in DETERMINERS and low[verb + 1] in DETERMINERS and content(v) and v.endswith(("s", "ed"))
+                and all(content(w) for w in low[1:verb]) and 2 <= len(low) - verb - 1 <= 4
+                and all(content(w) for w in low[verb + 2 :])):
+            subject, obj = ws[:verb], ws[verb + 1 :]
+            if [w.lower() for w in subject] == [w.lower() for w in obj]:
+                return None
+            return join(obj + [ws[verb]] + subject + tail)
+    return None
+
+
+_INDEFINITE = frozenset({"a", "an", "some"})
+
+
+def negate_noun_phrase(text: str) -> str | None:
+    """``text`` with its indefinite subject or its "there is" object negated by "no" ("A man
+    is playing." → "No man is playing."; "There is a dog." → "There is no dog."), or None
+    (no such noun phrase, or already negated by a negation word)."""
+    ws = words(text)
+    low = [w.lower() for w in ws]
+    if any(w in NEGATIONS or w == "n't" for w in low) or len(low) < 3:
+        return None
+    if low[0] == "there" and low[1] in _BE and low[2] in _INDEFINITE and len(low) > 3 and ws[3].isalpha():
+        return join(ws[:2] + ["no"] + ws[3:])
+    if low[0] in _INDEFINITE:
+        end = 1
+        while end < len(low) and end <= 4 and ws[end].isalpha() and low[end] not in _NP_END | AUXILIARIES:
+            end += 1
+        if end > 1 and end < len(low) - 1 and low[end] in AUXILIARIES:
+            return join(["No"] + ws[1:])
+    return None
+
+
 def minimal_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
-    """``{"negation": [(text, negated)], "order": [(text, swapped)]}`` for the texts that allow it
-    (negated by "not"; :func:`contract` gives the "n't" form of each)."""
-    out: dict[str, list[tuple[str, str]]] = {"negation": [], "order": []}
+    """``{"negation": [(text, negated)], "negation_no": [(text, negated)], "order": [(text,
+    swapped)]}`` for the texts that allow it (negated by "not" after the auxiliary, or by "no"
+    before the subject or after "there is"; :func:`contract` gives the "n't" form of the
+    first; roles swapped around "is V-ing" or a verb without an auxiliary)."""
+    out: dict[str, list[tuple[str, str]]] = {"negation": [], "negation_no": [], "order": []}
     for t in dict.fromkeys(texts):
         n = negate(t)
         if n:
             out["negation"].append((t, n))
-        s = swap_roles(t)
+        n = negate_noun_phrase(t)
+        if n:
+            out["negation_no"].append((t, n))
+        s = swap_roles(t) or swap_plain_roles(t)
         if s:
             out["order"].append((t, s))
     return out
@@ -124,10 +180,22 @@ def minimal_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
 
 def reported_pairs(texts: list[str]) -> dict[str, list[tuple[str, str]]]:
     """The minimal pairs that reports measure: :func:`minimal_pairs`' kinds (what the recipe
-    fits and the search scores), and ``"contracted"``: each negation in its "n't" form."""
+    fits and the search scores), ``"contracted"``: each negation in its "n't" form, and
+    ``"order_plain"``: the role swaps around a verb without an auxiliary (part of ``"order"``)."""
     found = minimal_pairs(texts)
     found["contracted"] = [(text, short) for text, negated in found["negation"] if (short := contract(negated))]
+    found["order_plain"] = [(text, swapped) for text, swapped in found["order"] if swap_roles(text) is None]
     return found
 
 
-__all__ = ["contract", "join", "minimal_pairs", "negate", "reported_pairs", "swap_roles", "words"]
+__all__ = [
+    "contract",
+    "join",
+    "minimal_pairs",
+    "negate",
+    "negate_noun_phrase",
+    "reported_pairs",
+    "swap_plain_roles",
+    "swap_roles",
+    "words",
+]

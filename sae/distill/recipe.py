@@ -103,6 +103,7 @@ class Config:
     negation: bool = RuleSettings.negation
     object: bool = RuleSettings.object
     subject: bool = RuleSettings.subject
+    plain_roles: bool = RuleSettings.plain_roles
     preposition: bool = RuleSettings.preposition
     clause: bool = RuleSettings.clause
     max_steps: int = DEFAULT_CAPACITIES.steps

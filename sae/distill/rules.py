@@ -37,6 +37,7 @@ class RuleSettings:
     negation: bool = True  #: the negation-scope transform
     object: bool = True  #: the object transform (the words after "auxiliary verb")
     subject: bool = True  #: the subject transform (the words from the start up to an auxiliary)
+    plain_roles: bool = True  #: subject and object transforms in "DET words DET words" (no auxiliary)
     preposition: bool = True  #: the prepositional-phrase transform (the words after a preposition)
     clause: bool = True  #: the second-clause transform (the words after a conjunction)
 
@@ -71,6 +72,13 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     if s.object:
         # The words after "auxiliary verb", up to punctuation.
         text += f"rule object score 40: [aux] [word] [!punct !conj !neg mod=0]+6 => set 2 mod={mod[OBJECT]}\n"
+    if s.plain_roles and s.subject and s.object:
+        # "A woman peels a potato.": no auxiliary ends the subject; the object's determiner
+        # does. The subject (the verb among its words) and the object go through the
+        # transforms they take after an auxiliary; anchored at the start.
+        text += (f"rule plain_roles score 40: [^ det] [word cont mod=0]+4 [det] [word cont mod=0]+5 => "
+                 f"set 0 mod={mod[SUBJECT]}; set 1 mod={mod[SUBJECT]}; set 2 mod={mod[OBJECT]}; "
+                 f"set 3 mod={mod[OBJECT]}\n")
     if s.preposition:
         # The words after a preposition, up to punctuation.
         text += (f"rule preposition score 35: [prep] [!punct !conj !neg !prep mod=0]+4 => "

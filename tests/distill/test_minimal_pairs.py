@@ -1,8 +1,16 @@
-"""Minimal pairs: a negation (by "not", and its "n't" form for reports) and a role swap."""
+"""Minimal pairs: a negation (by "not", and its "n't" form for reports; by "no") and a role swap."""
 
 from __future__ import annotations
 
-from sae.distill.minimal_pairs import contract, minimal_pairs, negate, reported_pairs, swap_roles
+from sae.distill.minimal_pairs import (
+    contract,
+    minimal_pairs,
+    negate,
+    negate_noun_phrase,
+    reported_pairs,
+    swap_plain_roles,
+    swap_roles,
+)
 
 
 def test_negation_inserts_not_after_the_first_auxiliary():
@@ -10,6 +18,17 @@ def test_negation_inserts_not_after_the_first_auxiliary():
     assert negate("Is the man playing?") is None  # no auxiliary after the first word
     assert negate("A dog runs.") is None
     assert negate("Nobody is here.") is None and negate("The man is not playing.") is None
+
+
+def test_negation_by_no_takes_an_indefinite_subject_or_the_object_of_there_is():
+    assert negate_noun_phrase("A man is playing a guitar.") == "No man is playing a guitar."
+    assert negate_noun_phrase("Some young people are dancing.") == "No young people are dancing."
+    assert negate_noun_phrase("There is a dog in the yard.") == "There is no dog in the yard."
+    assert negate_noun_phrase("there were some cats.") == "there were no cats."
+    assert negate_noun_phrase("The man is playing.") is None  # definite: "no" would change more than negation
+    assert negate_noun_phrase("A man plays.") is None  # no auxiliary after the subject
+    assert negate_noun_phrase("An old man with a hat is sitting.") is None  # subject too long to be sure of
+    assert negate_noun_phrase("A man is not playing.") is None and negate_noun_phrase("A dog.") is None
 
 
 def test_the_contracted_form_keeps_case_and_skips_auxiliaries_without_one():
@@ -25,10 +44,23 @@ def test_minimal_pairs_of_distinct_texts():
     assert found["negation"] == [("A dog is biting a man.", "A dog is not biting a man."),
                                  ("She may go.", "She may not go.")]
     assert found["order"] == [("A dog is biting a man.", "a man is biting A dog.")]
+    assert found["negation_no"] == [("A dog is biting a man.", "No dog is biting a man.")]
     assert swap_roles("A dog is biting a man.") == "a man is biting A dog."
 
 
-def test_reports_add_the_contracted_form_of_each_negation():
-    found = reported_pairs(["A dog is biting a man.", "She may go."])
+def test_roles_swap_around_a_verb_without_an_auxiliary():
+    assert swap_plain_roles("A woman peels a potato.") == "a potato peels A woman."
+    assert swap_plain_roles("The man plays the old guitar") == "the old guitar plays The man"
+    assert swap_plain_roles("A man with a hat plays a guitar.") is None  # a preposition in the subject
+    assert swap_plain_roles("A man plays a guitar in the park.") is None  # more than the object after the verb
+    assert swap_plain_roles("A man plays.") is None and swap_plain_roles("A dog is biting a man.") is None
+    assert minimal_pairs(["A woman peels a potato."])["order"] == [("A woman peels a potato.",
+                                                                   "a potato peels A woman.")]
+
+
+def test_reports_add_the_contracted_form_of_each_negation_and_single_out_plain_swaps():
+    found = reported_pairs(["A dog is biting a man.", "She may go.", "A woman peels a potato."])
     assert found["contracted"] == [("A dog is biting a man.", "A dog isn't biting a man.")]
+    assert found["order_plain"] == [("A woman peels a potato.", "a potato peels A woman.")]
     assert found["negation"] == minimal_pairs(["A dog is biting a man.", "She may go."])["negation"]
+    assert len(found["order"]) == 2

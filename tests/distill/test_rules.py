@@ -71,3 +71,11 @@ def test_negation_keeps_its_scope(engine):
     assert got[SUBJECT] == "the man"
     assert OBJECT not in got  # the object rule never takes items of a negation
 
+
+
+def test_subject_and_object_without_an_auxiliary(engine):
+    assert scopes(engine, "A woman peels a potato.") == {SUBJECT: "a woman peel ##s", OBJECT: "a potato"}
+    assert scopes(engine, "a potato peels A woman.") == {SUBJECT: "a potato peel ##s", OBJECT: "a woman"}
+    # Not without a determiner at the start, nor when an auxiliary's subject rule applies.
+    assert scopes(engine, "Woman peels a potato.") == {}
+    assert scopes(engine, "A woman is peeling a potato.") == {SUBJECT: "a woman", OBJECT: "a potato"}
