@@ -10,8 +10,8 @@
 #   4. gets its output map (sae distill --output-map-of): the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
 # The teacher runs only for what the cache (out/distill) lacks: pip install -e '.[teacher]',
-# or point SAE_TEACHER_PYTHON at an interpreter that has it. About 17-20 minutes on 2 cores with
-# a warm cache; a first run also embeds about 72,000 train texts with the teacher in float64
+# or point SAE_TEACHER_PYTHON at an interpreter that has it. About 20-23 minutes on 2 cores with
+# a warm cache; a first run also embeds about 73,500 train texts with the teacher in float64
 # (~15 more).
 # The shipped default is this script's output from an empty cache (docs/DISTILLATION.md).
 set -euo pipefail
