@@ -8,11 +8,11 @@ from dev sentences measure how closely sae tracks the teacher's cosine on them.
 
 The edits are deliberately simple and deterministic (no parser): they apply to the
 common "SUBJECT is VERB-ing OBJECT" and "SUBJECT VERBs OBJECT" sentences of captions and
-to any sentence with an auxiliary verb, and leave the others alone. Negation comes in two forms: "not" after the
-auxiliary (the verb phrase negated: "A man is not playing") and "no" for an indefinite
-subject or after "there is" (the noun phrase negated: "No man is playing", "There is no
-dog"); the teacher moves much further for the second (its cosine to the original
-averages 0.73 on dev against 0.89 for "not").
+to any sentence with an auxiliary verb, and leave the others alone. Negation comes in
+two forms: "not" after the auxiliary (the verb phrase negated: "A man is not playing")
+and "no" for an indefinite subject or after "there is" (the noun phrase negated: "No man
+is playing", "There is no dog"); the teacher moves much further for the second (its
+cosine to the original averages 0.73 on dev against 0.89 for "not").
 """
 
 from __future__ import annotations
@@ -143,7 +143,8 @@ _INDEFINITE = frozenset({"a", "an", "some"})
 def negate_noun_phrase(text: str) -> str | None:
     """``text`` with its indefinite subject or its "there is" object negated by "no" ("A man
     is playing." → "No man is playing."; "There is a dog." → "There is no dog."), or None
-    (no such noun phrase, or already negated by a negation word)."""
+    (no such noun phrase: the subject is "a", "an" or "some" and up to four words, no
+    preposition among them, before an auxiliary; or already negated by a negation word)."""
     ws = words(text)
     low = [w.lower() for w in ws]
     if any(w in NEGATIONS or w == "n't" for w in low) or len(low) < 3:
