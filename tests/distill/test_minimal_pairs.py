@@ -63,4 +63,4 @@ def test_reports_add_the_contracted_form_of_each_negation_and_single_out_plain_s
     assert found["contracted"] == [("A dog is biting a man.", "A dog isn't biting a man.")]
     assert found["order_plain"] == [("A woman peels a potato.", "a potato peels A woman.")]
     assert found["negation"] == minimal_pairs(["A dog is biting a man.", "She may go."])["negation"]
-    assert len(found["order"]) == 2
+    assert found["order"] == [("A dog is biting a man.", "a man is biting A dog.")]
