@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from sae.algorithm import Algorithm
-from sae.errors import InputError
+from sae.errors import InputError, SaeError
 from sae.evolve.data import EvalData
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
 
@@ -99,6 +99,19 @@ class LocalExecutor:
 
     def evaluate(self, genomes: list[str], stage: str,
                  done: Callable[[Evaluation], None] | None = None) -> list[Evaluation]:
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            return self._evaluate(genomes, stage, done)
+        except BrokenProcessPool:
+            # A worker was killed (by hand, or for memory): nothing of this generation was
+            # stored, every finished one was, so the same command with --resume goes on.
+            raise SaeError("an evaluation worker process ended abruptly (killed, or out of memory); "
+                           "the run store holds every finished generation: run the same command "
+                           "with --resume") from None
+
+    def _evaluate(self, genomes: list[str], stage: str,
+                  done: Callable[[Evaluation], None] | None) -> list[Evaluation]:
         if self.pool is not None:
             evaluations: Iterable[Evaluation] = self.pool.map(_evaluate_in_worker, genomes, [stage] * len(genomes))
         elif self.evaluator.batches_genomes:

@@ -346,6 +346,36 @@ def test_workers_end_with_a_killed_run(world, tmp_path):
     assert not alive, f"workers {alive} outlived the killed run"
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_killed_worker_ends_the_run_with_one_line(world, tmp_path):
+    """A worker killed from outside (by hand, or for memory): one line that says to resume,
+    not a BrokenProcessPool traceback; the finished generations stay in the store."""
+    run = tmp_path / "run.sqlite"
+    cmd = [sys.executable, "-m", "sae", *evolve_args(world, run, tmp_path / "best", "--workers", "2",
+                                                     generations=200)]
+    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while committed_generation(run) is None and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert proc.poll() is None and len(workers) >= 2, "the run ended or never started its workers"
+        # the pool's workers, not multiprocessing's resource tracker (also a child)
+        pool = [w for w in workers if b"resource_tracker" not in Path(f"/proc/{w}/cmdline").read_bytes()]
+        os.kill(min(pool), signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1 and "worker process ended abruptly" in lines[0] and "--resume" in lines[0], err
+    assert committed_generation(run) is not None
+
+
 def test_linear_refuses_a_base_that_multiplies(world, tmp_path, capsys):
     """--linear promises a pick that takes an output map; a base whose own rules push and
     multiply cannot keep it: one line, exit 2, nothing written."""
