@@ -321,23 +321,31 @@ def _children(pid: int) -> set[int]:
     return out
 
 
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
-def test_workers_end_with_a_killed_run(world, tmp_path):
-    """kill -9 of sae evolve --workers 2 leaves no worker behind (each would hold the data)."""
+def _run_with_workers(world, tmp_path, stderr) -> tuple[subprocess.Popen, Path, set[int]]:
+    """``sae evolve --workers 2`` in a subprocess, once it has stored a generation: the
+    process, its run file and its child processes."""
     run = tmp_path / "run.sqlite"
     cmd = [sys.executable, "-m", "sae", *evolve_args(world, run, tmp_path / "best", "--workers", "2",
                                                      generations=200)]
     proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while committed_generation(run) is None and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        workers = _children(proc.pid)
-        assert proc.poll() is None and len(workers) >= 2, "the run ended or never started its workers"
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
+                            stderr=stderr, text=True)
+    deadline = time.monotonic() + 120
+    while committed_generation(run) is None and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = _children(proc.pid)
+    if proc.poll() is not None or len(workers) < 2:
+        proc.kill()
         proc.wait()
+        pytest.fail("the run ended or never started its workers")
+    return proc, run, workers
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_workers_end_with_a_killed_run(world, tmp_path):
+    """kill -9 of sae evolve --workers 2 leaves no worker behind (each would hold the data)."""
+    proc, _, workers = _run_with_workers(world, tmp_path, subprocess.DEVNULL)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.1)
@@ -350,17 +358,8 @@ def test_workers_end_with_a_killed_run(world, tmp_path):
 def test_a_killed_worker_ends_the_run_with_one_line(world, tmp_path):
     """A worker killed from outside (by hand, or for memory): one line that says to resume,
     not a BrokenProcessPool traceback; the finished generations stay in the store."""
-    run = tmp_path / "run.sqlite"
-    cmd = [sys.executable, "-m", "sae", *evolve_args(world, run, tmp_path / "best", "--workers", "2",
-                                                     generations=200)]
-    proc = subprocess.Popen(cmd, env=dict(os.environ, PYTHONPATH=str(ROOT)), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc, run, workers = _run_with_workers(world, tmp_path, subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 120
-        while committed_generation(run) is None and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.05)
-        workers = _children(proc.pid)
-        assert proc.poll() is None and len(workers) >= 2, "the run ended or never started its workers"
         # the pool's workers, not multiprocessing's resource tracker (also a child)
         pool = [w for w in workers if b"resource_tracker" not in Path(f"/proc/{w}/cmdline").read_bytes()]
         os.kill(min(pool), signal.SIGKILL)
