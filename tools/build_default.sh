@@ -13,7 +13,7 @@
 # or point SAE_TEACHER_PYTHON at an interpreter that has it. About 20-23 minutes on 2 cores with
 # a warm cache; a first run also embeds about 73,500 train texts with the teacher in float64
 # (~15 more).
-# The shipped default is this script's output from an empty cache (docs/DISTILLATION.md).
+# The shipped default is this script's output; docs/DISTILLATION.md ("Reproduce") says how each default was checked.
 set -euo pipefail
 # OpenBLAS picks its kernels by CPU (Haswell on AVX2, SkylakeX on AVX-512, ...), and their
 # float64 rounding differs in the last bits: under other kernels one of the base's 739,200

@@ -41,8 +41,8 @@ from sae.teacher import read_teacher
 #: fitness averages the error per kind, then over kinds: role swaps are far fewer than
 #: negations, and a pooled mean would let a genome drop the order rule for free. "not"
 #: after the auxiliary and "no" before a noun phrase are two kinds: the teacher moves
-#: about three times as far for the second, and one transform fitted on the first missed
-#: it by 0.11–0.18 on dev (docs/DISTILLATION.md, "Negation by no").
+#: about 2.5 times as far for the second (1 − cos), and one transform fitted on the first missed
+#: it by 0.11–0.18 on dev (docs/DISTILLATION.md, "Negation by no, roles without an auxiliary").
 MINIMAL_KINDS = ("negation", "negation_no", "order")
 
 
