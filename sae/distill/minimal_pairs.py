@@ -123,11 +123,13 @@ def swap_plain_roles(text: str) -> str | None:
     low = [w.lower() for w in ws]
 
     def content(w: str) -> bool:
-        return w.isalpha() and w not in STOPWORDS and w not in AUXILIARIES
+        return w.isalpha() and w not in STOPWORDS  # the stopwords hold the auxiliaries
 
+    if not low or low[0] not in DETERMINERS:
+        return None
     for verb in range(2, min(5, len(low) - 2)):
         v = low[verb]
-        if (low[0] in DETERMINERS and low[verb + 1] in DETERMINERS and content(v) and v.endswith(("s", "ed"))
+        if (low[verb + 1] in DETERMINERS and content(v) and v.endswith(("s", "ed"))
                 and all(content(w) for w in low[1:verb]) and 2 <= len(low) - verb - 1 <= 4
                 and all(content(w) for w in low[verb + 2 :])):
             subject, obj = ws[:verb], ws[verb + 1 :]
@@ -138,6 +140,8 @@ def swap_plain_roles(text: str) -> str | None:
 
 
 _INDEFINITE = frozenset({"a", "an", "some"})
+#: Words that end an indefinite subject.
+_SUBJECT_END = _NP_END | AUXILIARIES
 
 
 def negate_noun_phrase(text: str) -> str | None:
@@ -153,7 +157,7 @@ def negate_noun_phrase(text: str) -> str | None:
         return join(ws[:2] + ["no"] + ws[3:])
     if low[0] in _INDEFINITE:
         end = 1
-        while end < len(low) and end <= 4 and ws[end].isalpha() and low[end] not in _NP_END | AUXILIARIES:
+        while end < len(low) and end <= 4 and ws[end].isalpha() and low[end] not in _SUBJECT_END:
             end += 1
         if end > 1 and end < len(low) - 1 and low[end] in AUXILIARIES:
             return join(["No"] + ws[1:])
