@@ -16,7 +16,8 @@ Three pair sets (each pair: two text indices, the teacher's cosine, the gold sco
 * **minimal**: minimal pairs (negated, roles swapped: the kinds reports measure,
   :func:`sae.distill.minimal_pairs.reported_pairs`, listed in :data:`MINIMAL_KINDS`)
   of teacher texts whose variant the teacher file also holds; every fifth (hash
-  order) goes to validation.
+  order) goes to validation; selection sees at most ``minimal_pairs / 4`` of each kind
+  (the first in hash order).
 
 With ``--resample F`` the data also holds one **selection subset** per generation: a
 random fraction F of the fit pairs and of the fit minimal pairs (drawn from the run's
@@ -125,6 +126,20 @@ def selection_subsets(n: int, fraction: float, generations: int, seed: int, stre
     return out
 
 
+def first_of_each_kind(rows: list[tuple[str, str, int]], per_kind: int) -> list[tuple[str, str, int]]:
+    """The first ``per_kind`` rows ``(text, variant, kind)`` of each kind, in their order.
+
+    The fitness averages its error per kind, so each kind needs enough pairs of its own: a
+    cap on the pooled list left about 16 of the 1,000 to the swaps without an auxiliary."""
+    seen = [0] * len(MINIMAL_KINDS)
+    out = []
+    for row in rows:
+        if seen[row[2]] < per_kind:
+            seen[row[2]] += 1
+            out.append(row)
+    return out
+
+
 def build_eval_data(
     base: Algorithm,
     teacher_path: str | Path,
@@ -188,7 +203,7 @@ def build_eval_data(
     mp_fit = [r for k, r in enumerate(mp) if k % 5 != 4]
     mp_valid = [r for k, r in enumerate(mp) if k % 5 == 4]
     if minimal_pairs:
-        mp_fit = mp_fit[:minimal_pairs]
+        mp_fit = first_of_each_kind(mp_fit, -(-minimal_pairs // len(MINIMAL_KINDS)))
     minimal_fit = pair_set([(t, v, None) for t, v, _ in mp_fit], [k for _, _, k in mp_fit])
     valid = pair_set(valid_rows)
     minimal_valid = pair_set([(t, v, None) for t, v, _ in mp_valid], [k for _, _, k in mp_valid])
@@ -208,4 +223,4 @@ def build_eval_data(
                     minimal_subsets)
 
 
-__all__ = ["MINIMAL_KINDS", "EvalData", "PairSet", "build_eval_data", "file_sha256", "selection_subsets"]
+__all__ = ["MINIMAL_KINDS", "EvalData", "PairSet", "build_eval_data", "file_sha256", "first_of_each_kind", "selection_subsets"]

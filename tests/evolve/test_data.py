@@ -8,7 +8,7 @@ import numpy as np
 from tiny import make_tiny
 
 from sae.distill.minimal_pairs import reported_pairs
-from sae.evolve.data import MINIMAL_KINDS, build_eval_data
+from sae.evolve.data import MINIMAL_KINDS, build_eval_data, first_of_each_kind
 from sae.io import write_embeddings
 
 SENTENCES = [
@@ -20,17 +20,33 @@ SENTENCES = [
 ]
 
 
-def test_each_kind_of_minimal_pair_is_labelled_as_such(tmp_path):
+def teacher_file(path) -> list[str]:
+    """A teacher file of :data:`SENTENCES` and their variants (random unit embeddings); its texts."""
     found = reported_pairs(SENTENCES)
-    variants = [b for kind in MINIMAL_KINDS for _, b in found[kind]]
-    texts = SENTENCES + variants
+    texts = SENTENCES + [b for kind in MINIMAL_KINDS for _, b in found[kind]]
     rng = np.random.default_rng(0)
     emb = rng.standard_normal((len(texts), make_tiny().dim))
-    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
-    write_embeddings(tmp_path / "teacher.parquet", texts, emb)
+    write_embeddings(path, texts, (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32))
+    return texts
+
+
+def test_each_kind_of_minimal_pair_is_labelled_as_such(tmp_path):
+    texts = teacher_file(tmp_path / "teacher.parquet")
     data = build_eval_data(make_tiny(), tmp_path / "teacher.parquet", None, 0, 0)
     labelled = Counter(MINIMAL_KINDS[k] for ps in (data.minimal_fit, data.minimal_valid) for k in ps.kind)
     # Every text is a teacher text, variants too: a swapped variant swaps back into its original.
     expected = {kind: sum(v in texts for _, v in pairs) for kind, pairs in reported_pairs(texts).items()}
     assert labelled == {kind: expected[kind] for kind in MINIMAL_KINDS}
     assert labelled["order"] == labelled["order_plain"] == 2  # the plain swap is a kind of its own
+
+
+def test_a_cap_on_minimal_pairs_applies_to_each_kind():
+    rows = [("a", "b", 0)] * 10 + [("c", "d", 3), ("e", "f", 0), ("g", "h", 2), ("i", "j", 3)]
+    assert first_of_each_kind(rows, 2) == [("a", "b", 0)] * 2 + [("c", "d", 3), ("g", "h", 2), ("i", "j", 3)]
+    assert first_of_each_kind(rows, 100) == rows
+
+
+def test_selection_sees_every_kind_under_a_small_cap(tmp_path):
+    teacher_file(tmp_path / "teacher.parquet")
+    capped = build_eval_data(make_tiny(), tmp_path / "teacher.parquet", None, 0, len(MINIMAL_KINDS))
+    assert sorted(capped.minimal_fit.kind.tolist()) == list(range(len(MINIMAL_KINDS)))  # one of each
