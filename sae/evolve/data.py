@@ -94,6 +94,8 @@ class EvalData:
         arrays = [self.token_flat, self.token_offsets, self.targets]
         for ps in (self.fit, self.valid, self.minimal_fit, self.minimal_valid):
             arrays += [ps.a, ps.b, ps.teacher_cos] + ([ps.gold] if ps.gold is not None else [])
+            # The minimal-pair error averages per kind: the labels are part of what it computes.
+            arrays += [ps.kind] if ps.kind is not None else []
         if self.fit_subsets is not None:  # runs without resampling keep the digest they had
             arrays += [self.fit_subsets, self.minimal_subsets]
         for arr in arrays:

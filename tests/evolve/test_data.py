@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 from tiny import make_tiny
@@ -50,3 +51,13 @@ def test_selection_sees_every_kind_under_a_small_cap(tmp_path):
     teacher_file(tmp_path / "teacher.parquet")
     capped = build_eval_data(make_tiny(), tmp_path / "teacher.parquet", None, 0, len(MINIMAL_KINDS))
     assert sorted(capped.minimal_fit.kind.tolist()) == list(range(len(MINIMAL_KINDS)))  # one of each
+
+
+def test_the_data_digest_holds_the_kinds(tmp_path):
+    """Pairs relabelled to another kind score differently, so they digest differently: a run
+    stored under other kinds is not resumed as if it were this one."""
+    teacher_file(tmp_path / "teacher.parquet")
+    data = build_eval_data(make_tiny(), tmp_path / "teacher.parquet", None, 0, 0)
+    pooled = replace(data.minimal_fit, kind=data.minimal_fit.kind * 0)
+    assert replace(data, minimal_fit=pooled).digest() != data.digest()
+    assert replace(data).digest() == data.digest()
