@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--fit-pairs", type=non_negative_int, default=3000, metavar="N",
                    help="train pairs selection sees (0: all but the validation fifth; default 3000)")
     g.add_argument("--minimal-pairs", type=non_negative_int, default=1000, metavar="N",
-                   help="minimal pairs in the fitness, at most N/4 of each kind (0: all; default 1000)")
+                   help="minimal pairs in the fitness, an equal share of N for each kind (0: all; default 1000)")
     g.add_argument("--max-rules", type=positive_int, default=24, metavar="N")
     g.add_argument("--crossover", type=float, default=0.3, metavar="P", help="crossover probability (default 0.3)")
     g.add_argument("--transforms", choices=("inherit", "fit"), default="inherit",

@@ -16,8 +16,8 @@ Three pair sets (each pair: two text indices, the teacher's cosine, the gold sco
 * **minimal**: minimal pairs (negated, roles swapped: the kinds reports measure,
   :func:`sae.distill.minimal_pairs.reported_pairs`, listed in :data:`MINIMAL_KINDS`)
   of teacher texts whose variant the teacher file also holds; every fifth (hash
-  order) goes to validation; selection sees at most ``minimal_pairs / 4`` of each kind
-  (the first in hash order).
+  order) goes to validation; selection sees at most ``minimal_pairs / len(MINIMAL_KINDS)``
+  of each kind (the first in hash order).
 
 With ``--resample F`` the data also holds one **selection subset** per generation: a
 random fraction F of the fit pairs and of the fit minimal pairs (drawn from the run's

@@ -9,8 +9,8 @@ on the chosen backend, and computes the objectives (docs/EVOLVE.md):
   without ``--pairs``);
 * ``teacher``: Spearman of sae's cosines against the teacher's cosines, same pairs;
 * ``minimal_error``: mean |cos_sae − cos_teacher| over the minimal pairs of each kind
-  (negation by "not", negation by "no", order), averaged over the kinds so that each
-  structure counts alike;
+  (:data:`sae.evolve.data.MINIMAL_KINDS`: negation by "not" and by "no", role swaps around
+  "is V-ing" and without an auxiliary), averaged over the kinds so that each counts alike;
 * ``quality`` = spearman − ``w_minimal`` × minimal_error (↑); without gold scores,
   teacher − ``w_minimal`` × minimal_error. The teacher's pairwise agreement is not in
   ``quality`` when gold scores exist: on STS-B train the reweighting rules that raise

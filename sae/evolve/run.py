@@ -59,7 +59,7 @@ class EvolveConfig:
     generations: int = 20
     population: int = 16
     fit_pairs: int = 3000  #: fit pairs used for selection (0: all)
-    minimal_pairs: int = 1000  #: minimal pairs used for selection, at most a quarter of each kind (0: all)
+    minimal_pairs: int = 1000  #: minimal pairs used for selection, an equal share per kind (0: all)
     max_rules: int = 24
     crossover: float = 0.3  #: probability that a child comes from crossover
     final_candidates: int = 8
