@@ -44,12 +44,14 @@ from sae.teacher import read_teacher
 #: negations, and a pooled mean would let a genome drop the order rule for free. "not"
 #: after the auxiliary and "no" before a noun phrase are two kinds: the teacher moves
 #: about 2.5 times as far for the second (1 − cos), and one transform fitted on the first missed
-#: it by 0.11–0.18 on dev (docs/DISTILLATION.md, "Negation by no, roles without an auxiliary").
+#: it by 0.11–0.18 on dev (docs/DISTILLATION.md, "Negation by no, roles without an auxiliary");
+#: "does not" and "never" for a verb without an auxiliary are a third (docs/DISTILLATION.md,
+#: "Negation without an auxiliary").
 #: Role swaps around "is V-ing" and around a verb without an auxiliary are two kinds too: the
 #: second are 82 of train's 574 swaps, and pooled with the first the search dropped their
 #: rule (docs/EVOLVE.md). The "n't" form is not a kind: the tokenizer reads it as "not", so
 #: its programs are the negation kind's (and the teacher file does not hold its variants).
-MINIMAL_KINDS = ("negation", "negation_no", "order", "order_plain")
+MINIMAL_KINDS = ("negation", "negation_no", "negation_plain", "order", "order_plain")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from sae.distill.minimal_pairs import (
     minimal_pairs,
     negate,
     negate_noun_phrase,
+    negate_plain_verb,
     reported_pairs,
     swap_plain_roles,
     swap_roles,
@@ -31,6 +32,19 @@ def test_negation_by_no_takes_an_indefinite_subject_or_the_object_of_there_is():
     assert negate_noun_phrase("A man is not playing.") is None and negate_noun_phrase("A dog.") is None
 
 
+def test_a_verb_without_an_auxiliary_is_negated_by_does_not_and_by_never():
+    assert negate_plain_verb("A woman peels a potato.") == ["A woman does not peel a potato.",
+                                                            "A woman never peels a potato."]
+    assert negate_plain_verb("A dog catches a ball.")[0] == "A dog does not catch a ball."
+    assert negate_plain_verb("The baby cries in the crib.") == []  # "the" + preposition: could be a plural
+    assert negate_plain_verb("A baby cries in the crib.")[0] == "A baby does not cry in the crib."
+    assert negate_plain_verb("A bird perched on a pot.") == ["A bird never perched on a pot."]  # no base form of "-ed"
+    assert negate_plain_verb("a man walks two dogs.") == []  # "walks" is the verb, and no determiner follows it
+    assert negate_plain_verb("A pet playfully investigates a bag.") == []  # an adverb: not a plain subject
+    assert negate_plain_verb("A man is playing a guitar.") == []  # an auxiliary: "not" goes after it
+    assert negate_plain_verb("A man never plays a guitar.") == []  # already negated
+
+
 def test_the_contracted_form_keeps_case_and_skips_auxiliaries_without_one():
     assert contract("The man is not playing the guitar.") == "The man isn't playing the guitar."
     assert contract("Tom will not go home.") == "Tom won't go home."
@@ -40,10 +54,13 @@ def test_the_contracted_form_keeps_case_and_skips_auxiliaries_without_one():
 
 
 def test_minimal_pairs_of_distinct_texts():
-    found = minimal_pairs(["A dog is biting a man.", "She may go.", "A dog is biting a man."])
+    found = minimal_pairs(["A dog is biting a man.", "She may go.", "A dog is biting a man.", "A cat eats a fish."])
     assert found["negation"] == [("A dog is biting a man.", "A dog is not biting a man."),
                                  ("She may go.", "She may not go.")]
-    assert found["order"] == [("A dog is biting a man.", "a man is biting A dog.")]
+    assert found["negation_plain"] == [("A cat eats a fish.", "A cat does not eat a fish."),
+                                       ("A cat eats a fish.", "A cat never eats a fish.")]
+    assert found["order"] == [("A dog is biting a man.", "a man is biting A dog."),
+                              ("A cat eats a fish.", "a fish eats A cat.")]
     assert found["negation_no"] == [("A dog is biting a man.", "No dog is biting a man.")]
     assert swap_roles("A dog is biting a man.") == "a man is biting A dog."
 
