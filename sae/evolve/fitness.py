@@ -9,8 +9,9 @@ on the chosen backend, and computes the objectives (docs/EVOLVE.md):
   without ``--pairs``);
 * ``teacher``: Spearman of sae's cosines against the teacher's cosines, same pairs;
 * ``minimal_error``: mean |cos_sae − cos_teacher| over the minimal pairs of each kind
-  (:data:`sae.evolve.data.MINIMAL_KINDS`: negation by "not" and by "no", role swaps around
-  "is V-ing" and without an auxiliary), averaged over the kinds so that each counts alike;
+  (:data:`sae.evolve.data.MINIMAL_KINDS`: negation by "not", by "no" and by "does not" or
+  "never"; role swaps around "is V-ing" and without an auxiliary), averaged over the kinds
+  of each phenomenon and then over the phenomena (negation, order), so that each counts alike;
 * ``quality`` = spearman − ``w_minimal`` × minimal_error (↑); without gold scores,
   teacher − ``w_minimal`` × minimal_error. The teacher's pairwise agreement is not in
   ``quality`` when gold scores exist: on STS-B train the reweighting rules that raise
@@ -45,7 +46,7 @@ import numpy as np
 from sae.algorithm import Algorithm, rule_reach
 from sae.batch import ProgramBatch
 from sae.evaluate import cosine_rows, spearman
-from sae.evolve.data import EvalData, PairSet
+from sae.evolve.data import MINIMAL_PHENOMENA, EvalData, PairSet
 from sae.evolve.genome import Genome, materialize, rule_key
 from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED
 
@@ -241,15 +242,18 @@ class Evaluator:
         return {k: (round(v, DIGITS) if v is not None else None) for k, v in out.items()}
 
     def _minimal_error(self, mcos: np.ndarray, minimal: PairSet, keep: np.ndarray | None = None) -> float:
-        """Mean |cos_sae − cos_teacher| per kind of minimal pair, averaged over the kinds
-        (only the pairs ``keep`` marks, when given)."""
+        """Mean |cos_sae − cos_teacher| per kind of minimal pair, averaged over the kinds of
+        each phenomenon, then over the phenomena (only the pairs ``keep`` marks, when given)."""
         if keep is None:
             keep = np.ones(len(minimal), dtype=bool)
         if not keep.any():
             return 0.0
         err = np.abs(mcos - minimal.teacher_cos)[keep]
         kinds = (minimal.kind if minimal.kind is not None else np.zeros(len(minimal), dtype=np.int8))[keep]
-        return float(np.mean([err[kinds == k].mean() for k in np.unique(kinds)]))
+        per_phenomenon: dict[str, list[float]] = {}
+        for k in np.unique(kinds):
+            per_phenomenon.setdefault(MINIMAL_PHENOMENA[k], []).append(float(err[kinds == k].mean()))
+        return float(np.mean([np.mean(errors) for errors in per_phenomenon.values()]))
 
     def _subset_quality(self, cos: np.ndarray, mcos: np.ndarray) -> list[float]:
         """``quality`` on each generation's selection subset of the fit pairs (sae's cosines

@@ -109,6 +109,34 @@ def test_minimal_error_weighs_each_kind_alike(world):
     assert first != pytest.approx(rest)  # else the two averages could not tell the kinds apart
 
 
+def test_minimal_error_weighs_each_phenomenon_alike(world):
+    """Per kind, then over the kinds of a phenomenon, then over phenomena: two forms of
+    negation together weigh what one form of order does."""
+    import numpy as np
+
+    from sae.evolve.data import MINIMAL_KINDS, MINIMAL_PHENOMENA, PairSet
+
+    base = load_algorithm(world["base"])
+    data = build_eval_data(base, world["teacher"], world["pairs"], 0, 0)
+    m = data.minimal_fit
+    assert len(m) >= 3
+
+    def error(index: np.ndarray, kind: np.ndarray) -> float:
+        subset = PairSet(m.a[index], m.b[index], m.teacher_cos[index], None, kind)
+        return Evaluator(base, replace(data, minimal_fit=subset)).evaluate(genome_of(base).canonical()) \
+            .objectives["minimal_error"]
+
+    not_, no, order = (np.int8(MINIMAL_KINDS.index(k)) for k in ("negation", "negation_no", "order"))
+    assert MINIMAL_PHENOMENA[not_] == MINIMAL_PHENOMENA[no] != MINIMAL_PHENOMENA[order]
+    everything = np.arange(len(m))
+    e0, e1 = (error(everything[i:i + 1], np.array([not_])) for i in (0, 1))
+    e_rest = error(everything[2:], np.full(len(m) - 2, order))
+    kinds = np.full(len(m), order)
+    kinds[:2] = [not_, no]
+    assert error(everything, kinds) == pytest.approx(((e0 + e1) / 2 + e_rest) / 2, abs=1e-9)
+    assert ((e0 + e1) / 2 + e_rest) / 2 != pytest.approx((e0 + e1 + e_rest) / 3)  # kinds alone would differ
+
+
 def test_gpu_population_evaluates_a_generation_in_few_submissions(world, monkeypatch):
     """On the GPU, evaluate_many runs the genomes as one population: the same evaluations
     as one genome at a time, in one submission per chunk of jobs instead of several round
