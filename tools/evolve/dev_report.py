@@ -9,7 +9,8 @@ For each Algorithm: dev Spearman with its rules and with its rules removed (the
 difference is what the rules add), mean cosine to the teacher, and the minimal pairs of
 dev sentences (mean |cos_sae − cos_teacher|: negation by "not", by "n't" and by "no",
 role swaps around "is V-ing" and without an auxiliary; teacher embeddings from the
-distillation cache, computed when missing).
+distillation cache, computed when missing). ``--split train`` gives the same figures on
+train, for a decision taken before dev is read.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ def main() -> int:
     ap.add_argument("--cache", default="out/distill")
     ap.add_argument("--teacher-python", default=None)
     ap.add_argument("--algorithm", action="append", required=True, metavar="NAME=DIR")
+    ap.add_argument("--split", choices=("dev", "train"), default="dev",
+                    help="the STS-B split (default dev; train for a decision that must not read dev)")
     args = ap.parse_args()
 
-    dev, teacher = read_shared_split(args.shared, "dev")
+    dev, teacher = read_shared_split(args.shared, args.split)
     texts = dev.unique_texts()
     lookup = teacher.lookup()
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
@@ -57,7 +60,7 @@ def main() -> int:
                 row[f"{label}{kind}_abs_error"] = float(np.abs(ours - cosine_rows(ta, tb)).mean())
         row["rules_add"] = row["spearman"] - row["without_rules_spearman"]
         out[name] = row
-        print(f"{name:10s} {alg.content_hash[:12]} dev Spearman {row['spearman']:.4f} "
+        print(f"{name:10s} {alg.content_hash[:12]} {args.split} Spearman {row['spearman']:.4f} "
               f"(rules removed {row['without_rules_spearman']:.4f}, rules add {row['rules_add']:+.4f}); "
               f"teacher cos {row['teacher_cosine']:.4f}; minimal pairs |Δcos| "
               + ", ".join(f"{k} {row[f'{k}_abs_error']:.4f}" for k in mp), file=sys.stderr)
