@@ -7,8 +7,8 @@ dev never feeds selection).
 
 For each Algorithm: dev Spearman with its rules and with its rules removed (the
 difference is what the rules add), mean cosine to the teacher, and the minimal pairs of
-dev sentences (mean |cos_sae − cos_teacher|: negation by "not", by "n't" and by "no",
-role swaps around "is V-ing" and without an auxiliary; teacher embeddings from the
+dev sentences (mean |cos_sae − cos_teacher|: negation by "not", by "n't", by "no" and by
+"does not" or "never", role swaps around "is V-ing" and without an auxiliary; teacher embeddings from the
 distillation cache, computed when missing). ``--split train`` gives the same figures on
 train, for a decision taken before dev is read.
 """
@@ -41,7 +41,7 @@ def main() -> int:
     texts = dev.unique_texts()
     lookup = teacher.lookup()
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
-    found = reported_pairs(texts)  # negation by "not" (issue 9's target), "n't", "no"; role swaps
+    found = reported_pairs(texts)  # negation by "not" (issue 9's target), "n't", "no", "does not"/"never"; role swaps
     cache = TeacherCache(args.cache, args.teacher_python)
     mp = {kind: (pairs, cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs]))
           for kind, pairs in found.items() if pairs}
