@@ -22,6 +22,9 @@ set -euo pipefail
 if [ -z "${OPENBLAS_CORETYPE:-}" ] && grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
     export OPENBLAS_CORETYPE=Haswell
 fi
+# Every step imports this checkout's sae, not whichever one the venv has installed
+# (`python tools/...` puts tools/ first on the path, not the checkout).
+export PYTHONPATH="$(cd "$(dirname "$0")/.." && pwd)${PYTHONPATH:+:$PYTHONPATH}"
 shared=${1:-../shared}
 out=${2:-sae/data/default}
 work=${SAE_BUILD_DIR:-out/default-build}
