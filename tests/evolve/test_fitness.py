@@ -85,7 +85,7 @@ def test_gpu_backend_evaluates_the_same_programs(world):
 
 
 def test_minimal_error_weighs_each_kind_alike(world):
-    """Per kind, then over kinds: one role swap among many negations counts half."""
+    """Per kind, then over kinds: one negation by "no" among many by "not" counts half."""
     import numpy as np
 
     from sae.evolve.data import PairSet

@@ -37,8 +37,8 @@ def main() -> int:
                     help="the STS-B split (default dev; train for a decision that must not read dev)")
     args = ap.parse_args()
 
-    dev, teacher = read_shared_split(args.shared, args.split)
-    texts = dev.unique_texts()
+    split, teacher = read_shared_split(args.shared, args.split)
+    texts = split.unique_texts()
     lookup = teacher.lookup()
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
     found = reported_pairs(texts)  # negation by "not" (issue 9's target), "n't", "no", "does not"/"never"; role swaps
@@ -53,7 +53,7 @@ def main() -> int:
         for label, a in (("", alg), ("without_rules_", alg.without_rules())):
             eng = Engine(a, backend="cpu")
             emb = eng.embed(texts)
-            row[f"{label}spearman"] = score_embeddings(dev, texts, emb)[0]
+            row[f"{label}spearman"] = score_embeddings(split, texts, emb)[0]
             row[f"{label}teacher_cosine"] = float(cosine_rows(emb, t_emb).mean())
             for kind, (pairs, ta, tb) in mp.items():
                 ours = cosine_rows(eng.embed([p[0] for p in pairs]), eng.embed([p[1] for p in pairs]))
