@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from sae.distill.minimal_pairs import (
     contract,
     minimal_pairs,
@@ -11,6 +16,7 @@ from sae.distill.minimal_pairs import (
     reported_pairs,
     swap_plain_roles,
     swap_roles,
+    words,
 )
 
 
@@ -81,3 +87,56 @@ def test_reports_add_the_contracted_form_of_each_negation_and_single_out_plain_s
     assert found["order_plain"] == [("A woman peels a potato.", "a potato peels A woman.")]
     assert found["negation"] == minimal_pairs(["A dog is biting a man.", "She may go."])["negation"]
     assert found["order"] == [("A dog is biting a man.", "a man is biting A dog.")]
+
+
+# -- invariants over generated sentences (hypothesis) ------------------------------------------
+
+_DET = st.sampled_from(["A", "The", "a", "the", "Some", "This"])
+_NOUN = st.sampled_from(["man", "woman", "dog", "ball", "guitar", "potato", "bird", "crib", "young", "brown"])
+_VERB = st.sampled_from(["peels", "catches", "carries", "plays", "watches", "cried", "jumped", "passes", "goes"])
+_OTHER = st.sampled_from(["is", "not", "never", "in", "on", "quickly", "no", ",", "and", "n't", "slowly"])
+_END = st.sampled_from([".", "!", "", "?"])
+
+
+@st.composite
+def _sentences(draw) -> str:
+    """Mostly "DET nouns VERB DET nouns." (the templates' shape), with stray words mixed in
+    so that the refusals are exercised too."""
+    parts = [draw(_DET), *draw(st.lists(_NOUN, min_size=1, max_size=3)), draw(_VERB),
+             draw(st.one_of(_DET, st.sampled_from(["in", "on", "to"]))), *draw(st.lists(_NOUN, min_size=1, max_size=3))]
+    for _ in range(draw(st.integers(0, 2))):
+        parts.insert(draw(st.integers(0, len(parts))), draw(_OTHER))
+    end = draw(_END)
+    return " ".join(parts) + end
+
+
+@settings(max_examples=300, deadline=None)
+@given(_sentences())
+def test_a_plain_negation_inserts_its_words_and_changes_nothing_else(text):
+    ws = words(text)
+    for variant in negate_plain_verb(text):
+        vs = words(variant)
+        if "never" in vs:  # "never" inserted before the verb, every other word kept
+            i = vs.index("never")
+            assert vs[:i] + vs[i + 1:] == ws
+        else:  # "does not" and the verb's base form in place of the verb
+            i = vs.index("does")
+            assert vs[i + 1] == "not" and vs[:i] == ws[:i] and vs[i + 3:] == ws[i + 1:]
+            assert ws[i].lower().startswith(vs[i + 2][:-1]) and ws[i].lower().endswith("s")
+        assert negate_plain_verb(variant) == [] and negate(variant) is None  # negated once
+    assert len(negate_plain_verb(text)) <= 2
+
+
+@settings(max_examples=300, deadline=None)
+@given(_sentences())
+def test_every_template_keeps_the_sentence_apart_from_its_edit(text):
+    """"not" and "never" add one word and remove none ("no" and "does not" replace one: the
+    test above and the examples); a role swap keeps the multiset of words."""
+    ws = Counter(w.lower() for w in words(text))
+    for variant in [negate(text), *(v for v in negate_plain_verb(text) if "never" in words(v))]:
+        if variant is not None:
+            added = Counter(w.lower() for w in words(variant)) - ws
+            assert not ws - Counter(w.lower() for w in words(variant)) and sum(added.values()) == 1
+    for swapped in (swap_roles(text), swap_plain_roles(text)):
+        if swapped is not None:
+            assert Counter(w.lower() for w in words(swapped)) == ws and swapped != text
