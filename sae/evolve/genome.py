@@ -143,6 +143,29 @@ def genome_of(alg: Algorithm) -> Genome:
     return normalized(Genome(alg.rules, alg.params, 0))
 
 
+def simplifications(genome: Genome, base_params: LoopParams) -> list[tuple[str, Genome]]:
+    """Each one-step simplification of ``genome``, in a fixed order, with what it removes:
+    every opcode an update sets, left unset; every loop parameter that differs from
+    ``base_params``, set back to it. The final pick keeps one only when it changes nothing
+    (:meth:`sae.evolve.run.Evolution.final`): a search carries neutral mutations along, and
+    a setting that does nothing is one a reader would take for a reason."""
+    out = []
+    for i, rule in enumerate(genome.rules):
+        for j, update in enumerate(rule.updates):
+            if update.opcode is None:
+                continue
+            updates = rule.updates[:j] + (replace(update, opcode=None),) + rule.updates[j + 1 :]
+            rules = genome.rules[:i] + (replace(rule, updates=updates),) + genome.rules[i + 1 :]
+            out.append((f"{rule.name}: set {j} op={Op(update.opcode).name}",
+                        normalized(Genome(rules, genome.params, genome.min_bonus))))
+    for name in ("max_steps", "tolerance", "inhibit_steps"):
+        value, base_value = getattr(genome.params, name), getattr(base_params, name)
+        if value != base_value:
+            out.append((f"{name} {value} (the base's {base_value})",
+                        Genome(genome.rules, replace(genome.params, **{name: base_value}), genome.min_bonus)))
+    return out
+
+
 # -- materializing ---------------------------------------------------------------------------
 
 
@@ -185,4 +208,5 @@ __all__ = [
     "rule_from_json",
     "rule_key",
     "rule_to_json",
+    "simplifications",
 ]

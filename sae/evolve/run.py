@@ -14,7 +14,9 @@ resumes from its last generation and ends exactly where an uninterrupted run end
 At the end the **final pick** (docs/EVOLVE.md): the Pareto front of every genome the
 run evaluated (quality ↑, cost ↓) — only its members of cost at most ``max_cost`` when
 that is set — its ``final_candidates`` members of highest quality evaluated on the validation pairs, and the one with the highest validation
-quality (then lower cost, then key) written as a normal Algorithm directory.
+quality (then lower cost, then key), less every setting whose removal changes none of
+its objectives (an opcode that acts as ``ACC``, a tolerance without a guard), written as a
+normal Algorithm directory.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from sae.algorithm import Algorithm, load_algorithm, save_algorithm
 from sae.errors import InputError
 from sae.evolve.data import EvalData, build_eval_data, file_sha256
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
-from sae.evolve.genome import Genome, genome_of, rule_key
+from sae.evolve.genome import Genome, genome_of, rule_key, simplifications
 from sae.evolve.operators import SearchSpace, crossover, mutate
 from sae.evolve.select import (
     Ranked,
@@ -329,21 +331,74 @@ class Evolution:
         valid.update({ev.genome: ev.record() for ev in evs})
         pick = max(candidates, key=lambda k: (valid[k]["objectives"]["quality"],
                                               -valid[k]["objectives"]["cost"], _neg(k)))
+        chosen, steps, records = self._simplify(pick, valid[pick])
         within = f" of cost at most {budget}" if budget is not None else ""
         record = {
             "rule": f"the highest validation quality among the {self.config.final_candidates} front members{within} "
-                    "of highest fit quality (then lower cost, then smaller genome key)",
-            "fit": self.records[pick]["objectives"],
-            "valid": valid[pick]["objectives"],
+                    "of highest fit quality (then lower cost, then smaller genome key), less the settings that "
+                    "change none of its objectives",
+            "pick": pick,
+            "simplified": [what for what, _ in steps],
+            "fit": records[chosen][0]["objectives"] if chosen != pick else self.records[pick]["objectives"],
+            "valid": records[chosen][1]["objectives"] if chosen != pick else valid[pick]["objectives"],
             "candidates": [{"genome": k, "fit": self.records[k]["objectives"], "valid": valid[k]["objectives"]}
                            for k in candidates],
             "front": [{"genome": s.key, "quality": s.quality, "cost": s.cost} for s in front],
         }
+        algorithm = records[chosen][0]["algorithm"] if chosen != pick else self.records[pick]["algorithm"]
         with self.store.transaction():
             for ev in evs:
                 self.store.add_evaluation(ev.genome, "valid", ev.record())
-            self.store.set_final(pick, self.records[pick]["algorithm"], record)
+            parent = pick
+            for slot, (what, key) in enumerate(steps):  # a birth each, so lineage shows what went
+                self.store.add_genome(key, self.genome(key).canonical(), self.config.generations)
+                self.store.add_evaluation(key, "fit", records[key][0])
+                self.store.add_evaluation(key, "valid", records[key][1])
+                self.store.add_birth(self.config.generations, slot, key, f"simplify: {what}", [parent])
+                parent = key
+            self.store.set_final(chosen, algorithm, record)
         return self.store.final()
+
+    def _simplify(self, key: str, valid: dict[str, Any]
+                  ) -> tuple[str, list[tuple[str, str]], dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
+        """The pick less every setting whose removal changes none of its objectives, on the fit
+        and the validation data (:func:`sae.evolve.genome.simplifications`, tried in order,
+        again after each one kept): the simpler genome, what each step removed with the genome
+        it gave, and the evaluations (fit, validation) of those genomes."""
+        current = (self.records[key], valid)
+        steps: list[tuple[str, str]] = []
+        records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        tried: set[str] = set()
+        while True:
+            for what, genome in simplifications(self.genome(key), self.base.params):
+                if genome.key in tried:
+                    continue
+                tried.add(genome.key)
+                self.genomes[genome.key] = genome
+                (fit,), _ = self._evaluate([genome.key], "fit")
+                (val,), _ = self._evaluate([genome.key], "valid")
+                if _changes_nothing(current[0], fit.record()) and _changes_nothing(current[1], val.record()):
+                    key, current = genome.key, (fit.record(), val.record())
+                    records[key] = current
+                    steps.append((what, key))
+                    break
+            else:
+                return key, steps, records
+
+
+#: Objectives a simplification must leave unchanged, compared in millionths: an opcode that
+#: acts like ``ACC`` still sums in another order and moves a cosine in its eighth digit.
+_KEPT = ("quality", "spearman", "teacher", "minimal_error", "steps")
+
+
+def _changes_nothing(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``after``'s objectives equal ``before``'s to six digits, at no more cost."""
+    a, b = before["objectives"], after["objectives"]
+
+    def micro(v: float | None) -> int | None:
+        return None if v is None else round(v * 1_000_000)
+
+    return all(micro(a[k]) == micro(b[k]) for k in _KEPT) and b["cost"] <= a["cost"] and b["rules"] <= a["rules"]
 
 
 def _neg(key: str) -> tuple[int, ...]:

@@ -405,3 +405,39 @@ def test_a_linear_run_picks_an_algorithm_that_takes_the_map(world, tmp_path, cap
         assert all('"MUL"' not in store.genome_json(k) for k in store.evaluations("fit"))
     finally:
         store.close()
+
+
+def test_the_final_pick_drops_settings_that_change_nothing(world, tmp_path):
+    """A tolerance without a guard and an opcode on a rule that never fires are dropped; the
+    base's PUSH and MUL (which multiply) and NOP (which silences) are kept."""
+    from dataclasses import replace
+
+    from tiny import parse
+
+    from sae.evolve.executors import Payload, make_executor
+    from sae.evolve.genome import Genome, genome_of, normalized
+    from sae.evolve.run import Evolution, EvolveConfig, Inputs, load_inputs
+
+    def opcodes(genome: Genome) -> int:
+        return sum(1 for r in genome.rules for u in r.updates if u.opcode is not None)
+
+    config = EvolveConfig(generations=1, population=4, fit_pairs=0, minimal_pairs=0)
+    base, data, _ = load_inputs(Inputs(teacher=world["teacher"], pairs=world["pairs"], base=world["base"]), config)
+    padded = normalized(Genome(genome_of(base).rules + parse("rule p score 10: [neg] [neg] => set 0 op=PUSH"),
+                               replace(base.params, tolerance=777), 0))
+    store = RunStore(tmp_path / "run.sqlite")
+    executor = make_executor(Payload.of(base, data, config.fitness), "local", 1, None)
+    try:
+        evo = Evolution(config, base, data, store, executor)
+        evo.genomes[padded.key] = padded
+        (fit,), _ = evo._evaluate([padded.key], "fit")
+        (val,), _ = evo._evaluate([padded.key], "valid")
+        evo.records[padded.key] = fit.record()
+        chosen, steps, records = evo._simplify(padded.key, val.record())
+    finally:
+        executor.close()
+        store.close()
+    assert [what.split(": ")[-1] for what, _ in steps] == ["set 0 op=PUSH", "tolerance 777 (the base's 0)"]
+    simpler = evo.genome(chosen)
+    assert simpler.params == base.params and opcodes(simpler) == opcodes(genome_of(base)) == opcodes(padded) - 1
+    assert round(records[chosen][0]["objectives"]["quality"], 6) == round(fit.record()["objectives"]["quality"], 6)

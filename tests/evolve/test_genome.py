@@ -92,3 +92,19 @@ def test_materialize_keeps_base_data():
     g = replace(genome_of(base), rules=())
     alg = materialize(base, g)
     assert alg.rules == () and alg.vectors is base.vectors and alg.transforms is base.transforms
+
+
+def test_simplifications_unset_each_opcode_and_reset_each_changed_parameter():
+    from sae.evolve.genome import simplifications
+
+    alg = make_tiny(transforms=1)
+    g = normalized(Genome(genome_of(alg).rules + parse("rule p score 10: [neg] [neg] => set 0 op=PUSH"),
+                          replace(alg.params, tolerance=777), 0))
+    found = simplifications(g, alg.params)
+    opcodes = sum(1 for r in g.rules for u in r.updates if u.opcode is not None)
+    assert len(found) == opcodes + 1  # one per opcode an update sets, and the tolerance
+    assert found[-1][0] == "tolerance 777 (the base's 0)" and found[-1][1].params == alg.params
+    for what, simpler in found[:-1]:
+        assert "op=" in what and simpler.params == g.params and simpler.key != g.key
+        assert sum(1 for r in simpler.rules for u in r.updates if u.opcode is not None) == opcodes - 1
+    assert simplifications(Genome((), alg.params, 0), alg.params) == []
