@@ -365,7 +365,7 @@ class Evolution:
         and the validation data (:func:`sae.evolve.genome.simplifications`, tried in order,
         again after each one kept): the simpler genome, what each step removed with the genome
         it gave, and the evaluations (fit, validation) of those genomes."""
-        current = (self.records[key], valid)
+        pick = (self.records[key], valid)  # every step is compared with the pick, so nothing drifts
         steps: list[tuple[str, str]] = []
         records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
         tried: set[str] = set()
@@ -377,9 +377,9 @@ class Evolution:
                 self.genomes[genome.key] = genome
                 (fit,), _ = self._evaluate([genome.key], "fit")
                 (val,), _ = self._evaluate([genome.key], "valid")
-                if _changes_nothing(current[0], fit.record()) and _changes_nothing(current[1], val.record()):
-                    key, current = genome.key, (fit.record(), val.record())
-                    records[key] = current
+                if _changes_nothing(pick[0], fit.record()) and _changes_nothing(pick[1], val.record()):
+                    key = genome.key
+                    records[key] = (fit.record(), val.record())
                     steps.append((what, key))
                     break
             else:
