@@ -51,12 +51,21 @@ def join(ws: list[str]) -> str:
     return out
 
 
+def _negated(low: list[str]) -> bool:
+    """Whether a lowercased sentence already holds a negation word (or an "n't")."""
+    return any(w in NEGATIONS or w == "n't" for w in low)
+
+
+def _content(w: str) -> bool:
+    return w.isalpha() and w not in STOPWORDS  # the stopwords hold the auxiliaries
+
+
 def negate(text: str) -> str | None:
     """``text`` with "not" after its first auxiliary verb, or None (no auxiliary, or already
     negated by a negation word)."""
     ws = words(text)
     low = [w.lower() for w in ws]
-    if any(w in NEGATIONS or w == "n't" for w in low):
+    if _negated(low):
         return None
     for i, w in enumerate(low[:-1]):
         if w in AUXILIARIES and i > 0:
@@ -123,23 +132,18 @@ def swap_plain_roles(text: str) -> str | None:
     tail = ws[-1:] if ws and ws[-1] in (".", "!") else []
     ws = ws[: len(ws) - len(tail)]
     low = [w.lower() for w in ws]
-    content = _content
     if not low or low[0] not in DETERMINERS:
         return None
     for verb in range(2, min(5, len(low) - 2)):
         v = low[verb]
-        if (low[verb + 1] in DETERMINERS and content(v) and v.endswith(("s", "ed"))
-                and all(content(w) for w in low[1:verb]) and 2 <= len(low) - verb - 1 <= 4
-                and all(content(w) for w in low[verb + 2 :])):
+        if (low[verb + 1] in DETERMINERS and _content(v) and v.endswith(("s", "ed"))
+                and all(_content(w) for w in low[1:verb]) and 2 <= len(low) - verb - 1 <= 4
+                and all(_content(w) for w in low[verb + 2 :])):
             subject, obj = ws[:verb], ws[verb + 1 :]
             if [w.lower() for w in subject] == [w.lower() for w in obj]:
                 return None
             return join(obj + [ws[verb]] + subject + tail)
     return None
-
-
-def _content(w: str) -> bool:
-    return w.isalpha() and w not in STOPWORDS  # the stopwords hold the auxiliaries
 
 
 #: Determiners of a singular noun: a word in "-s" after such a subject is its verb, not a plural.
@@ -152,7 +156,7 @@ def _plain_verb(low: list[str]) -> int | None:
     a determiner and one to three content words, no adverb in "-ly" among them, and a
     determiner follows it, or a preposition when the determiner is singular: "the forces in
     Europe" is a plural noun)."""
-    if not low or low[0] not in DETERMINERS or any(w in NEGATIONS or w == "n't" for w in low):
+    if not low or low[0] not in DETERMINERS or _negated(low):
         return None
     for verb in range(1, min(5, len(low) - 1)):
         v = low[verb]
@@ -208,7 +212,7 @@ def negate_noun_phrase(text: str) -> str | None:
     preposition among them, before an auxiliary; or already negated by a negation word)."""
     ws = words(text)
     low = [w.lower() for w in ws]
-    if any(w in NEGATIONS or w == "n't" for w in low) or len(low) < 3:
+    if _negated(low) or len(low) < 3:
         return None
     if low[0] == "there" and low[1] in _BE and low[2] in _INDEFINITE and len(low) > 3 and ws[3].isalpha():
         return join(ws[:2] + ["no"] + ws[3:])

@@ -339,13 +339,12 @@ class Evolution:
                     "change none of its objectives",
             "pick": pick,
             "simplified": [what for what, _ in steps],
-            "fit": records[chosen][0]["objectives"] if chosen != pick else self.records[pick]["objectives"],
-            "valid": records[chosen][1]["objectives"] if chosen != pick else valid[pick]["objectives"],
+            "fit": records[chosen][0]["objectives"],
+            "valid": records[chosen][1]["objectives"],
             "candidates": [{"genome": k, "fit": self.records[k]["objectives"], "valid": valid[k]["objectives"]}
                            for k in candidates],
             "front": [{"genome": s.key, "quality": s.quality, "cost": s.cost} for s in front],
         }
-        algorithm = records[chosen][0]["algorithm"] if chosen != pick else self.records[pick]["algorithm"]
         with self.store.transaction():
             for ev in evs:
                 self.store.add_evaluation(ev.genome, "valid", ev.record())
@@ -356,7 +355,7 @@ class Evolution:
                 self.store.add_evaluation(key, "valid", records[key][1])
                 self.store.add_birth(self.config.generations, slot, key, f"simplify: {what}", [parent])
                 parent = key
-            self.store.set_final(chosen, algorithm, record)
+            self.store.set_final(chosen, records[chosen][0]["algorithm"], record)
         return self.store.final()
 
     def _simplify(self, key: str, valid: dict[str, Any]
@@ -364,10 +363,10 @@ class Evolution:
         """The pick less every setting whose removal changes none of its objectives, on the fit
         and the validation data (:func:`sae.evolve.genome.simplifications`, tried in order,
         again after each one kept): the simpler genome, what each step removed with the genome
-        it gave, and the evaluations (fit, validation) of those genomes."""
+        it gave, and the evaluations (fit, validation) of the pick and of those genomes."""
         pick = (self.records[key], valid)  # every step is compared with the pick, so nothing drifts
         steps: list[tuple[str, str]] = []
-        records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {key: pick}
         tried: set[str] = set()
         while True:
             for what, genome in simplifications(self.genome(key), self.base.params):
