@@ -166,6 +166,16 @@ def simplifications(genome: Genome, base_params: LoopParams) -> list[tuple[str, 
     return out
 
 
+def rule_removals(genome: Genome) -> list[tuple[str, Genome]]:
+    """``genome`` without each of its rules in turn, in rule order, with the rule's name.
+    The final pick drops one only when the genome without it is no worse and cheaper
+    (:meth:`sae.evolve.run.Evolution.final`): the search evaluates rules in company, and a
+    rule it carried along may add nothing to the pick it ends in."""
+    return [(f"rule {rule.name}", normalized(Genome(genome.rules[:i] + genome.rules[i + 1 :], genome.params,
+                                                     genome.min_bonus)))
+            for i, rule in enumerate(genome.rules)]
+
+
 # -- materializing ---------------------------------------------------------------------------
 
 
@@ -207,6 +217,7 @@ __all__ = [
     "normalized",
     "rule_from_json",
     "rule_key",
+    "rule_removals",
     "rule_to_json",
     "simplifications",
 ]

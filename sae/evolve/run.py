@@ -37,7 +37,7 @@ from sae.algorithm import Algorithm, load_algorithm, save_algorithm
 from sae.errors import InputError
 from sae.evolve.data import EvalData, build_eval_data, file_sha256
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
-from sae.evolve.genome import Genome, genome_of, rule_key, simplifications
+from sae.evolve.genome import Genome, genome_of, rule_key, rule_removals, simplifications
 from sae.evolve.operators import SearchSpace, crossover, mutate
 from sae.evolve.select import (
     Ranked,
@@ -336,7 +336,7 @@ class Evolution:
         record = {
             "rule": f"the highest validation quality among the {self.config.final_candidates} front members{within} "
                     "of highest fit quality (then lower cost, then smaller genome key), less the settings that "
-                    "change none of its objectives",
+                    "change none of its objectives and the rules without which it is no worse and cheaper",
             "pick": pick,
             "simplified": [what for what, _ in steps],
             "fit": records[chosen][0]["objectives"],
@@ -360,24 +360,29 @@ class Evolution:
 
     def _simplify(self, key: str, valid: dict[str, Any]
                   ) -> tuple[str, list[tuple[str, str]], dict[str, tuple[dict[str, Any], dict[str, Any]]]]:
-        """The pick less every setting whose removal changes none of its objectives, on the fit
-        and the validation data (:func:`sae.evolve.genome.simplifications`, tried in order,
-        again after each one kept): the simpler genome, what each step removed with the genome
-        it gave, and the evaluations (fit, validation) of the pick and of those genomes."""
+        """The pick less every setting whose removal changes none of its objectives and every
+        rule whose removal leaves it no worse and cheaper, on the fit and the validation data
+        (:func:`sae.evolve.genome.simplifications`, then :func:`sae.evolve.genome.rule_removals`,
+        tried in order, again after each one kept): the simpler genome, what each step removed
+        with the genome it gave, and the evaluations (fit, validation) of the pick and of those
+        genomes."""
         pick = (self.records[key], valid)  # every step is compared with the pick, so nothing drifts
         steps: list[tuple[str, str]] = []
         records: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {key: pick}
         tried: set[str] = set()
         while True:
-            for what, genome in simplifications(self.genome(key), self.base.params):
-                if genome.key in tried:
+            genome = self.genome(key)
+            candidates = [(what, g, _changes_nothing) for what, g in simplifications(genome, self.base.params)]
+            candidates += [(what, g, _no_worse_and_cheaper) for what, g in rule_removals(genome)]
+            for what, simpler, keeps in candidates:
+                if simpler.key in tried:
                     continue
-                tried.add(genome.key)
-                self.genomes[genome.key] = genome
-                (fit,), _ = self._evaluate([genome.key], "fit")
-                (val,), _ = self._evaluate([genome.key], "valid")
-                if _changes_nothing(pick[0], fit.record()) and _changes_nothing(pick[1], val.record()):
-                    key = genome.key
+                tried.add(simpler.key)
+                self.genomes[simpler.key] = simpler
+                (fit,), _ = self._evaluate([simpler.key], "fit")
+                (val,), _ = self._evaluate([simpler.key], "valid")
+                if keeps(pick[0], fit.record()) and keeps(pick[1], val.record()):
+                    key = simpler.key
                     records[key] = (fit.record(), val.record())
                     steps.append((what, key))
                     break
@@ -390,14 +395,21 @@ class Evolution:
 _KEPT = ("quality", "spearman", "teacher", "minimal_error", "steps")
 
 
+def _micro(value: float | None) -> int | None:
+    return None if value is None else round(value * 1_000_000)
+
+
 def _changes_nothing(before: dict[str, Any], after: dict[str, Any]) -> bool:
     """Whether ``after``'s objectives equal ``before``'s to six digits, at no more cost."""
     a, b = before["objectives"], after["objectives"]
+    return all(_micro(a[k]) == _micro(b[k]) for k in _KEPT) and b["cost"] <= a["cost"] and b["rules"] <= a["rules"]
 
-    def micro(v: float | None) -> int | None:
-        return None if v is None else round(v * 1_000_000)
 
-    return all(micro(a[k]) == micro(b[k]) for k in _KEPT) and b["cost"] <= a["cost"] and b["rules"] <= a["rules"]
+def _no_worse_and_cheaper(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether ``after`` dominates ``before`` in the search's own objectives: a quality at
+    least as high to six digits, at a lower cost (the final pick would have preferred it)."""
+    a, b = before["objectives"], after["objectives"]
+    return _micro(b["quality"]) >= _micro(a["quality"]) and b["cost"] < a["cost"]
 
 
 def _neg(key: str) -> tuple[int, ...]:

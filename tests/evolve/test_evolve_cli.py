@@ -407,19 +407,17 @@ def test_a_linear_run_picks_an_algorithm_that_takes_the_map(world, tmp_path, cap
         store.close()
 
 
-def test_the_final_pick_drops_settings_that_change_nothing(world, tmp_path):
-    """A tolerance without a guard and an opcode on a rule that never fires are dropped; the
-    base's PUSH and MUL (which multiply) and NOP (which silences) are kept."""
+def test_the_final_pick_drops_settings_that_change_nothing_and_rules_that_add_nothing(world, tmp_path):
+    """A tolerance without a guard and an opcode on a rule that never fires are dropped, then
+    that rule and every rule without which the pick is no worse and cheaper; each rule kept
+    costs quality when it goes."""
     from dataclasses import replace
 
     from tiny import parse
 
     from sae.evolve.executors import Payload, make_executor
-    from sae.evolve.genome import Genome, genome_of, normalized
-    from sae.evolve.run import Evolution, EvolveConfig, Inputs, load_inputs
-
-    def opcodes(genome: Genome) -> int:
-        return sum(1 for r in genome.rules for u in r.updates if u.opcode is not None)
+    from sae.evolve.genome import Genome, genome_of, normalized, rule_key, rule_removals
+    from sae.evolve.run import Evolution, EvolveConfig, Inputs, _no_worse_and_cheaper, load_inputs
 
     config = EvolveConfig(generations=1, population=4, fit_pairs=0, minimal_pairs=0)
     base, data, _ = load_inputs(Inputs(teacher=world["teacher"], pairs=world["pairs"], base=world["base"]), config)
@@ -433,11 +431,25 @@ def test_the_final_pick_drops_settings_that_change_nothing(world, tmp_path):
         (fit,), _ = evo._evaluate([padded.key], "fit")
         (val,), _ = evo._evaluate([padded.key], "valid")
         evo.records[padded.key] = fit.record()
+        pick = (fit.record(), val.record())
         chosen, steps, records = evo._simplify(padded.key, val.record())
+        simpler = evo.genome(chosen)
+        kept = []  # the chosen genome without each rule it kept: each must lose quality or save nothing
+        for _, without in rule_removals(simpler):
+            evo.genomes[without.key] = without
+            (f,), _ = evo._evaluate([without.key], "fit")
+            (v,), _ = evo._evaluate([without.key], "valid")
+            kept.append(_no_worse_and_cheaper(pick[0], f.record()) and _no_worse_and_cheaper(pick[1], v.record()))
     finally:
         executor.close()
         store.close()
-    assert [what.split(": ")[-1] for what, _ in steps] == ["set 0 op=PUSH", "tolerance 777 (the base's 0)"]
-    simpler = evo.genome(chosen)
-    assert simpler.params == base.params and opcodes(simpler) == opcodes(genome_of(base)) == opcodes(padded) - 1
-    assert round(records[chosen][0]["objectives"]["quality"], 6) == round(fit.record()["objectives"]["quality"], 6)
+    whats = [what.split(": ")[-1] for what, _ in steps]
+    assert whats[:2] == ["set 0 op=PUSH", "tolerance 777 (the base's 0)"]
+    assert len(whats) > 2 and all(what.startswith("rule ") for what in whats[2:])
+    assert simpler.params == base.params and len(simpler.rules) == len(padded.rules) - (len(whats) - 2)
+    assert {rule_key(r) for r in simpler.rules} <= {rule_key(r) for r in genome_of(base).rules}  # the padding went
+    assert simpler.rules and not any(kept)
+    for _, key in steps:
+        for split in (0, 1):
+            before, after = pick[split]["objectives"], records[key][split]["objectives"]
+            assert round(after["quality"], 6) >= round(before["quality"], 6) and after["cost"] <= before["cost"]

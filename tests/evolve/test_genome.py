@@ -108,3 +108,15 @@ def test_simplifications_unset_each_opcode_and_reset_each_changed_parameter():
         assert "op=" in what and simpler.params == g.params and simpler.key != g.key
         assert sum(1 for r in simpler.rules for u in r.updates if u.opcode is not None) == opcodes - 1
     assert simplifications(Genome((), alg.params, 0), alg.params) == []
+
+
+def test_rule_removals_drop_each_rule_once():
+    from sae.evolve.genome import rule_key, rule_removals
+
+    g = genome_of(make_tiny(transforms=1))
+    found = rule_removals(g)
+    assert [what for what, _ in found] == [f"rule {r.name}" for r in g.rules]
+    for rule, (_, without) in zip(g.rules, found, strict=True):
+        assert {rule_key(r) for r in without.rules} == {rule_key(r) for r in g.rules} - {rule_key(rule)}
+        assert without.params == g.params and without.min_bonus == g.min_bonus
+    assert rule_removals(Genome((), g.params, 0)) == []
