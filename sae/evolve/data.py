@@ -39,11 +39,14 @@ from sae.evaluate import cosine_rows, read_pairs
 from sae.layout import DEFAULT_CAPACITIES
 from sae.teacher import read_teacher
 
-#: The kinds of minimal pairs, in the order their ``PairSet.kind`` indexes them. The
-#: fitness averages the error per kind, then over the kinds of each phenomenon
-#: (:data:`MINIMAL_PHENOMENA`), then over the phenomena: role swaps are far fewer than
-#: negations, and a pooled mean would let a genome drop the order rule for free. "not"
-#: after the auxiliary and "no" before a noun phrase are two kinds: the teacher moves
+#: Each kind of minimal pair and the phenomenon it is a form of. The fitness averages the
+#: error per kind, then over the kinds of each phenomenon, then over the phenomena: role swaps
+#: are far fewer than negations, and a pooled mean would let a genome drop the order rule for
+#: free; and negation and word order count alike whatever the number of forms each has
+#: (averaged over the five kinds alone, the third form of negation took order's share from 1/2
+#: to 2/5 and the search dropped the rule for roles without an auxiliary: docs/DISTILLATION.md,
+#: "Negation without an auxiliary").
+#: "not" after the auxiliary and "no" before a noun phrase are two kinds: the teacher moves
 #: about 2.5 times as far for the second (1 − cos), and one transform fitted on the first missed
 #: it by 0.11–0.18 on dev (docs/DISTILLATION.md, "Negation by no, roles without an auxiliary");
 #: "does not" and "never" for a verb without an auxiliary are a third (docs/DISTILLATION.md,
@@ -52,12 +55,10 @@ from sae.teacher import read_teacher
 #: second are 82 of train's 574 swaps, and pooled with the first the search dropped their
 #: rule (docs/EVOLVE.md). The "n't" form is not a kind: the tokenizer reads it as "not", so
 #: its programs are the negation kind's (and the teacher file does not hold its variants).
-MINIMAL_KINDS = ("negation", "negation_no", "negation_plain", "order", "order_plain")
-#: The phenomenon each kind (same order) is a form of. Negation and word order count alike
-#: whatever the number of forms each has: averaged over the five kinds alone, the third form
-#: of negation took order's share from 1/2 to 2/5 and the search dropped the rule for roles
-#: without an auxiliary (docs/DISTILLATION.md, "Negation without an auxiliary").
-MINIMAL_PHENOMENA = ("negation", "negation", "negation", "order", "order")
+MINIMAL_PHENOMENA = {"negation": "negation", "negation_no": "negation", "negation_plain": "negation",
+                     "order": "order", "order_plain": "order"}
+#: The kinds, in the order their ``PairSet.kind`` indexes them.
+MINIMAL_KINDS = tuple(MINIMAL_PHENOMENA)
 
 
 @dataclass(frozen=True)

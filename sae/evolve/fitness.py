@@ -46,7 +46,7 @@ import numpy as np
 from sae.algorithm import Algorithm, rule_reach
 from sae.batch import ProgramBatch
 from sae.evaluate import cosine_rows, spearman
-from sae.evolve.data import MINIMAL_PHENOMENA, EvalData, PairSet
+from sae.evolve.data import MINIMAL_KINDS, MINIMAL_PHENOMENA, EvalData, PairSet
 from sae.evolve.genome import Genome, materialize, rule_key
 from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED
 
@@ -252,7 +252,7 @@ class Evaluator:
         kinds = (minimal.kind if minimal.kind is not None else np.zeros(len(minimal), dtype=np.int8))[keep]
         per_phenomenon: dict[str, list[float]] = {}
         for k in np.unique(kinds):
-            per_phenomenon.setdefault(MINIMAL_PHENOMENA[k], []).append(float(err[kinds == k].mean()))
+            per_phenomenon.setdefault(MINIMAL_PHENOMENA[MINIMAL_KINDS[k]], []).append(float(err[kinds == k].mean()))
         return float(np.mean([np.mean(errors) for errors in per_phenomenon.values()]))
 
     def _subset_quality(self, cos: np.ndarray, mcos: np.ndarray) -> list[float]:

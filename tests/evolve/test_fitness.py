@@ -127,7 +127,7 @@ def test_minimal_error_weighs_each_phenomenon_alike(world):
             .objectives["minimal_error"]
 
     not_, no, order = (np.int8(MINIMAL_KINDS.index(k)) for k in ("negation", "negation_no", "order"))
-    assert MINIMAL_PHENOMENA[not_] == MINIMAL_PHENOMENA[no] != MINIMAL_PHENOMENA[order]
+    assert MINIMAL_PHENOMENA["negation"] == MINIMAL_PHENOMENA["negation_no"] != MINIMAL_PHENOMENA["order"]
     everything = np.arange(len(m))
     e0, e1 = (error(everything[i:i + 1], np.array([not_])) for i in (0, 1))
     e_rest = error(everything[2:], np.full(len(m) - 2, order))
