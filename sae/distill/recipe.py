@@ -101,6 +101,7 @@ class Config:
     stop_scale: float = RuleSettings.stop_scale
     punct_scale: float = RuleSettings.punct_scale
     negation: bool = RuleSettings.negation
+    negation_span: int = RuleSettings.negation_span
     object: bool = RuleSettings.object
     subject: bool = RuleSettings.subject
     plain_roles: bool = RuleSettings.plain_roles

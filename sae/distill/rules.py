@@ -35,6 +35,7 @@ class RuleSettings:
     stop_scale: float = 0.25  #: a stopword (not an auxiliary) right before a content word
     punct_scale: float = 0.5  #: punctuation right after a content word
     negation: bool = True  #: the negation-scope transform
+    negation_span: int = 8  #: the most items after the negation that its scope takes
     object: bool = True  #: the object transform (the words after "auxiliary verb")
     subject: bool = True  #: the subject transform (the words from the start up to an auxiliary)
     plain_roles: bool = True  #: subject and object transforms in "DET words DET words" (no auxiliary)
@@ -61,7 +62,7 @@ def default_rules(s: RuleSettings = RuleSettings()) -> tuple[Rule, ...]:
     mod = {name: i + 1 for i, name in enumerate(s.transform_names())}
     if s.negation:
         # Everything after a negation up to punctuation or a conjunction.
-        text += f"rule negation_scope score 60: [neg] [!punct !conj]+8 => set 1 mod={mod[NEGATION_SCOPE]}\n"
+        text += f"rule negation_scope score 60: [neg] [!punct !conj]+{s.negation_span} => set 1 mod={mod[NEGATION_SCOPE]}\n"
     if s.subject:
         # The words from the start of the text up to an auxiliary. Anchored at the start,
         # the rule is matched at one position per text, not at every one.

@@ -72,6 +72,12 @@ def test_negation_keeps_its_scope(engine):
     assert OBJECT not in got  # the object rule never takes items of a negation
 
 
+def test_the_negation_scope_takes_at_most_its_span(engine):
+    text = "The man is not playing the old red guitar in the park today."
+    assert scopes(engine, text)[NEGATION_SCOPE] == "playing the old red guitar in the park"  # 8 items
+    short = replace(engine.algorithm, rules=default_rules(replace(EVERY_SCOPE, negation_span=3)))
+    assert scopes(Engine(short, backend="cpu"), text)[NEGATION_SCOPE] == "playing the old"
+
 
 def test_subject_and_object_without_an_auxiliary(engine):
     assert scopes(engine, "A woman peels a potato.") == {SUBJECT: "a woman peel ##s", OBJECT: "a potato"}

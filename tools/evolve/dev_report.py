@@ -8,8 +8,8 @@ dev never feeds selection).
 For each Algorithm: dev Spearman with its rules and with its rules removed (the
 difference is what the rules add), mean cosine to the teacher, and the minimal pairs of
 dev sentences (mean |cos_sae − cos_teacher|: negation by "not", by "n't", by "no" and by
-"does not" or "never", role swaps around "is V-ing" and without an auxiliary; teacher embeddings from the
-distillation cache, computed when missing). ``--split train`` gives the same figures on
+"does not" or "never", role swaps around "is V-ing" and without an auxiliary, and the mean
+signed error, ``_bias``; teacher embeddings from the distillation cache, computed when missing). ``--split train`` gives the same figures on
 train, for a decision taken before dev is read.
 """
 
@@ -57,7 +57,9 @@ def main() -> int:
             row[f"{label}teacher_cosine"] = float(cosine_rows(emb, t_emb).mean())
             for kind, (pairs, ta, tb) in mp.items():
                 ours = cosine_rows(eng.embed([p[0] for p in pairs]), eng.embed([p[1] for p in pairs]))
-                row[f"{label}{kind}_abs_error"] = float(np.abs(ours - cosine_rows(ta, tb)).mean())
+                error = ours - cosine_rows(ta, tb)
+                row[f"{label}{kind}_abs_error"] = float(np.abs(error).mean())
+                row[f"{label}{kind}_bias"] = float(error.mean())  # < 0: sae moves the pairs further apart
         row["rules_add"] = row["spearman"] - row["without_rules_spearman"]
         out[name] = row
         print(f"{name:10s} {alg.content_hash[:12]} {args.split} Spearman {row['spearman']:.4f} "
