@@ -409,8 +409,8 @@ def test_a_linear_run_picks_an_algorithm_that_takes_the_map(world, tmp_path, cap
 
 def test_the_final_pick_drops_settings_that_change_nothing_and_rules_that_add_nothing(world, tmp_path):
     """A tolerance without a guard and an opcode on a rule that never fires are dropped, then
-    that rule and every rule without which the pick is no worse and cheaper; each rule kept
-    costs quality when it goes."""
+    that rule and every rule without which the pick is no worse and cheaper; no rule kept
+    passes that test."""
     from dataclasses import replace
 
     from tiny import parse
@@ -434,7 +434,7 @@ def test_the_final_pick_drops_settings_that_change_nothing_and_rules_that_add_no
         pick = (fit.record(), val.record())
         chosen, steps, records = evo._simplify(padded.key, val.record())
         simpler = evo.genome(chosen)
-        kept = []  # the chosen genome without each rule it kept: each must lose quality or save nothing
+        kept = []  # whether the chosen genome without each rule it kept would dominate the pick
         for _, without in rule_removals(simpler):
             evo.genomes[without.key] = without
             (f,), _ = evo._evaluate([without.key], "fit")
