@@ -15,8 +15,8 @@ At the end the **final pick** (docs/EVOLVE.md): the Pareto front of every genome
 run evaluated (quality ↑, cost ↓) — only its members of cost at most ``max_cost`` when
 that is set — its ``final_candidates`` members of highest quality evaluated on the validation pairs, and the one with the highest validation
 quality (then lower cost, then key), less every setting whose removal changes none of
-its objectives (an opcode that acts as ``ACC``, a tolerance without a guard), written as a
-normal Algorithm directory.
+its objectives (an opcode that acts as ``ACC``, a tolerance without a guard) and every rule
+without which it is no worse and cheaper, written as a normal Algorithm directory.
 """
 
 from __future__ import annotations

@@ -43,8 +43,8 @@ def main() -> int:
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
     found = reported_pairs(texts)  # negation by "not" (issue 9's target), "n't", "no", "does not"/"never"; role swaps
     cache = TeacherCache(args.cache, args.teacher_python)
-    mp = {kind: (pairs, cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs]))
-          for kind, pairs in found.items() if pairs}
+    mp = {kind: (pairs, cosine_rows(cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs])))
+          for kind, pairs in found.items() if pairs}  # the teacher's cosines, once per kind
     out = {}
     for spec in args.algorithm:
         name, _, path = spec.partition("=")
@@ -55,9 +55,9 @@ def main() -> int:
             emb = eng.embed(texts)
             row[f"{label}spearman"] = score_embeddings(split, texts, emb)[0]
             row[f"{label}teacher_cosine"] = float(cosine_rows(emb, t_emb).mean())
-            for kind, (pairs, ta, tb) in mp.items():
+            for kind, (pairs, teacher_cos) in mp.items():
                 ours = cosine_rows(eng.embed([p[0] for p in pairs]), eng.embed([p[1] for p in pairs]))
-                error = ours - cosine_rows(ta, tb)
+                error = ours - teacher_cos
                 row[f"{label}{kind}_abs_error"] = float(np.abs(error).mean())
                 row[f"{label}{kind}_bias"] = float(error.mean())  # < 0: sae moves the pairs further apart
         row["rules_add"] = row["spearman"] - row["without_rules_spearman"]
