@@ -60,3 +60,30 @@ def test_sae_profile_writes_a_loadable_trace(tiny_dir, tmp_path, capsys):
 def test_profile_refuses_an_unwritable_trace(tiny_dir, tmp_path, capsys):
     assert main(["profile", "--trace", str(tmp_path / "no" / "t.json"), "--algorithm", str(tiny_dir)]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_the_numpy_path_times_each_rules_matching_and_footprints_inside_the_anneal_and_changes_no_result():
+    from sae.engine import Engine
+
+    engine = Engine(backend="cpu", threads=1)  # the bundled default: rules with runs and without
+    texts = ["A man is not playing the guitar.", "A dog is biting a man.", "There are 3 cats on the mat."] * 40
+    plain = engine.embed(texts)
+    p = Profiler()
+    engine.profiler = p
+    timed = engine.embed(texts)
+    engine.profiler = None
+    assert timed.tobytes() == plain.tobytes()
+    rules = [r.name for r in engine.algorithm.rules]
+    cpu = {r["name"]: r for r in p.summary("cpu")}
+    assert {f"match {name}" for name in rules} <= set(cpu)  # every rule, matched at least once
+    runs = [r.name for r in engine.algorithm.rules if any(e.gap or e.run for e in r.pattern)]
+    assert runs and any(f"footprint {name}" in cpu for name in runs)
+    assert not any(name.startswith("footprint") and name[len("footprint "):] not in runs for name in cpu)
+    anneal = [e for e in p.events if e.name == "anneal"]
+    for e in p.events:
+        if e.name.startswith(("match ", "footprint ")):
+            assert any(a.start_ns <= e.start_ns and e.start_ns + e.dur_ns <= a.start_ns + a.dur_ns for a in anneal)
+    # Unprofiled again: nothing more is recorded.
+    count = len(p.events)
+    engine.embed(texts)
+    assert len(p.events) == count

@@ -7,8 +7,9 @@ Embeds the 2,910 unique dev sentences with ``Engine(backend="cpu")`` (best of
 ``--repeats`` runs after a warm-up), the same Algorithm without rules, then the
 same sentences with Model2Vec in a subprocess of its own interpreter (its own
 venv); ``--rounds`` alternates the three, and it prints each one's best round
-and the ratios. ``--profile`` splits sae's time into tokenize / widen / anneal / VM and
-prints the top functions of the annealing loop (cProfile).
+and the ratios. ``--profile`` splits sae's time into tokenize / widen / anneal / VM and,
+within the anneal, each rule's matching and footprints (the engine's own profiler, the
+mean of ``--profile-passes`` passes).
 
 The Model2Vec model: ``python -c "from model2vec.distill import distill; distill(model_name=PATH,
 pca_dims=256).save_pretrained('out/m2v/minilm-m2v')"`` with PATH the teacher directory
@@ -18,9 +19,6 @@ pca_dims=256).save_pretrained('out/m2v/minilm-m2v')"`` with PATH the teacher dir
 from __future__ import annotations
 
 import argparse
-import cProfile
-import io
-import pstats
 import sys
 from pathlib import Path
 
@@ -43,13 +41,18 @@ def sae_rate(engine: Engine, texts: list[str], repeats: int) -> tuple[float, np.
     return len(texts) / timed(lambda: engine.embed(texts), repeat=repeats), emb
 
 
-def stages(engine: Engine, texts: list[str]) -> dict[str, float]:
-    """Seconds per stage of one ``Engine.embed`` pass, from the engine's own profiler."""
+def profile_rows(engine: Engine, texts: list[str], passes: int) -> dict[str, float]:
+    """Seconds per pass of each CPU scope of ``Engine.embed`` (stages, and each rule's matching
+    and footprints), from the engine's own profiler, averaged over ``passes`` passes."""
     engine.profiler = Profiler()
-    engine.embed(texts)
-    rows = {r["name"]: r["total_ms"] / 1e3 for r in engine.profiler.summary("cpu")}
+    for _ in range(passes):
+        engine.embed(texts)
+    rows = {r["name"]: r["total_ms"] / 1e3 / passes for r in engine.profiler.summary("cpu")}
     engine.profiler = None
-    return {"tokenize": rows["tokenize"], "widen": rows["widen"], "anneal": rows["anneal"], "vm": rows["execute"]}
+    return rows
+
+
+STAGES = {"tokenize": "tokenize", "widen": "widen", "anneal": "anneal", "vm": "execute"}
 
 
 def main() -> int:
@@ -60,7 +63,9 @@ def main() -> int:
     ap.add_argument("--m2v-model", default=str(REPO / "out/m2v/minilm-m2v"))
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per system and round")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the three systems")
-    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="split sae's time into stages and rules (the engine's profiler)")
+    ap.add_argument("--profile-passes", type=int, default=10, help="passes the --profile figures average")
     args = ap.parse_args()
 
     dev = read_pairs(Path(args.shared) / "data/stsb/sts-dev.csv")
@@ -111,21 +116,20 @@ def main() -> int:
               f"(median {np.median(ratios):.2f}, {sum(r >= 1 for r in ratios)} of {len(ratios)} rounds >= 1)")
 
     if args.profile:  # the profiler runs batches one after another (no worker threads)
-        st = stages(engine, texts)
+        rows = profile_rows(engine, texts, args.profile_passes)
+        st = {k: rows[name] for k, name in STAGES.items()}
         total = sum(st.values())
-        print("\nwhere sae's CPU time goes (one pass, default Algorithm):")
+        print(f"\nwhere sae's CPU time goes (mean of {args.profile_passes} passes, default Algorithm):")
         for k, v in st.items():
             print(f"  {k:<9} {v * 1000:8.1f} ms  {100 * v / total:5.1f} %")
-        st0 = stages(plain, texts)
-        print("same, rules removed: " + ", ".join(f"{k} {v * 1000:.1f} ms" for k, v in st0.items()))
-        prof = cProfile.Profile()
-        prof.enable()
-        engine.embed(texts)
-        prof.disable()
-        buf = io.StringIO()
-        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(15)
-        print("\ncProfile of Engine.embed (top 15 by own time):")
-        print("\n".join(line for line in buf.getvalue().splitlines() if line.strip())[:6000])
+        rows0 = profile_rows(plain, texts, args.profile_passes)
+        print("same, rules removed: " + ", ".join(f"{k} {rows0[name] * 1000:.1f} ms" for k, name in STAGES.items()))
+        print("\neach rule's matching (every annealing step's bid pass) and footprints (its candidates'), "
+              "ms per pass and share of the anneal:")
+        for rule in engine.algorithm.rules:
+            match, foot = rows.get(f"match {rule.name}", 0.0), rows.get(f"footprint {rule.name}", 0.0)
+            print(f"  {rule.name:<14} match {match * 1000:6.2f} ms  footprints {foot * 1000:5.2f} ms  "
+                  f"{100 * (match + foot) / st['anneal']:5.1f} %")
     return 0
 
 

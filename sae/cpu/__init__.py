@@ -13,6 +13,7 @@ from sae.cpu.anneal import Annealer
 from sae.cpu.match import Matcher
 from sae.cpu.vm import run_vm
 from sae.layout import Capacities, item_words
+from sae.profile import Profiler
 from sae.vector_table import VectorTable
 
 
@@ -21,7 +22,6 @@ class CpuBackend:
 
     name = "cpu"
     description = "numpy"
-    profiler = None  # the engine's stage scopes are all the numpy path reports
     concurrent_batches = True  # nothing but read-only tables is kept between calls
 
     def __init__(self, alg: Algorithm, caps: Capacities) -> None:
@@ -30,6 +30,16 @@ class CpuBackend:
         self.annealer = Annealer(alg, self.matcher)
         self.table = VectorTable.shared(alg.vectors, alg.transforms)
         self._batches = HostBatches(caps)
+
+    @property
+    def profiler(self) -> Profiler | None:
+        """Set by the engine (``engine.profiler``): besides its stages, each rule's matching
+        (``match NAME``) and footprints (``footprint NAME``) are then CPU scopes."""
+        return self.matcher.profiler
+
+    @profiler.setter
+    def profiler(self, profiler: Profiler | None) -> None:
+        self.matcher.profiler = profiler
 
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> DoneBatch:
         """Widen, anneal and execute now, on this thread's reused host batch."""

@@ -10,6 +10,7 @@ from sae.cpu.match import Matcher, StreamView
 from sae.cpu.rewrite import apply_winners
 from sae.cpu.rows import PACK_WHEN, Rows
 from sae.layout import COMMITTED, ITEM_WORDS, JOURNAL_WORDS, REVERTED, RULE_MERGE, item_words
+from sae.profile import maybe_scope
 
 
 def select_winners(
@@ -62,6 +63,7 @@ class Annealer:
         self.symbol_rows = alg.symbol_rows.astype(np.uint32)
         self._merge = np.array([int(r["kind"]) == RULE_MERGE for r in matcher.rules] or [False])
         self._all_act = matcher.actors.size == matcher.n_rules  # no guards: keys need no selection
+        self._footprint_scopes = [f"footprint {rule.name}" for rule in alg.rules]
         self.packing = PACK_WHEN  #: see :meth:`Rows.of`; the results are the same bytes either way
 
     def run(self, batch: ProgramBatch) -> None:
@@ -174,9 +176,10 @@ class Annealer:
         for r in np.flatnonzero(m.extent < 0):
             sel = np.flatnonzero(rule == r)
             if sel.size:
-                first, q = place[r][0][row[sel], p[sel]], place[r][1][row[sel], p[sel]]
-                last[sel], read[sel], write[sel], mark[sel] = m.footprint(first, q, p[sel],
-                                                                          view.last_at(row[sel], p[sel]), int(r))
+                with maybe_scope(m.profiler, self._footprint_scopes[r], rule=int(r), candidates=int(sel.size)):
+                    first, q = place[r][0][row[sel], p[sel]], place[r][1][row[sel], p[sel]]
+                    last[sel], read[sel], write[sel], mark[sel] = m.footprint(
+                        first, q, p[sel], view.last_at(row[sel], p[sel]), int(r))
         return last, read, write, mark
 
     def _judge(

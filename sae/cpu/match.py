@@ -24,6 +24,7 @@ from sae.layout import (
     Capacities,
     F,
 )
+from sae.profile import Profiler, maybe_scope
 
 #: One distinct element test: (opcode, mod, position flags, mark bit or -1, symbol-table
 #: bit or -1). What a test asks of the symbol alone (symbol, class masks, phrase slot)
@@ -137,6 +138,9 @@ class Matcher:
         )
         self._tie_cache: dict[int, np.ndarray] = {}
         self._build_footprints(alg)
+        #: set through the backend (``engine.profiler``): each rule's matching is then a CPU scope
+        self.profiler: Profiler | None = None
+        self._match_scopes = [f"match {rule.name}" for rule in alg.rules]
 
     # -- footprints: what a bid examines and writes (§3, interference) ------------------
     def _build_footprints(self, alg: Algorithm) -> None:
@@ -458,7 +462,6 @@ class Matcher:
         candidates and winners without matching them again.
         """
         d, length = v.symbol.shape
-        anchors = np.arange(length, dtype=np.int64)
         ties = self._ties(length)
         keys = np.zeros((self.n_rules, d, length), dtype=np.uint32)
         ends = np.full((self.n_rules, d, length), -1, dtype=np.int64) if extents else None
@@ -469,24 +472,9 @@ class Matcher:
         # larger share of a small batch's cost (most texts have no negation).
         passed = [bool(plane.any()) for plane in v.tests]
         for r in range(self.n_rules):
-            rule = self.rules[r]
-            tie = ties[r]
-            if not all(passed[t] for t in self._test_of[r]):
-                if placements is not None and self.extent[r] < 0:
-                    k = int(rule["length"])
-                    placements[r] = (np.zeros((d, length, k), np.int16), np.zeros((d, length, k), np.int16))
-                continue
-            if self.extent[r] < 0:
-                self._bid_matching(v, r, keys[r], tie, ends[r] if extents else None, placements, memo)
-                continue
-            ok = self._gap_free_matches(v, r)
-            if int(rule["kind"]) != RULE_MERGE:
-                np.copyto(keys[r], (int(rule["score"]) << self.keys.tie_bits) | tie, where=ok, casting="unsafe")
-                if extents:
-                    ends[r][ok] = np.broadcast_to(anchors + self.extent[r], ok.shape)[ok]
-                continue
-            g, p = np.nonzero(ok)
-            spans.append((r, g, p, v.symbol[g[:, None], p[:, None] + np.arange(int(rule["length"]))]))
+            with maybe_scope(self.profiler, self._match_scopes[r], rule=r, documents=d):
+                self._bid_rule(v, r, passed, keys[r], ties[r], ends[r] if extents else None, placements, memo,
+                               spans)
         if spans:
             # A merge bids only where its span is a phrase: one lexicon search for
             # the few candidates of every merge rule, each span padded with ANY.
@@ -503,6 +491,29 @@ class Matcher:
                 if extents:
                     ends[r, g, p] = p + self.extent[r]
         return (keys, ends) if extents else keys
+
+    def _bid_rule(self, v: StreamView, r: int, passed: list[bool], keys: np.ndarray, tie: np.ndarray,
+                  ends: np.ndarray | None, placements: dict | None, memo: dict, spans: list) -> None:
+        """Rule ``r``'s part of :meth:`bids`: its keys (and ends, placements), or for a merge
+        its candidate spans, appended to ``spans`` for the one lexicon search."""
+        d, length = v.symbol.shape
+        rule = self.rules[r]
+        if not all(passed[t] for t in self._test_of[r]):
+            if placements is not None and self.extent[r] < 0:
+                k = int(rule["length"])
+                placements[r] = (np.zeros((d, length, k), np.int16), np.zeros((d, length, k), np.int16))
+            return
+        if self.extent[r] < 0:
+            self._bid_matching(v, r, keys, tie, ends, placements, memo)
+            return
+        ok = self._gap_free_matches(v, r)
+        if int(rule["kind"]) != RULE_MERGE:
+            np.copyto(keys, (int(rule["score"]) << self.keys.tie_bits) | tie, where=ok, casting="unsafe")
+            if ends is not None:
+                ends[ok] = np.broadcast_to(np.arange(length, dtype=np.int64) + self.extent[r], ok.shape)[ok]
+            return
+        g, p = np.nonzero(ok)
+        spans.append((r, g, p, v.symbol[g[:, None], p[:, None] + np.arange(int(rule["length"]))]))
 
     def _bid_matching(self, v: StreamView, r: int, keys: np.ndarray, tie: np.ndarray, ends: np.ndarray | None,
                       placements: dict | None, memo: dict) -> None:
