@@ -67,6 +67,9 @@ def main() -> int:
                     help="split sae's time into stages and rules (the engine's profiler)")
     ap.add_argument("--profile-passes", type=int, default=10, help="passes the --profile figures average")
     args = ap.parse_args()
+    for name in ("repeats", "rounds", "profile_passes"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
     dev = read_pairs(Path(args.shared) / "data/stsb/sts-dev.csv")
     texts = dev.unique_texts()
