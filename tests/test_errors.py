@@ -47,3 +47,12 @@ def test_a_tool_given_a_wrong_shared_directory_says_so_in_one_line(tool, tmp_pat
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if "XDG_RUNTIME_DIR" not in line]
     assert lines == [f"{Path(tool).name}: error: {tmp_path / 'nowhere'}/data/stsb/sts-dev.csv: no such file"]
+
+
+@pytest.mark.parametrize("option", ["--rounds", "--repeats", "--profile-passes"])
+def test_bench_cpu_refuses_a_count_below_one_in_one_line(option, tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "tools/bench_cpu.py"), "--shared", str(tmp_path), option, "0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[-1] == f"bench_cpu.py: error: {option} must be at least 1, got 0"
+    assert "Traceback" not in proc.stderr
