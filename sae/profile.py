@@ -129,6 +129,21 @@ class Profiler:
                 "otherData": {"gpu_clock": self.gpu_clock or "none", "device": self.device or "none"}}
 
 
+def mean_cpu_ms(engine: Any, texts: list[str], passes: int) -> dict[str, float]:
+    """Milliseconds per pass of every CPU scope of ``engine.embed(texts)`` (stages, and on the
+    numpy path each rule's ``match NAME`` and ``footprint NAME``), the mean of ``passes``
+    profiled passes after one unprofiled warm-up (which fills the transformed vector rows).
+    With a profiler attached the engine runs its batches one after another."""
+    engine.embed(texts)
+    engine.profiler = profiler = Profiler()
+    try:
+        for _ in range(passes):
+            engine.embed(texts)
+    finally:
+        engine.profiler = None
+    return {row["name"]: row["total_ms"] / passes for row in profiler.summary("cpu")}
+
+
 @contextmanager
 def maybe_scope(profiler: Profiler | None, name: str, **args: Any) -> Iterator[None]:
     """``profiler.scope(...)`` when a profiler is attached, otherwise nothing."""

@@ -29,27 +29,17 @@ sys.path.insert(0, str(REPO))
 
 from bench import model2vec, timed  # noqa: E402  (tools/bench.py, beside this file)
 
+from sae.distill.ablation import rule_costs  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
 from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
-from sae.profile import Profiler  # noqa: E402
+from sae.profile import mean_cpu_ms  # noqa: E402
 
 
 def sae_rate(engine: Engine, texts: list[str], repeats: int) -> tuple[float, np.ndarray]:
     """Best rate of ``repeats`` runs after a warm-up, and the embeddings."""
     emb = engine.embed(texts)
     return len(texts) / timed(lambda: engine.embed(texts), repeat=repeats), emb
-
-
-def profile_rows(engine: Engine, texts: list[str], passes: int) -> dict[str, float]:
-    """Seconds per pass of each CPU scope of ``Engine.embed`` (stages, and each rule's matching
-    and footprints), from the engine's own profiler, averaged over ``passes`` passes."""
-    engine.profiler = Profiler()
-    for _ in range(passes):
-        engine.embed(texts)
-    rows = {r["name"]: r["total_ms"] / 1e3 / passes for r in engine.profiler.summary("cpu")}
-    engine.profiler = None
-    return rows
 
 
 STAGES = {"tokenize": "tokenize", "widen": "widen", "anneal": "anneal", "vm": "execute"}
@@ -119,20 +109,19 @@ def main() -> int:
               f"(median {np.median(ratios):.2f}, {sum(r >= 1 for r in ratios)} of {len(ratios)} rounds >= 1)")
 
     if args.profile:  # the profiler runs batches one after another (no worker threads)
-        rows = profile_rows(engine, texts, args.profile_passes)
+        rows = mean_cpu_ms(engine, texts, args.profile_passes)
         st = {k: rows[name] for k, name in STAGES.items()}
         total = sum(st.values())
-        print(f"\nwhere sae's CPU time goes (mean of {args.profile_passes} passes, default Algorithm):")
+        print(f"\nwhere sae's CPU time goes (ms per pass, the mean of {args.profile_passes}):")
         for k, v in st.items():
-            print(f"  {k:<9} {v * 1000:8.1f} ms  {100 * v / total:5.1f} %")
-        rows0 = profile_rows(plain, texts, args.profile_passes)
-        print("same, rules removed: " + ", ".join(f"{k} {rows0[name] * 1000:.1f} ms" for k, name in STAGES.items()))
+            print(f"  {k:<9} {v:8.1f} ms  {100 * v / total:5.1f} %")
+        rows0 = mean_cpu_ms(plain, texts, args.profile_passes)
+        print("same, rules removed: " + ", ".join(f"{k} {rows0[name]:.1f} ms" for k, name in STAGES.items()))
         print("\neach rule's matching (every annealing step's bid pass) and footprints (its candidates'), "
               "ms per pass and share of the anneal:")
-        for rule in engine.algorithm.rules:
-            match, foot = rows.get(f"match {rule.name}", 0.0), rows.get(f"footprint {rule.name}", 0.0)
-            print(f"  {rule.name:<14} match {match * 1000:6.2f} ms  footprints {foot * 1000:5.2f} ms  "
-                  f"{100 * (match + foot) / st['anneal']:5.1f} %")
+        for cost in rule_costs(engine.algorithm, rows):
+            print(f"  {cost.name:<14} match {cost.match_ms:6.2f} ms  footprints {cost.footprint_ms:5.2f} ms  "
+                  f"{100 * cost.share:5.1f} %")
     return 0
 
 

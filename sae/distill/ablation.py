@@ -1,4 +1,5 @@
-"""What each rule of an Algorithm adds, measured: the same Algorithm with rules taken away.
+"""What each rule of an Algorithm adds, measured: the same Algorithm with rules taken away;
+and what each costs on the numpy path: its matching and footprints, timed by the profiler.
 
 Every variant keeps the vectors, transforms and lexicon, and changes only the rules
 (or the health check's tolerance), so the differences are the rules' own.
@@ -21,6 +22,27 @@ class Variant:
     teacher_cosine: float | None
     committed: int  #: rewrites committed embedding the pairs' texts
     reverted: int  #: rewrites the health check reverted
+
+
+@dataclass(frozen=True)
+class RuleCost:
+    """One rule's time on the numpy path, per pass over some texts."""
+
+    name: str
+    match_ms: float  #: its matching, in every bid pass (the first, and each step's re-bid)
+    footprint_ms: float  #: its candidates' footprints (rules with gaps or runs)
+    share: float  #: of the anneal's time
+
+
+def rule_costs(alg: Algorithm, scope_ms: dict[str, float]) -> list[RuleCost]:
+    """Each rule's cost from the profiler's per-pass scope times (:func:`sae.profile.mean_cpu_ms`
+    of a numpy-path engine of ``alg``), in rule order; a rule never matched costs 0."""
+    anneal = scope_ms.get("anneal", 0.0)
+    out = []
+    for rule in alg.rules:
+        match, foot = scope_ms.get(f"match {rule.name}", 0.0), scope_ms.get(f"footprint {rule.name}", 0.0)
+        out.append(RuleCost(rule.name, match, foot, (match + foot) / anneal if anneal > 0 else 0.0))
+    return out
 
 
 def variants(alg: Algorithm) -> list[tuple[str, Algorithm]]:

@@ -10,12 +10,17 @@ from sae.evaluate import Pairs, read_shared_split
 from sae.teacher import TeacherTable
 
 
-def split_inputs(doc: str | None) -> tuple[argparse.Namespace, Pairs, TeacherTable, Algorithm]:
-    """Parse the tool's command line (``doc`` is its help) and read what it names."""
+def split_inputs(doc: str | None, passes: bool = False) -> tuple[argparse.Namespace, Pairs, TeacherTable, Algorithm]:
+    """Parse the tool's command line (``doc`` is its help; ``passes``: it takes ``--passes N``,
+    profiled passes) and read what it names."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default="../shared")
     ap.add_argument("--algorithm", default=None)
     ap.add_argument("--split", default="dev", choices=("dev", "train"))
+    if passes:
+        ap.add_argument("--passes", type=int, default=5, help="profiled passes the rules' costs average")
     args = ap.parse_args()
+    if passes and args.passes < 1:
+        ap.error(f"--passes must be at least 1, got {args.passes}")
     pairs, teacher = read_shared_split(args.shared, args.split)
     return args, pairs, teacher, load_algorithm(args.algorithm)
