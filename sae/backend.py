@@ -64,6 +64,8 @@ class Backend(Protocol):
     #: whether batches may run from several threads at once (the numpy path: it keeps
     #: no state between calls); otherwise the engine keeps two batches in flight
     concurrent_batches: bool
+    #: documents per batch when the engine is given no ``batch_size``
+    default_batch: int
 
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> PendingBatch:
         """Embed documents given as token ids (each at most the stream capacity long).

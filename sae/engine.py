@@ -98,9 +98,10 @@ class Engine:
     >>> engine.embed(["a cat", "a dog"]).shape
     (2, 384)
 
-    ``batch_size`` documents are annealed together; on the numpy path up to
-    ``threads`` batches (default: the CPU count, at most 8) run side by side, which
-    changes no result. ``caps`` and ``adapter`` pick capacities and a GPU adapter.
+    ``batch_size`` documents are annealed together (default: the backend's own, 2,048 on
+    the numpy path and one 1,024-document chunk on the GPU); on the numpy path up to
+    ``threads`` batches (default: the CPU count, at most 8) run side by side. Neither
+    changes any result. ``caps`` and ``adapter`` pick capacities and a GPU adapter.
     """
 
     def __init__(
@@ -108,19 +109,19 @@ class Engine:
         algorithm: str | Path | Algorithm | None = None,
         *,
         backend: str = "auto",
-        batch_size: int = 1024,
+        batch_size: int | None = None,
         caps: Capacities = DEFAULT_CAPACITIES,
         adapter: str | None = None,
         threads: int | None = None,
     ) -> None:
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ValueError(f"Engine: batch_size must be >= 1, got {batch_size}")
         if threads is not None and threads < 1:
             raise ValueError(f"Engine: threads must be >= 1, got {threads}")
         self.caps = caps
         self.algorithm = algorithm if isinstance(algorithm, Algorithm) else load_algorithm(algorithm, caps)
         self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter, batch_size)
-        self.batch_size = batch_size
+        self.batch_size = batch_size if batch_size is not None else self.backend.default_batch
         #: batches embedded at once, each by its own thread, on a backend that allows it
         self.threads = threads if threads is not None else min(os.cpu_count() or 1, 8)
         self._profiler: Profiler | None = None

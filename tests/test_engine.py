@@ -79,6 +79,18 @@ def test_batches_side_by_side_give_the_same_bytes_as_one_after_another(tiny_alg)
     assert many.embed(texts).tobytes() == one.embed(texts).tobytes()  # spare batches are reused
 
 
+def test_without_a_batch_size_the_backend_picks_its_own_and_the_bytes_do_not_change(tiny_alg):
+    from sae.cpu import CpuBackend
+
+    texts = [" ".join(["the new york city players runs , not very big !"] * (1 + i % 4)) for i in range(2100)]
+    default = Engine(tiny_alg, backend="cpu", threads=1)
+    assert default.batch_size == CpuBackend.default_batch == 2048  # two batches here, one of them partial
+    small = Engine(tiny_alg, backend="cpu", batch_size=1024, threads=1)
+    assert default.embed(texts).tobytes() == small.embed(texts).tobytes()
+    with pytest.raises(ValueError, match="batch_size"):
+        Engine(tiny_alg, backend="cpu", batch_size=0)
+
+
 def test_threads_must_be_positive(tiny_alg):
     with pytest.raises(ValueError, match="threads"):
         Engine(tiny_alg, backend="cpu", threads=0)

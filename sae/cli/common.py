@@ -54,8 +54,8 @@ def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, b
         help="GPU adapter to use, by (part of) its name (env SAE_ADAPTER)",
     )
     if batch:
-        parser.add_argument("--batch-size", type=positive_int, default=1024, metavar="N",
-                            help="documents per batch (default 1024)")
+        parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                            help="documents per batch (default: the backend's, 2048 on the CPU, 1024 on the GPU)")
         parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                             help="batches embedded side by side on the CPU path (default: CPU count, at most 8)")
 
@@ -65,7 +65,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
     engine = Engine(
         args.algorithm,
         backend=args.backend,
-        batch_size=getattr(args, "batch_size", 1024),
+        batch_size=getattr(args, "batch_size", None),
         adapter=args.adapter,
         threads=getattr(args, "threads", None),
     )

@@ -66,10 +66,14 @@ class _Stage:
         return out
 
 
-def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_size: int) -> dict:
-    """Run both backends on ``texts``; the report ``sae compare --json`` prints."""
+def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_size: int | None) -> dict:
+    """Run both backends on ``texts`` in batches of ``batch_size`` (default: one GPU chunk);
+    the report ``sae compare --json`` prints."""
     from sae.engine import Engine
     from sae.gpu import GpuBackend
+    from sae.gpu.backend import DEFAULT_CHUNK
+
+    batch_size = DEFAULT_CHUNK if batch_size is None else batch_size
 
     engine = Engine(algorithm, backend="cpu", batch_size=batch_size)
     alg, caps = engine.algorithm, engine.caps

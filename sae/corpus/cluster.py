@@ -54,13 +54,13 @@ class EngineSpec:
     algorithm_files: dict[str, bytes] | None
     algorithm_hash: str
     backend: str = "cpu"  #: "cpu" or "gpu"
-    batch_size: int = 1024
+    batch_size: int | None = None  #: None: the backend's own (:attr:`sae.backend.Backend.default_batch`)
     threads: int = 1
     adapter: str | None = None
 
     @classmethod
     def from_options(
-        cls, algorithm: str | Path | None, backend: str = "auto", batch_size: int = 1024,
+        cls, algorithm: str | Path | None, backend: str = "auto", batch_size: int | None = None,
         threads: int | None = None, adapter: str | None = None,
     ) -> tuple[EngineSpec, Any]:
         """The spec for these engine options, and the Algorithm loaded here (to check it

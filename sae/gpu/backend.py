@@ -346,6 +346,11 @@ class GpuBackend:
         item = per_doc["items"] // ITEM_SLOTS
         return max(item + per_doc["state"] + per_doc["journal"], per_doc["scratch"], dim4(self.alg.dim) * 16)
 
+    @property
+    def default_batch(self) -> int:
+        """The engine's batches when it is given no ``batch_size``: one chunk each."""
+        return self.chunk
+
     def _chunk_size(self, wanted: int | None) -> int:
         limits = self.info.limits
         binding = self._binding_limit()

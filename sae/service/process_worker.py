@@ -61,7 +61,7 @@ class _SharedBatch:
             self.memory.unlink()
 
 
-def _child(conn: Connection, algorithm: str | None, batch_size: int) -> None:
+def _child(conn: Connection, algorithm: str | None, batch_size: int | None) -> None:
     # The parent decides when this process ends (it drains first): ignore the signals a
     # terminal sends to the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -109,7 +109,8 @@ class ProcessEngine:
     Not thread-safe: one batch at a time, as the batcher uses a worker.
     """
 
-    def __init__(self, algorithm: str | Path | None, content_hash: str | None = None, batch_size: int = 1024) -> None:
+    def __init__(self, algorithm: str | Path | None, content_hash: str | None = None,
+                 batch_size: int | None = None) -> None:
         self._block: _SharedBatch | None = None
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()

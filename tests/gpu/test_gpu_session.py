@@ -125,3 +125,13 @@ def test_a_device_lost_again_is_one_line_and_exit_1(monkeypatch):
     assert str(info.value).endswith("failed in submit_batch: Parent device is lost")
     assert "\n" not in str(info.value)
     assert engine.backend.counters.recoveries == 1  # it tried once
+
+
+def test_without_a_batch_size_the_engine_takes_the_gpus_chunk(monkeypatch):
+    engine = Engine(make_tiny(), backend="gpu")
+    assert engine.batch_size == engine.backend.chunk == 1024  # sae.gpu.backend.DEFAULT_CHUNK
+    monkeypatch.setenv("SAE_GPU_CHUNK", "16")  # read only when no batch size is given
+    small = Engine(make_tiny(), backend="gpu")
+    assert small.batch_size == small.backend.chunk == 16
+    assert Engine(make_tiny(), backend="gpu", batch_size=8).backend.chunk == 8
+    assert small.embed(TEXTS).tobytes() == engine.embed(TEXTS).tobytes()
