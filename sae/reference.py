@@ -559,6 +559,7 @@ class ReferenceBackend:
     description = "plain Python reference (docs/ENGINE.md)"
     profiler = None
     concurrent_batches = True  # nothing is kept between calls
+    default_batch = 1024  # any: one document at a time whatever the batch
 
     def __init__(self, alg: Algorithm, caps: Capacities) -> None:
         if len(alg.rules) > caps.rules:

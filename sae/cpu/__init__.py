@@ -24,7 +24,7 @@ class CpuBackend:
     description = "numpy"
     concurrent_batches = True  # nothing but read-only tables is kept between calls
     #: A batch's cost here is mostly its numpy calls, so a larger batch spreads them over
-    #: more documents: 2,048 embeds STS-B 10-20 % faster than 1,024, and larger ones no
+    #: more documents: 2,048 embeds STS-B 10-23 % faster than 1,024, and larger ones no
     #: faster (docs/PERFORMANCE.md, "Larger CPU batches"); 26 MB of host batch per thread.
     default_batch = 2048
 
