@@ -54,5 +54,5 @@ def test_bench_cpu_refuses_a_count_below_one_in_one_line(option, tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "tools/bench_cpu.py"), "--shared", str(tmp_path), option, "0"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.splitlines()[-1] == f"bench_cpu.py: error: {option} must be at least 1, got 0"
+    assert proc.stderr.splitlines()[-1] == f"bench_cpu.py: error: argument {option}: must be >= 1, got 0"
     assert "Traceback" not in proc.stderr

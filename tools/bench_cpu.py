@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from bench import model2vec, timed  # noqa: E402  (tools/bench.py, beside this file)
 
+from sae.cli.common import positive_int  # noqa: E402
 from sae.distill.ablation import rule_costs  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
@@ -51,15 +52,12 @@ def main() -> int:
     ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
     ap.add_argument("--m2v-python", default="/work/venv-m2v/bin/python")
     ap.add_argument("--m2v-model", default=str(REPO / "out/m2v/minilm-m2v"))
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs per system and round")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of the three systems")
+    ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per system and round")
+    ap.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds of the three systems")
     ap.add_argument("--profile", action="store_true",
                     help="split sae's time into stages and rules (the engine's profiler)")
-    ap.add_argument("--profile-passes", type=int, default=10, help="passes the --profile figures average")
+    ap.add_argument("--profile-passes", type=positive_int, default=10, help="passes the --profile figures average")
     args = ap.parse_args()
-    for name in ("repeats", "rounds", "profile_passes"):
-        if getattr(args, name) < 1:
-            ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
 
     dev = read_pairs(Path(args.shared) / "data/stsb/sts-dev.csv")
     texts = dev.unique_texts()

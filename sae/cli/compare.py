@@ -71,13 +71,11 @@ def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_
     the report ``sae compare --json`` prints."""
     from sae.engine import Engine
     from sae.gpu import GpuBackend
-    from sae.gpu.backend import DEFAULT_CHUNK
-
-    batch_size = DEFAULT_CHUNK if batch_size is None else batch_size
 
     engine = Engine(algorithm, backend="cpu", batch_size=batch_size)
     alg, caps = engine.algorithm, engine.caps
     gpu = GpuBackend(alg, caps, adapter=adapter)
+    batch_size = gpu.default_batch if batch_size is None else batch_size
     backends = {"cpu": engine.backend, "gpu": gpu}
     batches = {name: ProgramBatch(batch_size, caps) for name in backends}
     seconds = dict.fromkeys(backends, 0.0)

@@ -510,7 +510,7 @@ class Matcher:
         if int(rule["kind"]) != RULE_MERGE:
             np.copyto(keys, (int(rule["score"]) << self.keys.tie_bits) | tie, where=ok, casting="unsafe")
             if ends is not None:
-                ends[ok] = np.broadcast_to(np.arange(length, dtype=np.int64) + self.extent[r], ok.shape)[ok]
+                ends[ok] = np.nonzero(ok)[1] + self.extent[r]  # each match's anchor + its fixed extent
             return
         g, p = np.nonzero(ok)
         spans.append((r, g, p, v.symbol[g[:, None], p[:, None] + np.arange(int(rule["length"]))]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sae.algorithm import Algorithm, load_algorithm
+from sae.cli.common import positive_int
 from sae.evaluate import Pairs, read_shared_split
 from sae.teacher import TeacherTable
 
@@ -18,9 +19,7 @@ def split_inputs(doc: str | None, passes: bool = False) -> tuple[argparse.Namesp
     ap.add_argument("--algorithm", default=None)
     ap.add_argument("--split", default="dev", choices=("dev", "train"))
     if passes:
-        ap.add_argument("--passes", type=int, default=5, help="profiled passes the rules' costs average")
+        ap.add_argument("--passes", type=positive_int, default=5, help="profiled passes the rules' costs average")
     args = ap.parse_args()
-    if passes and args.passes < 1:
-        ap.error(f"--passes must be at least 1, got {args.passes}")
     pairs, teacher = read_shared_split(args.shared, args.split)
     return args, pairs, teacher, load_algorithm(args.algorithm)
