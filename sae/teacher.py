@@ -1,9 +1,12 @@
 """Teacher embeddings: read them memory-mapped and checked, or compute them.
 
 A teacher file is Parquet with a string column ``text`` and a column ``embedding``:
-a fixed-size list of float32 (one L2-normalized row per text). :func:`read_teacher`
-maps the file and hands the embedding column to numpy without a copy; every
-problem (wrong layout, wrong dimension, NaN, rows that are not unit length) is an
+a fixed-size list of float32 (one L2-normalized row per text), as ``sae teach`` and
+``sae embed`` write it. :func:`read_teacher` maps the file and hands that column to
+numpy without a copy. A list of another float type, or a variable-size list whose rows
+all have the same length (what pandas and ``pa.table`` make of Python lists), is read
+too, with one copy into float32. Every problem (another layout, rows of different
+lengths, wrong dimension, NaN, rows that are not unit length) is an
 :class:`~sae.errors.InputError` with one line naming the file and the problem.
 
 Computing embeddings (:func:`embed_with_teacher`, ``sae teach``) needs the optional
@@ -94,23 +97,23 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
 
     emb_col = table.column("embedding")
     etype = emb_col.type
-    if not pa.types.is_fixed_size_list(etype):
-        raise InputError(
-            f"{name}: column 'embedding' has type {etype}, expected a fixed-size list of float32 "
-            "(rows of different lengths cannot be a teacher)"
-        )
-    if not pa.types.is_float32(etype.value_type):
-        raise InputError(f"{name}: column 'embedding' holds {etype.value_type}, expected float32")
-    width = etype.list_size
+    listed = pa.types.is_fixed_size_list(etype) or pa.types.is_list(etype) or pa.types.is_large_list(etype)
+    if not listed or not pa.types.is_floating(etype.value_type):
+        raise InputError(f"{name}: column 'embedding' has type {etype}, expected a list of floats "
+                         "(a fixed-size list of float32 is read without a copy)")
+    if emb_col.null_count:
+        raise InputError(f"{name}: column 'embedding' has {emb_col.null_count} null row(s)")
+    width = etype.list_size if pa.types.is_fixed_size_list(etype) else _common_length(emb_col, name)
     if width < 1:
         raise InputError(f"{name}: column 'embedding' has dimension {width}")
     if dim is not None and width != dim:
         raise InputError(f"{name}: teacher dimension is {width}, expected {dim}")
-    if emb_col.null_count:
-        raise InputError(f"{name}: column 'embedding' has {emb_col.null_count} null row(s)")
 
     n = table.num_rows
-    embeddings = _fixed_list_to_numpy(emb_col, width, name)
+    if pa.types.is_fixed_size_list(etype) and pa.types.is_float32(etype.value_type):
+        embeddings = _fixed_list_to_numpy(emb_col, width, name)
+    else:
+        embeddings = _float_rows_copied(emb_col, width)
     if embeddings.shape != (n, width):
         raise InputError(f"{name}: embedding column has {embeddings.shape[0]} rows, table has {n}")
     finite = np.isfinite(embeddings).all(axis=1)
@@ -153,6 +156,34 @@ def _fixed_list_to_numpy(column, width: int, name: str) -> np.ndarray:
     out = flat.reshape(-1, width)
     if out.flags.writeable:
         out.setflags(write=False)
+    return out
+
+
+def _common_length(column, name: str) -> int:
+    """The length every row of a variable-size list column has (0 for no rows), or an
+    :class:`InputError` naming the first row whose length differs from row 0's."""
+    import pyarrow.compute as pc
+
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    if lengths.size == 0:
+        return 0
+    other = np.flatnonzero(lengths != lengths[0])
+    if other.size:
+        row = int(other[0])
+        raise InputError(f"{name}: embedding row {row} has {lengths[row]} values, row 0 has {lengths[0]} "
+                         f"(every row needs the same dimension; {other.size} row(s) differ)")
+    return int(lengths[0])
+
+
+def _float_rows_copied(column, width: int) -> np.ndarray:
+    """The values of a list column of any float type, rows of ``width``, as a read-only
+    ``(n, width)`` float32 copy (a null value inside a row becomes NaN, which the caller
+    reports)."""
+    import pyarrow.compute as pc
+
+    flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)
+    out = np.asarray(flat, dtype=np.float32).reshape(-1, width)
+    out.setflags(write=False)
     return out
 
 

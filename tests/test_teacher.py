@@ -72,18 +72,44 @@ def test_rows_not_normalized(tmp_path):
     assert read_teacher(path, check_norm=False).embeddings.shape == (3, 4)
 
 
-def test_ragged_rows(tmp_path):
+def test_ragged_rows_name_the_first_row_of_another_length(tmp_path):
     path = tmp_path / "t.parquet"
-    write_raw(path, ["a", "b"], pa.array([[1.0, 0.0], [1.0, 0.0, 0.0]], type=pa.list_(pa.float32())))
-    assert "fixed-size list" in bad_message(path)
+    rows = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0, 0.0], [1.0]]
+    write_raw(path, ["a", "b", "c", "d"], pa.array(rows, type=pa.list_(pa.float32())))
+    assert "row 2 has 3 values, row 0 has 2" in bad_message(path)
+    assert "2 row(s) differ" in bad_message(path)
 
 
-def test_float64_rows(tmp_path):
+@pytest.mark.parametrize("layout", ["list<double>", "large_list<float>", "fixed<double>", "fixed<half>"])
+def test_other_float_lists_of_one_length_are_read_with_a_copy(tmp_path, layout):
+    """What pandas or ``pa.table`` make of Python lists (and ``sae embed --dtype float16``)
+    is a teacher too: the same values as float32, copied once."""
+    emb = unit_rows(3, 4)
+    value_type = pa.float16() if layout.endswith("<half>") else pa.float64() if "double" in layout else pa.float32()
+    if layout.startswith("fixed"):
+        col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1).astype(value_type.to_pandas_dtype()),
+                                                         type=value_type), 4)
+    else:
+        list_type = pa.large_list if layout.startswith("large") else pa.list_
+        col = pa.array(emb.tolist(), type=list_type(value_type))
     path = tmp_path / "t.parquet"
-    emb = unit_rows(2, 4).astype(np.float64)
-    col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), type=pa.float64()), 4)
-    write_raw(path, ["a", "b"], col)
-    assert "expected float32" in bad_message(path)
+    write_raw(path, ["a", "b", "c"], col)
+    table = read_teacher(path, dim=4)
+    expected = emb.astype(value_type.to_pandas_dtype()).astype(np.float32)
+    np.testing.assert_array_equal(table.embeddings, expected)
+    assert table.embeddings.dtype == np.float32 and not table.embeddings.flags.writeable
+
+
+def test_a_list_that_is_not_of_floats_or_a_missing_value_inside_a_row(tmp_path):
+    path = tmp_path / "t.parquet"
+    write_raw(path, ["a", "b"], pa.array([[1, 0], [0, 1]], type=pa.list_(pa.int64())))
+    assert "expected a list of floats" in bad_message(path)
+    write_raw(path, ["a", "b"], pa.array([1.0, 0.5], type=pa.float64()))
+    assert "expected a list of floats" in bad_message(path)
+    write_raw(path, ["a", "b"], pa.array([[1.0, 0.0], [None, 1.0]], type=pa.list_(pa.float64())))
+    assert "row 1 contains NaN" in bad_message(path)
+    write_raw(path, ["a", "b"], pa.array([[1.0, 0.0], None], type=pa.list_(pa.float64())))
+    assert "1 null row(s)" in bad_message(path)
 
 
 def test_missing_column_and_not_parquet(tmp_path):
