@@ -55,7 +55,8 @@ def settle(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TeacherTable:
-    """Texts and their teacher embeddings, ``(n, dim)`` float32 (read-only, zero-copy)."""
+    """Texts and their teacher embeddings, ``(n, dim)`` float32, read-only (a view of the
+    file's bytes for a fixed-size float32 column, else a copy)."""
 
     path: str
     texts: list[str]
