@@ -5,7 +5,7 @@ a fixed-size list of float32 (one L2-normalized row per text), as ``sae teach`` 
 ``sae embed`` write it. :func:`read_teacher` maps the file and hands that column to
 numpy without a copy. A list of another float type, or a variable-size list whose rows
 all have the same length (what pandas and ``pa.table`` make of Python lists), is read
-too, with one copy into float32. Every problem (another layout, rows of different
+too, flattened (and copied into float32 where it holds another type). Every problem (another layout, rows of different
 lengths, wrong dimension, NaN, rows that are not unit length) is an
 :class:`~sae.errors.InputError` with one line naming the file and the problem.
 
@@ -56,7 +56,8 @@ def settle(x: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class TeacherTable:
     """Texts and their teacher embeddings, ``(n, dim)`` float32, read-only (a view of the
-    file's bytes for a fixed-size float32 column, else a copy)."""
+    file's bytes for a fixed-size float32 column; other lists are flattened, and copied
+    where they hold another float type)."""
 
     path: str
     texts: list[str]
@@ -98,23 +99,24 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
 
     emb_col = table.column("embedding")
     etype = emb_col.type
-    listed = pa.types.is_fixed_size_list(etype) or pa.types.is_list(etype) or pa.types.is_large_list(etype)
+    fixed = pa.types.is_fixed_size_list(etype)
+    listed = fixed or pa.types.is_list(etype) or pa.types.is_large_list(etype)
     if not listed or not pa.types.is_floating(etype.value_type):
         raise InputError(f"{name}: column 'embedding' has type {etype}, expected a list of floats "
                          "(a fixed-size list of float32 is read without a copy)")
     if emb_col.null_count:
         raise InputError(f"{name}: column 'embedding' has {emb_col.null_count} null row(s)")
-    width = etype.list_size if pa.types.is_fixed_size_list(etype) else _common_length(emb_col, name)
+    width = etype.list_size if fixed else _common_length(emb_col, name)
     if width < 1:
         raise InputError(f"{name}: column 'embedding' has dimension {width}")
     if dim is not None and width != dim:
         raise InputError(f"{name}: teacher dimension is {width}, expected {dim}")
 
     n = table.num_rows
-    if pa.types.is_fixed_size_list(etype) and pa.types.is_float32(etype.value_type):
+    if fixed and pa.types.is_float32(etype.value_type):
         embeddings = _fixed_list_to_numpy(emb_col, width, name)
     else:
-        embeddings = _float_rows_copied(emb_col, width)
+        embeddings = _flattened_float_rows(emb_col, width)
     if embeddings.shape != (n, width):
         raise InputError(f"{name}: embedding column has {embeddings.shape[0]} rows, table has {n}")
     finite = np.isfinite(embeddings).all(axis=1)
@@ -176,10 +178,10 @@ def _common_length(column, name: str) -> int:
     return int(lengths[0])
 
 
-def _float_rows_copied(column, width: int) -> np.ndarray:
+def _flattened_float_rows(column, width: int) -> np.ndarray:
     """The values of a list column of any float type, rows of ``width``, as a read-only
-    ``(n, width)`` float32 copy (a null value inside a row becomes NaN, which the caller
-    reports)."""
+    ``(n, width)`` float32 array, copied where the values are another type (a null value
+    inside a row becomes NaN, which the caller reports)."""
     import pyarrow.compute as pc
 
     flat = pc.list_flatten(column).to_numpy(zero_copy_only=False)

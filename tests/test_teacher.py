@@ -81,9 +81,9 @@ def test_ragged_rows_name_the_first_row_of_another_length(tmp_path):
 
 
 @pytest.mark.parametrize("layout", ["list<double>", "large_list<float>", "fixed<double>", "fixed<half>"])
-def test_other_float_lists_of_one_length_are_read_with_a_copy(tmp_path, layout):
+def test_other_float_lists_of_one_length_are_read_as_float32(tmp_path, layout):
     """What pandas or ``pa.table`` make of Python lists (and ``sae embed --dtype float16``)
-    is a teacher too: the same values as float32, copied once."""
+    is a teacher too: the same values as float32."""
     emb = unit_rows(3, 4)
     value_type = pa.float16() if layout.endswith("<half>") else pa.float64() if "double" in layout else pa.float32()
     if layout.startswith("fixed"):
