@@ -7,7 +7,9 @@
 #      (--resample 0.5), seed 1 (chosen on train among seeds 0-2 on an earlier base; docs/EVOLVE.md,
 #      "What limits it", says why it was kept):
 #      its final pick, with its rules as they are,
-#   4. gets its output map (sae distill --output-map-of): the default.
+#   4. is finished (sae distill --output-map-of): the recipe's finishing rule appended
+#      ("not" before anything but a verb weighs 0.6; the search cannot resolve its gain),
+#      then its output map fitted: the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
 # The teacher runs only for what the cache (out/distill) lacks: pip install -e '.[teacher]',
 # or point SAE_TEACHER_PYTHON at an interpreter that has it. About 20-23 minutes on 2 cores with

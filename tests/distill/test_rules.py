@@ -16,7 +16,9 @@ from sae.distill.rules import (
     SUBJECT,
     RuleSettings,
     default_rules,
+    finishing_rules,
 )
+from sae.distill.recipe import Config, with_finishing_rules
 from sae.engine import Engine
 
 EVERY_SCOPE = RuleSettings(num_scale=1.0, stop_scale=1.0, punct_scale=1.0, subject=True, preposition=True,
@@ -85,3 +87,35 @@ def test_subject_and_object_without_an_auxiliary(engine):
     # Not without a determiner at the start, nor when an auxiliary's subject rule applies.
     assert scopes(engine, "Woman peels a potato.") == {}
     assert scopes(engine, "A woman is peeling a potato.") == {SUBJECT: "a woman", OBJECT: "a potato"}
+
+
+def test_soften_not_weighs_not_less_before_anything_but_a_verb():
+    """"not" before an adjective or a phrase (mostly opinions, which the teacher barely moves
+    when negated) weighs ``not_scale``; before a verb, after "does", and "no" keep their weight."""
+    base = load_algorithm()
+    names = EVERY_SCOPE.transform_names()
+    identity = np.repeat(np.eye(base.dim, base.dim + 1, dtype=np.float32)[None], len(names), axis=0)
+    rules = default_rules(EVERY_SCOPE) + finishing_rules(0.6, base.tokenizer.token_to_id)
+    assert rules[-1].name == "soften_not"
+    engine = Engine(replace(base, rules=rules, transforms=identity, transform_names=names), backend="cpu")
+
+    def weight_of(text: str, word: str) -> float:
+        x = engine.explain(text)
+        return float(x.final["arg1"][x.symbols.index(word)]) / 65536
+
+    assert weight_of("The man is not ready to go.", "not") == pytest.approx(0.6, abs=1e-4)
+    assert weight_of("It is not all his fault.", "not") == pytest.approx(0.6, abs=1e-4)
+    assert weight_of("The man is not playing the guitar.", "not") == 1.0
+    assert weight_of("A woman does not peel a potato.", "not") == 1.0
+    assert weight_of("There is no dog in the yard.", "no") == 1.0
+
+
+def test_finishing_rules_are_appended_once_and_only_when_they_can_be_written():
+    base = load_algorithm()
+    plain = replace(base, rules=base.rules[:2])
+    finished = with_finishing_rules(plain, Config())
+    assert [r.name for r in finished.rules] == [r.name for r in plain.rules] + ["soften_not"]
+    assert with_finishing_rules(finished, Config()) is finished  # already there: not a second time
+    assert with_finishing_rules(plain, Config(not_scale=1.0)) is plain  # 1.0: no rule
+    # A tokenizer that cannot spell "not" or "does" gets no rule rather than a broken one.
+    assert finishing_rules(0.6, lambda word: None if word == "does" else 7) == ()
