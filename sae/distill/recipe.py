@@ -68,13 +68,17 @@ from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
 from sae.io import existing_file
-from sae.layout import DEFAULT_CAPACITIES
+from sae.layout import DEFAULT_CAPACITIES, Q16_ONE, SCALE_LIMIT
 from sae.teacher import read_teacher
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = ("Distilled from sentence-transformers/all-MiniLM-L6-v2 on the STS Benchmark train split "
                "by sae.distill (docs/DISTILLATION.md).")
+
+
+#: The largest ``not_scale``: where the rule language's weight scales stop (64).
+MAX_NOT_SCALE = SCALE_LIMIT / Q16_ONE
 
 
 @dataclass(frozen=True)
@@ -120,16 +124,22 @@ class Config:
     not_scale: float = 0.6
 
     def with_overrides(self, pairs: list[str]) -> Config:
-        """A copy with ``KEY=VALUE`` overrides (``--set``), typed like the field."""
+        """A copy with ``KEY=VALUE`` overrides (``--set``), typed like the field; a bad one
+        raises :class:`InputError` naming it."""
         cfg = self
         names = {f.name: f.type for f in fields(self)}
         for kv in pairs:
             key, sep, value = kv.partition("=")
             if not sep or key not in names:
-                raise ValueError(f"--set {kv!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
+                raise InputError(f"--set {kv!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
             cur = getattr(cfg, key)
-            typed = value.lower() in ("1", "true", "yes") if isinstance(cur, bool) else type(cur)(value)
+            try:
+                typed = value.lower() in ("1", "true", "yes") if isinstance(cur, bool) else type(cur)(value)
+            except ValueError:
+                raise InputError(f"--set {kv!r}: {key} takes {type(cur).__name__} values, got {value!r}") from None
             cfg = replace(cfg, **{key: typed})
+        if not 0 < cfg.not_scale <= MAX_NOT_SCALE:
+            raise InputError(f"--set not_scale={cfg.not_scale!r}: expected a weight above 0 and at most {MAX_NOT_SCALE}")
         return cfg
 
     def rule_settings(self) -> RuleSettings:

@@ -42,3 +42,20 @@ def test_contractions_on_a_tokenizer_without_a_bert_normalizer_name_the_file(tmp
     with pytest.raises(InputError, match=r"tokenizer\.json: contractions need a lowercasing BERT normalizer"):
         recipe._tokenizer_json(Config())
     assert recipe._tokenizer_json(Config(contractions=False)) == recipe.tokenizer_json
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("foo=1", "--set 'foo=1': expected KEY=VALUE with KEY one of"),
+    ("tune", "--set 'tune': expected KEY=VALUE"),
+    ("not_scale=abc", "--set 'not_scale=abc': not_scale takes float values, got 'abc'"),
+    ("windows=2.5", "--set 'windows=2.5': windows takes int values, got '2.5'"),
+    ("not_scale=0", "--set not_scale=0.0: expected a weight above 0 and at most 64.0"),
+    ("not_scale=1e9", "--set not_scale=1000000000.0: expected a weight above 0"),
+])
+def test_a_bad_setting_is_named_in_one_line_before_anything_is_read(tmp_path, capsys, setting, message):
+    code = main(["distill", "--shared", str(tmp_path / "no-shared"), "--out", str(tmp_path / "out"),
+                 "--set", setting])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "out").exists()
