@@ -121,7 +121,7 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
         raise InputError(f"{name}: embedding column has {embeddings.shape[0]} rows, table has {n}")
     finite = np.isfinite(embeddings).all(axis=1)
     if not finite.all():
-        row = int(np.flatnonzero(~finite)[0])
+        row = int(np.flatnonzero(~finite)[0]) + 1  # rows count from 1, as the corpus reader's do
         raise InputError(f"{name}: embedding row {row} contains NaN or infinity ({int((~finite).sum())} bad row(s))")
     if check_norm and n:
         norms = np.sqrt(np.einsum("ij,ij->i", embeddings, embeddings, dtype=np.float64))
@@ -129,7 +129,7 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
         if off.any():
             row = int(np.flatnonzero(off)[0])
             raise InputError(
-                f"{name}: embedding row {row} has L2 norm {norms[row]:.6g}, expected 1 "
+                f"{name}: embedding row {row + 1} has L2 norm {norms[row]:.6g}, expected 1 "
                 f"(± {NORM_TOLERANCE}); {int(off.sum())} row(s) are not normalized"
             )
     meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
@@ -173,7 +173,7 @@ def _common_length(column, name: str) -> int:
     other = np.flatnonzero(lengths != lengths[0])
     if other.size:
         row = int(other[0])
-        raise InputError(f"{name}: embedding row {row} has {lengths[row]} values, row 0 has {lengths[0]} "
+        raise InputError(f"{name}: embedding row {row + 1} has {lengths[row]} values, row 1 has {lengths[0]} "
                          f"(every row needs the same dimension; {other.size} row(s) differ)")
     return int(lengths[0])
 

@@ -61,14 +61,14 @@ def test_nan_row(tmp_path):
     emb[1, 2] = np.nan
     path = tmp_path / "t.parquet"
     write_raw(path, ["a", "b", "c"], fixed(emb))
-    assert "row 1 contains NaN" in bad_message(path)
+    assert "row 2 contains NaN" in bad_message(path)  # rows count from 1, as in the corpus reader's messages
 
 
 def test_rows_not_normalized(tmp_path):
     emb = unit_rows(3, 4) * 2
     path = tmp_path / "t.parquet"
     write_raw(path, ["a", "b", "c"], fixed(emb))
-    assert "L2 norm 2" in bad_message(path)
+    assert "row 1 has L2 norm 2" in bad_message(path)
     assert read_teacher(path, check_norm=False).embeddings.shape == (3, 4)
 
 
@@ -76,7 +76,7 @@ def test_ragged_rows_name_the_first_row_of_another_length(tmp_path):
     path = tmp_path / "t.parquet"
     rows = [[1.0, 0.0], [0.0, 1.0], [1.0, 0.0, 0.0], [1.0]]
     write_raw(path, ["a", "b", "c", "d"], pa.array(rows, type=pa.list_(pa.float32())))
-    assert "row 2 has 3 values, row 0 has 2" in bad_message(path)
+    assert "row 3 has 3 values, row 1 has 2" in bad_message(path)
     assert "2 row(s) differ" in bad_message(path)
 
 
@@ -107,7 +107,7 @@ def test_a_list_that_is_not_of_floats_or_a_missing_value_inside_a_row(tmp_path):
     write_raw(path, ["a", "b"], pa.array([1.0, 0.5], type=pa.float64()))
     assert "expected a list of floats" in bad_message(path)
     write_raw(path, ["a", "b"], pa.array([[1.0, 0.0], [None, 1.0]], type=pa.list_(pa.float64())))
-    assert "row 1 contains NaN" in bad_message(path)
+    assert "row 2 contains NaN" in bad_message(path)
     write_raw(path, ["a", "b"], pa.array([[1.0, 0.0], None], type=pa.list_(pa.float64())))
     assert "1 null row(s)" in bad_message(path)
 
