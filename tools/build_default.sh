@@ -6,7 +6,7 @@
 #   3. sae evolve from that base, selecting on a fresh half of the fit pairs each generation
 #      (--resample 0.5), seed 1 (chosen on train among seeds 0-2 on an earlier base; docs/EVOLVE.md,
 #      "What limits it", says why it was kept):
-#      its final pick, with its rules as they are,
+#      its final pick,
 #   4. is finished (sae distill --output-map-of): the recipe's finishing rule appended
 #      ("not" before anything but a verb weighs 0.6; the search cannot resolve its gain),
 #      then its output map fitted: the default.

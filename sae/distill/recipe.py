@@ -398,8 +398,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--dev", action="store_true", help="also measure the built Algorithm on the dev split")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config field")
     ap.add_argument("--output-map-of", default=None, metavar="DIR",
-                    help="fit the output map of the Algorithm in DIR (its rules as they are) and write it with the "
-                         "map folded in to --out; with --tune, fit on 4/5 of the train pairs and score the rest")
+                    help="finish the Algorithm in DIR: append the recipe's finishing rules (--set not_scale=1 "
+                         "keeps its rules as they are), fit its output map and write it with the map folded in to "
+                         "--out; with --tune, fit on 4/5 of the train pairs and score the rest")
 
 
 def run(args: argparse.Namespace) -> int:
