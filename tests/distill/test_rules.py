@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from sae.algorithm import load_algorithm
+from sae.distill.recipe import Config, with_finishing_rules
 from sae.distill.rules import (
     CLAUSE,
     NEGATION_SCOPE,
@@ -18,7 +19,6 @@ from sae.distill.rules import (
     default_rules,
     finishing_rules,
 )
-from sae.distill.recipe import Config, with_finishing_rules
 from sae.engine import Engine
 
 EVERY_SCOPE = RuleSettings(num_scale=1.0, stop_scale=1.0, punct_scale=1.0, subject=True, preposition=True,
