@@ -77,8 +77,8 @@ DESCRIPTION = ("Distilled from sentence-transformers/all-MiniLM-L6-v2 on the STS
                "by sae.distill (docs/DISTILLATION.md).")
 
 
-#: The largest ``not_scale``: where the rule language's weight scales stop (64).
-MAX_NOT_SCALE = SCALE_LIMIT / Q16_ONE
+#: The largest weight scale a rule may write (64): the bound on every ``*_scale`` setting.
+MAX_SCALE = SCALE_LIMIT / Q16_ONE
 
 
 @dataclass(frozen=True)
@@ -138,8 +138,8 @@ class Config:
             except ValueError:
                 raise InputError(f"--set {kv!r}: {key} takes {type(cur).__name__} values, got {value!r}") from None
             cfg = replace(cfg, **{key: typed})
-        if not 0 < cfg.not_scale <= MAX_NOT_SCALE:
-            raise InputError(f"--set not_scale={cfg.not_scale!r}: expected a weight above 0 and at most {MAX_NOT_SCALE}")
+            if key.endswith("_scale") and not 0 < typed <= MAX_SCALE:
+                raise InputError(f"--set {kv!r}: {key} is a weight scale, above 0 and at most {MAX_SCALE:g}")
         return cfg
 
     def rule_settings(self) -> RuleSettings:

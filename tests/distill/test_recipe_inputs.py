@@ -49,8 +49,9 @@ def test_contractions_on_a_tokenizer_without_a_bert_normalizer_name_the_file(tmp
     ("tune", "--set 'tune': expected KEY=VALUE"),
     ("not_scale=abc", "--set 'not_scale=abc': not_scale takes float values, got 'abc'"),
     ("windows=2.5", "--set 'windows=2.5': windows takes int values, got '2.5'"),
-    ("not_scale=0", "--set not_scale=0.0: expected a weight above 0 and at most 64.0"),
-    ("not_scale=1e9", "--set not_scale=1000000000.0: expected a weight above 0"),
+    ("not_scale=0", "--set 'not_scale=0': not_scale is a weight scale, above 0 and at most 64"),
+    ("num_scale=1e9", "--set 'num_scale=1e9': num_scale is a weight scale, above 0 and at most 64"),
+    ("stop_scale=-0.25", "--set 'stop_scale=-0.25': stop_scale is a weight scale"),
 ])
 def test_a_bad_setting_is_named_in_one_line_before_anything_is_read(tmp_path, capsys, setting, message):
     code = main(["distill", "--shared", str(tmp_path / "no-shared"), "--out", str(tmp_path / "out"),
