@@ -25,14 +25,19 @@ EVERY_SCOPE = RuleSettings(num_scale=1.0, stop_scale=1.0, punct_scale=1.0, subje
                            clause=True)
 
 
-@pytest.fixture(scope="module")
-def engine() -> Engine:
-    """The bundled tokenizer and token classes with the recipe's scope rules and identity transforms."""
+def engine_with(rules_of) -> Engine:
+    """The bundled tokenizer and token classes with ``rules_of(base)`` and identity transforms."""
     base = load_algorithm()
     names = EVERY_SCOPE.transform_names()
     identity = np.repeat(np.eye(base.dim, base.dim + 1, dtype=np.float32)[None], len(names), axis=0)
-    alg = replace(base, rules=default_rules(EVERY_SCOPE), transforms=identity, transform_names=names)
+    alg = replace(base, rules=rules_of(base), transforms=identity, transform_names=names)
     return Engine(alg, backend="cpu")
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    """The recipe's scope rules."""
+    return engine_with(lambda base: default_rules(EVERY_SCOPE))
 
 
 def scopes(engine: Engine, text: str) -> dict[str, str]:
@@ -92,12 +97,8 @@ def test_subject_and_object_without_an_auxiliary(engine):
 def test_soften_not_weighs_not_less_before_anything_but_a_verb():
     """"not" before an adjective or a phrase (mostly opinions, which the teacher barely moves
     when negated) weighs ``not_scale``; before a verb, after "does", and "no" keep their weight."""
-    base = load_algorithm()
-    names = EVERY_SCOPE.transform_names()
-    identity = np.repeat(np.eye(base.dim, base.dim + 1, dtype=np.float32)[None], len(names), axis=0)
-    rules = default_rules(EVERY_SCOPE) + finishing_rules(0.6, base.tokenizer.token_to_id)
-    assert rules[-1].name == "soften_not"
-    engine = Engine(replace(base, rules=rules, transforms=identity, transform_names=names), backend="cpu")
+    engine = engine_with(lambda base: default_rules(EVERY_SCOPE) + finishing_rules(0.6, base.tokenizer.token_to_id))
+    assert engine.algorithm.rules[-1].name == "soften_not"
 
     def weight_of(text: str, word: str) -> float:
         x = engine.explain(text)
