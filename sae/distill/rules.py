@@ -99,7 +99,7 @@ def finishing_rules(not_scale: float, token_to_id: Callable[[str], int | None]) 
     mostly opinions, which the teacher barely moves when negated. Measured on the train
     holdout the rule helps, but by about 2e-4 of the search's quality, below what its
     selection resolves, so the search is not asked to keep it (docs/DISTILLATION.md,
-    "Finishing rules"). Empty when ``not_scale`` is 1 or the tokenizer lacks the words.
+    "The finishing rule (after the search)"). Empty when ``not_scale`` is 1 or the tokenizer lacks the words.
     """
     if not_scale == 1.0 or token_to_id("not") is None or token_to_id("does") is None:
         return ()
