@@ -3,6 +3,7 @@ adapter), cli (end to end), and checks against ../shared/data (skip without it).
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, settings
 
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))  # tests/tiny.py: the tiny fixture Algorithm
+sys.path.insert(0, str(TESTS.parent / "tools"))  # tools/loadtest.py: the service tests' load generator
 
 from tiny import make_tiny  # noqa: E402
 
@@ -28,6 +30,35 @@ needs_shared = pytest.mark.skipif(
     not (SHARED_DATA / "stsb" / "sts-dev.csv").exists(),
     reason=f"STS-B data not found at {SHARED_DATA} (set SAE_SHARED_DATA); large checks skipped",
 )
+
+
+
+def _missing(modules: tuple[str, ...]) -> list[str]:
+    missing = []
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
+
+
+#: What tests/service imports beyond the core install (sae[serve,serve-test]).
+SERVE_MISSING = _missing(("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"))
+
+
+class _NeedsServeExtras(pytest.Module):
+    def collect(self):
+        pytest.skip("the service tests need: pip install -e '.[serve,serve-test]' "
+                    f"(missing: {', '.join(SERVE_MISSING)})")
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent):
+    """Without the serve extras, each module of tests/service is reported as skipped instead
+    of failing to import grpc, httpx or orjson at collection."""
+    if SERVE_MISSING and module_path.parent == TESTS / "service":
+        return _NeedsServeExtras.from_parent(parent, path=module_path)
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -8,21 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-for _module in ("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"):
-    pytest.importorskip(_module, reason="the service tests need: pip install -e '.[serve,serve-test]'")
-
-from sae import Engine  # noqa: E402
-from sae.service import Addresses, EmbeddingService, ServiceConfig, make_workers, serve  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tools"))  # tools/loadtest.py: the load generator and its checks
+from sae import Engine
+from sae.service import Addresses, EmbeddingService, ServiceConfig, make_workers, serve
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ import time
 
 import numpy as np
 import pytest
-import service_helpers  # noqa: F401  first: skips the module without sae[serve]
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

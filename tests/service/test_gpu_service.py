@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from service_helpers import running_server  # first: skips the module without sae[serve]
+from service_helpers import running_server
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gpu"))
 from gpu_helpers import gpu_skip_reason

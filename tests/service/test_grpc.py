@@ -11,7 +11,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
+from service_helpers import running_server, tiny_service
 
 from sae import Engine
 from sae.service.proto import embed_pb2, embed_pb2_grpc

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
-from service_helpers import running_server, tiny_service  # first: skips the module without sae[serve]
+from service_helpers import running_server, tiny_service
 
 from sae import Engine
 

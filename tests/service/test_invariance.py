@@ -18,7 +18,6 @@ import loadtest  # tools/loadtest.py: its clients and checks
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-import service_helpers  # noqa: F401  (first: skips without sae[serve]; puts tools/ on the path)
 
 from sae import Engine
 from sae.cli import main as sae_main

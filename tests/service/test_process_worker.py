@@ -9,7 +9,6 @@ from multiprocessing.shared_memory import SharedMemory
 import httpx
 import numpy as np
 import pytest
-import service_helpers  # noqa: F401  (first: skips without sae[serve])
 from service_helpers import running_server, tiny_service
 
 from sae import Engine

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
 
 from sae.service import proto
 from sae.service.proto import embed_pb2

@@ -14,7 +14,6 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-import service_helpers  # noqa: F401  (skips without sae[serve]; tools/ on the path)
 
 from sae import Engine
 from sae.service.proto import embed_pb2, embed_pb2_grpc

@@ -6,7 +6,6 @@ import asyncio
 import threading
 
 import pytest
-import service_helpers  # noqa: F401  first: skips the module without sae[serve]
 
 from sae.service.tokenizer import TokenizerStage
 
