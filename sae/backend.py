@@ -3,7 +3,7 @@
 Embedding goes through :meth:`Backend.submit_batch`: token ids in, embeddings and the
 annealing counts out, and nothing else crosses between host and device (the GPU path
 widens, anneals, executes and normalizes in one submission and reads back only the
-embeddings). A backend may return before the work is done, so that the caller
+embeddings and the counts). A backend may return before the work is done, so that the caller
 tokenizes the next batch meanwhile; :meth:`PendingBatch.result` waits for it.
 
 Inspection (``Engine.explain``, ``sae trace``, ``sae compare``, the viewer, the

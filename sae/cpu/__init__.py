@@ -1,4 +1,4 @@
-"""The numpy reference backend: the ground truth, and the CPU fallback users run."""
+"""The numpy backend: the CPU path users run, checked against the plain reference (:mod:`sae.reference`)."""
 
 from __future__ import annotations
 

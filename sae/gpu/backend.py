@@ -33,7 +33,7 @@ import numpy as np
 from sae.algorithm import Algorithm
 from sae.backend import BatchResult, DoneBatch
 from sae.batch import AnnealStats, ProgramBatch, token_lengths
-from sae.errors import BackendUnavailableError
+from sae.errors import BackendUnavailableError, InputError
 from sae.gpu import device as gpu_device
 from sae.gpu.budget import LAVAPIPE_LOOP_LIMIT, anneal_iterations, cpu_workgroup, steps_per_dispatch
 from sae.gpu.device import (
@@ -368,9 +368,9 @@ class GpuBackend:
             try:
                 wanted = int(env) if env else DEFAULT_CHUNK
             except ValueError:
-                raise ValueError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}") from None
+                raise InputError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}") from None
             if wanted < 1:
-                raise ValueError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}")
+                raise InputError(f"SAE_GPU_CHUNK must be a positive integer, got {env!r}")
         chunk = min(wanted, fits)
         if chunk < wanted:
             log.info("GPU chunk reduced from %d to %d documents by the adapter's limits", wanted, chunk)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from sae.errors import BackendUnavailableError, SaeError
+from sae.errors import BackendUnavailableError, InputError, SaeError
 from sae.gpu.shaders import workgroup_bytes
 from sae.layout import DEFAULT_CAPACITIES
 
@@ -160,7 +160,9 @@ def choose_adapter(name: str | None = None, adapters: list[AdapterInfo] | None =
         name = os.environ.get("SAE_ADAPTER") or None
     if not adapters:
         raise BackendUnavailableError("no GPU adapter found (wgpu sees no Vulkan, Metal, D3D12 or GL device)")
-    power = os.environ.get("SAE_POWER_PREFERENCE", "high-performance")
+    power = os.environ.get("SAE_POWER_PREFERENCE") or "high-performance"
+    if power not in ("high-performance", "low-power"):
+        raise InputError(f"SAE_POWER_PREFERENCE must be 'high-performance' or 'low-power', got {power!r}")
     candidates = sorted(adapters, key=lambda a: _rank(a, power))
     if name:
         wanted = name.lower()

@@ -6,7 +6,7 @@ One module per part: :mod:`~sae.service.batcher` (dynamic batching),
 :mod:`~sae.service.grpc_server`, :mod:`~sae.service.metrics`,
 :mod:`~sae.service.service` (what the front ends share), :mod:`~sae.service.process_worker`
 (an engine in a process of its own), :mod:`~sae.service.server`
-(both front ends on one event loop, draining on SIGTERM).
+(HTTP on the main event loop, gRPC on its own in a thread; draining on SIGTERM).
 """
 
 from __future__ import annotations

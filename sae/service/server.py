@@ -1,4 +1,5 @@
-"""Running a service: HTTP (uvicorn) and gRPC on one event loop; SIGTERM drains and stops.
+"""Running a service: HTTP (uvicorn) on the main event loop, gRPC on its own in a thread;
+SIGTERM drains and stops.
 
 On SIGTERM or SIGINT the health checks turn bad, both listeners stop taking
 connections and calls, every request already received is answered, and

@@ -62,3 +62,16 @@ def test_compare_reports_a_mismatch(capsys, tiny_dir, monkeypatch):
 def test_compare_without_adapter_exits_2(capsys, tiny_dir):
     assert main(["compare", "--algorithm", str(tiny_dir), "--adapter", "no-such-gpu"]) == 2
     assert "no GPU adapter matches 'no-such-gpu'" in capsys.readouterr().err
+
+
+def test_bad_gpu_environment_is_one_line_and_exit_2(capsys, tiny_dir, tmp_path, monkeypatch):
+    f = tmp_path / "in.txt"
+    f.write_text("the cat runs\n")
+    out = tmp_path / "out.parquet"
+    for env, value in (("SAE_GPU_CHUNK", "abc"), ("SAE_GPU_CHUNK", "0"), ("SAE_POWER_PREFERENCE", "fast")):
+        with monkeypatch.context() as m:
+            m.setenv(env, value)
+            code = main(["embed", str(f), "-o", str(out), "--algorithm", str(tiny_dir), "--backend", "gpu"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and env in err and repr(value) in err and "\n" not in err, (env, value, err)
+        assert not out.exists()

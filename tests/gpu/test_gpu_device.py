@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sae.errors import BackendUnavailableError
+from sae.errors import BackendUnavailableError, InputError
 from sae.gpu.device import REQUIRED_LIMITS, AdapterInfo, choose_adapter
 
 GOOD = {k: v * 4 for k, v in REQUIRED_LIMITS.items()}
@@ -92,3 +92,11 @@ def test_device_failure_is_one_clear_error(monkeypatch, tiny_alg):
     with pytest.raises(GpuError, match=r"failed in execute: Parent device is lost$") as info:
         gpu.execute(batch)
     assert info.value.exit_code == 1
+
+
+def test_unknown_power_preference_is_bad_input_not_a_missing_adapter(monkeypatch):
+    # Not a BackendUnavailableError: --backend auto would fall back to the CPU without saying why.
+    monkeypatch.setenv("SAE_POWER_PREFERENCE", "fast")
+    with pytest.raises(InputError, match="SAE_POWER_PREFERENCE must be 'high-performance' or 'low-power', got 'fast'") as info:
+        choose_adapter(adapters=ADAPTERS)
+    assert not isinstance(info.value, BackendUnavailableError)
