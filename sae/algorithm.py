@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -31,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.errors import AlgorithmError
+from sae.errors import AlgorithmError, InputError, SaeError
 from sae.layout import (
     ANY,
     ARG1_LIMIT,
@@ -471,6 +473,63 @@ def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str =
     return out
 
 
+def check_algorithm_output(out: str | Path, flag: str, inputs: tuple[str | Path | None, ...] = ()) -> Path:
+    """Fail early, before any work, when ``out`` cannot take an Algorithm directory:
+    it is a file, a directory holding anything but an Algorithm's files (it is replaced
+    whole, so such a file would be lost), its parent is missing or not writable, or one of
+    ``inputs`` (files the command reads or writes, such as a run database) lies inside it.
+    ``flag`` names the option in the messages."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{out}: exists and is not a directory ({flag} names the Algorithm directory to write)")
+    if path.is_dir():
+        ours = {ALGORITHM_JSON, TOKENIZER_JSON, *(f"{name}.npy" for name in ARRAY_FILES)}
+        foreign = sorted(p.name for p in path.iterdir() if p.name not in ours)
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            raise InputError(f"{out}: holds {foreign[0]!r}{more}, not only an Algorithm's files; {flag} replaces "
+                             "the directory whole, so name a new or an Algorithm directory")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"{parent}: no such directory (for {flag})")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{parent}: directory is not writable (for {flag})")
+    where = path.resolve()
+    for source in inputs:
+        if source is not None and where in Path(source).resolve().parents:
+            raise InputError(f"{out}: holds {source}, which this command needs; name another {flag}")
+    return path
+
+
+def save_algorithm_atomically(alg: Algorithm, out: str | Path, flag: str, *, vector_dtype: str = "float16") -> Path:
+    """Write ``alg`` to ``out`` as a whole: into a temporary sibling, checked to load back with
+    the same content hash, then renamed into place (an Algorithm already there is replaced
+    only then). Refuses what :func:`check_algorithm_output` refuses; a failure leaves ``out``
+    as it was."""
+    out = check_algorithm_output(out, flag)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_algorithm(alg, tmp, vector_dtype=vector_dtype)
+        if load_algorithm(tmp).content_hash != alg.content_hash:
+            raise InputError(f"{out}: the saved Algorithm does not load back identically (content hash differs)")
+        if out.exists():
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old.exists():
+                old.rename(out)
+            raise
+    except OSError as exc:
+        raise SaeError(f"{out}: writing the Algorithm failed: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
 # -- loading and validation -------------------------------------------------------------
 
 
@@ -490,6 +549,8 @@ def load_algorithm(
     root = Path(path) if path is not None else default_algorithm_path()
     if root.is_file() and root.name == ALGORITHM_JSON:
         root = root.parent
+    if root.exists() and not root.is_dir():
+        raise AlgorithmError(str(root), "path", "is a file, not an Algorithm directory")
     if not root.is_dir():
         raise AlgorithmError(str(root), "path", "no such Algorithm directory")
     json_path = root / ALGORITHM_JSON

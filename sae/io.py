@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.errors import InputError
+from sae.errors import InputError, SaeError
 
 
 def existing_file(source: str | Path, expected: str, kind: str = "file") -> Path:
@@ -93,19 +93,26 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
     return text_column(table, str(path)).to_pylist()
 
 
-def check_writable(out: str) -> Path:
-    """Fail early, before any work, when ``out`` cannot be written."""
+def check_writable(out: str | Path, inputs: tuple[str | Path | None, ...] = ()) -> Path:
+    """Fail early, before any work, when ``out`` cannot be written: its directory is missing
+    or not writable, it is a directory, a device or a pipe (the output is renamed into place,
+    which would replace such a file), or it is the same file as one of ``inputs``."""
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
         raise InputError(f"{out}: is a directory")
+    if path.exists() and not path.is_file():
+        raise InputError(f"{out}: is not a regular file (a device or a pipe); name a file to write")
+    for source in inputs:
+        if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
+            raise InputError(f"{out}: is also an input of this command; name another output")
     if not parent.is_dir():
         raise InputError(f"{out}: directory {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise InputError(f"{out}: directory {parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{out}: file is not writable")
-    return path
+    return Path(os.path.realpath(path)) if path.is_symlink() else path  # written through
 
 
 #: Output suffixes of formats sae does not write: a Parquet file named ``.csv`` would be
@@ -129,9 +136,15 @@ def write_atomically(out: str | Path, write: Callable[[str], None]) -> None:
 
     A failure never leaves a partial file and never destroys an existing one. The file
     gets the permissions a plain ``open()`` would give it (the umask), not mkstemp's 0600.
+    A symbolic link is written through (its target is replaced, the link kept). The
+    operating system refusing the file is one line: :class:`InputError` when the temporary
+    file cannot be created, :class:`SaeError` (exit 1) when writing it fails (a full disk).
     """
     path = check_writable(str(out))
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create a file in {path.parent}: {exc.strerror or exc}") from None
     os.close(fd)
     try:
         write(tmp)
@@ -139,9 +152,22 @@ def write_atomically(out: str | Path, write: Callable[[str], None]) -> None:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise SaeError(f"{out}: writing failed: {exc.strerror or exc}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def argument_text(text: str, name: str = "TEXT") -> str:
+    """A text given on the command line, refused in one line when it is not valid UTF-8
+    (Python hands such bytes over as lone surrogates, which no tokenizer takes)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(f"{name}: invalid UTF-8 in {text.encode('utf-8', 'backslashreplace').decode()[:60]!r}") from None
+    return text
 
 
 def write_embeddings(

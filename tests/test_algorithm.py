@@ -133,3 +133,24 @@ def test_missing_array(broken):
 
 def test_missing_directory(tmp_path):
     expect_error(tmp_path / "nope", "nope", "path", "no such Algorithm directory")
+    (tmp_path / "afile").write_text("x")
+    expect_error(tmp_path / "afile", "afile", "path", "is a file, not an Algorithm directory")
+
+
+def test_an_algorithm_output_replaces_only_an_algorithm(tmp_path, tiny_alg):
+    from sae.algorithm import check_algorithm_output, load_algorithm, save_algorithm_atomically
+    from sae.errors import InputError
+
+    out = tmp_path / "alg"
+    save_algorithm_atomically(tiny_alg, out, "--out", vector_dtype="float32")
+    save_algorithm_atomically(tiny_alg, out, "--out", vector_dtype="float32")  # an Algorithm directory is replaced whole
+    assert load_algorithm(out).content_hash == tiny_alg.content_hash
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alg"]  # no temporary or old copy left
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match=r"holds 'notes\.txt', not only an Algorithm's files; --out replaces"):
+        save_algorithm_atomically(tiny_alg, out, "--out", vector_dtype="float32")
+    assert (out / "notes.txt").read_text() == "mine"
+    with pytest.raises(InputError, match=r"which this command needs; name another --out"):
+        check_algorithm_output(tmp_path / "new", "--out", inputs=(tmp_path / "new" / "run.sqlite",))
+    with pytest.raises(InputError, match=r"no such directory \(for --out\)"):
+        check_algorithm_output(tmp_path / "missing" / "alg", "--out")

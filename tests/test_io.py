@@ -1,5 +1,6 @@
 """Reading inputs and writing outputs: every bad input is one clear message."""
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -72,3 +73,72 @@ def test_outputs_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_a_device_or_pipe_output_is_refused_not_replaced(tmp_path):
+    import os
+
+    from sae.io import check_writable
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="pipe: is not a regular file"):
+        write_embeddings(str(fifo), ["a"], np.ones((1, 2), np.float32))
+    assert fifo.is_fifo()
+    with pytest.raises(InputError, match="is not a regular file"):
+        check_writable("/dev/null")
+
+
+def test_an_output_that_is_an_input_is_refused(tmp_path):
+    from sae.io import check_writable
+
+    f = tmp_path / "in.txt"
+    f.write_text("a\n")
+    (tmp_path / "link.txt").symlink_to(f)
+    for same in (f, tmp_path / "link.txt", tmp_path / "." / "in.txt"):
+        with pytest.raises(InputError, match="is also an input of this command"):
+            check_writable(same, inputs=(str(f),))
+    check_writable(tmp_path / "other.txt", inputs=(str(f), None, "-"))
+
+
+def test_a_symlinked_output_is_written_through(tmp_path):
+    target = tmp_path / "real.parquet"
+    link = tmp_path / "link.parquet"
+    write_embeddings(str(target), ["old"], np.ones((1, 2), np.float32))
+    link.symlink_to(target)
+    write_embeddings(str(link), ["new"], np.ones((1, 2), np.float32))
+    assert link.is_symlink() and pq.read_table(target).column("text").to_pylist() == ["new"]
+
+
+def test_the_system_refusing_the_file_is_one_line(tmp_path, monkeypatch):
+    import tempfile
+
+    from sae.errors import SaeError
+    from sae.io import write_atomically
+
+    out = tmp_path / "out.txt"
+    out.write_text("kept")
+
+    def no_room(tmp):
+        raise OSError(28, "No space left on device")
+
+    with pytest.raises(SaeError, match=r"out\.txt: writing failed: No space left on device") as info:
+        write_atomically(out, no_room)
+    assert info.value.exit_code == 1 and out.read_text() == "kept"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+    def refused(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(InputError, match=r"out\.txt: cannot create a file in"):
+        write_atomically(out, lambda tmp: None)
+
+
+def test_a_command_line_text_must_be_utf8():
+    from sae.io import argument_text
+
+    assert argument_text("café") == "café"
+    bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands over such argv bytes
+    with pytest.raises(InputError, match=r"TEXT: invalid UTF-8 in 'caf\\\\udce9'"):
+        argument_text(bad)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import sys
 
 from sae.cli.common import add_engine_options, engine_from_args
 from sae.evaluate import evaluate, read_pairs
@@ -25,6 +27,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
+def _no_nan(value):
+    """``value`` with every NaN as None: JSON has no NaN (an undefined correlation is null)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     pairs = read_pairs(args.pairs)
     teacher = None
@@ -34,11 +47,14 @@ def run(args: argparse.Namespace) -> int:
         teacher = read_teacher(args.teacher)
     engine = engine_from_args(args)
     result = evaluate(engine, pairs, teacher)
+    if math.isnan(result.spearman):
+        print(f"sae eval: warning: {args.pairs}: the correlations are undefined (the gold scores or the cosines "
+              "are all equal)", file=sys.stderr)
     if args.json:
         doc = {"pairs_file": args.pairs, "algorithm": engine.algorithm.name,
                "algorithm_hash": engine.algorithm.content_hash, "backend": engine.backend.name,
                **result.as_dict()}
-        print(json.dumps(doc, sort_keys=True))
+        print(json.dumps(_no_nan(doc), sort_keys=True, allow_nan=False))
         return 0
     from rich.console import Console
     from rich.table import Table

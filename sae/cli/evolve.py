@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from sae.cli.common import non_negative_int, port, positive_int
@@ -84,8 +85,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cost must be >= 0, got {args.max_cost}")
     if not 0.0 <= args.resample < 1.0:
         raise InputError(f"--resample must be in 0..1 (a fraction, 0 for all pairs, below 1), got {args.resample}")
-    if args.w_minimal < 0:
-        raise InputError(f"--w-minimal must be >= 0, got {args.w_minimal}")
+    if not (math.isfinite(args.w_minimal) and args.w_minimal >= 0):
+        raise InputError(f"--w-minimal must be a finite number >= 0, got {args.w_minimal}")
     config = EvolveConfig(
         seed=args.seed, generations=args.generations, population=args.population, fit_pairs=args.fit_pairs,
         minimal_pairs=args.minimal_pairs, max_rules=args.max_rules, crossover=args.crossover,

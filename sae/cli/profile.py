@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    check_writable(args.trace)
+    check_writable(args.trace, inputs=(args.input,))
     texts = read_texts(args.input) if args.input else SAMPLE
     engine = engine_from_args(args)
     engine.embed(texts[: min(len(texts), 64)])  # warm-up: pipelines and buffers, not measured

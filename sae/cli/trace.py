@@ -9,6 +9,7 @@ import numpy as np
 
 from sae.cli.common import add_engine_options, engine_from_args
 from sae.engine import Engine, Explanation
+from sae.io import argument_text
 from sae.layout import COMMITTED, Op
 
 
@@ -58,7 +59,7 @@ def _journal_rows(x: Explanation) -> list[dict]:
 
 def run(args: argparse.Namespace) -> int:
     engine = engine_from_args(args)
-    x = engine.explain(args.text)
+    x = engine.explain(argument_text(args.text))
     journal = _journal_rows(x)
     if args.json:
         print(json.dumps({

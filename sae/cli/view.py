@@ -49,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae.io import check_writable, read_texts
+    from sae.io import argument_text, check_writable, read_texts
 
     if len(args.texts) > 2:
         raise InputError(f"at most two TEXTs (got {len(args.texts)}); use --input FILE for more")
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--png draws offscreen and --screenshot draws the window: give one of them")
     for out in (args.png, args.screenshot):
         if out is not None:
-            check_writable(out)
+            check_writable(out, inputs=(args.input,))
     try:
         from sae.viewer import app, state
 
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as exc:
         raise InputError(str(exc)) from None
     inputs = state.parse_keys(args.keys)
-    texts = list(args.texts)
+    texts = [argument_text(t) for t in args.texts]
     if args.input is not None:
         texts += read_texts(args.input)
     from sae.viewer.session import open_session

@@ -155,15 +155,21 @@ class Job:
         opts = self.options
         columns = Columns(opts.text_column, tuple(opts.keep_columns))
         if is_dataset(self.input):
+            created = not Path(self.output).exists()
             self.dataset_dir = prepare_output_dir(self.output)
-            parts = find_parts(self.input, exclude=self.dataset_dir)
-            self.outputs = [
-                Output(open_source(p.path, columns, opts.chunk_rows), self.dataset_dir / p.relative, "parquet",
-                       p.relative)
-                for p in parts
-            ]
+            try:
+                parts = find_parts(self.input, exclude=self.dataset_dir)
+                self.outputs = [
+                    Output(open_source(p.path, columns, opts.chunk_rows), self.dataset_dir / p.relative, "parquet",
+                           p.relative)
+                    for p in parts
+                ]
+            except BaseException:
+                if created:  # refused before any work: leave no empty OUT behind
+                    self.dataset_dir.rmdir()
+                raise
             return
-        out = check_writable(self.output)
+        out = check_writable(self.output, inputs=(self.input,))
         fmt = output_format(out)
         if fmt == "npy" and columns.keep:
             raise InputError(f"{self.output}: a .npy output holds only embeddings; --keep-columns needs Parquet")

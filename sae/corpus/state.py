@@ -132,7 +132,10 @@ class ResumeState:
             log.info("discarding the unfinished run of %s (use --resume to continue one)", out)
         _unlock(lock)
         shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir()
+        try:
+            directory.mkdir()
+        except OSError as exc:
+            raise InputError(f"{out}: cannot create its resume state {directory.name}: {exc.strerror or exc}") from None
         state = cls(directory, identity, [], _lock(directory / "lock", out))
         state.save()
         return state

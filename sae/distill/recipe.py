@@ -38,7 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.algorithm import Algorithm, LoopParams, phrase_table, save_algorithm
+from sae.algorithm import (
+    Algorithm,
+    LoopParams,
+    check_algorithm_output,
+    phrase_table,
+    save_algorithm_atomically,
+)
 from sae.distill.classes import CLASSES, phrase_classes, token_classes
 from sae.distill.contractions import with_contractions
 from sae.distill.fit import (
@@ -405,6 +411,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = Config().with_overrides(args.set)
+    if not args.tune:  # before hours of fitting, not after
+        check_algorithm_output(args.out, "--out")
     if args.output_map_of is not None:
         return _run_output_map(args, cfg)
     recipe = Recipe(args.shared, args.cache, args.teacher_python)
@@ -415,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps({"holdout": report(alg, recipe, held)}, indent=1))
         return 0
     alg = recipe.build(recipe.train.unique_texts(), cfg)
-    save_algorithm(alg, args.out, vector_dtype="float16")
+    save_algorithm_atomically(alg, args.out, "--out", vector_dtype="float16")
     size = sum(f.stat().st_size for f in Path(args.out).iterdir())
     log.info("wrote %s: %.2f MB, content hash %s", args.out, size / 1e6, alg.content_hash[:16])
     if args.dev:
@@ -451,7 +459,7 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
                                       "with_map": report(mapped, recipe, held)}}, indent=1))
         return 0
     mapped = recipe.output_map(alg, recipe.train, recipe.train.unique_texts(), cfg)
-    save_algorithm(mapped, args.out, vector_dtype="float16")
+    save_algorithm_atomically(mapped, args.out, "--out", vector_dtype="float16")
     log.info("wrote %s: content hash %s (output map of %s)", args.out, mapped.content_hash[:16], alg.content_hash[:16])
     if args.dev:
         _print_dev(recipe, args.out)

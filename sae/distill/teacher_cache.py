@@ -77,7 +77,12 @@ class TeacherCache:
 
     def __init__(self, directory: str | Path, teacher_python: str | None = None) -> None:
         self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir.exists() and not self.dir.is_dir():
+            raise InputError(f"{directory}: is a file; the teacher cache is a directory")
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"{directory}: cannot create the teacher cache: {exc.strerror or exc}") from None
         self.teacher_python = teacher_python or os.environ.get("SAE_TEACHER_PYTHON")
         self._texts: dict[str, int] | None = None
         self._emb: np.ndarray | None = None

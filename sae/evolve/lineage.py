@@ -16,6 +16,7 @@ from sae.errors import InputError
 from sae.evolve.genome import Genome
 from sae.evolve.select import Scored, pareto_front
 from sae.evolve.store import RunStore
+from sae.io import write_atomically
 
 PLOT_HINT = "pip install 'sae[evolve]'"
 
@@ -135,10 +136,10 @@ def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
     ax2.set_title("Pareto front")
     ax2.legend(loc="lower right")
     fig.tight_layout()
-    tmp = out.parent / f".{out.name}.tmp.png"
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    tmp.replace(out)
+    try:
+        write_atomically(out, lambda tmp: fig.savefig(tmp, format="png"))
+    finally:
+        plt.close(fig)
 
 
 __all__ = ["lineage_report", "plot"]

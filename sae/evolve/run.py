@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.algorithm import Algorithm, load_algorithm, save_algorithm
+from sae.algorithm import Algorithm, check_algorithm_output, load_algorithm, save_algorithm_atomically
 from sae.errors import InputError
 from sae.evolve.data import EvalData, build_eval_data, file_sha256
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
@@ -420,23 +419,9 @@ def _neg(key: str) -> tuple[int, ...]:
 def write_algorithm(alg: Algorithm, out: Path) -> None:
     """Save ``alg`` to ``out`` atomically (a temporary sibling, then renamed) and check it loads
     back with the same content hash."""
-    out = Path(out)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
     lossless16 = all(np.array_equal(a.astype(np.float16).astype(np.float32), a)
                      for a in (alg.vectors, alg.transforms))
-    save_algorithm(alg, tmp, vector_dtype="float16" if lossless16 else "float32")
-    back = load_algorithm(tmp)
-    if back.content_hash != alg.content_hash:
-        shutil.rmtree(tmp)
-        raise InputError(f"{out}: the saved Algorithm does not load back identically (content hash differs)")
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    if out.exists():
-        out.rename(old)
-    tmp.rename(out)
-    if old.exists():
-        shutil.rmtree(old)
+    save_algorithm_atomically(alg, out, "--out", vector_dtype="float16" if lossless16 else "float32")
 
 
 def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str | Path, *, resume: bool = False,
@@ -446,11 +431,7 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
     """Run (or resume) an evolution and write its final Algorithm to ``out``, named ``name``."""
     from sae.evolve.executors import Payload, make_executor
 
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: exists and is not a directory (--out names the Algorithm directory to write)")
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: no such directory (for --out)")
+    out = check_algorithm_output(out, "--out", inputs=(run_path,))
     base, data, identity = load_inputs(inputs, config)
     if config.linear:
         from sae.distill.output_map import check_linear

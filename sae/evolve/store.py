@@ -193,6 +193,8 @@ class _Transaction:
 def open_existing(path: str | Path) -> RunStore:
     """Open a run file for reading (``sae lineage``); one-line error when it is not one."""
     p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{p}: is a directory, not a run database")
     if not p.is_file():
         raise InputError(f"{p}: no such run database")
     try:

@@ -60,3 +60,24 @@ def test_a_bad_setting_is_named_in_one_line_before_anything_is_read(tmp_path, ca
     assert code == 2
     assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "out").exists()
+
+
+def test_out_and_cache_are_checked_before_anything_is_read(tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    code = main(["distill", "--shared", str(tmp_path / "no-shared"), "--out", str(mine)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "holds 'notes.txt'" in err[0], err
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    shared = tmp_path / "shared"
+    for name in ("data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
+                 "data/teacher/teacher-minilm-dev.parquet"):
+        (shared / name).parent.mkdir(parents=True, exist_ok=True)
+        (shared / name).write_bytes(b"")
+    pairs = "".join(f"main-captions\tf\t2012\t{i}\t{i}.0\tA cat {i}.\tA dog {i}.\n" for i in range(3))
+    (shared / "data/stsb/sts-train.csv").write_text(pairs)
+    (tmp_path / "cache").write_text("not a directory")
+    code = main(["distill", "--shared", str(shared), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].endswith("is a file; the teacher cache is a directory"), err

@@ -188,6 +188,23 @@ def test_bad_inputs(world, tmp_path, capsys):
     assert "teacher file" in one_line_error(*run_cli(args, capsys)[::2])
     line = one_line_error(*run_cli(["lineage", str(tmp_path / "file")], capsys)[::2])
     assert "run database" in line
+    args = evolve_args(world, tmp_path / "r5.sqlite", tmp_path / "b", "--w-minimal", "nan")
+    assert "--w-minimal must be a finite number" in one_line_error(*run_cli(args, capsys)[::2])
+    assert not (tmp_path / "r5.sqlite").exists()
+
+
+def test_out_is_checked_before_the_run_and_never_loses_a_file(world, tmp_path, capsys):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("precious")
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "r.sqlite", mine), capsys)[::2])
+    assert "holds 'notes.txt'" in line and "--out" in line
+    assert (mine / "notes.txt").read_text() == "precious" and not (tmp_path / "r.sqlite").exists()
+    # The run database inside --out would be deleted with the directory it replaces.
+    (tmp_path / "best").mkdir()
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "best" / "run.sqlite", tmp_path / "best"),
+                                   capsys)[::2])
+    assert "which this command needs" in line
 
 
 def test_lineage(reference, tmp_path, capsys):
@@ -207,6 +224,11 @@ def test_lineage(reference, tmp_path, capsys):
     assert (tmp_path / "fit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = run_cli(["lineage", str(run)], capsys)
     assert code == 0 and "Pareto front" in out and "lineage" in out
+    before = run.read_bytes()
+    line = one_line_error(*run_cli(["lineage", str(run), "--plot", str(run)], capsys)[::2])
+    assert "is also an input" in line and run.read_bytes() == before
+    line = one_line_error(*run_cli(["lineage", str(run), "--plot", str(tmp_path)], capsys)[::2])
+    assert "is a directory" in line and not list(tmp_path.glob(".*"))
 
 
 def test_metrics_are_served():

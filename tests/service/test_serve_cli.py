@@ -112,6 +112,9 @@ def test_bad_limits_exit_2(tiny_dir):
     assert "max_batch_tokens must be >= 128" in line
     result = run_cli(["serve", "--port", "70000"])
     assert result.returncode == 2 and "0..65535" in result.stderr
+    line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                   "--drain-seconds", "nan"]))
+    assert "drain_seconds must be a finite number >= 0, got nan" in line  # was accepted, then crashed on SIGTERM
 
 
 def test_a_busy_port_exits_2(tiny_dir):
