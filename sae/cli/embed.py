@@ -10,6 +10,7 @@ from typing import Any
 from sae.cli.common import add_engine_options, engine_from_args, positive_int
 from sae.corpus.job import DEFAULT_CHUNK_ROWS, EmbedOptions, Job, run_job
 from sae.corpus.sinks import DTYPES
+from sae.ray_address import check_ray_address
 
 log = logging.getLogger("sae")
 
@@ -93,6 +94,8 @@ class ProgressBar:
 def run(args: argparse.Namespace) -> int:
     options = EmbedOptions(text_column=args.text_column, keep_columns=args.keep_columns, dtype=args.dtype,
                            chunk_rows=args.chunk_rows, resume=args.resume)
+    if args.ray:
+        check_ray_address(args.ray, "--ray")  # before OUT is touched
     job = Job(args.input, args.output, options)  # checks the input and OUT before the engine loads
     bar = ProgressBar()
     try:

@@ -8,6 +8,7 @@ import math
 import sys
 
 from sae.cli.common import non_negative_int, port, positive_int
+from sae.ray_address import check_ray_address
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -87,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--resample must be in 0..1 (a fraction, 0 for all pairs, below 1), got {args.resample}")
     if not (math.isfinite(args.w_minimal) and args.w_minimal >= 0):
         raise InputError(f"--w-minimal must be a finite number >= 0, got {args.w_minimal}")
+    if args.executor == "ray":
+        check_ray_address(args.ray_address, "--ray-address")  # before the run file is created
     config = EvolveConfig(
         seed=args.seed, generations=args.generations, population=args.population, fit_pairs=args.fit_pairs,
         minimal_pairs=args.minimal_pairs, max_rules=args.max_rules, crossover=args.crossover,

@@ -30,6 +30,7 @@ from sae.corpus.job import (
 )
 from sae.corpus.sinks import output_table
 from sae.errors import InputError, SaeError
+from sae.ray_address import check_ray_address
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def embed_corpus_ray(
     *, dim: int, address: str | None = None, workers: int | None = None, progress: Progress | None = None,
 ) -> EmbedSummary:
     """:func:`~sae.corpus.job.embed_corpus` with Ray Data workers; see :func:`run_job_ray`."""
+    check_ray_address(address, "--ray")  # before OUT is touched: a wrong address is one line, not minutes
     job = Job(input, output, options or EmbedOptions())
     return run_job_ray(job, spec, dim=dim, address=address, workers=workers, progress=progress)
 
@@ -157,6 +159,7 @@ def run_job_ray(
     worker can read at the same path; stdin and Arrow streams are refused.
     """
     ray = require_ray()
+    check_ray_address(address, "--ray")
     job.bind(spec.algorithm_hash, spec.backend, dim)
     for out in job.outputs:
         if not out.source.random_access:

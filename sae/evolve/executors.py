@@ -20,6 +20,7 @@ from sae.algorithm import Algorithm
 from sae.errors import InputError, SaeError
 from sae.evolve.data import EvalData
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
+from sae.ray_address import check_ray_address
 
 log = logging.getLogger(__name__)
 RAY_HINT = "pip install 'sae[ray]'"
@@ -152,6 +153,7 @@ class RayExecutor:
             env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                           runtime_env={"env_vars": env})
+            check_ray_address(address, "--ray-address")
             try:
                 if address:
                     ray.init(address=address, **kwargs)

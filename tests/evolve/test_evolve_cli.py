@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -191,6 +192,13 @@ def test_bad_inputs(world, tmp_path, capsys):
     args = evolve_args(world, tmp_path / "r5.sqlite", tmp_path / "b", "--w-minimal", "nan")
     assert "--w-minimal must be a finite number" in one_line_error(*run_cli(args, capsys)[::2])
     assert not (tmp_path / "r5.sqlite").exists()
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = evolve_args(world, tmp_path / "r6.sqlite", tmp_path / "b", "--executor", "ray",
+                       "--ray-address", f"127.0.0.1:{port}")
+    assert "cannot reach a Ray cluster there" in one_line_error(*run_cli(args, capsys)[::2])
+    assert not (tmp_path / "r6.sqlite").exists()
 
 
 def test_out_is_checked_before_the_run_and_never_loses_a_file(world, tmp_path, capsys):
