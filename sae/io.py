@@ -97,6 +97,8 @@ def check_writable(out: str | Path, inputs: tuple[str | Path | None, ...] = ()) 
     """Fail early, before any work, when ``out`` cannot be written: its directory is missing
     or not writable, it is a directory, a device or a pipe (the output is renamed into place,
     which would replace such a file), or it is the same file as one of ``inputs``."""
+    if str(out) == "-":  # stdin's name as an input; as an output it would be a file named "-"
+        raise InputError("-: sae writes files, not to standard output; name the output file")
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     if path.is_dir():
@@ -113,6 +115,15 @@ def check_writable(out: str | Path, inputs: tuple[str | Path | None, ...] = ()) 
     if path.exists() and not os.access(path, os.W_OK):
         raise InputError(f"{out}: file is not writable")
     return Path(os.path.realpath(path)) if path.is_symlink() else path  # written through
+
+
+def check_png_output(out: str | Path, flag: str, inputs: tuple[str | Path | None, ...] = ()) -> Path:
+    """:func:`check_writable`, and the name must end in ``.png``: what ``flag`` writes is a PNG
+    image, which a file named ``.txt`` or ``.jpg`` would misname."""
+    path = check_writable(out, inputs)
+    if Path(out).suffix.lower() != ".png":
+        raise InputError(f"{out}: {flag} writes a PNG image; name the file .png")
+    return path
 
 
 #: Output suffixes of formats sae does not write: a Parquet file named ``.csv`` would be

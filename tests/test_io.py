@@ -87,6 +87,8 @@ def test_a_device_or_pipe_output_is_refused_not_replaced(tmp_path):
     assert fifo.is_fifo()
     with pytest.raises(InputError, match="is not a regular file"):
         check_writable("/dev/null")
+    with pytest.raises(InputError, match="not to standard output"):
+        check_writable("-")
 
 
 def test_an_output_that_is_an_input_is_refused(tmp_path):

@@ -49,15 +49,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae.io import argument_text, check_writable, read_texts
+    from sae.io import argument_text, check_png_output, read_texts
 
     if len(args.texts) > 2:
         raise InputError(f"at most two TEXTs (got {len(args.texts)}); use --input FILE for more")
     if args.png and args.screenshot:
         raise InputError("--png draws offscreen and --screenshot draws the window: give one of them")
-    for out in (args.png, args.screenshot):
+    for flag, out in (("--png", args.png), ("--screenshot", args.screenshot)):
         if out is not None:
-            check_writable(out, inputs=(args.input,))
+            check_png_output(out, flag, inputs=(args.input,))
     try:
         from sae.viewer import app, state
 

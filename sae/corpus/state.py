@@ -74,6 +74,8 @@ def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         if before.get("columns") != now.get("columns"):
             return f"the columns of {now.get('path')} changed"
         return f"{now.get('path')} changed since (its size or modification time)"
+    if isinstance(before, dict) and isinstance(now, dict) and before.get("path") != now.get("path"):
+        return f"it read {before.get('path')}, this run reads {now.get('path')}"
     return first_difference(old, new)
 
 

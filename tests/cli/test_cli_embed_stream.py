@@ -93,6 +93,10 @@ def test_a_resume_with_other_options_is_refused(txt, tmp_path, tiny_dir, capsys,
     assert out.read_bytes() == b"precious" and state_dir(out).is_dir()
     assert embed(txt, "-o", out, "--chunk-rows", "100", "--dtype", "float16", "--resume", tiny_dir=tiny_dir) == 2
     assert "cannot resume, the interrupted run differs: dtype was 'float32', now 'float16'" in one_line_error(capsys)
+    other = tmp_path / "other.txt"
+    other.write_text(txt.read_text())
+    assert embed(other, "-o", out, "--chunk-rows", "100", "--resume", tiny_dir=tiny_dir) == 2
+    assert f"the interrupted run differs: it read {txt}, this run reads {other}" in one_line_error(capsys)
     assert embed(txt, "-o", out, "--chunk-rows", "100", "--resume", tiny_dir=tiny_dir) == 0
     assert "200 resumed" in caplog.text
     assert embed(txt, "-o", tmp_path / "whole.parquet", "--chunk-rows", "100", tiny_dir=tiny_dir) == 0

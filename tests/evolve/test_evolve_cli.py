@@ -237,6 +237,8 @@ def test_lineage(reference, tmp_path, capsys):
     assert "is also an input" in line and run.read_bytes() == before
     line = one_line_error(*run_cli(["lineage", str(run), "--plot", str(tmp_path)], capsys)[::2])
     assert "is a directory" in line and not list(tmp_path.glob(".*"))
+    line = one_line_error(*run_cli(["lineage", str(run), "--plot", str(tmp_path / "fit.txt")], capsys)[::2])
+    assert "--plot writes a PNG image" in line and not (tmp_path / "fit.txt").exists()
 
 
 def test_metrics_are_served():

@@ -42,6 +42,8 @@ def test_png_with_input_list_and_two_texts(view_dir, tmp_path):
         (["a", "--png", "missing/x.png"], "does not exist"),
         (["--input", "nothing.txt"], "no such file"),
         (["a", "--algorithm", "no-such-dir"], "no such Algorithm"),
+        (["a", "--png", "x.txt"], "--png writes a PNG image; name the file .png"),
+        (["caf\udce9", "--png", "x.png"], "TEXT: invalid UTF-8"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
