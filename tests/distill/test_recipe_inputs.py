@@ -8,17 +8,24 @@ import pytest
 
 from sae.cli import main
 
+SHARED_FILES = ("data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
+                "data/teacher/teacher-minilm-dev.parquet")
 
-@pytest.mark.parametrize("missing", ["data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
-                                     "data/teacher/teacher-minilm-dev.parquet"])
-def test_a_missing_shared_file_is_named_before_the_empty_cache(tmp_path, capsys, missing):
+
+def fake_shared(tmp_path):
+    """A --shared folder with every file distill looks for: three train pairs, empty teacher files."""
     shared = tmp_path / "shared"
-    for name in ("data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
-                 "data/teacher/teacher-minilm-dev.parquet"):
+    for name in SHARED_FILES:
         (shared / name).parent.mkdir(parents=True, exist_ok=True)
         (shared / name).write_bytes(b"")
     pairs = "".join(f"main-captions\tf\t2012\t{i}\t{i}.0\tA cat {i}.\tA dog {i}.\n" for i in range(3))
     (shared / "data/stsb/sts-train.csv").write_text(pairs)
+    return shared
+
+
+@pytest.mark.parametrize("missing", SHARED_FILES)
+def test_a_missing_shared_file_is_named_before_the_empty_cache(tmp_path, capsys, missing):
+    shared = fake_shared(tmp_path)
     (shared / missing).unlink()
     if missing.endswith("sts-train.csv"):
         shutil.rmtree(shared / "data/stsb")
@@ -70,13 +77,7 @@ def test_out_and_cache_are_checked_before_anything_is_read(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "holds 'notes.txt'" in err[0], err
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
-    shared = tmp_path / "shared"
-    for name in ("data/stsb/sts-train.csv", "data/teacher/teacher-minilm-train.parquet",
-                 "data/teacher/teacher-minilm-dev.parquet"):
-        (shared / name).parent.mkdir(parents=True, exist_ok=True)
-        (shared / name).write_bytes(b"")
-    pairs = "".join(f"main-captions\tf\t2012\t{i}\t{i}.0\tA cat {i}.\tA dog {i}.\n" for i in range(3))
-    (shared / "data/stsb/sts-train.csv").write_text(pairs)
+    shared = fake_shared(tmp_path)
     (tmp_path / "cache").write_text("not a directory")
     code = main(["distill", "--shared", str(shared), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
