@@ -46,7 +46,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", choices=("cpu", "gpu"), default="cpu", help="engine backend of the evaluations")
     g = p.add_argument_group("search settings (part of the run's identity)")
     g.add_argument("--fit-pairs", type=non_negative_int, default=3000, metavar="N",
-                   help="train pairs selection sees (0: all but the validation fifth; default 3000)")
+                   help="train pairs selection sees (0: all but the validation fifth; else at least 10; default 3000)")
     g.add_argument("--minimal-pairs", type=non_negative_int, default=1000, metavar="N",
                    help="minimal pairs in the fitness, an equal share of N for each kind (0: all; default 1000)")
     g.add_argument("--max-rules", type=positive_int, default=24, metavar="N")
@@ -86,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--max-cost must be >= 0, got {args.max_cost}")
     if not 0.0 <= args.resample < 1.0:
         raise InputError(f"--resample must be in 0..1 (a fraction, 0 for all pairs, below 1), got {args.resample}")
+    if 0 < args.fit_pairs < 10:  # a correlation over fewer pairs says nothing (it was reported as 0)
+        raise InputError(f"--fit-pairs must be 0 (all) or at least 10, got {args.fit_pairs}")
     if not (math.isfinite(args.w_minimal) and args.w_minimal >= 0):
         raise InputError(f"--w-minimal must be a finite number >= 0, got {args.w_minimal}")
     if args.executor == "ray":

@@ -192,6 +192,9 @@ def test_bad_inputs(world, tmp_path, capsys):
     args = evolve_args(world, tmp_path / "r5.sqlite", tmp_path / "b", "--w-minimal", "nan")
     assert "--w-minimal must be a finite number" in one_line_error(*run_cli(args, capsys)[::2])
     assert not (tmp_path / "r5.sqlite").exists()
+    args = evolve_args(world, tmp_path / "r7.sqlite", tmp_path / "b")
+    args[args.index("--fit-pairs") + 1] = "1"
+    assert "--fit-pairs must be 0 (all) or at least 10, got 1" in one_line_error(*run_cli(args, capsys)[::2])
     with socket.socket() as s:  # a port nothing listens on once closed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
