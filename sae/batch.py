@@ -26,6 +26,21 @@ def token_lengths(token_ids: Sequence[Sequence[int]], caps: Capacities, caller: 
     return lengths
 
 
+def check_token_ids(token_ids: Sequence[Sequence[int]], symbols: int, caller: str) -> None:
+    """Raise ``ValueError``, naming ``caller``, the text and the id, unless every token id is
+    an integer in ``0 .. symbols - 1``. (The tokenizer only makes such ids; this guards ids
+    from elsewhere, which the numpy path would index with and the GPU read out of bounds.)"""
+    flat = np.asarray(list(chain.from_iterable(token_ids)))
+    if flat.size == 0 or (flat.dtype.kind in "iu" and int(flat.min()) >= 0 and int(flat.max()) < symbols):
+        return
+    for i, ids in enumerate(token_ids):
+        for t in ids:
+            if not isinstance(t, int | np.integer) or isinstance(t, bool):
+                raise ValueError(f"{caller}: text {i} has a token id of type {type(t).__name__}, not an integer")
+            if not 0 <= int(t) < symbols:
+                raise ValueError(f"{caller}: text {i} has token id {int(t)}, outside 0..{symbols - 1}")
+
+
 @dataclass
 class AnnealStats:
     """What the annealing loop did to one batch, set by the backend that ran it."""

@@ -14,7 +14,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm, load_algorithm
 from sae.backend import Backend
-from sae.batch import AnnealStats, ProgramBatch, token_lengths
+from sae.batch import AnnealStats, ProgramBatch, check_token_ids, token_lengths
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
@@ -22,6 +22,22 @@ from sae.profile import Profiler, maybe_scope
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "gpu")
+
+
+def as_texts(texts: Sequence[str], caller: str) -> list[str]:
+    """``texts`` as a list, or a ``TypeError`` naming ``caller`` and the first element that is
+    not a ``str``: every path must refuse the same way (a large batch on a many-core machine
+    goes to the tokenizer's batch call, which would read a tuple as a sentence pair)."""
+    if isinstance(texts, bytes | bytearray):
+        raise TypeError(f"{caller}: texts are bytes; decode them to str first")
+    try:
+        texts = list(texts)
+    except TypeError:
+        raise TypeError(f"{caller}: expected a str or a sequence of str, got {type(texts).__name__}") from None
+    if not all(isinstance(t, str) for t in texts):
+        i, bad = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
+        raise TypeError(f"{caller}: texts[{i}] is {type(bad).__name__}, not str")
+    return texts
 
 
 def make_backend(
@@ -114,10 +130,9 @@ class Engine:
         adapter: str | None = None,
         threads: int | None = None,
     ) -> None:
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"Engine: batch_size must be >= 1, got {batch_size}")
-        if threads is not None and threads < 1:
-            raise ValueError(f"Engine: threads must be >= 1, got {threads}")
+        for name, value in (("batch_size", batch_size), ("threads", threads)):
+            if value is not None and (not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1):
+                raise ValueError(f"Engine: {name} must be an integer >= 1, got {value!r}")
         self.caps = caps
         self.algorithm = algorithm if isinstance(algorithm, Algorithm) else load_algorithm(algorithm, caps)
         self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter, batch_size)
@@ -158,8 +173,9 @@ class Engine:
         return self.algorithm.dim
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, truncated to the stream capacity (with a warning)."""
-        ids, cut = self._tokenize(texts)
+        """Token ids per text, truncated to the stream capacity (with a warning).
+        Raises ``TypeError`` naming the first element that is not a ``str``."""
+        ids, cut = self._tokenize(as_texts(texts, "Engine.tokenize"))
         self._warn_truncated(cut)
         return ids
 
@@ -187,12 +203,13 @@ class Engine:
         """
         if isinstance(texts, str):
             return self.embed([texts])[0]
-        texts = list(texts)
+        texts = as_texts(texts, "Engine.embed")
         if not self.backend.concurrent_batches:
             return self._embed_pipelined(texts, None, progress)
         with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
-            token_ids = self.tokenize(texts)
-        return self.embed_tokens(token_ids, progress)
+            token_ids, cut = self._tokenize(texts)
+            self._warn_truncated(cut)
+        return self._embed_token_ids(token_ids, progress)
 
     def embed_tokens(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None
@@ -201,8 +218,15 @@ class Engine:
 
         For a caller that needs the token counts before embedding (a service's token
         budget) without tokenizing twice. Raises ``ValueError`` for a text longer than
-        the stream capacity.
+        the stream capacity, and for a token id that is not an integer in
+        ``0 .. len(symbol_rows) - 1`` (both backends: the GPU would read out of bounds).
         """
+        check_token_ids(token_ids, len(self.algorithm.symbol_rows), "Engine.embed_tokens")
+        return self._embed_token_ids(token_ids, progress)
+
+    def _embed_token_ids(
+        self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None
+    ) -> np.ndarray:
         lengths = token_lengths(token_ids, self.caps, "Engine.embed_tokens")
         if not self.backend.concurrent_batches:
             return self._embed_pipelined(None, token_ids, progress)
@@ -284,6 +308,8 @@ class Engine:
 
     def explain(self, text: str) -> Explanation:
         """Anneal one text and return its initial and final program and journal."""
+        if not isinstance(text, str):
+            raise TypeError(f"Engine.explain: the text is {type(text).__name__}, not str")
         token_ids = self.tokenize([text])
         batch = ProgramBatch(1, self.caps)
         batch.widen(token_ids, self.algorithm.symbol_rows)

@@ -128,3 +128,37 @@ def test_embed_tokens_is_embed_after_tokenize(tiny_alg):
     assert engine.embed_tokens(token_ids).tobytes() == engine.embed(texts).tobytes()
     with pytest.raises(ValueError, match="more than the stream capacity"):
         engine.embed_tokens([[1] * (engine.caps.stream + 1)])
+
+
+def test_what_is_not_a_text_is_refused_the_same_way_on_every_path(tiny_alg, monkeypatch):
+    engine = Engine(tiny_alg, backend="cpu")
+    pairs = [("the cat", "a dog")] * 300
+    for cores in (2, 64):  # 64: a large batch goes to the tokenizer's batch call, which reads pairs
+        monkeypatch.setattr(engine.algorithm.token_ids, "cores", cores)
+        with pytest.raises(TypeError, match=r"Engine\.embed: texts\[0\] is tuple, not str"):
+            engine.embed(pairs)
+    for bad, message in ((None, "got NoneType"), (5, "got int"), (b"the cat", "texts are bytes"),
+                         (["the cat", None], r"texts\[1\] is NoneType")):
+        with pytest.raises(TypeError, match=message):
+            engine.embed(bad)
+    with pytest.raises(TypeError, match=r"Engine\.tokenize: texts\[0\] is int"):
+        engine.tokenize([3])
+    with pytest.raises(TypeError, match=r"Engine\.explain: the text is NoneType"):
+        engine.explain(None)
+
+
+def test_token_ids_outside_the_vocabulary_are_refused(tiny_alg):
+    engine = Engine(tiny_alg, backend="cpu")
+    symbols = len(tiny_alg.symbol_rows)
+    for ids, message in (([[1], [symbols]], f"text 1 has token id {symbols}, outside 0..{symbols - 1}"),
+                         ([[-1]], "token id -1, outside"), ([[1.5]], "of type float, not an integer"),
+                         ([["a"]], "of type str"), ([[True]], "of type bool")):
+        with pytest.raises(ValueError, match=message):
+            engine.embed_tokens(ids)
+    assert engine.embed_tokens([[1, 2], np.array([3], dtype=np.uint32), []]).shape == (3, engine.dim)
+
+
+@pytest.mark.parametrize("setting", [{"batch_size": 2.5}, {"batch_size": True}, {"threads": "2"}])
+def test_engine_settings_must_be_integers(tiny_alg, setting):
+    with pytest.raises(ValueError, match="must be an integer >= 1"):
+        Engine(tiny_alg, backend="cpu", **setting)

@@ -135,3 +135,12 @@ def test_without_a_batch_size_the_engine_takes_the_gpus_chunk(monkeypatch):
     assert small.batch_size == small.backend.chunk == 16
     assert Engine(make_tiny(), backend="gpu", batch_size=8).backend.chunk == 8
     assert small.embed(TEXTS).tobytes() == engine.embed(TEXTS).tobytes()
+
+
+def test_token_ids_outside_the_vocabulary_are_refused_as_on_the_cpu():
+    # The GPU would read the vector table out of bounds and return a vector, silently.
+    alg = make_tiny()
+    symbols = len(alg.symbol_rows)
+    for backend in ("cpu", "gpu"):
+        with pytest.raises(ValueError, match=f"text 0 has token id {symbols}, outside 0..{symbols - 1}"):
+            Engine(alg, backend=backend).embed_tokens([[symbols]])
