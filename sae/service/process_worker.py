@@ -82,7 +82,7 @@ def _child(conn: Connection, algorithm: str | None, batch_size: int | None) -> N
             break
         if not message:
             break
-        name, tokens, texts, n, total = pickle.loads(message)
+        name, tokens, texts, n, total, check = pickle.loads(message)
         try:
             if block is None or block.name != name:
                 if block is not None:
@@ -90,7 +90,7 @@ def _child(conn: Connection, algorithm: str | None, batch_size: int | None) -> N
                 block = _SharedBatch(tokens, texts, engine.dim, name)
             ids, bounds = block.ids[:total].copy(), [0, *np.cumsum(block.lengths[:n], dtype=np.int64).tolist()]
             token_ids = [ids[start:end] for start, end in pairwise(bounds)]
-            block.vectors[:n] = engine.embed_tokens(token_ids)
+            block.vectors[:n] = engine.embed_tokens(token_ids, check=check)
         except Exception as exc:
             conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
             continue
@@ -158,7 +158,7 @@ class ProcessEngine:
             self._block = block = _SharedBatch(tokens, texts, self.dim)
         return block
 
-    def embed_tokens(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    def embed_tokens(self, token_ids: Sequence[Sequence[int]], *, check: bool = True) -> np.ndarray:
         """What ``Engine.embed_tokens`` gives, computed in the child process."""
         if self._conn.closed:
             raise WorkerProcessError("the engine process was closed")
@@ -169,7 +169,7 @@ class ProcessEngine:
         block.lengths[:n] = lengths
         block.ids[:total] = np.fromiter(chain.from_iterable(token_ids), dtype=np.uint32, count=total)
         try:
-            self._conn.send_bytes(pickle.dumps((block.name, block.tokens, block.texts, n, total)))
+            self._conn.send_bytes(pickle.dumps((block.name, block.tokens, block.texts, n, total, check)))
         except OSError:
             raise WorkerProcessError(f"the engine process died (exit code {self._process.exitcode})") from None
         kind, value = self._receive()

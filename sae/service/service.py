@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ from sae.service.tokenizer import TokenizerStage
 class InferenceWorker(Protocol):
     """What the batcher needs of a worker: an :class:`Engine`, or a :class:`ProcessEngine`."""
 
-    def embed_tokens(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray: ...
+    def embed_tokens(self, token_ids: Sequence[Sequence[int]], *, check: bool = True) -> np.ndarray: ...
 
     def counters_snapshot(self) -> EngineCounters: ...
 
@@ -57,7 +58,8 @@ class EmbeddingService:
         self.config = config
         self.metrics = ServiceMetrics(engine, self.workers, registry)
         self.batcher = Batcher(
-            [worker.embed_tokens for worker in self.workers],
+            # The ids come from the tokenizer stage, this Algorithm's own tokenizer: in range.
+            [functools.partial(worker.embed_tokens, check=False) for worker in self.workers],
             engine.dim,
             max_batch_tokens=config.max_batch_tokens,
             max_wait=config.max_wait_ms / 1000,

@@ -46,6 +46,13 @@ def test_a_batch_larger_than_the_shared_block_gets_a_new_block(child, tiny_dir):
     assert child.embed_tokens([]).shape == (0, child.dim)
 
 
+def test_token_ids_outside_the_vocabulary_fail_the_batch_in_one_line(child, tiny_dir):
+    symbols = len(Engine(tiny_dir, backend="cpu").algorithm.symbol_rows)
+    with pytest.raises(WorkerProcessError, match=f"text 0 has token id {symbols}, outside 0..{symbols - 1}"):
+        child.embed_tokens([[symbols]])
+    assert child.alive and child.embed_tokens([[1, 2]]).shape == (1, child.dim)
+
+
 def test_closing_unlinks_the_shared_block(tiny_dir):
     worker = ProcessEngine(tiny_dir)
     worker.embed_tokens([[1, 2]])
