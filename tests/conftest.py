@@ -3,6 +3,7 @@ adapter), cli (end to end), and checks against ../shared/data (skip without it).
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 import sys
@@ -32,31 +33,30 @@ needs_shared = pytest.mark.skipif(
 )
 
 
-
-def _missing(modules: tuple[str, ...]) -> list[str]:
+@functools.cache
+def serve_missing() -> tuple[str, ...]:
+    """What tests/service imports beyond the core install (sae[serve,serve-test]) and this
+    environment lacks. Looked up when the first service module is collected, not at start-up:
+    importing grpc, uvicorn and httpx takes about 0.4 s."""
     missing = []
-    for name in modules:
+    for name in ("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"):
         try:
             importlib.import_module(name)
         except ImportError:
             missing.append(name)
-    return missing
-
-
-#: What tests/service imports beyond the core install (sae[serve,serve-test]).
-SERVE_MISSING = _missing(("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"))
+    return tuple(missing)
 
 
 class _NeedsServeExtras(pytest.Module):
     def collect(self):
         pytest.skip("the service tests need: pip install -e '.[serve,serve-test]' "
-                    f"(missing: {', '.join(SERVE_MISSING)})")
+                    f"(missing: {', '.join(serve_missing())})")
 
 
 def pytest_pycollect_makemodule(module_path: Path, parent):
     """Without the serve extras, each module of tests/service is reported as skipped instead
     of failing to import grpc, httpx or orjson at collection."""
-    if SERVE_MISSING and module_path.parent == TESTS / "service":
+    if module_path.parent == TESTS / "service" and serve_missing():
         return _NeedsServeExtras.from_parent(parent, path=module_path)
     return None
 
