@@ -23,10 +23,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sae.evolve.lineage import lineage_report, plot
     from sae.evolve.store import open_existing
-    from sae.io import check_png_output
-
-    if args.plot:
-        check_png_output(args.plot, "--plot", inputs=(args.run_path,))
     store = open_existing(args.run_path)
     try:
         report = lineage_report(store)

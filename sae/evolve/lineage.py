@@ -16,7 +16,7 @@ from sae.errors import InputError
 from sae.evolve.genome import Genome
 from sae.evolve.select import Scored, pareto_front
 from sae.evolve.store import RunStore
-from sae.io import write_atomically
+from sae.io import check_png_output, write_atomically
 
 PLOT_HINT = "pip install 'sae[evolve]'"
 
@@ -93,6 +93,7 @@ def _grouped_front(front: list[Scored], records: dict[str, Any], best_key: str) 
 
 def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
     """Fitness over generations (best, median, every evaluation) and the Pareto front, as PNG."""
+    check_png_output(out, "--plot", inputs=(store.path,))  # before any drawing
     try:
         import matplotlib
 
@@ -100,9 +101,6 @@ def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise InputError(f"--plot needs matplotlib: {PLOT_HINT}") from None
-    out = Path(out)
-    if not out.parent.exists():
-        raise InputError(f"{out.parent}: no such directory (for --plot)")
     records = store.evaluations("fit")
     first = {}
     for row in store.db.execute("SELECT key, first_gen FROM genomes"):
