@@ -27,12 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from sae.algorithm import canonical_json
-from sae.errors import InputError
+from sae.errors import InputError, SaeError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; SQLite's own locking still keeps the file consistent
+    fcntl = None
 
 FORMAT = "sae-evolve-run"
 VERSION = 1
 
 SCHEMA = """
+BEGIN;
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS genomes (key TEXT PRIMARY KEY, json TEXT NOT NULL, first_gen INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS evaluations (genome TEXT NOT NULL, stage TEXT NOT NULL, record TEXT NOT NULL,
@@ -47,7 +53,26 @@ CREATE TABLE IF NOT EXISTS generations (gen INTEGER PRIMARY KEY, rng_state TEXT 
 CREATE TABLE IF NOT EXISTS final (id INTEGER PRIMARY KEY CHECK (id = 0), genome TEXT NOT NULL,
     algorithm TEXT NOT NULL, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS telemetry (gen INTEGER PRIMARY KEY, record TEXT NOT NULL);
+COMMIT;
 """
+#: The tables a run database holds (created together, in one transaction).
+TABLES = ("meta", "genomes", "evaluations", "births", "population", "generations", "final", "telemetry")
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[tuple[str, str]]:
+    return [(name, kind) for _, name, kind, *_ in db.execute(f"PRAGMA table_info({table})")]  # a known name
+
+
+def _schema_columns() -> dict[str, list[tuple[str, str]]]:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    db.executescript(SCHEMA)
+    columns = {table: _columns(db, table) for table in TABLES}
+    db.close()
+    return columns
+
+
+#: Each table's (column, type) list, as :data:`SCHEMA` creates it.
+_SCHEMA_COLUMNS = _schema_columns()
 
 #: Tables whose contents the same seed and inputs reproduce exactly, with their order.
 DETERMINISTIC = (
@@ -62,19 +87,80 @@ DETERMINISTIC = (
 
 
 class RunStore:
-    """A run's SQLite file. Writes happen inside :meth:`generation` transactions."""
+    """A run's SQLite file. Writes happen inside :meth:`generation` transactions.
 
-    def __init__(self, path: str | Path) -> None:
+    Opened for writing (``sae evolve``), the file must be empty, new or a run database;
+    the tables are created in one transaction, the file must take writes, and it is locked
+    (``flock``, where the system has it) against a second run for as long as the store is
+    open. Opened ``readonly`` (``sae lineage``), nothing is created, locked or written.
+    """
+
+    def __init__(self, path: str | Path, *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self._lock = None
         try:
-            self.db = sqlite3.connect(str(self.path), isolation_level=None)
-            self.db.execute("PRAGMA synchronous=FULL")
-            self.db.executescript(SCHEMA)
+            if readonly:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            else:
+                self.db = sqlite3.connect(str(self.path), isolation_level=None)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a usable run database ({exc})") from None
+        try:
+            self._check_tables(complete=readonly)
+            if not readonly:
+                self._lock_file()
+                self.db.execute("PRAGMA synchronous=FULL")
+                self.db.executescript(SCHEMA)
+                self._check_writable()
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise InputError(f"{self.path}: not a usable run database ({exc})") from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_tables(self, complete: bool) -> None:
+        """Refuse a database of another program (its tables would gain ours) and, when
+        ``complete``, a run database without all its tables. A file with some of our
+        tables and no others is a run whose creation was interrupted."""
+        have = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        foreign = sorted(have - set(TABLES))
+        if foreign:
+            raise InputError(f"{self.path}: not a sae evolve run database (it holds table {foreign[0]!r}); "
+                             "name a new or an empty --run file")
+        for table in sorted(have):
+            if _columns(self.db, table) != _SCHEMA_COLUMNS[table]:
+                raise InputError(f"{self.path}: not a sae evolve run database (table {table!r} has other columns)")
+        if complete and set(TABLES) - have:
+            missing = sorted(set(TABLES) - have)
+            raise InputError(f"{self.path}: not a complete sae evolve run database (table {missing[0]!r} is missing)")
+
+    def _lock_file(self) -> None:
+        if fcntl is None:
+            return
+        self._lock = open(self.path, "rb")  # held, and so locked, until close()
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{self.path}: in use by another sae evolve; wait for it to end or name "
+                             "another --run file") from None
+
+    def _check_writable(self) -> None:
+        """A write rolled back at once: a read-only file fails here, before any work."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '')")
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: the run database cannot be written ({exc})") from None
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
 
     def close(self) -> None:
         self.db.close()
+        if self._lock is not None:  # after the database: closing it drops SQLite's locks on the file too
+            self._lock.close()
+            self._lock = None
 
     # -- configuration ----------------------------------------------------------------------
     def config(self) -> dict[str, Any] | None:
@@ -93,7 +179,7 @@ class RunStore:
 
     # -- transactions --------------------------------------------------------------------------
     def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+        return _Transaction(self.db, self.path)
 
     # -- reading ---------------------------------------------------------------------------------
     def last_generation(self) -> int | None:
@@ -177,17 +263,35 @@ class RunStore:
 
 
 class _Transaction:
-    """``with store.transaction():`` BEGIN IMMEDIATE … COMMIT, ROLLBACK on an exception."""
+    """``with store.transaction():`` BEGIN IMMEDIATE … COMMIT, ROLLBACK on an exception.
+    A write the file refuses (read-only, full disk) or a row another process added ends
+    in one line (:class:`SaeError`), not a traceback."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, db: sqlite3.Connection, path: Path) -> None:
+        self.db, self.path = db, path
 
     def __enter__(self) -> sqlite3.Connection:
-        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise SaeError(f"{self.path}: cannot write the run database ({exc})") from None
         return self.db
 
-    def __exit__(self, exc_type, exc, tb) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None:
+            try:
+                self.db.execute("COMMIT")
+                return False
+            except sqlite3.DatabaseError as exc:
+                self.db.execute("ROLLBACK")
+                raise SaeError(f"{self.path}: cannot write the run database ({exc})") from None
+        self.db.execute("ROLLBACK")
+        if issubclass(exc_type, sqlite3.IntegrityError):
+            raise SaeError(f"{self.path}: the run database changed underneath this run ({exc}); "
+                           "was another sae evolve writing it?") from None
+        if issubclass(exc_type, sqlite3.DatabaseError):
+            raise SaeError(f"{self.path}: cannot write the run database ({exc})") from None
+        return False
 
 
 def open_existing(path: str | Path) -> RunStore:
@@ -205,7 +309,7 @@ def open_existing(path: str | Path) -> RunStore:
         raise InputError(f"{p}: not a run database ({exc})") from None
     if not row or not str(row[0]).startswith(FORMAT):
         raise InputError(f"{p}: not a sae evolve run database")
-    return RunStore(p)
+    return RunStore(p, readonly=True)
 
 
 __all__ = ["RunStore", "open_existing"]
