@@ -55,6 +55,9 @@ DIGITS = 10
 #: Jobs (texts x genomes) of one GPU population call in :meth:`Evaluator.evaluate_many`:
 #: their journals come back whole, 512 MB at the default capacities.
 POPULATION_JOBS = 65536
+#: GPU population evaluators kept for lexicons other than the base's (each holds its tables
+#: on the device); a search visits a few lexicon choices at a time.
+MAX_SUBSET_POPULATIONS = 4
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class Evaluator:
         self.stage_texts = {"fit": fit_texts, "valid": valid_texts}
         self.fit_texts = fit_texts
         self._population = None  # the GPU population evaluator, made on first use
+        self._subset_populations: OrderedDict[int, Any] = OrderedDict()  # those of smaller lexicons
 
     @property
     def batches_genomes(self) -> bool:
@@ -147,29 +151,52 @@ class Evaluator:
         same evaluations: each member anneals and executes as it does alone)."""
         if not self.batches_genomes or len(genomes) < 2:
             return [self.evaluate(g, stage) for g in genomes]
-        # Inherited transforms: every genome shares the base's tables, so they are one population.
-        from sae.population import PopulationEvaluator
-
+        # Inherited transforms: the genomes share the base's tables, but for their lexicon (below).
         t0 = time.perf_counter()
         parsed = [Genome.from_json(json.loads(g)) for g in genomes]
         algs = [self.algorithm(g) for g in parsed]
         texts = self.stage_texts[stage]
         ids = [t.tolist() for t in self.data.token_ids(texts)]
         lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
-        if self._population is None:
-            self._population = PopulationEvaluator(self.base, backend="gpu", caps=self.caps)
+        # A population shares its tables; a genome's lexicon choice (min_bonus) can drop
+        # phrases, which renumbers the symbol tables, so each lexicon is a population of its
+        # own. The lexicons are nested (phrases above a bonus), so their size names them.
+        members: dict[int, list[int]] = {}
+        for i, alg in enumerate(algs):
+            members.setdefault(alg.n_phrases, []).append(i)
         # Every job's whole journal comes back (8 KB a job at the default capacities):
         # genomes go in groups of at most POPULATION_JOBS jobs, each group's journals
         # reduced to their entries before the next group runs.
         group = max(1, POPULATION_JOBS // max(len(ids), 1))
-        runs: list[_Run] = []
-        for start in range(0, len(algs), group):
-            for run in self._population.runs(algs[start : start + group], ids):
-                entries = _journal_entries(run.journal, run.journal_len, np.arange(len(ids)))
-                runs.append(_journal_run(run.embeddings, lengths, [entries]))
+        runs: list[_Run | None] = [None] * len(algs)
+        for lexicon, indices in members.items():
+            population = self._population_of(lexicon, algs[indices[0]])
+            for start in range(0, len(indices), group):
+                part = indices[start : start + group]
+                for i, run in zip(part, population.runs([algs[i] for i in part], ids)):
+                    entries = _journal_entries(run.journal, run.journal_len, np.arange(len(ids)))
+                    runs[i] = _journal_run(run.embeddings, lengths, [entries])
         seconds = (time.perf_counter() - t0) / len(genomes)  # the population's time, shared alike
         return [self._evaluation(genome, alg, run, texts, stage, seconds)
                 for genome, alg, run in zip(parsed, algs, runs)]
+
+    def _population_of(self, lexicon: int, member: Algorithm):
+        """The GPU population evaluator of the genomes whose lexicon keeps ``lexicon`` phrases
+        (``member`` is one of them), kept for the next generations; the base's lexicon's is
+        :attr:`_population`."""
+        from sae.population import PopulationEvaluator
+
+        if lexicon == self.base.n_phrases:
+            if self._population is None:
+                self._population = PopulationEvaluator(self.base, backend="gpu", caps=self.caps)
+            return self._population
+        population = self._subset_populations.pop(lexicon, None)
+        if population is None:
+            population = PopulationEvaluator(member, backend="gpu", caps=self.caps)
+        self._subset_populations[lexicon] = population  # the most recently used last
+        while len(self._subset_populations) > MAX_SUBSET_POPULATIONS:  # each holds the tables on the device
+            self._subset_populations.pop(next(iter(self._subset_populations)))
+        return population
 
     # -- one genome -------------------------------------------------------------------------
     def algorithm(self, genome: Genome) -> Algorithm:

@@ -166,6 +166,27 @@ def test_gpu_population_evaluates_a_generation_in_few_submissions(world, monkeyp
     assert grouped._population.backend.counters.submissions >= 2  # two groups: two calls at least
 
 
+def test_gpu_population_takes_genomes_of_other_lexicons(world):
+    """A genome whose lexicon choice drops phrases has other symbol tables than the base:
+    evaluate_many runs it as a population of its own (it used to fail the whole generation),
+    with the same evaluations as one genome at a time."""
+    from tiny import parse
+
+    base, data = _gpu_world(world)
+    bonuses = sorted(set(base.phrase_bonus.tolist()))
+    assert len(bonuses) >= 2, "the tiny base needs phrases of two bonuses"
+    rules = parse("rule st score 20: [stop] => set 0 scale=0.5")
+    genomes = [Genome(rules, base.params).canonical(),
+               Genome(rules, base.params, min_bonus=bonuses[-1]).canonical(),  # drops phrases
+               genome_of(base).canonical(),
+               Genome((), base.params, min_bonus=bonuses[-1]).canonical()]
+    settings = FitnessSettings(backend="gpu")
+    alone = [Evaluator(base, data, settings).evaluate(g, "fit") for g in genomes]
+    together = Evaluator(base, data, settings)
+    assert [e.record() for e in together.evaluate_many(genomes, "fit")] == [e.record() for e in alone]
+    assert len(together._subset_populations) == 1  # the two genomes of the smaller lexicon: one population
+
+
 def test_resampled_selection_scores_each_generation_on_its_subset(world):
     """--resample: generation g's quality is the quality of the same genome on g's subset
     of the fit pairs and fit minimal pairs alone; the subsets do not depend on how many
