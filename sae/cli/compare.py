@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
         return 0 if result["equal"] else 1
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
+    console = Console(markup=False)  # the adapter's name is shown as it is
     table = Table(title=f"CPU vs GPU on {result['texts']} texts ({result['adapter']})")
     for col in ("stage", "agree", "differing documents"):
         table.add_column(col)
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         if "max_abs_diff" in s:
             label += f" (max |Δ| {s['max_abs_diff']:.2e}, tol {s['tolerance']:.0e})"
         shown = ", ".join(map(str, s["differing"])) + (" …" if s["n_differing"] > len(s["differing"]) else "")
-        table.add_row(label, "[green]yes[/]" if s["equal"] else "[red]NO[/]",
+        table.add_row(label, Text("yes", style="green") if s["equal"] else Text("NO", style="red"),
                       f"{s['n_differing']}: {shown}" if s["n_differing"] else "")
     console.print(table)
     sec = result["seconds"]

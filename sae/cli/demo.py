@@ -93,5 +93,5 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("value", overflow="fold")
     for k, v in rows:
         table.add_row(k, v)
-    Console().print(table)
+    Console(markup=False).print(table)  # the sample's texts are shown as they are
     return 0

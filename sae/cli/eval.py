@@ -74,5 +74,5 @@ def run(args: argparse.Namespace) -> int:
             table.add_row("  sentences not in teacher file", str(result.teacher_missing))
     table.add_row(f"sentences/s ({engine.backend.name})", f"{result.sentences_per_second:,.0f}")
     table.add_row("Algorithm", f"{engine.algorithm.name} {engine.algorithm.content_hash[:12]}")
-    Console().print(table)
+    Console(markup=False).print(table)  # the file's name and genres are shown as they are
     return 0

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(markup=False)  # adapter names are shown as they are
     table = Table(title="GPU adapters")
     for col in ("#", "name", "backend", "device type", "timestamp-query", "usable"):
         table.add_column(col)

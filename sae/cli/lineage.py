@@ -44,15 +44,18 @@ def _fmt(v) -> str:
 def _print(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    con = Console()
+    con = Console(markup=False)  # the run's path is shown as it is
     cfg = report["identity"].get("config", {})
-    con.print(f"[bold]{report['run']}[/]: seed {cfg.get('seed')}, {len(report['generations'])} of "
-              f"{cfg.get('generations')} generations, population {cfg.get('population')}, "
-              + (f"selection on {cfg['resample']:g} of the fit pairs per generation, " if cfg.get("resample") else "")
-              + ("one place per behaviour, " if cfg.get("distinct") else "")
-              + f"{report['evaluations']} genomes evaluated, {'finished' if report['finished'] else 'not finished'}; "
-              f"digest {report['digest'][:16]}")
+    con.print(Text.assemble(
+        (report["run"], "bold"),
+        f": seed {cfg.get('seed')}, {len(report['generations'])} of "
+        f"{cfg.get('generations')} generations, population {cfg.get('population')}, "
+        + (f"selection on {cfg['resample']:g} of the fit pairs per generation, " if cfg.get("resample") else "")
+        + ("one place per behaviour, " if cfg.get("distinct") else "")
+        + f"{report['evaluations']} genomes evaluated, {'finished' if report['finished'] else 'not finished'}; "
+        f"digest {report['digest'][:16]}"))
     t = Table(title="generations")
     for c in ("gen", "best", "median", "diversity", "evaluated", "eval/s", "best genome"):
         t.add_column(c, justify="left" if c == "best genome" else "right")
@@ -79,8 +82,8 @@ def _print(report: dict) -> None:
                   f"+{len(f['equivalent'])}" if f["equivalent"] else "")
     con.print(t)
     best = report["best"]
-    con.print(f"[bold]best[/] genome {best['genome'][:16]}, Algorithm {best['algorithm'][:16]}, "
-              f"params {best['params']}, lexicon {best['lexicon']}:")
-    con.print(best["rules"], markup=False, highlight=False)
+    con.print(Text.assemble(("best", "bold"), f" genome {best['genome'][:16]}, Algorithm {best['algorithm'][:16]}, "
+                            f"params {best['params']}, lexicon {best['lexicon']}:"))
+    con.print(best["rules"], highlight=False)
     if report["final"]:
         con.print(f"final pick: {report['final']['rule']}; validation {report['final']['valid']}")

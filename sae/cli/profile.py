@@ -59,13 +59,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(markup=False)  # adapter, scope (rule) and file names are shown as they are
     if gpu:
         table = Table(title=f"GPU passes on {engine.backend.description} — {profiler.gpu_clock}")
         _fill(table, gpu, "pass")
         console.print(table)
     else:
-        console.print(f"[yellow]no GPU track: the {engine.backend.name} backend ran[/]")
+        console.print(f"no GPU track: the {engine.backend.name} backend ran", style="yellow")
     if counters:
         table = Table(title=f"host-device traffic: {counters['batches']} batch(es)")
         for col in ("counter", "per batch", "total"):

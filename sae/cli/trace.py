@@ -75,19 +75,20 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console()
-    console.print(f"[bold]{x.text!r}[/]: {len(x.tokens)} tokens → {len(x.final)} items, "
+    console = Console(markup=False)  # the text, symbols and rule names are shown as they are
+    console.print(Text.assemble((repr(x.text), "bold"), f": {len(x.tokens)} tokens → {len(x.final)} items, "
                   f"{sum(j['outcome'] == 'committed' for j in journal)} committed / "
                   f"{sum(j['outcome'] == 'reverted' for j in journal)} reverted rewrites "
-                  f"({engine.algorithm.name}, {engine.backend.name})")
+                  f"({engine.algorithm.name}, {engine.backend.name})"))
     table = Table(title="journal")
     for col in ("step", "rank", "rule", "pos", "score", "potential", "outcome"):
         table.add_column(col, justify="right" if col in ("step", "rank", "pos", "score") else "left")
     for j in journal:
         style = "green" if j["outcome"] == "committed" else "red"
         table.add_row(str(j["step"]), str(j["rank"]), j["rule"], str(j["pos"]), str(j["score"]),
-                      f"{j['potential_before']} → {j['potential_after']}", f"[{style}]{j['outcome']}[/]")
+                      f"{j['potential_before']} → {j['potential_after']}", Text(j["outcome"], style=style))
     console.print(table)
     for title, items in (("program before", x.initial), ("program after", x.final)):
         prog = Table(title=title)

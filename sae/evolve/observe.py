@@ -70,7 +70,7 @@ class LiveView(Observer):
     def __init__(self, console=None, rows: int = 12) -> None:
         from rich.console import Console
 
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, markup=False)  # messages name files as they are
         self.rows = rows
         self.history: list[tuple] = []
         self.live = None

@@ -101,6 +101,13 @@ def test_trace_shows_the_journal(tiny_dir, capsys):
     assert "journal" in capsys.readouterr().out
 
 
+def test_trace_shows_text_as_it_is(tiny_dir, capsys):
+    """Square brackets in the text are text: "[/]" was a rich MarkupError traceback and
+    "[red]x" printed as a red "x"."""
+    assert main(["trace", "hello [/] world [red]x", "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 0
+    assert "'hello [/] world [red]x'" in capsys.readouterr().out
+
+
 def test_every_command_has_help(capsys):
     parser = build_parser()
     names = parser._subparsers._group_actions[0].choices  # the registered commands
