@@ -478,7 +478,10 @@ def check_algorithm_output(out: str | Path, flag: str, inputs: tuple[str | Path 
     it is a file, a directory holding anything but an Algorithm's files (it is replaced
     whole, so such a file would be lost), its parent is missing or not writable, or one of
     ``inputs`` (files the command reads or writes, such as a run database) lies inside it.
-    ``flag`` names the option in the messages."""
+    ``flag`` names the option in the messages. ``out`` may not be one of ``inputs`` either
+    (an Algorithm read as the base would be replaced by the result)."""
+    if str(out) == "-":  # stdin's name as an input; as an output it would be a directory named "-"
+        raise InputError(f"-: {flag} names the Algorithm directory to write, not standard output")
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise InputError(f"{out}: exists and is not a directory ({flag} names the Algorithm directory to write)")
@@ -496,7 +499,12 @@ def check_algorithm_output(out: str | Path, flag: str, inputs: tuple[str | Path 
         raise InputError(f"{parent}: directory is not writable (for {flag})")
     where = path.resolve()
     for source in inputs:
-        if source is not None and where in Path(source).resolve().parents:
+        if source is None:
+            continue
+        read = Path(source).resolve()
+        if where == read:
+            raise InputError(f"{out}: is also an input of this command; name another {flag}")
+        if where in read.parents:
             raise InputError(f"{out}: holds {source}, which this command needs; name another {flag}")
     return path
 

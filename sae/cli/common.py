@@ -29,6 +29,18 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def int_in(low: int, high: int):
+    """An argparse type: an integer in ``low..high`` (a bound on what a run allocates up front)."""
+
+    def parse(text: str) -> int:
+        value = _int_at_least(text, low)
+        if value > high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high:,}, got {value}")
+        return value
+
+    return parse
+
+
 def port(text: str) -> int:
     """An argparse type: a TCP port, 0 (any free port) to 65535."""
     value = non_negative_int(text)

@@ -7,8 +7,16 @@ import json
 import math
 import sys
 
-from sae.cli.common import non_negative_int, port, positive_int
+from sae.cli.common import int_in, non_negative_int, port, positive_int
 from sae.ray_address import check_ray_address
+
+#: Bounds on what a run sets up before its first generation (the resampled subsets are a
+#: generations x pairs table): far above any run here (60 generations of 24 build the default).
+MAX_GENERATIONS = 10_000
+MAX_POPULATION = 10_000
+#: --w-minimal above this makes the minimal pairs all of the quality anyway; far larger
+#: weights overflow the final pick's fixed-point comparison.
+MAX_W_MINIMAL = 1000.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,10 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pairs", metavar="STS.csv", default=None,
                    help="STS-style train pairs with gold scores (without: fitness from the teacher alone)")
     p.add_argument("--seed", type=non_negative_int, default=0)
-    p.add_argument("--generations", type=positive_int, default=20, metavar="G",
-                   help="generations, the initial one included (default 20)")
-    p.add_argument("--population", type=positive_int, default=16, metavar="P",
-                   help="survivors per generation, and children bred per generation (default 16)")
+    p.add_argument("--generations", type=int_in(1, MAX_GENERATIONS), default=20, metavar="G",
+                   help=f"generations, the initial one included (default 20, at most {MAX_GENERATIONS:,})")
+    p.add_argument("--population", type=int_in(1, MAX_POPULATION), default=16, metavar="P",
+                   help="survivors per generation, and children bred per generation "
+                        f"(default 16, at most {MAX_POPULATION:,})")
     p.add_argument("--workers", type=positive_int, default=1, metavar="W",
                    help="evaluation processes (local) or Ray actors (default 1)")
     p.add_argument("--executor", choices=("local", "ray"), default="local")
@@ -54,7 +63,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--transforms", choices=("inherit", "fit"), default="inherit",
                    help="transforms of a genome: the base's, or fitted per genome (3x slower)")
     g.add_argument("--w-minimal", type=float, default=0.5, metavar="W",
-                   help="weight of the minimal-pair error in quality (default 0.5)")
+                   help=f"weight of the minimal-pair error in quality (default 0.5, at most {MAX_W_MINIMAL:g})")
     g.add_argument("--final-candidates", type=positive_int, default=8, metavar="K",
                    help="front members validated for the final pick (default 8)")
     g.add_argument("--max-cost", type=float, default=None, metavar="C",
@@ -82,14 +91,14 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.crossover <= 1.0:
         raise InputError(f"--crossover must be in 0..1, got {args.crossover}")
-    if args.max_cost is not None and not args.max_cost >= 0:
-        raise InputError(f"--max-cost must be >= 0, got {args.max_cost}")
+    if args.max_cost is not None and not (math.isfinite(args.max_cost) and args.max_cost >= 0):
+        raise InputError(f"--max-cost must be a finite number >= 0 (leave it out for no budget), got {args.max_cost}")
     if not 0.0 <= args.resample < 1.0:
         raise InputError(f"--resample must be in 0..1 (a fraction, 0 for all pairs, below 1), got {args.resample}")
     if 0 < args.fit_pairs < 10:  # a correlation over fewer pairs says nothing (it was reported as 0)
         raise InputError(f"--fit-pairs must be 0 (all) or at least 10, got {args.fit_pairs}")
-    if not (math.isfinite(args.w_minimal) and args.w_minimal >= 0):
-        raise InputError(f"--w-minimal must be a finite number >= 0, got {args.w_minimal}")
+    if not 0 <= args.w_minimal <= MAX_W_MINIMAL:
+        raise InputError(f"--w-minimal must be in 0..{MAX_W_MINIMAL:g}, got {args.w_minimal}")
     if args.executor == "ray":
         check_ray_address(args.ray_address, "--ray-address")  # before the run file is created
     config = EvolveConfig(

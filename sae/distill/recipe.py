@@ -412,7 +412,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = Config().with_overrides(args.set)
     if not args.tune:  # before hours of fitting, not after
-        check_algorithm_output(args.out, "--out")
+        check_algorithm_output(args.out, "--out", inputs=(args.output_map_of,))
     if args.output_map_of is not None:
         return _run_output_map(args, cfg)
     recipe = Recipe(args.shared, args.cache, args.teacher_python)

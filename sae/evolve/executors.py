@@ -11,6 +11,7 @@ in any process: ``--workers 1`` and ``2`` and Ray give the same run.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -157,10 +158,12 @@ class RayExecutor:
             try:
                 if address:
                     ray.init(address=address, **kwargs)
-                else:
-                    ray.init(num_cpus=max(workers, 1), **kwargs)
+                else:  # "local": a new instance of this run's size, even where `ray start` left a cluster
+                    ray.init(address="local", num_cpus=max(workers, 1), **kwargs)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise InputError(f"--ray-address {address}: cannot reach a Ray cluster ({exc})") from None
+                where = f"--ray-address {address}: cannot reach a Ray cluster" if address else \
+                    "--executor ray: cannot start a local Ray instance"
+                raise InputError(f"{where} ({exc})") from None
             self._owns = True
         else:
             self._owns = False
@@ -196,12 +199,21 @@ class RayExecutor:
             self.ray.shutdown()
 
 
+def check_executor(kind: str, address: str | None) -> None:
+    """Refuse executor settings that cannot work, before any work or file is touched."""
+    if kind not in ("local", "ray"):
+        raise InputError(f"--executor {kind}: expected local or ray")
+    if kind == "local" and address:
+        raise InputError("--ray-address needs --executor ray")
+    if kind == "ray" and importlib.util.find_spec("ray") is None:
+        raise InputError(f"--executor ray needs Ray: {RAY_HINT}")
+
+
 def make_executor(payload: Payload, kind: str, workers: int, address: str | None):
+    check_executor(kind, address)
     if kind == "ray":
         return RayExecutor(payload, workers, address)
-    if address:
-        raise InputError("--ray-address needs --executor ray")
     return LocalExecutor(payload, workers)
 
 
-__all__ = ["LocalExecutor", "Payload", "RayExecutor", "make_executor"]
+__all__ = ["LocalExecutor", "Payload", "RayExecutor", "check_executor", "make_executor"]

@@ -32,7 +32,13 @@ from typing import Any
 
 import numpy as np
 
-from sae.algorithm import Algorithm, check_algorithm_output, load_algorithm, save_algorithm_atomically
+from sae.algorithm import (
+    Algorithm,
+    check_algorithm_output,
+    default_algorithm_path,
+    load_algorithm,
+    save_algorithm_atomically,
+)
 from sae.errors import InputError
 from sae.evolve.data import EvalData, build_eval_data, file_sha256
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
@@ -153,11 +159,19 @@ def _first_difference(a: Any, b: Any, path: str = "") -> str:
                 return _first_difference(a.get(k), b.get(k), f"{path}.{k}" if path else k)
     names = {"teacher_sha256": "the teacher file", "pairs_sha256": "the pairs file", "base": "the base Algorithm",
              "data": "the evaluation data"}
-    label = names.get(path, path.removeprefix("config.").replace("fitness.", "") or "the configuration")
+    setting = path.removeprefix("config.").removeprefix("fitness.")
+    label = names.get(path, f"--{setting.replace('_', '-')}" if setting in _FLAGS else setting or "the configuration")
     return f"{label} ({_short(a)} stored, {_short(b)} now)"
 
 
+#: Run settings that ``sae evolve`` takes as flags of the same name (``fit_pairs``: ``--fit-pairs``).
+_FLAGS = {"seed", "generations", "population", "fit_pairs", "minimal_pairs", "max_rules", "crossover",
+          "final_candidates", "max_cost", "resample", "distinct", "linear", "backend", "transforms", "w_minimal"}
+
+
 def _short(v: Any) -> str:
+    if isinstance(v, str) and len(v) > 16:  # a digest: its head names it
+        return json.dumps(v[:16] + "…", ensure_ascii=False)
     text = json.dumps(v)
     return text if len(text) <= 20 else text[:17] + "..."
 
@@ -429,9 +443,13 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
            observer: Observer | None = None,
            on_ready: Callable[[], None] | None = None, name: str = "evolved") -> Result:
     """Run (or resume) an evolution and write its final Algorithm to ``out``, named ``name``."""
-    from sae.evolve.executors import Payload, make_executor
+    from sae.evolve.executors import Payload, check_executor, make_executor
 
-    out = check_algorithm_output(out, "--out", inputs=(run_path,))
+    check_executor(executor_kind, ray_address)
+    if not isinstance(name, str) or not name:  # what loading the written Algorithm would refuse, after the run
+        raise InputError("--name must be a non-empty string")
+    out = check_algorithm_output(out, "--out", inputs=(run_path, inputs.base or default_algorithm_path(),
+                                                       inputs.teacher, inputs.pairs))
     base, data, identity = load_inputs(inputs, config)
     if config.linear:
         from sae.distill.output_map import check_linear

@@ -190,7 +190,7 @@ def test_bad_inputs(world, tmp_path, capsys):
     line = one_line_error(*run_cli(["lineage", str(tmp_path / "file")], capsys)[::2])
     assert "run database" in line
     args = evolve_args(world, tmp_path / "r5.sqlite", tmp_path / "b", "--w-minimal", "nan")
-    assert "--w-minimal must be a finite number" in one_line_error(*run_cli(args, capsys)[::2])
+    assert "--w-minimal must be in 0..1000, got nan" in one_line_error(*run_cli(args, capsys)[::2])
     assert not (tmp_path / "r5.sqlite").exists()
     args = evolve_args(world, tmp_path / "r7.sqlite", tmp_path / "b")
     args[args.index("--fit-pairs") + 1] = "1"
@@ -218,6 +218,59 @@ def test_out_is_checked_before_the_run_and_never_loses_a_file(world, tmp_path, c
     assert "which this command needs" in line
 
 
+def test_out_may_not_be_an_input(world, tmp_path, capsys):
+    """--out naming the base (or "-") used to replace the base with the result."""
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(world["base"], base)
+    before = load_algorithm(base).content_hash
+    args = evolve_args(world, tmp_path / "r.sqlite", base)
+    args[args.index("--base") + 1] = str(base)
+    assert "is also an input of this command" in one_line_error(*run_cli(args, capsys)[::2])
+    assert load_algorithm(base).content_hash == before and not (tmp_path / "r.sqlite").exists()
+    line = one_line_error(*run_cli(evolve_args(world, tmp_path / "r.sqlite", "-"), capsys)[::2])
+    assert "not standard output" in line and not Path("-").exists()
+
+
+def test_settings_are_checked_before_the_run_file_is_made(world, tmp_path, capsys):
+    """A usage error found after the run file was created left a file the corrected command
+    refused; settings that would fail later (after the whole run) are refused at once."""
+    run = tmp_path / "r.sqlite"
+    cases = [(["--ray-address", "127.0.0.1:1"], "--ray-address needs --executor ray"),
+             (["--name", ""], "--name must be a non-empty string"),
+             (["--max-cost", "inf"], "--max-cost must be a finite number"),
+             (["--w-minimal", "1e308"], "--w-minimal must be in 0..1000")]
+    for extra, message in cases:
+        line = one_line_error(*run_cli(evolve_args(world, run, tmp_path / "b", *extra), capsys)[::2])
+        assert message in line, line
+        assert not run.exists(), extra
+    # Sizes set up before the first generation (a generations x pairs table): argparse's refusal.
+    for extra, message in ((["--generations", "100000000000"], "--generations: must be in 1..10,000"),
+                           (["--population", "20000"], "--population: must be in 1..10,000")):
+        with pytest.raises(SystemExit) as exit_:
+            main(evolve_args(world, run, tmp_path / "b", *extra))
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+        assert not run.exists(), extra
+
+
+def test_run_files_of_others_are_refused_untouched(world, tmp_path, capsys):
+    import sqlite3
+
+    foreign = tmp_path / "foreign.sqlite"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE users (id INTEGER, name TEXT)")
+    wrong = tmp_path / "wrong.sqlite"
+    with sqlite3.connect(wrong) as db:
+        db.execute("CREATE TABLE meta (k INTEGER)")
+    for path, message in ((foreign, "it holds table 'users'"), (wrong, "table 'meta' has other columns")):
+        before = path.read_bytes()
+        for resume in ((), ("--resume",)):
+            line = one_line_error(*run_cli(evolve_args(world, path, tmp_path / "b", *resume), capsys)[::2])
+            assert "not a sae evolve run database" in line and message in line, line
+        assert path.read_bytes() == before
+
+
 def test_lineage(reference, tmp_path, capsys):
     pytest.importorskip("matplotlib", reason="--plot needs pip install 'sae[evolve]'")
     run = reference["dir"] / "run.sqlite"
@@ -242,6 +295,13 @@ def test_lineage(reference, tmp_path, capsys):
     assert "is a directory" in line and not list(tmp_path.glob(".*"))
     line = one_line_error(*run_cli(["lineage", str(run), "--plot", str(tmp_path / "fit.txt")], capsys)[::2])
     assert "--plot writes a PNG image" in line and not (tmp_path / "fit.txt").exists()
+    # Read-only: lineage writes nothing to the run; a path with brackets is shown as it is.
+    assert run.read_bytes() == before
+    odd = tmp_path / "br[/]" / "[bold]run.sqlite"
+    odd.parent.mkdir(parents=True)
+    odd.write_bytes(before)
+    code, out, _ = run_cli(["lineage", str(odd)], capsys)
+    assert code == 0 and f"{odd}:" in out.replace("\n", "")
 
 
 def test_metrics_are_served():
