@@ -91,6 +91,17 @@ def _grouped_front(front: list[Scored], records: dict[str, Any], best_key: str) 
     return out
 
 
+def quality_range(report: dict[str, Any], qualities: list[float]) -> tuple[float, float]:
+    """The plot's quality axis: every generation's best and median, the Pareto front, the
+    final pick and the best of ``qualities`` (every evaluation) lie inside it. Evaluations
+    far below (broken mutants) may not: the plot draws them on its lower edge, counted."""
+    shown = [g["best_quality"] for g in report["generations"]] + \
+        [g["median_quality"] for g in report["generations"]] + [f["quality"] for f in report["front"]]
+    if report["final"]:
+        shown.append(report["best"]["objectives"]["quality"])
+    return min(shown) - 0.02, max(shown + list(qualities)) + 0.005
+
+
 def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
     """Fitness over generations (best, median, every evaluation) and the Pareto front, as PNG."""
     check_png_output(out, "--plot", inputs=(store.path,))  # before any drawing
@@ -109,11 +120,20 @@ def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5), dpi=100)
     xs = [first.get(k, 0) for k in records]
     ys = [r["objectives"]["quality"] for r in records.values()]
-    ax1.scatter(xs, ys, s=6, c="#bbbbbb", label="every evaluation")
-    ax1.plot([g["gen"] for g in gens], [g["best_quality"] for g in gens], "-", c="#1f77b4", label="best")
-    ax1.plot([g["gen"] for g in gens], [g["median_quality"] for g in gens], "--", c="#ff7f0e", label="median")
-    top = max(g["best_quality"] for g in gens)
-    ax1.set_ylim(min(g["median_quality"] for g in gens) - 0.02, top + 0.005)
+    front = report["front"]
+    low, high = quality_range(report, ys)
+    edge = low + 0.002 * (high - low)
+    inside = [y >= low for y in ys]
+    below = len(ys) - sum(inside)
+    ax1.scatter([x for x, k in zip(xs, inside) if k], [y for y, k in zip(ys, inside) if k], s=6, c="#bbbbbb",
+                label="every evaluation")
+    if below:
+        ax1.scatter([x for x, k in zip(xs, inside) if not k], [edge] * below, s=10, marker="v", c="#888888",
+                    label=f"{below} below the range (on its edge)")
+    ax1.plot([g["gen"] for g in gens], [g["best_quality"] for g in gens], "o-", ms=3, c="#1f77b4", label="best")
+    ax1.plot([g["gen"] for g in gens], [g["median_quality"] for g in gens], "o--", ms=3, c="#ff7f0e",
+             label="median")
+    ax1.set_ylim(low, high)
     from matplotlib.ticker import MaxNLocator
 
     ax1.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -122,8 +142,11 @@ def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
     ax1.set_title("fitness over generations")
     ax1.legend(loc="lower right")
     costs = [r["objectives"]["cost"] for r in records.values()]
-    ax2.scatter(costs, ys, s=6, c="#bbbbbb", label="every evaluation")
-    front = report["front"]
+    ax2.scatter([c for c, k in zip(costs, inside) if k], [y for y, k in zip(ys, inside) if k], s=6, c="#bbbbbb",
+                label="every evaluation")
+    if below:
+        ax2.scatter([c for c, k in zip(costs, inside) if not k], [edge] * below, s=10, marker="v", c="#888888",
+                    label=f"{below} below the range (on its edge)")
     ax2.plot([f["cost"] for f in front], [f["quality"] for f in front], "o-", c="#d62728", ms=3, label="Pareto front")
     if report["final"]:
         b = report["best"]["objectives"]
@@ -140,4 +163,4 @@ def plot(report: dict[str, Any], store: RunStore, out: str | Path) -> None:
         plt.close(fig)
 
 
-__all__ = ["lineage_report", "plot"]
+__all__ = ["lineage_report", "plot", "quality_range"]

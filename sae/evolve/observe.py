@@ -48,6 +48,7 @@ class Metrics(Observer):
         except OSError as exc:
             raise InputError(f"--metrics-port {port}: cannot listen ({exc.strerror or exc})") from None
         self.port = self.server.server_address[1]
+        log.info("metrics: http://%s:%d/metrics", addr, self.port)  # --metrics-port 0 chose it: say which
 
     def evaluated(self, ev: Evaluation) -> None:
         self.evals.inc()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import signal
 import socket
@@ -295,6 +296,12 @@ def test_lineage(reference, tmp_path, capsys):
     assert "is a directory" in line and not list(tmp_path.glob(".*"))
     line = one_line_error(*run_cli(["lineage", str(run), "--plot", str(tmp_path / "fit.txt")], capsys)[::2])
     assert "--plot writes a PNG image" in line and not (tmp_path / "fit.txt").exists()
+    # The plot's range holds the front (its cost-0 member was cut off) and the final pick.
+    from sae.evolve.lineage import quality_range
+
+    low, high = quality_range(rep, [])
+    assert all(low <= f["quality"] <= high for f in rep["front"])
+    assert low <= rep["best"]["objectives"]["quality"] <= high
     # Read-only: lineage writes nothing to the run; a path with brackets is shown as it is.
     assert run.read_bytes() == before
     odd = tmp_path / "br[/]" / "[bold]run.sqlite"
@@ -304,12 +311,14 @@ def test_lineage(reference, tmp_path, capsys):
     assert code == 0 and f"{odd}:" in out.replace("\n", "")
 
 
-def test_metrics_are_served():
+def test_metrics_are_served(caplog):
     pytest.importorskip("prometheus_client", reason="pip install 'sae[evolve]'")
     from sae.evolve.fitness import Evaluation
     from sae.evolve.observe import Metrics
 
-    m = Metrics(0)
+    with caplog.at_level(logging.INFO, logger="sae.evolve.observe"):
+        m = Metrics(0)
+    assert f"http://127.0.0.1:{m.port}/metrics" in caplog.text  # port 0: which one it chose
     try:
         m.evaluated(Evaluation("g", "a", {}, seconds=0.3))
         m.generation(4, {"best_quality": 0.81, "median_quality": 0.8, "diversity": 0.5}, {})
