@@ -1,9 +1,12 @@
 """Text for the viewer: a glyph atlas rasterized by Pillow, laid out in whole pixels.
 
 The font is Pillow's bundled default (a FreeType font when Pillow has FreeType), so
-the viewer needs no font file on any platform. Glyphs are rasterized once, on first
-use, into one single-channel atlas; every glyph quad lands on whole pixels and is
-sampled 1:1, so text is crisp and the same image comes out of every run.
+the viewer needs no font file on any platform. It covers ASCII only: a character it has
+no glyph for is shown as its Python escape (``é`` as ``\\xe9``, ``日`` as ``\\u65e5``),
+exact and the same on every machine, where it used to be one blank box like any other.
+Glyphs are rasterized once, on first use, into one single-channel atlas; every glyph
+quad lands on whole pixels and is sampled 1:1, so text is crisp and the same image comes
+out of every run.
 """
 
 from __future__ import annotations
@@ -45,6 +48,22 @@ class GlyphAtlas:
         self._cursor = [1, 1]  # next free x, y of the current shelf
         self._runs: dict[str, Run] = {}
         self.measure = lru_cache(maxsize=65536)(self._measure)
+        self._missing = self._mask("\uffff")  # what the font draws for a character it lacks
+        self._has: dict[str, bool] = {}
+
+    def _mask(self, ch: str) -> tuple[bytes, tuple[int, int]]:
+        mask = self.font.getmask(ch)
+        return bytes(mask), mask.size
+
+    def shown(self, text: str) -> str:
+        """``text`` as the atlas draws it: characters without a glyph as their escapes."""
+        out = []
+        for ch in text:
+            has = self._has.get(ch)
+            if has is None:
+                has = self._has[ch] = ch.isspace() or self._mask(ch) != self._missing
+            out.append(ch if has else ascii(ch)[1:-1])
+        return "".join(out)
 
     def _glyph(self, ch: str) -> tuple[float, float, float, np.ndarray]:
         known = self._glyphs.get(ch)
@@ -80,7 +99,7 @@ class GlyphAtlas:
         if run is not None:
             return run
         xs, sizes, uvs, pen = [], [], [], 0.0
-        for ch in text:
+        for ch in self.shown(text):
             left, width, advance, uv = self._glyph(ch)
             if not ch.isspace():
                 xs.append(round(pen) + left)
