@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 import sys
 from pathlib import Path
 
@@ -25,12 +24,6 @@ from sae.algorithm import Algorithm, save_algorithm  # noqa: E402
 settings.register_profile("sae", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("sae")
 
-#: ../shared/data beside the checkout, present in CI and on developer machines.
-SHARED_DATA = Path(os.environ.get("SAE_SHARED_DATA", TESTS.parent.parent / "shared" / "data"))
-needs_shared = pytest.mark.skipif(
-    not (SHARED_DATA / "stsb" / "sts-dev.csv").exists(),
-    reason=f"STS-B data not found at {SHARED_DATA} (set SAE_SHARED_DATA); large checks skipped",
-)
 
 
 @functools.cache

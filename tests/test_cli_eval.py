@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared
+from shared_data import SHARED_DATA, needs_shared
 
 from sae.cli import main
 from sae.engine import Engine

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import SHARED_DATA, needs_shared
+from shared_data import SHARED_DATA, needs_shared
 
 from sae.algorithm import default_algorithm_path, load_algorithm
 from sae.engine import Engine

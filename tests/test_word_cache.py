@@ -5,13 +5,14 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from shared_data import SHARED_DATA, needs_shared
 from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 
 from sae.algorithm import load_algorithm
 from sae.distill.contractions import with_contractions
 from sae.evaluate import read_pairs
 from sae.word_cache import PARALLEL_BATCH, PARALLEL_CORES, TokenIds
-from tests.conftest import SHARED_DATA, needs_shared, teacher_tokenizer_json
+from tests.conftest import teacher_tokenizer_json
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyarrow.parquet as pq
-from conftest import SHARED_DATA, needs_shared
+from shared_data import SHARED_DATA, needs_shared
 
 from sae.cli import main
 

@@ -1,8 +1,8 @@
 """The evolve tests' tiny world: the tiny Algorithm as base, a teacher file and STS pairs
 built from its vocabulary (with negated minimal pairs), small enough for a run in seconds.
 
-Each test module makes its ``world`` fixture with :func:`build_world` (a ``conftest.py``
-in this folder would shadow ``tests/conftest.py``, which other tests import by name)."""
+Each test module makes its ``world`` fixture with :func:`build_world` (kept out of a
+``conftest.py`` here: helpers imported by name must have unique module names)."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from sae.algorithm import default_algorithm_path
 
 skip_without_gpu()
 
-from conftest import SHARED_DATA, needs_shared  # noqa: E402
+from shared_data import SHARED_DATA, needs_shared  # noqa: E402
 
 
 def _dev_sentences() -> list[str]:
