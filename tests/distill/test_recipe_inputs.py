@@ -82,3 +82,18 @@ def test_out_and_cache_are_checked_before_anything_is_read(tmp_path, capsys):
     code = main(["distill", "--shared", str(shared), "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].endswith("is a file; the teacher cache is a directory"), err
+
+
+def test_out_may_not_be_the_algorithm_it_finishes(tmp_path, capsys, tiny_dir):
+    """--output-map-of DIR --out DIR replaced the Algorithm it read."""
+    import shutil
+
+    from sae.algorithm import load_algorithm
+
+    alg = tmp_path / "alg"
+    shutil.copytree(tiny_dir, alg)
+    before = load_algorithm(alg).content_hash
+    code = main(["distill", "--shared", str(tmp_path / "no-shared"), "--output-map-of", str(alg), "--out", str(alg)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "is also an input of this command" in err[0], err
+    assert load_algorithm(alg).content_hash == before
