@@ -144,6 +144,9 @@ class RunStore:
         except BlockingIOError:
             raise InputError(f"{self.path}: in use by another sae evolve; wait for it to end or name "
                              "another --run file") from None
+        except OSError:  # a file system without flock (some network mounts): SQLite's locking still holds
+            self._lock.close()
+            self._lock = None
 
     def _check_writable(self) -> None:
         """A write rolled back at once: a read-only file fails here, before any work."""
