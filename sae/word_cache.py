@@ -47,6 +47,12 @@ from collections.abc import Sequence
 
 #: pieces and words kept in the cache; past it, new ones are tokenized each time (same ids)
 CACHE_LIMIT = 1 << 18
+#: longest piece or word kept in the cache, in characters: with :data:`CACHE_LIMIT` this
+#: bounds the cache's memory (a word of n characters has at most n ids), where a count of
+#: entries alone let words of a million characters each hold megabytes. Longer words are
+#: rare in text (3 of the 148,856 STS-B words are over 32) and still tokenized by their
+#: cached pieces.
+CACHED_CHARS = 32
 #: with this many cores or more, a batch of ``PARALLEL_BATCH`` texts or more goes to the
 #: tokenizer's thread pool. It costs ~23 µs of CPU per STS-B sentence against ~2.7 µs for
 #: a warm cache on one thread (this 2-core machine; ~4.5 µs when it kept only pieces), so
@@ -71,6 +77,7 @@ class TokenIds:
         self.cores = cores if cores is not None else (os.cpu_count() or 1)
         self._cache: dict[str, list[int]] = {}
         self._lock = threading.Lock()
+        self._ints = list(range(tokenizer.get_vocab_size(with_added_tokens=True)))
         spec = json.loads(tokenizer.to_str())
         normalizer, self._replacements = _bert_and_replacements(spec.get("normalizer") or {})
         self.cached = (
@@ -142,7 +149,7 @@ class TokenIds:
                 if word.isascii():
                     word_ids = self._piece_ids(word)
                 else:
-                    word_ids = self.tokenizer.encode(word, add_special_tokens=False).ids
+                    word_ids = self._shared(self.tokenizer.encode(word, add_special_tokens=False).ids)
                 self._keep(word, word_ids)
             ids += word_ids
         return ids
@@ -162,11 +169,19 @@ class TokenIds:
         return ids
 
     def _wordpiece(self, piece: str) -> list[int]:
-        ids = [token.id for token in self.tokenizer.model.tokenize(piece)]
+        ids = self._shared([token.id for token in self.tokenizer.model.tokenize(piece)])
         self._keep(piece, ids)
         return ids
 
+    def _shared(self, ids: list[int]) -> list[int]:
+        # The tokenizer makes a new int object per id (32 bytes, most of a cached word's
+        # memory); the cache keeps one per vocabulary entry.
+        ints = self._ints
+        return [ints[i] if i < len(ints) else i for i in ids]
+
     def _keep(self, key: str, ids: list[int]) -> None:
+        if len(key) > CACHED_CHARS:
+            return
         with self._lock:
             if len(self._cache) < self.cache_limit:
                 self._cache[key] = ids
@@ -195,4 +210,4 @@ def _bert_and_replacements(normalizer: dict) -> tuple[dict, list[tuple[str, str]
     return first, replacements
 
 
-__all__ = ["CACHE_LIMIT", "PARALLEL_BATCH", "PARALLEL_CORES", "TokenIds"]
+__all__ = ["CACHED_CHARS", "CACHE_LIMIT", "PARALLEL_BATCH", "PARALLEL_CORES", "TokenIds"]

@@ -11,7 +11,7 @@ from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
 from sae.algorithm import load_algorithm
 from sae.distill.contractions import with_contractions
 from sae.evaluate import read_pairs
-from sae.word_cache import PARALLEL_BATCH, PARALLEL_CORES, TokenIds
+from sae.word_cache import CACHED_CHARS, PARALLEL_BATCH, PARALLEL_CORES, TokenIds
 from tests.conftest import teacher_tokenizer_json
 
 
@@ -101,6 +101,25 @@ def test_the_cache_is_used_and_bounded(bert):
     assert ids(texts) == reference(bert, texts)
     assert len(ids._cache) == 3  # full at its limit; later pieces are tokenized each time
     assert ids(texts) == reference(bert, texts)
+
+
+def test_long_words_are_not_cached(bert):
+    # A word of a million characters per request held megabytes per cache entry in a server.
+    ids = TokenIds(bert, cores=2)
+    long_ascii, long_other = "ab" * 50_000, "é" * (CACHED_CHARS + 1)
+    texts = [f"the {long_ascii} cat", long_other, "x" * CACHED_CHARS]
+    assert ids(texts) == reference(bert, texts)
+    assert max(map(len, ids._cache)) == CACHED_CHARS
+    assert {"the", "cat", "x" * CACHED_CHARS} <= set(ids._cache)
+
+
+def test_cached_ids_share_one_int_per_token(bert):
+    # The tokenizer makes a new int per id; kept as they come, they were most of a full cache.
+    ids = TokenIds(bert, cores=2)
+    texts = [f"word{k} café{k} {'ab' * (k % 9)}" for k in range(300)]
+    assert ids(texts) == reference(bert, texts)
+    cached = [i for value in ids._cache.values() for i in value]
+    assert len({id(i) for i in cached}) == len(set(cached))
 
 
 def test_large_batches_on_many_cores_go_to_the_tokenizer(bert):
