@@ -27,16 +27,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=port, default=8080, help="HTTP port (default 8080; 0: any free port)")
     p.add_argument("--grpc-port", type=port, default=50051, help="gRPC port (default 50051; 0: any free port)")
     p.add_argument("--max-batch-tokens", type=positive_int, default=16384, metavar="N",
-                   help="tokens one engine batch may hold (default 16384)")
+                   help="tokens one engine batch may hold (default 16384; 128 to 16,777,216)")
     p.add_argument("--max-wait-ms", type=non_negative_int, default=0, metavar="N",
                    help="how long a batch waits for more texts once a worker is free (default 0: a free "
-                   "worker takes what is queued at once)")
+                   "worker takes what is queued at once; at most 60,000)")
     p.add_argument("--max-queue", type=positive_int, default=512, metavar="N",
-                   help="requests admitted at once; more are refused with 429 / RESOURCE_EXHAUSTED (default 512)")
+                   help="requests admitted at once; more are refused with 429 / RESOURCE_EXHAUSTED (default 512; "
+                   "at most 1,000,000)")
     p.add_argument("--max-texts", type=positive_int, default=1024, metavar="N",
-                   help="texts per request; more are refused with 413 / INVALID_ARGUMENT (default 1024)")
+                   help="texts per request; more are refused with 413 / INVALID_ARGUMENT (default 1024; at most 1,000,000)")
     p.add_argument("--max-body-bytes", type=positive_int, default=2 * 1024 * 1024, metavar="N",
-                   help="bytes per request body or gRPC message; more is refused with 413 (default 2 MiB)")
+                   help="bytes per request body or gRPC message; more is refused with 413 (default 2 MiB; at most "
+                   "1 GiB)")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="engines embedding batches side by side on the CPU (default: CPU count - 1, at most 4; "
                    "always 1 on the GPU)")

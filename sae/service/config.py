@@ -37,13 +37,23 @@ class ServiceConfig:
             value = getattr(self, name)
             if not 0 <= value <= 65535:
                 raise ValueError(f"{name} must be in 0..65535, got {value}")
-        if self.max_batch_tokens < DEFAULT_CAPACITIES.stream:
-            # A batch must hold at least one text of full length.
-            raise ValueError(f"max_batch_tokens must be >= {DEFAULT_CAPACITIES.stream} (the stream capacity), "
-                             f"got {self.max_batch_tokens}")
-        for name in ("max_queue", "max_texts", "max_body_bytes"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("max_wait_ms", "drain_seconds"):  # NaN compares false with everything
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be in {low:,}..{high:,}, got {value}")
+        # NaN compares false with everything
+        if not (math.isfinite(self.drain_seconds) and self.drain_seconds >= 0):
+            raise ValueError(f"drain_seconds must be a finite number >= 0, got {self.drain_seconds}")
+
+
+#: The range of each limit. gRPC's Info answers them as uint32, and takes its message size
+#: limit as a C int: past these a server failed at start or answered Info with UNKNOWN.
+#: A batch must hold one text of full length (the stream capacity); a longer wait than a
+#: minute would leave a lone request waiting past any client's patience.
+LIMITS = {
+    "max_batch_tokens": (DEFAULT_CAPACITIES.stream, 1 << 24),
+    "max_wait_ms": (0, 60_000),
+    "max_queue": (1, 1_000_000),
+    "max_texts": (1, 1_000_000),
+    "max_body_bytes": (1, 1 << 30),
+}
