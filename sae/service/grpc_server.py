@@ -45,12 +45,22 @@ class _Malformed:
         self.reason = reason
 
 
-def _parse_request(data: bytes) -> embed_pb2.EmbedRequest | _Malformed:
-    # gRPC answers INTERNAL when a deserializer raises; a bad message is the client's fault.
-    try:
-        return embed_pb2.EmbedRequest.FromString(data)
-    except DecodeError as exc:
-        return _Malformed(str(exc) or "cannot parse")
+def _parser(message: type) -> Callable[[bytes], object]:
+    """A deserializer of ``message`` that hands a bad message to the servicer as :class:`_Malformed`."""
+    def parse(data: bytes):
+        # gRPC answers UNKNOWN or INTERNAL, with a traceback in the log, when a
+        # deserializer raises; a bad message is the client's fault.
+        try:
+            return message.FromString(data)
+        except DecodeError as exc:
+            return _Malformed(str(exc) or "cannot parse")
+
+    return parse
+
+
+def _check_parsed(request: object, message: type) -> None:
+    if isinstance(request, _Malformed):
+        raise RequestError(f"the request is not a valid {message.DESCRIPTOR.full_name}: {request.reason}")
 
 
 def _failure(exc: Exception) -> tuple[str, str]:
@@ -77,9 +87,11 @@ class EmbedderServicer:
         self.errors = service.metrics.errors
 
     async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
-        if isinstance(request, _Malformed):
-            raise RequestError(f"the request is not a valid {embed_pb2.EmbedRequest.DESCRIPTOR.full_name}: "
-                               f"{request.reason}")
+        _check_parsed(request, embed_pb2.EmbedRequest)
+        # proto3 enums are open: an unknown number arrives as itself.
+        if request.encoding not in (embed_pb2.FLOAT, embed_pb2.BYTES):
+            raise RequestError(f"'encoding' must be FLOAT (0) or BYTES (1), got {request.encoding}",
+                               param="encoding")
         texts = list(request.inputs)
         self.service.check_count(texts)
         vectors, tokens = await self.embed(texts)
@@ -140,6 +152,10 @@ class EmbedderServicer:
             self.duration.observe(time.perf_counter() - started)
 
     async def Info(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.InfoResponse:
+        try:
+            _check_parsed(request, embed_pb2.InfoRequest)
+        except RequestError as exc:
+            await self._abort(context, exc)
         return embed_pb2.InfoResponse(**self.service.info())
 
 
@@ -147,13 +163,14 @@ def _handlers(servicer: EmbedderServicer) -> grpc.GenericRpcHandler:
     # As the generated add_EmbedderServicer_to_server, but with a deserializer that lets a
     # malformed request reach the servicer (INVALID_ARGUMENT) instead of failing as INTERNAL.
     respond = embed_pb2.EmbedResponse.SerializeToString
+    parse = _parser(embed_pb2.EmbedRequest)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, {
         "Embed": grpc.unary_unary_rpc_method_handler(
-            servicer.Embed, request_deserializer=_parse_request, response_serializer=respond),
+            servicer.Embed, request_deserializer=parse, response_serializer=respond),
         "EmbedStream": grpc.stream_stream_rpc_method_handler(
-            servicer.EmbedStream, request_deserializer=_parse_request, response_serializer=respond),
+            servicer.EmbedStream, request_deserializer=parse, response_serializer=respond),
         "Info": grpc.unary_unary_rpc_method_handler(
-            servicer.Info, request_deserializer=embed_pb2.InfoRequest.FromString,
+            servicer.Info, request_deserializer=_parser(embed_pb2.InfoRequest),
             response_serializer=embed_pb2.InfoResponse.SerializeToString),
     })
 

@@ -94,6 +94,21 @@ def test_bad_requests_are_invalid_argument(channel):
     assert code == grpc.StatusCode.INVALID_ARGUMENT
 
 
+def test_a_malformed_info_request_is_invalid_argument(channel, caplog):
+    raw = channel.unary_unary("/sae.v1.Embedder/Info", request_serializer=lambda b: b,
+                              response_deserializer=embed_pb2.InfoResponse.FromString)
+    code, details = code_of(lambda: raw(b"\xff\xff\xff"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not a valid sae.v1.InfoRequest" in details
+    assert not [r for r in caplog.records if r.exc_info], "a traceback was logged"
+
+
+def test_an_unknown_encoding_is_invalid_argument(channel):
+    # proto3 enums are open: 7 arrives as 7, and was answered as FLOAT.
+    stub = embed_pb2_grpc.EmbedderStub(channel)
+    code, details = code_of(lambda: stub.Embed(embed_pb2.EmbedRequest(inputs=["a"], encoding=7)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "'encoding'" in details and "got 7" in details
+
+
 def test_an_oversized_message_is_resource_exhausted(channel):
     stub = embed_pb2_grpc.EmbedderStub(channel)
     code, _ = code_of(lambda: stub.Embed(embed_pb2.EmbedRequest(inputs=["x" * (70 * 1024)])))
