@@ -28,6 +28,7 @@ from sae.service.service import EmbeddingService
 log = logging.getLogger(__name__)
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
+OPENAI_PATH = "/v1/embeddings"
 #: OpenAI's error "type" by metrics error kind.
 _OPENAI_TYPES = {
     "bad_request": "invalid_request_error",
@@ -63,7 +64,14 @@ def _failure(exc: Exception) -> tuple[int, str, str, str | None]:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes,
+    and with 415 if it is compressed."""
+    encoding = request.headers.get("content-encoding", "identity").strip()
+    if encoding.lower() != "identity":
+        # Read as it is, a gzip body was answered "not valid UTF-8", which sent clients looking
+        # at their text. Not decompressed here: --max-body-bytes bounds what a request can hold.
+        raise RequestError(f"Content-Encoding {encoding[:40]!r} is not supported; send the body uncompressed",
+                           status=415)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise RequestError(f"the request body has {int(declared)} bytes, more than the limit of {limit}",
@@ -164,10 +172,16 @@ class _Endpoints:
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (unknown path, wrong method) as one-line JSON too."""
+    """Starlette's own refusals (unknown path, wrong method) as one-line JSON too, in the
+    shape of the API asked."""
     assert isinstance(exc, HTTPException)
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    return _json({"error": message, "error_type": "Validation"}, exc.status_code, exc.headers)
+    if request.url.path == OPENAI_PATH:
+        body: dict = {"error": {"message": message, "type": _OPENAI_TYPES["bad_request"], "param": None,
+                                "code": "bad_request"}}
+    else:
+        body = {"error": message, "error_type": "Validation"}
+    return _json(body, exc.status_code, exc.headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -179,7 +193,7 @@ def create_app(service: EmbeddingService) -> Starlette:
     """The ASGI application of ``service`` (its batcher is started and closed by the caller)."""
     ep = _Endpoints(service)
     routes = [
-        Route("/v1/embeddings", ep.openai, methods=["POST"]),
+        Route(OPENAI_PATH, ep.openai, methods=["POST"]),
         Route("/embed", ep.tei, methods=["POST"]),
         Route("/health", ep.health, methods=["GET"]),
         Route("/info", ep.info, methods=["GET"]),

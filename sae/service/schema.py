@@ -17,12 +17,13 @@ class RequestError(Exception):
 
     STATUS: ClassVar[dict[str, int]] = {"bad_request": 400, "too_large": 413}
 
-    def __init__(self, message: str, *, param: str | None = None, kind: str = "bad_request") -> None:
+    def __init__(self, message: str, *, param: str | None = None, kind: str = "bad_request",
+                 status: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         self.kind = kind
-        self.status = self.STATUS[kind]
+        self.status = status if status is not None else self.STATUS[kind]
 
 
 @dataclass(frozen=True)

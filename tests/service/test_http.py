@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import threading
 import time
 
@@ -143,8 +144,25 @@ def test_oversized_bodies_are_413_declared_or_streamed(http):
 def test_unknown_paths_and_methods_answer_json(http):
     r = http.get("/nope")
     assert r.status_code == 404 and "Not Found" in one_line_json(r)["error"]
-    r = http.get("/v1/embeddings")
-    assert r.status_code == 405 and one_line_json(r)["error"]
+    r = http.get("/embed")
+    assert r.status_code == 405 and one_line_json(r)["error_type"] == "Validation"
+    r = http.get("/v1/embeddings")  # OpenAI's shape, as every error of this path
+    assert r.status_code == 405
+    error = one_line_json(r)["error"]
+    assert "GET /v1/embeddings: Method Not Allowed" in error["message"]
+    assert error["type"] == "invalid_request_error" and error["code"] == "bad_request"
+
+
+def test_a_compressed_body_is_415_naming_its_encoding(http):
+    body = gzip.compress(orjson.dumps({"input": "the cat", "inputs": "the cat"}))
+    for path in ("/v1/embeddings", "/embed"):
+        r = http.post(path, content=body, headers={"content-encoding": "gzip"})
+        assert r.status_code == 415  # was 400 "not valid UTF-8"
+        doc = one_line_json(r)
+        message = doc["error"]["message"] if path.startswith("/v1") else doc["error"]
+        assert "Content-Encoding 'gzip' is not supported" in message
+    r = http.post("/embed", json={"inputs": "the cat"}, headers={"content-encoding": "identity"})
+    assert r.status_code == 200
 
 
 def test_metrics(tiny_dir):
