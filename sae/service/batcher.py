@@ -143,6 +143,7 @@ class Batcher:
         self._threads: list[_WorkerThread] = []
         self._draining = False  # dispatch without waiting for batches to fill
         self._closed = False  # take no new request
+        self._live: set[_Request] = set()  # admitted, not answered: what cut() fails
 
     # -- state, for metrics and health
 
@@ -169,6 +170,18 @@ class Batcher:
     def drain(self) -> None:
         """Stop waiting for batches to fill: a shutdown has begun and few requests will come."""
         self._draining = True
+        self._wake()
+
+    def cut(self) -> None:
+        """Refuse new requests and fail every admitted one with :class:`ShuttingDownError` now
+        (a shutdown that may not wait any longer); batches already in a worker run to their end."""
+        self._closed = self._draining = True
+        for request in self._live:
+            if not request.future.done():
+                request.future.set_exception(ShuttingDownError("the server is shutting down; the request was cut"))
+                # Marked as retrieved: a handler cancelled meanwhile never reads it, and
+                # asyncio would log it with a traceback.
+                request.future.exception()
         self._wake()
 
     async def close(self) -> None:
@@ -208,6 +221,7 @@ class Batcher:
         cost = list(itertools.accumulate(max(len(ids), 1) for ids in token_ids))
         request = _Request(token_ids, cost, loop.create_future(), loop.time(), out)
         self._admitted += 1
+        self._live.add(request)
         try:
             self._waiting.append(request)
             self._waiting_cost += cost[-1]
@@ -217,6 +231,7 @@ class Batcher:
             return await request.future
         finally:
             self._admitted -= 1
+            self._live.discard(request)
 
     # -- dispatching
 

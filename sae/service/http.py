@@ -8,6 +8,7 @@ Every error is answered with a one-line JSON body in the shape of the API asked
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
@@ -129,6 +130,12 @@ class _Endpoints:
             body = {"error": message, "error_type": _TEI_TYPES[kind]}
         return _json(body, status, headers)
 
+    def _cut(self, api: str) -> Response:
+        """The answer of a request cancelled at shutdown (sae.service.server cancels what still
+        runs when the drain's time is up or a second signal comes)."""
+        # Documented 503 and Retry-After, where uvicorn answered a plain-text 500 and logged a traceback.
+        return self._error(api, ShuttingDownError("the server is shutting down; the request was cut"))
+
     async def openai(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
@@ -139,6 +146,10 @@ class _Endpoints:
             return Response(content, media_type="application/json")
         except ClientDisconnect:
             return Response(status_code=400)  # nobody is listening
+        except asyncio.CancelledError:
+            if self.service.serving:
+                raise  # not a shutdown's
+            return self._cut("openai")
         except Exception as exc:
             return self._error("openai", exc)
         finally:
@@ -153,6 +164,10 @@ class _Endpoints:
             return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
         except ClientDisconnect:
             return Response(status_code=400)
+        except asyncio.CancelledError:
+            if self.service.serving:
+                raise  # not a shutdown's
+            return self._cut("tei")
         except Exception as exc:
             return self._error("tei", exc)
         finally:

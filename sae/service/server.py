@@ -3,7 +3,8 @@ SIGTERM drains and stops.
 
 On SIGTERM or SIGINT the health checks turn bad, both listeners stop taking
 connections and calls, every request already received is answered, and
-:func:`serve` returns. A second signal cuts the wait short.
+:func:`serve` returns. Past ``drain_seconds``, or at a second signal, the requests
+still running are answered 503 / UNAVAILABLE at once.
 """
 
 from __future__ import annotations
@@ -87,16 +88,34 @@ async def serve(
     except BaseException:
         await service.close()  # its worker processes, which started with it
         raise
+    # No drain timeout of uvicorn's own: it cancels the requests, which answered a plain-text
+    # 500 and logged a traceback each. cut() ends the drain instead.
     http = _Uvicorn(uvicorn.Config(
         create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
-        timeout_graceful_shutdown=config.drain_seconds,
     ))
+    cut_timer: asyncio.TimerHandle | None = None
+
+    def cut() -> None:
+        """Answer every request still running 503 / UNAVAILABLE now."""
+        service.cut()  # requests in the batcher or the tokenizer stage
+        grpc_front.cut()  # and every call, idle streams too
+        # Requests still reading their body or writing their answer: the endpoints answer a
+        # cancellation at shutdown with 503. force_exit: connections without a request are
+        # not waited for.
+        for task in list(http.server_state.tasks):
+            task.cancel()
+        http.force_exit = True
 
     def on_signal() -> None:
-        if stop.is_set():  # a second signal: stop waiting for requests
-            log.warning("second signal: closing connections now")
-            http.force_exit = True
+        if stop.is_set():
+            log.warning("second signal: answering the requests in flight 503 / UNAVAILABLE now")
+            cut()
         stop.set()
+
+    def drain_ended() -> None:
+        log.warning("--drain-seconds %g is up: answering the requests in flight 503 / UNAVAILABLE",
+                    config.drain_seconds)
+        cut()
 
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     for sig in signals:
@@ -118,9 +137,12 @@ async def serve(
         stopping.cancel()
         log.info("shutting down: answering the requests in flight (up to %.0f s)", config.drain_seconds)
         service.begin_shutdown()
+        cut_timer = loop.call_later(config.drain_seconds, drain_ended)
         http.should_exit = True
         await asyncio.gather(http_task, grpc_front.stop(config.drain_seconds))
     finally:
+        if cut_timer is not None:
+            cut_timer.cancel()
         await service.close()
         for sig in signals:
             loop.remove_signal_handler(sig)

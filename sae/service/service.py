@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from sae import __version__
 from sae.engine import Engine, EngineCounters
 from sae.errors import InputError
-from sae.service.batcher import Batcher
+from sae.service.batcher import Batcher, ShuttingDownError
 from sae.service.config import ServiceConfig
 from sae.service.metrics import ServiceMetrics
 from sae.service.process_worker import ProcessEngine
@@ -110,6 +110,13 @@ class EmbeddingService:
         """Health turns bad and queued texts stop waiting for company; requests still finish."""
         self.serving = False
         self.batcher.drain()
+
+    def cut(self) -> None:
+        """Answer every admitted request :class:`~sae.service.batcher.ShuttingDownError` now
+        (a second signal, or the drain's time is up); nothing more is embedded."""
+        self.serving = False
+        self.batcher.cut()
+        self._tokenizer.fail(ShuttingDownError("the server is shutting down; the request was cut"))
 
     async def close(self) -> None:
         """Embed every admitted request, then stop the inference workers (and their processes)."""

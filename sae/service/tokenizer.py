@@ -33,6 +33,7 @@ class TokenizerStage:
     def __init__(self, tokenize: Tokenize) -> None:
         self._tokenize = tokenize
         self._pending: list[tuple[Sequence[str], asyncio.Future]] = []
+        self._group: list[tuple[Sequence[str], asyncio.Future]] = []  # the requests of the running call
         self._running = False
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sae-tokenize")
 
@@ -44,6 +45,14 @@ class TokenizerStage:
         if not self._running:
             self._start(loop)
         return await future
+
+    def fail(self, exc: Exception) -> None:
+        """Fail every request waiting here, in the running call or for the next, with ``exc`` now."""
+        for _, future in [*self._group, *self._pending]:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved: a cancelled waiter must not log it
+        self._pending = []
 
     def close(self) -> None:
         """Stop the thread once the running call ends; requests that wait for a later call
@@ -63,6 +72,7 @@ class TokenizerStage:
                     future.set_exception(exc)
             return
         self._running = True
+        self._group = group
         call.add_done_callback(lambda done: self._settle(loop, group, done))
 
     def _run(self, requests: list[Sequence[str]]) -> list[list[list[int]] | BaseException]:
@@ -89,7 +99,7 @@ class TokenizerStage:
 
     def _settle(self, loop: asyncio.AbstractEventLoop, group: list[tuple[Sequence[str], asyncio.Future]],
                 done: asyncio.Future) -> None:
-        self._running = False
+        self._running, self._group = False, []
         if done.cancelled():
             results: list = [asyncio.CancelledError()] * len(group)
         elif done.exception() is not None:

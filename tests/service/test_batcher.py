@@ -227,6 +227,36 @@ def test_close_embeds_what_was_admitted_then_refuses():
     assert elapsed < 5
 
 
+def test_cut_fails_every_admitted_request_at_once_and_embeds_no_more():
+    gate = threading.Event()
+    batches = []
+
+    def held(token_ids):  # the first batch stays in its worker until the gate opens
+        batches.append(token_ids)
+        gate.wait(10)
+        return fake_vectors(token_ids)
+
+    async def main():
+        batcher = Batcher([held], DIM, max_batch_tokens=2, max_wait=0.0, max_queue=100)
+        batcher.start()
+        running = asyncio.ensure_future(batcher.embed([[1, 2]]))  # fills the budget: in the worker
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(batcher.embed([[3]]))
+        await asyncio.sleep(0.01)
+        batcher.cut()
+        results = await asyncio.gather(running, queued, return_exceptions=True)
+        assert batcher.admitted == 0
+        with pytest.raises(ShuttingDownError):
+            await batcher.embed([[4]])
+        gate.set()
+        await batcher.close()  # waits for the batch in the worker; embeds nothing more
+        return results
+
+    results = run(main())
+    assert all(isinstance(r, ShuttingDownError) for r in results), results
+    assert batches == [[[1, 2]]]
+
+
 def test_a_failing_batch_fails_its_requests_only():
     rec = Recorder(fail_on=99)
 

@@ -93,3 +93,25 @@ def test_after_close_a_request_is_refused():
             await stage.tokenize(["a"])
 
     asyncio.run(main())
+
+
+def test_fail_answers_the_running_call_and_the_waiting_requests_at_once():
+    tokenize = Recorder()
+
+    async def main():
+        stage = TokenizerStage(tokenize)
+        running = asyncio.ensure_future(stage.tokenize(["a bb"]))
+        await asyncio.sleep(0.01)  # held by the gate
+        waiting = asyncio.ensure_future(stage.tokenize(["c"]))
+        await asyncio.sleep(0.01)
+        stage.fail(RuntimeError("cut"))
+        results = await asyncio.gather(running, waiting, return_exceptions=True)
+        tokenize.gate.set()
+        while stage._running:  # the held call ends, and starts no other
+            await asyncio.sleep(0.01)
+        stage.close()
+        return results
+
+    results = asyncio.run(main())
+    assert [str(r) for r in results] == ["cut", "cut"]
+    assert tokenize.calls == [["a bb"]]  # the waiting request was not tokenized

@@ -1,0 +1,120 @@
+"""Shutdown of a real server: past --drain-seconds, or at a second signal, the requests in
+flight are answered 503 / UNAVAILABLE at once, in the documented shapes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import threading
+import time
+
+import grpc
+import httpx
+import orjson
+import pytest
+from service_helpers import running_server
+
+from sae import Engine
+from sae.service import EmbeddingService, ServiceConfig, serve
+from sae.service.proto import embed_pb2, embed_pb2_grpc
+
+
+class HeldWorker:
+    """The engine, holding every batch until ``gate`` opens: requests stay in flight."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.gate = threading.Event()
+
+    def embed_tokens(self, token_ids, *, check=True):
+        self.gate.wait(30)
+        return self.engine.embed_tokens(token_ids, check=check)
+
+    def counters_snapshot(self):
+        return self.engine.counters_snapshot()
+
+
+def held_service(tiny_dir, **limits) -> tuple[EmbeddingService, HeldWorker]:
+    engine = Engine(tiny_dir, backend="cpu", threads=1)
+    worker = HeldWorker(engine)
+    return EmbeddingService(engine, ServiceConfig(port=0, grpc_port=0, **limits), [worker]), worker
+
+
+def calls_in_flight(service, addresses, worker) -> tuple[list[threading.Thread], dict]:
+    """One HTTP and one gRPC request, admitted and held in the worker; each opens the gate
+    once answered, so that the server can finish."""
+    results: dict = {}
+
+    def http_call() -> None:
+        results["http"] = httpx.post(f"{addresses.http_url}/v1/embeddings", json={"input": "the cat"}, timeout=60)
+        worker.gate.set()
+
+    def grpc_call() -> None:
+        with grpc.insecure_channel(addresses.grpc_target) as channel:
+            try:
+                embed_pb2_grpc.EmbedderStub(channel).Embed(embed_pb2.EmbedRequest(inputs=["a dog"]), timeout=60)
+            except grpc.RpcError as exc:
+                results["grpc"] = exc.code()
+
+    threads = [threading.Thread(target=http_call), threading.Thread(target=grpc_call)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 20
+    while service.batcher.admitted < 2:
+        assert time.monotonic() < deadline, "the requests were not admitted"
+        time.sleep(0.01)
+    return threads, results
+
+
+def assert_cut(results: dict) -> None:
+    r = results["http"]
+    # uvicorn's own drain timeout answered a plain-text 500 and logged a traceback.
+    assert r.status_code == 503 and r.headers["retry-after"] == "1", r.text
+    assert r.headers["content-type"] == "application/json"
+    assert orjson.loads(r.content)["error"]["code"] == "shutting_down"
+    assert results["grpc"] == grpc.StatusCode.UNAVAILABLE
+
+
+def test_requests_past_the_drain_seconds_get_503_and_unavailable(tiny_dir, caplog):
+    service, worker = held_service(tiny_dir, drain_seconds=0.2)
+    with running_server(service) as addresses:
+        threads, results = calls_in_flight(service, addresses, worker)
+    for thread in threads:
+        thread.join(30)
+    assert_cut(results)
+    assert not [record for record in caplog.records if record.exc_info], "a traceback was logged"
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_a_second_signal_cuts_the_drain_at_once(tiny_dir, caplog):
+    # The drain would wait 20 s; the second SIGTERM ends it at once (it used to embed every
+    # admitted request, and gRPC waited its whole grace).
+    service, worker = held_service(tiny_dir, drain_seconds=20)
+    ready = threading.Event()
+    box: dict = {}
+
+    def client() -> None:
+        ready.wait(30)
+        threads, box["results"] = calls_in_flight(service, box["addresses"], worker)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.2)
+        box["cut"] = time.monotonic()
+        os.kill(os.getpid(), signal.SIGTERM)
+        for thread in threads:
+            thread.join(30)
+
+    def on_ready(addresses) -> None:
+        box["addresses"] = addresses
+        ready.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    with caplog.at_level(logging.INFO):
+        asyncio.run(asyncio.wait_for(serve(service, ready=on_ready), 60))
+    stopped = time.monotonic() - box["cut"]
+    thread.join(30)
+    assert_cut(box["results"])
+    assert stopped < 5
+    assert "second signal" in caplog.text
