@@ -98,6 +98,7 @@ class EmbeddingService:
             "max_queue": config.max_queue,
             "max_texts": config.max_texts,
             "max_body_bytes": config.max_body_bytes,
+            "drain_seconds": config.drain_seconds,
             "stream_capacity": engine.caps.stream,
             "workers": len(self.workers),
         }

@@ -67,6 +67,7 @@ def test_info_and_health(channel, engine):
     info = embed_pb2_grpc.EmbedderStub(channel).Info(embed_pb2.InfoRequest())
     assert info.algorithm == "tiny" and info.content_hash == engine.algorithm.content_hash
     assert info.dim == engine.dim and info.backend == "cpu" and info.max_texts == 64
+    assert info.drain_seconds == 30.0
     health = health_pb2_grpc.HealthStub(channel)
     for name in ("", "sae.v1.Embedder"):
         status = health.Check(health_pb2.HealthCheckRequest(service=name)).status

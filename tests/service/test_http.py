@@ -96,6 +96,7 @@ def test_health_and_info(http, tiny_server, engine):
     assert info["algorithm"] == "tiny" and info["content_hash"] == engine.algorithm.content_hash
     assert info["dim"] == engine.dim and info["backend"] == "cpu" and info["stream_capacity"] == 128
     assert info["max_texts"] == 64 and info["max_body_bytes"] == 64 * 1024 and info["workers"] == 2
+    assert info["drain_seconds"] == 30.0
 
 
 BAD = [

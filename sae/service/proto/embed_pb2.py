@@ -24,15 +24,15 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsae/service/proto/embed.proto\x12\x06sae.v1\"B\n\x0c\x45mbedRequest\x12\x0e\n\x06inputs\x18\x01 \x03(\t\x12\"\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x10.sae.v1.Encoding\")\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"M\n\rEmbedResponse\x12%\n\nembeddings\x18\x01 \x03(\x0b\x32\x11.sae.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\"\r\n\x0bInfoRequest\"\xab\x02\n\x0cInfoResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x1b\n\x13\x62\x61\x63kend_description\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x18\n\x10max_batch_tokens\x18\x07 \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\x08 \x01(\r\x12\x11\n\tmax_queue\x18\t \x01(\r\x12\x11\n\tmax_texts\x18\n \x01(\r\x12\x16\n\x0emax_body_bytes\x18\x0b \x01(\r\x12\x17\n\x0fstream_capacity\x18\x0c \x01(\r\x12\x0f\n\x07workers\x18\r \x01(\r\x12\x0f\n\x07\x61\x64\x61pter\x18\x0e \x01(\t* \n\x08\x45ncoding\x12\t\n\x05\x46LOAT\x10\x00\x12\t\n\x05\x42YTES\x10\x01\x32\xb3\x01\n\x08\x45mbedder\x12\x34\n\x05\x45mbed\x12\x14.sae.v1.EmbedRequest\x1a\x15.sae.v1.EmbedResponse\x12>\n\x0b\x45mbedStream\x12\x14.sae.v1.EmbedRequest\x1a\x15.sae.v1.EmbedResponse(\x01\x30\x01\x12\x31\n\x04Info\x12\x13.sae.v1.InfoRequest\x1a\x14.sae.v1.InfoResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dsae/service/proto/embed.proto\x12\x06sae.v1\"B\n\x0c\x45mbedRequest\x12\x0e\n\x06inputs\x18\x01 \x03(\t\x12\"\n\x08\x65ncoding\x18\x02 \x01(\x0e\x32\x10.sae.v1.Encoding\")\n\tEmbedding\x12\x0e\n\x06values\x18\x01 \x03(\x02\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"M\n\rEmbedResponse\x12%\n\nembeddings\x18\x01 \x03(\x0b\x32\x11.sae.v1.Embedding\x12\x15\n\rprompt_tokens\x18\x02 \x01(\r\"\r\n\x0bInfoRequest\"\xc2\x02\n\x0cInfoResponse\x12\x11\n\talgorithm\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_hash\x18\x02 \x01(\t\x12\x0b\n\x03\x64im\x18\x03 \x01(\r\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x1b\n\x13\x62\x61\x63kend_description\x18\x05 \x01(\t\x12\x0f\n\x07version\x18\x06 \x01(\t\x12\x18\n\x10max_batch_tokens\x18\x07 \x01(\r\x12\x13\n\x0bmax_wait_ms\x18\x08 \x01(\r\x12\x11\n\tmax_queue\x18\t \x01(\r\x12\x11\n\tmax_texts\x18\n \x01(\r\x12\x16\n\x0emax_body_bytes\x18\x0b \x01(\r\x12\x17\n\x0fstream_capacity\x18\x0c \x01(\r\x12\x0f\n\x07workers\x18\r \x01(\r\x12\x0f\n\x07\x61\x64\x61pter\x18\x0e \x01(\t\x12\x15\n\rdrain_seconds\x18\x0f \x01(\x01* \n\x08\x45ncoding\x12\t\n\x05\x46LOAT\x10\x00\x12\t\n\x05\x42YTES\x10\x01\x32\xb3\x01\n\x08\x45mbedder\x12\x34\n\x05\x45mbed\x12\x14.sae.v1.EmbedRequest\x1a\x15.sae.v1.EmbedResponse\x12>\n\x0b\x45mbedStream\x12\x14.sae.v1.EmbedRequest\x1a\x15.sae.v1.EmbedResponse(\x01\x30\x01\x12\x31\n\x04Info\x12\x13.sae.v1.InfoRequest\x1a\x14.sae.v1.InfoResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'sae.service.proto.embed_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ENCODING']._serialized_start=548
-  _globals['_ENCODING']._serialized_end=580
+  _globals['_ENCODING']._serialized_start=571
+  _globals['_ENCODING']._serialized_end=603
   _globals['_EMBEDREQUEST']._serialized_start=41
   _globals['_EMBEDREQUEST']._serialized_end=107
   _globals['_EMBEDDING']._serialized_start=109
@@ -42,7 +42,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INFOREQUEST']._serialized_start=231
   _globals['_INFOREQUEST']._serialized_end=244
   _globals['_INFORESPONSE']._serialized_start=247
-  _globals['_INFORESPONSE']._serialized_end=546
-  _globals['_EMBEDDER']._serialized_start=583
-  _globals['_EMBEDDER']._serialized_end=762
+  _globals['_INFORESPONSE']._serialized_end=569
+  _globals['_EMBEDDER']._serialized_start=606
+  _globals['_EMBEDDER']._serialized_end=785
 # @@protoc_insertion_point(module_scope)

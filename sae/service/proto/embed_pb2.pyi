@@ -43,7 +43,7 @@ class InfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class InfoResponse(_message.Message):
-    __slots__ = ("algorithm", "content_hash", "dim", "backend", "backend_description", "version", "max_batch_tokens", "max_wait_ms", "max_queue", "max_texts", "max_body_bytes", "stream_capacity", "workers", "adapter")
+    __slots__ = ("algorithm", "content_hash", "dim", "backend", "backend_description", "version", "max_batch_tokens", "max_wait_ms", "max_queue", "max_texts", "max_body_bytes", "stream_capacity", "workers", "adapter", "drain_seconds")
     ALGORITHM_FIELD_NUMBER: _ClassVar[int]
     CONTENT_HASH_FIELD_NUMBER: _ClassVar[int]
     DIM_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +58,7 @@ class InfoResponse(_message.Message):
     STREAM_CAPACITY_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
     algorithm: str
     content_hash: str
     dim: int
@@ -72,4 +73,5 @@ class InfoResponse(_message.Message):
     stream_capacity: int
     workers: int
     adapter: str
-    def __init__(self, algorithm: _Optional[str] = ..., content_hash: _Optional[str] = ..., dim: _Optional[int] = ..., backend: _Optional[str] = ..., backend_description: _Optional[str] = ..., version: _Optional[str] = ..., max_batch_tokens: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_texts: _Optional[int] = ..., max_body_bytes: _Optional[int] = ..., stream_capacity: _Optional[int] = ..., workers: _Optional[int] = ..., adapter: _Optional[str] = ...) -> None: ...
+    drain_seconds: float
+    def __init__(self, algorithm: _Optional[str] = ..., content_hash: _Optional[str] = ..., dim: _Optional[int] = ..., backend: _Optional[str] = ..., backend_description: _Optional[str] = ..., version: _Optional[str] = ..., max_batch_tokens: _Optional[int] = ..., max_wait_ms: _Optional[int] = ..., max_queue: _Optional[int] = ..., max_texts: _Optional[int] = ..., max_body_bytes: _Optional[int] = ..., stream_capacity: _Optional[int] = ..., workers: _Optional[int] = ..., adapter: _Optional[str] = ..., drain_seconds: _Optional[float] = ...) -> None: ...
