@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import bisect
 import collections
+import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -149,7 +150,7 @@ class Batcher:
 
     @property
     def admitted(self) -> int:
-        """Requests admitted and not answered yet (waiting for a batch or in one)."""
+        """Requests admitted and not answered yet (being tokenized, waiting for a batch or in one)."""
         return self._admitted
 
     @property
@@ -205,14 +206,29 @@ class Batcher:
         if self._admitted >= self.max_queue:
             raise QueueFullError(f"the queue is full ({self.max_queue} requests); retry later")
 
-    async def embed(self, token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    @contextlib.contextmanager
+    def admission(self) -> Iterator[None]:
+        """Count a request as admitted for the block: from its arrival, before the work of
+        tokenizing it, to its answer. Raises what :meth:`check_open` raises."""
+        self.check_open()
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+    async def embed(self, token_ids: Sequence[Sequence[int]], *, admitted: bool = False) -> np.ndarray:
         """``(len(token_ids), dim)`` float32 vectors of texts tokenized by ``Engine.tokenize``.
 
         Raises :class:`QueueFullError` at once when ``max_queue`` requests are admitted,
         :class:`ShuttingDownError` after :meth:`close`, and what the engine raised if
-        its batch failed.
+        its batch failed. ``admitted``: the caller holds the request's :meth:`admission`.
         """
-        self.check_open()
+        if not admitted:
+            with self.admission():
+                return await self.embed(token_ids, admitted=True)
+        if self._closed:
+            raise ShuttingDownError("the server is shutting down")
         out = np.empty((len(token_ids), self.dim), dtype=np.float32)
         if not token_ids:
             return out
@@ -220,7 +236,6 @@ class Batcher:
         # An empty text costs 1 so that a budget always bounds the texts of a batch.
         cost = list(itertools.accumulate(max(len(ids), 1) for ids in token_ids))
         request = _Request(token_ids, cost, loop.create_future(), loop.time(), out)
-        self._admitted += 1
         self._live.add(request)
         try:
             self._waiting.append(request)
@@ -230,7 +245,6 @@ class Batcher:
             # dispatcher then drops what of the request is still queued.
             return await request.future
         finally:
-            self._admitted -= 1
             self._live.discard(request)
 
     # -- dispatching

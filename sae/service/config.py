@@ -23,7 +23,8 @@ class ServiceConfig:
     #: how long the first text of a batch may wait for others to join it while a worker is
     #: free; 0: a free worker takes what is queued at once (batches still form while it is busy)
     max_wait_ms: int = 0
-    #: requests admitted at once (waiting for a batch or in one); one more gets 429 / RESOURCE_EXHAUSTED
+    #: requests admitted at once (being tokenized, waiting for a batch or in one); one more gets 429 /
+    #: RESOURCE_EXHAUSTED
     max_queue: int = 512
     #: texts in one request; more gets 413 (HTTP) / INVALID_ARGUMENT (gRPC)
     max_texts: int = 1024

@@ -148,12 +148,14 @@ class EmbeddingService:
         :class:`~sae.service.batcher.QueueFullError` and
         :class:`~sae.service.batcher.ShuttingDownError`.
         """
-        self.batcher.check_open()  # a full queue answers before any work
-        if self.engine.algorithm.token_ids.covers(texts):
-            token_ids = self.engine.tokenize(texts)
-        else:
-            token_ids = await self._tokenizer.tokenize(texts)
-        vectors = await self.batcher.embed(token_ids)
+        # Admitted before any work: a full queue answers at once, and requests that wait for
+        # the tokenizer thread count against --max-queue (they were not, and piled up there).
+        with self.batcher.admission():
+            if self.engine.algorithm.token_ids.covers(texts):
+                token_ids = self.engine.tokenize(texts)
+            else:
+                token_ids = await self._tokenizer.tokenize(texts)
+            vectors = await self.batcher.embed(token_ids, admitted=True)
         return vectors, sum(map(len, token_ids))
 
 
