@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service_helpers import running_server, tiny_service
 
 from sae import Engine
+from sae.service.service import LOOP_CHARS
 
 TEXTS = ["the cat runs", "a new york city dog", "", "not happy , very sad !", "the " * 300]
 
@@ -258,9 +259,14 @@ def test_requests_are_tokenized_on_the_loop_unless_the_tokenizer_is_needed(tiny_
             assert client.post("/embed", json={"inputs": TEXTS[:2]}).status_code == 200
         assert client.post("/embed", json={"inputs": [TEXTS[0], "le café “crème”"]}).status_code == 200
         assert client.post("/embed", json={"inputs": [TEXTS[0], "no\u00a0break"]}).status_code == 200
-    assert len(threads) == 4
+        # A large request the cache could answer: on the thread, so the loop keeps answering.
+        large = ["the cat " * 64] * (LOOP_CHARS // 512 + 1)
+        assert client.post("/embed", json={"inputs": large}).status_code == 200
+        assert client.post("/embed", json={"inputs": large[1:]}).status_code == 200
+    assert len(threads) == 6
     assert not any(name.startswith("sae-tokenize") for name in threads[:3])
-    assert threads[3].startswith("sae-tokenize")
+    assert threads[3].startswith("sae-tokenize") and threads[4].startswith("sae-tokenize")
+    assert not threads[5].startswith("sae-tokenize")
 
 
 @settings(max_examples=60, deadline=None)
