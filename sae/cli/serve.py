@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from sae.service import EmbeddingService, ServiceConfig, make_workers
         from sae.service import run as run_server
+        from sae.service.server import check_ports
     except ImportError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -64,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
             max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds,
         )
     except ValueError as exc:
+        raise InputError(str(exc)) from None
+    try:
+        check_ports(config.host, config.port, config.grpc_port)  # before the seconds of loading
+    except OSError as exc:
         raise InputError(str(exc)) from None
     # Requests are tokenized on one thread (sae.service.tokenizer); the tokenizer's own
     # thread pool would only compete with the inference workers for the cores (docs/SERVE.md).

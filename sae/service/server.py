@@ -54,12 +54,30 @@ class _Uvicorn(uvicorn.Server):
         yield
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, what: str = "HTTP") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:
-        raise OSError(f"cannot listen on {host}:{port} (HTTP): {exc.strerror or exc}") from None
+        raise OSError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+
+
+def check_ports(host: str, http_port: int, grpc_port: int) -> None:
+    """Raise ``OSError`` naming the port and why (``Address already in use``) if either
+    port cannot be bound now (0, any free port, always can).
+
+    Call it before loading the Algorithm and starting workers: a busy port was found
+    only after them (5 s, 23 s with two GPU workers). gRPC itself reports a busy port
+    with a line of its C core on stderr that does not say why.
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for port, what in ((http_port, "HTTP"), (grpc_port, "gRPC")):
+            if port:
+                sockets.append(_bind(host, port, what))  # both held: the same port twice is refused
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 async def serve(
@@ -79,6 +97,8 @@ async def serve(
     stop = stop if stop is not None else asyncio.Event()
     try:
         http_socket = _bind(config.host, config.port)
+        if config.grpc_port:  # why it is busy, in one line, before gRPC tries (see check_ports)
+            _bind(config.host, config.grpc_port, "gRPC").close()
         grpc_front = GrpcFrontEnd(service)
         try:
             grpc_port = grpc_front.listen(config.host, config.grpc_port)
