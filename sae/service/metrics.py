@@ -86,7 +86,9 @@ class ServiceMetrics:
         self.inference_duration = Histogram(
             "sae_inference_duration_seconds", "Time an engine took to embed one batch", buckets=_SECONDS, registry=r)
         self.batch_texts = Histogram("sae_batch_texts", "Texts per engine batch", buckets=_TEXTS, registry=r)
-        self.batch_tokens = Histogram("sae_batch_tokens", "Tokens per engine batch", buckets=_TOKENS, registry=r)
+        self.batch_tokens = Histogram(
+            "sae_batch_tokens", "Tokens per engine batch, as --max-batch-tokens counts them (an empty text costs 1)",
+            buckets=_TOKENS, registry=r)
         self.requests_admitted = Gauge(
             "sae_requests_admitted", "Requests admitted and not answered yet (bounded by --max-queue)", registry=r)
         self.requests_waiting = Gauge(

@@ -172,7 +172,7 @@ def test_metrics(tiny_dir):
     with running_server(service) as addresses, httpx.Client(base_url=addresses.http_url) as http:
         for _ in range(3):
             assert http.post("/v1/embeddings", json={"input": ["the cat", "a dog runs"]}).status_code == 200
-        assert http.post("/embed", json={"inputs": "the cat"}).status_code == 200
+        assert http.post("/embed", json={"inputs": ["the cat", ""]}).status_code == 200
         assert http.post("/embed", json={"inputs": []}).status_code == 400
         assert http.post("/v1/embeddings", content=b"x" * (3 * 1024 * 1024)).status_code == 413
         text = http.get("/metrics").text
@@ -183,13 +183,15 @@ def test_metrics(tiny_dir):
     assert value[("sae_request_texts_sum", (("api", "openai"),))] == 6
     assert value[("sae_request_errors_total", (("api", "tei"), ("kind", "bad_request")))] == 1
     assert value[("sae_request_errors_total", (("api", "openai"), ("kind", "too_large")))] == 1
-    assert value[("sae_batch_texts_sum", ())] == 7
-    assert value[("sae_batch_tokens_sum", ())] == sum(len(t) for t in service.engine.tokenize(
-        ["the cat", "a dog runs"] * 3 + ["the cat"]))
+    assert value[("sae_batch_texts_sum", ())] == 8
+    # The batcher's cost: the empty text counts 1 token, as against --max-batch-tokens.
+    tokens = sum(len(t) for t in service.engine.tokenize(["the cat", "a dog runs"] * 3 + ["the cat"]))
+    assert value[("sae_batch_tokens_sum", ())] == tokens + 1
+    assert value[("sae_engine_tokens_total", ())] == tokens
     assert value[("sae_queue_duration_seconds_count", ())] == 4
     assert value[("sae_inference_duration_seconds_count", ())] == value[("sae_batch_texts_count", ())] >= 1
     counters = service.engine.counters_snapshot()
-    assert value[("sae_engine_texts_total", ())] == counters.texts == 7
+    assert value[("sae_engine_texts_total", ())] == counters.texts == 8
     assert value[("sae_engine_rewrites_committed_total", ())] == counters.committed > 0
     assert value[("sae_engine_rewrites_reverted_total", ())] == counters.reverted
     assert value[("sae_engine_annealing_steps_total", ())] == counters.steps > 0
