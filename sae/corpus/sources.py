@@ -265,8 +265,30 @@ class _TableSource(Source):
             raise InputError(f"{self.name}: column {self.columns.text!r} has a null value in row {row}")
         if text.type != pa.string():
             text = text.cast(pa.string())
+        self._check_utf8(text, first_row)
         arrays = [text] + [table.column(name) for name in self.columns.keep]
         return pa.Table.from_arrays(arrays, schema=self.schema()).combine_chunks()
+
+    def _check_utf8(self, text: Any, first_row: int) -> None:
+        """Refuse invalid UTF-8, naming its row. Arrow does not check strings when it reads a
+        file, and a bad one would only fail later, in ``to_pylist``, with no row number.
+        A full validation of a whole array is cheap; rows are searched only when it fails."""
+        import pyarrow as pa
+
+        row = first_row
+        for array in text.chunks:
+            try:
+                array.validate(full=True)
+            except pa.ArrowInvalid as exc:
+                for k, data in enumerate(array.view(pa.binary()).to_pylist()):
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise InputError(f"{self.name}: column {self.columns.text!r}: invalid UTF-8 in row "
+                                         f"{row + k + 1}") from None
+                # invalid for another reason than its strings' bytes: a damaged file
+                raise InputError(f"{self.name}: cannot read its rows ({exc})") from None
+            row += len(array)
 
 
 class ParquetSource(_TableSource):

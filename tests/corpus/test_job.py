@@ -149,6 +149,17 @@ def test_bad_rows_midway_keep_the_old_output_and_leave_no_state(tmp_path, engine
     assert out.read_bytes() == b"precious" and not state_dir(out).exists()
 
 
+def test_invalid_utf8_in_a_table_keeps_the_old_output_and_leaves_no_state(tmp_path, engine):
+    from test_sources import invalid_utf8_strings  # tests/corpus/test_sources.py
+
+    pq.write_table(pa.table({"text": invalid_utf8_strings(100, 90)}), tmp_path / "in.parquet", row_group_size=30)
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"precious")
+    with pytest.raises(InputError, match=r"in\.parquet: column 'text': invalid UTF-8 in row 91"):
+        embed_corpus(str(tmp_path / "in.parquet"), str(out), engine, options())
+    assert out.read_bytes() == b"precious" and not state_dir(out).exists()
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

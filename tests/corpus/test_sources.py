@@ -133,3 +133,31 @@ def test_dictionary_encoded_texts_are_decoded(tmp_path):
     source = open_source(write_arrow(tmp_path / "d.arrow", table, batch=2), Columns(), 2)
     assert [c.column("text").type for c in source.chunks()] == [pa.string(), pa.string()]
     assert pa.concat_tables(source.chunks()).column("text").to_pylist() == ["a cat", "a dog", "a cat"]
+
+
+def invalid_utf8_strings(n: int, bad_row: int) -> pa.Array:
+    """Strings whose row ``bad_row`` (0-based) starts with a 0xff byte: Arrow builds
+    them without complaint, as a Parquet or Arrow file written by another tool can hold."""
+    import numpy as np
+
+    binary = pa.array([f"good text {i}".encode() for i in range(n)], pa.binary())
+    _, offsets, data = binary.buffers()
+    raw = bytearray(data.to_pybytes())
+    raw[np.frombuffer(offsets, dtype=np.int32)[bad_row]] = 0xFF
+    return pa.Array.from_buffers(pa.string(), n, [None, offsets, pa.py_buffer(bytes(raw))])
+
+
+@pytest.mark.parametrize("kind", ["parquet", "arrow", "large_string"])
+def test_invalid_utf8_in_a_table_names_its_row(tmp_path, kind):
+    column = invalid_utf8_strings(30, 25)
+    if kind == "large_string":
+        column = column.cast(pa.large_string())
+    table = pa.table({"text": column})
+    path = write_arrow(tmp_path / "t.arrow", table, 7) if kind == "arrow" else write_parquet(tmp_path / "t.parquet",
+                                                                                           table, 7)
+    source = open_source(path, Columns(), 10)
+    with pytest.raises(InputError, match=rf"t\.{path.suffix[1:]}: column 'text': invalid UTF-8 in row 26$"):
+        list(source.chunks())
+    with pytest.raises(InputError, match="invalid UTF-8 in row 26"):
+        source.read_chunk(2)
+    assert source.read_chunk(1).column("text").to_pylist()[0] == "good text 10"
