@@ -10,9 +10,11 @@ computed them.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +23,7 @@ from sae.corpus.dataset import find_parts, is_dataset, prepare_output_dir
 from sae.corpus.sinks import DTYPES, NpySink, ParquetSink, output_schema, output_table
 from sae.corpus.sources import Columns, Source, open_source
 from sae.corpus.state import DatasetState, ResumeState, resumable_rows, text_digest
-from sae.errors import InputError
+from sae.errors import InputError, SaeError
 from sae.io import check_writable, output_format
 
 log = logging.getLogger(__name__)
@@ -121,6 +123,19 @@ class ResumeRefusedError(InputError):
     """The input of a resumed run is not what the interrupted run read."""
 
 
+@contextmanager
+def writing(out: Path | str) -> Iterator[None]:
+    """The operating system refusing a write of ``out`` (a full disk, a file size limit)
+    as one line and exit 1: a failure of the system, not of the input, so the caller
+    keeps the resume state and ``--resume`` goes on once there is room."""
+    try:
+        yield
+    except OSError as exc:
+        # pyarrow's strerror is "Error writing bytes to file. Detail: [errno 28] ..."
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc)).splitlines()[0]
+        raise SaeError(f"{out}: writing failed: {reason}") from None
+
+
 @dataclass(frozen=True)
 class Output:
     """One output file of a job and the source it is made from."""
@@ -215,15 +230,17 @@ class Job:
         an interrupted run did not finish. Call :meth:`done` after each."""
         if self.dataset_dir is not None:
             identity = {"parts": {o.relative: self.identity(o) for o in self.outputs}}
-            self._finished = DatasetState.open(self.dataset_dir / DATASET_STATE, identity, self.options.resume,
-                                               self.output)
+            with writing(self.output):
+                self._finished = DatasetState.open(self.dataset_dir / DATASET_STATE, identity,
+                                                   self.options.resume, self.output)
         for output in self.outputs:
             if self._finished is None or output.relative not in self._finished.done:
                 yield output
 
     def done(self, output: Output) -> None:
         if self._finished is not None and output.relative is not None:
-            self._finished.mark(output.relative)
+            with writing(self.output):
+                self._finished.mark(output.relative)
 
     def complete(self) -> None:
         """Every output is written: forget the dataset's resume record."""
@@ -263,17 +280,19 @@ class OutputRun:
     def __init__(self, output: Output, schema: Any, identity: dict[str, Any], resume: bool) -> None:
         self.output = output
         self.schema = schema
-        self.state = ResumeState.open(output.path, identity, resume)
-        try:
-            if output.format == "npy":
-                self.sink: Any = NpySink(output.path, self.state.directory, schema, self.state.rows)
-            else:
-                self.sink = ParquetSink(output.path, self.state.directory, schema)
-        except BaseException:
-            self.state.close()
-            raise
+        with writing(output.path):
+            self.state = ResumeState.open(output.path, identity, resume)
+            try:
+                if output.format == "npy":
+                    self.sink: Any = NpySink(output.path, self.state.directory, schema, self.state.rows)
+                else:
+                    self.sink = ParquetSink(output.path, self.state.directory, schema)
+            except BaseException:
+                self.state.close()
+                raise
         self.chunk = 0  #: the next chunk to read
         self.rows = 0
+        self._closed = False
 
     @property
     def resumed_chunks(self) -> int:
@@ -288,11 +307,20 @@ class OutputRun:
     def close(self, exc: BaseException | None = None) -> None:
         """Finish the output (rename it into place, drop the state), or after ``exc`` drop
         the unfinished file and keep the state, except when the input itself is bad:
-        a resumed run would meet the same rows again."""
+        a resumed run would meet the same rows again. Closing twice does nothing."""
+        if self._closed:
+            return
         if exc is None:
-            self.sink.finish()
+            try:
+                with writing(self.output.path):
+                    self.sink.finish()
+            except BaseException as failure:
+                self.close(failure)
+                raise
+            self._closed = True
             self.state.remove()
             return
+        self._closed = True
         self.sink.abort()
         if isinstance(exc, InputError) and not isinstance(exc, ResumeRefusedError):
             self.state.remove()
@@ -312,14 +340,16 @@ class OutputRun:
                 first, last = self.rows + 1, self.rows + record.rows
                 raise ResumeRefusedError(f"{out}: cannot resume, rows {first}-{last} of the input differ from the "
                                     "interrupted run's (run without --resume to start over)")
-            self.sink.replay(self.chunk)
+            with writing(out):
+                self.sink.replay(self.chunk)
             self.chunk += 1
             self.rows += chunk.num_rows
 
     def write(self, table: Any) -> None:
         """Write the next chunk's output table, then record it as finished."""
-        self.sink.write(self.chunk, table)
-        self.state.commit(table.num_rows, text_digest(table))
+        with writing(self.output.path):
+            self.sink.write(self.chunk, table)
+            self.state.commit(table.num_rows, text_digest(table))
         self.chunk += 1
         self.rows += table.num_rows
 

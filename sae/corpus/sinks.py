@@ -120,8 +120,12 @@ class ParquetSink:
 
         part = self._part(index)
         tmp = part.with_suffix(".tmp")
-        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, self.schema) as writer:
-            writer.write_table(table)
+        try:
+            with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, self.schema) as writer:
+                writer.write_table(table)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk: give back the room of the half-written part
+            raise
         os.replace(tmp, part)
         self._open().write_table(table, row_group_size=max(table.num_rows, 1))
 

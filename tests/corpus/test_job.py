@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import resource
 
 import numpy as np
 import pyarrow as pa
@@ -13,7 +15,7 @@ import pytest
 from sae.corpus import EmbedOptions, embed_corpus, embed_in_memory
 from sae.corpus.job import Job
 from sae.corpus.sources import StdinSource
-from sae.corpus.state import state_dir
+from sae.corpus.state import resumable_rows, state_dir
 from sae.engine import Engine
 from sae.errors import InputError
 
@@ -158,6 +160,38 @@ def test_invalid_utf8_in_a_table_keeps_the_old_output_and_leaves_no_state(tmp_pa
     with pytest.raises(InputError, match=r"in\.parquet: column 'text': invalid UTF-8 in row 91"):
         embed_corpus(str(tmp_path / "in.parquet"), str(out), engine, options())
     assert out.read_bytes() == b"precious" and not state_dir(out).exists()
+
+
+@contextlib.contextmanager
+def file_size_limit(size: int):
+    """Writes beyond ``size`` bytes fail with EFBIG, as a full disk fails them with ENOSPC
+    (Python ignores SIGXFSZ, so the process is not killed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (size, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+@pytest.mark.parametrize("name", ["out.parquet", "out.npy"])
+def test_a_failed_write_is_one_line_and_resumes(tmp_path, tiny_dir, capsys, name):
+    from sae.cli import main
+
+    txt = tmp_path / "in.txt"
+    txt.write_text("\n".join(corpus(2000, seed=4)) + "\n")
+    args = ["--algorithm", str(tiny_dir), "--backend", "cpu", "--chunk-rows", "400"]
+    assert main(["embed", str(txt), "-o", str(tmp_path / ("whole" + name[3:])), *args]) == 0
+    out = tmp_path / name
+    out.write_bytes(b"precious")
+    capsys.readouterr()
+    with file_size_limit(40_000):
+        code = main(["embed", str(txt), "-o", str(out), *args])
+    err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert code == 1 and err == [f"sae embed: error: {out}: writing failed: File too large"]
+    assert out.read_bytes() == b"precious" and resumable_rows(out) > 0
+    assert main(["embed", str(txt), "-o", str(out), *args, "--resume"]) == 0
+    assert out.read_bytes() == (tmp_path / ("whole" + name[3:])).read_bytes()
 
 
 @pytest.mark.parametrize(
