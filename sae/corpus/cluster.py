@@ -13,6 +13,7 @@ resume the other.
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class ChunkEmbedder:
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        outputs, chunks, errors, payloads, truncated = [], [], [], [], []
+        outputs, chunks, errors, bad_input, payloads, truncated = [], [], [], [], [], []
         for output, chunk in zip(batch.column("output").to_pylist(), batch.column("chunk").to_pylist()):
             outputs.append(output)
             chunks.append(chunk)
@@ -112,12 +113,19 @@ class ChunkEmbedder:
                     embeddings = self.engine.embed(table.column("text").to_pylist())
                     payloads.append(_to_ipc(output_table(table, embeddings, self.schemas[output])))
                     errors.append("")
+                    bad_input.append(False)
                 except InputError as exc:  # bad input is data for the driver to report, not a crash
                     payloads.append(b"")
                     errors.append(str(exc))
+                    bad_input.append(True)
+                except Exception as exc:  # as data too: Ray would bury it under its notice about retries
+                    payloads.append(b"")
+                    errors.append(f"{self.sources[output].name}: chunk {chunk}: {type(exc).__name__}: {exc}")
+                    bad_input.append(False)
             truncated.append([tally.texts, tally.cap])
         return pa.table({"output": pa.array(outputs, pa.int64()), "chunk": pa.array(chunks, pa.int64()),
-                         "error": pa.array(errors, pa.string()), "payload": pa.array(payloads, pa.large_binary()),
+                         "error": pa.array(errors, pa.string()), "bad_input": pa.array(bad_input, pa.bool_()),
+                         "payload": pa.array(payloads, pa.large_binary()),
                          "truncated": pa.array(truncated, pa.list_(pa.int64(), 2))})
 
 
@@ -269,11 +277,28 @@ def _results(ray: Any, job: Job, pending: list[Any], spec: EngineSpec, todo: lis
             for row in range(batch.num_rows):
                 error = batch.column("error")[row].as_py()
                 if error:
-                    raise InputError(error)
+                    if batch.column("bad_input")[row].as_py():
+                        raise InputError(error)
+                    raise SaeError(f"a Ray worker failed: {error}")
                 yield (batch.column("output")[row].as_py(), batch.column("chunk")[row].as_py(),
                        _from_ipc(batch.column("payload")[row].as_buffer()), batch.column("truncated")[row].as_py())
     except (SaeError, KeyboardInterrupt, GeneratorExit):
         raise
     except Exception as exc:  # a worker crashed: one line, not Ray's nested traceback
-        first_line = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise SaeError(f"a Ray worker failed: {first_line}") from None
+        raise SaeError(f"a Ray worker failed: {worker_cause(exc)}") from None
+
+
+#: Where Ray's text of a failed task passes from the original error to its own wrapper.
+_CAUSED = "The above exception was the direct cause of the following exception:"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def worker_cause(exc: BaseException) -> str:
+    """The one line that says why a Ray task failed. Ray sends the worker's exception as
+    text: its traceback, then (for Ray Data) ``UserCodeException`` with a notice about
+    retries whose last line says nothing of the cause; ``exc.cause`` carries that wrapper,
+    not the original. The original is the last line before the first "direct cause"."""
+    text = _ANSI.sub("", str(exc)).strip()
+    original = text.split(_CAUSED, 1)[0].strip() if _CAUSED in text else text
+    lines = [line.strip() for line in original.splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__

@@ -9,7 +9,9 @@ from test_job import InterruptError, StopAfter, corpus  # tests/corpus/test_job.
 
 from sae.cli import main
 from sae.corpus import EmbedOptions, embed_corpus
+from sae.corpus.sinks import output_schema
 from sae.engine import Engine
+from sae.errors import InputError
 
 ray = pytest.importorskip("ray", reason="needs the optional extra: pip install 'sae[ray]'")
 pytest.importorskip("ray.data", reason="needs the optional extra: pip install 'sae[ray]'")
@@ -67,3 +69,47 @@ def test_a_bad_row_found_by_a_worker_is_one_line(tmp_path, tiny_dir, local_ray, 
     err = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert err == [f"sae embed: error: {tmp_path / 'in.parquet'}: column 'text' has a null value in row 251"]
     assert out.read_bytes() == b"precious"
+
+
+#: What Ray 2.60 gives for a Ray Data worker's ValueError: the traceback, then its own wrapper.
+RAY_TASK_ERROR = (
+    "\x1b[36mray::MapWorker(MapBatches(ChunkEmbedder)).submit()\x1b[39m (pid=30809, ip=192.0.2.2)\n"
+    '  File "sae/corpus/cluster.py", line 7, in __call__\n'
+    "    raise ValueError(...)\n"
+    "ValueError: in.parquet: something only a worker meets\n\n"
+    "The above exception was the direct cause of the following exception:\n\n"
+    "\x1b[36mray::MapWorker(MapBatches(ChunkEmbedder)).submit()\x1b[39m (pid=30809, ip=192.0.2.2)\n"
+    "ray.exceptions.UserCodeException: UDF failed to process a data block.\n"
+    "Failed to apply UDF transform after 1/1 attempts (total backoff 0.0s).\n"
+    "To change retry attempts, backoff, or which errors are retried, configure "
+    "`ray.data.DataContext.get_current()` if you believe this to be transient."
+)
+
+
+def test_a_worker_failure_is_its_cause_not_rays_notice():
+    from sae.corpus.cluster import worker_cause
+
+    assert worker_cause(RuntimeError(RAY_TASK_ERROR)) == "ValueError: in.parquet: something only a worker meets"
+    assert worker_cause(RuntimeError("one\nRuntimeError: worker loaded Algorithm a, the driver b")) == (
+        "RuntimeError: worker loaded Algorithm a, the driver b")
+
+
+class FailingSource:
+    name = "in.parquet"
+
+    def read_chunk(self, index):
+        if index == 1:
+            raise InputError(f"{self.name}: column 'text': invalid UTF-8 in row 7")
+        raise MemoryError("out of memory")
+
+
+def test_a_worker_returns_its_failures_as_data(tiny_dir):
+    from sae.corpus.cluster import ChunkEmbedder, EngineSpec
+
+    spec, alg = EngineSpec.from_options(tiny_dir)
+    schema = output_schema(pa.schema([pa.field("text", pa.string())]), alg.dim, "float32")
+    worker = ChunkEmbedder(spec, [FailingSource()], [schema])
+    result = worker(pa.table({"output": [0, 0], "chunk": [0, 1]}))
+    assert result.column("error").to_pylist() == [
+        "in.parquet: chunk 0: MemoryError: out of memory", "in.parquet: column 'text': invalid UTF-8 in row 7"]
+    assert result.column("bad_input").to_pylist() == [False, True]
