@@ -267,7 +267,7 @@ def _results(ray: Any, job: Job, pending: list[Any], spec: EngineSpec, todo: lis
     items = ray.data.from_items([{"output": k, "chunk": i} for k, i in todo], override_num_blocks=len(todo))
     mapped = items.map_batches(
         ChunkEmbedder,
-        fn_constructor_kwargs={"spec": spec, "sources": [o.source for o in pending],
+        fn_constructor_kwargs={"spec": spec, "sources": [o.source.for_workers() for o in pending],
                                "schemas": [job.schema(o) for o in pending]},
         batch_size=1, batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(size=size),
         **per_worker,

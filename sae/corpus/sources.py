@@ -13,6 +13,7 @@ own chunks (Ray). Both give the same tables. Sources pickle without open handles
 
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -77,6 +78,15 @@ class Source:
     def identity(self) -> dict[str, Any]:
         """What a resumed run must find unchanged: kind, path, size, modification time, columns."""
         raise NotImplementedError
+
+    def for_workers(self) -> Source:
+        """This source as workers elsewhere read it: its file by absolute path, since they do
+        not run in this directory. Its :attr:`name`, in messages, stays as given."""
+        twin = copy.copy(self)
+        path = getattr(self, "path", None)
+        if path is not None:
+            twin.path = Path(path).absolute()  # type: ignore[attr-defined]
+        return twin
 
     def schema(self) -> Any:  # pyarrow.Schema
         """The schema of every chunk: ``text`` (string), then the kept columns."""

@@ -40,7 +40,8 @@ def test_ray_resumes_a_local_run_to_the_local_bytes(tmp_path, tiny_dir, local_ra
     assert out.read_bytes() == (tmp_path / "local.parquet").read_bytes()
 
 
-def test_ray_dataset_with_kept_columns_and_float16(tmp_path, tiny_dir, local_ray):
+def test_ray_dataset_with_kept_columns_and_float16(tmp_path, tiny_dir, local_ray, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative INPUT: the workers run in Ray's directory, not this one
     data = tmp_path / "data"
     data.mkdir()
     for k in range(3):
@@ -48,7 +49,7 @@ def test_ray_dataset_with_kept_columns_and_float16(tmp_path, tiny_dir, local_ray
         pq.write_table(pa.table({"body": texts, "id": range(len(texts))}), data / f"p{k}.parquet", row_group_size=64)
     args = ["--text-column", "body", "--keep-columns", "id", "--dtype", "float16"]
     assert embed(data, "-o", tmp_path / "local", *args, tiny_dir=tiny_dir) == 0
-    assert embed(data, "-o", tmp_path / "ray", *args, "--ray", tiny_dir=tiny_dir) == 0
+    assert embed("data", "-o", tmp_path / "ray", *args, "--ray", tiny_dir=tiny_dir) == 0
     for k in range(3):
         name = f"p{k}.parquet"
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()

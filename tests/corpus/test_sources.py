@@ -161,3 +161,20 @@ def test_invalid_utf8_in_a_table_names_its_row(tmp_path, kind):
     with pytest.raises(InputError, match="invalid UTF-8 in row 26"):
         source.read_chunk(2)
     assert source.read_chunk(1).column("text").to_pylist()[0] == "good text 10"
+
+
+@pytest.mark.parametrize("name", ["t.parquet", "in.txt"])
+def test_workers_read_a_relative_input_from_anywhere(tmp_path, monkeypatch, name):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    if name == "in.txt":
+        (tmp_path / "data" / name).write_text("".join(f"line {i}\n" for i in range(10)))
+    else:
+        write_parquet(tmp_path / "data" / name, pa.table({"text": [f"line {i}" for i in range(10)]}))
+    monkeypatch.chdir(tmp_path)
+    source = open_source(f"data/{name}", Columns(), 4)
+    shipped = pickle.dumps(source.for_workers())
+    monkeypatch.chdir(tmp_path / "elsewhere")  # where a worker on another node runs
+    worker = pickle.loads(shipped)
+    assert worker.read_chunk(1).column("text").to_pylist() == ["line 4", "line 5", "line 6", "line 7"]
+    assert worker.name == f"data/{name}"  # messages name the input as given
