@@ -13,6 +13,7 @@ resume the other.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import tempfile
 import time
@@ -229,18 +230,47 @@ def run_job_ray(
     return job.summary(rows, embedded, time.perf_counter() - start)
 
 
+#: Attempts ``ray.init`` makes at a cluster's control service (GCS) at an explicit
+#: ``host:port``, unless the environment sets its own. Each waits about 40 s for an
+#: answer; Ray's default of 20 kept a run on a port that is not Ray's for many minutes.
+GCS_CONNECT_ATTEMPTS = "1"
+_GCS_ATTEMPTS_VARIABLE = "RAY_gcs_server_port_wait_time_s"
+
+
+class _AbsentError(Exception):
+    """Stands for an error class that this version of Ray lacks."""
+
+
 def _init(ray: Any, address: str | None) -> bool:
-    """Connect to Ray unless this process already has; whether we started it."""
+    """Connect to Ray unless this process already has; whether we started it. Failing to
+    connect is one line: exit 2 for an ADDRESS given (no cluster there, or not a Ray one,
+    or one that refuses us), exit 1 when a local instance cannot start."""
     if ray.is_initialized():
         return False
     ray_log = logging.getLogger("ray")
     level = ray_log.level
     ray_log.setLevel(logging.ERROR)  # Ray's notices at startup are not sae's to show
+    explicit = bool(address) and address.strip().lower() not in ("auto", "local") and "://" not in address
+    bounded = explicit and _GCS_ATTEMPTS_VARIABLE not in os.environ
+    if bounded:  # read by ray.init itself; the process starts no Ray of its own here, so nothing inherits it
+        os.environ[_GCS_ATTEMPTS_VARIABLE] = GCS_CONNECT_ATTEMPTS
+    # A cluster that wants a token refuses us with its own error class; its text says how to give one.
+    refused = getattr(getattr(ray, "exceptions", None), "AuthenticationError", _AbsentError)
     try:
         ray.init(address=address or None, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=True)
+    except (ConnectionError, RuntimeError, refused) as exc:
+        reason = str(exc).strip().split("\n", 1)[0]
+        if not isinstance(exc, refused):  # the first sentence: the next name Ray's flags (--address), not sae's
+            reason = reason.split(". ", 1)[0].rstrip(".")
+        reason = reason or type(exc).__name__
+        if address:
+            raise InputError(f"--ray {address}: cannot connect to a Ray cluster ({reason})") from None
+        raise SaeError(f"--ray: cannot start a local Ray instance ({reason})") from None
     finally:
         ray_log.setLevel(level)
+        if bounded:
+            os.environ.pop(_GCS_ATTEMPTS_VARIABLE, None)
     return True
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -114,3 +116,40 @@ def test_a_worker_returns_its_failures_as_data(tiny_dir):
     assert result.column("error").to_pylist() == [
         "in.parquet: chunk 0: MemoryError: out of memory", "in.parquet: column 'text': invalid UTF-8 in row 7"]
     assert result.column("bad_input").to_pylist() == [False, True]
+
+
+class UnreachableRay:
+    """Stands for the ``ray`` module where ray.init cannot connect."""
+
+    def __init__(self, error):
+        self.error = error
+        self.attempts = None
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kwargs):
+        self.attempts = os.environ.get("RAY_gcs_server_port_wait_time_s")
+        raise self.error
+
+
+@pytest.mark.parametrize(("address", "error", "message", "attempts"), [
+    ("auto", ConnectionError("Could not find any running Ray instance. Please specify the one to connect to by "
+                             "setting `--address` flag"),
+     "--ray auto: cannot connect to a Ray cluster (Could not find any running Ray instance)", None),
+    ("10.0.0.9:6379", ConnectionError("Failed to connect to Ray cluster at 10.0.0.9:6379"),
+     "--ray 10.0.0.9:6379: cannot connect to a Ray cluster (Failed to connect to Ray cluster at 10.0.0.9:6379)",
+     "1"),
+    ("10.0.0.9:6379", RuntimeError("Failed to connect to GCS.\nlogs"),
+     "--ray 10.0.0.9:6379: cannot connect to a Ray cluster (Failed to connect to GCS)", "1"),
+])
+def test_no_ray_cluster_is_one_line(monkeypatch, address, error, message, attempts):
+    from sae.corpus.cluster import _init
+
+    monkeypatch.delenv("RAY_gcs_server_port_wait_time_s", raising=False)
+    fake = UnreachableRay(error)
+    with pytest.raises(InputError) as info:
+        _init(fake, address)
+    assert str(info.value) == message
+    assert fake.attempts == attempts  # one attempt at an explicit address, and only while connecting
+    assert "RAY_gcs_server_port_wait_time_s" not in os.environ
