@@ -106,6 +106,8 @@ def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int 
         _lines_only(columns, "<stdin>")
         return StdinSource(chunk_rows)
     path = existing_file(spec, "a .txt, .parquet or .arrow file")
+    if not path.is_file():  # a text file is read twice (indexed, then read), and a pipe only once
+        raise InputError(f"{spec}: not a regular file (a pipe or a device); pipe it to `sae embed -` instead")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         return ParquetSource(path, columns, chunk_rows)

@@ -178,3 +178,13 @@ def test_workers_read_a_relative_input_from_anywhere(tmp_path, monkeypatch, name
     worker = pickle.loads(shipped)
     assert worker.read_chunk(1).column("text").to_pylist() == ["line 4", "line 5", "line 6", "line 7"]
     assert worker.name == f"data/{name}"  # messages name the input as given
+
+
+def test_a_pipe_or_device_is_refused_before_it_is_opened(tmp_path):
+    import os
+
+    with pytest.raises(InputError, match=r"^/dev/null: not a regular file .*pipe it to `sae embed -` instead"):
+        open_source("/dev/null")
+    os.mkfifo(tmp_path / "fifo")  # opening it would wait for a writer: refused by its kind alone
+    with pytest.raises(InputError, match="fifo: not a regular file"):
+        open_source(tmp_path / "fifo")
