@@ -203,20 +203,31 @@ class DatasetState:
 
     @classmethod
     def open(cls, path: Path, identity: dict[str, Any], resume: bool, out: str) -> DatasetState:
-        """The interrupted run's record when ``resume`` and its identity matches, else a fresh one."""
+        """The interrupted run's record when ``resume`` and its finished parts are unchanged,
+        else a fresh one. ``identity`` is ``{"parts": {relative: part identity}}``.
+
+        Only the finished parts are compared: they are what the record vouches for. An
+        unfinished part (one fixed after it failed, say) has its own state, which decides
+        whether its output goes on or starts over; a finished part that left the dataset
+        is forgotten."""
         done: set[str] = set()
+        parts = identity["parts"]
         if resume and path.exists():
             try:
                 doc = json.loads(path.read_text())
-                old, done = doc["identity"], set(doc["done"])
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                old, done = doc["identity"]["parts"], set(doc["done"])
+                if not isinstance(old, dict) or not all(isinstance(old.get(r), dict) for r in done):
+                    raise ValueError("unknown format")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise InputError(f"{out}: cannot resume, {path} is unreadable ({exc}); "
                                  "run without --resume to start over") from None
-            diff = first_difference(old, identity)
-            if diff:
-                raise InputError(f"{out}: cannot resume, the interrupted run differs: {diff} "
-                                 "(run without --resume to start over)")
-            log.info("resuming %s: %d of %d parts were finished", out, len(done), len(identity.get("parts", ())))
+            done &= set(parts)
+            for relative in sorted(done):
+                diff = describe_difference(old[relative], parts[relative])
+                if diff:
+                    raise InputError(f"{out}: cannot resume, the interrupted run differs: {diff} "
+                                     "(run without --resume to start over)")
+            log.info("resuming %s: %d of %d parts were finished", out, len(done), len(parts))
         state = cls(path, identity, done)
         state._save()
         return state

@@ -308,6 +308,25 @@ def test_a_dataset_resumes_part_by_part(dataset, tmp_path, engine):
     assert not list(out.rglob(".*.resume"))
 
 
+def test_a_dataset_resumes_after_an_unfinished_part_is_fixed(dataset, tmp_path, engine):
+    out = tmp_path / "out"
+    with pytest.raises(InterruptError):
+        embed_corpus(str(dataset), str(out), engine, options(), progress=StopAfter(70 + 50))
+    finished = (out / "2024" / "b.parquet").read_bytes()
+    texts = corpus(60, seed=9)  # a.parquet, not started, is replaced
+    pq.write_table(pa.table({"text": texts, "n": list(range(60))}), dataset / "a.parquet")
+    summary = embed_corpus(str(dataset), str(out), engine, options(resume=True))
+    assert summary.embedded == 60 + 80 - 40  # a, and c after its 40 finished rows; not b
+    assert (out / "2024" / "b.parquet").read_bytes() == finished
+    assert pq.read_table(out / "a.parquet").column("text").to_pylist() == texts
+    with pytest.raises(InterruptError):
+        embed_corpus(str(dataset), str(out), engine, options(), progress=StopAfter(70 + 50))
+    pq.write_table(pa.table({"text": texts, "n": list(range(60))}), dataset / "2024" / "b.parquet")
+    with pytest.raises(InputError, match=r"cannot resume, the interrupted run differs: \S*b\.parquet changed since "
+                                         r"\(its size or modification time\) \(run without --resume"):
+        embed_corpus(str(dataset), str(out), engine, options(resume=True))
+
+
 def test_dataset_problems(dataset, tmp_path, engine):
     with pytest.raises(InputError, match="no Parquet files found"):
         embed_corpus(str(tmp_path / "nothing-*.parquet"), str(tmp_path / "o"), engine)
