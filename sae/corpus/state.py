@@ -146,8 +146,11 @@ class ResumeState:
     def _load(cls, directory: Path, path: Path, out: Path) -> ResumeState:
         try:
             doc = json.loads(path.read_text())
-            if doc.get("format") != STATE_FORMAT or doc.get("version") != STATE_VERSION:
+            # JSON of another shape ([1, 2], "identity": null) is as unreadable as garbled text
+            if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or doc.get("version") != STATE_VERSION:
                 raise ValueError("unknown format")
+            if not isinstance(doc["identity"], dict):
+                raise ValueError("no identity")
             chunks = [ChunkRecord(int(c["rows"]), str(c["digest"])) for c in doc["chunks"]]
             return cls(directory, doc["identity"], chunks)
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -249,9 +249,12 @@ def test_a_damaged_state_is_refused(txt, tmp_path, engine):
     out = tmp_path / "out.parquet"
     with pytest.raises(InterruptError):
         embed_corpus(str(txt), str(out), engine, options(), progress=StopAfter(100))
-    (state_dir(out) / "state.json").write_text("{not json")
-    with pytest.raises(InputError, match=r"state .* is unreadable"):
-        embed_corpus(str(txt), str(out), engine, options(resume=True))
+    state = json.loads((state_dir(out) / "state.json").read_text())
+    for damaged in ["{not json", "[1, 2]", json.dumps(state | {"identity": None}),
+                    json.dumps(state | {"chunks": [None]})]:
+        (state_dir(out) / "state.json").write_text(damaged)
+        with pytest.raises(InputError, match=r"state .* is unreadable"):
+            embed_corpus(str(txt), str(out), engine, options(resume=True))
 
 
 def test_one_writer_per_output(txt, tmp_path, engine):
