@@ -20,9 +20,16 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sae.corpus.dataset import find_parts, is_dataset, prepare_output_dir
-from sae.corpus.sinks import DTYPES, NpySink, ParquetSink, output_schema, output_table
+from sae.corpus.sinks import DTYPES, NpySink, ParquetSink, output_schema, output_table, readable_parts
 from sae.corpus.sources import Columns, Source, open_source
-from sae.corpus.state import DatasetState, ResumeState, resumable_rows, text_digest
+from sae.corpus.state import (
+    DatasetState,
+    ResumeRefusedError,
+    ResumeState,
+    resumable_rows,
+    state_dir,
+    text_digest,
+)
 from sae.errors import InputError, SaeError
 from sae.io import check_writable, output_format
 
@@ -117,10 +124,6 @@ class TruncationTally(logging.Filter):
         """Log the total, once."""
         if self.texts:
             log.warning("%d text(s) longer than %d tokens were truncated to %d tokens", self.texts, self.cap, self.cap)
-
-
-class ResumeRefusedError(InputError):
-    """The input of a resumed run is not what the interrupted run read."""
 
 
 @contextmanager
@@ -251,7 +254,11 @@ class Job:
         """Chunks of ``output`` that ``--resume`` keeps; an :class:`InputError` when the
         interrupted run differs (checked again, under a lock, by :meth:`open`)."""
         state = ResumeState.inspect(output.path, self.identity(output), self.options.resume)
-        return 0 if state is None else len(state.chunks)
+        if state is None:
+            return 0
+        if output.format == "parquet":  # as OutputRun will find them
+            return readable_parts(state_dir(output.path), self.schema(output), len(state.chunks))[0]
+        return len(state.chunks)
 
     def resumed_rows(self) -> int:
         """Rows an interrupted run already wrote that ``--resume`` keeps (read, not checked)."""
@@ -283,6 +290,7 @@ class OutputRun:
         with writing(output.path):
             self.state = ResumeState.open(output.path, identity, resume)
             try:
+                self._drop_damaged_parts()
                 if output.format == "npy":
                     self.sink: Any = NpySink(output.path, self.state.directory, schema, self.state.rows)
                 else:
@@ -293,6 +301,18 @@ class OutputRun:
         self.chunk = 0  #: the next chunk to read
         self.rows = 0
         self._closed = False
+
+    def _drop_damaged_parts(self) -> None:
+        """Resume before the first saved chunk that cannot be read (a damaged disk, a file
+        touched by hand): the chunks before it are good, and it and the rest are embedded
+        again, rather than refusing the whole state."""
+        if self.output.format != "parquet" or not self.state.chunks:
+            return
+        kept, reason = readable_parts(self.state.directory, self.schema, len(self.state.chunks))
+        if kept < len(self.state.chunks):
+            log.warning("%s: its saved chunk %d is unreadable (%s); embedding again from row %d", self.output.path,
+                        kept, reason, sum(c.rows for c in self.state.chunks[:kept]) + 1)
+            self.state.keep(kept)
 
     @property
     def resumed_chunks(self) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sae.corpus.state import ResumeRefusedError
 from sae.errors import InputError
 
 DTYPES = ("float32", "float16")
@@ -105,12 +106,12 @@ class ParquetSink:
         try:
             with pa.OSFile(str(self._part(index))) as source:
                 table = pa.ipc.open_file(source).read_all()
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.out}: cannot resume, its saved chunk {index} is unreadable ({exc}); "
-                             "run without --resume to start over") from None
+        except (pa.ArrowException, OSError) as exc:  # damaged past its footer (readable_parts checks that)
+            raise ResumeRefusedError(f"{self.out}: cannot resume, its saved chunk {index} is unreadable ({exc}); "
+                                     "run without --resume to start over") from None
         if table.schema != self.schema:
-            raise InputError(f"{self.out}: cannot resume, its saved chunk {index} has another schema; "
-                             "run without --resume to start over")
+            raise ResumeRefusedError(f"{self.out}: cannot resume, its saved chunk {index} has another schema; "
+                                     "run without --resume to start over")
         self._open().write_table(table, row_group_size=max(table.num_rows, 1))
         return table.num_rows
 
@@ -144,6 +145,23 @@ class ParquetSink:
                 pass
             self._writer = None
         self.tmp.unlink(missing_ok=True)
+
+
+def readable_parts(workdir: Path, schema: Any, chunks: int) -> tuple[int, str | None]:
+    """How many of the first ``chunks`` chunks that a :class:`ParquetSink` kept in ``workdir``
+    open as Arrow files of ``schema``, and why the next one does not (None if all do).
+    Only their footers are read: cheap, and it finds a missing, cut or overwritten file."""
+    import pyarrow as pa
+
+    for index in range(chunks):
+        try:
+            with pa.OSFile(str(workdir / "parts" / f"{index:08d}.arrow")) as source:
+                same = pa.ipc.open_file(source).schema == schema
+        except (pa.ArrowException, OSError) as exc:
+            return index, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if not same:
+            return index, "another schema"
+    return chunks, None
 
 
 def _leaf_paths(schema: Any) -> list[str]:

@@ -27,6 +27,11 @@ STATE_FORMAT = "sae-embed-resume"
 STATE_VERSION = 1
 
 
+class ResumeRefusedError(InputError):
+    """The input of a resumed run, or what the interrupted run kept, is not what it should
+    be: refused, and the state is kept for the right command."""
+
+
 def state_dir(out: Path) -> Path:
     """Where the resume state of output ``out`` lives."""
     return out.parent / f".{out.name}.resume"
@@ -164,6 +169,11 @@ class ResumeState:
             "identity": self.identity,
             "chunks": [{"rows": c.rows, "digest": c.digest} for c in self.chunks],
         })
+
+    def keep(self, chunks: int) -> None:
+        """Forget the finished chunks after the first ``chunks`` (their saved output is damaged)."""
+        del self.chunks[chunks:]
+        self.save()
 
     def commit(self, rows: int, digest: str) -> None:
         """Record one more finished chunk (after its data is on disk)."""

@@ -257,6 +257,19 @@ def test_a_damaged_state_is_refused(txt, tmp_path, engine):
             embed_corpus(str(txt), str(out), engine, options(resume=True))
 
 
+def test_a_damaged_saved_chunk_is_embedded_again(txt, tmp_path, engine, caplog):
+    embed_corpus(str(txt), str(tmp_path / "whole.parquet"), engine, options())
+    out = tmp_path / "out.parquet"
+    with pytest.raises(InterruptError):
+        embed_corpus(str(txt), str(out), engine, options(), progress=StopAfter(130))
+    assert resumable_rows(out) == 120
+    (state_dir(out) / "parts" / "00000001.arrow").write_bytes(b"garbage")
+    summary = embed_corpus(str(txt), str(out), engine, options(resume=True))
+    assert summary.embedded == 300 - 40  # chunk 0 kept; chunk 1 and those after it embedded again
+    assert "saved chunk 1 is unreadable" in caplog.text and "embedding again from row 41" in caplog.text
+    assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
+
+
 def test_one_writer_per_output(txt, tmp_path, engine):
     out = tmp_path / "out.parquet"
     job = Job(str(txt), str(out), options()).bind(engine.algorithm.content_hash, "cpu", engine.dim)

@@ -6,7 +6,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sae.corpus.sinks import NpySink, ParquetSink, embeddings_of, npy_header, output_schema, output_table
+from sae.corpus.sinks import (
+    NpySink,
+    ParquetSink,
+    embeddings_of,
+    npy_header,
+    output_schema,
+    output_table,
+    readable_parts,
+)
+from sae.corpus.state import ResumeRefusedError
 from sae.errors import InputError
 
 CHUNK = pa.table({"text": pa.array(["a", "b", "c"], pa.string())})
@@ -47,9 +56,10 @@ def test_a_damaged_part_is_not_resumed(tmp_path):
     sink.write(0, output_table(CHUNK, np.ones((3, 4), np.float32), schema()))
     sink.abort()
     (tmp_path / "parts" / "00000000.arrow").write_bytes(b"garbage")
-    with pytest.raises(InputError, match="saved chunk 0 is unreadable"):
+    assert readable_parts(tmp_path, schema(), 1) == (0, "File is too small: 7")
+    with pytest.raises(ResumeRefusedError, match="saved chunk 0 is unreadable"):  # refused: the state is kept
         ParquetSink(tmp_path / "o.parquet", tmp_path, schema()).replay(0)
     other = ParquetSink(tmp_path / "o.parquet", tmp_path, schema("float16"))
     other.write(1, output_table(CHUNK, np.ones((3, 4), np.float32), schema("float16")))
-    with pytest.raises(InputError, match="saved chunk 1 has another schema"):
+    with pytest.raises(ResumeRefusedError, match="saved chunk 1 has another schema"):
         ParquetSink(tmp_path / "o.parquet", tmp_path, schema()).replay(1)
