@@ -191,7 +191,11 @@ class NpySink:
         header = npy_header(self.dtype, 0, self.dim)
         self.header_bytes = len(header)
         size = self.header_bytes + rows_done * self.dim * self.dtype.itemsize
-        if rows_done == 0:
+        #: OUT was renamed into place by a run killed before it removed its state
+        self.finished = rows_done > 0 and not self.tmp.exists() and self._renamed(workdir / "state.json", size)
+        if self.finished:
+            self._file: Any = None
+        elif rows_done == 0:
             self._file = open(self.tmp, "wb")  # open until finish or abort
             self._file.write(header)
         else:
@@ -202,17 +206,36 @@ class NpySink:
             self._file.truncate(size)
             self._file.seek(size)
 
+    def _renamed(self, state: Path, size: int) -> bool:
+        """Whether OUT is this run's finished file: the rows its state records, in a file
+        written after the state's last change (an older OUT is not)."""
+        try:
+            if self.out.stat().st_size != size or self.out.stat().st_mtime_ns < state.stat().st_mtime_ns:
+                return False
+            with open(self.out, "rb") as f:
+                if np.lib.format.read_magic(f) != (1, 0):  # npy_header writes version 1.0
+                    return False
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        except (OSError, ValueError):
+            return False
+        return shape == (self.rows, self.dim) and not fortran and dtype == self.dtype
+
     def replay(self, index: int) -> int:
         """Nothing to do: the finished rows are still in the file."""
         return 0
 
     def write(self, index: int, table: Any) -> None:
+        if self.finished:
+            raise ResumeRefusedError(f"{self.out}: cannot resume, the input now goes on after row {self.rows}, "
+                                     "where the finished output ends; run without --resume to start over")
         rows = embeddings_of(table).astype(self.dtype, copy=False)
         self._file.write(np.ascontiguousarray(rows).data)
         self._file.flush()  # in the OS before the state says so: a killed process loses nothing
         self.rows += len(rows)
 
     def finish(self) -> None:
+        if self.finished:
+            return
         header = npy_header(self.dtype, self.rows, self.dim)
         if len(header) != self.header_bytes:  # pragma: no cover - numpy leaves room for 21 digits
             raise RuntimeError("the .npy header grew")
@@ -222,7 +245,8 @@ class NpySink:
         _replace_with_umask(self.tmp, self.out)
 
     def abort(self) -> None:
-        self._file.close()  # the rows written so far stay for a resumed run
+        if self._file is not None:
+            self._file.close()  # the rows written so far stay for a resumed run
 
 
 def npy_header(dtype: np.dtype, rows: int, dim: int) -> bytes:

@@ -270,6 +270,26 @@ def test_a_damaged_saved_chunk_is_embedded_again(txt, tmp_path, engine, caplog):
     assert out.read_bytes() == (tmp_path / "whole.parquet").read_bytes()
 
 
+@pytest.mark.parametrize("name", ["out.npy", "out.parquet"])
+def test_a_kill_after_the_rename_is_finished_by_resume(txt, tmp_path, engine, monkeypatch, name):
+    from sae.corpus.state import ResumeState
+
+    def killed(state):  # the output renamed into place, the state not yet removed
+        state.close()  # the lock goes with a killed process
+        raise InterruptError
+
+    out = tmp_path / name
+    monkeypatch.setattr(ResumeState, "remove", killed)
+    with pytest.raises(InterruptError):
+        embed_corpus(str(txt), str(out), engine, options())
+    monkeypatch.undo()
+    reference = out.read_bytes()
+    assert state_dir(out).is_dir()
+    summary = embed_corpus(str(txt), str(out), engine, options(resume=True))
+    assert summary.embedded == 0 and summary.rows == 300
+    assert out.read_bytes() == reference and not state_dir(out).exists()
+
+
 def test_one_writer_per_output(txt, tmp_path, engine):
     out = tmp_path / "out.parquet"
     job = Job(str(txt), str(out), options()).bind(engine.algorithm.content_hash, "cpu", engine.dim)
