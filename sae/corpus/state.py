@@ -80,8 +80,13 @@ def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
             return f"the columns of {now.get('path')} changed"
         return f"{now.get('path')} changed since (its size or modification time)"
     if isinstance(before, dict) and isinstance(now, dict) and before.get("path") != now.get("path"):
-        return f"it read {before.get('path')}, this run reads {now.get('path')}"
+        return f"it read {_input_name(before)}, this run reads {_input_name(now)}"
     return first_difference(old, new)
+
+
+def _input_name(identity: dict[str, Any]) -> str:
+    """An input as a message names it: its path, or stdin (which has none)."""
+    return str(identity.get("path") or identity.get("kind") or "another input")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 
@@ -97,6 +98,9 @@ def test_a_resume_with_other_options_is_refused(txt, tmp_path, tiny_dir, capsys,
     other.write_text(txt.read_text())
     assert embed(other, "-o", out, "--chunk-rows", "100", "--resume", tiny_dir=tiny_dir) == 2
     assert f"the interrupted run differs: it read {txt}, this run reads {other}" in one_line_error(capsys)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(txt.read_bytes())))
+    assert embed("-", "-o", out, "--chunk-rows", "100", "--resume", tiny_dir=tiny_dir) == 2
+    assert f"the interrupted run differs: it read {txt}, this run reads stdin" in one_line_error(capsys)
     assert embed(txt, "-o", out, "--chunk-rows", "100", "--resume", tiny_dir=tiny_dir) == 0
     assert "200 resumed" in caplog.text
     assert embed(txt, "-o", tmp_path / "whole.parquet", "--chunk-rows", "100", tiny_dir=tiny_dir) == 0
