@@ -41,11 +41,15 @@ def _hidden(relative: Path) -> bool:
 
 def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
     """The Parquet files of a dataset INPUT, sorted by relative path; files under
-    ``exclude`` (the output directory) are left out."""
+    ``exclude`` (the output directory) are left out.
+
+    A directory is searched as the glob ``DIR/**/*`` would be, so both forms agree:
+    symbolic links to directories are followed; a file reached by two paths (a link
+    back up the tree) is one part, under its shortest path."""
     path = Path(spec)
     if path.is_dir():
         root = path
-        candidates = [p for p in root.rglob("*") if p.suffix.lower() == ".parquet"]
+        pattern = str(Path(glob.escape(str(path))) / "**" / "*")
     else:
         prefix = []
         for part in Path(spec).parts:
@@ -53,8 +57,11 @@ def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
                 break
             prefix.append(part)
         root = Path(*prefix) if prefix else Path(".")
-        candidates = [Path(p) for p in glob.glob(spec, recursive=True) if p.lower().endswith(".parquet")]
+        pattern = spec
+    candidates = [Path(p) for p in glob.glob(pattern, recursive=True) if p.lower().endswith(".parquet")]
+    candidates.sort(key=lambda p: (len(p.parts), p.as_posix()))  # the shortest path of a file comes first
     skip = exclude.resolve() if exclude is not None else None
+    seen: set[Path] = set()
     parts = []
     for p in candidates:
         if not p.is_file():
@@ -62,8 +69,10 @@ def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
         relative = p.relative_to(root)
         if _hidden(relative):
             continue
-        if skip is not None and p.resolve().is_relative_to(skip):
+        real = p.resolve()
+        if (skip is not None and real.is_relative_to(skip)) or real in seen:
             continue
+        seen.add(real)
         parts.append(Part(p, relative.as_posix()))
     if not parts:
         raise InputError(f"{spec}: no Parquet files found")

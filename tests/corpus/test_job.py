@@ -407,3 +407,18 @@ def test_a_resume_on_another_backend_is_refused(txt, tmp_path, engine):
         other.open(other.outputs[0])
     assert Job(str(txt), str(out), options(resume=True)).bind(
         engine.algorithm.content_hash, "cpu", engine.dim).resumable_chunks(job.outputs[0]) == 2
+
+
+def test_a_directory_and_its_glob_find_the_same_parts(tmp_path):
+    from sae.corpus.dataset import find_parts
+
+    root, other = tmp_path / "data", tmp_path / "other"
+    (root / "sub").mkdir(parents=True)
+    other.mkdir()
+    for path in (root / "a.parquet", root / "sub" / "B.PARQUET", other / "x.parquet"):
+        pq.write_table(pa.table({"text": ["a"]}), path)
+    (root / "linked").symlink_to(other, target_is_directory=True)
+    (other / "back").symlink_to(root, target_is_directory=True)  # a loop: each file once
+    expected = ["a.parquet", "linked/x.parquet", "sub/B.PARQUET"]
+    assert [p.relative for p in find_parts(str(root))] == expected
+    assert [p.relative for p in find_parts(str(root / "**" / "*"))] == expected
