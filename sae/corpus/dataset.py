@@ -62,6 +62,7 @@ def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
     candidates.sort(key=lambda p: (len(p.parts), p.as_posix()))  # the shortest path of a file comes first
     skip = exclude.resolve() if exclude is not None else None
     seen: set[Path] = set()
+    inside_out = 0
     parts = []
     for p in candidates:
         if not p.is_file():
@@ -70,10 +71,16 @@ def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
         if _hidden(relative):
             continue
         real = p.resolve()
-        if (skip is not None and real.is_relative_to(skip)) or real in seen:
+        if skip is not None and real.is_relative_to(skip):
+            inside_out += 1
+            continue
+        if real in seen:
             continue
         seen.add(real)
         parts.append(Part(p, relative.as_posix()))
+    if not parts and inside_out:
+        raise InputError(f"{spec}: lies inside OUT {exclude}, whose files are outputs, not parts; "
+                         "name an OUT outside the dataset")
     if not parts:
         raise InputError(f"{spec}: no Parquet files found")
     return sorted(parts, key=lambda p: p.relative)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import re
 import resource
 
 import numpy as np
@@ -373,6 +374,12 @@ def test_dataset_problems(dataset, tmp_path, engine):
         embed_corpus(str(dataset), str(tmp_path / "file"), engine)
     with pytest.raises(InputError, match="no 'body' column"):
         embed_corpus(str(dataset), str(tmp_path / "o"), engine, options(text_column="body"))
+
+
+def test_a_dataset_inside_its_output_is_named_so(dataset, tmp_path, engine):
+    out = dataset.parent
+    with pytest.raises(InputError, match=re.escape(f"data: lies inside OUT {out}, whose files are outputs")):
+        embed_corpus(str(dataset), str(out), engine)
 
 
 def test_an_output_inside_the_dataset_is_not_read_back(dataset, engine):
