@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.corpus.state import ResumeRefusedError
+from sae.corpus.state import ResumeRefusedError, sync
 from sae.errors import InputError
 
 DTYPES = ("float32", "float16")
@@ -64,11 +64,14 @@ def embeddings_of(table: Any) -> np.ndarray:
 
 
 def _replace_with_umask(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` over ``out`` with the permissions a plain ``open()`` would give."""
+    """Rename ``tmp`` (its data on disk) over ``out`` with the permissions a plain
+    ``open()`` would give, and wait for the rename to be on disk."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
+    sync(tmp)
     os.replace(tmp, out)
+    sync(out.parent)
 
 
 class ParquetSink:
@@ -127,7 +130,9 @@ class ParquetSink:
         except BaseException:
             tmp.unlink(missing_ok=True)  # a full disk: give back the room of the half-written part
             raise
+        sync(tmp)  # on disk before the state names it: it must survive a crash of the system too
         os.replace(tmp, part)
+        sync(self.parts)
         self._open().write_table(table, row_group_size=max(table.num_rows, 1))
 
     def finish(self) -> None:
@@ -230,7 +235,8 @@ class NpySink:
                                      "where the finished output ends; run without --resume to start over")
         rows = embeddings_of(table).astype(self.dtype, copy=False)
         self._file.write(np.ascontiguousarray(rows).data)
-        self._file.flush()  # in the OS before the state says so: a killed process loses nothing
+        self._file.flush()  # on disk before the state names it: a killed process or a crash loses nothing
+        os.fsync(self._file.fileno())
         self.rows += len(rows)
 
     def finish(self) -> None:
@@ -241,7 +247,7 @@ class NpySink:
             raise RuntimeError("the .npy header grew")
         self._file.seek(0)
         self._file.write(header)
-        self._file.close()
+        self._file.close()  # synced by the rename
         _replace_with_umask(self.tmp, self.out)
 
     def abort(self) -> None:

@@ -52,11 +52,27 @@ def text_digest(table: Any) -> str:  # (pyarrow.Table) -> str
     return hasher.hexdigest()
 
 
+def sync(path: Path) -> None:
+    """Wait until ``path`` is on disk: a file's data, or a directory's entries (a rename in
+    it). Without this a finished chunk survives a killed process but not a crash of the
+    operating system or a power cut, which can leave a renamed file empty."""
+    if os.name == "nt" and path.is_dir():  # pragma: no cover - Windows cannot open a directory
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_json_atomically(path: Path, doc: dict[str, Any]) -> None:
-    """Replace ``path`` with ``doc`` so that a reader sees the old or the new file, never half."""
+    """Replace ``path`` with ``doc`` so that a reader sees the old or the new file, never
+    half, even after a crash of the system (:func:`sync`)."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, sort_keys=True, indent=1) + "\n")
+    sync(tmp)
     os.replace(tmp, path)
+    sync(path.parent)
 
 
 def first_difference(old: Any, new: Any, where: str = "") -> str | None:

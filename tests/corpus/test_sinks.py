@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -63,3 +65,31 @@ def test_a_damaged_part_is_not_resumed(tmp_path):
     other.write(1, output_table(CHUNK, np.ones((3, 4), np.float32), schema("float16")))
     with pytest.raises(ResumeRefusedError, match="saved chunk 1 has another schema"):
         ParquetSink(tmp_path / "o.parquet", tmp_path, schema()).replay(1)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="names synced files through /proc")
+@pytest.mark.parametrize("name", ["o.parquet", "o.npy"])
+def test_what_the_state_names_is_on_disk_first(tmp_path, monkeypatch, name):
+    from sae.corpus.state import ResumeState, state_dir
+
+    synced = []
+    real = os.fsync
+
+    def fsync(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / name
+    state = ResumeState.open(out, {"test": 1}, False)
+    work = state_dir(out)
+    sink = (NpySink(out, work, schema(), 0) if name.endswith(".npy") else ParquetSink(out, work, schema()))
+    synced.clear()
+    sink.write(0, output_table(CHUNK, np.ones((3, 4), np.float32), schema()))
+    state.commit(3, "digest")
+    sink.finish()
+    written = [str(work / "output.npy.tmp")] if name.endswith(".npy") else [str(work / "parts" / "00000000.tmp"),
+                                                                            str(work / "parts")]
+    tmp = str(work / ("output.npy.tmp" if name.endswith(".npy") else "output.parquet.tmp"))
+    assert synced == [*written, str(work / "state.json.tmp"), str(work), tmp, str(tmp_path)]
+    state.remove()
