@@ -242,8 +242,8 @@ class DatasetState:
 
         Only the finished parts are compared: they are what the record vouches for. An
         unfinished part (one fixed after it failed, say) has its own state, which decides
-        whether its output goes on or starts over; a finished part that left the dataset
-        is forgotten."""
+        whether its output goes on or starts over. A finished part that left the dataset
+        is refused: its output would stay in OUT beside the others."""
         done: set[str] = set()
         parts = identity["parts"]
         if resume and path.exists():
@@ -255,7 +255,10 @@ class DatasetState:
             except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise InputError(f"{out}: cannot resume, {path} is unreadable ({exc}); "
                                  "run without --resume to start over") from None
-            done &= set(parts)
+            gone = sorted(done - set(parts))
+            if gone:
+                raise InputError(f"{out}: cannot resume, the interrupted run finished {gone[0]}, which the input "
+                                 "no longer holds (run without --resume to start over)")
             for relative in sorted(done):
                 diff = describe_difference(old[relative], parts[relative])
                 if diff:

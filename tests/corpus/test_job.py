@@ -362,6 +362,10 @@ def test_a_dataset_resumes_after_an_unfinished_part_is_fixed(dataset, tmp_path, 
     with pytest.raises(InputError, match=r"cannot resume, the interrupted run differs: \S*b\.parquet changed since "
                                          r"\(its size or modification time\) \(run without --resume"):
         embed_corpus(str(dataset), str(out), engine, options(resume=True))
+    # A finished part gone from the dataset: its output would stay in OUT beside the others.
+    (dataset / "2024" / "b.parquet").unlink()
+    with pytest.raises(InputError, match=r"finished 2024/b\.parquet, which the input no longer holds"):
+        embed_corpus(str(dataset), str(out), engine, options(resume=True))
 
 
 def test_dataset_problems(dataset, tmp_path, engine):
