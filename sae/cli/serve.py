@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "interpreter lock (the default); --no-worker-processes runs them on threads of the server, "
                    "which starts faster and holds one copy of the vectors")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
-                   help="on SIGTERM, how long requests in flight may take to finish (default 30)")
+                   help="on SIGTERM, how long requests in flight may take to finish (default 30; at most 86,400)")
     p.set_defaults(run=run)
 
 

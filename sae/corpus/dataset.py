@@ -66,6 +66,8 @@ def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
     parts = []
     for p in candidates:
         if not p.is_file():
+            if p.exists() and not p.is_dir():  # refused as a single INPUT would be, not skipped unseen
+                raise InputError(f"{p}: not a regular file (a pipe or a device) in the dataset {spec}")
             continue
         relative = p.relative_to(root)
         if _hidden(relative):
@@ -79,8 +81,8 @@ def find_parts(spec: str, exclude: Path | None = None) -> list[Part]:
         seen.add(real)
         parts.append(Part(p, relative.as_posix()))
     if not parts and inside_out:
-        raise InputError(f"{spec}: lies inside OUT {exclude}, whose files are outputs, not parts; "
-                         "name an OUT outside the dataset")
+        raise InputError(f"{spec}: lies inside OUT {exclude}, whose files are outputs, not parts; name an OUT "
+                         "that does not contain the input")
     if not parts:
         raise InputError(f"{spec}: no Parquet files found")
     return sorted(parts, key=lambda p: p.relative)

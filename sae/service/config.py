@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from sae.layout import DEFAULT_CAPACITIES
@@ -43,8 +42,12 @@ class ServiceConfig:
             if not low <= value <= high:
                 raise ValueError(f"{name} must be in {low:,}..{high:,}, got {value}")
         # NaN compares false with everything
-        if not (math.isfinite(self.drain_seconds) and self.drain_seconds >= 0):
-            raise ValueError(f"drain_seconds must be a finite number >= 0, got {self.drain_seconds}")
+        if not 0 <= self.drain_seconds <= MAX_DRAIN_SECONDS:
+            raise ValueError(f"drain_seconds must be in 0..{MAX_DRAIN_SECONDS:,}, got {self.drain_seconds}")
+
+
+#: A day: longer than any orchestrator waits after its SIGTERM.
+MAX_DRAIN_SECONDS = 86_400
 
 
 #: The range of each limit. gRPC's Info answers them as uint32, and takes its message size

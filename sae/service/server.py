@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 from collections.abc import Callable, Coroutine, Iterator
@@ -58,8 +59,9 @@ def _bind(host: str, port: int, what: str = "HTTP") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
-    except OSError as exc:
-        raise OSError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
+    except OSError as exc:  # create_server's strerror repeats the address: the errno's own text instead
+        reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+        raise OSError(f"cannot listen on {host}:{port} ({what}): {reason}") from None
 
 
 def check_ports(host: str, http_port: int, grpc_port: int) -> None:

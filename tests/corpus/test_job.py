@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
 import resource
 
@@ -378,11 +379,16 @@ def test_dataset_problems(dataset, tmp_path, engine):
         embed_corpus(str(dataset), str(tmp_path / "file"), engine)
     with pytest.raises(InputError, match="no 'body' column"):
         embed_corpus(str(dataset), str(tmp_path / "o"), engine, options(text_column="body"))
+    if hasattr(os, "mkfifo"):  # a pipe named as a part was skipped without a word
+        os.mkfifo(dataset / "pipe.parquet")
+        with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file \(a pipe or a device\) in the dataset"):
+            embed_corpus(str(dataset), str(tmp_path / "o"), engine)
 
 
 def test_a_dataset_inside_its_output_is_named_so(dataset, tmp_path, engine):
     out = dataset.parent
-    with pytest.raises(InputError, match=re.escape(f"data: lies inside OUT {out}, whose files are outputs")):
+    with pytest.raises(InputError, match=re.escape(f"data: lies inside OUT {out}, whose files are outputs, not "
+                                                   "parts; name an OUT that does not contain the input")):
         embed_corpus(str(dataset), str(out), engine)
 
 

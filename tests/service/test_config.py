@@ -16,6 +16,8 @@ from sae.service.config import LIMITS, ServiceConfig
     ("max_wait_ms", 10**14, "max_wait_ms must be in 0..60,000"),  # a lone request waited forever
     ("max_wait_ms", -1, "max_wait_ms must be in 0..60,000, got -1"),
     ("max_queue", 0, "max_queue must be in 1..1,000,000, got 0"),
+    ("drain_seconds", 1e300, "drain_seconds must be in 0..86,400"),
+    ("drain_seconds", -1.0, "drain_seconds must be in 0..86,400, got -1.0"),
 ])
 def test_limits_out_of_range_are_refused(name, value, words):
     with pytest.raises(ValueError, match=words.replace(".", r"\.")):
