@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -27,9 +28,17 @@ BACKENDS = ("auto", "cpu", "gpu")
 def as_texts(texts: Sequence[str], caller: str) -> list[str]:
     """``texts`` as a list, or a ``TypeError`` naming ``caller`` and the first element that is
     not a ``str``: every path must refuse the same way (a large batch on a many-core machine
-    goes to the tokenizer's batch call, which would read a tuple as a sentence pair)."""
+    goes to the tokenizer's batch call, which would read a tuple as a sentence pair). A bare
+    ``str`` is refused too (it would be read as one text per character), and so is an
+    unordered collection (a set: its rows would come back in an order that changes from
+    one process to the next)."""
     if isinstance(texts, bytes | bytearray):
         raise TypeError(f"{caller}: texts are bytes; decode them to str first")
+    if isinstance(texts, str):
+        raise TypeError(f"{caller}: expected a sequence of str, got one str; pass [text]")
+    if isinstance(texts, set | frozenset | dict | type({}.keys()) | type({}.values())):
+        raise TypeError(f"{caller}: texts are an unordered {type(texts).__name__}; pass a list "
+                        "(rows come back in the order given)")
     try:
         texts = list(texts)
     except TypeError:
@@ -38,6 +47,18 @@ def as_texts(texts: Sequence[str], caller: str) -> list[str]:
         i, bad = next((i, t) for i, t in enumerate(texts) if not isinstance(t, str))
         raise TypeError(f"{caller}: texts[{i}] is {type(bad).__name__}, not str")
     return texts
+
+
+def check_encodable(texts: Sequence[str], caller: str) -> None:
+    """Raise ``ValueError`` naming the first text that is not valid Unicode (a lone
+    surrogate, which no UTF-8 tokenizer can take). Called after the tokenizer failed, so
+    the common path pays nothing."""
+    for i, text in enumerate(texts):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"{caller}: texts[{i}] has a lone surrogate at character {exc.start} "
+                             "(not encodable as UTF-8)") from None
 
 
 def make_backend(
@@ -133,6 +154,8 @@ class Engine:
         for name, value in (("batch_size", batch_size), ("threads", threads)):
             if value is not None and (not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"Engine: {name} must be an integer >= 1, got {value!r}")
+        if not isinstance(caps, Capacities):
+            raise TypeError(f"Engine: caps must be a sae.layout.Capacities, got {type(caps).__name__}")
         self.caps = caps
         self.algorithm = algorithm if isinstance(algorithm, Algorithm) else load_algorithm(algorithm, caps)
         self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter, batch_size)
@@ -142,6 +165,10 @@ class Engine:
         self._profiler: Profiler | None = None
         self._counters = EngineCounters()
         self._counters_lock = threading.Lock()
+        # A device backend has one queue and reusable readback buffers: calls from two
+        # threads at once aborted the process (wgpu: "buffer is still mapped") or mixed
+        # their results. They take turns; the numpy path embeds batches side by side.
+        self._device_turn = contextlib.nullcontext() if self.backend.concurrent_batches else threading.Lock()
 
     def counters_snapshot(self) -> EngineCounters:
         """A copy of the running totals (texts, tokens, batches, steps, committed, reverted)."""
@@ -181,7 +208,11 @@ class Engine:
 
     def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
         """Token ids per text, truncated to the stream capacity, and how many were cut."""
-        ids = self.algorithm.token_ids(texts)
+        try:
+            ids = self.algorithm.token_ids(texts)
+        except (TypeError, UnicodeEncodeError):  # the tokenizer's words for a lone surrogate name no text
+            check_encodable(texts, "Engine")
+            raise
         cap = self.caps.stream
         cut = [i for i, t in enumerate(ids) if len(t) > cap]
         for i in cut:
@@ -205,7 +236,8 @@ class Engine:
             return self.embed([texts])[0]
         texts = as_texts(texts, "Engine.embed")
         if not self.backend.concurrent_batches:
-            return self._embed_pipelined(texts, None, progress)
+            with self._device_turn:
+                return self._embed_pipelined(texts, None, progress)
         with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
             token_ids, cut = self._tokenize(texts)
             self._warn_truncated(cut)
@@ -233,7 +265,8 @@ class Engine:
     ) -> np.ndarray:
         lengths = token_lengths(token_ids, self.caps, "Engine.embed_tokens")
         if not self.backend.concurrent_batches:
-            return self._embed_pipelined(None, token_ids, progress)
+            with self._device_turn:
+                return self._embed_pipelined(None, token_ids, progress)
         prof = self._profiler
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         # Documents are independent, so batching them by length changes no result
@@ -318,8 +351,9 @@ class Engine:
         batch = ProgramBatch(1, self.caps)
         batch.widen(token_ids, self.algorithm.symbol_rows)
         initial = batch.items[0, : batch.lengths[0]].copy()
-        self.backend.anneal(batch)
-        embedding = self.backend.execute(batch)[0]
+        with self._device_turn:
+            self.backend.anneal(batch)
+            embedding = self.backend.execute(batch)[0]
         final = batch.items[0, : batch.lengths[0]].copy()
         journal = batch.journal[0, : batch.journal_len[0]].copy()
         return Explanation(

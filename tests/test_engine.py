@@ -162,3 +162,23 @@ def test_token_ids_outside_the_vocabulary_are_refused(tiny_alg):
 def test_engine_settings_must_be_integers(tiny_alg, setting):
     with pytest.raises(ValueError, match="must be an integer >= 1"):
         Engine(tiny_alg, backend="cpu", **setting)
+
+
+def test_a_bare_string_an_unordered_collection_and_a_lone_surrogate_are_refused(tiny_alg):
+    """tokenize("a cat") read one text per character; a set came back in an order that
+    changes from one process to the next; a lone surrogate was the tokenizer's TypeError
+    naming no text."""
+    engine = Engine(tiny_alg, backend="cpu")
+    with pytest.raises(TypeError, match=r"Engine\.tokenize: expected a sequence of str, got one str"):
+        engine.tokenize("the cat")
+    for unordered in ({"the cat", "a dog"}, frozenset({"the cat"}), {"the cat": 1}, {"the cat": 1}.keys()):
+        with pytest.raises(TypeError, match="unordered"):
+            engine.embed(unordered)
+    with pytest.raises(ValueError, match=r"texts\[1\] has a lone surrogate at character 4"):
+        engine.embed(["the cat", "the \ud800 dog"])
+    assert engine.embed("the cat").shape == (engine.dim,)  # one str is one text, as documented
+
+
+def test_caps_must_be_capacities(tiny_alg):
+    with pytest.raises(TypeError, match=r"caps must be a sae\.layout\.Capacities, got str"):
+        Engine(tiny_alg, backend="cpu", caps="x")

@@ -144,3 +144,46 @@ def test_token_ids_outside_the_vocabulary_are_refused_as_on_the_cpu():
     for backend in ("cpu", "gpu"):
         with pytest.raises(ValueError, match=f"text 0 has token id {symbols}, outside 0..{symbols - 1}"):
             Engine(alg, backend=backend).embed_tokens([[symbols]])
+
+
+def test_one_engine_shared_by_threads_gives_each_its_own_result():
+    """Two threads embedding (and explaining) on one GPU Engine aborted the process
+    (wgpu: "buffer is still mapped") or mixed their results; they now take turns."""
+    import threading
+
+    engine = Engine(make_tiny(), backend="gpu", batch_size=16)
+    texts = _texts(200)
+    reference = engine.embed(texts)
+    explained = engine.explain(texts[3]).embedding
+    results, errors = [], []
+
+    def work() -> None:
+        try:
+            for _ in range(3):
+                results.append(np.array_equal(engine.embed(texts), reference))
+                results.append(np.array_equal(engine.explain(texts[3]).embedding, explained))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results and all(results)
+
+
+def test_population_token_ids_are_checked_on_both_backends():
+    # The GPU read the tables out of bounds and returned a vector, silently.
+    from sae.population import PopulationEvaluator
+
+    alg = make_tiny()
+    symbols = len(alg.symbol_rows)
+    for backend in ("cpu", "gpu"):
+        evaluator = PopulationEvaluator(alg, backend=backend)
+        for ids, message in (([[symbols]], f"text 0 has token id {symbols}, outside"), ([[-1]], "token id -1"),
+                             ([[1.5]], "of type float")):
+            with pytest.raises(ValueError, match=message):
+                evaluator.evaluate([alg], ids)
+            with pytest.raises(ValueError, match=message):
+                evaluator.runs([alg], ids)
