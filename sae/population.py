@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sae.algorithm import Algorithm
-from sae.batch import token_lengths
+from sae.batch import check_token_ids, token_lengths
 from sae.engine import make_backend
 from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
 
@@ -67,9 +67,12 @@ class PopulationEvaluator:
         self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
 
     def evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order."""
+        """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order. Raises
+        ``ValueError`` for a token id outside the shared tables, as ``Engine.embed_tokens``
+        does (the GPU would read out of bounds)."""
         algorithms = list(algorithms)
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.evaluate")
+        check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.evaluate")
         if hasattr(self.backend, "evaluate_population"):
             return self.backend.evaluate_population(algorithms, token_ids)
         from sae.cpu import CpuBackend
@@ -99,6 +102,7 @@ class PopulationEvaluator:
         job on a GPU."""
         algorithms = list(algorithms)
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.runs")
+        check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.runs")
         if hasattr(self.backend, "population_runs"):
             return [PopulationRun(*run) for run in self.backend.population_runs(algorithms, token_ids)]
         from sae.batch import ProgramBatch
@@ -133,6 +137,7 @@ def evaluate_population(
 ) -> list[np.ndarray]:
     """Embed ``token_ids`` with each of ``algorithms`` (sharing the first one's tables):
     one ``(n, dim)`` float32 array per Algorithm. See :class:`PopulationEvaluator`."""
+    algorithms = list(algorithms)  # a generator too
     if not algorithms:
         return []
     return PopulationEvaluator(algorithms[0], backend=backend, caps=caps, adapter=adapter).evaluate(
