@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -451,10 +452,33 @@ def phrase_table(sequences: list[tuple[int, ...]], width: int) -> np.ndarray:
 # -- saving ---------------------------------------------------------------------------
 
 
+#: How :func:`save_algorithm` may store vectors and transforms (the loader reads both).
+VECTOR_DTYPES = ("float16", "float32")
+
+
 def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str = "float16") -> Path:
-    """Write ``alg`` as an Algorithm directory; vectors and transforms are stored as ``vector_dtype``."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write ``alg`` as an Algorithm directory; vectors and transforms are stored as
+    ``vector_dtype`` (``float16``, which rounds them, or ``float32``).
+
+    Written whole: into a temporary sibling, then renamed into place, so a failure leaves
+    ``directory`` as it was. A directory holding anything but an Algorithm's files is
+    refused with :class:`~sae.errors.InputError` (it is replaced whole); missing parents
+    are created. A bad argument raises ``TypeError`` / ``ValueError`` before anything is
+    written.
+    """
+    if not isinstance(alg, Algorithm):
+        raise TypeError(f"save_algorithm: expected an Algorithm, got {type(alg).__name__}")
+    if vector_dtype not in VECTOR_DTYPES:
+        raise ValueError(f"save_algorithm: vector_dtype must be one of {VECTOR_DTYPES}, got {vector_dtype!r}")
+    if str(directory) in ("", "."):  # the current directory, replaced whole
+        raise ValueError(f"save_algorithm: name a directory to write, got {str(directory)!r}")
+    Path(directory).parent.mkdir(parents=True, exist_ok=True)
+    out = check_algorithm_output(directory, "save_algorithm")
+    return _replace_whole(out, lambda tmp: _write_files(alg, tmp, vector_dtype))
+
+
+def _write_files(alg: Algorithm, out: Path, vector_dtype: str) -> None:
+    out.mkdir()
     (out / ALGORITHM_JSON).write_text(
         json.dumps(alg.to_json(), sort_keys=True, indent=1, ensure_ascii=True) + "\n"
     )
@@ -470,6 +494,29 @@ def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str =
     }
     for name, arr in arrays.items():
         np.save(out / f"{name}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def _replace_whole(out: Path, write: Callable[[Path], None]) -> Path:
+    """``write(tmp)`` into a temporary sibling of ``out``, then rename it into place (an
+    Algorithm already there is replaced only then). A failure leaves ``out`` as it was."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        write(tmp)
+        if out.exists():
+            out.rename(old)
+        try:
+            tmp.rename(out)
+        except OSError:
+            if old.exists():
+                old.rename(out)
+            raise
+    except OSError as exc:
+        raise SaeError(f"{out}: writing the Algorithm failed: {exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
     return out
 
 
@@ -510,32 +557,17 @@ def check_algorithm_output(out: str | Path, flag: str, inputs: tuple[str | Path 
 
 
 def save_algorithm_atomically(alg: Algorithm, out: str | Path, flag: str, *, vector_dtype: str = "float16") -> Path:
-    """Write ``alg`` to ``out`` as a whole: into a temporary sibling, checked to load back with
-    the same content hash, then renamed into place (an Algorithm already there is replaced
-    only then). Refuses what :func:`check_algorithm_output` refuses; a failure leaves ``out``
-    as it was."""
+    """:func:`save_algorithm` for a command's output ``flag``: refuses what
+    :func:`check_algorithm_output` refuses (in messages naming ``flag``), and the written
+    Algorithm must load back with the same content hash before it replaces ``out``."""
     out = check_algorithm_output(out, flag)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    old = out.parent / f".{out.name}.old-{os.getpid()}"
-    try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_algorithm(alg, tmp, vector_dtype=vector_dtype)
+
+    def write(tmp: Path) -> None:
+        _write_files(alg, tmp, vector_dtype)
         if load_algorithm(tmp).content_hash != alg.content_hash:
             raise InputError(f"{out}: the saved Algorithm does not load back identically (content hash differs)")
-        if out.exists():
-            out.rename(old)
-        try:
-            tmp.rename(out)
-        except OSError:
-            if old.exists():
-                old.rename(out)
-            raise
-    except OSError as exc:
-        raise SaeError(f"{out}: writing the Algorithm failed: {exc.strerror or exc}") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    shutil.rmtree(old, ignore_errors=True)
-    return out
+
+    return _replace_whole(out, write)
 
 
 # -- loading and validation -------------------------------------------------------------

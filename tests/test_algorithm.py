@@ -154,3 +154,41 @@ def test_an_algorithm_output_replaces_only_an_algorithm(tmp_path, tiny_alg):
         check_algorithm_output(tmp_path / "new", "--out", inputs=(tmp_path / "new" / "run.sqlite",))
     with pytest.raises(InputError, match=r"no such directory \(for --out\)"):
         check_algorithm_output(tmp_path / "missing" / "alg", "--out")
+
+
+def test_save_algorithm_checks_first_and_writes_whole(tmp_path, tiny_alg, monkeypatch):
+    """A failed save left the new algorithm.json beside the old arrays (a mixed Algorithm
+    that loaded without error), a bad vector_dtype wrote files the loader refuses, and a
+    directory of other files had the Algorithm mixed into it."""
+    from dataclasses import replace
+
+    from sae.errors import InputError, SaeError
+
+    out = tmp_path / "alg"
+    save_algorithm(tiny_alg, out, vector_dtype="float32")
+    other = replace(tiny_alg, name="other", rules=tiny_alg.rules[:1])
+    for dtype in ("bogus", "float64", "int8"):
+        with pytest.raises(ValueError, match=r"vector_dtype must be one of \('float16', 'float32'\)"):
+            save_algorithm(other, out, vector_dtype=dtype)
+    with pytest.raises(TypeError, match="expected an Algorithm, got str"):
+        save_algorithm("not an algorithm", tmp_path / "never")
+    assert not (tmp_path / "never").exists()
+    assert load_algorithm(out).content_hash == tiny_alg.content_hash  # untouched by the refusals
+
+    def failing_save(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("sae.algorithm.np.save", failing_save)
+        with pytest.raises(SaeError, match="writing the Algorithm failed: No space left on device"):
+            save_algorithm(other, out, vector_dtype="float32")
+    assert load_algorithm(out).content_hash == tiny_alg.content_hash  # the old one, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alg"]  # no temporary copy left
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match=r"holds 'notes\.txt'"):
+        save_algorithm(tiny_alg, tmp_path / "mine")
+    for name in ("", "."):
+        with pytest.raises(ValueError, match="name a directory to write"):
+            save_algorithm(tiny_alg, name)
+    assert load_algorithm(save_algorithm(tiny_alg, tmp_path / "a" / "b")).name == tiny_alg.name  # parents made
