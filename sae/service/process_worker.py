@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.engine import EngineCounters
+from sae.layout import DEFAULT_CAPACITIES, Capacities
 
 
 class _SharedBatch:
@@ -61,7 +62,8 @@ class _SharedBatch:
             self.memory.unlink()
 
 
-def _child(conn: Connection, algorithm: str | None, batch_size: int | None) -> None:
+def _child(conn: Connection, algorithm: str | None, batch_size: int | None,
+           caps: Capacities = DEFAULT_CAPACITIES) -> None:
     # The parent decides when this process ends (it drains first): ignore the signals a
     # terminal sends to the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -69,7 +71,7 @@ def _child(conn: Connection, algorithm: str | None, batch_size: int | None) -> N
     from sae.engine import Engine
 
     try:
-        engine = Engine(algorithm, backend="cpu", batch_size=batch_size, threads=1)
+        engine = Engine(algorithm, backend="cpu", batch_size=batch_size, threads=1, caps=caps)
     except Exception as exc:
         conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
         return
@@ -110,12 +112,12 @@ class ProcessEngine:
     """
 
     def __init__(self, algorithm: str | Path | None, content_hash: str | None = None,
-                 batch_size: int | None = None) -> None:
+                 batch_size: int | None = None, caps: Capacities = DEFAULT_CAPACITIES) -> None:
         self._block: _SharedBatch | None = None
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
-            target=_child, args=(child_conn, None if algorithm is None else str(algorithm), batch_size),
+            target=_child, args=(child_conn, None if algorithm is None else str(algorithm), batch_size, caps),
             name="sae-engine", daemon=True,
         )
         self._process.start()

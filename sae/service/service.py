@@ -201,13 +201,16 @@ def make_workers(
         return [engine]
     count = count if count is not None else default_workers()
     if not processes:
-        others = [Engine(engine.algorithm, backend=engine.backend.name, batch_size=engine.batch_size, threads=1)
+        # The engine's capacities too: a worker with others would answer other bytes (or refuse
+        # a text the first accepts) depending on which worker took the batch.
+        others = [Engine(engine.algorithm, backend=engine.backend.name, batch_size=engine.batch_size, threads=1,
+                         caps=engine.caps)
                   for _ in range(count - 1)]
         return [engine, *others]
     workers: list[InferenceWorker] = []
     try:
         for _ in range(count):
-            workers.append(ProcessEngine(algorithm, engine.algorithm.content_hash, engine.batch_size))
+            workers.append(ProcessEngine(algorithm, engine.algorithm.content_hash, engine.batch_size, engine.caps))
     except BaseException:
         for worker in workers:
             worker.close()  # type: ignore[attr-defined]

@@ -38,3 +38,26 @@ def test_requests_waiting_for_the_tokenizer_count_against_the_queue(tiny_dir, mo
         return vectors
 
     assert asyncio.run(main()).shape == (1, service.engine.dim)
+
+
+def test_every_worker_has_the_engines_capacities(tiny_dir):
+    """make_workers built its copies (threads and processes) with the default capacities,
+    so a batch's bytes, or whether a long text was refused, depended on the worker."""
+    import numpy as np
+
+    from sae import Engine
+    from sae.layout import Capacities
+    from sae.service import make_workers
+
+    engine = Engine(tiny_dir, backend="cpu", caps=Capacities(stream=256, rules=64))
+    ids = engine.tokenize([" ".join(["the cat sat"] * 60)])  # 180 tokens: past the default 128
+    assert len(ids[0]) > 128
+    expected = engine.embed_tokens(ids)
+    threads = make_workers(engine, tiny_dir, 2)
+    processes = make_workers(engine, tiny_dir, 1, processes=True)
+    try:
+        for worker in [*threads, *processes]:
+            assert np.array_equal(worker.embed_tokens(ids), expected)
+    finally:
+        for worker in processes:
+            worker.close()
