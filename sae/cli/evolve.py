@@ -8,15 +8,9 @@ import math
 import sys
 
 from sae.cli.common import int_in, non_negative_int, port, positive_int
+from sae.evolve.fitness import MAX_W_MINIMAL
+from sae.evolve.run import MAX_GENERATIONS, MAX_POPULATION, MIN_FIT_PAIRS
 from sae.ray_address import check_ray_address
-
-#: Bounds on what a run sets up before its first generation (the resampled subsets are a
-#: generations x pairs table): far above any run here (60 generations of 24 build the default).
-MAX_GENERATIONS = 10_000
-MAX_POPULATION = 10_000
-#: --w-minimal above this makes the minimal pairs all of the quality anyway; far larger
-#: weights overflow the final pick's fixed-point comparison.
-MAX_W_MINIMAL = 1000.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -89,14 +83,16 @@ def run(args: argparse.Namespace) -> int:
     from sae.evolve.observe import LiveView, Metrics, Observers
     from sae.evolve.run import EvolveConfig, Inputs, evolve
 
+    # EvolveConfig and FitnessSettings check these too (for callers from Python, with the
+    # bounds defined there); checked here first for messages in the flags' names.
     if not 0.0 <= args.crossover <= 1.0:
         raise InputError(f"--crossover must be in 0..1, got {args.crossover}")
     if args.max_cost is not None and not (math.isfinite(args.max_cost) and args.max_cost >= 0):
         raise InputError(f"--max-cost must be a finite number >= 0 (leave it out for no budget), got {args.max_cost}")
     if not 0.0 <= args.resample < 1.0:
         raise InputError(f"--resample must be in 0..1 (a fraction, 0 for all pairs, below 1), got {args.resample}")
-    if 0 < args.fit_pairs < 10:  # a correlation over fewer pairs says nothing (it was reported as 0)
-        raise InputError(f"--fit-pairs must be 0 (all) or at least 10, got {args.fit_pairs}")
+    if 0 < args.fit_pairs < MIN_FIT_PAIRS:
+        raise InputError(f"--fit-pairs must be 0 (all) or at least {MIN_FIT_PAIRS}, got {args.fit_pairs}")
     if not 0 <= args.w_minimal <= MAX_W_MINIMAL:
         raise InputError(f"--w-minimal must be in 0..{MAX_W_MINIMAL:g}, got {args.w_minimal}")
     if args.executor == "ray":

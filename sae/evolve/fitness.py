@@ -36,6 +36,7 @@ for each genome.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
@@ -60,9 +61,38 @@ POPULATION_JOBS = 65536
 MAX_SUBSET_POPULATIONS = 4
 
 
+#: ``w_minimal`` above this makes the minimal pairs all of the quality anyway; far larger
+#: weights overflow the final pick's fixed-point comparison.
+MAX_W_MINIMAL = 1000.0
+#: What :class:`FitnessSettings` accepts for ``backend`` and ``transforms``.
+BACKENDS = ("cpu", "gpu")
+TRANSFORMS = ("inherit", "fit")
+
+
+def check_int(owner: str, name: str, value: Any, low: int, high: int | None = None) -> None:
+    """TypeError unless ``value`` is an int (a bool is not), ValueError unless it is in ``low..high``.
+
+    Run settings are checked when they are made, not when a generation first uses them: a
+    bad one would otherwise fail after the run file exists, or pass into the run's identity."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}.{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"in {low}..{high:,}" if high is not None else f"at least {low}"
+        raise ValueError(f"{owner}.{name} must be {bound}, got {value}")
+
+
+def check_number(owner: str, name: str, value: Any) -> None:
+    """TypeError unless ``value`` is an int or a float (a bool is not); the caller checks its range,
+    in comparisons that a NaN fails."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{owner}.{name} must be a number, got {type(value).__name__} {value!r}")
+
+
 @dataclass(frozen=True)
 class FitnessSettings:
-    """How fitness is computed; part of a run's configuration."""
+    """How fitness is computed; part of a run's configuration.
+
+    Raises TypeError or ValueError, naming the field, for a setting no run can use."""
 
     backend: str = "cpu"  #: "cpu" (numpy) or "gpu" (wgpu)
     transforms: str = "inherit"  #: "inherit" the base's transforms, or "fit" them per genome
@@ -70,6 +100,21 @@ class FitnessSettings:
     lam_transform: float = 0.3  #: ridge of fitted transforms toward the identity
     w_minimal: float = 0.5  #: weight of the minimal-pair error in ``quality``
     batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        owner = "FitnessSettings"
+        if self.backend not in BACKENDS:  # make_backend would refuse it only once the run file exists
+            raise ValueError(f"{owner}.backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if self.transforms not in TRANSFORMS:
+            raise ValueError(f"{owner}.transforms must be one of {', '.join(TRANSFORMS)}, got {self.transforms!r}")
+        check_int(owner, "max_transforms", self.max_transforms, 0)
+        check_number(owner, "lam_transform", self.lam_transform)
+        if not (math.isfinite(self.lam_transform) and self.lam_transform >= 0):
+            raise ValueError(f"{owner}.lam_transform must be a finite number >= 0, got {self.lam_transform}")
+        check_number(owner, "w_minimal", self.w_minimal)
+        if not 0 <= self.w_minimal <= MAX_W_MINIMAL:
+            raise ValueError(f"{owner}.w_minimal must be in 0..{MAX_W_MINIMAL:g}, got {self.w_minimal}")
+        check_int(owner, "batch_size", self.batch_size, 1)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

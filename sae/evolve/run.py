@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from sae.algorithm import (
 )
 from sae.errors import InputError
 from sae.evolve.data import EvalData, build_eval_data, file_sha256
-from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
+from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings, check_int, check_number
 from sae.evolve.genome import Genome, genome_of, rule_key, rule_removals, simplifications
 from sae.evolve.operators import SearchSpace, crossover, mutate
 from sae.evolve.select import (
@@ -56,6 +57,14 @@ from sae.evolve.select import (
 from sae.evolve.store import RunStore
 
 log = logging.getLogger(__name__)
+
+#: Bounds on what a run sets up before its first generation (the resampled subsets are a
+#: generations x pairs table): far above any run here (60 generations of 24 build the default).
+MAX_GENERATIONS = 10_000
+MAX_POPULATION = 10_000
+#: Fewer fit pairs than this (but not 0, all of them): a correlation over them says nothing
+#: (it was reported as 0).
+MIN_FIT_PAIRS = 10
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,38 @@ class EvolveConfig:
     resample: float = 0.0  #: fraction of the fit pairs selection sees, drawn anew each generation (0: all)
     distinct: bool = False  #: genomes of equal objectives take one place (survival and final candidates)
     linear: bool = False  #: no rule writes MUL: every genome's programs are sums, so an output map fits any pick
+
+    def __post_init__(self) -> None:
+        # Checked here, not where a generation uses them: evolve() would otherwise create the run
+        # file first, and a bad value (final_candidates=0) fail only after the last generation,
+        # stored in an identity that no fixed value can resume.
+        owner = "EvolveConfig"
+        check_int(owner, "seed", self.seed, 0)
+        check_int(owner, "generations", self.generations, 1, MAX_GENERATIONS)
+        check_int(owner, "population", self.population, 1, MAX_POPULATION)
+        check_int(owner, "fit_pairs", self.fit_pairs, 0)
+        if 0 < self.fit_pairs < MIN_FIT_PAIRS:
+            raise ValueError(f"{owner}.fit_pairs must be 0 (all) or at least {MIN_FIT_PAIRS}, got {self.fit_pairs}")
+        check_int(owner, "minimal_pairs", self.minimal_pairs, 0)
+        check_int(owner, "max_rules", self.max_rules, 1)
+        check_number(owner, "crossover", self.crossover)
+        if not 0 <= self.crossover <= 1:  # a NaN fails this too
+            raise ValueError(f"{owner}.crossover must be in 0..1, got {self.crossover}")
+        check_int(owner, "final_candidates", self.final_candidates, 1)
+        if not isinstance(self.fitness, FitnessSettings):
+            raise TypeError(f"{owner}.fitness must be a FitnessSettings, got {type(self.fitness).__name__}")
+        if self.max_cost is not None:
+            check_number(owner, "max_cost", self.max_cost)
+            if not (math.isfinite(self.max_cost) and self.max_cost >= 0):
+                raise ValueError(f"{owner}.max_cost must be a finite number >= 0 (None for no budget), "
+                                 f"got {self.max_cost}")
+        check_number(owner, "resample", self.resample)
+        if not 0 <= self.resample < 1:
+            raise ValueError(f"{owner}.resample must be in 0..1 (a fraction, 0 for all pairs, below 1), "
+                             f"got {self.resample}")
+        for name in ("distinct", "linear"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{owner}.{name} must be a bool, got {getattr(self, name)!r}")
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -488,4 +529,5 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
         store.close()
 
 
-__all__ = ["Evolution", "EvolveConfig", "Inputs", "Observer", "Result", "evolve", "write_algorithm"]
+__all__ = ["MAX_GENERATIONS", "MAX_POPULATION", "MIN_FIT_PAIRS", "Evolution", "EvolveConfig", "Inputs", "Observer",
+           "Result", "evolve", "write_algorithm"]
