@@ -30,7 +30,29 @@ class Pairs:
     s1: list[str]
     s2: list[str]
     scores: np.ndarray  # float64
-    genres: list[str] = field(default_factory=list)
+    genres: list[str] = field(default_factory=list)  #: one per pair, or none
+
+    def __post_init__(self) -> None:
+        # Checked here, naming the lengths: a mismatch otherwise fails deep in numpy, or (genres)
+        # silently gives no per-genre figures; no pairs gives NaN and numpy's warnings.
+        for name in ("s1", "s2", "genres"):
+            value = getattr(self, name)
+            if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
+                raise TypeError(f"Pairs.{name} must be a list of str, got {type(value).__name__}")
+        scores = np.asarray(self.scores, dtype=np.float64)  # the same array when it is float64 already
+        if scores.ndim != 1:
+            raise ValueError(f"Pairs.scores must be one-dimensional, got shape {scores.shape}")
+        object.__setattr__(self, "scores", scores)
+        if not len(self.s1) == len(self.s2) == len(scores):
+            raise ValueError(f"Pairs: s1, s2 and scores differ in length ({len(self.s1)}, {len(self.s2)}, "
+                             f"{len(scores)})")
+        if self.genres and len(self.genres) != len(scores):
+            raise ValueError(f"Pairs: {len(self.genres)} genres for {len(scores)} pairs (give one per pair, or none)")
+        if not len(scores):
+            raise ValueError("Pairs: no pairs (a correlation of none is undefined)")
+        if not np.isfinite(scores).all():  # as read_pairs refuses them: a correlation with them is NaN
+            raise ValueError(f"Pairs.scores: score {scores[~np.isfinite(scores)][0]} of pair "
+                             f"{int(np.flatnonzero(~np.isfinite(scores))[0])} is not finite")
 
     def __len__(self) -> int:
         return len(self.s1)
@@ -110,8 +132,13 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
     """Pearson's correlation; NaN when a side is constant."""
-    a = np.asarray(a, dtype=np.float64).ravel() - np.mean(a)
-    b = np.asarray(b, dtype=np.float64).ravel() - np.mean(b)
+    x = np.asarray(a, dtype=np.float64).ravel()
+    y = np.asarray(b, dtype=np.float64).ravel()
+    if x.shape != y.shape:  # unchecked, one value broadcast to NaN and unequal lengths failed in numpy
+        raise ValueError(f"pearson: shapes differ {x.shape} vs {y.shape}")
+    # The means of the inputs as given (of a float32 array, in float32), as before: the same numbers.
+    a = x - np.mean(a)
+    b = y - np.mean(b)
     denom = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / denom) if denom > 0 else float("nan")
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sae.errors import InputError
-from sae.evaluate import cosine_rows, rankdata, read_pairs, score_embeddings, spearman
+from sae.evaluate import Pairs, cosine_rows, pearson, rankdata, read_pairs, score_embeddings, spearman
 
 
 def test_rankdata_average_ties():
@@ -93,3 +93,47 @@ def test_score_embeddings_perfect_order(tmp_path):
 def test_cosine_rows_zero_rows():
     c = cosine_rows(np.array([[0.0, 0.0], [1.0, 0.0]]), np.array([[1.0, 0.0], [2.0, 0.0]]))
     np.testing.assert_allclose(c, [0.0, 1.0])
+
+
+@pytest.mark.parametrize(("args", "error", "message"), [
+    ((["a", "b"], ["c"], [1.0, 2.0]), ValueError, "s1, s2 and scores differ in length (2, 1, 2)"),
+    ((["a", "b"], ["c", "d"], [1.0, 2.0, 3.0]), ValueError, "s1, s2 and scores differ in length (2, 2, 3)"),
+    # Genres of another length gave by_genre={} without a word.
+    ((["a", "b"], ["c", "d"], [1.0, 2.0], ["news"]), ValueError, "1 genres for 2 pairs"),
+    # No pairs gave NaN and numpy's "Mean of empty slice" warnings.
+    (([], [], []), ValueError, "Pairs: no pairs"),
+    ((["a", "b"], ["c", "d"], [1.0, float("nan")]), ValueError, "Pairs.scores: score nan of pair 1 is not finite"),
+    ((["a", "b"], ["c", "d"], [[1.0, 2.0]]), ValueError, "Pairs.scores must be one-dimensional"),
+    (("ab", ["c", "d"], [1.0, 2.0]), TypeError, "Pairs.s1 must be a list of str, got str"),
+    ((["a", "b"], ["c", 4], [1.0, 2.0]), TypeError, "Pairs.s2 must be a list of str"),
+])
+def test_pairs_refuse_what_cannot_be_scored(args, error, message):
+    with pytest.raises(error, match=re.escape(message)):
+        Pairs("p", *args)
+
+
+def test_valid_pairs_keep_their_scores():
+    scores = np.array([1.0, 2.5])
+    pairs = Pairs("p", ["a", "b"], ["c", "d"], scores, ["news", "forum"])
+    assert pairs.scores is scores and len(pairs) == 2  # a float64 array is kept as given
+    listed = Pairs("p", ["a", "b"], ["c", "d"], [1, 2])  # a list of scores becomes the float64 array
+    assert listed.scores.dtype == np.float64 and listed.scores.tolist() == [1.0, 2.0]
+
+
+@pytest.mark.parametrize(("a", "b"), [([1, 2, 3], [5]), ([1, 2, 3], [1, 2])])
+def test_pearson_checks_shapes_as_spearman_does(a, b):
+    """[5] broadcast to NaN, [1, 2] failed in numpy."""
+    with pytest.raises(ValueError, match=re.escape("pearson: shapes differ (3,) vs")):
+        pearson(a, b)
+    with pytest.raises(ValueError, match=re.escape("spearman: shapes differ (3,) vs")):
+        spearman(a, b)
+
+
+def test_pearson_gives_the_same_numbers():
+    """The mean is still taken of the input as given (float32 in float32): the same bits."""
+    rng = np.random.default_rng(3)
+    for x, y in [(rng.random(101).astype(np.float32), rng.random(101)), (rng.random((7, 3)), rng.random(21))]:
+        xm, ym = np.asarray(x, np.float64).ravel() - np.mean(x), np.asarray(y, np.float64).ravel() - np.mean(y)
+        expected = float((xm * ym).sum() / np.sqrt((xm * xm).sum() * (ym * ym).sum()))
+        assert pearson(x, y) == expected
+    assert np.isnan(pearson([1, 1, 1], [1, 2, 3]))
