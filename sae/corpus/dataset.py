@@ -9,6 +9,7 @@ Files and directories whose names start with ``.`` or ``_`` (``_SUCCESS``,
 from __future__ import annotations
 
 import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +26,11 @@ class Part:
     relative: str  #: POSIX path relative to the dataset's root
 
 
-def is_dataset(spec: str) -> bool:
+def is_dataset(spec: str | os.PathLike[str]) -> bool:
     """Whether INPUT names a dataset: a directory, or a glob that is not an existing file."""
+    spec = os.fspath(spec)  # a Path is not iterable, and the glob test reads characters
+    if not isinstance(spec, str):
+        raise TypeError(f"INPUT must be a str or an os.PathLike of a str, got {type(spec).__name__}")
     if spec == "-":
         return False
     path = Path(spec)

@@ -52,10 +52,38 @@ class EmbedOptions:
     resume: bool = False  #: continue an interrupted run of the same job
 
     def __post_init__(self) -> None:
+        # Types first, each naming its field: a wrong one otherwise fails far from here (a float
+        # chunk_rows as an IndexError mid-read, a str keep_columns as "'e' is listed twice").
+        if not isinstance(self.text_column, str):
+            raise TypeError(f"EmbedOptions.text_column must be a str, got {type(self.text_column).__name__}")
+        if isinstance(self.keep_columns, str | bytes) or not isinstance(self.keep_columns, tuple | list):
+            raise TypeError("EmbedOptions.keep_columns must be a tuple or list of column names, got "
+                            f"{type(self.keep_columns).__name__} {self.keep_columns!r}")
+        if not all(isinstance(name, str) for name in self.keep_columns):
+            raise TypeError(f"EmbedOptions.keep_columns must hold column names (str), got {self.keep_columns!r}")
+        # A list is kept as the tuple the field promises (the options stay hashable); the
+        # identity stores a list of them either way.
+        object.__setattr__(self, "keep_columns", tuple(self.keep_columns))
+        if not isinstance(self.dtype, str):
+            raise TypeError(f"EmbedOptions.dtype must be a str ({' or '.join(DTYPES)}), "
+                            f"got {type(self.dtype).__name__}")
+        if isinstance(self.chunk_rows, bool) or not isinstance(self.chunk_rows, int):
+            raise TypeError(f"EmbedOptions.chunk_rows must be an int, got {type(self.chunk_rows).__name__} "
+                            f"{self.chunk_rows!r}")
+        if not isinstance(self.resume, bool):
+            raise TypeError(f"EmbedOptions.resume must be a bool, got {self.resume!r}")
         if self.dtype not in DTYPES:
             raise InputError(f"--dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.chunk_rows < 1:
             raise InputError(f"--chunk-rows: must be >= 1, got {self.chunk_rows}")
+
+
+def path_arg(name: str, value: Any) -> str:
+    """``value`` (a str or an os.PathLike naming a str path) as a str; TypeError naming ``name`` otherwise."""
+    path = os.fspath(value) if isinstance(value, str | os.PathLike) else None
+    if not isinstance(path, str):
+        raise TypeError(f"{name} must be a str or an os.PathLike, got {type(value).__name__}")
+    return path
 
 
 class Progress(Protocol):
@@ -170,6 +198,11 @@ class Job:
     _finished: DatasetState | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
+        # Paths from Python may be os.PathLike; the job keeps them as the str the CLI gives.
+        self.input = path_arg("input", self.input)
+        self.output = path_arg("output", self.output)
+        if not isinstance(self.options, EmbedOptions):  # a dict would fail later, as an AttributeError
+            raise TypeError(f"options must be an EmbedOptions, got {type(self.options).__name__}")
         opts = self.options
         columns = Columns(opts.text_column, tuple(opts.keep_columns))
         if is_dataset(self.input):
@@ -407,15 +440,16 @@ class WriteBehind:
 
 
 def embed_corpus(
-    input: str, output: str, engine: Any, options: EmbedOptions = EmbedOptions(),
+    input: str | os.PathLike[str], output: str | os.PathLike[str], engine: Any, options: EmbedOptions = EmbedOptions(),
     progress: Progress | None = None,
 ) -> EmbedSummary:
     """Embed INPUT into OUT with ``engine`` (a :class:`sae.Engine`), one chunk at a time.
 
     INPUT: a text file (one text per line), a Parquet or Arrow file, ``-`` for stdin, or
     a directory or glob of Parquet files (then OUT is a directory with one output per
-    part). OUT: Parquet, or ``.npy`` (embeddings only). Raises :class:`InputError` for bad
-    input or options, before any work where it can be found without reading the rows.
+    part). OUT: Parquet, or ``.npy`` (embeddings only). Both may be a str or an os.PathLike.
+    Raises :class:`InputError` for bad input or options, before any work where it can be
+    found without reading the rows; TypeError for an argument or option of the wrong type.
     """
     return run_job(Job(input, output, options), engine, progress)
 
