@@ -188,6 +188,11 @@ def _device_errors(method):
     return wrapper
 
 
+#: Bytes :meth:`GpuBackend._download` may add between its regions (items, state, journal;
+#: or embeddings): each starts at a multiple of 8.
+DOWNLOAD_PADDING = 3 * 7
+
+
 def _nbytes(n: int) -> int:
     """A buffer size: at least 16 bytes, a multiple of 16."""
     return max(16, (n + 15) // 16 * 16)
@@ -407,7 +412,10 @@ class GpuBackend:
         # The anneal dispatches' size: copied from the live list (a buffer an indirect
         # dispatch reads cannot be bound for writing in it).
         self._indirect = self._buffer("indirect", 16, U.INDIRECT | U.COPY_DST)
-        self._staging_size = _nbytes(max(c * self._download_bytes_per_doc(per_doc), self._scratch_bytes))
+        # _download places each region at a multiple of 8 bytes: room for that padding too (a
+        # chunk of one 3-item document overran the buffer by 8 bytes).
+        self._staging_size = _nbytes(max(c * self._download_bytes_per_doc(per_doc) + DOWNLOAD_PADDING,
+                                         self._scratch_bytes))
         self._staging = self._buffer("staging", self._staging_size, U.MAP_READ | U.COPY_DST)
         # One readback buffer per batch in flight: the embeddings, then the totals.
         self._embedding_bytes = dim4(alg.dim) * 16

@@ -96,3 +96,25 @@ def test_the_float_table_holds_every_transformed_row_and_a_table_too_large_is_re
     with pytest.raises(BackendUnavailableError, match=r"transformed copies need \d+ bytes in one storage buffer "
                                                       r"binding, more than the adapter's limit"):
         GpuBackend(alg, DEFAULT_CAPACITIES)
+
+
+@pytest.mark.parametrize(("stream", "rules", "journal"), [(3, 11, 5), (3, 16, 5), (3, 11, 256)])
+def test_a_chunk_of_one_short_document_downloads_within_the_staging_buffer(stream, rules, journal):
+    """Found by fuzzing: with one document per chunk and a 3-item stream, the regions of a
+    download, each placed at a multiple of 8 bytes, overran the staging buffer by 8 bytes
+    (a wgpu validation error in anneal)."""
+    from equivalence import widened
+    from tiny import make_tiny
+
+    from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule
+    from sae.cpu import CpuBackend
+    from sae.gpu import GpuBackend
+    from sae.layout import Capacities
+
+    caps = Capacities(stream=stream, rules=rules, stack=1, journal=journal)
+    alg = make_tiny(rules=(Rule("r0", 1, (PatternElement(),), updates=(ItemUpdate(opcode=0),), mark=0),),
+                    params=LoopParams(max_steps=1, tolerance=0, inhibit_steps=0), dim=1)
+    cpu, gpu = widened(alg, [[0]], caps), widened(alg, [[0]], caps)
+    CpuBackend(alg, caps).anneal(cpu)
+    GpuBackend(alg, caps, chunk=1).anneal(gpu)
+    assert np.array_equal(gpu.items, cpu.items) and np.array_equal(gpu.journal, cpu.journal)
