@@ -530,6 +530,11 @@ def run_vm(alg: Algorithm, caps: Capacities, stream: Stream) -> np.ndarray:
             acc = acc + v
     for s in stack:
         acc = acc + s
+    # Divided by its largest component first, so that the float32 squares neither under- nor
+    # overflow (docs/ENGINE.md §5); an acc that overflowed is normalized as its sums give it.
+    peak = np.max(np.abs(acc))
+    if np.isfinite(peak) and peak > 0:
+        acc = acc / peak
     norm = np.sqrt(np.sum(acc * acc, dtype=np.float32))
     if norm == 0:
         return np.zeros(alg.dim, dtype=np.float32)

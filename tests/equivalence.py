@@ -127,3 +127,22 @@ RULE_CASES = {
                                   'rule after score 40 mark 1: [op=PUSH] ~2 [word]+3 => set 1 scale=0.5',
                                   ["cat big red dog", "the cat a dog", "dog big"]),
 }
+
+
+def extreme_accumulators() -> list[tuple[str, Algorithm, list[list[int]]]]:
+    """(name, Algorithm, documents) whose ``acc`` is finite but so small or so large that its
+    float32 squares under- or overflow: a PUSH, then every other item MULs its vector into
+    it with weight ``arg1`` (found by fuzzing; docs/ENGINE.md §5)."""
+    from tiny import ids, make_tiny, parse
+
+    from sae.algorithm import LoopParams
+
+    cases = []
+    for name, arg1, text in (("tiny", 1, "cat dog red big house man food"),
+                             ("mid", 64, "cat dog red big house man food"),
+                             ("huge", 1 << 24, "cat dog red big house man food eats good")):
+        rules = parse(f"rule push score 90 mark 0: [^] => set 0 op=PUSH arg1={arg1}\n"
+                      f"rule mul score 80 mark 1: [op=ACC] => set 0 op=MUL arg1={arg1}")
+        alg = make_tiny(rules=rules, params=LoopParams(max_steps=4, tolerance=0, inhibit_steps=0), dim=8)
+        cases.append((name, alg, [ids(text)]))
+    return cases

@@ -89,3 +89,23 @@ def test_random_algorithms_agree(alg, docs, caps):
 def test_random_texts_with_the_tiny_rules_agree(words):
     alg = make_tiny()
     agree(alg, tokenized(alg, [" ".join(w) for w in words]))
+
+
+def test_extreme_accumulators_normalize_as_on_the_numpy_path():
+    """Found by fuzzing: an acc of largest component ~1e-34 (or ~1e21), all finite, gave the
+    reference the zero vector (its float32 squares underflowed, or overflowed) where the
+    numpy path's float64 sum gives a unit vector."""
+    from equivalence import extreme_accumulators, widened
+
+    from sae.cpu import CpuBackend
+    from sae.layout import EMBEDDING_TOLERANCE
+    from sae.reference import ReferenceBackend
+
+    for name, alg, docs in extreme_accumulators():
+        out = []
+        for backend in (ReferenceBackend(alg, DEFAULT_CAPACITIES), CpuBackend(alg, DEFAULT_CAPACITIES)):
+            batch = widened(alg, docs, DEFAULT_CAPACITIES)
+            backend.anneal(batch)
+            out.append(backend.execute(batch)[0])
+        assert np.linalg.norm(out[0].astype(np.float64)) == pytest.approx(1, abs=1e-6), name
+        assert np.abs(out[0] - out[1]).max() <= EMBEDDING_TOLERANCE, name
