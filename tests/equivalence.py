@@ -129,6 +129,13 @@ RULE_CASES = {
 }
 
 
+def executed(backend, alg: Algorithm, docs: list[list[int]], caps: Capacities = DEFAULT_CAPACITIES) -> np.ndarray:
+    """The embeddings ``backend`` gives ``docs`` (annealed, then executed)."""
+    batch = widened(alg, docs, caps)
+    backend.anneal(batch)
+    return backend.execute(batch)
+
+
 def extreme_accumulators() -> list[tuple[str, Algorithm, list[list[int]]]]:
     """(name, Algorithm, documents) whose ``acc`` is finite but so small or so large that its
     float32 squares under- or overflow: a PUSH, then every other item MULs its vector into

@@ -224,16 +224,13 @@ def test_beyond_lavapipe_loop_limit_is_a_clear_error(monkeypatch):
 def test_extreme_accumulators_normalize_as_on_the_numpy_path():
     """Found by fuzzing: the normalize pass summed the squares of an acc of largest component
     ~1e-34 (or ~1e21) in f32, which under- or overflowed: the zero vector or a norm of 1.001."""
-    from equivalence import extreme_accumulators, widened
+    from equivalence import executed, extreme_accumulators
 
     from sae.cpu import CpuBackend
     from sae.gpu import GpuBackend
-    from sae.layout import DEFAULT_CAPACITIES, EMBEDDING_TOLERANCE
+    from sae.layout import EMBEDDING_TOLERANCE
 
     for name, alg, docs in extreme_accumulators():
-        out = []
-        for backend in (GpuBackend(alg, DEFAULT_CAPACITIES), CpuBackend(alg, DEFAULT_CAPACITIES)):
-            batch = widened(alg, docs, DEFAULT_CAPACITIES)
-            backend.anneal(batch)
-            out.append(backend.execute(batch)[0])
-        assert np.abs(out[0] - out[1]).max() <= EMBEDDING_TOLERANCE, name
+        gpu = executed(GpuBackend(alg, DEFAULT_CAPACITIES), alg, docs)[0]
+        numpy_path = executed(CpuBackend(alg, DEFAULT_CAPACITIES), alg, docs)[0]
+        assert np.abs(gpu - numpy_path).max() <= EMBEDDING_TOLERANCE, name
