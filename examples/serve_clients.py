@@ -1,8 +1,10 @@
 """Ask a running `sae serve` for embeddings with the OpenAI client and over gRPC.
 
     pip install 'sae[serve]' openai && sae serve &       # then:
-    python examples/serve_clients.py
+    python examples/serve_clients.py [HTTP_PORT GRPC_PORT]   # sae serve's defaults: 8080 50051
 """
+
+import sys
 
 import grpc
 import numpy as np
@@ -10,16 +12,17 @@ from openai import OpenAI
 
 from sae.service.proto import embed_pb2, embed_pb2_grpc
 
+http_port, grpc_port = sys.argv[1:3] if len(sys.argv) > 2 else ("8080", "50051")
 texts = ["A man is playing a guitar.", "Someone is playing an instrument."]
 
 # HTTP, OpenAI's shape: any OpenAI client works; the key is not checked.
-client = OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
+client = OpenAI(base_url=f"http://127.0.0.1:{http_port}/v1", api_key="unused")
 reply = client.embeddings.create(input=texts, model="default")
 http_vectors = np.array([d.embedding for d in reply.data], dtype=np.float32)
 print("HTTP:", http_vectors.shape, "cosine", float(http_vectors[0] @ http_vectors[1]))
 
 # gRPC: BYTES asks for little-endian float32 bytes, the cheapest form to read.
-with grpc.insecure_channel("127.0.0.1:50051") as channel:
+with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
     stub = embed_pb2_grpc.EmbedderStub(channel)
     answer = stub.Embed(embed_pb2.EmbedRequest(inputs=texts, encoding=embed_pb2.BYTES))
     grpc_vectors = np.stack([np.frombuffer(e.data, dtype="<f4") for e in answer.embeddings])
