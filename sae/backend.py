@@ -87,6 +87,15 @@ class Backend(Protocol):
         """Run the VM: one L2-normalized float32 vector per document, ``(n, dim)``."""
         ...
 
+    def close(self) -> None:
+        """Release what the backend holds for its batches (device buffers, host batches).
+
+        Idempotent; the backend is not used afterwards (the numpy and GPU backends then
+        raise ``ValueError``). What it shares with others in the process (a GPU device,
+        compiled pipelines, vector tables) stays for them.
+        """
+        ...
+
 
 class HostBatches:
     """``submit_batch`` for a backend that works on host batches (the numpy path).
@@ -98,6 +107,11 @@ class HostBatches:
 
     def __init__(self, caps: Capacities) -> None:
         self._caps = caps
+        self._local = threading.local()
+
+    def release(self) -> None:
+        """Drop every thread's batch (a backend's ``close``): the threads that embedded may
+        outlive the backend, and each holds tens of MB of host batch."""
         self._local = threading.local()
 
     def batch(self, size: int) -> ProgramBatch:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -139,6 +139,10 @@ class Engine:
     the numpy path and one 1,024-document chunk on the GPU); on the numpy path up to
     ``threads`` batches (default: the CPU count, at most 8) run side by side. Neither
     changes any result. ``caps`` and ``adapter`` pick capacities and a GPU adapter.
+
+    :meth:`close` releases what the backend holds (a GPU backend's device buffers) at
+    once, rather than when the garbage collector gets to it; ``with Engine(...) as
+    engine:`` closes it at the end of the block.
     """
 
     def __init__(
@@ -169,6 +173,66 @@ class Engine:
         # threads at once aborted the process (wgpu: "buffer is still mapped") or mixed
         # their results. They take turns; the numpy path embeds batches side by side.
         self._device_turn = contextlib.nullcontext() if self.backend.concurrent_batches else threading.Lock()
+        # Calls in progress: close() waits for them rather than releasing the backend under
+        # another thread's batch. The thread-local depth finds a close() from inside a call
+        # (a progress callback), which would wait for itself.
+        self._calls = threading.Condition()
+        self._active = 0
+        self._closed = False
+        self._depth = threading.local()
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Release what the backend holds (on the GPU: its device buffers); idempotent.
+
+        Waits for calls in progress on other threads; later calls of ``embed``,
+        ``embed_tokens``, ``tokenize`` and ``explain`` raise ``ValueError``. Embeddings
+        already returned are the caller's arrays and stay as they are; ``algorithm``,
+        ``dim`` and :meth:`counters_snapshot` stay readable. Raises ``RuntimeError`` when
+        called from inside a call of this Engine (a ``progress`` callback).
+        """
+        if getattr(self._depth, "calls", 0):
+            raise RuntimeError("Engine.close: called from inside a call of this Engine (a progress callback); "
+                               "close it after the call returns")
+        with self._calls:
+            if self._closed:
+                return
+            self._closed = True  # refuse new calls from now on
+            while self._active:
+                self._calls.wait()
+        self.backend.close()
+
+    def __enter__(self) -> Engine:
+        self._check_open("Engine.__enter__")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self, caller: str) -> None:
+        if self._closed:
+            raise ValueError(f"{caller}: this Engine is closed")
+
+    @contextlib.contextmanager
+    def _call(self, caller: str) -> Iterator[None]:
+        """One public call: refused once the Engine is closed, and waited for by :meth:`close`."""
+        with self._calls:
+            self._check_open(caller)
+            self._active += 1
+        depth = getattr(self._depth, "calls", 0)
+        self._depth.calls = depth + 1
+        try:
+            yield
+        finally:
+            self._depth.calls = depth
+            with self._calls:
+                self._active -= 1
+                if not self._active:
+                    self._calls.notify_all()
 
     def counters_snapshot(self) -> EngineCounters:
         """A copy of the running totals (texts, tokens, batches, steps, committed, reverted)."""
@@ -192,6 +256,7 @@ class Engine:
 
     @profiler.setter
     def profiler(self, profiler: Profiler | None) -> None:
+        self._check_open("Engine.profiler")
         self._profiler = profiler
         self.backend.profiler = profiler
 
@@ -202,7 +267,8 @@ class Engine:
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids per text, truncated to the stream capacity (with a warning).
         Raises ``TypeError`` naming the first element that is not a ``str``."""
-        ids, cut = self._tokenize(as_texts(texts, "Engine.tokenize"))
+        with self._call("Engine.tokenize"):
+            ids, cut = self._tokenize(as_texts(texts, "Engine.tokenize"))
         self._warn_truncated(cut)
         return ids
 
@@ -235,13 +301,14 @@ class Engine:
         if isinstance(texts, str):
             return self.embed([texts])[0]
         texts = as_texts(texts, "Engine.embed")
-        if not self.backend.concurrent_batches:
-            with self._device_turn:
-                return self._embed_pipelined(texts, None, progress)
-        with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
-            token_ids, cut = self._tokenize(texts)
-            self._warn_truncated(cut)
-        return self._embed_token_ids(token_ids, progress)
+        with self._call("Engine.embed"):
+            if not self.backend.concurrent_batches:
+                with self._device_turn:
+                    return self._embed_pipelined(texts, None, progress)
+            with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
+                token_ids, cut = self._tokenize(texts)
+                self._warn_truncated(cut)
+            return self._embed_token_ids(token_ids, progress)
 
     def embed_tokens(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None, *,
@@ -256,9 +323,10 @@ class Engine:
         ``check=False`` skips that last check, about 4 % of the call, for ids that this
         Algorithm's tokenizer made (the service's batches).
         """
-        if check:
-            check_token_ids(token_ids, len(self.algorithm.symbol_rows), "Engine.embed_tokens")
-        return self._embed_token_ids(token_ids, progress)
+        with self._call("Engine.embed_tokens"):
+            if check:
+                check_token_ids(token_ids, len(self.algorithm.symbol_rows), "Engine.embed_tokens")
+            return self._embed_token_ids(token_ids, progress)
 
     def _embed_token_ids(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None
@@ -347,13 +415,14 @@ class Engine:
         """Anneal one text and return its initial and final program and journal."""
         if not isinstance(text, str):
             raise TypeError(f"Engine.explain: the text is {type(text).__name__}, not str")
-        token_ids = self.tokenize([text])
-        batch = ProgramBatch(1, self.caps)
-        batch.widen(token_ids, self.algorithm.symbol_rows)
-        initial = batch.items[0, : batch.lengths[0]].copy()
-        with self._device_turn:
-            self.backend.anneal(batch)
-            embedding = self.backend.execute(batch)[0]
+        with self._call("Engine.explain"):
+            token_ids = self.tokenize([text])
+            batch = ProgramBatch(1, self.caps)
+            batch.widen(token_ids, self.algorithm.symbol_rows)
+            initial = batch.items[0, : batch.lengths[0]].copy()
+            with self._device_turn:
+                self.backend.anneal(batch)
+                embedding = self.backend.execute(batch)[0]
         final = batch.items[0, : batch.lengths[0]].copy()
         journal = batch.journal[0, : batch.journal_len[0]].copy()
         return Explanation(

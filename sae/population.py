@@ -5,6 +5,7 @@ generation).
 >>> evaluator = PopulationEvaluator(base, backend="gpu")
 >>> embeddings = evaluator.evaluate(candidates, token_ids)   # one (n, dim) array each
 >>> runs = evaluator.runs(candidates, token_ids)   # the same, with each document's journal
+>>> evaluator.close()                              # its device buffers, now (or use ``with``)
 
 Every Algorithm must share ``base``'s tokenizer, vectors, weights, symbol rows and
 classes, lexicon and transforms (``sae.gpu.tables.SHARED_TABLES``): those are uploaded
@@ -50,6 +51,8 @@ class PopulationEvaluator:
         adapter (str | None): a GPU adapter name.
         jobs (int | None): jobs per GPU submission (default 4096, fewer when the
             adapter's buffer limits require it).
+
+    :meth:`close` (or the end of a ``with`` block) releases the backend's device buffers.
     """
 
     def __init__(
@@ -65,11 +68,35 @@ class PopulationEvaluator:
             raise ValueError(f"PopulationEvaluator: jobs must be >= 1, got {jobs}")
         self.base, self.caps = base, caps
         self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        """Release the backend's device buffers (idempotent); :meth:`evaluate` and
+        :meth:`runs` then raise ``ValueError``."""
+        self._closed = True
+        self.backend.close()
+
+    def __enter__(self) -> PopulationEvaluator:
+        self._check_open("PopulationEvaluator.__enter__")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self, caller: str) -> None:
+        if self._closed:
+            raise ValueError(f"{caller}: this PopulationEvaluator is closed")
 
     def evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order. Raises
         ``ValueError`` for a token id outside the shared tables, as ``Engine.embed_tokens``
         does (the GPU would read out of bounds)."""
+        self._check_open("PopulationEvaluator.evaluate")
         algorithms = list(algorithms)
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.evaluate")
         check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.evaluate")
@@ -100,6 +127,7 @@ class PopulationEvaluator:
         or were reverted where, in which step): what an evolutionary search reads besides
         the embeddings. The journals cost a readback of ``Capacities.journal`` entries per
         job on a GPU."""
+        self._check_open("PopulationEvaluator.runs")
         algorithms = list(algorithms)
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.runs")
         check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.runs")
@@ -140,8 +168,8 @@ def evaluate_population(
     algorithms = list(algorithms)  # a generator too
     if not algorithms:
         return []
-    return PopulationEvaluator(algorithms[0], backend=backend, caps=caps, adapter=adapter).evaluate(
-        algorithms, token_ids)
+    with PopulationEvaluator(algorithms[0], backend=backend, caps=caps, adapter=adapter) as evaluator:
+        return evaluator.evaluate(algorithms, token_ids)
 
 
 __all__ = ["DEFAULT_JOBS", "PopulationEvaluator", "PopulationRun", "evaluate_population"]

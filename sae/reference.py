@@ -571,6 +571,9 @@ class ReferenceBackend:
             raise ValueError(f"ReferenceBackend: {len(alg.rules)} rules exceed the capacity of {caps.rules}")
         self.alg, self.caps = alg, caps
 
+    def close(self) -> None:
+        """Nothing to release: the reference keeps nothing between calls."""
+
     def bids(self, batch: ProgramBatch) -> np.ndarray:
         """Bid keys ``(n, stream capacity, rules)`` uint32, 0 = no bid."""
         out = np.zeros((batch.n, self.caps.stream, len(self.alg.rules)), dtype=np.uint32)

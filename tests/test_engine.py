@@ -1,6 +1,7 @@
 """The public API: Engine.embed and Engine.explain on the numpy path."""
 
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -182,3 +183,81 @@ def test_a_bare_string_an_unordered_collection_and_a_lone_surrogate_are_refused(
 def test_caps_must_be_capacities(tiny_alg):
     with pytest.raises(TypeError, match=r"caps must be a sae\.layout\.Capacities, got str"):
         Engine(tiny_alg, backend="cpu", caps="x")
+
+
+CLOSE_TEXTS = ["a cat eats food", "new york city", "", "the dog , not happy"]
+
+
+def test_close_releases_the_backend_and_refuses_later_calls(tiny_alg):
+    import weakref
+
+    engine = Engine(tiny_alg, backend="cpu", batch_size=3, threads=1)
+    before = engine.embed(CLOSE_TEXTS)
+    kept = before.copy()
+    host_batch = weakref.ref(engine.backend._batches.batch(1))  # the numpy path's reused host batch
+    engine.close()
+    engine.close()  # idempotent
+    assert engine.closed and host_batch() is None
+    assert before.tobytes() == kept.tobytes()  # what was returned stays the caller's
+    assert engine.counters_snapshot().texts == len(CLOSE_TEXTS) and engine.dim == tiny_alg.dim
+    calls = {
+        "Engine.embed": lambda: engine.embed(CLOSE_TEXTS),
+        "Engine.embed_tokens": lambda: engine.embed_tokens([[1, 2]]),
+        "Engine.tokenize": lambda: engine.tokenize(["a cat"]),
+        "Engine.explain": lambda: engine.explain("a cat"),
+        "Engine.profiler": lambda: setattr(engine, "profiler", None),
+        "Engine.__enter__": lambda: engine.__enter__(),
+    }
+    for caller, call in calls.items():
+        with pytest.raises(ValueError, match=rf"^{re.escape(caller)}: this Engine is closed$"):
+            call()
+    with pytest.raises(ValueError, match=r"^Engine\.embed: this Engine is closed$"):
+        engine.embed("a cat")  # the single-text path too
+    with pytest.raises(ValueError, match=r"^CpuBackend\.submit_batch: the backend is closed$"):
+        engine.backend.submit_batch([[1]], np.array([1], dtype=np.uint32))
+    # Another engine on the same Algorithm (and the shared vector table) is untouched.
+    assert Engine(tiny_alg, backend="cpu").embed(CLOSE_TEXTS).tobytes() == kept.tobytes()
+
+
+def test_an_engine_is_a_context_manager(tiny_alg):
+    with Engine(tiny_alg, backend="cpu") as engine:
+        out = engine.embed(CLOSE_TEXTS)
+    assert engine.closed and out.shape == (len(CLOSE_TEXTS), tiny_alg.dim)
+    with pytest.raises(ValueError, match="closed"):
+        engine.embed(CLOSE_TEXTS)
+
+
+def test_close_waits_for_a_call_in_progress_on_another_thread(tiny_alg):
+    import threading
+
+    texts = CLOSE_TEXTS * 5
+    expected = Engine(tiny_alg, backend="cpu", batch_size=4).embed(texts)
+    engine = Engine(tiny_alg, backend="cpu", batch_size=4, threads=1)
+    inside, go_on = threading.Event(), threading.Event()
+    box = {}
+
+    def progress(_done: int) -> None:
+        inside.set()
+        assert go_on.wait(30)
+
+    embedder = threading.Thread(target=lambda: box.update(out=engine.embed(texts, progress=progress)))
+    embedder.start()
+    assert inside.wait(30)
+    closer = threading.Thread(target=engine.close)
+    closer.start()
+    closer.join(0.3)
+    assert closer.is_alive()  # waiting for the batches still to embed
+    with pytest.raises(ValueError, match="closed"):  # while it waits, new calls are refused
+        engine.embed(["a cat"])
+    go_on.set()
+    embedder.join(30)
+    closer.join(30)
+    assert not closer.is_alive() and engine.closed
+    assert box["out"].tobytes() == expected.tobytes()  # the call in progress finished whole
+
+
+def test_close_from_inside_a_call_is_refused_not_a_deadlock(tiny_alg):
+    engine = Engine(tiny_alg, backend="cpu", batch_size=2, threads=1)
+    with pytest.raises(RuntimeError, match=r"^Engine\.close: called from inside a call of this Engine"):
+        engine.embed(CLOSE_TEXTS, progress=lambda _done: engine.close())
+    assert not engine.closed and engine.embed(CLOSE_TEXTS).shape == (len(CLOSE_TEXTS), tiny_alg.dim)

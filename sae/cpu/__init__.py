@@ -34,6 +34,18 @@ class CpuBackend:
         self.annealer = Annealer(alg, self.matcher)
         self.table = VectorTable.shared(alg.vectors, alg.transforms)
         self._batches = HostBatches(caps)
+        self._closed = False
+
+    def close(self) -> None:
+        """Drop the host batches (26 MB for each thread that embedded); idempotent. The
+        matcher's tables, built from the Algorithm, go when the backend is dropped; the
+        vector table is shared with other backends on the same vectors and stays."""
+        self._closed = True
+        self._batches.release()
+
+    def _check_open(self, caller: str) -> None:
+        if self._closed:
+            raise ValueError(f"CpuBackend.{caller}: the backend is closed")
 
     @property
     def profiler(self) -> Profiler | None:
@@ -47,9 +59,11 @@ class CpuBackend:
 
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> DoneBatch:
         """Widen, anneal and execute now, on this thread's reused host batch."""
+        self._check_open("submit_batch")
         return run_host_batch(self, self._batches, self.alg.symbol_rows, token_ids, lengths)
 
     def bids(self, batch: ProgramBatch) -> np.ndarray:
+        self._check_open("bids")
         n = batch.n
         out = np.zeros((n, self.caps.stream, self.matcher.n_rules), dtype=np.uint32)
         length = batch.max_length()
@@ -60,9 +74,11 @@ class CpuBackend:
         return out
 
     def anneal(self, batch: ProgramBatch) -> None:
+        self._check_open("anneal")
         self.annealer.run(batch)
 
     def execute(self, batch: ProgramBatch) -> np.ndarray:
+        self._check_open("execute")
         n, length = batch.n, batch.max_length()
         words = item_words(batch.items)[:n, :length]
         return run_vm(words, batch.lengths[:n], self.table, self.alg.weights, self.caps.stack)

@@ -136,6 +136,8 @@ class LocalExecutor:
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            self.evaluator.close()
 
 
 class RayExecutor:

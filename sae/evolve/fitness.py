@@ -186,6 +186,14 @@ class Evaluator:
         self._population = None  # the GPU population evaluator, made on first use
         self._subset_populations: OrderedDict[int, Any] = OrderedDict()  # those of smaller lexicons
 
+    def close(self) -> None:
+        """Release the GPU population evaluators' device buffers (made again if used later)."""
+        populations = [p for p in (self._population, *self._subset_populations.values()) if p is not None]
+        self._population = None
+        self._subset_populations.clear()
+        for population in populations:
+            population.close()
+
     @property
     def batches_genomes(self) -> bool:
         """Whether :meth:`evaluate_many` evaluates its genomes together (the GPU population path)."""
@@ -240,7 +248,8 @@ class Evaluator:
             population = PopulationEvaluator(member, backend="gpu", caps=self.caps)
         self._subset_populations[lexicon] = population  # the most recently used last
         while len(self._subset_populations) > MAX_SUBSET_POPULATIONS:  # each holds the tables on the device
-            self._subset_populations.pop(next(iter(self._subset_populations)))
+            # released now: waiting for the collector kept them on the device meanwhile
+            self._subset_populations.pop(next(iter(self._subset_populations))).close()
         return population
 
     # -- one genome -------------------------------------------------------------------------

@@ -274,7 +274,34 @@ class GpuBackend:
         self._epoch = 0  # Params.epoch of the last batch
         self._pass_log: list[tuple[str, dict]] = []
         self._open: tuple[Any, Any] | None = None  # (encoder, compute pass) being recorded
+        self._closed = False
         self._build(choose_adapter(adapter))
+
+    def close(self) -> None:
+        """Destroy this backend's device buffers and timestamp queries now, rather than when
+        the garbage collector gets to their wgpu objects; idempotent. The device and the
+        compiled pipelines are shared by every backend on the adapter and stay. A batch
+        submitted and not yet collected cannot be collected afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        owned = [*self.buffers.values(), self._staging, self._indirect, *self._readback, self._ts_resolve,
+                 self._ts_read, self._query_set]
+        self.buffers, self._readback = {}, []
+        self._staging = self._indirect = self._ts_resolve = self._ts_read = self._query_set = None
+        self._bind_group = None
+        self._in_flight = [None] * IN_FLIGHT
+        self._open = None
+        self._pass_log.clear()
+        for resource in owned:
+            if resource is not None:
+                resource.destroy()
+
+    def _check_open(self, caller: str) -> None:
+        # Before any device call: wgpu's error for a destroyed buffer says "destroyed", which
+        # is_device_lost would take for a lost device and re-create everything.
+        if self._closed:
+            raise ValueError(f"GpuBackend.{caller}: the backend is closed")
 
     def _population_rules(self) -> np.ndarray:
         """The compiled rules of every Algorithm of the population, one after another."""
@@ -501,6 +528,7 @@ class GpuBackend:
         """
         import wgpu
 
+        self._check_open("set_population")
         algorithms = list(algorithms)
         for i, member in enumerate(algorithms):
             difference = shared_table_difference(self.alg, member)
@@ -516,11 +544,18 @@ class GpuBackend:
         self._tables = self._table_words()
         U = wgpu.BufferUsage  # noqa: N806
         storage = U.STORAGE | U.COPY_DST | U.COPY_SRC
+        outgrown = []
         if self._rules_np.nbytes > self.buffers["rules"].size:
+            outgrown.append(self.buffers["rules"])
             self.buffers["rules"] = self._buffer("rules", self._rules_np.nbytes, storage)
         if 4 * self._table_size() > self.buffers["tables"].size:
+            outgrown.append(self.buffers["tables"])
             self.buffers["tables"] = self._buffer("tables", 4 * self._table_size(), storage)
         self._bind()
+        # Destroyed now, as close() does, rather than when the collector gets to them; work
+        # already submitted with them keeps them alive on the device until it is done.
+        for buffer in outgrown:
+            buffer.destroy()
         self._upload_tables()
 
     def _single(self) -> None:
@@ -541,6 +576,7 @@ class GpuBackend:
         Algorithms), so a population of A Algorithms on n documents takes about
         ``A * n / chunk`` submissions.
         """
+        self._check_open("evaluate_population")
         self._drain()
         self.set_population(algorithms)
         n, dim = len(token_ids), self.alg.dim
@@ -565,6 +601,7 @@ class GpuBackend:
         journal_len (n,))``, each equal to what that Algorithm alone gives (an
         evolutionary search reads which rules committed where). One submission and one
         readback (embeddings, states and journals) per chunk of jobs."""
+        self._check_open("population_runs")
         self._drain()
         self.set_population(algorithms)
         n, dim, caps = len(token_ids), self.alg.dim, self.caps
@@ -625,7 +662,8 @@ class GpuBackend:
 
     @property
     def buffer_bytes(self) -> int:
-        """Bytes of every GPU buffer this backend holds (all created at construction)."""
+        """Bytes of every GPU buffer this backend holds (all created at construction; none
+        after :meth:`close`)."""
         extra = [self._staging, self._indirect, *self._readback, self._ts_resolve, self._ts_read]
         return sum(int(b.size) for b in [*self.buffers.values(), *extra] if b is not None)
 
@@ -803,6 +841,7 @@ class GpuBackend:
     def submit_batch(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> _Pending | DoneBatch:
         """Embed documents given as token ids: one submission per chunk, one readback when
         the result is collected (``result()``)."""
+        self._check_open("submit_batch")
         n = len(token_ids)
         if n == 0:
             return DoneBatch(BatchResult(np.zeros((0, self.alg.dim), dtype=np.float32), AnnealStats()))
@@ -870,6 +909,7 @@ class GpuBackend:
 
         if part.result is not None:
             return part.result
+        self._check_open("result")
         for attempt in range(2):
             if part.generation != self._generation:  # submitted on a device since lost
                 self._encode_part(part, self._turn)
@@ -939,6 +979,7 @@ class GpuBackend:
 
     @_device_errors
     def bids(self, batch: ProgramBatch) -> np.ndarray:
+        self._check_open("bids")
         stream, n_rules = self.caps.stream, self.n_rules
         out = np.zeros((batch.n, stream, n_rules), dtype=np.uint32)
         if n_rules == 0:
@@ -964,6 +1005,7 @@ class GpuBackend:
 
     @_device_errors
     def anneal(self, batch: ProgramBatch) -> None:
+        self._check_open("anneal")
         if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or self.alg.params.max_steps == 0:
             return
         item_bytes = self.caps.stream * PROGRAM_ITEM.itemsize
@@ -990,6 +1032,7 @@ class GpuBackend:
 
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
+        self._check_open("execute")
         dim = self.alg.dim
         out = np.zeros((batch.n, dim), dtype=np.float32)
         for start, n, max_len in self._chunks(batch):

@@ -127,7 +127,10 @@ class EmbeddingService:
         self._tokenizer.fail(ShuttingDownError("the server is shutting down; the request was cut"))
 
     async def close(self) -> None:
-        """Embed every admitted request, then stop the inference workers (and their processes)."""
+        """Embed every admitted request, then stop the inference workers (and their processes).
+
+        ``engine`` stays open, also when it is a worker: it is the caller's to close, as it
+        was the caller's to make (and it still describes the service)."""
         self.serving = False
         try:
             await self.batcher.close()
@@ -135,7 +138,7 @@ class EmbeddingService:
             self._tokenizer.close()
             for worker in self.workers:
                 close = getattr(worker, "close", None)
-                if close is not None:
+                if close is not None and worker is not self.engine:
                     await asyncio.get_running_loop().run_in_executor(None, close)
 
     def check_count(self, texts: Sequence[str], param: str = "inputs") -> None:

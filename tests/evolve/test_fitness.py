@@ -185,6 +185,10 @@ def test_gpu_population_takes_genomes_of_other_lexicons(world):
     together = Evaluator(base, data, settings)
     assert [e.record() for e in together.evaluate_many(genomes, "fit")] == [e.record() for e in alone]
     assert len(together._subset_populations) == 1  # the two genomes of the smaller lexicon: one population
+    populations = [together._population, *together._subset_populations.values()]
+    together.close()  # LocalExecutor.close: the device buffers go with the run, not with the collector
+    assert all(p.closed for p in populations) and not together._subset_populations
+    assert [e.record() for e in together.evaluate_many(genomes, "fit")] == [e.record() for e in alone]  # made anew
 
 
 def test_resampled_selection_scores_each_generation_on_its_subset(world):

@@ -61,3 +61,21 @@ def test_every_worker_has_the_engines_capacities(tiny_dir):
     finally:
         for worker in processes:
             worker.close()
+
+
+def test_close_closes_the_workers_it_was_given_but_not_the_callers_engine(tiny_dir):
+    service = tiny_service(tiny_dir, workers=2)
+    engine, copy = service.workers
+    assert engine is service.engine
+
+    async def main():
+        service.start()
+        vectors, _ = await service.embed(["a cat"])
+        await service.close()
+        return vectors
+
+    vectors = asyncio.run(main())
+    assert copy.closed  # the copy make_workers made: its host batches released with the service
+    assert not engine.closed  # the caller's: it made it, it closes it
+    assert engine.embed(["a cat"]).tobytes() == vectors.tobytes()
+    engine.close()
