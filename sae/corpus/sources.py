@@ -277,30 +277,92 @@ class _TableSource(Source):
             raise InputError(f"{self.name}: column {self.columns.text!r} has a null value in row {row}")
         if text.type != pa.string():
             text = text.cast(pa.string())
-        self._check_utf8(text, first_row)
-        arrays = [text] + [table.column(name) for name in self.columns.keep]
-        return pa.Table.from_arrays(arrays, schema=self.schema()).combine_chunks()
+        self._check_valid(self.columns.text, text, first_row)
+        kept = [table.column(name) for name in self.columns.keep]
+        # Kept columns are copied as they are, so they are checked as the texts are: Parquet
+        # would write invalid UTF-8 under its string type without a word, and whoever reads
+        # the output would fail on it, with no row number.
+        for name, column in zip(self.columns.keep, kept):
+            self._check_valid(name, column, first_row)
+        return pa.Table.from_arrays([text, *kept], schema=self.schema()).combine_chunks()
 
-    def _check_utf8(self, text: Any, first_row: int) -> None:
-        """Refuse invalid UTF-8, naming its row. Arrow does not check strings when it reads a
-        file, and a bad one would only fail later, in ``to_pylist``, with no row number.
-        A full validation of a whole array is cheap; rows are searched only when it fails."""
+    def _check_valid(self, name: str, column: Any, first_row: int) -> None:
+        """Refuse invalid UTF-8 in column ``name`` (its strings, or strings nested in lists,
+        structs, maps or dictionaries), naming its row. Arrow does not check strings when it
+        reads a file, and a bad one would only fail later, in ``to_pylist`` or in a reader of
+        the output, with no row number. A full validation of a whole array is cheap (and a
+        column of numbers costs it next to nothing); rows are searched only when it fails."""
         import pyarrow as pa
 
-        row = first_row
-        for array in text.chunks:
+        row, unused = first_row, None
+        for array in column.chunks:
             try:
                 array.validate(full=True)
             except pa.ArrowInvalid as exc:
-                for k, data in enumerate(array.view(pa.binary()).to_pylist()):
-                    try:
-                        data.decode("utf-8")
-                    except UnicodeDecodeError:
-                        raise InputError(f"{self.name}: column {self.columns.text!r}: invalid UTF-8 in row "
-                                         f"{row + k + 1}") from None
-                # invalid for another reason than its strings' bytes: a damaged file
-                raise InputError(f"{self.name}: cannot read its rows ({exc})") from None
+                problem = self._invalid_rows(name, array, row, exc)  # called for every array: it may name a row
+                unused = unused or problem
             row += len(array)
+        if unused:
+            # A dictionary is copied whole, values no row uses included: the output would
+            # hold it. Said only after the other arrays, one of which may name the row.
+            raise InputError(f"{self.name}: column {name!r}: its dictionary in rows {first_row + 1}-{row} holds "
+                             f"an invalid value that none of them uses ({unused})")
+
+    def _invalid_rows(self, name: str, array: Any, first_row: int, exc: Exception) -> str | None:
+        """Raise for what ``array.validate`` found, naming the row whose strings are not UTF-8.
+        Return None when no row of ``array`` holds it and nothing that is written does, and
+        the reason when only a dictionary value that no row uses is invalid."""
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        # invalid for another reason than its strings' bytes: a damaged file
+        damaged = InputError(f"{self.name}: column {name!r}: cannot read rows {first_row + 1}-"
+                             f"{first_row + len(array)} ({reason})")
+        try:
+            bad = _first_undecodable_row(array)
+        except Exception:  # the array is known to be invalid: whatever converting it raised, it is damaged
+            raise damaged from None
+        if bad is not None:
+            raise InputError(f"{self.name}: column {name!r}: invalid UTF-8 in row {first_row + bad + 1}") from None
+        if _holds_dictionary(array.type):
+            return reason
+        if array.type.num_fields:
+            # A list or struct cut from a larger record batch keeps the whole batch's values,
+            # and validation reads them all; the rows around it are checked with their own
+            # chunk, and writers copy only the values a row refers to.
+            return None
+        raise damaged from None
+
+
+def _first_undecodable_row(array: Any) -> int | None:
+    """The first row of ``array`` whose strings are not UTF-8 (None if none is): halves
+    searched by converting them to Python, which decodes every string a row holds, nested
+    or through a dictionary, and only those: about two conversions of the array in all."""
+    def decodes(first: int, count: int) -> bool:
+        try:
+            array.slice(first, count).to_pylist()
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    first, count = 0, len(array)
+    if decodes(first, count):
+        return None
+    while count > 1:
+        half = count // 2
+        if decodes(first, half):
+            first, count = first + half, count - half
+        else:
+            count = half
+    return first
+
+
+def _holds_dictionary(kind: Any) -> bool:
+    """Whether values of Arrow type ``kind`` are, or hold, dictionary-encoded ones."""
+    import pyarrow as pa
+
+    kind = getattr(kind, "storage_type", kind)  # an extension type: its storage
+    if pa.types.is_dictionary(kind):
+        return True
+    return any(_holds_dictionary(kind.field(i).type) for i in range(kind.num_fields))
 
 
 class ParquetSource(_TableSource):

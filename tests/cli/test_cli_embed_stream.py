@@ -115,6 +115,27 @@ def test_a_glob_dataset(tmp_path, tiny_dir):
     assert [pq.read_table(tmp_path / "out" / f"part-{k}.parquet").num_rows for k in range(3)] == [0, 10, 20]
 
 
+def test_invalid_utf8_in_a_kept_column_exits_2_naming_column_and_row(tmp_path, tiny_dir, capsys):
+    """Kept columns were copied unchecked: exit 0 and an output whose string column
+    its readers fail on. Now refused as the text column is, the earlier output kept."""
+    texts = [f"cat {i}" for i in range(100)]
+    good = tmp_path / "good.parquet"
+    pq.write_table(pa.table({"text": texts, "meta": [f"m {i}" for i in range(100)]}), good)
+    meta = pa.array([b"m \xff" if i == 90 else b"m" for i in range(100)], pa.binary()).view(pa.string())  # unchecked
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"text": texts, "meta": meta}), bad, row_group_size=30)
+    out = tmp_path / "out.parquet"
+    assert embed(good, "-o", out, "--keep-columns", "meta", tiny_dir=tiny_dir) == 0
+    before = out.read_bytes()
+    capsys.readouterr()
+    assert embed(bad, "-o", out, "--keep-columns", "meta", "--chunk-rows", "30", tiny_dir=tiny_dir) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].endswith("bad.parquet: column 'meta': invalid UTF-8 in row 91")
+    assert out.read_bytes() == before and not state_dir(out).exists()  # three chunks embedded, none kept
+
+
 def test_ray_without_its_extra_names_the_install(txt, tmp_path, tiny_dir, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)
     assert embed(txt, "-o", tmp_path / "out.parquet", "--ray", tiny_dir=tiny_dir) == 2
