@@ -105,6 +105,18 @@ class WorkerProcessError(RuntimeError):
     """The worker process failed a batch or died."""
 
 
+def describe_exit(exitcode: int | None) -> str:
+    """How a process ended, for a log line: ``exit code 1``, ``killed by SIGKILL``."""
+    if exitcode is None:
+        return "exit status unknown"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"
+
+
 class ProcessEngine:
     """``embed_tokens`` and ``counters_snapshot`` of an Engine living in a child process.
 
@@ -114,6 +126,8 @@ class ProcessEngine:
     def __init__(self, algorithm: str | Path | None, content_hash: str | None = None,
                  batch_size: int | None = None, caps: Capacities = DEFAULT_CAPACITIES) -> None:
         self._block: _SharedBatch | None = None
+        #: set once close() begins: the child's exit from then on is no death
+        self.closing = False
         context = multiprocessing.get_context("spawn")
         self._conn, child_conn = context.Pipe()
         self._process = context.Process(
@@ -127,7 +141,12 @@ class ProcessEngine:
         atexit.register(self.close)
         self._counters = EngineCounters()
         self._lock = threading.Lock()
-        kind, value, *dim = self._receive()
+        try:
+            kind, value, *dim = self._receive()
+        except WorkerProcessError:
+            self.close()  # its pipe too: a supervisor that retries would leak one a try
+            raise WorkerProcessError(
+                f"the engine process could not start: it died ({describe_exit(self.exitcode)})") from None
         if kind != "ready":
             self.close()
             raise WorkerProcessError(f"the engine process could not start: {value}")
@@ -142,12 +161,32 @@ class ProcessEngine:
     def alive(self) -> bool:
         return self._process.is_alive()
 
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid
+
+    @property
+    def sentinel(self) -> int:
+        """A handle that becomes ready when the child ends (``multiprocessing.connection.wait``)."""
+        return self._process.sentinel
+
+    @property
+    def exitcode(self) -> int | None:
+        """The child's exit code, negative for a signal; None while it runs."""
+        return self._process.exitcode
+
+    def _died(self) -> WorkerProcessError:
+        # The pipe closes as the child exits, a moment before it can be reaped: wait for
+        # that moment, so the error (and the log) says how it ended.
+        self._process.join(5)
+        return WorkerProcessError(f"the engine process died ({describe_exit(self._process.exitcode)})")
+
     def _receive(self):
         # Only this process's own child writes to the pipe.
         try:
             return pickle.loads(self._conn.recv_bytes())
         except (EOFError, OSError):
-            raise WorkerProcessError(f"the engine process died (exit code {self._process.exitcode})") from None
+            raise self._died() from None
 
     def _block_for(self, tokens: int, texts: int) -> _SharedBatch:
         """A block that holds the batch: the current one, or a new one twice as large."""
@@ -173,7 +212,7 @@ class ProcessEngine:
         try:
             self._conn.send_bytes(pickle.dumps((block.name, block.tokens, block.texts, n, total, check)))
         except OSError:
-            raise WorkerProcessError(f"the engine process died (exit code {self._process.exitcode})") from None
+            raise self._died() from None
         kind, value = self._receive()
         if kind == "error":
             raise WorkerProcessError(f"the engine process failed a batch: {value}")
@@ -190,6 +229,7 @@ class ProcessEngine:
         """Ask the child to exit; kill it if it has not within 10 s. Idempotent."""
         if self._conn.closed:
             return
+        self.closing = True
         atexit.unregister(self.close)
         try:
             self._conn.send_bytes(b"")

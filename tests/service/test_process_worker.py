@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+from multiprocessing.connection import wait
 from multiprocessing.shared_memory import SharedMemory
 
 import httpx
@@ -13,6 +14,7 @@ from service_helpers import running_server, tiny_service
 
 from sae import Engine
 from sae.service import ProcessEngine, WorkerProcessError
+from sae.service.process_worker import describe_exit
 
 TEXTS = ["the cat runs", "a new york city dog", "", "not happy , very sad !", "the " * 300]
 
@@ -78,6 +80,26 @@ def test_a_child_that_cannot_load_the_algorithm(tmp_path):
 def test_a_child_that_loaded_another_algorithm(tiny_dir):
     with pytest.raises(WorkerProcessError, match="another Algorithm"):
         ProcessEngine(tiny_dir, content_hash="0" * 64)
+
+
+def test_a_dead_child_fails_the_batch_and_says_how_it_died(tiny_dir):
+    worker = ProcessEngine(tiny_dir)
+    try:
+        os.kill(worker.pid, signal.SIGKILL)
+        assert wait([worker.sentinel], 120) == [worker.sentinel]  # it has ended
+        with pytest.raises(WorkerProcessError, match=r"the engine process died \(killed by SIGKILL\)"):
+            worker.embed_tokens([[1, 2]])
+        assert not worker.alive and worker.exitcode == -signal.SIGKILL
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize(("exitcode", "said"), [
+    (0, "exit code 0"), (1, "exit code 1"), (-9, "killed by SIGKILL"), (-11, "killed by SIGSEGV"),
+    (-200, "killed by signal 200"), (None, "exit status unknown"),
+])
+def test_how_a_process_ended(exitcode, said):
+    assert describe_exit(exitcode) == said
 
 
 def test_a_dead_child_fails_its_requests_and_the_health_check(tiny_dir):
