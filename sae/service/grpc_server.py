@@ -28,6 +28,9 @@ from sae.service.service import EmbeddingService
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = embed_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name  # "sae.v1.Embedder"
+#: Seconds between the health service's looks at the service's health (a worker process
+#: dead, restarting, given up; a shutdown begun).
+HEALTH_POLL = 0.5
 
 _CODES = {
     "bad_request": grpc.StatusCode.INVALID_ARGUMENT,
@@ -224,6 +227,7 @@ class GrpcFrontEnd:
         self._service_loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
         self._health: health.aio.HealthServicer | None = None
+        self._health_follower: asyncio.Future | None = None
         self._calls = _Calls()
         self._cut = asyncio.Event()  # set on this front end's loop by cut()
 
@@ -263,6 +267,23 @@ class GrpcFrontEnd:
         await self._server.start()
         for name in ("", SERVICE_NAME):
             await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self._health_follower = asyncio.ensure_future(self._follow_health())
+
+    async def _follow_health(self) -> None:
+        """Keep the health service's status that of :attr:`EmbeddingService.healthy`.
+
+        Polled: a worker process dies, is restarted or is given up on threads of the
+        service's, and a check every :data:`HEALTH_POLL` seconds costs nothing.
+        """
+        assert self._health is not None
+        serving = True
+        while True:
+            await asyncio.sleep(HEALTH_POLL)
+            if self.service.healthy != serving:
+                serving = not serving
+                status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+                for name in ("", SERVICE_NAME):
+                    await self._health.set(name, status)  # ignored once the graceful shutdown began
 
     async def start(self) -> None:
         """Start serving; call from the loop the service runs on."""
@@ -271,6 +292,8 @@ class GrpcFrontEnd:
 
     async def _stop(self, grace: float) -> None:
         assert self._server is not None and self._health is not None
+        if self._health_follower is not None:
+            self._health_follower.cancel()
         await self._health.enter_graceful_shutdown()
         # Calls that arrive meanwhile are refused by the service (UNAVAILABLE); the running
         # ones end as the service answers them, or when cut() answers them for it.

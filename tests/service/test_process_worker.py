@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from multiprocessing.connection import wait
 from multiprocessing.shared_memory import SharedMemory
 
+import grpc
 import httpx
 import numpy as np
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service_helpers import running_server, tiny_service
 
 from sae import Engine
@@ -115,4 +118,10 @@ def test_a_dead_child_fails_its_requests_and_the_health_check(tiny_dir):
         r = http.post("/embed", json={"inputs": "the cat"})
         assert r.status_code == 500 and "WorkerProcessError" in r.json()["error"]
         assert http.get("/health").status_code == 503
+        with grpc.insecure_channel(addresses.grpc_target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            deadline = time.monotonic() + 60  # the health service looks every HEALTH_POLL seconds
+            while health.Check(health_pb2.HealthCheckRequest()).status != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() < deadline, "gRPC health still SERVING with the worker dead"
+                time.sleep(0.05)
     assert not worker.alive
