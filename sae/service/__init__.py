@@ -5,7 +5,8 @@ One module per part: :mod:`~sae.service.batcher` (dynamic batching),
 :mod:`~sae.service.schema` (HTTP request bodies), :mod:`~sae.service.http`,
 :mod:`~sae.service.grpc_server`, :mod:`~sae.service.metrics`,
 :mod:`~sae.service.service` (what the front ends share), :mod:`~sae.service.process_worker`
-(an engine in a process of its own), :mod:`~sae.service.server`
+(an engine in a process of its own), :mod:`~sae.service.supervisor` (replacing such a
+process when it dies), :mod:`~sae.service.server`
 (HTTP on the main event loop, gRPC on its own in a thread; draining on SIGTERM).
 """
 
@@ -35,6 +36,7 @@ from sae.service.config import ServiceConfig  # noqa: E402
 from sae.service.process_worker import ProcessEngine, WorkerProcessError  # noqa: E402
 from sae.service.server import Addresses, run, serve  # noqa: E402
 from sae.service.service import EmbeddingService, InferenceWorker, make_workers  # noqa: E402
+from sae.service.supervisor import SupervisedEngine  # noqa: E402
 
 __all__ = [
     "Addresses",
@@ -45,6 +47,7 @@ __all__ = [
     "QueueFullError",
     "ServiceConfig",
     "ShuttingDownError",
+    "SupervisedEngine",
     "WorkerProcessError",
     "make_workers",
     "run",

@@ -174,9 +174,9 @@ class _Endpoints:
             self.duration["tei"].observe(time.perf_counter() - started)
 
     async def health(self, request: Request) -> Response:
-        if self.service.healthy:
+        reason = self.service.unhealthy_reason()
+        if reason is None:
             return _json({"status": "ok"})
-        reason = "an engine process died" if self.service.serving else "the server is starting or shutting down"
         return _json({"status": "unavailable", "error": reason}, 503)
 
     async def info(self, request: Request) -> Response:

@@ -2,8 +2,8 @@
 
 Durations by stage as text-embeddings-inference names them (request, queue,
 inference), batch sizes in texts and tokens, errors by kind, and the engines'
-running counters read at scrape time. Labels are few and bounded: ``api`` is one
-of :data:`APIS`, ``kind`` one of :data:`ERROR_KINDS`.
+running counters and the engine processes' restarts, read at scrape time. Labels
+are few and bounded: ``api`` is one of :data:`APIS`, ``kind`` one of :data:`ERROR_KINDS`.
 """
 
 from __future__ import annotations
@@ -52,6 +52,17 @@ class EngineCounters(Collector):
             yield family
 
 
+class WorkerRestarts(Collector):
+    """Engine processes started in place of one that died, summed over the workers at scrape time."""
+
+    def __init__(self, workers: Sequence) -> None:
+        self._workers = list(workers)  # those without ``restarts`` (engines on threads) count 0
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily("sae_worker_restarts", "Engine processes started in place of one that died",
+                                  value=sum(getattr(worker, "restarts", 0) for worker in self._workers))
+
+
 class ServiceMetrics:
     """Every metric of one server, registered on :attr:`registry` (a batch observer too).
 
@@ -94,6 +105,7 @@ class ServiceMetrics:
         self.requests_waiting = Gauge(
             "sae_requests_waiting", "Requests with texts not yet in a batch", registry=r)
         r.register(EngineCounters(workers))
+        r.register(WorkerRestarts(workers))
 
     def track_queue(self, admitted: Callable[[], int], waiting: Callable[[], int]) -> None:
         """Read the queue gauges from the batcher at scrape time."""

@@ -20,6 +20,7 @@ from sae.service.config import ServiceConfig
 from sae.service.metrics import ServiceMetrics
 from sae.service.process_worker import ProcessEngine
 from sae.service.schema import RequestError
+from sae.service.supervisor import SupervisedEngine
 from sae.service.tokenizer import TokenizerStage
 
 #: Characters of a request tokenized on the event loop at most (when the word cache answers
@@ -31,7 +32,8 @@ LOOP_CHARS = 16_384
 
 
 class InferenceWorker(Protocol):
-    """What the batcher needs of a worker: an :class:`Engine`, or a :class:`ProcessEngine`."""
+    """What the batcher needs of a worker: an :class:`Engine`, a :class:`ProcessEngine`, or a
+    :class:`~sae.service.supervisor.SupervisedEngine`."""
 
     def embed_tokens(self, token_ids: Sequence[Sequence[int]], *, check: bool = True) -> np.ndarray: ...
 
@@ -81,8 +83,22 @@ class EmbeddingService:
 
     @property
     def healthy(self) -> bool:
-        """Serving, and every worker process alive."""
-        return self.serving and all(getattr(worker, "alive", True) for worker in self.workers)
+        """Serving, and every worker process alive (not being restarted, not given up)."""
+        return self.unhealthy_reason() is None
+
+    def unhealthy_reason(self) -> str | None:
+        """Why :attr:`healthy` is false, in a few words; None when it is true."""
+        if not self.serving:
+            return "the server is starting or shutting down"
+        states = {getattr(worker, "state", "ready") for worker in self.workers
+                  if not getattr(worker, "alive", True)}
+        if not states:
+            return None
+        if "failed" in states:
+            return "an engine process kept failing and is not restarted any more"
+        if "restarting" in states:
+            return "an engine process died; another is starting"
+        return "an engine process died"
 
     @property
     def model(self) -> str:
@@ -193,7 +209,8 @@ def make_workers(
     ``processes`` each in a process of its own (:class:`ProcessEngine`, loading
     ``algorithm``: a directory, or None for the bundled one), which do not share this
     process's interpreter lock (``sae serve``'s default: faster from 8 clients up even
-    on 2 cores, docs/SERVE.md).
+    on 2 cores, docs/SERVE.md), each replaced when it dies
+    (:class:`~sae.service.supervisor.SupervisedEngine`).
     On the GPU, whose queue takes one batch at a time, the engine itself; a ``count``
     above 1 raises :class:`~sae.errors.InputError`.
     """
@@ -211,9 +228,12 @@ def make_workers(
                   for _ in range(count - 1)]
         return [engine, *others]
     workers: list[InferenceWorker] = []
+    # Each restart loads the same directory and checks the same hash: an Algorithm changed
+    # on disk meanwhile fails the restart rather than being served beside the first.
+    start = functools.partial(ProcessEngine, algorithm, engine.algorithm.content_hash, engine.batch_size, engine.caps)
     try:
-        for _ in range(count):
-            workers.append(ProcessEngine(algorithm, engine.algorithm.content_hash, engine.batch_size, engine.caps))
+        for i in range(count):
+            workers.append(SupervisedEngine(start, name=f"worker {i}"))
     except BaseException:
         for worker in workers:
             worker.close()  # type: ignore[attr-defined]

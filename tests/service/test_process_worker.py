@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from multiprocessing.connection import wait
 from multiprocessing.shared_memory import SharedMemory
 
-import grpc
-import httpx
-import numpy as np
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from service_helpers import running_server, tiny_service
 
 from sae import Engine
 from sae.service import ProcessEngine, WorkerProcessError
@@ -103,25 +97,3 @@ def test_a_dead_child_fails_the_batch_and_says_how_it_died(tiny_dir):
 ])
 def test_how_a_process_ended(exitcode, said):
     assert describe_exit(exitcode) == said
-
-
-def test_a_dead_child_fails_its_requests_and_the_health_check(tiny_dir):
-    service = tiny_service(tiny_dir, workers=1, processes=True)
-    worker = service.workers[0]
-    with running_server(service) as addresses, httpx.Client(base_url=addresses.http_url, timeout=30) as http:
-        expected = Engine(tiny_dir, backend="cpu").embed(TEXTS)
-        got = np.array(http.post("/embed", json={"inputs": TEXTS}).json(), dtype=np.float32)
-        assert got.tobytes() == expected.tobytes()
-        assert http.get("/metrics").text.count("sae_engine_texts_total 5.0") == 1
-        os.kill(worker._process.pid, signal.SIGKILL)
-        worker._process.join(10)
-        r = http.post("/embed", json={"inputs": "the cat"})
-        assert r.status_code == 500 and "WorkerProcessError" in r.json()["error"]
-        assert http.get("/health").status_code == 503
-        with grpc.insecure_channel(addresses.grpc_target) as channel:
-            health = health_pb2_grpc.HealthStub(channel)
-            deadline = time.monotonic() + 60  # the health service looks every HEALTH_POLL seconds
-            while health.Check(health_pb2.HealthCheckRequest()).status != health_pb2.HealthCheckResponse.NOT_SERVING:
-                assert time.monotonic() < deadline, "gRPC health still SERVING with the worker dead"
-                time.sleep(0.05)
-    assert not worker.alive
