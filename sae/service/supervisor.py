@@ -192,7 +192,7 @@ class SupervisedEngine:
         retries = 0
         while True:
             horizon = time.monotonic() - self.failure_window
-            while self._failures and self._failures[0] < horizon:
+            while self._failures and self._failures[0] <= horizon:
                 self._failures.popleft()
             if len(self._failures) >= self.max_failures:
                 self._engine, self.state = None, "failed"

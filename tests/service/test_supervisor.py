@@ -133,7 +133,8 @@ def test_health_is_bad_while_a_new_engine_process_starts_and_its_batches_wait(ti
             assert r.status_code == 503 and r.json()["error"] == "an engine process died; another is starting"
             until(lambda: grpc_health(addresses.grpc_target) == NOT_SERVING, "gRPC health NOT_SERVING")
             waiting = pool.submit(embed, http, TEXTS)
-            until(lambda: service.batcher.waiting == 0, "the request handed to the worker")
+            until(lambda: service.batcher.admitted == 1 and service.batcher.waiting == 0,
+                  "the request in a batch, handed to the worker")
             assert not waiting.done()
         finally:
             gate.set()
