@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing.spawn
 import os
 import signal
 from multiprocessing.connection import wait
@@ -77,6 +78,16 @@ def test_a_child_that_cannot_load_the_algorithm(tmp_path):
 def test_a_child_that_loaded_another_algorithm(tiny_dir):
     with pytest.raises(WorkerProcessError, match="another Algorithm"):
         ProcessEngine(tiny_dir, content_hash="0" * 64)
+
+
+def test_a_child_that_dies_while_starting(tiny_dir, tmp_path, monkeypatch):
+    """A broken environment: the interpreter the child is spawned with exits at once."""
+    broken = tmp_path / "python"
+    broken.write_text("#!/bin/sh\nexit 3\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(multiprocessing.spawn, "_python_exe", os.fsencode(broken))  # as set_executable keeps it
+    with pytest.raises(WorkerProcessError, match=r"could not start: it died \(exit code 3\)"):
+        ProcessEngine(tiny_dir)
 
 
 def test_a_dead_child_fails_the_batch_and_says_how_it_died(tiny_dir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing.spawn
 import os
 import shutil
 import signal
@@ -210,3 +211,24 @@ def test_a_child_found_dead_by_a_batch_is_replaced_before_it(tiny_dir):
     assert worker.state == "closed" and not worker.alive
     with pytest.raises(WorkerProcessError, match="closed"):
         worker.embed_tokens(token_ids)
+
+
+def test_a_broken_environment_is_given_up_on(tiny_dir, tmp_path, monkeypatch, caplog):
+    """Every new child dies as it starts: a few tries, then no more."""
+    worker = SupervisedEngine(functools.partial(ProcessEngine, tiny_dir), max_failures=4, retry_delay=0.01)
+    try:
+        broken = tmp_path / "python"
+        broken.write_text("#!/bin/sh\nexit 3\n")
+        broken.chmod(0o755)
+        monkeypatch.setattr(multiprocessing.spawn, "_python_exe", os.fsencode(broken))
+        os.kill(worker.pid, signal.SIGKILL)
+        until(lambda: worker.state == "failed", "giving up")
+        worker._watcher.join(DEADLINE)
+        assert not worker._watcher.is_alive() and not worker.alive and worker.restarts == 0
+        tries = [r.getMessage() for r in caplog.records if "starting an engine process" in r.getMessage()]
+        assert len(tries) == 3, tries  # the death, then three failed starts: four failures
+        assert all(t.endswith("could not start: it died (exit code 3)") for t in tries), tries
+        with pytest.raises(WorkerProcessError, match="not restarted any more"):
+            worker.embed_tokens([[1, 2]])
+    finally:
+        worker.close()
