@@ -110,7 +110,9 @@ class Batcher:
     ``workers`` are callables (one per engine; one for a GPU, whose queue is not
     thread-safe), each run on a thread of its own. Use from one event loop:
     :meth:`start` it there, ``await`` :meth:`embed` from request handlers, and
-    :meth:`close` it to embed what is queued and stop.
+    :meth:`close` it to embed what is queued and stop. ``retired(i)`` says whether worker
+    ``i``, whose batch just failed, fails for good (then it gets no more batches while
+    another is left).
     """
 
     def __init__(
@@ -122,6 +124,7 @@ class Batcher:
         max_wait: float,
         max_queue: int,
         observer: BatchObserver | None = None,
+        retired: Callable[[int], bool] | None = None,
     ) -> None:
         if not workers:
             raise ValueError("Batcher: at least one worker is needed")
@@ -134,10 +137,12 @@ class Batcher:
         self.max_wait = max_wait
         self.max_queue = max_queue
         self._observer = observer
+        self._retired = retired
         self._waiting: collections.deque[_Request] = collections.deque()
         self._waiting_cost = 0
         self._admitted = 0
         self._idle = list(range(len(self._workers)))
+        self._out: set[int] = set()  # retired workers, given no batches
         self._running: set[asyncio.Future] = set()  # one per batch in a worker, resolved when it is done
         self._changed: asyncio.Event | None = None
         self._dispatcher: asyncio.Task | None = None
@@ -350,6 +355,22 @@ class Batcher:
 
         self._threads[worker].submit(token_ids, done)
 
+    def _return(self, worker: int, failed: bool) -> None:
+        """Make ``worker`` idle again, unless its batch failed and it is retired for good.
+
+        A retired worker (an engine process that is not restarted any more) fails every
+        batch at once, so it would be idle first and take most of the batches; it is kept
+        out while another worker is left, and the last one stays so that requests get its
+        error rather than waiting for ever."""
+        if failed and self._retired is not None and self._retired(worker) and self._serving_workers() > 1:
+            self._out.add(worker)
+            log.error("inference worker %d is retired: no batches are given to it any more", worker)
+            return
+        self._idle.append(worker)
+
+    def _serving_workers(self) -> int:
+        return len(self._workers) - len(self._out)
+
     def _finish(self, worker: int, batch: _Batch, texts: int, started: float, vectors: np.ndarray | None,
                 exc: Exception | None) -> None:
         """A worker is done with ``batch`` (called on the loop): keep it busy, then answer.
@@ -359,9 +380,9 @@ class Batcher:
         the dispatcher does (at 64 clients the worker waited ~8 ms a batch for it).
         """
         seconds = time.perf_counter() - started
-        self._idle.append(worker)
+        self._return(worker, failed=exc is not None)
         self._drop_abandoned()
-        if self._waiting and self._fill_delay() <= 0:
+        if self._idle and self._waiting and self._fill_delay() <= 0:  # none idle: this worker was retired
             self._start(self._take())
         if exc is not None:
             log.error("inference failed on a batch of %d texts", texts, exc_info=exc)

@@ -74,6 +74,7 @@ class EmbeddingService:
             max_wait=config.max_wait_ms / 1000,
             max_queue=config.max_queue,
             observer=self.metrics,
+            retired=lambda worker: getattr(self.workers[worker], "state", None) == "failed",
         )
         self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
         #: false before start and once a shutdown has begun: health checks fail, load balancers move on

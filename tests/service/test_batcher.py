@@ -341,3 +341,48 @@ def test_any_mix_of_requests_gets_its_own_vectors(requests, budget, workers, wai
     for b in rec.batches:
         cost = sum(max(len(t), 1) for t in b)
         assert cost <= budget or len(b) == 1
+
+
+class GivenUp:
+    """A worker whose engine is not restarted any more: every batch fails at once."""
+
+    def __init__(self) -> None:
+        self.calls = self.texts = 0
+
+    def __call__(self, token_ids):
+        self.calls += 1
+        self.texts += len(token_ids)
+        raise RuntimeError("not restarted any more")
+
+
+def test_a_retired_worker_gets_no_more_batches_while_another_serves():
+    dead, alive = GivenUp(), Recorder(delay=0.01)
+    batcher = Batcher([dead, alive], DIM, max_batch_tokens=2, max_wait=0.0, max_queue=100,
+                      retired=lambda worker: worker == 0)
+
+    async def main():
+        batcher.start()
+        results = await asyncio.gather(*(batcher.embed([[i + 1]]) for i in range(40)), return_exceptions=True)
+        await batcher.close()
+        return results
+
+    results = run(main())
+    failed = [r for r in results if isinstance(r, Exception)]
+    # Without the retirement the failing worker, idle at once after each batch, takes most of them.
+    assert dead.calls == 1 and len(failed) == dead.texts == 2  # its one batch: two texts of one token
+    assert sum(len(b) for b in alive.batches) == 38
+
+
+def test_the_last_worker_is_never_retired_so_requests_fail_rather_than_wait():
+    dead = GivenUp()
+    batcher = Batcher([dead], DIM, max_batch_tokens=2, max_wait=0.0, max_queue=100, retired=lambda worker: True)
+
+    async def main():
+        batcher.start()
+        results = await asyncio.wait_for(
+            asyncio.gather(*(batcher.embed([[i + 1]]) for i in range(5)), return_exceptions=True), 60)
+        await batcher.close()
+        return results
+
+    assert all(isinstance(r, RuntimeError) for r in run(main()))
+    assert dead.texts == 5
