@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,12 +32,77 @@ class BackendUnavailableError(InputError):
     """An explicitly requested backend cannot run here (for example no GPU adapter)."""
 
 
+class StdoutError(SaeError):
+    """Standard output cannot be written (a full disk, ``> /dev/full``): exit code 1."""
+
+
+class _StdoutClosedError(Exception):
+    """The reader of standard output went away (``| head``): a BrokenPipeError of stdout's."""
+
+
+class _CheckedStdout:
+    """``sys.stdout`` while a script runs: a write or flush that fails raises
+    :class:`StdoutError` (:class:`_StdoutClosedError` when the reader has gone), so that a
+    failure of standard output is told apart from an ``OSError`` of anything else."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def _call(self, method: str, *args):
+        try:
+            return getattr(self._stream, method)(*args)
+        except BrokenPipeError:
+            raise _StdoutClosedError from None
+        except OSError as exc:
+            raise StdoutError(f"standard output: writing failed: {exc.strerror or exc}") from None
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def writelines(self, lines) -> None:
+        self._call("writelines", lines)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _drop_stdout(stream) -> None:
+    """Point the process's standard output at /dev/null after it failed, so that the
+    interpreter's flush at exit does not print a second error about the same data."""
+    if stream is not sys.__stdout__ or stream is None:
+        return  # a stream of the caller's (a test's capture): left alone
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, stream.fileno())
+        os.close(null)
+    except (OSError, ValueError):
+        pass
+
+
 def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
     """Run a script's ``main()`` (the ``tools/`` scripts) the way the CLI runs a command:
     a :class:`SaeError` becomes one line on stderr (``PROG: error: …``, the script's file
-    name by default) and its exit code, not a traceback."""
+    name by default) and its exit code, not a traceback.
+
+    Standard output that fails is one too: a full disk (``> /dev/full``) is
+    ``standard output: writing failed: …`` and exit code 1; a reader that went away
+    (``| head``) ends the script silently with exit code 1, as a pipeline expects."""
+    stream = sys.stdout
+    sys.stdout = _CheckedStdout(stream)
     try:
-        return int(main() or 0)
+        code = int(main() or 0)
+        sys.stdout.flush()  # what is still buffered fails here, not at exit
+        return code
+    except _StdoutClosedError:
+        _drop_stdout(stream)
+        return 1
     except SaeError as exc:
+        if isinstance(exc, StdoutError):
+            _drop_stdout(stream)
         print(f"{prog or Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    finally:
+        sys.stdout = stream

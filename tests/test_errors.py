@@ -56,3 +56,63 @@ def test_bench_cpu_refuses_a_count_below_one_in_one_line(option, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.splitlines()[-1] == f"bench_cpu.py: error: argument {option}: must be >= 1, got 0"
     assert "Traceback" not in proc.stderr
+
+
+class _FailingStream:
+    """A standard output whose writes fail with ``error``."""
+
+    def __init__(self, error: OSError) -> None:
+        self.error = error
+
+    def write(self, text: str) -> int:
+        raise self.error
+
+    def flush(self) -> None:
+        raise self.error
+
+
+def test_a_standard_output_that_fails_is_one_line_and_exit_1(monkeypatch, capsys):
+    """``> /dev/full`` gave a traceback (OSError: [Errno 28]) from whichever print came first."""
+    import errno
+
+    monkeypatch.setattr(sys, "stdout", _FailingStream(OSError(errno.ENOSPC, "No space left on device")))
+    assert run_script(lambda: print("result"), "tool.py") == 1
+    assert capsys.readouterr().err == "tool.py: error: standard output: writing failed: No space left on device\n"
+
+
+def test_a_reader_that_went_away_ends_the_script_silently(monkeypatch, capsys):
+    """``| head``: the reader closed the pipe; a traceback (BrokenPipeError) before."""
+    monkeypatch.setattr(sys, "stdout", _FailingStream(BrokenPipeError(32, "Broken pipe")))
+    assert run_script(lambda: print("result"), "tool.py") == 1
+    assert capsys.readouterr().err == ""
+
+
+def test_a_broken_pipe_that_is_not_standard_output_is_not_hidden():
+    def broken() -> int:
+        raise BrokenPipeError(32, "Broken pipe")  # a socket's, say: not the reader of stdout
+
+    with pytest.raises(BrokenPipeError):
+        run_script(broken)
+
+
+@pytest.mark.parametrize("stdout", ["/dev/full", "closed pipe"])
+def test_the_cli_writing_to_a_full_or_closed_standard_output(stdout, tmp_path, tiny_dir):
+    import os
+
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("g\tf\ty\t1\t3.0\tthe cat\ta dog\ng\tf\ty\t2\t1.0\tnot happy\tthe city\n")
+    argv = [sys.executable, "-m", "sae", "eval", str(pairs), "--json", "--algorithm", str(tiny_dir), "--backend", "cpu"]
+    if stdout == "/dev/full":
+        with open("/dev/full", "w") as full:
+            proc = subprocess.run(argv, stdout=full, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+        expected = ["sae eval: error: standard output: writing failed: No space left on device"]
+    else:
+        read, write = os.pipe()
+        os.close(read)  # the reader has gone before the first write
+        try:
+            proc = subprocess.run(argv, stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120)
+        finally:
+            os.close(write)
+        expected = []
+    lines = [line for line in proc.stderr.splitlines() if "backend: cpu" not in line and "XDG_RUNTIME_DIR" not in line]
+    assert proc.returncode == 1 and lines == expected, proc.stderr
