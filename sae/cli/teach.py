@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from sae.teacher import SETTLE_BITS, embed_settled, embed_with_teacher, load_teacher_model, write_teacher
 
-    check_writable(args.output)
+    check_writable(args.output, (args.corpus,))  # a Parquet corpus is not replaced by its teacher file
     output_format(args.output, allowed=("parquet",))
     texts = read_texts(args.corpus)
     model = load_teacher_model(args.model)

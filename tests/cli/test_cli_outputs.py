@@ -30,6 +30,17 @@ def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, tin
     assert "is also an input" in one_line_error(capsys) and texts.read_text() == "the cat\n"
 
 
+def test_teach_refuses_to_write_over_its_corpus(tmp_path, capsys):
+    """``sae teach in.parquet -o in.parquet`` replaced the corpus by its teacher file (or a
+    link to it); refused before the teacher is loaded."""
+    table = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": ["the cat", "a dog"], "id": [1, 2]}), table)
+    before = table.read_bytes()
+    (tmp_path / "link.parquet").symlink_to(table)
+    for out in (table, tmp_path / "link.parquet"):
+        assert main(["teach", str(table), "-o", str(out)]) == 2
+        assert "is also an input" in one_line_error(capsys) and table.read_bytes() == before
+
 def test_a_refused_dataset_run_leaves_no_output_directory(tmp_path, tiny_dir, capsys):
     (tmp_path / "empty").mkdir()
     out = tmp_path / "out"
