@@ -25,6 +25,11 @@ def test_demo_without_gpu_says_so(monkeypatch, capsys):
     monkeypatch.setattr(sae.engine, "make_backend", fake)
     assert main(["demo"]) == 0
     assert "no GPU backend/adapter" in capsys.readouterr().out
+    # --backend gpu names the GPU: without one it is an error (exit 2), as for every command;
+    # it printed the table and exited 0.
+    assert main(["demo", "--backend", "gpu"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.strip() == "sae demo: error: no adapter here"
 
 
 def test_demo_bundled_sample_is_not_msr():

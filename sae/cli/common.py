@@ -49,15 +49,17 @@ def port(text: str) -> int:
     return value
 
 
-def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, backend: bool = True) -> None:
-    """--algorithm, --adapter, and unless turned off --backend, --batch-size and --threads."""
+def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, backend: bool = True,
+                       backend_help: str | None = None) -> None:
+    """--algorithm, --adapter, and unless turned off --backend (``backend_help`` for a command
+    that reads it otherwise), --batch-size and --threads."""
     parser.add_argument("--algorithm", metavar="PATH", help="Algorithm directory (default: the bundled one)")
     if backend:
         parser.add_argument(
             "--backend",
             choices=BACKENDS,
             default="auto",
-            help="auto: a GPU adapter when one can run sae, else the CPU (says which on stderr)",
+            help=backend_help or "auto: a GPU adapter when one can run sae, else the CPU (says which on stderr)",
         )
     parser.add_argument(
         "--adapter",

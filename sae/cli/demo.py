@@ -32,7 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "scores, and the agreement of the CPU and GPU paths when a GPU adapter exists.",
     )
     p.add_argument("--pairs", metavar="PAIRS", default=str(SAMPLE), help="another STS-style pairs file")
-    add_engine_options(p, batch=False)
+    add_engine_options(p, batch=False, backend_help="cpu: the CPU path alone; auto (default): also the GPU "
+                       "path, beside it, when an adapter can run sae (a software one too); gpu: the same, and "
+                       "no usable adapter is an error (exit 2)")
     p.set_defaults(run=run)
 
 
@@ -77,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
         try:
             gpu = Engine(alg, backend="gpu", adapter=args.adapter)
         except InputError as exc:
+            if args.backend == "gpu":  # asked for by name: an error, as for every command (README)
+                raise
             rows.append(("GPU", f"no GPU backend/adapter ({exc})"))
         else:
             gpu_emb, gpu_rate = _rate(gpu, texts)
