@@ -166,10 +166,13 @@ class Corpus:
 class Recipe:
     """One run of the recipe over shared data (``shared/data``) and a teacher cache."""
 
-    def __init__(self, shared: str | Path, cache: str | Path, teacher_python: str | None = None) -> None:
+    def __init__(self, shared: str | Path, cache: str | Path, teacher_python: str | None = None, *,
+                 tune: bool = False) -> None:
         self.shared = Path(shared)
         # The shared files first: a wrong --shared is named as such, not as a cold teacher cache.
         self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
+        if tune:
+            holdout_split(self.train)  # too few pairs to hold a fifth out: said before the teacher runs
         teacher_files = [existing_file(self.shared / f"data/teacher/teacher-minilm-{split}.parquet",
                                        "a teacher Parquet file") for split in ("train", "dev")]
         self.cache = TeacherCache(cache, teacher_python)
@@ -364,11 +367,25 @@ def _pairs_where(pairs: Pairs, keep: np.ndarray) -> Pairs:
                  pairs.scores[keep], [g for g, k in zip(pairs.genres, keep) if k])
 
 
+#: ``--tune`` scores a Spearman correlation on the held-out pairs: at least two of them.
+MIN_HELD_OUT = 2
+
+
 def holdout_split(train: Pairs) -> tuple[list[str], Pairs]:
-    """Every 5th train pair held out; the fit sentences exclude every held-out sentence."""
-    held = _pairs_where(train, _held_out(train))
+    """Every 5th train pair held out; the fit sentences exclude every held-out sentence.
+
+    Raises :class:`InputError` naming the file when fewer than :data:`MIN_HELD_OUT` pairs
+    are held out or no sentence is left to fit on."""
+    held_out = _held_out(train)
+    if held_out.sum() < MIN_HELD_OUT:
+        raise InputError(f"{train.path}: {len(train)} pair(s); --tune holds out every 5th pair and scores a "
+                         f"correlation on them: it needs at least {5 * MIN_HELD_OUT} pairs")
+    held = _pairs_where(train, held_out)
     banned = set(held.unique_texts())
     fit = [t for t in train.unique_texts() if t not in banned]
+    if not fit:
+        raise InputError(f"{train.path}: every sentence of the pairs --tune fits on is also in a held-out pair "
+                         "(every 5th): nothing is left to fit")
     return fit, held
 
 
@@ -415,7 +432,7 @@ def run(args: argparse.Namespace) -> int:
         check_algorithm_output(args.out, "--out", inputs=(args.output_map_of,))
     if args.output_map_of is not None:
         return _run_output_map(args, cfg)
-    recipe = Recipe(args.shared, args.cache, args.teacher_python)
+    recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune)
     log.info("config: %s", cfg)
     if args.tune:
         fit, held = holdout_split(recipe.train)
@@ -450,7 +467,7 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
     if len(finished.rules) > len(alg.rules):
         log.info("appended the finishing rules: %s", ", ".join(r.name for r in finished.rules[len(alg.rules):]))
     alg = finished
-    recipe = Recipe(args.shared, args.cache, args.teacher_python)
+    recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune)
     log.info("config: %s", cfg)
     if args.tune:
         fit, held = holdout_split(recipe.train)

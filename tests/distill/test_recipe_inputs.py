@@ -97,3 +97,21 @@ def test_out_may_not_be_the_algorithm_it_finishes(tmp_path, capsys, tiny_dir):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "is also an input of this command" in err[0], err
     assert load_algorithm(alg).content_hash == before
+
+
+@pytest.mark.parametrize("lines, message", [
+    (["A cat {i}.\tA dog {i}."] * 9, "9 pair(s); --tune holds out every 5th pair and scores a correlation on them: "
+                                     "it needs at least 10 pairs"),
+    (["A cat.\tA dog."] * 10, "every sentence of the pairs --tune fits on is also in a held-out pair"),
+])
+def test_tune_on_too_few_train_pairs_is_one_line_before_the_teacher(tmp_path, capsys, lines, message):
+    """Fewer than 5 train pairs held out none and failed in a traceback (ValueError: Pairs: no
+    pairs), after the teacher files and the cache were read."""
+    shared = fake_shared(tmp_path)
+    pairs = "".join(f"main-captions\tf\t2012\t{i}\t{i % 5}.0\t{line.format(i=i)}\n" for i, line in enumerate(lines))
+    (shared / "data/stsb/sts-train.csv").write_text(pairs)
+    code = main(["distill", "--shared", str(shared), "--cache", str(tmp_path / "cache"), "--tune"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith(f"sae distill: error: {shared / 'data/stsb/sts-train.csv'}: {message}"), err
+    assert not (tmp_path / "cache").exists()
