@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from sae.errors import InputError
+from sae.io import write_atomically
 from sae.teacher import settle
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -153,8 +154,15 @@ class TeacherCache:
         return self._emb[[self._texts[t] for t in texts]]
 
 
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save would append ".npy" to a temporary name
+        np.save(f, array)
+
+
 def run(argv: list[str] | None = None) -> int:
-    """Fill the cache (the teacher's interpreter runs this)."""
+    """Fill the cache (the teacher's interpreter runs this). Every file is written to a
+    temporary name and renamed (:func:`sae.io.write_atomically`): an interrupted run leaves
+    no partial file that a later one would take as finished."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", required=True, help="cache folder (gitignored, e.g. out/distill)")
     ap.add_argument("--texts", help="file with one text per line to embed (appended to the cached texts)")
@@ -175,14 +183,15 @@ def run(argv: list[str] | None = None) -> int:
 
     tok_json = Path(resolve_model(args.model)) / "tokenizer.json"
     if not (cache / "tokenizer.json").exists() and tok_json.exists():
-        (cache / "tokenizer.json").write_bytes(tok_json.read_bytes())
+        data = tok_json.read_bytes()
+        write_atomically(cache / "tokenizer.json", lambda tmp: Path(tmp).write_bytes(data))
 
     tok_file = cache / TOKENS_FILE
     if not tok_file.exists():
         t = time.perf_counter()
         vocab = st.tokenizer.vocab_size
         vec = token_vectors(st, vocab)
-        np.save(tok_file, vec)
+        write_atomically(tok_file, lambda tmp: _save_npy(tmp, vec))
         print(f"teacher: {vocab} token vectors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     if args.texts:

@@ -72,3 +72,35 @@ def test_a_float32_cache_of_earlier_versions_is_not_mixed_in(filled_cache):
     cache = TeacherCache(folder, teacher_python="/nonexistent/python")
     with pytest.raises(InputError, match="no sentence-transformers: pip install 'sae\\[teacher\\]'"):
         cache.embeddings(["a dog runs ."])
+
+
+def test_an_interrupted_teacher_leaves_no_partial_token_file(tmp_path, monkeypatch):
+    """The teacher wrote tokens-f64.npy in place: Ctrl-C or a kill while it was written left a
+    truncated file that every later run took as finished (and failed on with a traceback)."""
+    import sys
+    from types import SimpleNamespace
+
+    import sae.distill.teacher_cache as teacher_cache
+    import sae.teacher
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "tokenizer.json").write_text(teacher_tokenizer_json(), encoding="utf-8")
+    fake_model = SimpleNamespace(tokenizer=SimpleNamespace(vocab_size=8))
+    fake_model.to = lambda dtype: fake_model
+    monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(manual_seed=lambda seed: None, float64="float64"))
+    monkeypatch.setattr(sae.teacher, "load_teacher_model", lambda name: fake_model)
+    monkeypatch.setattr(teacher_cache, "token_vectors", lambda st, n: np.ones((n, 384), dtype=np.float32))
+
+    def cut_short(file, array, *args, **kwargs):
+        out = open(file, "wb") if isinstance(file, str | type(tmp_path)) else file
+        out.write(b"\x93NUMPY\x01\x00")  # the header's start, then the interrupt
+        out.flush()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", cut_short)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):
+        teacher_cache.run(["--cache", str(cache), "--model", str(model)])
+    assert (cache / "tokenizer.json").read_text(encoding="utf-8") == teacher_tokenizer_json()
+    assert sorted(p.name for p in cache.iterdir()) == ["tokenizer.json"]
