@@ -69,7 +69,7 @@ from sae.distill.output_map import (
 )
 from sae.distill.pack import compress, keep_mask, row_budget
 from sae.distill.rules import RuleSettings, default_rules, finishing_rules, merge_rules, transforms_used
-from sae.distill.teacher_cache import TeacherCache
+from sae.distill.teacher_cache import TOKENS_FILE, TeacherCache
 from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
@@ -182,6 +182,10 @@ class Recipe:
         self.tok = Tokenizer.from_str(self.tokenizer_json)
         self.vocab = [self.tok.id_to_token(i) for i in range(self.tok.get_vocab_size(with_added_tokens=True))]
         self.token0 = self.cache.tokens().astype(np.float64)
+        if len(self.token0) < len(self.vocab):
+            raise InputError(f"{self.cache.dir / TOKENS_FILE}: {len(self.token0)} token vectors for the "
+                             f"{len(self.vocab)} tokens of {self.cache.dir / 'tokenizer.json'}; delete it and the "
+                             "teacher writes it again")
         # Teacher embeddings of the shared sentences. Dev's are only ever looked up to
         # report on dev: the corpus is made of train sentences alone.
         texts, emb = [], []

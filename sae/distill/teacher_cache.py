@@ -45,6 +45,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 #: The cache's files (see the module docstring: ``f64`` marks the float64 teacher).
 TOKENS_FILE = "tokens-f64.npy"
 TEXTS_FILE = "texts-f64.parquet"
+#: What a bad cache file's message advises.
+_REDO = "delete it and the teacher writes it again"
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
 def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
     """Teacher embedding of each token id alone: mean over [CLS] t [SEP], normalized."""
     import torch
@@ -120,7 +127,11 @@ class TeacherCache:
         from tokenizers import Tokenizer
 
         self._ready()
-        tok = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
+        file = self.dir / "tokenizer.json"
+        try:
+            tok = Tokenizer.from_file(str(file))
+        except Exception as exc:  # tokenizers raises a bare Exception for a bad file
+            raise InputError(f"{file}: not a readable tokenizer ({_one_line(exc)}); {_REDO}") from None
         tok.no_padding()
         tok.no_truncation()
         return tok.to_str()
@@ -128,14 +139,30 @@ class TeacherCache:
     def tokens(self) -> np.ndarray:
         """``(vocab, dim)`` float32: the teacher's embedding of every token alone."""
         self._ready()
-        return np.load(self.dir / TOKENS_FILE)
+        file = self.dir / TOKENS_FILE
+        try:
+            with open(file, "rb") as f:
+                if f.read(6) != b"\x93NUMPY":  # np.load would read it as a pickle, and refuse that
+                    raise InputError(f"{file}: not an .npy file; {_REDO}")
+            tokens = np.load(file, allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise InputError(f"{file}: not a readable .npy file ({_one_line(exc)}); {_REDO}") from None
+        if tokens.ndim != 2 or tokens.dtype != np.float32 or not tokens.size:
+            raise InputError(f"{file}: holds a {tokens.dtype} array of shape {tokens.shape}, expected "
+                             f"(vocabulary, dim) float32; {_REDO}")
+        if not np.isfinite(tokens).all():
+            raise InputError(f"{file}: contains NaN or infinity; {_REDO}")
+        return tokens
 
     def _load(self) -> None:
         from sae.teacher import read_teacher
 
         file = self.dir / TEXTS_FILE
         if file.exists():
-            table = read_teacher(file)
+            try:
+                table = read_teacher(file)
+            except InputError as exc:
+                raise InputError(f"{exc}; {_REDO}") from None
             self._texts = {t: i for i, t in enumerate(table.texts)}
             self._emb = np.asarray(table.embeddings)
         else:

@@ -104,3 +104,41 @@ def test_an_interrupted_teacher_leaves_no_partial_token_file(tmp_path, monkeypat
         teacher_cache.run(["--cache", str(cache), "--model", str(model)])
     assert (cache / "tokenizer.json").read_text(encoding="utf-8") == teacher_tokenizer_json()
     assert sorted(p.name for p in cache.iterdir()) == ["tokenizer.json"]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f.write_bytes(f.read_bytes()[:200]), "tokens-f64.npy: not a readable .npy file (Failed to read all data"),
+    (lambda f: f.write_text("hello\n"), "tokens-f64.npy: not an .npy file;"),
+    (lambda f: np.save(f, np.zeros((8, 384))), "tokens-f64.npy: holds a float64 array of shape (8, 384), expected"),
+    (lambda f: np.save(f, np.full((8, 384), np.nan, dtype=np.float32)), "tokens-f64.npy: contains NaN or infinity;"),
+    (lambda f: (f.parent / "tokenizer.json").write_text('{"x":'), "tokenizer.json: not a readable tokenizer ("),
+])
+def test_a_damaged_cache_file_is_named_in_one_line(filled_cache, damage, message):
+    """A cache file cut short or replaced ended distillation in a traceback (numpy's ValueError,
+    the tokenizer's bare Exception, an IndexError deep in the fit)."""
+    folder = filled_cache[0]
+    damage(folder / TOKENS_FILE)
+    cache = TeacherCache(folder, teacher_python="/nonexistent/python")
+    with pytest.raises(InputError) as info:
+        cache.tokenizer_json()
+        cache.tokens()
+    assert message in str(info.value) and str(info.value).endswith("delete it and the teacher writes it again")
+    assert str(folder) in str(info.value)
+
+
+def test_a_token_file_shorter_than_the_vocabulary_is_named(filled_cache, tmp_path, capsys):
+    """8 token vectors for a 30,522-token tokenizer failed in the fit (IndexError)."""
+    from sae.cli import main
+    from tests.distill.test_recipe_inputs import fake_shared
+
+    folder = filled_cache[0]
+    shared = fake_shared(tmp_path / "data")
+    rows = settle(np.eye(384)[:2])
+    for split in ("train", "dev"):
+        (shared / f"data/teacher/teacher-minilm-{split}.parquet").unlink()
+        write_teacher(shared / f"data/teacher/teacher-minilm-{split}.parquet", ["A cat 0.", "A dog 0."], rows, {})
+    code = main(["distill", "--shared", str(shared), "--cache", str(folder), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert err[0] == (f"sae distill: error: {folder / TOKENS_FILE}: 8 token vectors for the 30522 tokens of "
+                      f"{folder / 'tokenizer.json'}; delete it and the teacher writes it again")
