@@ -6,7 +6,7 @@ this module with the teacher's interpreter (a venv with sentence-transformers an
 torch)::
 
     PYTHONPATH=. /work/venv-teacher/bin/python -m sae.distill.teacher_cache \
-        --cache out/distill --texts out/distill/requests.txt
+        --cache out/distill --texts out/distill/requests.jsonl
 
 It writes, under ``--cache``:
 
@@ -14,7 +14,8 @@ It writes, under ``--cache``:
 * ``tokens-f64.npy``: ``(vocab, 384)`` float32, the teacher's embedding of every vocabulary
   token alone (input ``[CLS] token [SEP]``, the model's mean pooling, L2-normalized);
 * ``texts-f64.parquet``: a teacher file (``text``, ``embedding``) with every text of
-  ``--texts`` (one per line); texts already cached are not embedded again.
+  ``--texts`` (one per line, or a ``.jsonl`` file of JSON strings, which can hold any
+  text); texts already cached are not embedded again.
 
 **The same bytes on any CPU.** The teacher runs in float64 and every value is settled
 to a multiple of 2⁻²⁰ (:func:`sae.teacher.embed_settled`; why: the :mod:`sae.teacher`
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +47,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 #: The cache's files (see the module docstring: ``f64`` marks the float64 teacher).
 TOKENS_FILE = "tokens-f64.npy"
 TEXTS_FILE = "texts-f64.parquet"
+#: The texts :class:`TeacherCache` asks the teacher for (JSON Lines, :func:`read_requests`).
+REQUESTS_FILE = "requests.jsonl"
 #: What a bad cache file's message advises.
 _REDO = "delete it and the teacher writes it again"
 
@@ -96,8 +100,13 @@ class TeacherCache:
         self._emb: np.ndarray | None = None
 
     def _run(self, texts: list[str]) -> None:
-        request = self.dir / "requests.txt"
-        request.write_text("\n".join(texts) + "\n", encoding="utf-8")
+        # JSON Lines: a text may be empty or hold a line break, which one text per line would lose.
+        request = self.dir / REQUESTS_FILE
+        try:
+            request.write_text("".join(json.dumps(t, ensure_ascii=False) + "\n" for t in texts), encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"{request}: cannot write the teacher's request ({exc.strerror or exc}); the teacher "
+                             f"cache {self.dir} must be writable while it lacks embeddings") from None
         argv = ["--cache", str(self.dir), "--texts", str(request)]
         if importlib.util.find_spec("sentence_transformers") is not None:
             if run(argv) != 0:
@@ -181,6 +190,17 @@ class TeacherCache:
         return self._emb[[self._texts[t] for t in texts]]
 
 
+def read_requests(path: str | Path) -> list[str]:
+    """The texts of a request: a ``.jsonl`` file holds one JSON string per line (what
+    :class:`TeacherCache` writes: any text, the empty one and line breaks included), any
+    other file one text per line (empty lines skipped)."""
+    with open(path, encoding="utf-8", newline="") as f:
+        data = f.read()
+    if str(path).endswith(".jsonl"):
+        return [json.loads(line) for line in data.split("\n") if line]
+    return [line.rstrip("\r") for line in data.split("\n") if line.rstrip("\r")]
+
+
 def _save_npy(path: str, array: np.ndarray) -> None:
     with open(path, "wb") as f:  # np.save would append ".npy" to a temporary name
         np.save(f, array)
@@ -192,7 +212,8 @@ def run(argv: list[str] | None = None) -> int:
     no partial file that a later one would take as finished."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cache", required=True, help="cache folder (gitignored, e.g. out/distill)")
-    ap.add_argument("--texts", help="file with one text per line to embed (appended to the cached texts)")
+    ap.add_argument("--texts", help="file of texts to embed (appended to the cached texts): one per line, or "
+                    "a .jsonl file of JSON strings, one per line")
     ap.add_argument("--model", default="all-MiniLM-L6-v2")
     args = ap.parse_args(argv)
 
@@ -222,7 +243,7 @@ def run(argv: list[str] | None = None) -> int:
         print(f"teacher: {vocab} token vectors in {time.perf_counter() - t:.1f} s", file=sys.stderr)
 
     if args.texts:
-        wanted = [line for line in Path(args.texts).read_text(encoding="utf-8").split("\n") if line]
+        wanted = read_requests(args.texts)
         file = cache / TEXTS_FILE
         texts: list[str] = []
         emb = np.zeros((0, 384), dtype=np.float32)

@@ -74,9 +74,9 @@ def test_a_float32_cache_of_earlier_versions_is_not_mixed_in(filled_cache):
         cache.embeddings(["a dog runs ."])
 
 
-def test_an_interrupted_teacher_leaves_no_partial_token_file(tmp_path, monkeypatch):
-    """The teacher wrote tokens-f64.npy in place: Ctrl-C or a kill while it was written left a
-    truncated file that every later run took as finished (and failed on with a traceback)."""
+def fake_teacher(tmp_path, monkeypatch):
+    """The teacher's side of the cache (``teacher_cache.run``) without torch or a model: token
+    vectors of ones, a text's embedding a unit row picked by its length. Returns the model directory."""
     import sys
     from types import SimpleNamespace
 
@@ -91,6 +91,17 @@ def test_an_interrupted_teacher_leaves_no_partial_token_file(tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "torch", SimpleNamespace(manual_seed=lambda seed: None, float64="float64"))
     monkeypatch.setattr(sae.teacher, "load_teacher_model", lambda name: fake_model)
     monkeypatch.setattr(teacher_cache, "token_vectors", lambda st, n: np.ones((n, 384), dtype=np.float32))
+    monkeypatch.setattr(sae.teacher, "embed_settled",
+                        lambda texts, st, batch_size: np.eye(384, dtype=np.float32)[[len(t) for t in texts]])
+    return model
+
+
+def test_an_interrupted_teacher_leaves_no_partial_token_file(tmp_path, monkeypatch):
+    """The teacher wrote tokens-f64.npy in place: Ctrl-C or a kill while it was written left a
+    truncated file that every later run took as finished (and failed on with a traceback)."""
+    import sae.distill.teacher_cache as teacher_cache
+
+    model = fake_teacher(tmp_path, monkeypatch)
 
     def cut_short(file, array, *args, **kwargs):
         out = open(file, "wb") if isinstance(file, str | type(tmp_path)) else file
@@ -142,3 +153,41 @@ def test_a_token_file_shorter_than_the_vocabulary_is_named(filled_cache, tmp_pat
     assert code == 2 and len(err) == 1, err
     assert err[0] == (f"sae distill: error: {folder / TOKENS_FILE}: 8 token vectors for the 30522 tokens of "
                       f"{folder / 'tokenizer.json'}; delete it and the teacher writes it again")
+
+
+def test_any_text_reaches_the_teacher_and_back(tmp_path, monkeypatch):
+    """The request was one text per line, read back without empty lines and with universal
+    newlines: an empty sentence (or one holding a carriage return) never reached the teacher, and
+    'sae distill' ended in a traceback (KeyError: '')."""
+    import importlib.util
+
+    import sae.distill.teacher_cache as teacher_cache
+
+    model = fake_teacher(tmp_path, monkeypatch)
+    real_run = teacher_cache.run
+    monkeypatch.setattr(teacher_cache, "run", lambda argv: real_run([*argv, "--model", str(model)]))
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: object() if name == "sentence_transformers" else real_find_spec(name, *a))
+    texts = ["", "a\rb", "two\nlines", "   ", "plain"]
+    got = TeacherCache(tmp_path / "cache").embeddings(texts)
+    assert np.array_equal(got, np.eye(384, dtype=np.float32)[[len(t) for t in texts]])
+
+
+def test_a_cache_that_cannot_take_a_request_is_one_line(filled_cache, monkeypatch):
+    """A read-only cache lacking a text: the request's OSError was a traceback."""
+    import errno
+    from pathlib import Path
+
+    real_write_text = Path.write_text
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_write_text(self, *args, **kwargs)
+
+    folder = filled_cache[0]
+    monkeypatch.setattr(Path, "write_text", read_only)
+    with pytest.raises(InputError, match=r"cannot write the teacher's request \(Read-only file system\); the teacher "
+                                         r"cache .* must be writable while it lacks embeddings"):
+        TeacherCache(folder, teacher_python="/nonexistent/python").embeddings(["a new text"])
