@@ -32,6 +32,7 @@ import argparse
 import hashlib
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -74,7 +75,7 @@ from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
 from sae.io import existing_file
-from sae.layout import DEFAULT_CAPACITIES, Q16_ONE, SCALE_LIMIT
+from sae.layout import DEFAULT_CAPACITIES, Q16_ONE, SCALE_LIMIT, TOLERANCE_MAX
 from sae.teacher import read_teacher
 
 log = logging.getLogger(__name__)
@@ -130,8 +131,9 @@ class Config:
     not_scale: float = 0.6
 
     def with_overrides(self, pairs: list[str]) -> Config:
-        """A copy with ``KEY=VALUE`` overrides (``--set``), typed like the field; a bad one
-        raises :class:`InputError` naming it."""
+        """A copy with ``KEY=VALUE`` overrides (``--set``), typed like the field and within its
+        range (:data:`CONFIG_RANGES`); a bad one raises :class:`InputError` naming it, before
+        any work (a value out of range failed after the whole fit, or was used as it was)."""
         cfg = self
         names = {f.name: f.type for f in fields(self)}
         for kv in pairs:
@@ -139,17 +141,60 @@ class Config:
             if not sep or key not in names:
                 raise InputError(f"--set {kv!r}: expected KEY=VALUE with KEY one of {', '.join(names)}")
             cur = getattr(cfg, key)
-            try:
-                typed = value.lower() in ("1", "true", "yes") if isinstance(cur, bool) else type(cur)(value)
-            except ValueError:
-                raise InputError(f"--set {kv!r}: {key} takes {type(cur).__name__} values, got {value!r}") from None
-            cfg = replace(cfg, **{key: typed})
+            if isinstance(cur, bool):
+                if value.lower() not in BOOLEAN_WORDS:
+                    raise InputError(f"--set {kv!r}: {key} is on or off: 1, true, yes, on or 0, false, no, off")
+                typed = BOOLEAN_WORDS[value.lower()]
+            else:
+                try:
+                    typed = type(cur)(value)
+                except ValueError:
+                    raise InputError(f"--set {kv!r}: {key} takes {type(cur).__name__} values, got {value!r}") from None
             if key.endswith("_scale") and not 0 < typed <= MAX_SCALE:
                 raise InputError(f"--set {kv!r}: {key} is a weight scale, above 0 and at most {MAX_SCALE:g}")
+            if key in CONFIG_RANGES:
+                low, high, above = CONFIG_RANGES[key]
+                if (isinstance(typed, float) and not math.isfinite(typed)) or not (typed > low if above else typed >= low) \
+                        or typed > high:
+                    least = f"above {low:g}" if above else f"at least {low:g}"
+                    most = f" and at most {high:g}" if math.isfinite(high) else ""
+                    raise InputError(f"--set {kv!r}: {key} must be {least}{most} (a finite number)")
+            cfg = replace(cfg, **{key: typed})
         return cfg
 
     def rule_settings(self) -> RuleSettings:
         return RuleSettings(**{f.name: getattr(self, f.name) for f in fields(RuleSettings)})
+
+
+#: ``--set`` words for a boolean field.
+BOOLEAN_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False,
+                 "off": False}
+_INF = math.inf
+#: The range of each numeric :class:`Config` field but the ``*_scale`` ones: ``(low, high,
+#: above)``, ``above`` when ``low`` itself is excluded. A ridge needs a positive strength
+#: (0 can leave its system singular); the loop parameters are the Algorithm format's.
+CONFIG_RANGES: dict[str, tuple[float, float, bool]] = {
+    "max_bytes": (1, _INF, False),
+    "gpu_binding_bytes": (1, _INF, False),
+    "min_word_freq": (1, _INF, False),
+    "windows": (0, _INF, False),
+    "window_weight": (0, _INF, False),
+    "pair_weight": (0, _INF, False),
+    "token_weight": (0, _INF, False),
+    "lam_token": (0, _INF, True),
+    "lam_phrase": (0, _INF, True),
+    "lam_map": (0, _INF, True),
+    "lam_transform": (0, _INF, True),
+    "refine_pair_weight": (0, _INF, False),
+    "refine_steps": (0, _INF, False),
+    "negation_span": (0, DEFAULT_CAPACITIES.run, False),
+    "max_steps": (0, DEFAULT_CAPACITIES.steps, False),
+    "tolerance": (0, TOLERANCE_MAX, False),
+    "inhibit_steps": (0, DEFAULT_CAPACITIES.steps, False),
+    "map_lam": (0, _INF, False),
+    "map_pair_weight": (0, _INF, False),
+    "map_steps": (0, _INF, False),
+}
 
 
 @dataclass

@@ -59,8 +59,27 @@ def test_contractions_on_a_tokenizer_without_a_bert_normalizer_name_the_file(tmp
     ("not_scale=0", "--set 'not_scale=0': not_scale is a weight scale, above 0 and at most 64"),
     ("num_scale=1e9", "--set 'num_scale=1e9': num_scale is a weight scale, above 0 and at most 64"),
     ("stop_scale=-0.25", "--set 'stop_scale=-0.25': stop_scale is a weight scale"),
+    # Each of these was taken as given and failed after the whole fit (naming a temporary
+    # file, or in a traceback), or wrote an Algorithm fitted with it (lam_token=-1, windows=-1).
+    ("lam_token=nan", "--set 'lam_token=nan': lam_token must be above 0 (a finite number)"),
+    ("lam_token=-1", "--set 'lam_token=-1': lam_token must be above 0"),
+    ("lam_transform=0", "--set 'lam_transform=0': lam_transform must be above 0"),
+    ("window_weight=inf", "--set 'window_weight=inf': window_weight must be at least 0 (a finite number)"),
+    ("pair_weight=-1", "--set 'pair_weight=-1': pair_weight must be at least 0"),
+    ("windows=-1", "--set 'windows=-1': windows must be at least 0"),
+    ("min_word_freq=0", "--set 'min_word_freq=0': min_word_freq must be at least 1"),
+    ("max_bytes=0", "--set 'max_bytes=0': max_bytes must be at least 1"),
+    ("max_steps=65", "--set 'max_steps=65': max_steps must be at least 0 and at most 64"),
+    ("inhibit_steps=-1", "--set 'inhibit_steps=-1': inhibit_steps must be at least 0 and at most 64"),
+    ("tolerance=-1", "--set 'tolerance=-1': tolerance must be at least 0 and at most 1.07374e+09"),
+    ("negation_span=1000", "--set 'negation_span=1000': negation_span must be at least 0 and at most 8"),
+    ("refine_steps=-1", "--set 'refine_steps=-1': refine_steps must be at least 0"),
+    ("map_steps=-5", "--set 'map_steps=-5': map_steps must be at least 0"),
+    ("refine_pair_weight=nan", "--set 'refine_pair_weight=nan': refine_pair_weight must be at least 0"),
+    ("rules=ture", "--set 'rules=ture': rules is on or off: 1, true, yes, on or 0, false, no, off"),
 ])
 def test_a_bad_setting_is_named_in_one_line_before_anything_is_read(tmp_path, capsys, setting, message):
+    """Before the shared data (missing here) is read: a value out of range is refused up front."""
     code = main(["distill", "--shared", str(tmp_path / "no-shared"), "--out", str(tmp_path / "out"),
                  "--set", setting])
     err = capsys.readouterr().err.strip().splitlines()
@@ -115,3 +134,16 @@ def test_tune_on_too_few_train_pairs_is_one_line_before_the_teacher(tmp_path, ca
     assert code == 2
     assert len(err) == 1 and err[0].startswith(f"sae distill: error: {shared / 'data/stsb/sts-train.csv'}: {message}"), err
     assert not (tmp_path / "cache").exists()
+
+
+def test_every_default_is_within_its_range_and_the_words_for_on_and_off():
+    from dataclasses import fields
+
+    from sae.distill.recipe import CONFIG_RANGES, Config
+
+    cfg = Config()
+    numbers = [f.name for f in fields(cfg) if not isinstance(getattr(cfg, f.name), bool)]
+    assert set(CONFIG_RANGES) == {n for n in numbers if not n.endswith("_scale")}
+    assert cfg.with_overrides([f"{name}={getattr(cfg, name)}" for name in numbers]) == cfg
+    assert cfg.with_overrides(["rules=off", "merges=Yes", "subject=0"]).rules is False
+    assert cfg.with_overrides(["merges=Yes"]).merges is True
