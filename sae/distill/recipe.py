@@ -468,7 +468,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--tune", action="store_true",
                     help="fit on 4/5 of the train pairs and score on the held-out fifth; writes nothing")
     ap.add_argument("--dev", action="store_true", help="also measure the built Algorithm on the dev split")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a Config field")
+    ap.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override fields of sae.distill.Config, one or more per --set (--set subject=0 clause=0); "
+                    "an unknown KEY is answered with the list of fields")
     ap.add_argument("--output-map-of", default=None, metavar="DIR",
                     help="finish the Algorithm in DIR: append the recipe's finishing rules (--set not_scale=1 "
                          "keeps its rules as they are), fit its output map and write it with the map folded in to "

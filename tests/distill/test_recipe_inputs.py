@@ -147,3 +147,20 @@ def test_every_default_is_within_its_range_and_the_words_for_on_and_off():
     assert cfg.with_overrides([f"{name}={getattr(cfg, name)}" for name in numbers]) == cfg
     assert cfg.with_overrides(["rules=off", "merges=Yes", "subject=0"]).rules is False
     assert cfg.with_overrides(["merges=Yes"]).merges is True
+
+
+def test_one_set_takes_several_settings_as_the_docs_write_them(monkeypatch):
+    """docs/DISTILLATION.md: '--set subject=0 preposition=0 clause=0 gives the previous recipe';
+    argparse refused it (unrecognized arguments: preposition=0 clause=0)."""
+    import sae.distill.recipe as recipe
+
+    seen = {}
+
+    def fake_run(args):
+        seen["cfg"] = recipe.Config().with_overrides(args.set)
+        return 0
+
+    monkeypatch.setattr(recipe, "run", fake_run)
+    assert main(["distill", "--set", "subject=0", "preposition=0", "clause=0", "--set", "windows=2", "--tune"]) == 0
+    cfg = seen["cfg"]
+    assert (cfg.subject, cfg.preposition, cfg.clause, cfg.windows) == (False, False, False, 2)
