@@ -212,12 +212,15 @@ class Recipe:
     """One run of the recipe over shared data (``shared/data``) and a teacher cache."""
 
     def __init__(self, shared: str | Path, cache: str | Path, teacher_python: str | None = None, *,
-                 tune: bool = False) -> None:
+                 tune: bool = False, dev: bool = False) -> None:
         self.shared = Path(shared)
         # The shared files first: a wrong --shared is named as such, not as a cold teacher cache.
         self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
         if tune:
             holdout_split(self.train)  # too few pairs to hold a fifth out: said before the teacher runs
+        # Read now so that a missing or bad dev file is said before the fit, not after --out is
+        # written; only ever scored at the end (_print_dev), never fitted on.
+        self.dev = read_pairs(self.shared / "data/stsb/sts-dev.csv") if dev else None
         teacher_files = [existing_file(self.shared / f"data/teacher/teacher-minilm-{split}.parquet",
                                        "a teacher Parquet file") for split in ("train", "dev")]
         self.cache = TeacherCache(cache, teacher_python)
@@ -467,7 +470,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "lacks sentence-transformers")
     ap.add_argument("--tune", action="store_true",
                     help="fit on 4/5 of the train pairs and score on the held-out fifth; writes nothing")
-    ap.add_argument("--dev", action="store_true", help="also measure the built Algorithm on the dev split")
+    ap.add_argument("--dev", action="store_true", help="also measure the written Algorithm on the dev split "
+                    "(SHARED/data/stsb/sts-dev.csv; not with --tune)")
     ap.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                     help="override fields of sae.distill.Config, one or more per --set (--set subject=0 clause=0); "
                     "an unknown KEY is answered with the list of fields")
@@ -478,12 +482,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.tune and args.dev:  # --dev was ignored: dev is measured on what --out writes
+        raise InputError("--dev measures the Algorithm written to --out, and --tune writes none; "
+                         "drop one of them")
     cfg = Config().with_overrides(args.set)
     if not args.tune:  # before hours of fitting, not after
         check_algorithm_output(args.out, "--out", inputs=(args.output_map_of,))
     if args.output_map_of is not None:
         return _run_output_map(args, cfg)
-    recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune)
+    recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune, dev=args.dev)
     log.info("config: %s", cfg)
     if args.tune:
         fit, held = holdout_split(recipe.train)
@@ -518,7 +525,7 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
     if len(finished.rules) > len(alg.rules):
         log.info("appended the finishing rules: %s", ", ".join(r.name for r in finished.rules[len(alg.rules):]))
     alg = finished
-    recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune)
+    recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune, dev=args.dev)
     log.info("config: %s", cfg)
     if args.tune:
         fit, held = holdout_split(recipe.train)
@@ -538,5 +545,4 @@ def _print_dev(recipe: Recipe, path: str) -> None:
     """The written Algorithm measured on the dev split (the only place dev is read)."""
     from sae.algorithm import load_algorithm
 
-    dev = read_pairs(recipe.shared / "data/stsb/sts-dev.csv")
-    print(json.dumps({"dev": report(load_algorithm(path), recipe, dev)}, indent=1))
+    print(json.dumps({"dev": report(load_algorithm(path), recipe, recipe.dev)}, indent=1))

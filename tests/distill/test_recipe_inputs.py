@@ -164,3 +164,22 @@ def test_one_set_takes_several_settings_as_the_docs_write_them(monkeypatch):
     assert main(["distill", "--set", "subject=0", "preposition=0", "clause=0", "--set", "windows=2", "--tune"]) == 0
     cfg = seen["cfg"]
     assert (cfg.subject, cfg.preposition, cfg.clause, cfg.windows) == (False, False, False, 2)
+
+
+def test_dev_is_read_before_the_fit(tmp_path, capsys):
+    """--dev read sts-dev.csv only after the build: a missing or bad one failed once --out was
+    written, after the whole fit."""
+    shared = fake_shared(tmp_path)  # no sts-dev.csv
+    code = main(["distill", "--shared", str(shared), "--cache", str(tmp_path / "cache"), "--out",
+                 str(tmp_path / "out"), "--dev"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == [f"sae distill: error: {shared / 'data/stsb/sts-dev.csv'}: no such file"], err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
+
+
+def test_tune_and_dev_together_are_refused(tmp_path, capsys):
+    """--tune --dev printed the holdout and silently no dev figures."""
+    code = main(["distill", "--shared", str(tmp_path / "no-shared"), "--tune", "--dev"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["sae distill: error: --dev measures the Algorithm written to --out, and --tune "
+                                 "writes none; drop one of them"], err
