@@ -530,6 +530,9 @@ def check_algorithm_output(out: str | Path, flag: str, inputs: tuple[str | Path 
     if str(out) == "-":  # stdin's name as an input; as an output it would be a directory named "-"
         raise InputError(f"-: {flag} names the Algorithm directory to write, not standard output")
     path = Path(out)
+    if path.name in ("", ".", ".."):  # "", ".", "..", "/": a directory replaced whole cannot be renamed away
+        raise InputError(f"{out or repr(out)}: {flag} names the Algorithm directory to write by a path that ends "
+                         "in its name, not the current directory, its parent or the root")
     if path.exists() and not path.is_dir():
         raise InputError(f"{out}: exists and is not a directory ({flag} names the Algorithm directory to write)")
     if path.is_dir():

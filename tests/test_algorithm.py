@@ -192,3 +192,32 @@ def test_save_algorithm_checks_first_and_writes_whole(tmp_path, tiny_alg, monkey
         with pytest.raises(ValueError, match="name a directory to write"):
             save_algorithm(tiny_alg, name)
     assert load_algorithm(save_algorithm(tiny_alg, tmp_path / "a" / "b")).name == tiny_alg.name  # parents made
+
+
+@pytest.mark.parametrize("name", [".", "", "..", "sub/..", "/"])
+def test_an_algorithm_output_that_is_the_current_directory_is_refused_first(tmp_path, tiny_alg, monkeypatch, name):
+    """'sae distill --out .' in an empty directory (or one holding an Algorithm) passed the
+    check, fitted for as long as it takes, then failed to rename the current directory, with
+    'the saved Algorithm does not load back identically'."""
+    from sae.algorithm import check_algorithm_output, save_algorithm_atomically
+    from sae.errors import InputError
+
+    work = tmp_path / "work"
+    (work / "sub").mkdir(parents=True)
+    monkeypatch.chdir(work / "sub")
+    message = r"names the Algorithm directory to write by a path that ends in its name"
+    with pytest.raises(InputError, match=message):
+        check_algorithm_output(name, "--out")
+    with pytest.raises(InputError, match=message):
+        save_algorithm_atomically(tiny_alg, name, "--out")
+    assert not any((work / "sub").iterdir())
+
+
+def test_distill_out_dot_is_refused_before_anything_is_read(tmp_path, monkeypatch, capsys):
+    from sae.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["distill", "--shared", str(tmp_path / "no-shared"), "--out", "."]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sae distill: error: .: --out names the Algorithm directory to write by a path that ends in its "
+                   "name, not the current directory, its parent or the root"], err
