@@ -487,7 +487,9 @@ def run(args: argparse.Namespace) -> int:
                          "drop one of them")
     cfg = Config().with_overrides(args.set)
     if not args.tune:  # before hours of fitting, not after
-        check_algorithm_output(args.out, "--out", inputs=(args.output_map_of,))
+        # --out is replaced whole: the teacher cache (filled as the run goes) and the shared
+        # data may not lie inside it, nor be it.
+        check_algorithm_output(args.out, "--out", inputs=(args.output_map_of, args.cache, args.shared))
     if args.output_map_of is not None:
         return _run_output_map(args, cfg)
     recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune, dev=args.dev)

@@ -183,3 +183,17 @@ def test_tune_and_dev_together_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err == ["sae distill: error: --dev measures the Algorithm written to --out, and --tune "
                                  "writes none; drop one of them"], err
+
+
+@pytest.mark.parametrize("cache", ["out", "out/cache"])
+def test_a_cache_inside_out_is_refused_before_it_is_created(tmp_path, capsys, cache):
+    """--cache OUT/cache with a new OUT: the cache was created (and, with the teacher, filled
+    for minutes) inside the directory --out replaces, and the run was refused at the end, or
+    replaced the cache by the Algorithm."""
+    shared = fake_shared(tmp_path)
+    out = tmp_path / "out"
+    code = main(["distill", "--shared", str(shared), "--cache", str(tmp_path / cache), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    expected = "is also an input of this command" if cache == "out" else "which this command needs; name another --out"
+    assert code == 2 and len(err) == 1 and expected in err[0], err
+    assert not out.exists()
