@@ -318,9 +318,13 @@ class Recipe:
 
     def build(self, sentences: list[str], cfg: Config) -> Algorithm:
         """Fit an Algorithm on ``sentences`` (and their windows and minimal pairs)."""
-        corpus = self.corpus(sentences, cfg)
-        skel = self.skeleton(corpus.sentences, cfg)
+        skel = self.skeleton(list(sentences), cfg)
         log.info("structure: %d phrases, %d rules", skel.n_phrases, len(skel.rules))
+        n_tr = transforms_used(skel.rules)
+        dim = self.token0.shape[1]
+        budget = row_budget(skel, dim, cfg.max_bytes, n_tr, cfg.gpu_binding_bytes)
+        _check_budget(cfg, budget, skel.n_phrases + 1)  # before the teacher runs
+        corpus = self.corpus(sentences, cfg)
         ids = skel.token_ids(corpus.texts)  # the Algorithm's own tokenizer (windows are cut by the teacher's)
         # Vectors: programs of the merges alone (the reweighting rules are tuned for
         # the similarity task after the fit; fitting through them would undo them).
@@ -330,6 +334,7 @@ class Recipe:
         log.info("vectors: annealed %d texts in %.1f s", len(ids), time.perf_counter() - t0)
         docs, syms, coefs = vector_design(items, skel)
         seen = np.unique(syms[syms < skel.vocab_size])
+        _check_budget(cfg, budget, skel.n_phrases + seen.size)  # before the fit
         n0 = len(corpus.texts)
         design = (np.concatenate([docs, n0 + np.arange(seen.size)]), np.concatenate([syms, seen]),
                   np.concatenate([coefs, np.ones(seen.size)]))
@@ -338,9 +343,7 @@ class Recipe:
         ridge = RidgeSettings(cfg.lam_token, cfg.lam_phrase, cfg.lam_map)
         fitted = fit_vectors(skel.n_symbols, skel.vocab_size, design, targets, row_weight, self.token0, ridge)
         full = phrase_vectors(fitted, skel)
-        n_tr = transforms_used(skel.rules)
-        dim = full.shape[1]
-        keep = keep_mask(skel, self.vocab, seen, row_budget(skel, dim, cfg.max_bytes, n_tr, cfg.gpu_binding_bytes))
+        keep = keep_mask(skel, self.vocab, seen, budget)
         log.info("vectors: %d rows of %d symbols", int(keep.sum()), skel.n_symbols)
         identity = np.zeros((n_tr, dim, dim + 1), dtype=np.float32)
         identity[:, :, :dim] = np.eye(dim)
@@ -384,6 +387,16 @@ class Recipe:
         return replace(mapped, vectors=mapped.vectors.astype(np.float16).astype(np.float32),
                        transforms=mapped.transforms.astype(np.float16).astype(np.float32),
                        description=f"{alg.description} {note}".strip())
+
+
+def _check_budget(cfg: Config, rows: int, needed: int) -> None:
+    """The size budget leaves room for ``needed`` vector rows (every phrase and every token
+    of the training texts get one), or :class:`InputError` naming the settings. The
+    budget was ignored: the Algorithm was written larger than asked."""
+    if needed > rows:
+        raise InputError(f"--set max_bytes={cfg.max_bytes} gpu_binding_bytes={cfg.gpu_binding_bytes}: room for "
+                         f"{max(rows, 0)} vector rows beside the other files, and the Algorithm needs at least "
+                         f"{needed} (one per phrase and per token of the training texts)")
 
 
 # -- scoring ------------------------------------------------------------------------------

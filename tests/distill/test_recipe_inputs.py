@@ -197,3 +197,28 @@ def test_a_cache_inside_out_is_refused_before_it_is_created(tmp_path, capsys, ca
     expected = "is also an input of this command" if cache == "out" else "which this command needs; name another --out"
     assert code == 2 and len(err) == 1 and expected in err[0], err
     assert not out.exists()
+
+
+def test_a_size_budget_too_small_for_the_data_is_refused_before_the_teacher(tmp_path, capsys):
+    """--set max_bytes (or gpu_binding_bytes) below what the data needs was ignored: the
+    Algorithm was written larger than the budget, exit 0."""
+    import numpy as np
+
+    from sae.distill.teacher_cache import TOKENS_FILE
+    from sae.teacher import write_teacher
+    from tests.conftest import teacher_tokenizer_json
+
+    shared = fake_shared(tmp_path)
+    for split in ("train", "dev"):
+        write_teacher(shared / f"data/teacher/teacher-minilm-{split}.parquet", ["A cat 0."], np.eye(1, 384), {})
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tokenizer.json").write_text(teacher_tokenizer_json(), encoding="utf-8")
+    np.save(cache / TOKENS_FILE, np.full((30522, 384), 384**-0.5, dtype=np.float32))
+    for setting, rows in (("max_bytes=1000", 0), ("gpu_binding_bytes=1000", 0)):
+        code = main(["distill", "--shared", str(shared), "--cache", str(cache), "--out", str(tmp_path / "out"),
+                     "--set", setting])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert f"room for {rows} vector rows beside the other files, and the Algorithm needs at least" in err[0]
+        assert not (tmp_path / "out").exists()
