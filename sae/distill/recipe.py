@@ -215,6 +215,9 @@ class Recipe:
                  tune: bool = False, dev: bool = False) -> None:
         self.shared = Path(shared)
         # The shared files first: a wrong --shared is named as such, not as a cold teacher cache.
+        if not (self.shared / "data").is_dir():  # said as the option, not as a file the user never named
+            raise InputError(f"{shared}: no shared data here (data/stsb, data/teacher); name the shared folder "
+                             "with --shared (default: ../shared, from the current directory)")
         self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
         if tune:
             holdout_split(self.train)  # too few pairs to hold a fifth out: said before the teacher runs
@@ -474,10 +477,13 @@ def report(alg: Algorithm, recipe: Recipe, pairs: Pairs) -> dict:
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--shared", default="../shared", help="the shared folder (data/stsb, data/teacher)")
-    ap.add_argument("--out", default="out/base", help="Algorithm directory to write (the bundled default is "
-                    "evolved from this base: tools/build_default.sh)")
-    ap.add_argument("--cache", default="out/distill", help="teacher cache folder (computed when missing)")
+    ap.add_argument("--shared", default="../shared", help="the shared folder, holding data/stsb (sts-train.csv, "
+                    "sts-dev.csv) and data/teacher (default: ../shared, from the current directory)")
+    ap.add_argument("--out", default="out/base", help="Algorithm directory to write, replaced whole; its parent "
+                    "must exist (default: out/base; the bundled default is evolved from this base: "
+                    "tools/build_default.sh)")
+    ap.add_argument("--cache", default="out/distill", help="teacher cache folder, created and filled by the "
+                    "teacher when it lacks something (default: out/distill)")
     ap.add_argument("--teacher-python", default=None,
                     help="interpreter with sae[teacher] installed (env SAE_TEACHER_PYTHON), used when this one "
                          "lacks sentence-transformers")

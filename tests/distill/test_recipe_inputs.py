@@ -222,3 +222,22 @@ def test_a_size_budget_too_small_for_the_data_is_refused_before_the_teacher(tmp_
         assert code == 2 and len(err) == 1, err
         assert f"room for {rows} vector rows beside the other files, and the Algorithm needs at least" in err[0]
         assert not (tmp_path / "out").exists()
+
+
+def test_no_shared_folder_names_the_option_and_its_default(tmp_path, monkeypatch, capsys):
+    """Run from a directory without ../shared, 'sae distill --tune' said
+    '../shared/data/stsb/sts-train.csv: no such file', a path the user never gave, and --help
+    did not say that --shared defaults to ../shared."""
+    work = tmp_path / "checkout"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["distill", "--tune"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sae distill: error: ../shared: no shared data here (data/stsb, data/teacher); name the shared "
+                   "folder with --shared (default: ../shared, from the current directory)"], err
+    assert not (work / "out").exists()
+    with pytest.raises(SystemExit):
+        main(["distill", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: ../shared, from the current directory)" in text and "(default: out/base;" in text
+    assert "(default: out/distill)" in text
