@@ -113,7 +113,11 @@ class TeacherCache:
                 raise InputError("the teacher failed (see its output above)")
             return
         python = self.teacher_python
-        if not python or not Path(python).exists():
+        if python and not Path(python).is_file():  # named, but not there: said as such
+            raise InputError(f"{python}: no such teacher interpreter (--teacher-python or SAE_TEACHER_PYTHON); the "
+                             "teacher cache lacks embeddings and this interpreter has no sentence-transformers: "
+                             "pip install 'sae[teacher]', or name an interpreter that has it")
+        if not python:
             raise InputError(
                 "the teacher cache lacks embeddings and this interpreter has no sentence-transformers: "
                 "pip install 'sae[teacher]', or name a teacher interpreter with --teacher-python"

@@ -74,6 +74,17 @@ def test_a_float32_cache_of_earlier_versions_is_not_mixed_in(filled_cache):
         cache.embeddings(["a dog runs ."])
 
 
+@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is not None,
+                    reason="this interpreter has the teacher; the interpreter named is for one without it")
+def test_a_teacher_interpreter_that_is_not_there_is_named(filled_cache):
+    """--teacher-python /no/such/python was answered 'name a teacher interpreter with
+    --teacher-python', as if none had been named."""
+    cache = TeacherCache(filled_cache[0], teacher_python="/nonexistent/python")
+    with pytest.raises(InputError, match=r"^/nonexistent/python: no such teacher interpreter \(--teacher-python or "
+                                         r"SAE_TEACHER_PYTHON\)"):
+        cache.embeddings(["a text the cache lacks"])
+
+
 def fake_teacher(tmp_path, monkeypatch):
     """The teacher's side of the cache (``teacher_cache.run``) without torch or a model: token
     vectors of ones, a text's embedding a unit row picked by its length. Returns the model directory."""
