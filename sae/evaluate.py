@@ -8,6 +8,7 @@ characters. Spearman is computed with numpy (average ranks for ties).
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,9 +64,14 @@ class Pairs:
 
 
 def read_pairs(path: str | Path) -> Pairs:
-    """Read an STS Benchmark style file; one-line :class:`InputError` on bad input."""
+    """Read an STS Benchmark style file, or standard input for ``-`` (as ``sae embed`` and
+    ``sae teach`` read theirs); one-line :class:`InputError` on bad input."""
     name = str(path)
-    text = decode_utf8(existing_file(path, "an STS pairs file").read_bytes(), name)
+    if name == "-":
+        name = "<stdin>"  # as the corpus reader names it
+        text = decode_utf8(sys.stdin.buffer.read(), name)
+    else:
+        text = decode_utf8(existing_file(path, "an STS pairs file").read_bytes(), name)
     s1: list[str] = []
     s2: list[str] = []
     scores: list[float] = []

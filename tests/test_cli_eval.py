@@ -74,3 +74,18 @@ def test_teach_rejects_a_zero_batch_size(tmp_path, capsys):
         main(["teach", str(tmp_path / "c.txt"), "-o", str(tmp_path / "t.parquet"), "--batch-size", "0"])
     assert info.value.code == 2
     assert "must be >= 1" in capsys.readouterr().err
+
+
+def test_eval_reads_pairs_from_stdin(pairs_file, tiny_dir, monkeypatch, capsys):
+    """'sae eval -' said '-: no such file', though embed and teach read '-' as stdin."""
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(pairs_file.read_bytes())))
+    assert main(["eval", "-", "--json", "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 0
+    from_stdin = json.loads(capsys.readouterr().out)
+    assert main(["eval", str(pairs_file), "--json", "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 0
+    from_file = json.loads(capsys.readouterr().out)
+    assert from_stdin["pairs_file"] == "-" and from_stdin["spearman"] == from_file["spearman"]
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"g\tf\ty\t1\tfive\ta\tb\n")))
+    assert main(["eval", "-", "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == "sae eval: error: <stdin>: line 1: score 'five' is not a number"

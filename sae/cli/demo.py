@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "the backend and adapter, sentences per second, the Spearman correlation with the sample's "
         "scores, and the agreement of the CPU and GPU paths when a GPU adapter exists.",
     )
-    p.add_argument("--pairs", metavar="PAIRS", default=str(SAMPLE), help="another STS-style pairs file")
+    p.add_argument("--pairs", metavar="PAIRS", default=str(SAMPLE), help="another STS-style pairs file (- for stdin)")
     add_engine_options(p, batch=False, backend_help="cpu: the CPU path alone; auto (default): also the GPU "
                        "path, beside it, when an adapter can run sae (a software one too); gpu: the same, and "
                        "no usable adapter is an error (exit 2)")

@@ -20,7 +20,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "Spearman correlation of the pairs' cosine similarity with the gold scores. With --teacher, "
         "also the mean cosine between sae's and the teacher's embeddings of the same sentences.",
     )
-    p.add_argument("pairs", metavar="PAIRS", help="STS Benchmark style tab-separated file")
+    p.add_argument("pairs", metavar="PAIRS", help="STS Benchmark style tab-separated file, or - for stdin")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--teacher", metavar="FILE", help="teacher Parquet file (text, embedding) of the sentences")
     add_engine_options(p)
