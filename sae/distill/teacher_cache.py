@@ -189,6 +189,10 @@ class TeacherCache:
         if missing:
             self._run(missing)
             self._load()
+            lost = [t for t in missing if t not in self._texts]
+            if lost:  # a teacher that exits 0 without them: said, not a KeyError
+                raise InputError(f"{self.dir / TEXTS_FILE}: the teacher ran but returned no embedding for {len(lost)} of the "
+                                 f"{len(missing)} requested text(s), e.g. {lost[0][:60]!r}")
         if not texts:
             return np.zeros((0, self.tokens().shape[1]), dtype=np.float32)
         return self._emb[[self._texts[t] for t in texts]]

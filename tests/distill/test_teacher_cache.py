@@ -202,3 +202,15 @@ def test_a_cache_that_cannot_take_a_request_is_one_line(filled_cache, monkeypatc
     with pytest.raises(InputError, match=r"cannot write the teacher's request \(Read-only file system\); the teacher "
                                          r"cache .* must be writable while it lacks embeddings"):
         TeacherCache(folder, teacher_python="/nonexistent/python").embeddings(["a new text"])
+
+
+def test_a_teacher_that_returns_without_the_texts_is_one_line(filled_cache, tmp_path):
+    """A teacher interpreter that exits 0 without embedding what was asked: a KeyError traceback."""
+    import os
+
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexit 0\n")
+    os.chmod(python, 0o755)
+    with pytest.raises(InputError, match=r"texts-f64.parquet: the teacher ran but returned no embedding for 1 of "
+                                         r"the 1 requested text\(s\), e.g. 'a text the cache lacks'"):
+        TeacherCache(filled_cache[0], teacher_python=str(python)).embeddings(["a text the cache lacks"])
