@@ -126,7 +126,7 @@ class TeacherCache:
         env = dict(os.environ, PYTHONPATH=str(root))
         # Not ``-m sae.distill.teacher_cache``: the package imports this module first, and runpy
         # warns about running a module that is already imported.
-        entry = "import sys; from sae.distill.teacher_cache import run; sys.exit(run(sys.argv[1:]))"
+        entry = "import sys; from sae.distill.teacher_cache import main; sys.exit(main(sys.argv[1:]))"
         done = subprocess.run([python, "-c", entry, *argv], env=env)
         if done.returncode != 0:
             raise InputError(f"the teacher ({python}) failed with exit code {done.returncode}")
@@ -275,5 +275,17 @@ def run(argv: list[str] | None = None) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """:func:`run` as a process of its own (the teacher's interpreter): an error is one line
+    and Ctrl-C, which reaches it with the command that started it, exits 130 without a
+    traceback (the command says it was interrupted)."""
+    from sae.errors import run_script
+
+    try:
+        return run_script(lambda: run(argv), "teacher")
+    except KeyboardInterrupt:
+        return 130
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

@@ -214,3 +214,37 @@ def test_a_teacher_that_returns_without_the_texts_is_one_line(filled_cache, tmp_
     with pytest.raises(InputError, match=r"texts-f64.parquet: the teacher ran but returned no embedding for 1 of "
                                          r"the 1 requested text\(s\), e.g. 'a text the cache lacks'"):
         TeacherCache(filled_cache[0], teacher_python=str(python)).embeddings(["a text the cache lacks"])
+
+
+def test_the_teacher_process_ends_quietly_on_ctrl_c(tmp_path, monkeypatch, capsys):
+    """Ctrl-C reaches the teacher's interpreter with the command: it printed a KeyboardInterrupt
+    traceback some 40 frames deep in torch before the command's 'interrupted'."""
+    import sae.distill.teacher_cache as teacher_cache
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(teacher_cache, "run", interrupted)
+    assert teacher_cache.main(["--cache", str(tmp_path)]) == 130
+    assert capsys.readouterr().err == ""
+
+    def bad(argv):
+        raise InputError("texts.txt: line 3: invalid UTF-8")
+
+    monkeypatch.setattr(teacher_cache, "run", bad)
+    assert teacher_cache.main([]) == 2
+    assert capsys.readouterr().err == "teacher: error: texts.txt: line 3: invalid UTF-8\n"
+
+
+def test_the_teacher_interpreter_runs_main(filled_cache, tmp_path):
+    """The command line a teacher interpreter is given goes through main (quiet on Ctrl-C)."""
+    import os
+
+    folder = filled_cache[0]
+    seen = tmp_path / "argv.txt"
+    python = tmp_path / "python"
+    python.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > {seen}\n')
+    os.chmod(python, 0o755)
+    with pytest.raises(InputError, match="the teacher ran but returned no embedding"):
+        TeacherCache(folder, teacher_python=str(python)).embeddings(["a text the cache lacks"])
+    assert "from sae.distill.teacher_cache import main; sys.exit(main(sys.argv[1:]))" in seen.read_text()
