@@ -77,8 +77,9 @@ def main() -> int:
     same = len({(r["digest"], r["algorithm"]) for r in rows}) == 1
     for r in rows:
         steady = r["steady_evaluations_per_second"]
+        steady_text = f"{steady:.2f}/s" if steady is not None else "n/a (one generation)"
         print(f"{r['backend']} {r['executor']:5s} workers {r['workers']}: {r['evaluations']} evaluations, "
-              f"{r['evaluations_per_second']:.2f}/s, after generation 0 {steady:.2f}/s (command {r['command_seconds']:.0f} s, load before "
+              f"{r['evaluations_per_second']:.2f}/s, after generation 0 {steady_text} (command {r['command_seconds']:.0f} s, load before "
               f"{r['load_average_before']:.1f}); digest {r['digest'][:12]}, best {r['algorithm'][:12]}")
     print(f"same run in every configuration: {same}")
     print(json.dumps(rows))
