@@ -26,6 +26,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+EXECUTORS = ("local", "ray")
+
+
+def configs(text: str) -> list[tuple[str, str]]:
+    """An argparse type: ``executor:workers`` pairs, comma-separated (``local:1,ray:2``)."""
+    from sae.cli.common import positive_int
+
+    out = []
+    for spec in text.split(","):
+        kind, sep, workers = spec.partition(":")
+        if not sep or kind not in EXECUTORS:
+            raise argparse.ArgumentTypeError(f"{spec!r} is not executor:workers with executor one of {EXECUTORS}")
+        out.append((kind, str(positive_int(workers))))
+    return out
 
 
 def main() -> int:
@@ -37,18 +51,19 @@ def main() -> int:
     ap.add_argument("--population", type=int, default=8)
     ap.add_argument("--fit-pairs", type=int, default=1000)
     ap.add_argument("--minimal-pairs", type=int, default=300)
-    ap.add_argument("--configs", default="local:1,local:2,ray:2", help="executor:workers, comma-separated")
+    ap.add_argument("--configs", type=configs, default="local:1,local:2,ray:2",
+                    help="executor:workers, comma-separated (executor local or ray)")
     ap.add_argument("--backend", choices=("cpu", "gpu"), default="cpu",
                     help="evaluation backend (gpu with one local worker: a generation as one population)")
     args = ap.parse_args()
 
     from sae.algorithm import load_algorithm
+    from sae.errors import InputError, SaeError
     from sae.evolve.store import RunStore
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in args.configs.split(","):
-            kind, workers = spec.split(":")
+        for kind, workers in args.configs:
             run, out = Path(tmp) / f"{kind}{workers}.sqlite", Path(tmp) / f"{kind}{workers}"
             cmd = [sys.executable, "-m", "sae", "evolve", "--teacher", args.teacher, "--run", str(run),
                    "--out", str(out), "--generations", str(args.generations), "--population", str(args.population),
@@ -58,7 +73,11 @@ def main() -> int:
             cmd += ["--base", args.base] if args.base else []
             load0 = os.getloadavg()[0]
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if proc.returncode != 0:  # its own one-line error (a bad --teacher, ...) is its last line
+                last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
+                error = InputError if proc.returncode == 2 else SaeError
+                raise error(f"sae evolve ({kind}:{workers}) exited with {proc.returncode}: {last}")
             wall = time.perf_counter() - t0
             store = RunStore(run)
             tel = store.telemetry()
