@@ -226,11 +226,20 @@ def main() -> int:
     return 0
 
 
-def report(results: dict) -> None:
+def report_console():
+    """The reports' console: markup off (an adapter's name is shown as it is) and, when the
+    output is not a terminal (a log file, a pipe), wide enough that no figure is cut to "…"
+    (rich otherwise lays tables out in 80 columns there)."""
     from rich.console import Console
+
+    console = Console(markup=False)
+    return console if console.is_terminal else Console(markup=False, width=200)
+
+
+def report(results: dict) -> None:
     from rich.table import Table
 
-    console = Console()
+    console = report_console()
     m2v = results.get("model2vec")
     table = Table(title=f"sae benchmark — {results['texts']} STS-B dev texts; GPU: {results['gpu_adapter']}")
     for col in ("path", "batch", "text length", "texts/s", "tokens/s", "vs Model2Vec", "vs tokenize"):

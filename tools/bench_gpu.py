@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import dev_sentences, of_length  # noqa: E402  (tools/bench.py, beside this file)
+from bench import dev_sentences, of_length, report_console  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
@@ -224,10 +224,9 @@ def main() -> int:
 
 
 def report(r: dict) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = report_console()
     s = r["same_run"]
     table = Table(title=f"numpy vs the GPU path on {s['adapter']}, {r['texts']} dev texts, same run")
     for col in ("round", "numpy texts/s", "GPU texts/s", "GPU / numpy"):
