@@ -7,7 +7,9 @@ Embeds the 2,910 unique dev sentences with ``Engine(backend="cpu")`` (best of
 ``--repeats`` runs after a warm-up), the same Algorithm without rules, then the
 same sentences with Model2Vec in a subprocess of its own interpreter (its own
 venv); ``--rounds`` alternates the three, and it prints each one's best round
-and the ratios. ``--profile`` splits sae's time into tokenize / widen / anneal / VM and,
+and the ratios. Without ``--m2v-python`` and ``--m2v-model`` Model2Vec runs from
+``/work/venv-m2v/bin/python`` and ``out/m2v/minilm-m2v`` when both exist, and is
+reported as not run otherwise; paths given must exist. ``--profile`` splits sae's time into tokenize / widen / anneal / VM and,
 within the anneal, each rule's matching and footprints (the engine's own profiler, the
 mean of ``--profile-passes`` passes).
 
@@ -27,7 +29,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench import model2vec, timed  # noqa: E402  (tools/bench.py, beside this file)
+from bench import model2vec, model2vec_anchor, timed  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.cli.common import positive_int  # noqa: E402
 from sae.distill.ablation import rule_costs  # noqa: E402
@@ -43,6 +45,8 @@ def sae_rate(engine: Engine, texts: list[str], repeats: int) -> tuple[float, np.
     return len(texts) / timed(lambda: engine.embed(texts), repeat=repeats), emb
 
 
+#: Where the Model2Vec anchor is looked for without --m2v-python and --m2v-model.
+M2V_DEFAULT = ("/work/venv-m2v/bin/python", str(REPO / "out/m2v/minilm-m2v"))
 STAGES = {"tokenize": "tokenize", "widen": "widen", "anneal": "anneal", "vm": "execute"}
 
 
@@ -50,20 +54,21 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
-    ap.add_argument("--m2v-python", default="/work/venv-m2v/bin/python")
-    ap.add_argument("--m2v-model", default=str(REPO / "out/m2v/minilm-m2v"))
+    ap.add_argument("--m2v-python", help=f"an interpreter with model2vec (default {M2V_DEFAULT[0]} if it exists)")
+    ap.add_argument("--m2v-model", help=f"a Model2Vec model directory (default {M2V_DEFAULT[1]} if it exists)")
     ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per system and round")
     ap.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds of the three systems")
     ap.add_argument("--profile", action="store_true",
                     help="split sae's time into stages and rules (the engine's profiler)")
     ap.add_argument("--profile-passes", type=positive_int, default=10, help="passes the --profile figures average")
     args = ap.parse_args()
+    anchor = model2vec_anchor(args.m2v_python, args.m2v_model, M2V_DEFAULT)
 
     dev = read_pairs(Path(args.shared) / "data/stsb/sts-dev.csv")
     texts = dev.unique_texts()
     engine = Engine(args.algorithm, backend="cpu")
     plain = Engine(engine.algorithm.without_rules(), backend="cpu")
-    run_m2v = Path(args.m2v_python).exists() and Path(args.m2v_model).exists()
+    run_m2v = anchor is not None
     saved = REPO / "out" / "bench" / "m2v.npy"
     saved.parent.mkdir(parents=True, exist_ok=True)
     # The machine is shared: rounds alternate the three systems so that a busy
@@ -76,7 +81,7 @@ def main() -> int:
         rates["rules"].append(rate)
         rates["plain"].append(rate0)
         if run_m2v:
-            m2v = model2vec(args.m2v_python, args.m2v_model, texts, save=saved)
+            m2v = model2vec(*anchor, texts, save=saved)
             if m2v is None:
                 return 1
             rates["m2v"].append(m2v["texts_per_s"])
@@ -88,16 +93,16 @@ def main() -> int:
     ]
     if run_m2v:
         m2v_rho = score_embeddings(dev, texts, np.load(saved))[0]
-        rows.append((f"model2vec ({Path(args.m2v_model).name}, {m2v_dim}-d)", f"{max(rates['m2v']):,.0f}",
+        rows.append((f"model2vec ({Path(anchor[1]).name}, {m2v_dim}-d)", f"{max(rates['m2v']):,.0f}",
                      f"{m2v_rho:.4f}"))
-    else:
-        rows.append(("model2vec", "not run (no --m2v-python / --m2v-model)", ""))
 
     print(f"STS-B dev: {len(texts)} unique sentences, {len(dev)} pairs; {args.rounds} alternating round(s), "
           f"each the best of {args.repeats} after a warm-up; best round shown")
     print(f"{'system':<40} {'sentences/s':>14} {'dev Spearman':>13}")
     for name, r, s in rows:
         print(f"{name:<40} {r:>14} {s:>13}")
+    if not run_m2v:
+        print(f"model2vec: not run (no --m2v-python and --m2v-model, nor {' and '.join(M2V_DEFAULT)})")
     if run_m2v:
         best = max(rates["m2v"])
         print(f"ratio sae/model2vec (best rounds): {max(rates['rules']) / best:.3f} (rules), "
