@@ -43,6 +43,11 @@ def dev_sentences(shared: Path) -> list[str]:
     return read_pairs(path if path.exists() else ROOT / "sae" / "data" / "demo_pairs.tsv").unique_texts()
 
 
+def texts_name(shared: Path) -> str:
+    """What :func:`dev_sentences` reads, for the reports: "STS-B dev", or "bundled demo"."""
+    return "STS-B dev" if (shared / "data" / "stsb" / "sts-dev.csv").exists() else "bundled demo"
+
+
 def of_length(texts: list[str], engine: Engine, tokens: int) -> list[str]:
     """Texts of about ``tokens`` tokens each, made by joining sentences in order.
 
@@ -180,7 +185,7 @@ def main() -> int:
     texts = dev_sentences(args.shared)
     results: dict = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                                  "python": platform.python_version()},
-                     "texts": len(texts), "rows": [], "sweeps": []}
+                     "texts": len(texts), "texts_name": texts_name(args.shared), "rows": [], "sweeps": []}
     cpu = Engine(args.algorithm, backend="cpu")
     paths = ["cpu"]
     try:
@@ -260,7 +265,7 @@ def report(results: dict) -> None:
 
     console = report_console()
     m2v = results.get("model2vec")
-    table = Table(title=f"sae benchmark — {results['texts']} STS-B dev texts; GPU: {results['gpu_adapter']}")
+    table = Table(title=f"sae benchmark — {results['texts']} {results['texts_name']} texts; GPU: {results['gpu_adapter']}")
     for col in ("path", "batch", "text length", "texts/s", "tokens/s", "vs Model2Vec", "vs tokenize"):
         table.add_column(col, justify="right")
     tok = results["tokenize"]["texts_per_s"]

@@ -41,7 +41,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import dev_sentences, of_length, report_console  # noqa: E402  (tools/bench.py, beside this file)
+from bench import dev_sentences, of_length, report_console, texts_name  # noqa: E402  (tools/bench.py, beside this file)
 
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
@@ -203,7 +203,8 @@ def main() -> int:
     texts = dev_sentences(args.shared)
     cpu = Engine(args.algorithm, backend="cpu")
     alg = cpu.algorithm
-    results: dict = {"texts": len(texts), "cpu_clock_ghz": cpu_clock_ghz(), "cores": os.cpu_count()}
+    results: dict = {"texts": len(texts), "texts_name": texts_name(args.shared), "cpu_clock_ghz": cpu_clock_ghz(),
+                     "cores": os.cpu_count()}
     results["same_run"] = same_run(texts, alg, args.rounds)
     results["traffic"] = [traffic(texts, alg, b) for b in (256, 1024)]
     lengths = {"dev": texts, "16": of_length(texts, cpu, 16), "120": of_length(texts, cpu, 120)}
@@ -228,7 +229,7 @@ def report(r: dict) -> None:
 
     console = report_console()
     s = r["same_run"]
-    table = Table(title=f"numpy vs the GPU path on {s['adapter']}, {r['texts']} dev texts, same run")
+    table = Table(title=f"numpy vs the GPU path on {s['adapter']}, {r['texts']} {r['texts_name']} texts, same run")
     for col in ("round", "numpy texts/s", "GPU texts/s", "GPU / numpy"):
         table.add_column(col, justify="right")
     for i, row in enumerate(s["rounds"]):

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench import dev_sentences  # tools/bench.py, beside this file
+from bench import dev_sentences, texts_name  # tools/bench.py, beside this file
 
 from sae.algorithm import load_algorithm
 from sae.errors import run_script
@@ -64,7 +64,7 @@ def main() -> int:
         "word cache, after the train sentences": timed(lambda: TokenIds(tokenizer, cores=1),
                                                        lambda run: run(train)),
     }
-    print(f"{len(texts)} dev sentences, {os.cpu_count() or 1} cores, best of {args.rounds}; the same ids in every row")
+    print(f"{len(texts)} {texts_name(Path(args.shared))} sentences, {os.cpu_count() or 1} cores, best of {args.rounds}; the same ids in every row")
     base = rows["tokenizer (encode_batch_fast)"]
     for name, us in rows.items():
         print(f"{name:40} {us:6.1f} µs per text  {base / us:5.2f}x the tokenizer")
