@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from sae.batch import ProgramBatch  # noqa: E402
+from sae.cli.common import positive_int  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import InputError, run_script  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
@@ -69,6 +70,11 @@ def of_length(texts: list[str], engine: Engine, tokens: int) -> list[str]:
             out.append(" ".join(cur))
             cur, n = [], 0
     return out or texts
+
+
+def counts(text: str) -> list[int]:
+    """An argparse type: comma-separated integers, each at least 1 (``256,1024``)."""
+    return [positive_int(item) for item in text.split(",")]
 
 
 def timed(fn, repeat: int = 3) -> float:
@@ -177,8 +183,8 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=ROOT / "out" / "bench.json")
     ap.add_argument("--m2v-python", help="a Python interpreter with model2vec installed")
     ap.add_argument("--m2v-model", help="a Model2Vec model directory")
-    ap.add_argument("--batch-sizes", default="256,1024,4096")
-    ap.add_argument("--lengths", default="16,64,120", help="approximate tokens per text (at most 128)")
+    ap.add_argument("--batch-sizes", type=counts, default="256,1024,4096")
+    ap.add_argument("--lengths", type=counts, default="16,64,120", help="approximate tokens per text (at most 128)")
     args = ap.parse_args()
     anchor = model2vec_anchor(args.m2v_python, args.m2v_model)
 
@@ -207,12 +213,12 @@ def main() -> int:
     results["memory_bandwidth_bytes_per_s"] = memory_bandwidth()
 
     for name in paths:
-        for bs in (int(b) for b in args.batch_sizes.split(",")):
+        for bs in args.batch_sizes:
             engine = Engine(cpu.algorithm, backend=name, batch_size=bs)
             row = {"path": name, "batch_size": bs, "length": "dev", **bench_engine(engine, texts)}
             results["rows"].append(row)
         engine = Engine(cpu.algorithm, backend=name, batch_size=1024)
-        for length in (int(n) for n in args.lengths.split(",")):
+        for length in args.lengths:
             row = {"path": name, "batch_size": 1024, "length": length,
                    **bench_engine(engine, of_length(texts, engine, length))}
             results["rows"].append(row)

@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import dev_sentences, of_length, report_console, texts_name  # noqa: E402  (tools/bench.py, beside this file)
 
+from sae.cli.common import positive_int  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
 from sae.layout import EMBEDDING_TOLERANCE  # noqa: E402
@@ -193,9 +194,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", type=Path, default=ROOT.parent / "shared")
     ap.add_argument("--algorithm", help="Algorithm directory (default: bundled)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=positive_int, default=5)
     ap.add_argument("--json", type=Path, default=ROOT / "out" / "bench_gpu.json")
-    ap.add_argument("--host-cores", type=int, default=32, help="cores that tokenize on the predicted host")
+    ap.add_argument("--host-cores", type=positive_int, default=32, help="cores that tokenize on the predicted host")
     ap.add_argument("--launch-us", type=float, default=5.0, help="a dispatch's launch cost on the predicted GPU")
     ap.add_argument("--pcie-gbs", type=float, default=25.0, help="readback bandwidth on the predicted host")
     args = ap.parse_args()

@@ -19,8 +19,9 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from bench import dev_sentences  # tools/bench.py, beside this file
+from bench import counts, dev_sentences  # tools/bench.py, beside this file
 
+from sae.cli.common import positive_int
 from sae.engine import Engine
 from sae.errors import run_script
 
@@ -31,14 +32,14 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
-    ap.add_argument("--sizes", default="1,16,64", help="texts per call (default 1,16,64)")
-    ap.add_argument("--calls", type=int, default=800, help="calls per size and pass (default 800)")
+    ap.add_argument("--sizes", type=counts, default="1,16,64", help="texts per call (default 1,16,64)")
+    ap.add_argument("--calls", type=positive_int, default=800, help="calls per size and pass (default 800)")
     args = ap.parse_args()
     texts = dev_sentences(Path(args.shared))
     engine = Engine(args.algorithm, backend="cpu", threads=1)
     ids = engine.tokenize(texts)
     engine.embed_tokens(ids)  # the transformed rows every later call reads
-    sizes = [int(s) for s in args.sizes.split(",")]
+    sizes = args.sizes
     best = {n: float("inf") for n in sizes}
     for _ in range(3):
         for n in sizes:

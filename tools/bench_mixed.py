@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench import dev_sentences, timed  # noqa: E402  (tools/bench.py, beside this file)
 
+from sae.cli.common import positive_int  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
 
@@ -37,8 +38,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
-    ap.add_argument("--batch", type=int, default=520, help="texts per call (default 520, a 64-client batch)")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--batch", type=positive_int, default=520, help="texts per call (default 520, a 64-client batch)")
+    ap.add_argument("--repeats", type=positive_int, default=5)
     args = ap.parse_args()
 
     texts = dev_sentences(Path(args.shared))

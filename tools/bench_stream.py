@@ -35,6 +35,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from sae.cli.common import non_negative_int, positive_int  # noqa: E402
 from sae.errors import run_script  # noqa: E402
 from sae.evaluate import read_pairs  # noqa: E402
 
@@ -131,9 +132,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--workdir", default="/tmp/sae-bench-stream")
-    ap.add_argument("--texts", type=int, default=5_000_000, help="texts for the memory run (0: skip it)")
-    ap.add_argument("--compare", type=int, default=500_000, help="texts for the throughput comparison (0: skip)")
-    ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of the comparison")
+    ap.add_argument("--texts", type=non_negative_int, default=5_000_000, help="texts for the memory run (0: skip it)")
+    ap.add_argument("--compare", type=non_negative_int, default=500_000, help="texts for the throughput comparison (0: skip)")
+    ap.add_argument("--rounds", type=positive_int, default=2, help="alternating rounds of the comparison")
     ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     ap.add_argument("--keep", action="store_true", help="keep the outputs (several GB) in --workdir")
     args, embed_args = ap.parse_known_args()  # anything else goes to sae embed (e.g. --dtype float16)

@@ -20,6 +20,7 @@ from pathlib import Path
 from bench import dev_sentences, texts_name  # tools/bench.py, beside this file
 
 from sae.algorithm import load_algorithm
+from sae.cli.common import positive_int
 from sae.errors import run_script
 from sae.evaluate import read_pairs
 from sae.word_cache import TokenIds
@@ -31,7 +32,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=positive_int, default=5)
     args = ap.parse_args()
     texts = dev_sentences(Path(args.shared))
     train_path = Path(args.shared) / "data" / "stsb" / "sts-train.csv"

@@ -25,6 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from sae.cli.common import non_negative_int, positive_int  # noqa: E402
+
 PIECES = ("new york city", "playing", "the", "a", "cat", "dog", "not", "happy", "very", "big", "house", "runs",
           ",", ".", "man", "eats", "food", "red")
 
@@ -83,10 +85,10 @@ def report(name: str, times: list[float], anchor: float | None = None) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=200)
+    parser.add_argument("--frames", type=positive_int, default=200)
     parser.add_argument("--size", default="1600x900")
     parser.add_argument("--backend", default="both", choices=("both", "cpu"))
-    parser.add_argument("--seed", type=int, default=0, help="the first seed tried for the bench text")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="the first seed tried for the bench text")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
 

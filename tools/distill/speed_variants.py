@@ -17,6 +17,7 @@ sys.path.insert(0, str(REPO / "tools"))
 from bench_cpu import sae_rate  # noqa: E402
 
 from sae.algorithm import load_algorithm  # noqa: E402
+from sae.cli.common import positive_int  # noqa: E402
 from sae.engine import Engine  # noqa: E402
 from sae.errors import run_script  # noqa: E402
 from sae.evaluate import read_pairs, score_embeddings  # noqa: E402
@@ -26,7 +27,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shared", default=str(REPO.parent / "shared"))
     ap.add_argument("--algorithm", default=None)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=positive_int, default=5)
     args = ap.parse_args()
     dev = read_pairs(Path(args.shared) / "data/stsb/sts-dev.csv")
     texts = dev.unique_texts()
