@@ -11,12 +11,25 @@
 #      ("not" before anything but a verb weighs 0.6; the search cannot resolve its gain),
 #      then its output map fitted: the default.
 # Usage: tools/build_default.sh [SHARED] [OUT]        (defaults: ../shared sae/data/default)
+#        tools/build_default.sh --help                 (this text; the arguments are checked first)
 # The teacher runs only for what the cache (out/distill) lacks: pip install -e '.[teacher]',
 # or point SAE_TEACHER_PYTHON at an interpreter that has it. About 20-23 minutes on 2 cores with
 # a warm cache; a first run also embeds about 73,500 train texts with the teacher in float64
 # (~15 more).
 # The shipped default is this script's output; docs/DISTILLATION.md ("Reproduce") says how each default was checked.
 set -euo pipefail
+# The arguments first, before anything is written: an option or a wrong SHARED is one line
+# and exit 2, not a run that starts a 20-minute build on "-h" or fails in its first step.
+fail() { echo "build_default.sh: error: $*" >&2; exit 2; }
+case "${1:-}" in
+    -h|--help) sed -n '2,/^set -euo pipefail$/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+    -*) fail "unknown option $1 (usage: tools/build_default.sh [SHARED] [OUT]; --help)" ;;
+esac
+[ $# -le 2 ] || fail "at most two arguments, SHARED and OUT; got $#"
+for file in data/stsb/sts-train.csv data/stsb/sts-dev.csv data/teacher/teacher-minilm-train.parquet \
+    data/teacher/teacher-minilm-dev.parquet; do
+    [ -f "${1:-../shared}/$file" ] || fail "${1:-../shared}/$file: no such file (SHARED is the shared folder)"
+done
 # OpenBLAS picks its kernels by CPU (Haswell on AVX2, SkylakeX on AVX-512, ...), and their
 # float64 rounding differs in the last bits: under other kernels one of the base's 739,200
 # fitted float16 values came out one step apart (docs/DISTILLATION.md, "Reproduce"). Pin the
