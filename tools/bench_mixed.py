@@ -9,7 +9,8 @@ without ../shared) with one engine thread three ways, best of ``--repeats`` pass
 
 - *random*: shuffled (seed 0), one ``Engine.embed_tokens`` call per ``--batch`` texts;
 - *neighbours*: sorted by length, one call per ``--batch`` texts (the same call count);
-- *corpus*: everything in one call (the engine's own 1,024-text sorted batches);
+- *corpus*: everything in one call (the engine's own length-sorted batches, 2,048 texts
+  on the numpy path since the default batch grew);
 
 and prints µs per text and the ratios. "random / neighbours" is what mixing
 lengths costs per text; it bounds what a one-engine server reaches against
