@@ -38,7 +38,9 @@ def main() -> int:
     def only(keep):
         return replace(alg, rules=tuple(r for r in alg.rules if r.name in keep))
 
-    variants = {"all rules": alg, "no rules": alg.without_rules(), "merges only": only(merges)}
+    variants = {"all rules": alg, "no rules": alg.without_rules()}
+    if merges:  # without merges, "merges only" would be "no rules" again
+        variants["merges only"] = only(merges)
     for r in alg.rules:
         if r.kind != "merge":
             variants[f"all but {r.name}"] = only([n for n in names if n != r.name])
