@@ -237,8 +237,13 @@ class Recipe:
             raise InputError(f"{self.cache.dir / TOKENS_FILE}: {len(self.token0)} token vectors for the "
                              f"{len(self.vocab)} tokens of {self.cache.dir / 'tokenizer.json'}; delete it and the "
                              "teacher writes it again")
-        # Teacher embeddings of the shared sentences. Dev's are only ever looked up to
-        # report on dev: the corpus is made of train sentences alone.
+        # Teacher embeddings of the shared sentences, dev's read last. The corpus is made of
+        # train sentences, but one that dev repeats (249) takes dev's row: the teacher's
+        # embedding of the same text (62 of them differ from train's, by at most 1.04e-7),
+        # so no dev score or sentence reaches the fit, yet dev's file is read by it.
+        # Reading only train's changes the base in its last bits and the search's pick
+        # wholesale, so it waits for a rebuild of the default (docs/DISTILLATION.md,
+        # "Reproduce").
         texts, emb = [], []
         for file in teacher_files:
             table = read_teacher(file, dim=self.token0.shape[1])
@@ -249,7 +254,8 @@ class Recipe:
 
     # -- data ---------------------------------------------------------------------------
     def targets(self, texts: list[str]) -> np.ndarray:
-        """Teacher embeddings: the shared train file, else the cache (computed when missing)."""
+        """Teacher embeddings: the shared teacher files (dev's row where both have a text),
+        else the cache (computed when missing)."""
         out = np.zeros((len(texts), self.token0.shape[1]), dtype=np.float64)
         shared = [i for i, t in enumerate(texts) if t in self.teacher]
         out[shared] = self.teacher_emb[[self.teacher[texts[i]] for i in shared]]
