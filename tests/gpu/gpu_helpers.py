@@ -60,3 +60,21 @@ def gpu_agrees(
 
         assert_backends_agree(ReferenceBackend(alg, caps), gpu, alg, token_ids, caps)
     return assert_backends_agree(CpuBackend(alg, caps), gpu, alg, token_ids, caps)
+
+
+def watch_buffer_creation(monkeypatch, on_create) -> None:
+    """Call ``on_create(buffer, args, kwargs)`` for every buffer created on the default
+    adapter's device from now on (wgpu-py names the method ``create_buffer`` or, in some
+    versions, ``_create_buffer``); undone with ``monkeypatch``."""
+    from sae.gpu.device import choose_adapter, get_device
+
+    cls = type(get_device(choose_adapter()))
+    name = "_create_buffer" if hasattr(cls, "_create_buffer") else "create_buffer"
+    original = getattr(cls, name)
+
+    def creating(self, *args, **kwargs):
+        buffer = original(self, *args, **kwargs)
+        on_create(buffer, args, kwargs)
+        return buffer
+
+    monkeypatch.setattr(cls, name, creating)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from gpu_helpers import gpu_agrees, skip_without_gpu
+from gpu_helpers import gpu_agrees, skip_without_gpu, watch_buffer_creation
 from tiny import WORDS, make_tiny
 
 from sae.batch import ProgramBatch
@@ -18,19 +18,9 @@ skip_without_gpu()
 @pytest.fixture
 def created(monkeypatch):
     """Labels of every buffer created on the device from now on (wgpu's own included)."""
-    from sae.gpu.device import choose_adapter, get_device
-
-    device = get_device(choose_adapter())
-    cls = type(device)
-    name = "_create_buffer" if hasattr(cls, "_create_buffer") else "create_buffer"
-    original = getattr(cls, name)
     labels: list[str] = []
-
-    def counting(self, *args, **kwargs):
-        labels.append(str(kwargs.get("label", args[0] if args else "")))
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(cls, name, counting)
+    watch_buffer_creation(monkeypatch, lambda buffer, args, kwargs:
+                          labels.append(str(kwargs.get("label", args[0] if args else ""))))
     return labels
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from gpu_helpers import skip_without_gpu
+from gpu_helpers import skip_without_gpu, watch_buffer_creation
 from tiny import WORDS, make_tiny
 
 from sae import Engine
@@ -20,17 +20,10 @@ TEXTS = ["the new york city is big", "not a good dog , the cat is playing !", ""
 @pytest.fixture
 def buffers(monkeypatch):
     """Every buffer created on the device from now on, and every one destroyed."""
-    from sae.gpu.device import choose_adapter, get_device
-
-    device = get_device(choose_adapter())
-    cls = type(device)
-    name = "_create_buffer" if hasattr(cls, "_create_buffer") else "create_buffer"
-    original = getattr(cls, name)
     made: list = []
     destroyed: list = []
 
-    def creating(self, *args, **kwargs):
-        buffer = original(self, *args, **kwargs)
+    def created(buffer, args, kwargs):
         if not made:
             real_destroy = type(buffer).destroy
 
@@ -40,9 +33,8 @@ def buffers(monkeypatch):
 
             monkeypatch.setattr(type(buffer), "destroy", destroying)
         made.append(buffer)
-        return buffer
 
-    monkeypatch.setattr(cls, name, creating)
+    watch_buffer_creation(monkeypatch, created)
     return made, destroyed
 
 
