@@ -133,7 +133,27 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
                 f"(± {NORM_TOLERANCE}); {int(off.sum())} row(s) are not normalized"
             )
     meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
-    return TeacherTable(path=name, texts=text_col.to_pylist(), embeddings=embeddings, metadata=meta)
+    texts = text_col.to_pylist()
+    _check_repeats(texts, embeddings, name)
+    return TeacherTable(path=name, texts=texts, embeddings=embeddings, metadata=meta)
+
+
+#: How far two rows of one text may differ and still be one embedding: a float32 teacher's
+#: last bits vary with the batch a text was in (``sae teach`` without float64).
+REPEAT_TOLERANCE = 1e-5
+
+
+def _check_repeats(texts: list[str], embeddings: np.ndarray, name: str) -> None:
+    """Refuse a text given two different embeddings: readers take one row of each text
+    (the first, or the last), so which one a fit or a score used would depend on the reader."""
+    first: dict[str, int] = {}
+    for row, text in enumerate(texts):
+        seen = first.setdefault(text, row)
+        if seen != row:
+            gap = float(np.abs(embeddings[row].astype(np.float64) - embeddings[seen]).max())
+            if gap > REPEAT_TOLERANCE:
+                raise InputError(f"{name}: text {text[:60]!r} is in rows {seen + 1} and {row + 1} with different "
+                                 f"embeddings (they differ by up to {gap:.3g}); give each text one embedding")
 
 
 def _fixed_list_to_numpy(column, width: int, name: str) -> np.ndarray:

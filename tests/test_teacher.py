@@ -56,6 +56,22 @@ def test_wrong_dimension(tmp_path):
     assert "dimension is 6, expected 8" in bad_message(path, dim=8)
 
 
+def test_a_text_with_two_embeddings_is_refused_and_repeats_within_noise_are_read(tmp_path):
+    """Readers take one row of a repeated text (TeacherTable.lookup the first, the distill
+    recipe the last): a text given two embeddings made the result depend on the reader."""
+    rows = unit_rows(3, 6)
+    path = tmp_path / "t.parquet"
+    write_teacher(path, ["a", "b", "a"], rows, {})
+    with pytest.raises(InputError, match=r"t\.parquet: text 'a' is in rows 1 and 3 with different embeddings "
+                                         r"\(they differ by up to [\d.e-]+\); give each text one embedding$"):
+        read_teacher(path)
+    same = rows[[0, 1, 0]].copy()
+    same[2] += np.float32(2e-7)  # a float32 teacher's last bits, another batch
+    write_teacher(path, ["a", "b", "a"], same / np.linalg.norm(same, axis=1, keepdims=True), {})
+    table = read_teacher(path)
+    assert table.texts == ["a", "b", "a"] and table.lookup() == {"a": 0, "b": 1}
+
+
 def test_nan_row(tmp_path):
     emb = unit_rows(3, 4)
     emb[1, 2] = np.nan
