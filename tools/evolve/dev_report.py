@@ -43,6 +43,8 @@ def main() -> int:
     t_emb = np.asarray(teacher.embeddings)[[lookup[t] for t in texts]]
     found = reported_pairs(texts)  # negation by "not" (issue 9's target), "n't", "no", "does not"/"never"; role swaps
     cache = TeacherCache(args.cache, args.teacher_python)
+    # Every text the cache lacks in one teacher run (it loads the model each time it runs).
+    cache.embeddings(list(dict.fromkeys(t for pairs in found.values() for pair in pairs for t in pair)))
     mp = {kind: (pairs, cosine_rows(cache.embeddings([a for a, _ in pairs]), cache.embeddings([b for _, b in pairs])))
           for kind, pairs in found.items() if pairs}  # the teacher's cosines, once per kind
     out = {}
