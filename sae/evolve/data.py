@@ -28,6 +28,7 @@ seed and the generation), the pairs selection scores genomes on in that generati
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +39,8 @@ from sae.errors import InputError
 from sae.evaluate import cosine_rows, read_pairs
 from sae.layout import DEFAULT_CAPACITIES
 from sae.teacher import read_teacher
+
+log = logging.getLogger(__name__)
 
 #: Each kind of minimal pair and the phenomenon it is a form of. The fitness averages the
 #: error per kind, then over the kinds of each phenomenon, then over the phenomena: role swaps
@@ -211,6 +214,11 @@ def build_eval_data(
     found = reported_pairs(list(dict.fromkeys(teacher.texts)))
     mp = sorted(((t, v, k) for k, kind in enumerate(MINIMAL_KINDS) for t, v in found[kind] if v in lookup),
                 key=lambda r: _order_key(r[0], r[1]))
+    if not mp:
+        # The search then sees no negation or order at all, and nothing else would say so.
+        log.warning("%s holds no minimal pair (a sentence and its negated or role-swapped variant, both "
+                    "with embeddings): the fitness's minimal-pair error is 0, so the search cannot see negation "
+                    "or word order; tools/evolve/train_teacher.py makes a teacher file with them", teacher_path)
     mp_fit = [r for k, r in enumerate(mp) if k % 5 != 4]
     mp_valid = [r for k, r in enumerate(mp) if k % 5 == 4]
     if minimal_pairs:

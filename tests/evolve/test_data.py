@@ -61,3 +61,19 @@ def test_the_data_digest_holds_the_kinds(tmp_path):
     pooled = replace(data.minimal_fit, kind=data.minimal_fit.kind * 0)
     assert replace(data, minimal_fit=pooled).digest() != data.digest()
     assert replace(data).digest() == data.digest()
+
+
+def test_a_teacher_file_without_minimal_pairs_is_said(tmp_path, caplog):
+    """With no variant of its sentences the minimal-pair error is 0 and the search is blind to
+    negation and order: the shared teacher file (train sentences alone) is one such."""
+    rng = np.random.default_rng(0)
+    emb = rng.standard_normal((len(SENTENCES), make_tiny().dim))
+    write_embeddings(tmp_path / "plain.parquet", SENTENCES,
+                     (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32))
+    data = build_eval_data(make_tiny(), tmp_path / "plain.parquet", None, 0, 0)
+    assert len(data.minimal_fit) == len(data.minimal_valid) == 0
+    assert any("holds no minimal pair" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    caplog.clear()
+    teacher_file(tmp_path / "teacher.parquet")
+    build_eval_data(make_tiny(), tmp_path / "teacher.parquet", None, 0, 0)
+    assert not any("holds no minimal pair" in r.getMessage() for r in caplog.records)
