@@ -259,6 +259,22 @@ def load_teacher_model(model: str | Path = DEFAULT_MODEL):
         raise InputError(f"cannot load teacher model {model!s}: {_one_line(exc)}") from None
 
 
+def cut_by_teacher(st, texts: Sequence[str], chunk: int = 8192) -> tuple[int, int, int]:
+    """``(count, first, limit)``: how many of ``texts`` are longer than the loaded teacher
+    ``st`` reads (its ``max_seq_length`` tokens, special ones included), which it embeds
+    cut to that length; the index of the first (-1 if none); the limit. Tokenized
+    ``chunk`` texts at a time, so the ids of a large corpus are never all held."""
+    limit = int(st.max_seq_length)
+    count, first = 0, -1
+    for start in range(0, len(texts), chunk):
+        ids = st.tokenizer(list(texts[start:start + chunk]), add_special_tokens=True, truncation=False)["input_ids"]
+        long = [start + k for k, row in enumerate(ids) if len(row) > limit]
+        if long and first < 0:
+            first = long[0]
+        count += len(long)
+    return count, first, limit
+
+
 def embed_with_teacher(
     texts: Sequence[str], model: str | Path | object = DEFAULT_MODEL, *, batch_size: int = 64,
     progress: bool = False, dtype: type = np.float32,

@@ -72,6 +72,26 @@ def test_a_text_with_two_embeddings_is_refused_and_repeats_within_noise_are_read
     assert table.texts == ["a", "b", "a"] and table.lookup() == {"a": 0, "b": 1}
 
 
+def test_texts_the_teacher_cuts_are_counted_a_chunk_at_a_time():
+    """sentence-transformers embeds a text cut to max_seq_length tokens without a word;
+    sae teach now says how many and which is first."""
+    from types import SimpleNamespace
+
+    from sae.teacher import cut_by_teacher
+
+    calls = []
+
+    def tokenizer(texts, add_special_tokens, truncation):
+        calls.append(len(texts))
+        return {"input_ids": [[101, *range(len(t.split())), 102] for t in texts]}
+
+    st = SimpleNamespace(max_seq_length=5, tokenizer=tokenizer)
+    texts = ["a b c", "a b c d", "one", "w " * 9, "x y z q"]  # 5, 6, 3, 11, 6 ids with [CLS] and [SEP]
+    assert cut_by_teacher(st, texts, chunk=2) == (3, 1, 5)
+    assert calls == [2, 2, 1]
+    assert cut_by_teacher(st, ["a", "b c"]) == (0, -1, 5)
+
+
 def test_nan_row(tmp_path):
     emb = unit_rows(3, 4)
     emb[1, 2] = np.nan

@@ -39,12 +39,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae.teacher import SETTLE_BITS, embed_settled, embed_with_teacher, load_teacher_model, write_teacher
+    from sae.teacher import (
+        SETTLE_BITS,
+        cut_by_teacher,
+        embed_settled,
+        embed_with_teacher,
+        load_teacher_model,
+        write_teacher,
+    )
 
     check_writable(args.output, (args.corpus,))  # a Parquet corpus is not replaced by its teacher file
     output_format(args.output, allowed=("parquet",))
     texts = read_texts(args.corpus)
     model = load_teacher_model(args.model)
+    cut, first, limit = cut_by_teacher(model, texts)
+    if cut:  # the teacher embeds them cut, without a word: said, as sae embed says its own cuts
+        log.warning("%d text(s) are longer than the teacher's %d tokens and are embedded cut to them "
+                    "(the first: text %d)", cut, limit, first + 1)
     progress = sys.stderr.isatty()  # a bar for a person at a terminal, none in logs
     start = time.perf_counter()
     if args.precision == "settled":
