@@ -88,6 +88,7 @@ class EmbedderServicer:
         self.duration = service.metrics.request_duration.labels("grpc")
         self.texts = service.metrics.request_texts.labels("grpc")
         self.errors = service.metrics.errors
+        self.cancelled = service.metrics.grpc_cancelled
 
     async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
         _check_parsed(request, embed_pb2.EmbedRequest)
@@ -115,11 +116,20 @@ class EmbedderServicer:
         started = time.perf_counter()
         try:
             return await self._embed(request)
+        except asyncio.CancelledError:
+            self._count_cancelled()
+            raise
         except Exception as exc:
             await self._abort(context, exc)
             raise  # not reached: abort raises
         finally:
             self.duration.observe(time.perf_counter() - started)
+
+    def _count_cancelled(self) -> None:
+        # grpc.aio cancels the handler when the client cancels or its deadline passes; a
+        # shutdown's own cancellations are not the clients'.
+        if self.service.serving:
+            self.cancelled.inc()
 
     async def EmbedStream(self, requests: AsyncIterator, context: grpc.aio.ServicerContext):
         """Each request is answered in order; requests are embedded concurrently as they arrive."""
@@ -140,6 +150,9 @@ class EmbedderServicer:
                 except Exception as exc:
                     await self._abort(context, exc)
             await reader  # a reading error surfaces here
+        except asyncio.CancelledError:
+            self._count_cancelled()
+            raise
         finally:
             reader.cancel()
             while not answers.empty():

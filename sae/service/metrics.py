@@ -91,6 +91,10 @@ class ServiceMetrics:
             self.request_texts.labels(api)
             for kind in ERROR_KINDS:
                 self.errors.labels(api, kind)
+        self.grpc_cancelled = Counter(
+            "sae_grpc_calls_cancelled", "gRPC calls the client cancelled, or whose deadline passed, before "
+            "their answer (HTTP has no such signal: a client that goes away is seen only when answered)",
+            registry=r)
         self.queue_duration = Histogram(
             "sae_queue_duration_seconds", "Time from a request's arrival until its last text entered a batch",
             buckets=_SECONDS, registry=r)

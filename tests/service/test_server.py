@@ -118,3 +118,26 @@ def test_a_second_signal_cuts_the_drain_at_once(tiny_dir, caplog):
     assert_cut(box["results"])
     assert stopped < 5
     assert "second signal" in caplog.text
+
+
+def test_a_grpc_call_the_client_cancels_is_counted(tiny_dir):
+    """Cancelled calls answered nothing and counted nowhere: /metrics had no trace of them."""
+    service, worker = held_service(tiny_dir)
+    with running_server(service) as addresses, grpc.insecure_channel(addresses.grpc_target) as channel:
+        stub = embed_pb2_grpc.EmbedderStub(channel)
+        call = stub.Embed.future(embed_pb2.EmbedRequest(inputs=["a dog"]), timeout=60)
+        deadline = time.monotonic() + 20
+        while service.batcher.admitted < 1:
+            assert time.monotonic() < deadline, "the call was not admitted"
+            time.sleep(0.01)
+        call.cancel()
+        with pytest.raises(grpc.FutureCancelledError):
+            call.result()
+        while service.metrics.grpc_cancelled._value.get() < 1:
+            assert time.monotonic() < deadline + 20, "the cancelled call was not counted"
+            time.sleep(0.01)
+        worker.gate.set()
+        # A call answered afterwards is not counted.
+        stub.Embed(embed_pb2.EmbedRequest(inputs=["a cat"]), timeout=60)
+        text = httpx.get(f"{addresses.http_url}/metrics").text
+    assert "sae_grpc_calls_cancelled_total 1.0" in text
