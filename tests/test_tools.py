@@ -203,6 +203,9 @@ def test_bench_latency_mixed_and_tokenize(tiny_dir):
     out = run_tool("bench_latency.py", *alg, "--sizes", "1,16", "--calls", "2")
     assert_lines(out, "Algorithm tiny", "61 texts, numpy, 1 thread", "    1 text(s) per call:", "   16 text(s) per call:",
                  "ms per call", "µs per text")
+    # A size past the 61 texts repeats them, rather than timing a 61-text call as one of 100.
+    out = run_tool("bench_latency.py", *alg, "--sizes", "100", "--calls", "1")
+    assert_lines(out, "61 texts (repeated to fill calls of 100), numpy, 1 thread", "  100 text(s) per call:")
     out = run_tool("bench_mixed.py", *alg, "--batch", "16", "--repeats", "1")
     assert_lines(out, "61 texts, mean", "random batches of 16", "  random ", "  neighbours ", "  corpus ",
                  "random / neighbours", "random / corpus")
