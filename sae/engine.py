@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 
@@ -128,7 +129,34 @@ class Explanation:
     embedding: np.ndarray
 
 
-class Engine:
+class Closable:
+    """``closed``, ``with`` and the refusal after :meth:`close`, for an object that holds a
+    backend (:class:`Engine`, :class:`~sae.population.PopulationEvaluator`); the subclass
+    defines ``close`` and sets ``_closed``."""
+
+    _closed = False
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._check_open(f"{type(self).__name__}.__enter__")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self, caller: str) -> None:
+        if self._closed:
+            raise ValueError(f"{caller}: this {type(self).__name__} is closed")
+
+
+class Engine(Closable):
     """Loads an Algorithm once and embeds texts with it.
 
     >>> engine = Engine()                     # the bundled default, backend auto
@@ -178,13 +206,7 @@ class Engine:
         # (a progress callback), which would wait for itself.
         self._calls = threading.Condition()
         self._active = 0
-        self._closed = False
         self._depth = threading.local()
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
 
     def close(self) -> None:
         """Release what the backend holds (on the GPU: its device buffers); idempotent.
@@ -205,17 +227,6 @@ class Engine:
             while self._active:
                 self._calls.wait()
         self.backend.close()
-
-    def __enter__(self) -> Engine:
-        self._check_open("Engine.__enter__")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_open(self, caller: str) -> None:
-        if self._closed:
-            raise ValueError(f"{caller}: this Engine is closed")
 
     @contextlib.contextmanager
     def _call(self, caller: str) -> Iterator[None]:

@@ -25,7 +25,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm
 from sae.batch import check_token_ids, token_lengths
-from sae.engine import make_backend
+from sae.engine import Closable, make_backend
 from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
 
 #: Jobs (document x Algorithm) per GPU submission unless given.
@@ -41,7 +41,7 @@ class PopulationRun:
     journal_len: np.ndarray  #: (n,) uint32: the entries each journal holds
 
 
-class PopulationEvaluator:
+class PopulationEvaluator(Closable):
     """Embeds token batches with populations of Algorithms sharing ``base``'s tables.
 
     Args:
@@ -68,29 +68,12 @@ class PopulationEvaluator:
             raise ValueError(f"PopulationEvaluator: jobs must be >= 1, got {jobs}")
         self.base, self.caps = base, caps
         self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
-        self._closed = False
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called."""
-        return self._closed
 
     def close(self) -> None:
         """Release the backend's device buffers (idempotent); :meth:`evaluate` and
         :meth:`runs` then raise ``ValueError``."""
         self._closed = True
         self.backend.close()
-
-    def __enter__(self) -> PopulationEvaluator:
-        self._check_open("PopulationEvaluator.__enter__")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_open(self, caller: str) -> None:
-        if self._closed:
-            raise ValueError(f"{caller}: this PopulationEvaluator is closed")
 
     def evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order. Raises
