@@ -103,7 +103,7 @@ def main() -> int:
         print(f"{name:<40} {r:>14} {s:>13}")
     if not run_m2v:
         print(f"model2vec: not run (no --m2v-python and --m2v-model, nor {' and '.join(M2V_DEFAULT)})")
-    if run_m2v:
+    else:
         best = max(rates["m2v"])
         print(f"ratio sae/model2vec (best rounds): {max(rates['rules']) / best:.3f} (rules), "
               f"{max(rates['plain']) / best:.3f} (rules removed)")

@@ -569,7 +569,8 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _print_dev(recipe: Recipe, path: str) -> None:
-    """The written Algorithm measured on the dev split (the only place dev is read)."""
+    """The written Algorithm measured on the dev split (the only place dev's pairs are read;
+    the fit reads dev's teacher rows of the sentences dev repeats: Recipe.__init__)."""
     from sae.algorithm import load_algorithm
 
     print(json.dumps({"dev": report(load_algorithm(path), recipe, recipe.dev)}, indent=1))
