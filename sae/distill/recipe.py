@@ -75,7 +75,7 @@ from sae.engine import Engine
 from sae.errors import InputError
 from sae.evaluate import Pairs, cosine_rows, read_pairs, score_embeddings
 from sae.io import existing_file
-from sae.layout import DEFAULT_CAPACITIES, Q16_ONE, SCALE_LIMIT, TOLERANCE_MAX
+from sae.layout import DEFAULT_CAPACITIES, MARK_BITS, Q16_ONE, SCALE_LIMIT, TOLERANCE_MAX
 from sae.teacher import read_teacher
 
 log = logging.getLogger(__name__)
@@ -224,8 +224,10 @@ class Recipe:
         # Read now so that a missing or bad dev file is said before the fit, not after --out is
         # written; only ever scored at the end (_print_dev), never fitted on.
         self.dev = read_pairs(self.shared / "data/stsb/sts-dev.csv") if dev else None
-        teacher_files = [existing_file(self.shared / f"data/teacher/teacher-minilm-{split}.parquet",
-                                       "a teacher Parquet file") for split in ("train", "dev")]
+        train_teacher = existing_file(self.shared / "data/teacher/teacher-minilm-train.parquet",
+                                      "a teacher Parquet file")
+        self._dev_teacher = existing_file(self.shared / "data/teacher/teacher-minilm-dev.parquet",
+                                          "a teacher Parquet file") if dev else None
         self.cache = TeacherCache(cache, teacher_python)
         from tokenizers import Tokenizer
 
@@ -237,25 +239,29 @@ class Recipe:
             raise InputError(f"{self.cache.dir / TOKENS_FILE}: {len(self.token0)} token vectors for the "
                              f"{len(self.vocab)} tokens of {self.cache.dir / 'tokenizer.json'}; delete it and the "
                              "teacher writes it again")
-        # Teacher embeddings of the shared sentences, dev's read last. The corpus is made of
-        # train sentences, but one that dev repeats (249) takes dev's row: the teacher's
-        # embedding of the same text (62 of them differ from train's, by at most 1.04e-7),
-        # so no dev score or sentence reaches the fit, yet dev's file is read by it.
-        # Reading only train's changes the base in its last bits and the search's pick
-        # wholesale, so it waits for a rebuild of the default (docs/DISTILLATION.md,
-        # "Reproduce").
-        texts, emb = [], []
-        for file in teacher_files:
-            table = read_teacher(file, dim=self.token0.shape[1])
-            texts += list(table.texts)
-            emb.append(np.asarray(table.embeddings))
-        self.teacher = {t: i for i, t in enumerate(texts)}
-        self.teacher_emb = np.concatenate(emb)
+        # Teacher embeddings of the train sentences; any other text (a window, a minimal-pair
+        # variant) comes from the cache. Dev's file is read only to report on dev
+        # (add_dev_teacher), after the fit: until the twenty-sixth session the 249 train
+        # sentences that dev repeats took dev's rows (62 differ, by at most 1.04e-7).
+        table = read_teacher(train_teacher, dim=self.token0.shape[1])
+        self.teacher = {t: i for i, t in enumerate(table.texts)}
+        self.teacher_emb = np.asarray(table.embeddings)
+
+    def add_dev_teacher(self) -> None:
+        """Add the dev teacher file's rows for texts the train file lacks: for a report on
+        dev, after every fit (a dev sentence's minimal pairs are then scored against them)."""
+        if self._dev_teacher is None:
+            raise ValueError("Recipe.add_dev_teacher: the recipe was made without dev=True")
+        table = read_teacher(self._dev_teacher, dim=self.token0.shape[1])
+        new = [i for i, t in enumerate(table.texts) if t not in self.teacher]
+        first = len(self.teacher_emb)
+        self.teacher.update((table.texts[i], first + k) for k, i in enumerate(new))
+        self.teacher_emb = np.concatenate([self.teacher_emb, np.asarray(table.embeddings)[new]])
 
     # -- data ---------------------------------------------------------------------------
     def targets(self, texts: list[str]) -> np.ndarray:
-        """Teacher embeddings: the shared teacher files (dev's row where both have a text),
-        else the cache (computed when missing)."""
+        """Teacher embeddings: the shared train teacher file (and dev's, once added for a
+        report), else the cache (computed when missing)."""
         out = np.zeros((len(texts), self.token0.shape[1]), dtype=np.float64)
         shared = [i for i, t in enumerate(texts) if t in self.teacher]
         out[shared] = self.teacher_emb[[self.teacher[texts[i]] for i in shared]]
@@ -537,6 +543,11 @@ def with_finishing_rules(alg: Algorithm, cfg: Config) -> Algorithm:
     """``alg`` with the recipe's finishing rules appended, each unless it already has a rule of that name."""
     have = {rule.name for rule in alg.rules}
     extra = tuple(r for r in finishing_rules(cfg.not_scale, alg.tokenizer.token_to_id) if r.name not in have)
+    # A mark bit of its own for each: by position (the default) it could share one with a
+    # rule of the search that kept its base's mark, and two rules sharing a bit never both
+    # rewrite an item (docs/ENGINE.md §2, "Element tests").
+    free = iter(sorted(set(range(MARK_BITS)) - {rule.mark for rule in alg.rules}))
+    extra = tuple(replace(r, mark=next(free, r.mark)) for r in extra)
     return replace(alg, rules=alg.rules + extra) if extra else alg
 
 
@@ -569,8 +580,9 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _print_dev(recipe: Recipe, path: str) -> None:
-    """The written Algorithm measured on the dev split (the only place dev's pairs are read;
-    the fit reads dev's teacher rows of the sentences dev repeats: Recipe.__init__)."""
+    """The written Algorithm measured on the dev split: the only place dev's pairs and dev's
+    teacher rows are read, after every fit."""
     from sae.algorithm import load_algorithm
 
+    recipe.add_dev_teacher()
     print(json.dumps({"dev": report(load_algorithm(path), recipe, recipe.dev)}, indent=1))

@@ -29,8 +29,10 @@ def test_a_missing_shared_file_is_named_before_the_empty_cache(tmp_path, capsys,
     (shared / missing).unlink()
     if missing.endswith("sts-train.csv"):
         shutil.rmtree(shared / "data/stsb")
+    if missing.endswith("dev.parquet"):  # read only to report on dev
+        (shared / "data/stsb/sts-dev.csv").write_text((shared / "data/stsb/sts-train.csv").read_text())
     code = main(["distill", "--shared", str(shared), "--cache", str(tmp_path / "empty-cache"),
-                 "--out", str(tmp_path / "out")])
+                 "--out", str(tmp_path / "out"), *(["--dev"] if missing.endswith("dev.parquet") else [])])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and err[0].endswith(f"{shared / missing}: no such file"), err
@@ -241,3 +243,37 @@ def test_no_shared_folder_names_the_option_and_its_default(tmp_path, monkeypatch
     text = " ".join(capsys.readouterr().out.split())
     assert "(default: ../shared, from the current directory)" in text and "(default: out/base;" in text
     assert "(default: out/distill)" in text
+
+
+def test_the_fit_never_reads_the_dev_teacher_file(tmp_path):
+    """A window or minimal-pair variant that is also a dev sentence took dev's teacher row
+    (the last file read won): the fit's targets come from the train file and the cache only;
+    the dev file is read for a report on dev, after the fit."""
+    import numpy as np
+
+    from sae.distill.recipe import Recipe
+    from sae.distill.teacher_cache import TEXTS_FILE, TOKENS_FILE
+    from sae.teacher import write_teacher
+    from tests.conftest import teacher_tokenizer_json
+
+    shared = fake_shared(tmp_path)
+    rows = np.eye(384)
+    (shared / "data/teacher/teacher-minilm-train.parquet").unlink()
+    write_teacher(shared / "data/teacher/teacher-minilm-train.parquet", ["A cat 0."], rows[[0]], {})
+    (shared / "data/teacher/teacher-minilm-dev.parquet").unlink()
+    write_teacher(shared / "data/teacher/teacher-minilm-dev.parquet", ["A cat 0.", "A cat sleeps."], rows[[1, 2]], {})
+    (shared / "data/stsb/sts-dev.csv").write_text(
+        "".join(f"main-captions\tf\t2012\t{i}\t{i}.0\tA cat sleeps.\tA dog {i}.\n" for i in range(2)))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "tokenizer.json").write_text(teacher_tokenizer_json(), encoding="utf-8")
+    np.save(cache / TOKENS_FILE, np.ones((30522, 384), dtype=np.float32))
+    write_teacher(cache / TEXTS_FILE, ["A cat sleeps."], rows[[3]], {})
+
+    for dev in (False, True):
+        recipe = Recipe(shared, cache, "/nonexistent/python", dev=dev)
+        assert np.array_equal(recipe.targets(["A cat 0.", "A cat sleeps."]), rows[[0, 3]])  # train, then the cache
+    recipe.add_dev_teacher()  # for the report on dev: dev's rows where train has none
+    assert np.array_equal(recipe.targets(["A cat 0.", "A cat sleeps."]), rows[[0, 2]])
+    (shared / "data/teacher/teacher-minilm-dev.parquet").unlink()  # not needed without --dev
+    Recipe(shared, cache, "/nonexistent/python")

@@ -120,3 +120,12 @@ def test_finishing_rules_are_appended_once_and_only_when_they_can_be_written():
     assert with_finishing_rules(plain, Config(not_scale=1.0)) is plain  # 1.0: no rule
     # A tokenizer that cannot spell "not" or "does" gets no rule rather than a broken one.
     assert finishing_rules(0.6, lambda word: None if word == "does" else 7) == ()
+
+
+def test_a_finishing_rule_gets_a_mark_bit_no_rule_of_the_search_has():
+    """By position it would take bit 2 here, the bit of the search's third rule: the two
+    rules could then never both rewrite an item (docs/ENGINE.md §2)."""
+    base = load_algorithm()
+    searched = replace(base, rules=tuple(replace(rule, mark=mark) for rule, mark in zip(base.rules[:2], (0, 2))))
+    finished = with_finishing_rules(searched, Config())
+    assert [rule.mark for rule in finished.rules] == [0, 2, 1]
