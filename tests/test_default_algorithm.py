@@ -99,4 +99,4 @@ def test_dev_spearman_above_the_static_baselines(default):
     with_rules = evaluate(Engine(default, backend="cpu"), dev).spearman
     without = evaluate(Engine(default.without_rules(), backend="cpu"), dev).spearman
     assert with_rules >= 0.82  # Model2Vec 0.792, ridge refit of token vectors 0.807
-    assert with_rules >= without + 0.008  # the rules add measurably (0.841 vs 0.829 when built)
+    assert with_rules >= without + 0.008  # the rules add measurably (0.853 vs 0.841 for 95f99653)
