@@ -241,7 +241,7 @@ class Recipe:
                              "teacher writes it again")
         # Teacher embeddings of the train sentences; any other text (a window, a minimal-pair
         # variant) comes from the cache. Dev's file is read only to report on dev
-        # (add_dev_teacher), after the fit: until the twenty-sixth session the 249 train
+        # (add_dev_teacher), after the fit: until the twenty-seventh session the 249 train
         # sentences that dev repeats took dev's rows (62 differ, by at most 1.04e-7).
         table = read_teacher(train_teacher, dim=self.token0.shape[1])
         self.teacher = {t: i for i, t in enumerate(table.texts)}
