@@ -2,7 +2,8 @@
 
 A line ends at ``\\n``; a trailing ``\\r`` is dropped, a byte-order mark at the start
 of the file is dropped, the newline that ends the last line does not start another.
-Invalid UTF-8 is an :class:`~sae.errors.InputError` naming the line. A newline byte is
+Invalid UTF-8 is an :class:`~sae.errors.InputError` naming the line and the byte, as
+:func:`sae.io.read_texts` names them. A newline byte is
 never part of a multi-byte UTF-8 sequence, so text cut after a newline decodes on its own.
 """
 
@@ -22,15 +23,22 @@ BOM = "\ufeff".encode()
 BLOCK_BYTES = 1 << 22
 
 
-def decode_lines(data: bytes, name: str, first_line: int, *, bom: bool = False) -> list[str]:
+def invalid_utf8(name: str, line: int, exc: UnicodeDecodeError, first_byte: int) -> InputError:
+    """The error for invalid UTF-8 at ``exc.start`` of a piece that starts at byte ``first_byte``
+    of the input: the words of :func:`sae.io.decode_utf8`, which reads the input whole."""
+    return InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {first_byte + exc.start})")
+
+
+def decode_lines(data: bytes, name: str, first_line: int, *, bom: bool = False, first_byte: int = 0) -> list[str]:
     """The lines of ``data``: whole lines, the last one ending with its newline or at the end
-    of the input. ``first_line`` (1-based) numbers the first line for error messages;
-    ``bom`` drops a byte-order mark (only the file's first piece can have one)."""
+    of the input. ``first_line`` (1-based) and ``first_byte`` (0-based) place ``data`` in the
+    input for error messages; ``bom`` drops a byte-order mark (only the file's first piece
+    can have one)."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         line = first_line + data[: exc.start].count(b"\n")
-        raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason})") from None
+        raise invalid_utf8(name, line, exc, first_byte) from None
     if bom and text.startswith("\ufeff"):
         text = text[1:]
     lines = text.split("\n")
@@ -63,9 +71,11 @@ def iter_lines(stream: BinaryIO, name: str, chunk_rows: int, block: int = BLOCK_
     """Lines of a stream (stdin) in lists of ``chunk_rows`` (the last one shorter)."""
     pending: list[str] = []
     line = 1
+    offset = 0  # bytes before the current piece
     for piece in _pieces(stream, block):
-        lines = decode_lines(piece, name, line, bom=line == 1)
+        lines = decode_lines(piece, name, line, bom=line == 1, first_byte=offset)
         line += len(lines)
+        offset += len(piece)
         pending.extend(lines)
         while len(pending) >= chunk_rows:
             yield pending[:chunk_rows]
@@ -107,7 +117,7 @@ def index_lines(path: Path, chunk_rows: int, block: int = BLOCK_BYTES) -> LineIn
                     piece.decode("utf-8")
                 except UnicodeDecodeError as exc:
                     line = lines + 1 + piece[: exc.start].count(b"\n")
-                    raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason})") from None
+                    raise invalid_utf8(name, line, exc, offset) from None
                 newlines = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == 0x0A)
                 count = len(newlines) if piece.endswith(b"\n") else len(newlines) + 1
                 if offset == 0 and piece == BOM:
@@ -134,7 +144,7 @@ def read_chunk(path: Path, index: LineIndex, chunk: int) -> list[str]:
             data = stream.read(end - start)
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
-    lines = decode_lines(data, str(path), chunk * index.chunk_rows + 1, bom=chunk == 0)
+    lines = decode_lines(data, str(path), chunk * index.chunk_rows + 1, bom=chunk == 0, first_byte=start)
     expected = min(index.chunk_rows, index.lines - chunk * index.chunk_rows)
     if len(lines) != expected or len(data) != end - start:
         raise InputError(f"{path}: the file changed while it was being read")

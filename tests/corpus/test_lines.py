@@ -62,6 +62,24 @@ def test_invalid_utf8_names_its_line_whatever_the_pieces(tmp_path, block):
         streamed_lines(data, 2, block)
 
 
+@pytest.mark.parametrize("block", [1, 3, 64])
+def test_invalid_utf8_is_worded_as_read_texts_words_it(tmp_path, block):
+    """``sae teach`` read its corpus with read_texts and now streams it: the same message,
+    the byte counted from the start of the input (a byte-order mark included)."""
+    data = b"\xef\xbb\xbfone\ntwo\n\xe6\x97\xa5 three\nfour \xff\nfive\n"
+    path = tmp_path / "bad.txt"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as whole:
+        read_texts(str(path))
+    assert str(whole.value).endswith("bad.txt: line 4: invalid UTF-8 (invalid start byte at byte 26)")
+    with pytest.raises(InputError) as indexed:
+        lines.index_lines(path, 2, block=block)
+    assert str(indexed.value) == str(whole.value)
+    with pytest.raises(InputError) as streamed:
+        streamed_lines(data, 2, block)
+    assert str(streamed.value) == str(whole.value).replace(str(path), "<stdin>")
+
+
 def test_a_chunk_starts_where_its_line_starts(tmp_path):
     path = tmp_path / "in.txt"
     path.write_bytes(b"aa\nbbb\n\nc\nd")
