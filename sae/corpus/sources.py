@@ -35,6 +35,8 @@ class Columns:
 
     text: str = "text"
     keep: tuple[str, ...] = ()
+    #: whether messages may name --text-column and --keep-columns (``sae teach`` has neither)
+    flags: bool = True
 
     def __post_init__(self) -> None:
         seen: set[str] = set()
@@ -93,9 +95,12 @@ class Source:
         raise NotImplementedError
 
 
-def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int = 32768) -> Source:
+def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int = 32768, *,
+                pipes: bool = False) -> Source:
     """The source INPUT names: ``-`` (stdin, one text per line), a ``.parquet`` or
     ``.arrow``/``.feather``/``.ipc`` table, or any other file as text, one text per line.
+    A named pipe or a device (``<(cut -f6 data.tsv)``) is read once, in order, as stdin is,
+    when ``pipes``; otherwise it is refused (``sae embed`` asks for ``-`` instead).
 
     Problems found without reading the rows (a missing file, a missing column, a text
     file that is not UTF-8) are :class:`InputError`\\ s raised here, before any work.
@@ -106,6 +111,9 @@ def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int 
         _lines_only(columns, "<stdin>")
         return StdinSource(chunk_rows)
     path = existing_file(spec, "a .txt, .parquet or .arrow file")
+    if not path.is_file() and pipes:
+        _lines_only(columns, str(spec))
+        return PipeSource(path, chunk_rows)
     if not path.is_file():  # a text file is read twice (indexed, then read), and a pipe only once
         raise InputError(f"{spec}: not a regular file (a pipe or a device); pipe it to `sae embed -` instead")
     suffix = path.suffix.lower()
@@ -190,6 +198,28 @@ class StdinSource(Source):
         return _text_schema()
 
 
+class PipeSource(StdinSource):
+    """A named pipe or a device (``<(cut -f6 data.tsv)``), one text per line, read once in
+    order as stdin is: it cannot be indexed first, as a text file is."""
+
+    def __init__(self, path: Path, chunk_rows: int) -> None:
+        super().__init__(chunk_rows)
+        self.path = path
+        self.name = str(path)
+
+    def chunks(self) -> Iterator[Any]:
+        try:
+            stream = open(self.path, "rb")
+        except OSError as exc:
+            raise InputError(f"{self.name}: cannot read ({exc.strerror})") from None
+        with stream:
+            for texts in _lines.iter_lines(stream, self.name, self.chunk_rows):
+                yield _text_table(texts)
+
+    def identity(self) -> dict[str, Any]:
+        return {"kind": "pipe", "path": str(self.path)}
+
+
 # -- tables ----------------------------------------------------------------------------------
 
 
@@ -220,6 +250,8 @@ class _TableSource(Source):
 
         names = self._input_schema.names
         for name in self.columns.read:
+            if name not in names and not self.columns.flags:  # as sae.io.read_texts words it
+                raise InputError(f"{self.name}: no {name!r} column (columns: {', '.join(names)})")
             if name not in names:
                 flag = "--keep-columns" if name != self.columns.text else "--text-column"
                 hint = "" if name != "text" or flag != "--text-column" else "; pick one with --text-column"

@@ -245,3 +245,39 @@ def test_a_pipe_or_device_is_refused_before_it_is_opened(tmp_path):
     os.mkfifo(tmp_path / "fifo")  # opening it would wait for a writer: refused by its kind alone
     with pytest.raises(InputError, match="fifo: not a regular file"):
         open_source(tmp_path / "fifo")
+
+
+def test_pipes_are_read_once_in_order_when_asked_for(tmp_path):
+    """``sae teach <(cut -f6 data.tsv)`` read its corpus whole from the pipe; streamed, it still
+    can: in order, as stdin, with its lines numbered from the start in messages."""
+    import os
+    import threading
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+
+    def write(data: bytes) -> threading.Thread:
+        def run() -> None:
+            with open(fifo, "wb") as sink:
+                sink.write(data)
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    writer = write("\ufeffone\ntwo\r\nthree\nfour\nfive".encode())
+    source = open_source(fifo, Columns(flags=False), 2, pipes=True)
+    assert source.rows is None and not source.random_access and source.name == str(fifo)
+    assert [c.column("text").to_pylist() for c in source.chunks()] == [["one", "two"], ["three", "four"], ["five"]]
+    writer.join()
+    writer = write(b"fine\nbad \xff\n")
+    with pytest.raises(InputError, match=r"fifo: line 2: invalid UTF-8 \(invalid start byte at byte 9\)$"):
+        list(source.chunks())
+    writer.join()
+    assert [c.num_rows for c in open_source("/dev/null", pipes=True).chunks()] == []
+
+
+def test_a_missing_text_column_without_the_flags_is_worded_as_read_texts_words_it(table_file):
+    """``sae teach`` has no --text-column: its message names the columns, not a flag."""
+    with pytest.raises(InputError) as info:
+        open_source(table_file, Columns(flags=False), 4)
+    assert str(info.value) == f"{table_file}: no 'text' column (columns: id, body, tags)"
