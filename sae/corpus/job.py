@@ -23,7 +23,9 @@ from sae.corpus.dataset import find_parts, is_dataset, prepare_output_dir
 from sae.corpus.sinks import DTYPES, NpySink, ParquetSink, output_schema, output_table, readable_parts
 from sae.corpus.sources import Columns, Source, open_source
 from sae.corpus.state import (
+    EMBED_POLICY,
     DatasetState,
+    ResumePolicy,
     ResumeRefusedError,
     ResumeState,
     resumable_rows,
@@ -315,19 +317,22 @@ class Job:
 
 class OutputRun:
     """Writing one output, chunk after chunk; a context manager that keeps the resume
-    state on failure (except when the input itself is bad: nothing to resume then)."""
+    state on failure (except when the input itself is bad and the ``policy`` says that a
+    resumed run would only meet it again)."""
 
-    def __init__(self, output: Output, schema: Any, identity: dict[str, Any], resume: bool) -> None:
+    def __init__(self, output: Output, schema: Any, identity: dict[str, Any], resume: bool,
+                 policy: ResumePolicy = EMBED_POLICY) -> None:
         self.output = output
         self.schema = schema
+        self.policy = policy
         with writing(output.path):
-            self.state = ResumeState.open(output.path, identity, resume)
+            self.state = ResumeState.open(output.path, identity, resume, policy)
             try:
                 self._drop_damaged_parts()
                 if output.format == "npy":
                     self.sink: Any = NpySink(output.path, self.state.directory, schema, self.state.rows)
                 else:
-                    self.sink = ParquetSink(output.path, self.state.directory, schema)
+                    self.sink = ParquetSink(output.path, self.state.directory, schema, policy.start_over)
             except BaseException:
                 self.state.close()
                 raise
@@ -359,8 +364,9 @@ class OutputRun:
 
     def close(self, exc: BaseException | None = None) -> None:
         """Finish the output (rename it into place, drop the state), or after ``exc`` drop
-        the unfinished file and keep the state, except when the input itself is bad:
-        a resumed run would meet the same rows again. Closing twice does nothing."""
+        the unfinished file and keep the state, except when the input itself is bad and
+        the policy does not keep it: a resumed run would meet the same rows again.
+        Closing twice does nothing."""
         if self._closed:
             return
         if exc is None:
@@ -375,7 +381,8 @@ class OutputRun:
             return
         self._closed = True
         self.sink.abort()
-        if isinstance(exc, InputError) and not isinstance(exc, ResumeRefusedError):
+        bad_input = isinstance(exc, InputError) and not isinstance(exc, ResumeRefusedError)
+        if bad_input and not self.policy.keep_on_bad_input:
             self.state.remove()
         else:
             self.state.close()
@@ -392,17 +399,18 @@ class OutputRun:
             if chunk.num_rows != record.rows or text_digest(chunk) != record.digest:
                 first, last = self.rows + 1, self.rows + record.rows
                 raise ResumeRefusedError(f"{out}: cannot resume, rows {first}-{last} of the input differ from the "
-                                    "interrupted run's (run without --resume to start over)")
+                                         f"interrupted run's ({self.policy.start_over})")
             with writing(out):
                 self.sink.replay(self.chunk)
             self.chunk += 1
             self.rows += chunk.num_rows
 
-    def write(self, table: Any) -> None:
-        """Write the next chunk's output table, then record it as finished."""
+    def write(self, table: Any, notes: dict[str, Any] | None = None) -> None:
+        """Write the next chunk's output table, then record it as finished, with ``notes``
+        (see :class:`~sae.corpus.state.ChunkRecord`)."""
         with writing(self.output.path):
             self.sink.write(self.chunk, table)
-            self.state.commit(table.num_rows, text_digest(table))
+            self.state.commit(table.num_rows, text_digest(table), notes)
         self.chunk += 1
         self.rows += table.num_rows
 

@@ -77,9 +77,11 @@ def _replace_with_umask(tmp: Path, out: Path) -> None:
 class ParquetSink:
     """One row group per chunk, resumable through the chunks kept as Arrow files."""
 
-    def __init__(self, out: Path, workdir: Path, schema: Any) -> None:
+    def __init__(self, out: Path, workdir: Path, schema: Any,
+                 start_over: str = "run without --resume to start over") -> None:
         self.out = out
         self.schema = schema
+        self.start_over = start_over  #: the advice when a kept chunk cannot be resumed
         self.parts = workdir / "parts"
         self.parts.mkdir(exist_ok=True)
         self.tmp = workdir / "output.parquet.tmp"
@@ -111,10 +113,10 @@ class ParquetSink:
                 table = pa.ipc.open_file(source).read_all()
         except (pa.ArrowException, OSError) as exc:  # damaged past its footer (readable_parts checks that)
             raise ResumeRefusedError(f"{self.out}: cannot resume, its saved chunk {index} is unreadable ({exc}); "
-                                     "run without --resume to start over") from None
+                                     f"{self.start_over}") from None
         if table.schema != self.schema:
             raise ResumeRefusedError(f"{self.out}: cannot resume, its saved chunk {index} has another schema; "
-                                     "run without --resume to start over")
+                                     f"{self.start_over}")
         self._open().write_table(table, row_group_size=max(table.num_rows, 1))
         return table.num_rows
 

@@ -1,11 +1,13 @@
 """Resume state: what an output's run has finished, kept beside the output.
 
 An output ``DIR/NAME`` keeps its state in ``DIR/.NAME.resume/`` while it is written:
-``state.json`` (the run's identity and one record per finished chunk: its rows and a
-digest of its texts), whatever the output format keeps there (:mod:`sae.corpus.sinks`),
-and a lock. ``state.json`` is replaced atomically after each chunk, so after a crash or
+``state.json`` (the run's identity and one record per finished chunk: its rows, a
+digest of its texts and the command's notes on it), whatever the output format keeps
+there (:mod:`sae.corpus.sinks`), and a lock. ``state.json`` is replaced atomically after each chunk, so after a crash or
 ``kill -9`` it names exactly the chunks that are safely on disk. The directory is removed
-when the output is complete.
+when the output is complete. A :class:`ResumePolicy` says how a command treats the state
+of an interrupted run: ``sae embed`` starts over without ``--resume``; ``sae teach``,
+whose chunks take minutes of a teacher model, refuses to.
 """
 
 from __future__ import annotations
@@ -30,6 +32,26 @@ STATE_VERSION = 1
 class ResumeRefusedError(InputError):
     """The input of a resumed run, or what the interrupted run kept, is not what it should
     be: refused, and the state is kept for the right command."""
+
+
+@dataclass(frozen=True)
+class ResumePolicy:
+    """How a command treats what an interrupted run kept (``sae embed``'s way by default)."""
+
+    #: the command named when another process is writing the same output
+    command: str = "sae embed"
+    #: what a refused resume advises, to start over
+    start_over: str = "run without --resume to start over"
+    #: a run without ``--resume`` discards an interrupted run's state (False: it is refused,
+    #: so that nothing already computed is lost without being asked)
+    discard: bool = True
+    #: keep the state when the input turns out bad mid-run (the rows before it stay good,
+    #: and a corrected input resumes after them when the command checks texts, not dates)
+    keep_on_bad_input: bool = False
+
+
+#: ``sae embed``'s policy
+EMBED_POLICY = ResumePolicy()
 
 
 def state_dir(out: Path) -> Path:
@@ -109,6 +131,9 @@ def _input_name(identity: dict[str, Any]) -> str:
 class ChunkRecord:
     rows: int
     digest: str
+    #: what the command noted about the chunk, to report for the whole output at the end
+    #: (``sae teach``: the texts its teacher cut); None when it notes nothing
+    notes: dict[str, Any] | None = None
 
 
 @dataclass
@@ -125,28 +150,36 @@ class ResumeState:
         return sum(c.rows for c in self.chunks)
 
     @classmethod
-    def inspect(cls, out: Path, identity: dict[str, Any], resume: bool) -> ResumeState | None:
+    def inspect(cls, out: Path, identity: dict[str, Any], resume: bool,
+                policy: ResumePolicy = EMBED_POLICY) -> ResumeState | None:
         """The interrupted run's state when ``resume`` finds one with the same identity,
-        None when there is nothing to resume; an :class:`InputError` when it differs.
+        None when there is nothing to resume; an :class:`InputError` when it differs, or
+        when there is one, no ``resume`` and a ``policy`` that does not discard it.
         Reads only: :meth:`open` takes the lock."""
         path = state_dir(out) / "state.json"
-        if not (resume and path.exists()):
+        if not path.exists():
             return None
-        state = cls._load(state_dir(out), path, out)
+        if not resume:
+            if not policy.discard:
+                where = state_dir(out)
+                raise InputError(f"{out}: an interrupted run kept {resumable_rows(out):,} embedded text(s) in "
+                                 f"{where}; pass --resume to continue it, or delete {where} to start over")
+            return None
+        state = cls._load(state_dir(out), path, out, policy)
         diff = describe_difference(state.identity, identity)
         if diff:
-            raise InputError(f"{out}: cannot resume, the interrupted run differs: {diff} "
-                             "(run without --resume to start over)")
+            raise InputError(f"{out}: cannot resume, the interrupted run differs: {diff} ({policy.start_over})")
         return state
 
     @classmethod
-    def open(cls, out: Path, identity: dict[str, Any], resume: bool) -> ResumeState:
+    def open(cls, out: Path, identity: dict[str, Any], resume: bool,
+             policy: ResumePolicy = EMBED_POLICY) -> ResumeState:
         """The state for writing ``out``, locked: the interrupted run's when ``resume``
         finds one with the same identity (see :meth:`inspect`), otherwise a fresh one."""
         directory = state_dir(out)
-        lock = _lock(directory / "lock", out) if directory.is_dir() else None
+        lock = _lock(directory / "lock", out, policy.command) if directory.is_dir() else None
         try:
-            state = cls.inspect(out, identity, resume)
+            state = cls.inspect(out, identity, resume, policy)
         except BaseException:
             _unlock(lock)
             raise
@@ -164,12 +197,12 @@ class ResumeState:
             directory.mkdir()
         except OSError as exc:
             raise InputError(f"{out}: cannot create its resume state {directory.name}: {exc.strerror or exc}") from None
-        state = cls(directory, identity, [], _lock(directory / "lock", out))
+        state = cls(directory, identity, [], _lock(directory / "lock", out, policy.command))
         state.save()
         return state
 
     @classmethod
-    def _load(cls, directory: Path, path: Path, out: Path) -> ResumeState:
+    def _load(cls, directory: Path, path: Path, out: Path, policy: ResumePolicy) -> ResumeState:
         try:
             doc = json.loads(path.read_text())
             # JSON of another shape ([1, 2], "identity": null) is as unreadable as garbled text
@@ -177,18 +210,19 @@ class ResumeState:
                 raise ValueError("unknown format")
             if not isinstance(doc["identity"], dict):
                 raise ValueError("no identity")
-            chunks = [ChunkRecord(int(c["rows"]), str(c["digest"])) for c in doc["chunks"]]
+            chunks = [ChunkRecord(int(c["rows"]), str(c["digest"]), _notes(c.get("notes"))) for c in doc["chunks"]]
             return cls(directory, doc["identity"], chunks)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InputError(f"{out}: cannot resume, its state {path} is unreadable ({exc}); "
-                             "run without --resume to start over") from None
+                             f"{policy.start_over}") from None
 
     def save(self) -> None:
         write_json_atomically(self.directory / "state.json", {
             "format": STATE_FORMAT,
             "version": STATE_VERSION,
             "identity": self.identity,
-            "chunks": [{"rows": c.rows, "digest": c.digest} for c in self.chunks],
+            "chunks": [{"rows": c.rows, "digest": c.digest} | ({"notes": c.notes} if c.notes is not None else {})
+                       for c in self.chunks],
         })
 
     def keep(self, chunks: int) -> None:
@@ -196,9 +230,9 @@ class ResumeState:
         del self.chunks[chunks:]
         self.save()
 
-    def commit(self, rows: int, digest: str) -> None:
-        """Record one more finished chunk (after its data is on disk)."""
-        self.chunks.append(ChunkRecord(rows, digest))
+    def commit(self, rows: int, digest: str, notes: dict[str, Any] | None = None) -> None:
+        """Record one more finished chunk (after its data is on disk), with the command's ``notes``."""
+        self.chunks.append(ChunkRecord(rows, digest, notes))
         self.save()
 
     def close(self) -> None:
@@ -210,6 +244,21 @@ class ResumeState:
         """The output is complete: release the lock and remove the state."""
         self.close()
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _notes(value: Any) -> dict[str, Any] | None:
+    if value is not None and not isinstance(value, dict):
+        raise ValueError(f"notes of another shape: {value!r}")
+    return value
+
+
+def check_not_written(out: Path, command: str) -> None:
+    """Refuse ``out`` when another process holds its state's lock, that is, is writing it:
+    a refusal that comes before any work, and before a message would call the state an
+    interrupted run's. Takes the lock only for the time of the check."""
+    directory = state_dir(out)
+    if directory.is_dir():
+        _unlock(_lock(directory / "lock", out, command))
 
 
 def resumable_rows(out: Path) -> int:
@@ -280,7 +329,7 @@ class DatasetState:
         self.path.unlink(missing_ok=True)
 
 
-def _lock(path: Path, out: Path) -> Any:
+def _lock(path: Path, out: Path, command: str = "sae embed") -> Any:
     """An exclusive lock on ``path`` (released by the OS if the process dies); None where
     the platform has no ``fcntl``."""
     try:
@@ -292,7 +341,7 @@ def _lock(path: Path, out: Path) -> Any:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise InputError(f"{out}: another sae embed is writing this output") from None
+        raise InputError(f"{out}: another {command} is writing this output") from None
     return handle
 
 
