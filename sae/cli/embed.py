@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from typing import Any
 
 from sae.cli.common import add_engine_options, engine_from_args, positive_int
+from sae.cli.progress import ProgressBar
 from sae.corpus.job import DEFAULT_CHUNK_ROWS, EmbedOptions, Job, run_job
 from sae.corpus.sinks import DTYPES
 from sae.ray_address import check_ray_address
@@ -59,45 +58,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-class ProgressBar:
-    """Rows embedded, rate and time left (when the input's size is known) on stderr."""
-
-    def __init__(self) -> None:
-        self._bar: Any = None
-
-    def start(self, total: int | None, done: int) -> None:
-        if not sys.stderr.isatty() or (total is not None and total - done < PROGRESS_MIN):
-            return
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("embedding"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=True,
-        )
-        self._bar.start()
-        self._task = self._bar.add_task("embedding", total=total, completed=done, rate="")
-
-    def advance(self, rows: int) -> None:
-        if self._bar is not None:
-            self._bar.advance(self._task, rows)
-            speed = self._bar.tasks[0].speed
-            self._bar.update(self._task, rate=f"{speed:,.0f} texts/s" if speed else "")
-
-    def stop(self) -> None:
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
 def run(args: argparse.Namespace) -> int:
     options = EmbedOptions(text_column=args.text_column, keep_columns=args.keep_columns, dtype=args.dtype,
                            chunk_rows=args.chunk_rows, resume=args.resume)
     if args.ray:
         check_ray_address(args.ray, "--ray")  # before OUT is touched
     job = Job(args.input, args.output, options)  # checks the input and OUT before the engine loads
-    bar = ProgressBar()
+    bar = ProgressBar("embedding", min_rows=PROGRESS_MIN)
     try:
         if args.ray is not None:
             from sae.corpus.cluster import EngineSpec, require_ray, run_job_ray

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sae.cli import main
-from sae.cli.embed import ProgressBar
+from sae.cli.embed import PROGRESS_MIN, ProgressBar
 from sae.corpus.state import state_dir
 
 
@@ -144,13 +144,21 @@ def test_ray_without_its_extra_names_the_install(txt, tmp_path, tiny_dir, capsys
 
 def test_the_progress_bar_shows_rate_and_time_left(monkeypatch):
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True, raising=False)
-    bar = ProgressBar()
+    bar = ProgressBar(min_rows=PROGRESS_MIN)
     bar.start(total=10_000, done=1_000)
     for _ in range(3):
         bar.advance(1_000)
     task = bar._bar.tasks[0]
     assert task.completed == 4_000 and task.total == 10_000 and task.fields["rate"].endswith("texts/s")
     bar.stop()
-    quiet = ProgressBar()
+    quiet = ProgressBar(min_rows=PROGRESS_MIN)
     quiet.start(total=10_000, done=9_000)  # little left: no bar
     assert quiet._bar is None
+    teaching = ProgressBar("teaching")  # sae teach: a bar at a terminal, however few texts are left
+    teaching.start(total=3, done=0)
+    assert teaching._bar is not None and teaching._bar.tasks[0].description == "teaching"
+    teaching.stop()
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    logged = ProgressBar("teaching")  # none in logs
+    logged.start(total=None, done=0)
+    assert logged._bar is None
