@@ -9,8 +9,9 @@ too, flattened (and copied into float32 where it holds another type). Every prob
 lengths, wrong dimension, NaN, rows that are not unit length) is an
 :class:`~sae.errors.InputError` with one line naming the file and the problem.
 
-Computing embeddings (:func:`embed_with_teacher`, ``sae teach``) needs the optional
-extra ``pip install 'sae[teacher]'`` (sentence-transformers and torch).
+Computing embeddings (:func:`embed_with_teacher`, :class:`SentenceTeacher`, which
+``sae teach`` streams a corpus through) needs the optional extra
+``pip install 'sae[teacher]'`` (sentence-transformers and torch).
 
 **Settled embeddings.** In float32 the teacher's last bits depend on the CPU's vector
 instructions, on how a batch is padded and on the thread count (on 1,500 sentences,
@@ -24,7 +25,8 @@ value whose float64 noise straddles a rounding boundary (about once in 10⁹).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,8 @@ INSTALL_HINT = "pip install 'sae[teacher]'"
 #: Settled teacher values are multiples of 2**-SETTLE_BITS (about 10⁻⁶, far below the
 #: 2⁻¹¹ of a value that float16, which fitted vectors are stored in, keeps).
 SETTLE_BITS = 20
+#: ``sae teach --precision`` choices, and what each writes as a teacher file's ``precision``
+PRECISIONS = {"settled": f"float64 rounded to multiples of 2^-{SETTLE_BITS}", "float32": "float32"}
 
 
 def settle(x: np.ndarray) -> np.ndarray:
@@ -288,10 +292,7 @@ def embed_with_teacher(
     st = load_teacher_model(model) if isinstance(model, (str, Path)) else model
     texts = list(texts)
     if not texts:
-        # sentence-transformers 5 renamed the method (the old name warns).
-        dimension = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-        dim = int(dimension() or 0)
-        return np.zeros((0, dim), dtype=dtype)
+        return np.zeros((0, _dimension(st)), dtype=dtype)
     emb = st.encode(
         texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
         show_progress_bar=progress,
@@ -316,6 +317,122 @@ def embed_settled(
     return settle(embed_with_teacher(texts, st, batch_size=batch_size, progress=progress, dtype=np.float64))
 
 
+def _dimension(st) -> int:
+    """The embedding dimension of a loaded ``SentenceTransformer``."""
+    # sentence-transformers 5 renamed the method (the old name warns).
+    dimension = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+    return int(dimension() or 0)
+
+
+@dataclass(frozen=True)
+class TaughtChunk:
+    """A chunk's teacher embeddings, and which of its texts the teacher cut."""
+
+    embeddings: np.ndarray  #: ``(rows, dim)`` float32, L2-normalized
+    cut: int = 0  #: texts longer than the teacher reads, embedded cut to its limit
+    first_cut: int = -1  #: the chunk's row (from 0) of the first of them; -1 when none
+
+
+class SentenceTeacher:
+    """A loaded sentence-transformers teacher that embeds a corpus a chunk at a time: what
+    ``sae teach`` streams its corpus through (:mod:`sae.corpus.teach`).
+
+    ``precision`` "settled" runs the model in float64 (converted here, once) and settles
+    its output, as :func:`embed_settled` does: the same bytes whatever the chunks and
+    batches. "float32" runs it as it is (:func:`embed_with_teacher`).
+
+    A chunk is tokenized once, by the model itself: a hook sees each batch the model
+    reads, and only a chunk with a batch as long as the teacher's limit is tokenized
+    again, to count the texts that were cut (:func:`cut_by_teacher`, as ``sae teach``
+    always did). A corpus of sentences never reaches the limit.
+    """
+
+    def __init__(self, st, *, precision: str = "settled", batch_size: int = 64) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"SentenceTeacher: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if precision == "settled":
+            import torch  # after the model: without the extra, load_teacher_model names the install
+
+            st.to(torch.float64)
+        self.st = st
+        self.precision = precision
+        self.batch_size = batch_size
+        #: tokens the teacher reads of a text, special ones included
+        self.limit = int(st.max_seq_length)
+        self.dim = _dimension(st)
+
+    @property
+    def label(self) -> str:
+        """The ``precision`` a teacher file made by this teacher records."""
+        return PRECISIONS[self.precision]
+
+    def embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> TaughtChunk:
+        """Embeddings of one chunk's ``texts``; ``progress(rows)`` is called as batches finish."""
+        watch = _BatchWatch(self.limit, progress)
+        with watch.attached(self.st):
+            if self.precision == "settled":
+                emb = settle(embed_with_teacher(texts, self.st, batch_size=self.batch_size, dtype=np.float64))
+            else:
+                emb = embed_with_teacher(texts, self.st, batch_size=self.batch_size)
+        watch.finish(len(texts))
+        cut, first = cut_by_teacher(self.st, texts)[:2] if watch.at_limit else (0, -1)
+        return TaughtChunk(emb, cut, first)
+
+
+class _BatchWatch:
+    """What a teacher's batches show as it embeds them (a forward pre-hook on its first
+    module, which gets each batch's token ids): whether one is as long as the limit, and
+    the rows done, for a progress bar."""
+
+    def __init__(self, limit: int, progress: Callable[[int], None] | None) -> None:
+        self.limit = limit
+        self.progress = progress
+        self.at_limit = False
+        self.done = 0
+        self._running = 0  # rows of the batch the model is embedding
+
+    @contextmanager
+    def attached(self, st) -> Iterator[None]:
+        handle = None
+        try:
+            handle = st[0].register_forward_pre_hook(self._before_batch)
+        except (AttributeError, IndexError, KeyError, TypeError):
+            self.at_limit = True  # a model it cannot watch: cut texts are counted by tokenizing again
+        try:
+            yield
+        finally:
+            if handle is not None:
+                handle.remove()
+
+    def _before_batch(self, module, args) -> None:
+        features = args[0] if args else None
+        shape = getattr(features.get("input_ids") if isinstance(features, dict) else None, "shape", ())
+        if len(shape) != 2:
+            self.at_limit = True  # not a batch of token ids it can read: count the slow way
+            return
+        # The model pads a batch to its longest text after cutting texts to the limit, so
+        # only a batch as long as the limit can hold a cut text.
+        if int(shape[1]) >= self.limit:
+            self.at_limit = True
+        self._advance(self._running)  # the batch before this one is done
+        self._running = int(shape[0])
+
+    def _advance(self, rows: int) -> None:
+        if rows > 0 and self.progress is not None:
+            self.progress(rows)
+        self.done += max(rows, 0)
+
+    def finish(self, rows: int) -> None:
+        """The chunk of ``rows`` rows is embedded: whatever the batches did not report, done."""
+        self._advance(rows - self.done)
+
+
+def load_sentence_teacher(model: str | Path = DEFAULT_MODEL, *, precision: str = "settled",
+                          batch_size: int = 64) -> SentenceTeacher:
+    """:func:`load_teacher_model` as a :class:`SentenceTeacher`."""
+    return SentenceTeacher(load_teacher_model(model), precision=precision, batch_size=batch_size)
+
+
 def write_teacher(path: str | Path, texts: Sequence[str], embeddings: np.ndarray, metadata: dict[str, str]) -> None:
     """Write a teacher file (same layout as ``sae embed`` output, plus metadata)."""
     write_embeddings(path, list(texts), embeddings, metadata)
@@ -323,10 +440,14 @@ def write_teacher(path: str | Path, texts: Sequence[str], embeddings: np.ndarray
 
 __all__ = [
     "DEFAULT_MODEL",
+    "PRECISIONS",
     "SETTLE_BITS",
+    "SentenceTeacher",
+    "TaughtChunk",
     "TeacherTable",
     "embed_settled",
     "embed_with_teacher",
+    "load_sentence_teacher",
     "load_teacher_model",
     "read_teacher",
     "resolve_model",
