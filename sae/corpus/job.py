@@ -177,6 +177,9 @@ class Output:
     path: Path
     format: str  #: "parquet" or "npy"
     relative: str | None = None  #: a dataset part's path below OUT
+    #: Parquet: every column in pyarrow's default encodings, not plain embeddings (sae teach;
+    #: see :class:`~sae.corpus.sinks.ParquetSink`)
+    compact: bool = False
 
 
 @dataclass
@@ -332,7 +335,8 @@ class OutputRun:
                 if output.format == "npy":
                     self.sink: Any = NpySink(output.path, self.state.directory, schema, self.state.rows)
                 else:
-                    self.sink = ParquetSink(output.path, self.state.directory, schema, policy.start_over)
+                    self.sink = ParquetSink(output.path, self.state.directory, schema, policy.start_over,
+                                            compact=output.compact)
             except BaseException:
                 self.state.close()
                 raise

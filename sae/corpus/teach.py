@@ -132,7 +132,8 @@ class TeachJob:
         progress = progress or SilentProgress()
         start = time.perf_counter()
         schema = output_schema(self.source.schema(), teacher.dim, "float32", self.metadata(teacher))
-        output = Output(self.source, Path(self.path), "parquet")
+        # Compact: the encodings write_teacher gave the file in one go (settled values repeat).
+        output = Output(self.source, Path(self.path), "parquet", compact=True)
         cuts = CutTally()
         embedded = 0
         with OutputRun(output, schema, self.identity(), self.options.resume, self.policy) as run:

@@ -106,6 +106,8 @@ def test_the_streamed_file_holds_what_one_call_writes(tmp_path, monkeypatch, kin
     assert streamed.schema.equals(whole.schema, check_metadata=True)
     assert streamed.column("text").to_pylist() == texts
     assert streamed.column("embedding").combine_chunks().equals(whole.column("embedding").combine_chunks())
+    codecs = [[pq.ParquetFile(f).metadata.row_group(0).column(i).compression for i in range(2)] for f in (out, one_shot)]
+    assert codecs[0] == codecs[1] == ["SNAPPY", "SNAPPY"]  # written as write_teacher writes, not sae embed's plain
     table = read_teacher(out, dim=DIM)  # the reader of every teacher file, unchanged; repeats agree
     assert table.embeddings.tobytes() == embeddings_of(texts).tobytes()
     assert table.metadata == {"teacher": "fake-model", "normalized": "true", "source": str(source),
