@@ -25,7 +25,7 @@ value whose float64 noise straddles a rounding boundary (about once in 10⁹).
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -405,8 +405,8 @@ class _BatchWatch:
                 handle.remove()
 
     def _before_batch(self, module, args) -> None:
-        features = args[0] if args else None
-        shape = getattr(features.get("input_ids") if isinstance(features, dict) else None, "shape", ())
+        features = args[0] if args else None  # a BatchEncoding (a Mapping, not a dict) or a dict
+        shape = getattr(features.get("input_ids") if isinstance(features, Mapping) else None, "shape", ())
         if len(shape) != 2:
             self.at_limit = True  # not a batch of token ids it can read: count the slow way
             return

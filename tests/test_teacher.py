@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections import UserDict
 
 import numpy as np
 import pyarrow as pa
@@ -131,7 +132,8 @@ class FakeModel:
             batch = [texts[i] for i in order[start:start + batch_size]]
             width = min(max(len(t.split()) + 2 for t in batch), self.max_seq_length)
             for hook in list(self.hooks):
-                hook(self, ({"input_ids": np.zeros((len(batch), width), dtype=np.int64)},))
+                # a Mapping that is not a dict, as transformers' BatchEncoding (a UserDict)
+                hook(self, (UserDict({"input_ids": np.zeros((len(batch), width), dtype=np.int64)}),))
         if "crash" in texts:
             raise RuntimeError("the model crashed")
         return unit_rows(len(texts), 4)
