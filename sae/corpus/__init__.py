@@ -12,7 +12,8 @@ Inputs are read a chunk at a time (:mod:`sae.corpus.sources`), embedded, and wri
 as one Parquet row group (or a run of ``.npy`` rows) per chunk (:mod:`sae.corpus.sinks`);
 the state beside the output (:mod:`sae.corpus.state`) lets an interrupted run resume
 after its last finished chunk. :mod:`sae.corpus.cluster` runs the same job with Ray Data
-(``pip install 'sae[ray]'``).
+(``pip install 'sae[ray]'``). :mod:`sae.corpus.teach` streams a corpus through a teacher
+model the same way (``sae teach``).
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 An output ``DIR/NAME`` keeps its state in ``DIR/.NAME.resume/`` while it is written:
 ``state.json`` (the run's identity and one record per finished chunk: its rows, a
 digest of its texts and the command's notes on it), whatever the output format keeps
-there (:mod:`sae.corpus.sinks`), and a lock. ``state.json`` is replaced atomically after each chunk, so after a crash or
-``kill -9`` it names exactly the chunks that are safely on disk. The directory is removed
-when the output is complete. A :class:`ResumePolicy` says how a command treats the state
+there (:mod:`sae.corpus.sinks`), and a lock. ``state.json`` is replaced atomically after
+each chunk, so after a crash or ``kill -9`` it names exactly the chunks that are safely on
+disk. The directory is removed when the output is complete. A :class:`ResumePolicy` says how a command treats the state
 of an interrupted run: ``sae embed`` starts over without ``--resume``; ``sae teach``,
 whose chunks take minutes of a teacher model, refuses to.
 """
