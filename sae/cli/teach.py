@@ -7,7 +7,7 @@ import logging
 
 from sae.cli.common import positive_int
 from sae.cli.progress import ProgressBar
-from sae.corpus.state import state_dir
+from sae.corpus.state import resumable_rows, state_dir
 from sae.corpus.teach import DEFAULT_TEACH_CHUNK_ROWS, TeachJob, TeachOptions
 
 log = logging.getLogger("sae")
@@ -40,7 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "last bits vary with CPU and batch size")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run of the same command after its last finished chunk "
-                   "(without it, a run refuses to start over an interrupted one)")
+                   "(without it, a run refuses to start over one that finished chunks)")
     p.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_TEACH_CHUNK_ROWS, metavar="N",
                    help=f"texts read, embedded and written at a time: a Parquet row group, a resume step "
                    f"(default {DEFAULT_TEACH_CHUNK_ROWS}; rounded up to a multiple of --batch-size)")
@@ -59,8 +59,12 @@ def run(args: argparse.Namespace) -> int:
         summary = job.run(teacher, progress=bar)
     except KeyboardInterrupt:
         bar.stop()  # before the message, which the bar would otherwise draw over
-        log.warning("interrupted; the finished chunks are kept in %s, and the same command with --resume "
-                    "continues after them", state_dir(job.path))
+        kept = resumable_rows(job.path)
+        if kept:
+            log.warning("interrupted; %d embedded texts are kept in %s, and the same command with --resume "
+                        "continues after them", kept, state_dir(job.path))
+        else:
+            log.warning("interrupted before the first chunk was finished; nothing is kept")
         raise
     finally:
         bar.stop()

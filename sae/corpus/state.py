@@ -154,16 +154,18 @@ class ResumeState:
                 policy: ResumePolicy = EMBED_POLICY) -> ResumeState | None:
         """The interrupted run's state when ``resume`` finds one with the same identity,
         None when there is nothing to resume; an :class:`InputError` when it differs, or
-        when there is one, no ``resume`` and a ``policy`` that does not discard it.
+        when there is one with finished chunks, no ``resume`` and a ``policy`` that does not
+        discard it.
         Reads only: :meth:`open` takes the lock."""
         path = state_dir(out) / "state.json"
         if not path.exists():
             return None
         if not resume:
-            if not policy.discard:
+            kept = resumable_rows(out)
+            if not policy.discard and kept:  # a state of no finished chunk loses nothing
                 where = state_dir(out)
-                raise InputError(f"{out}: an interrupted run kept {resumable_rows(out):,} embedded text(s) in "
-                                 f"{where}; pass --resume to continue it, or delete {where} to start over")
+                raise InputError(f"{out}: an interrupted run kept {kept:,} embedded text(s) in {where}; "
+                                 f"pass --resume to continue it, or delete {where} to start over")
             return None
         state = cls._load(state_dir(out), path, out, policy)
         diff = describe_difference(state.identity, identity)

@@ -17,8 +17,8 @@ place); the state is removed then.
 The corpus is identified by its texts, not by its file's size or date: a corpus fixed or
 extended after the interruption resumes as long as the finished chunks' texts are unchanged
 (what ``sae embed`` refuses, since its chunks cost seconds, not minutes of a teacher).
-Unlike ``sae embed``, a run without ``--resume`` never discards an interrupted run's state:
-it is refused, with the way to continue it or to start over.
+Unlike ``sae embed``, a run without ``--resume`` never discards an interrupted run's
+finished chunks: it is refused, with the way to continue them or to start over.
 """
 
 from __future__ import annotations
@@ -57,6 +57,10 @@ class TeachOptions:
     resume: bool = False  #: continue an interrupted run of the same job
 
     def __post_init__(self) -> None:
+        if isinstance(self.model, os.PathLike):  # a model directory: recorded as the str it names
+            object.__setattr__(self, "model", os.fspath(self.model))
+        if not isinstance(self.model, str):
+            raise TypeError(f"TeachOptions.model must be a str or an os.PathLike, got {type(self.model).__name__}")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision: {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         for flag, value in (("--batch-size", self.batch_size), ("--chunk-rows", self.chunk_rows)):

@@ -73,7 +73,7 @@ def test_ctrl_c_then_resume_gives_the_bytes_of_an_uninterrupted_run(txt, tmp_pat
     with caplog.at_level(logging.INFO, logger="sae"):
         assert teach(txt, out) == 130
     assert capsys.readouterr().err.strip() == "sae teach: interrupted"
-    assert (f"interrupted; the finished chunks are kept in {state_dir(out)}, and the same command with --resume "
+    assert (f"interrupted; 64 embedded texts are kept in {state_dir(out)}, and the same command with --resume "
             "continues after them") in caplog.messages
     assert not out.exists()
     caplog.clear()
@@ -161,3 +161,15 @@ def test_bad_corpora_are_one_line_as_before(tmp_path, teachers, capsys):
     assert teach(tmp_path / "missing.txt", tmp_path / "out.parquet") == 2
     assert one_line_error(capsys).endswith("missing.txt: no such file")
     assert teachers.loaded == [] and not (tmp_path / "out.parquet").exists()
+
+
+def test_ctrl_c_in_the_first_chunk_keeps_nothing_and_blocks_nothing(txt, tmp_path, teachers, reference, caplog,
+                                                                    capsys):
+    """Nothing was finished, so nothing is lost by starting over: no --resume needed."""
+    out = tmp_path / "teacher.parquet"
+    teachers.fail_at, teachers.fail = 0, KeyboardInterrupt()
+    with caplog.at_level(logging.WARNING, logger="sae"):
+        assert teach(txt, out) == 130
+    assert caplog.messages == ["interrupted before the first chunk was finished; nothing is kept"]
+    capsys.readouterr()
+    assert teach(txt, out) == 0 and out.read_bytes() == reference.read_bytes()
