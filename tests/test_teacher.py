@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from collections import UserDict
 
 import numpy as np
 import pyarrow as pa
@@ -94,30 +93,13 @@ def test_texts_the_teacher_cuts_are_counted_a_chunk_at_a_time():
 
 
 class FakeModel:
-    """Stands for a SentenceTransformer (float32, so without torch): ``encode`` sorts texts
-    by length and cuts them into batches as sentence-transformers does, and calls the forward
-    pre-hooks of its first module with each batch's token ids, padded to the longest text
-    and cut to ``max_seq_length``; a text's tokens are its words and [CLS], [SEP]."""
+    """Stands for a SentenceTransformer (float32, so without torch); a text's tokens are its
+    words and [CLS], [SEP]."""
 
     max_seq_length = 6
 
     def __init__(self) -> None:
-        self.hooks: list = []
         self.tokenized: list[int] = []  # texts per call of the tokenizer
-
-    def __getitem__(self, index):
-        assert index == 0
-        return self
-
-    def register_forward_pre_hook(self, hook):
-        self.hooks.append(hook)
-        hooks = self.hooks
-
-        class Handle:
-            def remove(self) -> None:
-                hooks.remove(hook)
-
-        return Handle()
 
     def get_sentence_embedding_dimension(self) -> int:
         return 4
@@ -127,22 +109,14 @@ class FakeModel:
         return {"input_ids": [[101, *range(len(t.split())), 102] for t in texts]}
 
     def encode(self, texts, batch_size, convert_to_numpy, normalize_embeddings, show_progress_bar):
-        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-        for start in range(0, len(order), batch_size):
-            batch = [texts[i] for i in order[start:start + batch_size]]
-            width = min(max(len(t.split()) + 2 for t in batch), self.max_seq_length)
-            for hook in list(self.hooks):
-                # a Mapping that is not a dict, as transformers' BatchEncoding (a UserDict)
-                hook(self, (UserDict({"input_ids": np.zeros((len(batch), width), dtype=np.int64)}),))
         if "crash" in texts:
             raise RuntimeError("the model crashed")
         return unit_rows(len(texts), 4)
 
 
-def test_a_sentence_teacher_tokenizes_a_chunk_once_unless_a_batch_reaches_the_limit():
-    """sae teach tokenized the whole corpus before the teacher tokenized it again; now the
-    model's own batches show whether any text can have been cut, and only then are the
-    chunk's texts counted with a tokenizer call of their own, with the same numbers."""
+def test_a_sentence_teacher_embeds_a_chunk_and_counts_the_texts_it_cut():
+    """Each chunk's cut texts are counted with the numbers sae teach always gave
+    (cut_by_teacher), and the progress callback hears the chunk's rows once it is done."""
     from sae.teacher import SentenceTeacher, cut_by_teacher
 
     model = FakeModel()
@@ -151,31 +125,15 @@ def test_a_sentence_teacher_tokenizes_a_chunk_once_unless_a_batch_reaches_the_li
     done: list[int] = []
     short = ["a b", "a b c", "one", "x y", "a", "b c d", "e"]  # at most 5 tokens: shorter than the limit
     taught = teacher.embed(short, done.append)
-    assert (taught.cut, taught.first_cut, taught.embeddings.shape) == (0, -1, (7, 4))
-    assert model.tokenized == [] and done == [3, 3, 1] and model.hooks == []
-    at_limit = ["a b c d", "one"]  # 6 tokens: a batch as long as the limit, nothing cut
-    assert (teacher.embed(at_limit).cut, model.tokenized) == (0, [2])
+    assert (taught.cut, taught.first_cut, taught.embeddings.shape, done) == (0, -1, (7, 4), [7])
+    assert teacher.embed(["a b c d", "one"]).cut == 0  # 6 tokens: as long as the limit, not cut
     mixed = ["one", "a b c d e", "x", "w " * 9, "a b c d"]  # 7 and 11 tokens: rows 1 and 3 cut
     taught = teacher.embed(mixed)
     assert (taught.cut, taught.first_cut) == (2, 1) == cut_by_teacher(model, mixed)[:2]
     with pytest.raises(RuntimeError, match="crashed"):
         teacher.embed(["crash"])
-    assert model.hooks == []  # removed whatever happens
     with pytest.raises(ValueError, match="precision must be one of settled, float32"):
         SentenceTeacher(model, precision="float16")
-
-
-def test_a_sentence_teacher_that_cannot_watch_its_model_counts_every_chunk():
-    from sae.teacher import SentenceTeacher
-
-    class Unwatchable(FakeModel):
-        def __getitem__(self, index):
-            raise TypeError("not a Sequential")
-
-    model = Unwatchable()
-    done: list[int] = []
-    taught = SentenceTeacher(model, precision="float32", batch_size=2).embed(["a b", "w " * 9, "c"], done.append)
-    assert (taught.cut, taught.first_cut, model.tokenized, done) == (1, 1, [3], [3])
 
 
 def test_nan_row(tmp_path):
