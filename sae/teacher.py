@@ -248,6 +248,33 @@ def resolve_model(model: str | Path = DEFAULT_MODEL) -> str:
     return text  # a hub name; sentence-transformers resolves it (offline cache only)
 
 
+#: The files of a model directory that sentence-transformers reads (configs, vocabulary,
+#: weights): what :func:`model_fingerprint` digests; a README or .gitattributes is not.
+MODEL_FILE_SUFFIXES = (".json", ".txt", ".safetensors", ".bin", ".model")
+
+
+def model_fingerprint(model: str | Path = DEFAULT_MODEL) -> str | None:
+    """A digest of the files the teacher ``model`` is loaded from, so that a resumed
+    ``sae teach`` refuses a model replaced under the same name or path (0.2 s for the
+    bundled all-MiniLM-L6-v2's 90 MB). None for a hub name, whose files sae does not
+    locate, and when the bundled model's package is missing (loading it says so)."""
+    import hashlib
+
+    try:
+        path = Path(resolve_model(model))
+    except InputError:
+        return None
+    if not path.is_dir():
+        return None
+    digest = hashlib.sha256()
+    for file in sorted(f for f in path.rglob("*") if f.is_file() and f.suffix in MODEL_FILE_SUFFIXES):
+        digest.update(f"{file.relative_to(path).as_posix()}\0{file.stat().st_size}\0".encode())
+        with open(file, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def load_teacher_model(model: str | Path = DEFAULT_MODEL):
     """A ``SentenceTransformer`` on the CPU, loaded offline."""
     _require_sentence_transformers()
@@ -397,6 +424,7 @@ __all__ = [
     "embed_with_teacher",
     "load_sentence_teacher",
     "load_teacher_model",
+    "model_fingerprint",
     "read_teacher",
     "resolve_model",
     "settle",

@@ -36,7 +36,7 @@ from sae.corpus.sources import Columns, Source, open_source
 from sae.corpus.state import ResumePolicy, ResumeState, check_not_written, state_dir
 from sae.errors import InputError
 from sae.io import check_writable, output_format
-from sae.teacher import DEFAULT_MODEL, PRECISIONS, TaughtChunk
+from sae.teacher import DEFAULT_MODEL, PRECISIONS, TaughtChunk, model_fingerprint
 
 #: Texts per chunk: a resume step and a Parquet row group. About 25 s of the default teacher
 #: in settled precision at 80 texts/s on 2 cores, the most an interruption loses; 3 MiB of
@@ -111,6 +111,8 @@ class TeachJob:
         if not isinstance(options, TeachOptions):
             raise TypeError(f"options must be a TeachOptions, got {type(options).__name__}")
         self.options = options
+        #: a model replaced under the same name or path must not resume (None: a hub name)
+        self._model_files = model_fingerprint(options.model)
         self.path = check_writable(self.output, (self.corpus,))  # a Parquet corpus is not replaced by its teacher file
         output_format(self.output, allowed=("parquet",))
         # sae teach has no --text-column: read 'text', and name no flag when it is missing.
@@ -124,8 +126,8 @@ class TeachJob:
         """What a resumed run must share with the interrupted one; the corpus is checked by
         the digests of its finished chunks' texts."""
         opts = self.options
-        return {"command": "teach", "format": "parquet", "model": opts.model, "precision": opts.precision,
-                "batch_size": opts.batch_size, "chunk_rows": opts.chunk}
+        return {"command": "teach", "format": "parquet", "model": opts.model, "model_files": self._model_files,
+                "precision": opts.precision, "batch_size": opts.batch_size, "chunk_rows": opts.chunk}
 
     def metadata(self, teacher: Teacher) -> dict[str, str]:
         """The teacher file's metadata, as ``sae teach`` has always written it."""

@@ -240,6 +240,32 @@ def test_a_resume_with_other_options_is_refused_before_any_work(txt, interrupted
     resumes_to_the_reference(txt, out, reference)
 
 
+def test_a_model_directory_changed_under_the_same_path_is_refused(txt, tmp_path):
+    """A model replaced under the same name would mix two teachers in one file: its files
+    (configs, vocabulary, weights) are part of the run's identity; its README is not."""
+    from sae.teacher import model_fingerprint
+
+    model = tmp_path / "model"
+    (model / "1_Pooling").mkdir(parents=True)
+    (model / "config.json").write_text('{"hidden_size": 4}')
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    (model / "model.safetensors").write_bytes(b"weights " * 100)
+    (model / "README.md").write_text("a model")
+    first = model_fingerprint(model)
+    out = tmp_path / "teacher.parquet"
+    with pytest.raises(TeacherCrashError):
+        teach_corpus(txt, out, FakeTeacher(fail_at=2), options(model=str(model)))
+    (model / "README.md").write_text("a model, described better")
+    assert model_fingerprint(model) == first
+    (model / "model.safetensors").write_bytes(b"retrained " * 100)
+    second = model_fingerprint(model)
+    with pytest.raises(InputError) as info:
+        TeachJob(txt, out, options(model=str(model), resume=True))
+    assert str(info.value) == (f"{out}: cannot resume, the interrupted run differs: model_files was {first!r}, "
+                               f"now {second!r} (delete {state_dir(out)} to start over)")
+    assert model_fingerprint("fake-model") is None  # a hub name: its files are not sae's to find
+
+
 def test_a_resume_over_another_corpus_is_refused(txt, interrupted, reference, tmp_path):
     out, state = interrupted
     other = write_txt(tmp_path / "other.txt", corpus(seed=1))
