@@ -23,13 +23,19 @@ def existing_file(source: str | Path, expected: str, kind: str = "file") -> Path
     return path
 
 
+def invalid_utf8(name: str, line: int, exc: UnicodeDecodeError, first_byte: int = 0) -> InputError:
+    """The error for invalid UTF-8 at ``exc.start`` of a piece that starts at byte
+    ``first_byte`` of input ``name``, on its line ``line``: the one wording of every reader
+    of text (:func:`decode_utf8`, and :mod:`sae.corpus.lines`, which reads in pieces)."""
+    return InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {first_byte + exc.start})")
+
+
 def decode_utf8(data: bytes, name: str) -> str:
     """``data`` as text without a byte-order mark; invalid UTF-8 names its line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {exc.start})") from None
+        raise invalid_utf8(name, data[: exc.start].count(b"\n") + 1, exc) from None
     return text[1:] if text.startswith("\ufeff") else text
 
 

@@ -17,16 +17,11 @@ from typing import BinaryIO
 import numpy as np
 
 from sae.errors import InputError
+from sae.io import invalid_utf8
 
 BOM = "\ufeff".encode()
 #: Bytes read at a time. A line longer than this is carried into the next read.
 BLOCK_BYTES = 1 << 22
-
-
-def invalid_utf8(name: str, line: int, exc: UnicodeDecodeError, first_byte: int) -> InputError:
-    """The error for invalid UTF-8 at ``exc.start`` of a piece that starts at byte ``first_byte``
-    of the input: the words of :func:`sae.io.decode_utf8`, which reads the input whole."""
-    return InputError(f"{name}: line {line}: invalid UTF-8 ({exc.reason} at byte {first_byte + exc.start})")
 
 
 def decode_lines(data: bytes, name: str, first_line: int, *, bom: bool = False, first_byte: int = 0) -> list[str]:
