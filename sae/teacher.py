@@ -363,9 +363,9 @@ class SentenceTeacher:
     """A loaded sentence-transformers teacher that embeds a corpus a chunk at a time: what
     ``sae teach`` streams its corpus through (:mod:`sae.corpus.teach`).
 
-    ``precision`` "settled" runs the model in float64 (converted here, once) and settles
-    its output, as :func:`embed_settled` does: the same bytes whatever the chunks and
-    batches. "float32" runs it as it is (:func:`embed_with_teacher`). Each chunk's texts
+    ``precision`` "settled" embeds each chunk with :func:`embed_settled` (the model in
+    float64, its output settled): the same bytes whatever the chunks and batches.
+    "float32" runs the model as it is (:func:`embed_with_teacher`). Each chunk's texts
     longer than the teacher reads are counted with :func:`cut_by_teacher`, a second
     tokenization (0.05 s for 2,000 sentences against 11–35 s of teacher time: not worth
     a hook into the model to save).
@@ -374,10 +374,6 @@ class SentenceTeacher:
     def __init__(self, st, *, precision: str = "settled", batch_size: int = 64) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"SentenceTeacher: precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if precision == "settled":
-            import torch  # after the model: without the extra, load_teacher_model names the install
-
-            st.to(torch.float64)
         self.st = st
         self.precision = precision
         self.batch_size = batch_size
@@ -393,7 +389,7 @@ class SentenceTeacher:
     def embed(self, texts: list[str], progress: Callable[[int], None] | None = None) -> TaughtChunk:
         """Embeddings of one chunk's ``texts``; ``progress(rows)`` is called when it is done."""
         if self.precision == "settled":
-            emb = settle(embed_with_teacher(texts, self.st, batch_size=self.batch_size, dtype=np.float64))
+            emb = embed_settled(texts, self.st, batch_size=self.batch_size)
         else:
             emb = embed_with_teacher(texts, self.st, batch_size=self.batch_size)
         cut, first, _ = cut_by_teacher(self.st, texts)
