@@ -32,6 +32,12 @@ class BackendUnavailableError(InputError):
     """An explicitly requested backend cannot run here (for example no GPU adapter)."""
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (a library's multi-line error inside ours), or
+    its type's name when it has none."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 class StdoutError(SaeError):
     """Standard output cannot be written (a full disk, ``> /dev/full``): exit code 1."""
 

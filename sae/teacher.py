@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.errors import InputError
+from sae.errors import InputError, one_line
 from sae.io import existing_file, text_column, write_embeddings
 
 #: The default teacher: all-MiniLM-L6-v2, shipped offline in the PyPI package
@@ -94,7 +94,7 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
         with pa.memory_map(name, "r") as source:
             table = pq.read_table(source, memory_map=True)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{name}: not a readable Parquet teacher file ({_one_line(exc)})") from None
+        raise InputError(f"{name}: not a readable Parquet teacher file ({one_line(exc)})") from None
 
     text_col = text_column(table, name)
     if "embedding" not in table.column_names:
@@ -178,7 +178,7 @@ def _fixed_list_to_numpy(column, width: int, name: str) -> np.ndarray:
                 [c.values[c.offset * width : (c.offset + len(c)) * width].to_numpy(zero_copy_only=True) for c in chunks]
             ) if chunks else np.zeros(0, dtype=np.float32)
     except pa.ArrowException as exc:
-        raise InputError(f"{name}: column 'embedding' cannot be read as float32 ({_one_line(exc)})") from None
+        raise InputError(f"{name}: column 'embedding' cannot be read as float32 ({one_line(exc)})") from None
     out = flat.reshape(-1, width)
     if out.flags.writeable:
         out.setflags(write=False)
@@ -213,10 +213,6 @@ def _flattened_float_rows(column, width: int) -> np.ndarray:
     return out
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
-
-
 # -- computing teacher embeddings -------------------------------------------------------
 
 
@@ -225,7 +221,7 @@ def _require_sentence_transformers():
         import sentence_transformers
     except ImportError as exc:
         raise InputError(
-            f"computing teacher embeddings needs sentence-transformers ({_one_line(exc)}); "
+            f"computing teacher embeddings needs sentence-transformers ({one_line(exc)}); "
             f"install it with: {INSTALL_HINT}"
         ) from None
     return sentence_transformers
@@ -286,7 +282,7 @@ def load_teacher_model(model: str | Path = DEFAULT_MODEL):
     try:
         return SentenceTransformer(path, device="cpu")
     except Exception as exc:  # sentence-transformers raises many types
-        raise InputError(f"cannot load teacher model {model!s}: {_one_line(exc)}") from None
+        raise InputError(f"cannot load teacher model {model!s}: {one_line(exc)}") from None
 
 
 def cut_by_teacher(st, texts: Sequence[str], chunk: int = 8192) -> tuple[int, int, int]:

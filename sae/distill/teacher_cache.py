@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.errors import InputError
+from sae.errors import InputError, one_line
 from sae.io import write_atomically
 from sae.teacher import settle
 
@@ -52,9 +52,6 @@ REQUESTS_FILE = "requests.jsonl"
 #: What a bad cache file's message advises.
 _REDO = "delete it and the teacher writes it again"
 
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 def token_vectors(st, vocab_size: int, batch: int = 1024) -> np.ndarray:
     """Teacher embedding of each token id alone: mean over [CLS] t [SEP], normalized."""
@@ -144,7 +141,7 @@ class TeacherCache:
         try:
             tok = Tokenizer.from_file(str(file))
         except Exception as exc:  # tokenizers raises a bare Exception for a bad file
-            raise InputError(f"{file}: not a readable tokenizer ({_one_line(exc)}); {_REDO}") from None
+            raise InputError(f"{file}: not a readable tokenizer ({one_line(exc)}); {_REDO}") from None
         tok.no_padding()
         tok.no_truncation()
         return tok.to_str()
@@ -159,7 +156,7 @@ class TeacherCache:
                     raise InputError(f"{file}: not an .npy file; {_REDO}")
             tokens = np.load(file, allow_pickle=False)
         except (OSError, ValueError, EOFError) as exc:
-            raise InputError(f"{file}: not a readable .npy file ({_one_line(exc)}); {_REDO}") from None
+            raise InputError(f"{file}: not a readable .npy file ({one_line(exc)}); {_REDO}") from None
         if tokens.ndim != 2 or tokens.dtype != np.float32 or not tokens.size:
             raise InputError(f"{file}: holds a {tokens.dtype} array of shape {tokens.shape}, expected "
                              f"(vocabulary, dim) float32; {_REDO}")
