@@ -34,7 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "a time, so memory does not grow with the input; OUT appears only when complete.",
     )
     p.add_argument("input", metavar="INPUT", help="a .txt file (one text per line), a .parquet/.arrow file, "
-                   "- for stdin, or a directory or glob of Parquet files (a dataset)")
+                   "- for stdin, a named pipe such as <(zcat corpus.txt.gz), or a directory or glob of "
+                   "Parquet files (a dataset)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="a .parquet file, a .npy file (embeddings only), or a directory for a dataset")
     p.add_argument("--resume", action="store_true",

@@ -28,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--resume. Needs the optional extra `pip install 'sae[teacher]'`.",
     )
     p.add_argument("corpus", metavar="CORPUS", help="a .txt file (one text per line), a .parquet/.arrow "
-                   "file with a 'text' column, or - for stdin")
+                   "file with a 'text' column, - for stdin, or a named pipe such as <(cut -f6 data.tsv)")
     p.add_argument("-o", "--output", required=True, metavar="TEACHER.parquet", help="output Parquet file")
     p.add_argument("--model", default="all-MiniLM-L6-v2", metavar="NAME_OR_PATH",
                    help="sentence-transformers model name or directory (default: all-MiniLM-L6-v2, "

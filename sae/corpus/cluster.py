@@ -165,7 +165,7 @@ def run_job_ray(
     or start a local one; a Ray already initialized in this process is used as it is).
     ``workers``: engines to run (default: one per ``spec.threads`` CPUs of the cluster,
     or one per GPU with ``--backend gpu``). INPUT must be a file or dataset that every
-    worker can read at the same path; stdin and Arrow streams are refused.
+    worker can read at the same path; stdin, pipes and Arrow streams are refused.
     """
     ray = require_ray()
     check_ray_address(address, "--ray")
@@ -173,7 +173,7 @@ def run_job_ray(
     for out in job.outputs:
         if not out.source.random_access:
             raise InputError(f"{out.source.name}: --ray needs an input that workers can read in parts "
-                             "(a file or a dataset, not stdin or an Arrow stream)")
+                             "(a file or a dataset, not stdin, a pipe or an Arrow stream)")
     progress = progress or SilentProgress()
     start = time.perf_counter()
     progress.start(job.rows, job.resumed_rows())

@@ -95,12 +95,10 @@ class Source:
         raise NotImplementedError
 
 
-def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int = 32768, *,
-                pipes: bool = False) -> Source:
+def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int = 32768) -> Source:
     """The source INPUT names: ``-`` (stdin, one text per line), a ``.parquet`` or
     ``.arrow``/``.feather``/``.ipc`` table, or any other file as text, one text per line.
-    A named pipe or a device (``<(cut -f6 data.tsv)``) is read once, in order, as stdin is,
-    when ``pipes``; otherwise it is refused (``sae embed`` asks for ``-`` instead).
+    A named pipe or a device (``<(zcat corpus.txt.gz)``) is read once, in order, as stdin is.
 
     Problems found without reading the rows (a missing file, a missing column, a text
     file that is not UTF-8) are :class:`InputError`\\ s raised here, before any work.
@@ -111,11 +109,9 @@ def open_source(spec: str | Path, columns: Columns = Columns(), chunk_rows: int 
         _lines_only(columns, "<stdin>")
         return StdinSource(chunk_rows)
     path = existing_file(spec, "a .txt, .parquet or .arrow file")
-    if not path.is_file() and pipes:
+    if not path.is_file():  # a text file is read twice (indexed, then read); a pipe can be read only once
         _lines_only(columns, str(spec))
         return PipeSource(path, chunk_rows)
-    if not path.is_file():  # a text file is read twice (indexed, then read), and a pipe only once
-        raise InputError(f"{spec}: not a regular file (a pipe or a device); pipe it to `sae embed -` instead")
     suffix = path.suffix.lower()
     if suffix in PARQUET_SUFFIXES:
         return ParquetSource(path, columns, chunk_rows)
@@ -199,7 +195,7 @@ class StdinSource(Source):
 
 
 class PipeSource(StdinSource):
-    """A named pipe or a device (``<(cut -f6 data.tsv)``), one text per line, read once in
+    """A named pipe or a device (``<(zcat corpus.txt.gz)``), one text per line, read once in
     order as stdin is: it cannot be indexed first, as a text file is."""
 
     def __init__(self, path: Path, chunk_rows: int) -> None:
@@ -217,7 +213,9 @@ class PipeSource(StdinSource):
                 yield _text_table(texts)
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": "pipe", "path": str(self.path)}
+        # Not the path: a process substitution's /dev/fd/N can differ between a run and its
+        # resume. As from stdin, a resume checks the texts themselves (digests per chunk).
+        return {"kind": "pipe"}
 
 
 # -- tables ----------------------------------------------------------------------------------

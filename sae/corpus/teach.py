@@ -116,7 +116,7 @@ class TeachJob:
         self.path = check_writable(self.output, (self.corpus,))  # a Parquet corpus is not replaced by its teacher file
         output_format(self.output, allowed=("parquet",))
         # sae teach has no --text-column: read 'text', and name no flag when it is missing.
-        self.source: Source = open_source(self.corpus, Columns(flags=False), options.chunk, pipes=True)
+        self.source: Source = open_source(self.corpus, Columns(flags=False), options.chunk)
         self.policy = ResumePolicy(command="sae teach", start_over=f"delete {state_dir(self.path)} to start over",
                                    discard=False, keep_on_bad_input=True)
         check_not_written(self.path, self.policy.command)

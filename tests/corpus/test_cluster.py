@@ -57,9 +57,11 @@ def test_ray_dataset_with_kept_columns_and_float16(tmp_path, tiny_dir, local_ray
         assert (tmp_path / "ray" / name).read_bytes() == (tmp_path / "local" / name).read_bytes()
 
 
-def test_ray_refuses_stdin(tmp_path, tiny_dir, capsys):
-    assert embed("-", "-o", tmp_path / "o.parquet", "--ray", tiny_dir=tiny_dir) == 2
-    assert "--ray needs an input that workers can read in parts" in capsys.readouterr().err
+def test_ray_refuses_stdin_and_pipes(tmp_path, tiny_dir, capsys):
+    os.mkfifo(tmp_path / "fifo")  # refused before it is opened: no writer needed
+    for source in ("-", tmp_path / "fifo"):
+        assert embed(source, "-o", tmp_path / "o.parquet", "--ray", tiny_dir=tiny_dir) == 2
+        assert "--ray needs an input that workers can read in parts" in capsys.readouterr().err
 
 
 def test_a_bad_row_found_by_a_worker_is_one_line(tmp_path, tiny_dir, local_ray, capsys):

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import resource
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -235,6 +236,38 @@ def test_a_resume_from_stdin_checks_the_texts(tmp_path, engine, monkeypatch):
     feed(texts)
     embed_corpus("-", str(out), engine, options(resume=True))
     assert pq.read_table(out).column("text").to_pylist() == texts
+
+
+def test_a_pipe_embeds_as_its_file_and_resumes_from_another_pipe(txt, tmp_path, engine):
+    """``sae embed <(zcat corpus.gz) -o OUT`` was refused; it reads the pipe as stdin, and a
+    resume may come through another pipe (a process substitution's /dev/fd/N changes)."""
+    import threading
+
+    def pipe(name: str) -> tuple[Path, threading.Thread]:
+        fifo = tmp_path / name
+        os.mkfifo(fifo)
+
+        def feed() -> None:
+            with open(fifo, "wb") as sink:
+                try:
+                    sink.write(txt.read_bytes())
+                except BrokenPipeError:  # the reader stopped early
+                    pass
+        thread = threading.Thread(target=feed)
+        thread.start()
+        return fifo, thread
+
+    whole = tmp_path / "whole.parquet"
+    embed_corpus(str(txt), str(whole), engine, options())
+    fifo, writer = pipe("first")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(InterruptError):
+        embed_corpus(str(fifo), str(out), engine, options(), progress=StopAfter(130))
+    writer.join()
+    fifo, writer = pipe("second")
+    embed_corpus(str(fifo), str(out), engine, options(resume=True))
+    writer.join()
+    assert out.read_bytes() == whole.read_bytes()
 
 
 def test_resume_without_state_starts_over_and_a_fresh_run_discards_state(txt, tmp_path, engine):

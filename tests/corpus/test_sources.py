@@ -237,19 +237,10 @@ def test_workers_read_a_relative_input_from_anywhere(tmp_path, monkeypatch, name
     assert worker.name == f"data/{name}"  # messages name the input as given
 
 
-def test_a_pipe_or_device_is_refused_before_it_is_opened(tmp_path):
-    import os
-
-    with pytest.raises(InputError, match=r"^/dev/null: not a regular file .*pipe it to `sae embed -` instead"):
-        open_source("/dev/null")
-    os.mkfifo(tmp_path / "fifo")  # opening it would wait for a writer: refused by its kind alone
-    with pytest.raises(InputError, match="fifo: not a regular file"):
-        open_source(tmp_path / "fifo")
-
-
-def test_pipes_are_read_once_in_order_when_asked_for(tmp_path):
-    """``sae teach <(cut -f6 data.tsv)`` read its corpus whole from the pipe; streamed, it still
-    can: in order, as stdin, with its lines numbered from the start in messages."""
+def test_pipes_and_devices_are_read_once_in_order(tmp_path):
+    """``sae embed <(zcat corpus.txt.gz)``, ``sae teach <(cut -f6 data.tsv)``: a pipe cannot be
+    indexed first as a text file is, so it is read as stdin is, in order, with its lines
+    numbered from the start in messages."""
     import os
     import threading
 
@@ -265,7 +256,7 @@ def test_pipes_are_read_once_in_order_when_asked_for(tmp_path):
         return thread
 
     writer = write("\ufeffone\ntwo\r\nthree\nfour\nfive".encode())
-    source = open_source(fifo, Columns(flags=False), 2, pipes=True)
+    source = open_source(fifo, Columns(flags=False), 2)
     assert source.rows is None and not source.random_access and source.name == str(fifo)
     assert [c.column("text").to_pylist() for c in source.chunks()] == [["one", "two"], ["three", "four"], ["five"]]
     writer.join()
@@ -273,7 +264,9 @@ def test_pipes_are_read_once_in_order_when_asked_for(tmp_path):
     with pytest.raises(InputError, match=r"fifo: line 2: invalid UTF-8 \(invalid start byte at byte 9\)$"):
         list(source.chunks())
     writer.join()
-    assert [c.num_rows for c in open_source("/dev/null", pipes=True).chunks()] == []
+    assert [c.num_rows for c in open_source("/dev/null").chunks()] == []
+    with pytest.raises(InputError, match=r"fifo: --text-column needs a Parquet or Arrow input"):
+        open_source(fifo, Columns(text="body"))  # refused before it is opened: no writer needed
 
 
 def test_a_missing_text_column_without_the_flags_is_worded_as_read_texts_words_it(table_file):
