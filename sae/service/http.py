@@ -64,6 +64,14 @@ def _failure(exc: Exception) -> tuple[int, str, str, str | None]:
     return 500, "internal", f"internal error ({type(exc).__name__}); see the server log", None
 
 
+async def _client_gone(request: Request) -> None:
+    """Returns when the client has closed its connection (the body is read whole by then:
+    the server then answers ``receive`` only with ``http.disconnect``, once the client goes
+    away or the response is sent)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 as soon as it is known to exceed ``limit`` bytes,
     and with 415 if it is compressed."""
@@ -119,6 +127,27 @@ class _Endpoints:
         self.duration = {api: metrics.request_duration.labels(api) for api in ("openai", "tei")}
         self.texts = {api: metrics.request_texts.labels(api) for api in ("openai", "tei")}
         self.errors = metrics.errors
+        self.disconnects = {api: metrics.http_disconnects.labels(api) for api in ("openai", "tei")}
+
+    async def _embed(self, request: Request, texts: list[str]) -> tuple[np.ndarray, int]:
+        """The service's embedding of ``texts``, given up when the client goes away first:
+        its texts leave the queue rather than be embedded for nobody (a client that timed out
+        and retried queued behind its own abandoned request)."""
+        embedding = asyncio.ensure_future(self.service.embed(texts))
+        gone = asyncio.ensure_future(_client_gone(request))
+        try:
+            done, _ = await asyncio.wait((embedding, gone), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            embedding.cancel()  # nothing, once it is done
+        if embedding in done:
+            return embedding.result()
+        gone.result()  # what receiving raised, if it did
+        raise ClientDisconnect()
+
+    def _gone(self, api: str) -> Response:
+        self.disconnects[api].inc()
+        return Response(status_code=400)  # nobody is listening
 
     def _error(self, api: str, exc: Exception) -> Response:
         status, kind, message, param = _failure(exc)
@@ -140,12 +169,12 @@ class _Endpoints:
         started = time.perf_counter()
         try:
             parsed = parse_openai(await read_body(request, self.limit), self.service.config.max_texts)
-            vectors, tokens = await self.service.embed(parsed.texts)
+            vectors, tokens = await self._embed(request, parsed.texts)
             self.texts["openai"].observe(len(parsed.texts))
             content = openai_response(vectors, tokens, self.service.model, parsed.base64)
             return Response(content, media_type="application/json")
         except ClientDisconnect:
-            return Response(status_code=400)  # nobody is listening
+            return self._gone("openai")
         except asyncio.CancelledError:
             if self.service.serving:
                 raise  # not a shutdown's
@@ -159,11 +188,11 @@ class _Endpoints:
         started = time.perf_counter()
         try:
             texts = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
-            vectors, _ = await self.service.embed(texts)
+            vectors, _ = await self._embed(request, texts)
             self.texts["tei"].observe(len(texts))
             return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
         except ClientDisconnect:
-            return Response(status_code=400)
+            return self._gone("tei")
         except asyncio.CancelledError:
             if self.service.serving:
                 raise  # not a shutdown's

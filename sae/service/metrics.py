@@ -93,8 +93,12 @@ class ServiceMetrics:
                 self.errors.labels(api, kind)
         self.grpc_cancelled = Counter(
             "sae_grpc_calls_cancelled", "gRPC calls the client cancelled, or whose deadline passed, before "
-            "their answer (HTTP has no such signal: a client that goes away is seen only when answered)",
-            registry=r)
+            "their answer", registry=r)
+        self.http_disconnects = Counter(
+            "sae_http_client_disconnects", "HTTP requests whose client closed the connection before the "
+            "answer, by API (their texts leave the queue)", ["api"], registry=r)
+        for api in ("openai", "tei"):
+            self.http_disconnects.labels(api)
         self.queue_duration = Histogram(
             "sae_queue_duration_seconds", "Time from a request's arrival until its last text entered a batch",
             buckets=_SECONDS, registry=r)

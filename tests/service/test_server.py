@@ -27,8 +27,10 @@ class HeldWorker:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.gate = threading.Event()
+        self.batches: list[int] = []  #: texts per batch, as each arrived
 
     def embed_tokens(self, token_ids, *, check=True):
+        self.batches.append(len(token_ids))
         self.gate.wait(30)
         return self.engine.embed_tokens(token_ids, check=check)
 
@@ -141,3 +143,33 @@ def test_a_grpc_call_the_client_cancels_is_counted(tiny_dir):
         stub.Embed(embed_pb2.EmbedRequest(inputs=["a cat"]), timeout=60)
         text = httpx.get(f"{addresses.http_url}/metrics").text
     assert "sae_grpc_calls_cancelled_total 1.0" in text
+
+
+def test_an_http_client_that_goes_away_is_counted_and_its_texts_leave_the_queue(tiny_dir):
+    """A client that timed out left its request queued, to be embedded later for nobody (its
+    retry queued behind it), and nothing counted it."""
+    service, worker = held_service(tiny_dir)
+    disconnects = service.metrics.http_disconnects
+
+    def wait_for(condition, what: str) -> None:
+        deadline = time.monotonic() + 20
+        while not condition():
+            assert time.monotonic() < deadline, what
+            time.sleep(0.01)
+
+    with running_server(service) as addresses:
+        url = addresses.http_url
+        held = threading.Thread(target=lambda: httpx.post(f"{url}/embed", json={"inputs": "the cat"}, timeout=60))
+        held.start()
+        wait_for(lambda: worker.batches == [1], "the first request did not reach the worker")
+        with pytest.raises(httpx.ReadTimeout):  # queued behind it, and given up
+            httpx.post(f"{url}/v1/embeddings", json={"input": ["a dog", "a cow"]}, timeout=httpx.Timeout(60, read=0.5))
+        wait_for(lambda: disconnects.labels("openai")._value.get() == 1, "the disconnect was not counted")
+        wait_for(lambda: service.batcher.admitted == 1, "the abandoned request stayed admitted")
+        worker.gate.set()
+        held.join(30)
+        httpx.post(f"{url}/embed", json={"inputs": "a bird"}, timeout=60)  # answered after it: not counted
+        text = httpx.get(f"{url}/metrics").text
+    assert worker.batches == [1, 1]  # the abandoned texts never reached the engine
+    assert 'sae_http_client_disconnects_total{api="openai"} 1.0' in text
+    assert 'sae_http_client_disconnects_total{api="tei"} 0.0' in text
