@@ -20,10 +20,13 @@ from sae.batch import AnnealStats, ProgramBatch, check_token_ids, token_lengths
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
+from sae.windows import Windows, word_starts
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "cpu", "gpu")
+#: What an Engine makes of a text longer than the stream capacity (:mod:`sae.windows`).
+LONG_TEXTS = ("window", "truncate")
 
 
 def as_texts(texts: Sequence[str], caller: str) -> list[str]:
@@ -100,6 +103,25 @@ def make_backend(
     return CpuBackend(alg, caps)
 
 
+class _TextProgress:
+    """A ``progress`` callback counting texts, fed the documents of windowed texts: it
+    reports the texts in proportion to the documents done, all of them at the end."""
+
+    def __init__(self, progress: Callable[[int], None] | None, windows: Windows) -> None:
+        self.progress = progress
+        self.documents = len(windows.documents)
+        self.texts = windows.texts
+        self.done = 0
+        self.reported = 0
+
+    def __call__(self, documents: int) -> None:
+        self.done += documents
+        texts = self.texts * self.done // self.documents
+        if self.progress is not None and texts > self.reported:
+            self.progress(texts - self.reported)
+        self.reported = max(self.reported, texts)
+
+
 @dataclass
 class EngineCounters:
     """Running totals of everything an :class:`Engine` has embedded (for metrics).
@@ -108,7 +130,7 @@ class EngineCounters:
     """
 
     texts: int = 0
-    tokens: int = 0  #: tokens after truncation to the stream capacity
+    tokens: int = 0  #: tokens embedded (after truncation, when the Engine truncates)
     batches: int = 0
     steps: int = 0  #: annealing steps, summed over batches
     committed: int = 0  #: rewrites committed
@@ -168,6 +190,11 @@ class Engine(Closable):
     ``threads`` batches (default: the CPU count, at most 8) run side by side. Neither
     changes any result. ``caps`` and ``adapter`` pick capacities and a GPU adapter.
 
+    A text longer than the stream capacity (``caps.stream`` tokens) is embedded, with
+    ``long_texts="window"`` (the default), as windows of at most that many tokens cut at
+    word starts, their embeddings summed by their tokens (:mod:`sae.windows`); with
+    ``"truncate"``, as its first ``caps.stream`` tokens, with a warning.
+
     :meth:`close` releases what the backend holds (a GPU backend's device buffers) at
     once, rather than when the garbage collector gets to it; ``with Engine(...) as
     engine:`` closes it at the end of the block.
@@ -182,7 +209,10 @@ class Engine(Closable):
         caps: Capacities = DEFAULT_CAPACITIES,
         adapter: str | None = None,
         threads: int | None = None,
+        long_texts: str = "window",
     ) -> None:
+        if long_texts not in LONG_TEXTS:
+            raise ValueError(f"Engine: long_texts must be one of {', '.join(LONG_TEXTS)}, got {long_texts!r}")
         for name, value in (("batch_size", batch_size), ("threads", threads)):
             if value is not None and (not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"Engine: {name} must be an integer >= 1, got {value!r}")
@@ -194,6 +224,9 @@ class Engine(Closable):
         self.batch_size = batch_size if batch_size is not None else self.backend.default_batch
         #: batches embedded at once, each by its own thread, on a backend that allows it
         self.threads = threads if threads is not None else min(os.cpu_count() or 1, 8)
+        #: what a text longer than the stream capacity becomes: "window" or "truncate"
+        self.long_texts = long_texts
+        self._word_starts: np.ndarray | None = None  # made when a long text first comes
         self._profiler: Profiler | None = None
         self._counters = EngineCounters()
         self._counters_lock = threading.Lock()
@@ -276,20 +309,24 @@ class Engine(Closable):
         return self.algorithm.dim
 
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids per text, truncated to the stream capacity (with a warning).
-        Raises ``TypeError`` naming the first element that is not a ``str``."""
+        """Token ids per text, whole (``long_texts="window"``: :meth:`embed_tokens` cuts the
+        long ones into windows) or truncated to the stream capacity, with a warning
+        (``"truncate"``). Raises ``TypeError`` naming the first element that is not a ``str``."""
         with self._call("Engine.tokenize"):
             ids, cut = self._tokenize(as_texts(texts, "Engine.tokenize"))
         self._warn_truncated(cut)
         return ids
 
-    def _tokenize(self, texts: Sequence[str]) -> tuple[list[list[int]], int]:
-        """Token ids per text, truncated to the stream capacity, and how many were cut."""
+    def _tokenize(self, texts: Sequence[str], *, truncate: bool | None = None) -> tuple[list[list[int]], int]:
+        """Token ids per text and how many were truncated to the stream capacity (by
+        default when the Engine truncates long texts)."""
         try:
             ids = self.algorithm.token_ids(texts)
         except (TypeError, UnicodeEncodeError):  # the tokenizer's words for a lone surrogate name no text
             check_encodable(texts, "Engine")
             raise
+        if not (self.long_texts == "truncate" if truncate is None else truncate):
+            return ids, 0
         cap = self.caps.stream
         cut = [i for i, t in enumerate(ids) if len(t) > cap]
         for i in cut:
@@ -328,8 +365,9 @@ class Engine(Closable):
         """Embed texts already tokenized by :meth:`tokenize`: what :meth:`embed` does after it.
 
         For a caller that needs the token counts before embedding (a service's token
-        budget) without tokenizing twice. Raises ``ValueError`` for a text longer than
-        the stream capacity, and for a token id that is not an integer in
+        budget) without tokenizing twice. A text longer than the stream capacity is cut
+        into windows (``long_texts="window"``) or, with ``"truncate"``, refused with
+        ``ValueError``; so is a token id that is not an integer in
         ``0 .. len(symbol_rows) - 1`` (both backends: the GPU would read out of bounds).
         ``check=False`` skips that last check, about 4 % of the call, for ids that this
         Algorithm's tokenizer made (the service's batches).
@@ -339,9 +377,33 @@ class Engine(Closable):
                 check_token_ids(token_ids, len(self.algorithm.symbol_rows), "Engine.embed_tokens")
             return self._embed_token_ids(token_ids, progress)
 
+    def documents(self, token_ids: Sequence[Sequence[int]]) -> list[Sequence[int]]:
+        """The documents the backends anneal for texts tokenized by :meth:`tokenize`: one per
+        text, or a long text's windows one after another (``long_texts="window"``)."""
+        windows = self._windows(token_ids)
+        return list(token_ids) if windows is None else windows.documents
+
+    def _windows(self, token_ids: Sequence[Sequence[int]]) -> Windows | None:
+        """The documents of texts some of which are longer than the stream, when the Engine
+        cuts such texts into windows; else None."""
+        if self.long_texts != "window":
+            return None
+        cap = self.caps.stream
+        if all(len(ids) <= cap for ids in token_ids):
+            return None
+        if self._word_starts is None:
+            self._word_starts = word_starts(self.algorithm.tokenizer)
+        return Windows.of(token_ids, cap, self._word_starts)
+
     def _embed_token_ids(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None
     ) -> np.ndarray:
+        windows = self._windows(token_ids)
+        if windows is not None:
+            vectors = self._embed_token_ids(windows.documents, _TextProgress(progress, windows))
+            with self._counters_lock:  # texts, not documents
+                self._counters.texts -= len(windows.documents) - windows.texts
+            return windows.combine(vectors)
         lengths = token_lengths(token_ids, self.caps, "Engine.embed_tokens")
         if not self.backend.concurrent_batches:
             with self._device_turn:
@@ -395,13 +457,13 @@ class Engine(Closable):
         pending = None  # (slice, lengths, PendingBatch)
 
         def collect(item) -> None:
-            part, lengths, handle = item
+            part, lengths, handle, windows = item
             with maybe_scope(prof, "wait + readback", documents=len(lengths)):
                 result = handle.result()
-            out[part] = result.embeddings
-            self._count(len(lengths), result.stats, int(lengths.sum()))
+            out[part] = result.embeddings if windows is None else windows.combine(result.embeddings)
+            self._count(part.stop - part.start, result.stats, int(lengths.sum()))
             if progress is not None:
-                progress(len(lengths))
+                progress(part.stop - part.start)  # texts, not windows
 
         for start in range(0, n, self.batch_size):
             part = slice(start, min(start + self.batch_size, n))
@@ -411,23 +473,29 @@ class Engine(Closable):
                 cut += c
             else:
                 ids = token_ids[part]
+            windows = self._windows(ids)  # a slice's long texts: more documents than texts
+            if windows is not None:
+                ids = windows.documents
             lengths = np.fromiter(map(len, ids), dtype=np.uint32, count=len(ids))
             with maybe_scope(prof, "batch", documents=len(ids)):
                 handle = self.backend.submit_batch(ids, lengths)
             if pending is not None:
                 collect(pending)
-            pending = (part, lengths, handle)
+            pending = (part, lengths, handle, windows)
         if pending is not None:
             collect(pending)
         self._warn_truncated(cut)
         return out
 
     def explain(self, text: str) -> Explanation:
-        """Anneal one text and return its initial and final program and journal."""
+        """Anneal one text and return its initial and final program and journal (one
+        document: of a text longer than the stream capacity, its first tokens', with a warning)."""
         if not isinstance(text, str):
             raise TypeError(f"Engine.explain: the text is {type(text).__name__}, not str")
         with self._call("Engine.explain"):
-            token_ids = self.tokenize([text])
+            # One document: a long text's first caps.stream tokens are what is explained.
+            token_ids, cut = self._tokenize([text], truncate=True)
+            self._warn_truncated(cut)
             batch = ProgramBatch(1, self.caps)
             batch.widen(token_ids, self.algorithm.symbol_rows)
             initial = batch.items[0, : batch.lengths[0]].copy()

@@ -9,6 +9,7 @@ import pytest
 from sae import Engine
 from sae.errors import BackendUnavailableError
 from sae.layout import Capacities
+from sae.windows import split, word_starts
 
 
 @pytest.fixture(scope="module")
@@ -33,12 +34,40 @@ def test_empty_and_whitespace_texts_embed_to_zero(engine):
     assert np.linalg.norm(out[3]) > 0.99
 
 
-def test_long_texts_are_truncated_with_a_warning(tiny_alg, caplog):
-    engine = Engine(tiny_alg, backend="cpu", caps=Capacities(stream=8))
+def test_long_texts_are_truncated_with_a_warning_when_asked(tiny_alg, caplog):
+    engine = Engine(tiny_alg, backend="cpu", caps=Capacities(stream=8), long_texts="truncate")
     with caplog.at_level(logging.WARNING, logger="sae.engine"):
         long, cut = engine.embed(["cat dog " * 10, "cat dog cat dog cat dog cat dog"])
     assert "1 text(s) longer than 8 tokens were truncated" in caplog.text
     assert long.tobytes() == cut.tobytes()
+    with pytest.raises(ValueError, match="more than the stream capacity"):
+        engine.embed_tokens([[1] * 9])
+
+
+def test_long_texts_are_embedded_in_windows_by_default(tiny_alg, caplog):
+    """A text past the stream capacity was cut to its first tokens: the rest was lost."""
+    engine = Engine(tiny_alg, backend="cpu", caps=Capacities(stream=8))
+    text = "the new york city players , not very big cat dog runs"
+    ids = engine.tokenize([text])[0]
+    assert len(ids) > 8  # whole: windows are the engine's business
+    windows = split(ids, 8, word_starts(engine.algorithm.tokenizer))
+    assert len(windows) == 2 and max(map(len, windows)) <= 8 and windows[0] + windows[1] == ids
+    vectors = engine.embed_tokens(windows).astype(np.float64)
+    expected = (vectors * np.array([[len(w)] for w in windows])).sum(axis=0)
+    with caplog.at_level(logging.WARNING, logger="sae.engine"):
+        got = engine.embed([text, "a dog"])
+    assert not caplog.text
+    np.testing.assert_allclose(got[0], expected / np.linalg.norm(expected), atol=1e-7)
+    assert got[1].tobytes() == engine.embed(["a dog"]).tobytes()  # whatever it is embedded with
+    assert engine.counters_snapshot().texts == 2 + 2 + 1  # texts, not windows
+    done = []
+    engine.embed([text, "a dog", text], progress=done.append)
+    assert sum(done) == 3  # texts, not windows
+    with caplog.at_level(logging.WARNING, logger="sae.engine"):
+        explained = engine.explain(text)  # one document: the first window's tokens
+    assert explained.tokens == [engine.symbol_name(t) for t in ids[:8]] and "truncated" in caplog.text
+    with pytest.raises(ValueError, match="long_texts must be one of window, truncate, got 'cut'"):
+        Engine(tiny_alg, backend="cpu", long_texts="cut")
 
 
 def test_explain_reports_the_journal(engine):
@@ -127,8 +156,7 @@ def test_embed_tokens_is_embed_after_tokenize(tiny_alg):
     texts = ["the cat runs", "", "new york city", "not happy at all", "the " * 200]
     token_ids = engine.tokenize(texts)
     assert engine.embed_tokens(token_ids).tobytes() == engine.embed(texts).tobytes()
-    with pytest.raises(ValueError, match="more than the stream capacity"):
-        engine.embed_tokens([[1] * (engine.caps.stream + 1)])
+    assert max(map(len, token_ids)) > engine.caps.stream  # the last one, in windows
 
 
 def test_what_is_not_a_text_is_refused_the_same_way_on_every_path(tiny_alg, monkeypatch):

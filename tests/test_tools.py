@@ -343,3 +343,30 @@ def test_build_default_prints_its_usage_and_checks_its_arguments(tmp_path):
         proc = run(*args)
         assert proc.returncode == 2 and proc.stderr.startswith(f"build_default.sh: error: {message}"), proc.stderr
     assert not list(tmp_path.iterdir())  # nothing written (no out/default-build)
+
+
+# -- tools/long_texts.py: windows against truncation, on the world's train pairs
+
+
+def test_long_texts_compares_windows_with_truncation(world, tmp_path):
+    from sae import Engine
+    from sae.distill.teacher_cache import TEXTS_FILE
+    from sae.evaluate import read_pairs
+
+    spec = importlib.util.spec_from_file_location("long_texts", ROOT / "tools" / "long_texts.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    engine = Engine(world["base"], backend="cpu")
+    pairs = read_pairs(world["shared"] / "data/stsb/sts-train.csv")
+    singles, left, right, gold = tool.build(pairs, 2, lambda t: len(engine.tokenize([t])[0]))
+    assert len(singles) == 2 and len(gold) == 2
+    texts = sorted(set(singles + left + right))  # the teacher never runs: its cache holds them all
+    emb = np.random.default_rng(5).standard_normal((len(texts), engine.dim))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    write_embeddings(cache / TEXTS_FILE, texts, (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32))
+    out = run_tool("long_texts.py", "--shared", str(world["shared"]), "--cache", str(cache), "--count", "2",
+                   "--algorithm", str(world["base"]))
+    assert_lines(out, "2 long texts (", "2 long pairs of 12 train pairs", "cosine to teacher", "pairs vs gold",
+                 "first 128 tokens (truncate)", "windows (the default)", "one document of 256 tokens")
+    assert "teacher:" not in out.replace("teacher: long pairs", "")  # every teacher embedding came from the cache

@@ -82,6 +82,7 @@ def engine_from_args(args: argparse.Namespace) -> Engine:
         batch_size=getattr(args, "batch_size", None),
         adapter=args.adapter,
         threads=getattr(args, "threads", None),
+        long_texts=getattr(args, "long_texts", "window"),
     )
     logging.getLogger("sae").info("backend: %s (%s)", engine.backend.name, engine.backend.description)
     return engine

@@ -80,7 +80,7 @@ def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_
     batches = {name: ProgramBatch(batch_size, caps) for name in backends}
     seconds = dict.fromkeys(backends, 0.0)
     stages = {name: _Stage(name) for name in ("bids", "items", "lengths", "journal", "embeddings")}
-    token_ids = engine.tokenize(texts)
+    token_ids = engine.documents(engine.tokenize(texts))  # a long text's windows, each a document
     for start in range(0, len(token_ids), batch_size):
         ids = token_ids[start : start + batch_size]
         n = len(ids)
@@ -115,6 +115,7 @@ def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_
         "algorithm": alg.name,
         "adapter": gpu.description,
         "texts": len(texts),
+        "documents": len(token_ids),
         "stages": report,
         "equal": all(s["equal"] for s in report),
         "seconds": seconds,

@@ -9,6 +9,7 @@ from sae.cli.common import add_engine_options, engine_from_args, positive_int
 from sae.cli.progress import ProgressBar
 from sae.corpus.job import DEFAULT_CHUNK_ROWS, EmbedOptions, Job, run_job
 from sae.corpus.sinks import DTYPES
+from sae.engine import LONG_TEXTS
 from sae.ray_address import check_ray_address
 
 log = logging.getLogger("sae")
@@ -45,6 +46,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keep-columns", type=column_list, default=(), metavar="A,B",
                    help="other columns of a table input to copy to the output")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help="of the embeddings written (default float32)")
+    p.add_argument("--long-texts", choices=LONG_TEXTS, default="window",
+                   help="a text longer than the stream (128 tokens): embedded as windows cut at word starts and "
+                        "summed (default), or truncated to its first 128 tokens with a warning")
     p.add_argument("--chunk-rows", type=positive_int, default=DEFAULT_CHUNK_ROWS, metavar="N",
                    help=f"rows read, embedded and written at a time: a Parquet row group, a resume step "
                    f"(default {DEFAULT_CHUNK_ROWS})")
@@ -72,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
             require_ray()
             spec, alg = EngineSpec.from_options(args.algorithm, args.backend, args.batch_size, args.threads,
-                                                args.adapter)
+                                                args.adapter, args.long_texts)
             summary = run_job_ray(job, spec, dim=alg.dim, address=args.ray or None, workers=args.ray_workers,
                                   progress=bar)
             dim = alg.dim

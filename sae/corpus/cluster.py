@@ -31,6 +31,7 @@ from sae.corpus.job import (
     TruncationTally,
 )
 from sae.corpus.sinks import output_table
+from sae.engine import LONG_TEXTS
 from sae.errors import InputError, SaeError
 from sae.ray_address import check_ray_address
 
@@ -60,11 +61,12 @@ class EngineSpec:
     batch_size: int | None = None  #: None: the backend's own (:attr:`sae.backend.Backend.default_batch`)
     threads: int = 1
     adapter: str | None = None
+    long_texts: str = "window"  #: :attr:`sae.Engine.long_texts`
 
     @classmethod
     def from_options(
         cls, algorithm: str | Path | None, backend: str = "auto", batch_size: int | None = None,
-        threads: int | None = None, adapter: str | None = None,
+        threads: int | None = None, adapter: str | None = None, long_texts: str = "window",
     ) -> tuple[EngineSpec, Any]:
         """The spec for these engine options, and the Algorithm loaded here (to check it
         and read its hash). ``auto`` means CPU workers: a GPU is used when asked for."""
@@ -76,7 +78,10 @@ class EngineSpec:
             root = Path(algorithm)
             root = root.parent if root.is_file() else root
             files = {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
-        spec = cls(files, alg.content_hash, "gpu" if backend == "gpu" else "cpu", batch_size, threads or 1, adapter)
+        if long_texts not in LONG_TEXTS:
+            raise ValueError(f"EngineSpec: long_texts must be one of {', '.join(LONG_TEXTS)}, got {long_texts!r}")
+        spec = cls(files, alg.content_hash, "gpu" if backend == "gpu" else "cpu", batch_size, threads or 1, adapter,
+                   long_texts)
         return spec, alg
 
 
@@ -97,7 +102,7 @@ class ChunkEmbedder:
         if alg.content_hash != spec.algorithm_hash:
             raise RuntimeError(f"worker loaded Algorithm {alg.content_hash[:12]}, the driver {spec.algorithm_hash[:12]}")
         self.engine = Engine(alg, backend=spec.backend, batch_size=spec.batch_size, threads=spec.threads,
-                             adapter=spec.adapter)
+                             adapter=spec.adapter, long_texts=spec.long_texts)
         self.sources = sources
         self.schemas = schemas
 
@@ -169,7 +174,7 @@ def run_job_ray(
     """
     ray = require_ray()
     check_ray_address(address, "--ray")
-    job.bind(spec.algorithm_hash, spec.backend, dim)
+    job.bind(spec.algorithm_hash, spec.backend, dim, spec.long_texts)
     for out in job.outputs:
         if not out.source.random_access:
             raise InputError(f"{out.source.name}: --ray needs an input that workers can read in parts "

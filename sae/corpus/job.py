@@ -198,6 +198,7 @@ class Job:
     algorithm: str = ""
     backend: str = ""
     dim: int = 0
+    long_texts: str = "window"
     outputs: list[Output] = field(init=False)
     dataset_dir: Path | None = field(init=False, default=None)
     _finished: DatasetState | None = field(init=False, default=None, repr=False)
@@ -237,9 +238,9 @@ class Job:
         rows = self.rows if self.rows is not None else rows_written
         return EmbedSummary(rows, embedded, [o.path for o in self.outputs], seconds)
 
-    def bind(self, algorithm: str, backend: str, dim: int) -> Job:
+    def bind(self, algorithm: str, backend: str, dim: int, long_texts: str = "window") -> Job:
         """Name the engine that embeds this job (see the class docstring); returns the job."""
-        self.algorithm, self.backend, self.dim = algorithm, backend, dim
+        self.algorithm, self.backend, self.dim, self.long_texts = algorithm, backend, dim, long_texts
         return self
 
     @property
@@ -262,6 +263,7 @@ class Job:
             "keep_columns": list(opts.keep_columns),
             "algorithm": self.algorithm,
             "backend": self.backend,
+            "long_texts": self.long_texts,
         }
 
     # -- resuming ---------------------------------------------------------------------
@@ -468,7 +470,7 @@ def embed_corpus(
 
 def run_job(job: Job, engine: Any, progress: Progress | None = None) -> EmbedSummary:
     """Run a planned :class:`Job` on this machine with ``engine``."""
-    job.bind(engine.algorithm.content_hash, engine.backend.name, engine.dim)
+    job.bind(engine.algorithm.content_hash, engine.backend.name, engine.dim, engine.long_texts)
     progress = progress or SilentProgress()
     start = time.perf_counter()
     progress.start(job.rows, job.resumed_rows())

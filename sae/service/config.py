@@ -17,7 +17,7 @@ class ServiceConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     grpc_port: int = 50051
-    #: tokens (after truncation; an empty text counts 1) that one engine batch may hold
+    #: tokens (an empty text counts 1) that one engine batch may hold; a longer text gets a batch of its own
     max_batch_tokens: int = 16384
     #: how long the first text of a batch may wait for others to join it while a worker is
     #: free; 0: a free worker takes what is queued at once (batches still form while it is busy)

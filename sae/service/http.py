@@ -129,11 +129,11 @@ class _Endpoints:
         self.errors = metrics.errors
         self.disconnects = {api: metrics.http_disconnects.labels(api) for api in ("openai", "tei")}
 
-    async def _embed(self, request: Request, texts: list[str]) -> tuple[np.ndarray, int]:
+    async def _embed(self, request: Request, texts: list[str], truncate: bool = False) -> tuple[np.ndarray, int]:
         """The service's embedding of ``texts``, given up when the client goes away first:
         its texts leave the queue rather than be embedded for nobody (a client that timed out
         and retried queued behind its own abandoned request)."""
-        embedding = asyncio.ensure_future(self.service.embed(texts))
+        embedding = asyncio.ensure_future(self.service.embed(texts, truncate=truncate))
         gone = asyncio.ensure_future(_client_gone(request))
         try:
             done, _ = await asyncio.wait((embedding, gone), return_when=asyncio.FIRST_COMPLETED)
@@ -187,9 +187,9 @@ class _Endpoints:
     async def tei(self, request: Request) -> Response:
         started = time.perf_counter()
         try:
-            texts = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
-            vectors, _ = await self._embed(request, texts)
-            self.texts["tei"].observe(len(texts))
+            parsed = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
+            vectors, _ = await self._embed(request, parsed.texts, parsed.truncate)
+            self.texts["tei"].observe(len(parsed.texts))
             return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
         except ClientDisconnect:
             return self._gone("tei")

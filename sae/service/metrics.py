@@ -34,7 +34,7 @@ class EngineCounters(Collector):
     #: (metric name without _total, EngineCounters field, help)
     FIELDS = (
         ("sae_engine_texts", "texts", "Texts embedded by the engines"),
-        ("sae_engine_tokens", "tokens", "Tokens embedded (after truncation to the stream capacity)"),
+        ("sae_engine_tokens", "tokens", "Tokens embedded (a long text's every window; its first tokens when truncated)"),
         ("sae_engine_batches", "batches", "Engine batches run"),
         ("sae_engine_annealing_steps", "steps", "Annealing steps, summed over batches"),
         ("sae_engine_rewrites_committed", "committed", "Rewrites committed by the annealing loop"),

@@ -32,6 +32,14 @@ class OpenAIRequest:
     base64: bool  #: encoding_format "base64": little-endian float32 bytes, as the OpenAI client asks by default
 
 
+@dataclass(frozen=True)
+class TEIRequest:
+    texts: list[str]
+    #: "truncate": true: a text longer than the stream capacity keeps its first tokens
+    #: (otherwise, as in every other request, it is embedded whole, in windows)
+    truncate: bool
+
+
 OPENAI_FIELDS = ("input", "model", "encoding_format", "dimensions", "user")
 TEI_FIELDS = ("inputs", "normalize", "truncate", "truncation_direction", "prompt_name", "dimensions")
 
@@ -112,27 +120,27 @@ def parse_openai(body: bytes, max_texts: int) -> OpenAIRequest:
     return OpenAIRequest(_texts(request["input"], "input", max_texts), encoding == "base64")
 
 
-def parse_tei(body: bytes, max_texts: int) -> list[str]:
+def parse_tei(body: bytes, max_texts: int) -> TEIRequest:
     """A text-embeddings-inference ``/embed`` request: ``inputs`` and options sae can honour.
 
-    ``normalize`` and ``truncate`` may be true or absent (sae always L2-normalizes and
-    truncates to the stream capacity); ``dimensions`` and prompt names are refused.
+    ``normalize`` may be true or absent (sae always L2-normalizes); ``truncate`` true
+    keeps a long text's first tokens, false or absent embeds it whole, in windows (where
+    text-embeddings-inference refuses it); ``dimensions`` and prompt names are refused.
     """
     request = _object(decode_json(body), TEI_FIELDS)
     if "inputs" not in request:
         raise RequestError("missing field 'inputs' (a string or a list of strings)", param="inputs")
     if request.get("normalize") not in (None, True):
         raise RequestError("'normalize' must be true: sae embeddings are always L2-normalized", param="normalize")
-    if request.get("truncate") not in (None, True):
-        raise RequestError("'truncate' must be true: sae keeps the first tokens of a text up to the stream "
-                           "capacity (see GET /info)", param="truncate")
+    if request.get("truncate") is not None and not isinstance(request["truncate"], bool):  # nor are 1 and 0
+        raise RequestError(f"'truncate' must be true or false, got {_kind(request['truncate'])}", param="truncate")
     if request.get("truncation_direction") not in (None, "Right", "right"):
         raise RequestError("'truncation_direction' must be \"Right\": sae keeps the first tokens",
                            param="truncation_direction")
     for name in ("prompt_name", "dimensions"):
         if request.get(name) is not None:
             raise RequestError(f"'{name}' is not supported by sae; omit the field", param=name)
-    return _texts(request["inputs"], "inputs", max_texts)
+    return TEIRequest(_texts(request["inputs"], "inputs", max_texts), request.get("truncate") is True)
 
 
 def _kind(value: Any) -> str:

@@ -165,8 +165,10 @@ class EmbeddingService:
             raise RequestError(f"'{param}' has {len(texts)} texts, more than the limit of "
                                f"{self.config.max_texts} per request", param=param, kind="too_large")
 
-    async def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens they held after truncation.
+    async def embed(self, texts: list[str], *, truncate: bool = False) -> tuple[np.ndarray, int]:
+        """Vectors of ``texts`` (``(n, dim)`` float32) and the tokens embedded: a text longer
+        than the stream capacity whole, in windows (:mod:`sae.windows`), or with ``truncate``
+        its first tokens.
 
         Tokenized here, once, so the batcher knows each text's cost: on the event loop
         when the word cache answers every text and they hold at most :data:`LOOP_CHARS`
@@ -183,6 +185,9 @@ class EmbeddingService:
                 token_ids = self.engine.tokenize(texts)
             else:
                 token_ids = await self._tokenizer.tokenize(texts)
+            if truncate:
+                cap = self.engine.caps.stream
+                token_ids = [ids[:cap] if len(ids) > cap else ids for ids in token_ids]
             vectors = await self.batcher.embed(token_ids, admitted=True)
         return vectors, sum(map(len, token_ids))
 

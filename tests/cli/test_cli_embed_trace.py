@@ -36,6 +36,25 @@ def test_embed_writes_rows_in_input_order(txt, tmp_path, tiny_dir):
     assert not emb[1].any() and not emb[4].any()  # empty texts: the zero vector
 
 
+def test_embed_long_texts_in_windows_or_truncated(tmp_path, tiny_dir, caplog):
+    from sae import Engine
+
+    long = "the new york city players , not very big cat dog runs " * 30  # over 128 tokens
+    source = tmp_path / "in.txt"
+    source.write_text(f"a dog\n{long}\n")
+    rows = {}
+    for mode in ("window", "truncate"):
+        out = tmp_path / f"{mode}.parquet"
+        caplog.clear()
+        assert embed([str(source), "-o", str(out), "--long-texts", mode], tiny_dir) == 0
+        rows[mode] = np.asarray(pq.read_table(out).column("embedding").to_pylist(), dtype=np.float32)
+        expected = Engine(tiny_dir, backend="cpu", long_texts=mode).embed(["a dog", long])
+        assert rows[mode].tobytes() == expected.tobytes()
+        assert ("truncated" in caplog.text) == (mode == "truncate")
+    assert rows["window"][0].tobytes() == rows["truncate"][0].tobytes()
+    assert rows["window"][1].tobytes() != rows["truncate"][1].tobytes()
+
+
 def test_embed_twice_gives_identical_bytes(txt, tmp_path, tiny_dir):
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
     assert embed([str(txt), "-o", str(a), "--batch-size", "2"], tiny_dir) == 0

@@ -440,9 +440,20 @@ def test_truncated_texts_are_reported_once(tmp_path, engine, caplog):
     long = " ".join(["cat"] * 200)
     (tmp_path / "in.txt").write_text("\n".join([long, "dog"] * 50) + "\n")
     with caplog.at_level("WARNING"):
-        embed_corpus(str(tmp_path / "in.txt"), str(tmp_path / "o.parquet"), engine, options(chunk_rows=10))
+        embed_corpus(str(tmp_path / "in.txt"), str(tmp_path / "o.parquet"),
+                     Engine(engine.algorithm, backend="cpu", long_texts="truncate"), options(chunk_rows=10))
     warnings = [r.getMessage() for r in caplog.records if "truncated" in r.getMessage()]
     assert warnings == ["50 text(s) longer than 128 tokens were truncated to 128 tokens"]
+
+
+def test_a_resume_that_would_treat_long_texts_otherwise_is_refused(txt, tmp_path, engine):
+    out = tmp_path / "out.parquet"
+    with pytest.raises(InterruptError):
+        embed_corpus(str(txt), str(out), engine, options(), progress=StopAfter(100))
+    job = Job(str(txt), str(out), options(resume=True)).bind(engine.algorithm.content_hash, "cpu", engine.dim,
+                                                             "truncate")
+    with pytest.raises(InputError, match="long_texts was 'window', now 'truncate'"):
+        job.resumable_chunks(job.outputs[0])
 
 
 def test_a_resume_on_another_backend_is_refused(txt, tmp_path, engine):

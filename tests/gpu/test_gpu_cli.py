@@ -41,6 +41,14 @@ def test_compare_input_file_and_table(capsys, tiny_dir, tmp_path):
     assert "journal" in capsys.readouterr().out
 
 
+def test_compare_checks_a_long_texts_windows(capsys, tiny_dir, tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("the cat\n" + "not a good dog ! " * 40 + "\n")
+    assert main(["compare", str(f), "--algorithm", str(tiny_dir), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["equal"] and report["texts"] == 2 and report["documents"] > 2
+
+
 def test_compare_empty_input(capsys, tiny_dir, tmp_path):
     f = tmp_path / "empty.txt"
     f.write_text("")

@@ -82,10 +82,28 @@ def test_two_batches_in_flight_and_a_third():
 
 
 def test_truncation_warns_once_on_the_pipelined_path(caplog):
-    engine = Engine(make_tiny(), backend="gpu", batch_size=2, caps=Capacities(stream=8))
+    engine = Engine(make_tiny(), backend="gpu", batch_size=2, caps=Capacities(stream=8), long_texts="truncate")
     with caplog.at_level(logging.WARNING, logger="sae.engine"):
         engine.embed(["cat dog " * 10] * 5)
     assert caplog.text.count("truncated") == 1 and "5 text(s) longer than 8 tokens" in caplog.text
+
+
+def test_long_texts_in_windows_agree_with_the_cpu_on_every_path():
+    """Windows are cut on the host, before either backend; the GPU's pipelined text path
+    cuts them per slice."""
+    alg = make_tiny()
+    caps = Capacities(stream=8)
+    texts = ["the new york city players , not very big cat dog runs", "a dog", "",
+             "cat dog " * 20, "not happy at all"] * 3
+    cpu = Engine(alg, backend="cpu", caps=caps)
+    gpu = Engine(alg, backend="gpu", batch_size=2, caps=caps)
+    expected = cpu.embed(texts)
+    assert np.abs(gpu.embed(texts) - expected).max() <= 1e-5
+    assert np.abs(gpu.embed_tokens(gpu.tokenize(texts)) - expected).max() <= 1e-5
+    assert gpu.counters_snapshot().texts == 2 * len(texts)
+    done = []
+    gpu.embed(texts, progress=done.append)
+    assert sum(done) == len(texts)  # texts, not windows
 
 
 def test_a_lost_device_is_recreated_and_the_batch_run_again():

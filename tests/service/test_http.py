@@ -91,6 +91,19 @@ def test_tei_embed(http, engine):
     assert np.array(http.post("/embed", json={"inputs": "the cat"}).json()).shape == (1, engine.dim)
 
 
+def test_a_long_text_is_embedded_whole_unless_tei_asks_to_truncate(http, engine, tiny_dir):
+    long = "the new york city players , not very big cat dog runs " * 30  # over 128 tokens
+    whole = http.post("/v1/embeddings", json={"input": [long, "a dog"]}).json()
+    assert np.array([d["embedding"] for d in whole["data"]], dtype=np.float32).tobytes() == \
+        engine.embed([long, "a dog"]).tobytes()
+    assert whole["usage"]["prompt_tokens"] == sum(map(len, engine.tokenize([long, "a dog"])))
+    tei = np.array(http.post("/embed", json={"inputs": [long]}).json(), dtype=np.float32)
+    assert tei.tobytes() == engine.embed([long]).tobytes()
+    cut = np.array(http.post("/embed", json={"inputs": [long], "truncate": True}).json(), dtype=np.float32)
+    assert cut.tobytes() == Engine(tiny_dir, backend="cpu", long_texts="truncate").embed([long]).tobytes()
+    assert cut.tobytes() != tei.tobytes()
+
+
 def test_health_and_info(http, tiny_server, engine):
     assert http.get("/health").json() == {"status": "ok"}
     info = http.get("/info").json()

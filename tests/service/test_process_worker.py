@@ -65,8 +65,8 @@ def test_closing_unlinks_the_shared_block(tiny_dir):
 
 
 def test_a_failing_batch_is_an_error_and_the_child_goes_on(child, tiny_dir):
-    with pytest.raises(WorkerProcessError, match="more than the stream capacity"):
-        child.embed_tokens([[1] * 1000])
+    with pytest.raises(WorkerProcessError, match="outside 0"):
+        child.embed_tokens([[10**9]])
     assert child.embed_tokens([[1, 2]]).shape == (1, 8)
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sae.service.schema import RequestError, parse_openai, parse_tei
+from sae.service.schema import RequestError, TEIRequest, parse_openai, parse_tei
 
 
 def body(value) -> bytes:
@@ -73,10 +73,13 @@ def test_malformed_bodies(raw, words):
 
 
 def test_tei_shape_and_options_sae_cannot_honour():
-    assert parse_tei(body({"inputs": "x", "normalize": True, "truncate": True}), 8) == ["x"]
-    assert parse_tei(body({"inputs": ["x", "y"], "truncation_direction": "Right"}), 8) == ["x", "y"]
+    assert parse_tei(body({"inputs": "x", "normalize": True, "truncate": True}), 8) == TEIRequest(["x"], True)
+    assert parse_tei(body({"inputs": ["x", "y"], "truncation_direction": "Right"}), 8) == TEIRequest(["x", "y"], False)
+    assert parse_tei(body({"inputs": "x", "truncate": False}), 8) == TEIRequest(["x"], False)  # windows
     assert "always L2-normalized" in refused(parse_tei, body({"inputs": "x", "normalize": False})).message
-    assert "'truncate' must be true" in refused(parse_tei, body({"inputs": "x", "truncate": False})).message
+    for value in (1, 0, "yes"):
+        assert "'truncate' must be true or false" in refused(parse_tei, body({"inputs": "x", "truncate": value})).message
+    assert parse_tei(body({"inputs": "x", "truncate": None}), 8) == TEIRequest(["x"], False)
     assert "not supported" in refused(parse_tei, body({"inputs": "x", "dimensions": 4})).message
     assert "missing field 'inputs'" in refused(parse_tei, body({"normalize": True})).message
     assert "unknown field 'input'" in refused(parse_tei, body({"input": "x"})).message
