@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from sae.algorithm import Algorithm
+from sae.blas import one_thread, one_thread_env
 from sae.errors import InputError, SaeError
 from sae.evolve.data import EvalData
 from sae.evolve.fitness import Evaluation, Evaluator, FitnessSettings
@@ -40,15 +41,6 @@ class Payload:
         # replace() drops cached properties (the tokenizer object, the hash): workers
         # only need the arrays, and recompute the hash themselves.
         return Payload(replace(base), data, settings)
-
-
-def single_blas_thread() -> contextlib.AbstractContextManager:
-    """One BLAS thread while evaluating (results then cannot depend on thread count)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # the env vars set for worker processes cover them
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1)
 
 
 _WORKER: Evaluator | None = None
@@ -76,7 +68,7 @@ def _exit_with_parent() -> None:
 
 def _evaluate_in_worker(genome_json: str, stage: str) -> Evaluation:
     assert _WORKER is not None
-    with single_blas_thread():
+    with one_thread():
         return _WORKER.evaluate(genome_json, stage)
 
 
@@ -94,8 +86,8 @@ class LocalExecutor:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ.setdefault(var, "1")  # inherited by the spawned workers
+        for var, value in one_thread_env().items():
+            os.environ.setdefault(var, value)  # inherited by the spawned workers
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_init_worker, initargs=(payload,))
 
@@ -118,7 +110,7 @@ class LocalExecutor:
             evaluations: Iterable[Evaluation] = self.pool.map(_evaluate_in_worker, genomes, [stage] * len(genomes))
         elif self.evaluator.batches_genomes:
             # the GPU path: the whole list as one population, few submissions
-            with single_blas_thread():
+            with one_thread():
                 evaluations = self.evaluator.evaluate_many(genomes, stage)
         else:
             evaluations = (self._evaluate_here(g, stage) for g in genomes)  # each reported as it ends
@@ -130,7 +122,7 @@ class LocalExecutor:
         return out
 
     def _evaluate_here(self, genome: str, stage: str) -> Evaluation:
-        with single_blas_thread():
+        with one_thread():
             return self.evaluator.evaluate(genome, stage)
 
     def close(self) -> None:
@@ -153,7 +145,7 @@ class RayExecutor:
             raise InputError(f"--executor ray needs Ray: {RAY_HINT}") from None
         self.ray = ray
         if not ray.is_initialized():
-            env = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+            env = one_thread_env()
             kwargs = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                           runtime_env={"env_vars": env})
             check_ray_address(address, "--ray-address")
@@ -177,7 +169,7 @@ class RayExecutor:
                 self.evaluator = Evaluator(payload_ref.base, payload_ref.data, payload_ref.settings)
 
             def evaluate(self, genome_json: str, stage: str) -> Evaluation:
-                with single_blas_thread():
+                with one_thread():
                     return self.evaluator.evaluate(genome_json, stage)
 
         self.actors = [_Actor.remote(ref) for _ in range(max(workers, 1))]

@@ -513,9 +513,9 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
         finally:
             executor.close()
         genome = Genome.from_json(json.loads(store.genome_json(final["genome"])))
-        from sae.evolve.executors import single_blas_thread
+        from sae.blas import one_thread
 
-        with single_blas_thread():  # a refit of the transforms must give the evaluated bytes
+        with one_thread():  # a refit of the transforms must give the evaluated bytes
             alg = Evaluator(base, data, config.fitness).algorithm(genome)
         if alg.content_hash != final["algorithm"]:
             raise InputError(f"{run_path}: the final Algorithm's content hash {alg.content_hash[:16]} differs from "

@@ -68,14 +68,18 @@ def _child(conn: Connection, algorithm: str | None, batch_size: int | None,
     # terminal sends to the whole process group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    from sae.blas import limit_to_one_thread
     from sae.engine import Engine
 
     try:
+        # The engine processes are the parallelism: a BLAS thread per core in each of them
+        # oversubscribed the cores (sae.blas).
+        blas_threads = limit_to_one_thread()
         engine = Engine(algorithm, backend="cpu", batch_size=batch_size, threads=1, caps=caps)
     except Exception as exc:
         conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
         return
-    conn.send_bytes(pickle.dumps(("ready", engine.algorithm.content_hash, engine.dim)))
+    conn.send_bytes(pickle.dumps(("ready", engine.algorithm.content_hash, engine.dim, blas_threads)))
     block: _SharedBatch | None = None
     while True:
         try:
@@ -142,7 +146,7 @@ class ProcessEngine:
         self._counters = EngineCounters()
         self._lock = threading.Lock()
         try:
-            kind, value, *dim = self._receive()
+            kind, value, *ready = self._receive()
         except WorkerProcessError:
             self.close()  # its pipe too: a supervisor that retries would leak one a try
             raise WorkerProcessError(
@@ -150,7 +154,9 @@ class ProcessEngine:
         if kind != "ready":
             self.close()
             raise WorkerProcessError(f"the engine process could not start: {value}")
-        self.dim = dim[0]
+        self.dim = ready[0]
+        #: BLAS threads of the engine process (1; None where threadpoolctl is missing)
+        self.blas_threads = ready[1]
         if content_hash is not None and value != content_hash:
             self.close()
             raise WorkerProcessError(f"the engine process loaded another Algorithm ({value[:12]}, "

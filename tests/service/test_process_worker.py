@@ -64,6 +64,12 @@ def test_closing_unlinks_the_shared_block(tiny_dir):
         worker.embed_tokens([[1, 2]])
 
 
+def test_the_child_runs_one_blas_thread(child):
+    """Engine processes are the service's parallelism: each with a BLAS thread per core,
+    two of them on two cores served a quarter fewer texts (sae.blas)."""
+    assert child.blas_threads == 1
+
+
 def test_a_failing_batch_is_an_error_and_the_child_goes_on(child, tiny_dir):
     with pytest.raises(WorkerProcessError, match="outside 0"):
         child.embed_tokens([[10**9]])

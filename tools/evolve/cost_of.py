@@ -17,8 +17,8 @@ import sys
 
 def main() -> int:
     from sae.algorithm import load_algorithm
+    from sae.blas import one_thread
     from sae.evolve.data import build_eval_data
-    from sae.evolve.executors import single_blas_thread
     from sae.evolve.fitness import Evaluator
     from sae.evolve.genome import Genome, normalized
 
@@ -34,7 +34,7 @@ def main() -> int:
     ref = load_algorithm(args.algorithm)
     data = build_eval_data(base, args.teacher, args.pairs, args.fit_pairs, args.minimal_pairs)
     genome = normalized(Genome(ref.rules, ref.params))
-    with single_blas_thread():
+    with one_thread():
         ev = Evaluator(base, data).evaluate(genome.canonical(), "fit")
     print(json.dumps({"algorithm": args.algorithm, "fit": ev.objectives}))
     return 0
