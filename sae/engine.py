@@ -494,8 +494,15 @@ class Engine(Closable):
             raise TypeError(f"Engine.explain: the text is {type(text).__name__}, not str")
         with self._call("Engine.explain"):
             # One document: a long text's first caps.stream tokens are what is explained.
-            token_ids, cut = self._tokenize([text], truncate=True)
-            self._warn_truncated(cut)
+            token_ids, _ = self._tokenize([text], truncate=False)
+            cap, n = self.caps.stream, len(token_ids[0])
+            if n > cap and self.long_texts == "window":
+                windows = len(self.documents(token_ids))
+                log.warning("the text was truncated to its first %d of %d tokens for this explanation; "
+                            "embed reads all of them, in %d windows", cap, n, windows)
+            else:
+                self._warn_truncated(int(n > cap))
+            token_ids = [token_ids[0][:cap]]
             batch = ProgramBatch(1, self.caps)
             batch.widen(token_ids, self.algorithm.symbol_rows)
             initial = batch.items[0, : batch.lengths[0]].copy()

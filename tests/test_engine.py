@@ -65,7 +65,9 @@ def test_long_texts_are_embedded_in_windows_by_default(tiny_alg, caplog):
     assert sum(done) == 3  # texts, not windows
     with caplog.at_level(logging.WARNING, logger="sae.engine"):
         explained = engine.explain(text)  # one document: the first window's tokens
-    assert explained.tokens == [engine.symbol_name(t) for t in ids[:8]] and "truncated" in caplog.text
+    assert explained.tokens == [engine.symbol_name(t) for t in ids[:8]]
+    assert f"truncated to its first 8 of {len(ids)} tokens for this explanation; embed reads all of them, " \
+        "in 2 windows" in caplog.text
     with pytest.raises(ValueError, match="long_texts must be one of window, truncate, got 'cut'"):
         Engine(tiny_alg, backend="cpu", long_texts="cut")
 
