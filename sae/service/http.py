@@ -211,6 +211,22 @@ class _Endpoints:
     async def info(self, request: Request) -> Response:
         return _json(self.service.info())
 
+    def _model(self) -> dict:
+        return {"id": self.service.model, "object": "model", "created": 0, "owned_by": "sae"}
+
+    async def models(self, request: Request) -> Response:
+        """OpenAI's model list: the one Algorithm this server embeds with (for clients that
+        list models before they embed, or check the name they were configured with)."""
+        return _json({"object": "list", "data": [self._model()]})
+
+    async def model(self, request: Request) -> Response:
+        name = request.path_params["model"]
+        if name != self.service.model:
+            message = f"The model '{name}' does not exist; this server embeds with '{self.service.model}'"
+            return _json({"error": {"message": message, "type": "invalid_request_error", "param": "model",
+                                    "code": "model_not_found"}}, 404)
+        return _json(self._model())
+
     async def metrics(self, request: Request) -> Response:
         return Response(self.service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
@@ -220,7 +236,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     shape of the API asked."""
     assert isinstance(exc, HTTPException)
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    if request.url.path == OPENAI_PATH:
+    if request.url.path.startswith("/v1/"):
         body: dict = {"error": {"message": message, "type": _OPENAI_TYPES["bad_request"], "param": None,
                                 "code": "bad_request"}}
     else:
@@ -238,6 +254,8 @@ def create_app(service: EmbeddingService) -> Starlette:
     ep = _Endpoints(service)
     routes = [
         Route(OPENAI_PATH, ep.openai, methods=["POST"]),
+        Route("/v1/models", ep.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", ep.model, methods=["GET"]),
         Route("/embed", ep.tei, methods=["POST"]),
         Route("/health", ep.health, methods=["GET"]),
         Route("/info", ep.info, methods=["GET"]),

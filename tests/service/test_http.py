@@ -82,6 +82,11 @@ def test_openai_client(tiny_server, engine):
     assert got.tobytes() == engine.embed(TEXTS[:3]).tobytes()
     with pytest.raises(openai.BadRequestError, match="dimensions"):
         client.embeddings.create(input="x", model="tiny", dimensions=4)
+    name = engine.algorithm.name  # clients that list the models first find the Algorithm
+    assert [m.id for m in client.models.list()] == [name]
+    assert client.models.retrieve(name).owned_by == "sae"
+    with pytest.raises(openai.NotFoundError, match="this server embeds with"):
+        client.models.retrieve("gpt-nothing")
 
 
 def test_tei_embed(http, engine):
