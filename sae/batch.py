@@ -16,14 +16,23 @@ import numpy as np
 from sae.layout import JOURNAL_ENTRY, JOURNAL_WORDS, PROGRAM_ITEM, Q16_ONE, Capacities, F, Op, item_words
 
 
-def token_lengths(token_ids: Sequence[Sequence[int]], caps: Capacities, caller: str) -> np.ndarray:
-    """``(n,)`` uint32 lengths of tokenized texts. Raises ``ValueError``, naming ``caller``,
-    for a text longer than the stream capacity (``Engine.tokenize`` truncates)."""
-    lengths = np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+def lengths_of(token_ids: Sequence[Sequence[int]]) -> np.ndarray:
+    """``(n,)`` uint32 lengths of tokenized texts."""
+    return np.fromiter(map(len, token_ids), dtype=np.uint32, count=len(token_ids))
+
+
+def check_lengths(lengths: np.ndarray, caps: Capacities, caller: str) -> np.ndarray:
+    """``lengths``, after a ``ValueError`` naming ``caller`` if a text is longer than the
+    stream capacity (an Engine cuts such texts into windows, or truncates them)."""
     if len(lengths) and int(lengths.max()) > caps.stream:
         raise ValueError(f"{caller}: a text has {int(lengths.max())} tokens, more than the stream capacity "
-                         f"{caps.stream} (Engine.tokenize truncates)")
+                         f"{caps.stream} (an Engine with long_texts=\"truncate\" truncates them in tokenize)")
     return lengths
+
+
+def token_lengths(token_ids: Sequence[Sequence[int]], caps: Capacities, caller: str) -> np.ndarray:
+    """:func:`lengths_of`, checked by :func:`check_lengths`."""
+    return check_lengths(lengths_of(token_ids), caps, caller)
 
 
 def check_token_ids(token_ids: Sequence[Sequence[int]], symbols: int, caller: str) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm, load_algorithm
 from sae.backend import Backend
-from sae.batch import AnnealStats, ProgramBatch, check_token_ids, token_lengths
+from sae.batch import AnnealStats, ProgramBatch, check_lengths, check_token_ids, lengths_of
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
@@ -380,16 +380,16 @@ class Engine(Closable):
     def documents(self, token_ids: Sequence[Sequence[int]]) -> list[Sequence[int]]:
         """The documents the backends anneal for texts tokenized by :meth:`tokenize`: one per
         text, or a long text's windows one after another (``long_texts="window"``)."""
-        windows = self._windows(token_ids)
+        windows = self._windows(token_ids, lengths_of(token_ids))
         return list(token_ids) if windows is None else windows.documents
 
-    def _windows(self, token_ids: Sequence[Sequence[int]]) -> Windows | None:
-        """The documents of texts some of which are longer than the stream, when the Engine
-        cuts such texts into windows; else None."""
+    def _windows(self, token_ids: Sequence[Sequence[int]], lengths: np.ndarray) -> Windows | None:
+        """The documents of texts (of ``lengths`` tokens) some of which are longer than the
+        stream, when the Engine cuts such texts into windows; else None."""
         if self.long_texts != "window":
             return None
         cap = self.caps.stream
-        if max(map(len, token_ids), default=0) <= cap:  # the common case: ~0.1 % of an embed call
+        if not len(lengths) or int(lengths.max()) <= cap:
             return None
         if self._word_starts is None:
             self._word_starts = word_starts(self.algorithm.tokenizer)
@@ -398,13 +398,14 @@ class Engine(Closable):
     def _embed_token_ids(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None
     ) -> np.ndarray:
-        windows = self._windows(token_ids)
+        lengths = lengths_of(token_ids)
+        windows = self._windows(token_ids, lengths)
         if windows is not None:
             vectors = self._embed_token_ids(windows.documents, _TextProgress(progress, windows))
             with self._counters_lock:  # texts, not documents
                 self._counters.texts -= len(windows.documents) - windows.texts
             return windows.combine(vectors)
-        lengths = token_lengths(token_ids, self.caps, "Engine.embed_tokens")
+        check_lengths(lengths, self.caps, "Engine.embed_tokens")
         if not self.backend.concurrent_batches:
             with self._device_turn:
                 return self._embed_pipelined(None, token_ids, progress)
@@ -473,10 +474,11 @@ class Engine(Closable):
                 cut += c
             else:
                 ids = token_ids[part]
-            windows = self._windows(ids)  # a slice's long texts: more documents than texts
+            lengths = lengths_of(ids)
+            windows = self._windows(ids, lengths)  # a slice's long texts: more documents than texts
             if windows is not None:
                 ids = windows.documents
-            lengths = np.fromiter(map(len, ids), dtype=np.uint32, count=len(ids))
+                lengths = lengths_of(ids)
             with maybe_scope(prof, "batch", documents=len(ids)):
                 handle = self.backend.submit_batch(ids, lengths)
             if pending is not None:

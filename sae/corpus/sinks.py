@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from sae.corpus.state import ResumeRefusedError, sync
+from sae.corpus.state import EMBED_POLICY, ResumeRefusedError, sync
 from sae.errors import InputError
 
 DTYPES = ("float32", "float16")
@@ -83,8 +83,8 @@ class ParquetSink:
     minutes, not the milliseconds that trying costs (4,000 STS-B sentences in chunks of
     2,048: 5.2 MB against 6.2 MB plain; 0.16 s against 0.02 s to write)."""
 
-    def __init__(self, out: Path, workdir: Path, schema: Any,
-                 start_over: str = "run without --resume to start over", compact: bool = False) -> None:
+    def __init__(self, out: Path, workdir: Path, schema: Any, start_over: str = EMBED_POLICY.start_over,
+                 compact: bool = False) -> None:
         self.out = out
         self.schema = schema
         self.start_over = start_over  #: the advice when a kept chunk cannot be resumed

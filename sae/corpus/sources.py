@@ -13,12 +13,13 @@ own chunks (Ray). Both give the same tables. Sources pickle without open handles
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sae.corpus import lines as _lines
 from sae.errors import InputError
@@ -182,10 +183,14 @@ class StdinSource(Source):
         self.chunk_rows = chunk_rows
         self._stream = stream
 
+    def _open(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        """The stream to read (stdin stays open once read)."""
+        return contextlib.nullcontext(self._stream if self._stream is not None else sys.stdin.buffer)
+
     def chunks(self) -> Iterator[Any]:
-        stream = self._stream if self._stream is not None else sys.stdin.buffer
-        for texts in _lines.iter_lines(stream, self.name, self.chunk_rows):
-            yield _text_table(texts)
+        with self._open() as stream:
+            for texts in _lines.iter_lines(stream, self.name, self.chunk_rows):
+                yield _text_table(texts)
 
     def identity(self) -> dict[str, Any]:
         return {"kind": "stdin"}
@@ -203,14 +208,11 @@ class PipeSource(StdinSource):
         self.path = path
         self.name = str(path)
 
-    def chunks(self) -> Iterator[Any]:
+    def _open(self) -> BinaryIO:
         try:
-            stream = open(self.path, "rb")
+            return open(self.path, "rb")
         except OSError as exc:
             raise InputError(f"{self.name}: cannot read ({exc.strerror})") from None
-        with stream:
-            for texts in _lines.iter_lines(stream, self.name, self.chunk_rows):
-                yield _text_table(texts)
 
     def identity(self) -> dict[str, Any]:
         # Not the path: a process substitution's /dev/fd/N can differ between a run and its

@@ -331,7 +331,7 @@ class DatasetState:
         self.path.unlink(missing_ok=True)
 
 
-def _lock(path: Path, out: Path, command: str = "sae embed") -> Any:
+def _lock(path: Path, out: Path, command: str) -> Any:
     """An exclusive lock on ``path`` (released by the OS if the process dies); None where
     the platform has no ``fcntl``."""
     try:
