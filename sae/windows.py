@@ -85,6 +85,18 @@ class Windows:
         """Some text spans several documents."""
         return self.owner is not None
 
+    def owners(self) -> np.ndarray:
+        """``(documents,)`` int64: the text of each document."""
+        return self.owner if self.owner is not None else np.arange(self.texts, dtype=np.int64)
+
+    def starts(self) -> np.ndarray:
+        """``(documents,)`` int64: where each document starts among its text's tokens (0 for
+        a text's first), so that a position in a window reads as one in the whole text."""
+        lengths = np.fromiter((len(d) for d in self.documents), dtype=np.int64, count=len(self.documents))
+        before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        owner = self.owners()
+        return before - before[np.searchsorted(owner, owner)]  # documents are in text order
+
     def combine(self, vectors: np.ndarray) -> np.ndarray:
         """Per text, the token-weighted sum of its documents' ``vectors``, L2-normalized
         (float32; the zero vector where the sum is zero). A text of one document keeps its

@@ -56,3 +56,14 @@ def test_combine_sums_by_tokens_and_keeps_single_documents_bytes(lengths, seed):
             np.testing.assert_allclose(out[k], total / np.linalg.norm(total), atol=1e-6)
         d += len(parts)
     assert d == len(windows.documents)
+
+
+@given(st.lists(st.integers(0, 70), min_size=1, max_size=12))
+def test_owners_and_starts_place_each_document_in_its_text(lengths):
+    texts = [list(np.arange(n) % 10) for n in lengths]
+    windows = Windows.of(texts, 16, STARTS)
+    owners, starts = windows.owners(), windows.starts()
+    assert len(owners) == len(starts) == len(windows.documents)
+    for document, text, start in zip(windows.documents, owners, starts):
+        assert list(document) == texts[text][start : start + len(document)]
+    assert sorted(set(owners.tolist())) == list(range(len(texts)))

@@ -37,7 +37,6 @@ import numpy as np
 from sae.algorithm import Algorithm
 from sae.errors import InputError
 from sae.evaluate import cosine_rows, read_pairs
-from sae.layout import DEFAULT_CAPACITIES
 from sae.teacher import read_teacher
 
 log = logging.getLogger(__name__)
@@ -85,7 +84,7 @@ class PairSet:
 class EvalData:
     """Pre-tokenized texts, the pair sets, and the transform-fit targets."""
 
-    token_flat: np.ndarray  # int32, every text's token ids one after another
+    token_flat: np.ndarray  # int32, every text's token ids one after another (whole texts)
     token_offsets: np.ndarray  # int64 (n_texts + 1,)
     fit: PairSet
     valid: PairSet
@@ -228,8 +227,7 @@ def build_eval_data(
     minimal_valid = pair_set([(t, v, None) for t, v, _ in mp_valid], [k for _, _, k in mp_valid])
 
     order = list(texts)
-    cap = DEFAULT_CAPACITIES.stream
-    ids = [np.asarray(t[:cap], dtype=np.int32) for t in base.token_ids(order)]
+    ids = [np.asarray(t, dtype=np.int32) for t in base.token_ids(order)]  # whole: the evaluator windows long ones
     offsets = np.zeros(len(ids) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(t) for t in ids])
     flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.int32)

@@ -20,6 +20,10 @@ on the chosen backend, and computes the objectives (docs/EVOLVE.md):
   rule's weight ``Σ_elements (1 + gap + run)`` (↓): what the numpy path's matching
   does, counted rather than timed so that selection stays deterministic.
 
+A text longer than the stream capacity is read as ``Engine.embed`` reads it: in
+windows (:mod:`sae.windows`), each annealed as a document, their embeddings summed back
+per text; its journal entries count for the text, at their places in the whole text.
+
 It also reads the journals: how often each rule committed and was reverted, and
 which rules interact (fire in the same texts, at overlapping places): the
 rule-interaction graph crossover uses.
@@ -50,6 +54,7 @@ from sae.evaluate import cosine_rows, spearman
 from sae.evolve.data import MINIMAL_KINDS, MINIMAL_PHENOMENA, EvalData, PairSet
 from sae.evolve.genome import Genome, materialize, rule_key
 from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED
+from sae.windows import Windows, word_starts
 
 #: Digits objective values are rounded to (the run store keeps these exact values).
 DIGITS = 10
@@ -184,6 +189,7 @@ class Evaluator:
         self.stage_texts = {"fit": fit_texts, "valid": valid_texts}
         self.fit_texts = fit_texts
         self._population = None  # the GPU population evaluator, made on first use
+        self._word_starts: np.ndarray | None = None  # made when a long text first comes
         self._subset_populations: OrderedDict[int, Any] = OrderedDict()  # those of smaller lexicons
 
     def close(self) -> None:
@@ -209,8 +215,8 @@ class Evaluator:
         parsed = [Genome.from_json(json.loads(g)) for g in genomes]
         algs = [self.algorithm(g) for g in parsed]
         texts = self.stage_texts[stage]
-        ids = [t.tolist() for t in self.data.token_ids(texts)]
-        lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
+        windows = self._windows(texts)
+        ids = [np.asarray(t).tolist() for t in windows.documents]
         # A population shares its tables; a genome's lexicon choice (min_bonus) can drop
         # phrases, which renumbers the symbol tables, so each lexicon is a population of its
         # own. The lexicons are nested (phrases above a bonus), so their size names them.
@@ -228,7 +234,7 @@ class Evaluator:
                 part = indices[start : start + group]
                 for i, run in zip(part, population.runs([algs[i] for i in part], ids)):
                     entries = _journal_entries(run.journal, run.journal_len, np.arange(len(ids)))
-                    runs[i] = _journal_run(run.embeddings, lengths, [entries])
+                    runs[i] = _journal_run(run.embeddings, windows, [entries])
         seconds = (time.perf_counter() - t0) / len(genomes)  # the population's time, shared alike
         return [self._evaluation(genome, alg, run, texts, stage, seconds)
                 for genome, alg, run in zip(parsed, algs, runs)]
@@ -280,10 +286,16 @@ class Evaluator:
         if n_tr == 0 or not uses:
             return identity
         alg = materialize(self.base, genome, identity)
-        ids = [t.tolist() for t in self.data.token_ids(self.fit_texts)]
+        windows = self._windows(self.fit_texts)
+        ids = [np.asarray(t).tolist() for t in windows.documents]
         items = annealed_items(alg, ids, self.settings.batch_size)
-        targets = self.data.targets[self.fit_texts].astype(np.float64)
-        tr = fit_transforms(items, alg, targets, n_tr, self.settings.lam_transform, np.ones(len(ids)))
+        # Each window is fitted to its text's target, the windows of a text sharing its weight of 1.
+        owner = windows.owners()
+        tokens = np.fromiter((len(t) for t in ids), dtype=np.float64, count=len(ids))
+        weights = tokens / np.bincount(owner, weights=tokens, minlength=windows.texts)[owner] if windows.windowed \
+            else np.ones(len(ids))
+        targets = self.data.targets[self.fit_texts[owner]].astype(np.float64)
+        tr = fit_transforms(items, alg, targets, n_tr, self.settings.lam_transform, weights)
         return tr.astype(np.float16).astype(np.float32)  # stored as float16 without loss
 
     def evaluate(self, genome_json: str, stage: str = "fit") -> Evaluation:
@@ -348,12 +360,22 @@ class Evaluator:
             out.append(round(rho - self.settings.w_minimal * self._minimal_error(mcos, minimal, keep_minimal), DIGITS))
         return out
 
+    def _windows(self, texts: np.ndarray) -> Windows:
+        """The documents of ``texts`` as ``Engine.embed`` anneals them (long ones in windows)."""
+        ids = self.data.token_ids(texts)
+        if all(len(t) <= self.caps.stream for t in ids):
+            return Windows(ids, None, len(ids))
+        if self._word_starts is None:
+            self._word_starts = word_starts(self.base.tokenizer)
+        return Windows.of(ids, self.caps.stream, self._word_starts)
+
     def _run(self, alg: Algorithm, texts: np.ndarray) -> _Run:
-        """Anneal and execute ``texts`` in fixed batches (sorted by length, stable)."""
+        """Anneal and execute ``texts``' documents in fixed batches (sorted by length, stable)."""
         from sae.engine import make_backend
 
         backend = make_backend(self.settings.backend, alg, self.caps, batch_size=self.settings.batch_size)
-        ids = self.data.token_ids(texts)
+        windows = self._windows(texts)
+        ids = windows.documents
         lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
         order = np.argsort(lengths, kind="stable")
         emb = np.zeros((len(ids), alg.dim), dtype=np.float32)
@@ -366,7 +388,7 @@ class Evaluator:
             emb[chunk] = backend.execute(batch)
             n = len(chunk)
             entries.append(_journal_entries(batch.journal[:n], batch.journal_len[:n], chunk))
-        return _journal_run(emb, lengths, entries)
+        return _journal_run(emb, windows, entries)
 
 
 #: A journal entry as a :class:`_Run` keeps it: its text, rule, anchor, outcome and step.
@@ -387,10 +409,17 @@ def _journal_entries(journal: np.ndarray, journal_len: np.ndarray, docs: np.ndar
     return out
 
 
-def _journal_run(emb: np.ndarray, tokens: np.ndarray, parts: list[np.ndarray]) -> _Run:
-    """A :class:`_Run` from per-text embeddings (rows in the order of the texts) and the
-    journal entries of :func:`_journal_entries`."""
+def _journal_run(emb: np.ndarray, windows: Windows, parts: list[np.ndarray]) -> _Run:
+    """A :class:`_Run` of ``windows``' texts from their documents' embeddings and the journal
+    entries of :func:`_journal_entries` (``doc`` a document): a text's embedding combines its
+    windows', its entries take the text and their place in it."""
     entry = np.concatenate(parts) if parts else np.empty(0, dtype=_ENTRY)
+    if windows.windowed:
+        entry["pos"] += windows.starts()[entry["doc"]]
+        entry["doc"] = windows.owner[entry["doc"]]
+        emb = windows.combine(emb)
+    tokens = np.bincount(windows.owners(), minlength=windows.texts,
+                         weights=[len(d) for d in windows.documents]).astype(np.int64)
     steps = np.zeros(len(emb), dtype=np.int64)
     np.maximum.at(steps, entry["doc"], entry["step"] + 1)
     return _Run(emb, steps, tokens, {k: entry[k] for k in ("doc", "rule", "pos", "outcome")})

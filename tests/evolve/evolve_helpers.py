@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from tiny import make_tiny
 
-from sae.algorithm import save_algorithm
+from sae.algorithm import load_algorithm, save_algorithm
 from sae.distill.minimal_pairs import negate
 from sae.io import write_embeddings
 
@@ -77,3 +77,34 @@ def build_world(root: Path) -> dict[str, Path]:
     return {"root": root, "base": root / "base", "teacher": root / "teacher.parquet", "pairs": root / "pairs.csv",
             "teacher_dim4": root / "teacher-dim4.parquet"}
 
+
+
+def add_long_texts(world: dict[str, Path]) -> dict[str, Path]:
+    """The world with texts longer than the stream capacity among its pairs: ``teacher_long``
+    and ``pairs_long`` beside the others (the short texts' pairs, and pairs of long ones)."""
+    import pyarrow.parquet as pq
+
+    from sae import Engine
+
+    rng = np.random.default_rng(11)
+    table = pq.read_table(world["teacher"])
+    texts = table.column("text").to_pylist()
+    emb = np.stack(table.column("embedding").to_numpy(zero_copy_only=False)).astype(np.float64)
+    engine = Engine(load_algorithm(world["base"]), backend="cpu")
+    long_texts = []
+    while len(long_texts) < 12:
+        text = " ".join(rng.choice(texts[:70], size=int(rng.integers(30, 60)), replace=False))
+        if len(engine.tokenize([text])[0]) > 2 * engine.caps.stream and text not in long_texts:
+            long_texts.append(text)
+    long_emb = engine.embed(long_texts).astype(np.float64) + 0.2 * rng.standard_normal((len(long_texts), emb.shape[1]))
+    long_emb /= np.linalg.norm(long_emb, axis=1, keepdims=True)
+    write_embeddings(world["root"] / "teacher-long.parquet", texts + long_texts,
+                     np.concatenate([emb, long_emb]).astype(np.float32))
+    lines = world["pairs"].read_text(encoding="utf-8").splitlines()
+    for k in range(40):
+        i, j = rng.choice(len(long_texts), 2, replace=False)
+        score = float(np.clip(2.5 + 2.5 * long_emb[i] @ long_emb[j], 0, 5))
+        lines.append(f"main-forums\tanswers\t2015\t{k + 1000:04d}\t{score:.3f}\t{long_texts[i]}\t{long_texts[j]}")
+    (world["root"] / "pairs-long.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return {**world, "teacher_long": world["root"] / "teacher-long.parquet",
+            "pairs_long": world["root"] / "pairs-long.csv"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from evolve_helpers import build_world
+from evolve_helpers import add_long_texts, build_world
 
 from sae.algorithm import load_algorithm
 from sae.evolve.data import build_eval_data
@@ -32,6 +32,43 @@ def test_objectives_are_reproducible(world):
     assert obj["cost"] > 0 and obj["rules"] == len(g.rules)
     assert sum(c for c, _, _ in one.rule_stats.values()) > 0
     assert all(len(e) == 4 and e[0] < e[1] for e in one.edges)
+
+
+@pytest.fixture(scope="module")
+def long_world(world):
+    return add_long_texts(world)
+
+
+def test_long_texts_are_evaluated_in_windows_as_the_engine_embeds_them(long_world):
+    """A text over the stream capacity is read whole, in windows, as Engine.embed reads it
+    (it was cut to its first 128 tokens): the same embeddings, its rewrites past the cut
+    counted, at their places in the whole text; and with fitted transforms too."""
+    import numpy as np
+
+    from sae import Engine
+
+    base = load_algorithm(long_world["base"])
+    data = build_eval_data(base, long_world["teacher_long"], long_world["pairs_long"], 0, 0)
+    ev = Evaluator(base, data)
+    texts = ev.stage_texts["fit"]
+    ids = [t.tolist() for t in data.token_ids(texts)]
+    long = np.array([len(t) > ev.caps.stream for t in ids])
+    assert long.any() and (~long).any()
+    alg = ev.algorithm(genome_of(base))
+    run = ev._run(alg, texts)
+    engine = Engine(alg, backend="cpu")
+    assert run.emb.tobytes() == engine.embed_tokens(ids).tobytes()
+    assert run.tokens.tolist() == [len(t) for t in ids]
+    late = run.entries["pos"] >= ev.caps.stream
+    assert late.any() and long[run.entries["doc"][late]].all()  # rewrites past the cut, in long texts only
+    assert run.entries["doc"].max() < len(ids)
+    one = ev.evaluate(genome_of(base).canonical())
+    assert one.record() == Evaluator(base, data).evaluate(genome_of(base).canonical()).record()
+    from tiny import parse
+
+    g = Genome(parse("rule scope score 60 mark 1: [neg] [!punct]+4 => set 1 mod=1"), base.params)
+    fitted = Evaluator(base, data, FitnessSettings(transforms="fit"))
+    assert fitted.evaluate(g.canonical()).algorithm != Evaluator(base, data).evaluate(g.canonical()).algorithm
 
 
 def test_no_rules_costs_nothing_and_valid_stage_differs(world):
@@ -189,6 +226,26 @@ def test_gpu_population_takes_genomes_of_other_lexicons(world):
     together.close()  # LocalExecutor.close: the device buffers go with the run, not with the collector
     assert all(p.closed for p in populations) and not together._subset_populations
     assert [e.record() for e in together.evaluate_many(genomes, "fit")] == [e.record() for e in alone]  # made anew
+
+
+def test_gpu_population_windows_long_texts(long_world):
+    """Long texts on the GPU: the population evaluates them in windows as the numpy path
+    does (the same journals and cost, objectives within float noise), alone or together."""
+    from tiny import parse
+
+    base, _ = _gpu_world(long_world)
+    data = build_eval_data(base, long_world["teacher_long"], long_world["pairs_long"], 0, 0)
+    genomes = [genome_of(base).canonical(),
+               Genome(parse("rule st score 20: [stop] => set 0 scale=0.5"), base.params).canonical()]
+    settings = FitnessSettings(backend="gpu")
+    alone = [Evaluator(base, data, settings).evaluate(g, "fit") for g in genomes]
+    many = Evaluator(base, data, settings).evaluate_many(genomes, "fit")
+    cpu = [Evaluator(base, data).evaluate(g, "fit") for g in genomes]
+    for a, b, c in zip(alone, many, cpu):
+        assert a.record() == b.record()
+        assert (b.rule_stats, b.edges, b.objectives["cost"]) == (c.rule_stats, c.edges, c.objectives["cost"])
+        for k in ("quality", "spearman", "teacher"):
+            assert abs(b.objectives[k] - c.objectives[k]) < 1e-3, k
 
 
 def test_resampled_selection_scores_each_generation_on_its_subset(world):
