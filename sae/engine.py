@@ -20,7 +20,7 @@ from sae.batch import AnnealStats, ProgramBatch, check_lengths, check_token_ids,
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
-from sae.windows import Windows, word_starts
+from sae.windows import Windows, cut_to_capacity, word_starts
 
 log = logging.getLogger(__name__)
 
@@ -327,11 +327,7 @@ class Engine(Closable):
             raise
         if not (self.long_texts == "truncate" if truncate is None else truncate):
             return ids, 0
-        cap = self.caps.stream
-        cut = [i for i, t in enumerate(ids) if len(t) > cap]
-        for i in cut:
-            ids[i] = ids[i][:cap]
-        return ids, len(cut)
+        return ids, cut_to_capacity(ids, self.caps.stream)
 
     def _warn_truncated(self, cut: int) -> None:
         if cut:

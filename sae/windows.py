@@ -57,6 +57,17 @@ def split(ids: Sequence[int], capacity: int, starts: np.ndarray) -> list[Sequenc
     return windows
 
 
+def cut_to_capacity(token_ids: list[Sequence[int]], capacity: int) -> int:
+    """Cut, in place, every text of ``token_ids`` longer than ``capacity`` to its first
+    ``capacity`` tokens (``long_texts="truncate"``); returns how many were cut."""
+    cut = 0
+    for i, ids in enumerate(token_ids):
+        if len(ids) > capacity:
+            token_ids[i] = ids[:capacity]
+            cut += 1
+    return cut
+
+
 def _starts_word(token: int, starts: np.ndarray) -> bool:
     return not 0 <= token < len(starts) or bool(starts[token])
 

@@ -22,6 +22,7 @@ from sae.service.process_worker import ProcessEngine
 from sae.service.schema import RequestError
 from sae.service.supervisor import SupervisedEngine
 from sae.service.tokenizer import TokenizerStage
+from sae.windows import cut_to_capacity
 
 #: Characters of a request tokenized on the event loop at most (when the word cache answers
 #: all its texts): about 1 ms of it here (~60 ns a character). Larger requests go to the
@@ -186,8 +187,7 @@ class EmbeddingService:
             else:
                 token_ids = await self._tokenizer.tokenize(texts)
             if truncate:
-                cap = self.engine.caps.stream
-                token_ids = [ids[:cap] if len(ids) > cap else ids for ids in token_ids]
+                cut_to_capacity(token_ids, self.engine.caps.stream)
             vectors = await self.batcher.embed(token_ids, admitted=True)
         return vectors, sum(map(len, token_ids))
 
