@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 import numpy as np
 import orjson
@@ -166,41 +167,40 @@ class _Endpoints:
         return self._error(api, ShuttingDownError("the server is shutting down; the request was cut"))
 
     async def openai(self, request: Request) -> Response:
-        started = time.perf_counter()
-        try:
+        async def answer() -> Response:
             parsed = parse_openai(await read_body(request, self.limit), self.service.config.max_texts)
             vectors, tokens = await self._embed(request, parsed.texts)
             self.texts["openai"].observe(len(parsed.texts))
-            content = openai_response(vectors, tokens, self.service.model, parsed.base64)
-            return Response(content, media_type="application/json")
-        except ClientDisconnect:
-            return self._gone("openai")
-        except asyncio.CancelledError:
-            if self.service.serving:
-                raise  # not a shutdown's
-            return self._cut("openai")
-        except Exception as exc:
-            return self._error("openai", exc)
-        finally:
-            self.duration["openai"].observe(time.perf_counter() - started)
+            return Response(openai_response(vectors, tokens, self.service.model, parsed.base64),
+                            media_type="application/json")
+
+        return await self._answer("openai", answer)
 
     async def tei(self, request: Request) -> Response:
-        started = time.perf_counter()
-        try:
+        async def answer() -> Response:
             parsed = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
             vectors, _ = await self._embed(request, parsed.texts, parsed.truncate)
             self.texts["tei"].observe(len(parsed.texts))
             return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
+
+        return await self._answer("tei", answer)
+
+    async def _answer(self, api: str, answer: Callable[[], Awaitable[Response]]) -> Response:
+        """``answer()``, or the ``api``'s answer when the client went away, the request was
+        cut at shutdown or failed; timed either way."""
+        started = time.perf_counter()
+        try:
+            return await answer()
         except ClientDisconnect:
-            return self._gone("tei")
+            return self._gone(api)
         except asyncio.CancelledError:
             if self.service.serving:
                 raise  # not a shutdown's
-            return self._cut("tei")
+            return self._cut(api)
         except Exception as exc:
-            return self._error("tei", exc)
+            return self._error(api, exc)
         finally:
-            self.duration["tei"].observe(time.perf_counter() - started)
+            self.duration[api].observe(time.perf_counter() - started)
 
     async def health(self, request: Request) -> Response:
         reason = self.service.unhealthy_reason()
