@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sae.algorithm import Algorithm
-from sae.batch import ProgramBatch
+from sae.batch import ProgramBatch, token_lengths
 from sae.cpu import CpuBackend
 from sae.layout import DEFAULT_CAPACITIES, Q16_ONE, F, Op, item_words
 
@@ -52,13 +52,16 @@ class Items:
 def annealed_items(alg: Algorithm, token_ids: list[list[int]], batch_size: int = 1024,
                    opcodes: tuple[int, ...] = (int(Op.ACC),)) -> Items:
     """Anneal every token list with ``alg`` (numpy path) and list the items of the results
-    whose opcode is one of ``opcodes`` (the ``ACC`` items by default)."""
+    whose opcode is one of ``opcodes`` (the ``ACC`` items by default). Raises
+    ``ValueError`` for a list longer than the stream capacity (cut it into windows first:
+    :mod:`sae.windows`), which this used to truncate without a word."""
     caps = DEFAULT_CAPACITIES
+    token_lengths(token_ids, caps, "annealed_items")
     backend = CpuBackend(alg, caps)
     batch = ProgramBatch(batch_size, caps)
     parts: list[tuple[np.ndarray, ...]] = []
     for start in range(0, len(token_ids), batch_size):
-        chunk = [ids[: caps.stream] for ids in token_ids[start : start + batch_size]]
+        chunk = token_ids[start : start + batch_size]
         batch.widen(chunk, alg.symbol_rows)
         backend.anneal(batch)
         n, length = batch.n, batch.max_length()

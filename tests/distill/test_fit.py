@@ -90,3 +90,14 @@ def test_refine_is_deterministic_and_off_without_steps_or_weight():
     for off in (RefineSettings(10.0, 0), RefineSettings(0.0, 20)):
         assert refine_transforms(items, alg, targets, weights, 0.3, pairs, off).tobytes() == ridge.tobytes()
     assert refine_transforms(items, alg, targets, weights, 0.3, pairs[:0], settings).tobytes() == ridge.tobytes()
+
+
+def test_annealed_items_refuses_a_text_over_the_stream_capacity():
+    """It used to keep the first 128 tokens without a word: a fit then saw part of a text
+    against the teacher's embedding of all of it."""
+    import pytest
+
+    alg = make_tiny(rules=SCOPE, transforms=1)
+    long = ids("the cat is good .") * 30
+    with pytest.raises(ValueError, match=r"annealed_items: a text has 150 tokens, more than the stream capacity 128"):
+        annealed_items(alg, [ids("the cat is good ."), long])
