@@ -87,6 +87,12 @@ class Backend(Protocol):
         """Run the VM: one L2-normalized float32 vector per document, ``(n, dim)``."""
         ...
 
+    def prepare(self) -> None:
+        """Do now the one-time work that would otherwise fall on the first batches: the
+        numpy path computes a transformed vector row the first time a batch needs it
+        (:class:`~sae.vector_table.VectorTable`), the GPU uploads every table when made."""
+        ...
+
     def close(self) -> None:
         """Release what the backend holds for its batches (device buffers, host batches).
 

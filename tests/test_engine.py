@@ -291,3 +291,24 @@ def test_close_from_inside_a_call_is_refused_not_a_deadlock(tiny_alg):
     with pytest.raises(RuntimeError, match=r"^Engine\.close: called from inside a call of this Engine"):
         engine.embed(CLOSE_TEXTS, progress=lambda _done: engine.close())
     assert not engine.closed and engine.embed(CLOSE_TEXTS).shape == (len(CLOSE_TEXTS), tiny_alg.dim)
+
+
+def test_warm_up_computes_every_vector_row_first_and_changes_no_bytes():
+    """The numpy path computes transformed vector rows as batches first need them; warm_up
+    computes them all at once (sae serve's engines, before they take requests)."""
+    from tiny import make_tiny, parse
+
+    alg = make_tiny(rules=parse("rule scope score 60: [neg] [!punct]+4 => set 1 mod=1\n"
+                                "rule s score 50: [stop] => set 0 mod=2 scale=2"), transforms=2)
+    texts = ["dog , not happy", "cat eats food", "not big red house"]  # no stopword: transform 2 unused
+    cold = Engine(alg, backend="cpu")
+    first = cold.embed(texts)
+    assert not cold.backend.table.ready.all()  # only the rows (blocks) these texts needed
+    warm = Engine(alg, backend="cpu")
+    assert warm.backend.table is not cold.backend.table  # writable arrays: tables of their own
+    warm.warm_up()
+    assert warm.backend.table.ready.all()
+    assert warm.embed(texts).tobytes() == first.tobytes()
+    warm.close()
+    with pytest.raises(ValueError, match="closed"):
+        warm.warm_up()

@@ -36,6 +36,11 @@ class CpuBackend:
         self._batches = HostBatches(caps)
         self._closed = False
 
+    def prepare(self) -> None:
+        """Compute every transformed vector row now (about 1.2 s for the default on 2 cores),
+        which batches otherwise compute as they first need them."""
+        self.table.complete()
+
     def close(self) -> None:
         """Drop the host batches (26 MB for each thread that embedded); idempotent. The
         matcher's tables, built from the Algorithm, go when the backend is dropped; the

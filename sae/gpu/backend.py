@@ -277,6 +277,9 @@ class GpuBackend:
         self._closed = False
         self._build(choose_adapter(adapter))
 
+    def prepare(self) -> None:
+        """Nothing: every table, the complete vector table included, was uploaded when made."""
+
     def close(self) -> None:
         """Destroy this backend's device buffers and timestamp queries now, rather than when
         the garbage collector gets to their wgpu objects; idempotent. The device and the

@@ -21,6 +21,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
+import time
 from collections.abc import Sequence
 from itertools import chain, pairwise
 from multiprocessing.connection import Connection
@@ -76,10 +77,13 @@ def _child(conn: Connection, algorithm: str | None, batch_size: int | None,
         # oversubscribed the cores (sae.blas).
         blas_threads = limit_to_one_thread()
         engine = Engine(algorithm, backend="cpu", batch_size=batch_size, threads=1, caps=caps)
+        started = time.perf_counter()
+        engine.warm_up()  # ready means fast: the first requests do not compute vector rows
+        warm_up_seconds = time.perf_counter() - started
     except Exception as exc:
         conn.send_bytes(pickle.dumps(("error", f"{type(exc).__name__}: {exc}")))
         return
-    conn.send_bytes(pickle.dumps(("ready", engine.algorithm.content_hash, engine.dim, blas_threads)))
+    conn.send_bytes(pickle.dumps(("ready", engine.algorithm.content_hash, engine.dim, blas_threads, warm_up_seconds)))
     block: _SharedBatch | None = None
     while True:
         try:
@@ -157,6 +161,8 @@ class ProcessEngine:
         self.dim = ready[0]
         #: BLAS threads of the engine process (1; None where threadpoolctl is missing)
         self.blas_threads = ready[1]
+        #: how long the engine process spent in ``Engine.warm_up`` before it was ready
+        self.warm_up_seconds = ready[2]
         if content_hash is not None and value != content_hash:
             self.close()
             raise WorkerProcessError(f"the engine process loaded another Algorithm ({value[:12]}, "

@@ -218,15 +218,18 @@ def make_workers(
     on 2 cores, docs/SERVE.md), each replaced when it dies
     (:class:`~sae.service.supervisor.SupervisedEngine`).
     On the GPU, whose queue takes one batch at a time, the engine itself; a ``count``
-    above 1 raises :class:`~sae.errors.InputError`.
+    above 1 raises :class:`~sae.errors.InputError`. Every engine is warmed up
+    (:meth:`Engine.warm_up`) before this returns, so the first requests are as fast as later ones.
     """
     if not engine.backend.concurrent_batches:
         if count not in (None, 1):
             raise InputError(f"--workers {count}: the {engine.backend.name} backend embeds one batch at a "
                              "time; use 1")
+        engine.warm_up()
         return [engine]
     count = count if count is not None else default_workers()
     if not processes:
+        engine.warm_up()  # the copies share its vector table (each process warms its own)
         # The engine's capacities too: a worker with others would answer other bytes (or refuse
         # a text the first accepts) depending on which worker took the batch.
         others = [Engine(engine.algorithm, backend=engine.backend.name, batch_size=engine.batch_size, threads=1,

@@ -70,6 +70,10 @@ def test_the_child_runs_one_blas_thread(child):
     assert child.blas_threads == 1
 
 
+def test_the_child_warms_its_engine_up_before_it_is_ready(child):
+    assert isinstance(child.warm_up_seconds, float) and child.warm_up_seconds > 0
+
+
 def test_a_failing_batch_is_an_error_and_the_child_goes_on(child, tiny_dir):
     with pytest.raises(WorkerProcessError, match="outside 0"):
         child.embed_tokens([[10**9]])

@@ -63,6 +63,23 @@ def test_every_worker_has_the_engines_capacities(tiny_dir):
             worker.close()
 
 
+def test_thread_workers_share_one_warmed_vector_table(tmp_path):
+    """The first requests must not compute vector rows: make_workers warms the engine up,
+    and its copies read the same table."""
+    from tiny import make_tiny
+
+    from sae import Engine
+    from sae.algorithm import save_algorithm
+    from sae.service import make_workers
+
+    directory = save_algorithm(make_tiny(transforms=2), tmp_path / "tiny", vector_dtype="float32")
+    engine = Engine(directory, backend="cpu")
+    assert not engine.backend.table.ready.all()
+    workers = make_workers(engine, directory, 2)
+    assert all(worker.backend.table is engine.backend.table for worker in workers)
+    assert engine.backend.table.ready.all()
+
+
 def test_close_closes_the_workers_it_was_given_but_not_the_callers_engine(tiny_dir):
     service = tiny_service(tiny_dir, workers=2)
     engine, copy = service.workers
