@@ -571,6 +571,9 @@ class ReferenceBackend:
             raise ValueError(f"ReferenceBackend: {len(alg.rules)} rules exceed the capacity of {caps.rules}")
         self.alg, self.caps = alg, caps
 
+    def prepare(self) -> None:
+        """Nothing to do ahead: the reference computes each vector as it needs it."""
+
     def close(self) -> None:
         """Nothing to release: the reference keeps nothing between calls."""
 
