@@ -47,6 +47,26 @@ def test_eval_table(pairs_file, tiny_dir, capsys):
     assert "Spearman" in out and "sentences/s" in out
 
 
+def test_eval_reports_what_the_rules_add(pairs_file, tiny_dir, capsys):
+    """--rules-add: the same Algorithm with its rules removed, scored beside it, and the
+    difference (issue 9's measure, on any pairs file)."""
+    from sae.algorithm import load_algorithm
+    from sae.evaluate import evaluate, read_pairs
+
+    assert main(["eval", str(pairs_file), "--json", "--rules-add", "--algorithm", str(tiny_dir),
+                 "--backend", "cpu"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    alg = load_algorithm(tiny_dir)
+    assert alg.rules  # the tiny Algorithm has rules to remove
+    plain = evaluate(Engine(alg.without_rules(), backend="cpu"), read_pairs(pairs_file))
+    assert doc["without_rules"]["spearman"] == plain.spearman
+    assert doc["without_rules"]["pearson"] == plain.pearson != doc["pearson"]  # not the engine with rules again
+    assert doc["rules_add"] == doc["spearman"] - plain.spearman
+    assert main(["eval", str(pairs_file), "--rules-add", "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "rules removed" in out and "rules add (Spearman)" in out
+
+
 def test_eval_missing_file_exits_2(tmp_path, capsys):
     assert main(["eval", str(tmp_path / "nope.tsv"), "--backend", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
