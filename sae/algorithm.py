@@ -57,6 +57,7 @@ from sae.layout import (
     Op,
     rule_record,
 )
+from sae.windows import word_starts
 from sae.word_cache import TokenIds
 
 FORMAT = "sae-algorithm"
@@ -240,6 +241,12 @@ class Algorithm:
     def token_ids(self) -> TokenIds:
         """Token ids of texts as :attr:`tokenizer` gives them, faster (``sae.word_cache``)."""
         return TokenIds(self.tokenizer)
+
+    @cached_property
+    def word_starts(self) -> np.ndarray:
+        """``(vocab,)`` bool: the token ids a window of a long text may start at
+        (:func:`sae.windows.word_starts`)."""
+        return word_starts(self.tokenizer)
 
     @property
     def reach(self) -> int:

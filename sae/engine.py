@@ -20,7 +20,7 @@ from sae.batch import AnnealStats, ProgramBatch, check_lengths, check_token_ids,
 from sae.errors import BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
-from sae.windows import Windows, cut_to_capacity, word_starts
+from sae.windows import Windows, cut_to_capacity
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,6 @@ class Engine(Closable):
         self.threads = threads if threads is not None else min(os.cpu_count() or 1, 8)
         #: what a text longer than the stream capacity becomes: "window" or "truncate"
         self.long_texts = long_texts
-        self._word_starts: np.ndarray | None = None  # made when a long text first comes
         self._profiler: Profiler | None = None
         self._counters = EngineCounters()
         self._counters_lock = threading.Lock()
@@ -398,9 +397,7 @@ class Engine(Closable):
         cap = self.caps.stream
         if not len(lengths) or int(lengths.max()) <= cap:
             return None
-        if self._word_starts is None:
-            self._word_starts = word_starts(self.algorithm.tokenizer)
-        return Windows.of(token_ids, cap, self._word_starts)
+        return Windows.of(token_ids, cap, self.algorithm.word_starts)
 
     def _embed_token_ids(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None

@@ -100,11 +100,18 @@ class Windows:
         """``(documents,)`` int64: the text of each document."""
         return self.owner if self.owner is not None else np.arange(self.texts, dtype=np.int64)
 
+    def lengths(self) -> np.ndarray:
+        """``(documents,)`` int64: each document's tokens."""
+        return np.fromiter(map(len, self.documents), dtype=np.int64, count=len(self.documents))
+
+    def text_lengths(self) -> np.ndarray:
+        """``(texts,)`` int64: each text's tokens, over its documents."""
+        return np.bincount(self.owners(), weights=self.lengths(), minlength=self.texts).astype(np.int64)
+
     def starts(self) -> np.ndarray:
         """``(documents,)`` int64: where each document starts among its text's tokens (0 for
         a text's first), so that a position in a window reads as one in the whole text."""
-        lengths = np.fromiter((len(d) for d in self.documents), dtype=np.int64, count=len(self.documents))
-        before = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        before = np.concatenate(([0], np.cumsum(self.lengths())[:-1]))
         owner = self.owners()
         return before - before[np.searchsorted(owner, owner)]  # documents are in text order
 

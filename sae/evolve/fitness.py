@@ -54,7 +54,7 @@ from sae.evaluate import cosine_rows, spearman
 from sae.evolve.data import MINIMAL_KINDS, MINIMAL_PHENOMENA, EvalData, PairSet
 from sae.evolve.genome import Genome, materialize, rule_key
 from sae.layout import COMMITTED, DEFAULT_CAPACITIES, REVERTED
-from sae.windows import Windows, word_starts
+from sae.windows import Windows
 
 #: Digits objective values are rounded to (the run store keeps these exact values).
 DIGITS = 10
@@ -189,7 +189,6 @@ class Evaluator:
         self.stage_texts = {"fit": fit_texts, "valid": valid_texts}
         self.fit_texts = fit_texts
         self._population = None  # the GPU population evaluator, made on first use
-        self._word_starts: np.ndarray | None = None  # made when a long text first comes
         self._subset_populations: OrderedDict[int, Any] = OrderedDict()  # those of smaller lexicons
 
     def close(self) -> None:
@@ -216,7 +215,7 @@ class Evaluator:
         algs = [self.algorithm(g) for g in parsed]
         texts = self.stage_texts[stage]
         windows = self._windows(texts)
-        ids = [np.asarray(t).tolist() for t in windows.documents]
+        ids = [t.tolist() for t in windows.documents]
         # A population shares its tables; a genome's lexicon choice (min_bonus) can drop
         # phrases, which renumbers the symbol tables, so each lexicon is a population of its
         # own. The lexicons are nested (phrases above a bonus), so their size names them.
@@ -287,13 +286,11 @@ class Evaluator:
             return identity
         alg = materialize(self.base, genome, identity)
         windows = self._windows(self.fit_texts)
-        ids = [np.asarray(t).tolist() for t in windows.documents]
+        ids = [t.tolist() for t in windows.documents]
         items = annealed_items(alg, ids, self.settings.batch_size)
         # Each window is fitted to its text's target, the windows of a text sharing its weight of 1.
         owner = windows.owners()
-        tokens = np.fromiter((len(t) for t in ids), dtype=np.float64, count=len(ids))
-        weights = tokens / np.bincount(owner, weights=tokens, minlength=windows.texts)[owner] if windows.windowed \
-            else np.ones(len(ids))
+        weights = windows.lengths() / windows.text_lengths()[owner] if windows.windowed else np.ones(len(ids))
         targets = self.data.targets[self.fit_texts[owner]].astype(np.float64)
         tr = fit_transforms(items, alg, targets, n_tr, self.settings.lam_transform, weights)
         return tr.astype(np.float16).astype(np.float32)  # stored as float16 without loss
@@ -363,11 +360,9 @@ class Evaluator:
     def _windows(self, texts: np.ndarray) -> Windows:
         """The documents of ``texts`` as ``Engine.embed`` anneals them (long ones in windows)."""
         ids = self.data.token_ids(texts)
-        if all(len(t) <= self.caps.stream for t in ids):
+        if all(len(t) <= self.caps.stream for t in ids):  # the word starts (40 ms) only when needed
             return Windows(ids, None, len(ids))
-        if self._word_starts is None:
-            self._word_starts = word_starts(self.base.tokenizer)
-        return Windows.of(ids, self.caps.stream, self._word_starts)
+        return Windows.of(ids, self.caps.stream, self.base.word_starts)
 
     def _run(self, alg: Algorithm, texts: np.ndarray) -> _Run:
         """Anneal and execute ``texts``' documents in fixed batches (sorted by length, stable)."""
@@ -375,8 +370,7 @@ class Evaluator:
 
         backend = make_backend(self.settings.backend, alg, self.caps, batch_size=self.settings.batch_size)
         windows = self._windows(texts)
-        ids = windows.documents
-        lengths = np.fromiter((len(t) for t in ids), dtype=np.int64, count=len(ids))
+        ids, lengths = windows.documents, windows.lengths()
         order = np.argsort(lengths, kind="stable")
         emb = np.zeros((len(ids), alg.dim), dtype=np.float32)
         entries = []
@@ -418,8 +412,7 @@ def _journal_run(emb: np.ndarray, windows: Windows, parts: list[np.ndarray]) -> 
         entry["pos"] += windows.starts()[entry["doc"]]
         entry["doc"] = windows.owner[entry["doc"]]
         emb = windows.combine(emb)
-    tokens = np.bincount(windows.owners(), minlength=windows.texts,
-                         weights=[len(d) for d in windows.documents]).astype(np.int64)
+    tokens = windows.text_lengths()
     steps = np.zeros(len(emb), dtype=np.int64)
     np.maximum.at(steps, entry["doc"], entry["step"] + 1)
     return _Run(emb, steps, tokens, {k: entry[k] for k in ("doc", "rule", "pos", "outcome")})
