@@ -29,6 +29,12 @@ BACKENDS = ("auto", "cpu", "gpu")
 LONG_TEXTS = ("window", "truncate")
 
 
+def check_long_texts(value: str, owner: str) -> None:
+    """Raise ``ValueError``, naming ``owner``, unless ``value`` is one of :data:`LONG_TEXTS`."""
+    if value not in LONG_TEXTS:
+        raise ValueError(f"{owner}: long_texts must be one of {', '.join(LONG_TEXTS)}, got {value!r}")
+
+
 def as_texts(texts: Sequence[str], caller: str) -> list[str]:
     """``texts`` as a list, or a ``TypeError`` naming ``caller`` and the first element that is
     not a ``str``: every path must refuse the same way (a large batch on a many-core machine
@@ -211,8 +217,7 @@ class Engine(Closable):
         threads: int | None = None,
         long_texts: str = "window",
     ) -> None:
-        if long_texts not in LONG_TEXTS:
-            raise ValueError(f"Engine: long_texts must be one of {', '.join(LONG_TEXTS)}, got {long_texts!r}")
+        check_long_texts(long_texts, "Engine")
         for name, value in (("batch_size", batch_size), ("threads", threads)):
             if value is not None and (not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"Engine: {name} must be an integer >= 1, got {value!r}")

@@ -31,7 +31,7 @@ from sae.corpus.job import (
     TruncationTally,
 )
 from sae.corpus.sinks import output_table
-from sae.engine import LONG_TEXTS
+from sae.engine import check_long_texts
 from sae.errors import InputError, SaeError
 from sae.ray_address import check_ray_address
 
@@ -78,8 +78,7 @@ class EngineSpec:
             root = Path(algorithm)
             root = root.parent if root.is_file() else root
             files = {p.name: p.read_bytes() for p in sorted(root.iterdir()) if p.is_file()}
-        if long_texts not in LONG_TEXTS:
-            raise ValueError(f"EngineSpec: long_texts must be one of {', '.join(LONG_TEXTS)}, got {long_texts!r}")
+        check_long_texts(long_texts, "EngineSpec")
         spec = cls(files, alg.content_hash, "gpu" if backend == "gpu" else "cpu", batch_size, threads or 1, adapter,
                    long_texts)
         return spec, alg
