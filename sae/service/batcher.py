@@ -27,6 +27,10 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: Seconds between looks at the workers while only restarting ones are idle (a restart
+#: takes seconds; a batch, milliseconds).
+READY_POLL = 0.05
+
 #: One inference worker: token ids of a batch in, ``(n, dim)`` float32 vectors out.
 EmbedTokens = Callable[[list[Sequence[int]]], np.ndarray]
 
@@ -112,7 +116,9 @@ class Batcher:
     :meth:`start` it there, ``await`` :meth:`embed` from request handlers, and
     :meth:`close` it to embed what is queued and stop. ``retired(i)`` says whether worker
     ``i``, whose batch just failed, fails for good (then it gets no more batches while
-    another is left).
+    another is left). ``ready(i)`` says whether worker ``i`` can start a batch now (an
+    engine process being restarted cannot): a batch goes to a worker that is not ready
+    only when none is.
     """
 
     def __init__(
@@ -125,6 +131,7 @@ class Batcher:
         max_queue: int,
         observer: BatchObserver | None = None,
         retired: Callable[[int], bool] | None = None,
+        ready: Callable[[int], bool] | None = None,
     ) -> None:
         if not workers:
             raise ValueError("Batcher: at least one worker is needed")
@@ -138,6 +145,7 @@ class Batcher:
         self.max_queue = max_queue
         self._observer = observer
         self._retired = retired
+        self._ready = ready
         self._waiting: collections.deque[_Request] = collections.deque()
         self._waiting_cost = 0
         self._admitted = 0
@@ -278,6 +286,11 @@ class Batcher:
                 if not self._idle:
                     await self._wait_for_change()
                     continue
+                if self._next_worker() is None:
+                    # Only restarting workers are idle: a busy one that serves wakes the loop
+                    # when it is done; the poll notices a restart that finishes first.
+                    await self._wait_for_change(READY_POLL)
+                    continue
                 delay = self._fill_delay()
                 if delay > 0:
                     await self._wait_for_change(delay)
@@ -333,9 +346,29 @@ class Batcher:
                 self._observer.queued(now - request.arrived)
         return batch
 
+    def _next_worker(self) -> int | None:
+        """The idle worker to hand the next batch to, None to wait for one.
+
+        An idle worker that is ready first (the one idle longest last: the same order as
+        without ``ready``). A worker being restarted would hold the batch until its new
+        engine process is up (seconds), so it gets one only when no worker, busy or idle,
+        is ready; while a busy one is, the batch waits for it instead (milliseconds)."""
+        if not self._idle:
+            return None
+        if self._ready is None:
+            return self._idle[-1]
+        for worker in reversed(self._idle):
+            if self._ready(worker):
+                return worker
+        if any(self._ready(w) for w in range(len(self._workers)) if w not in self._out):
+            return None
+        return self._idle[-1]
+
     def _start(self, batch: _Batch) -> None:
-        """Hand ``batch`` to an idle worker now (its thread starts at once)."""
-        worker = self._idle.pop()
+        """Hand ``batch`` to the worker :meth:`_next_worker` picks (its thread starts at once)."""
+        worker = self._next_worker()
+        assert worker is not None
+        self._idle.remove(worker)
         token_ids = batch.token_ids()
         running = asyncio.get_running_loop().create_future()
         self._running.add(running)
@@ -382,7 +415,7 @@ class Batcher:
         seconds = time.perf_counter() - started
         self._return(worker, failed=exc is not None)
         self._drop_abandoned()
-        if self._idle and self._waiting and self._fill_delay() <= 0:  # none idle: this worker was retired
+        if self._waiting and self._fill_delay() <= 0 and self._next_worker() is not None:
             self._start(self._take())
         if exc is not None:
             log.error("inference failed on a batch of %d texts", texts, exc_info=exc)

@@ -205,7 +205,8 @@ class _Endpoints:
     async def health(self, request: Request) -> Response:
         reason = self.service.unhealthy_reason()
         if reason is None:
-            return _json({"status": "ok"})
+            degraded = self.service.degraded_reason()
+            return _json({"status": "ok"} if degraded is None else {"status": "ok", "degraded": degraded})
         return _json({"status": "unavailable", "error": reason}, 503)
 
     async def info(self, request: Request) -> Response:

@@ -112,6 +112,9 @@ class ServiceMetrics:
             "sae_requests_admitted", "Requests admitted and not answered yet (bounded by --max-queue)", registry=r)
         self.requests_waiting = Gauge(
             "sae_requests_waiting", "Requests with texts not yet in a batch", registry=r)
+        self.workers_ready = Gauge(
+            "sae_workers_ready", "Inference workers able to embed a batch now (not restarting an engine "
+            "process, not given up)", registry=r)
         r.register(EngineCounters(workers))
         r.register(WorkerRestarts(workers))
 
@@ -119,6 +122,10 @@ class ServiceMetrics:
         """Read the queue gauges from the batcher at scrape time."""
         self.requests_admitted.set_function(admitted)
         self.requests_waiting.set_function(waiting)
+
+    def track_workers(self, ready: Callable[[], int]) -> None:
+        """Read the ready workers' gauge from the service at scrape time."""
+        self.workers_ready.set_function(ready)
 
     # BatchObserver
     def queued(self, seconds: float) -> None:

@@ -76,8 +76,10 @@ class EmbeddingService:
             max_queue=config.max_queue,
             observer=self.metrics,
             retired=lambda worker: getattr(self.workers[worker], "state", None) == "failed",
+            ready=self.worker_ready,
         )
         self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
+        self.metrics.track_workers(lambda: self.workers_ready)
         #: false before start and once a shutdown has begun: health checks fail, load balancers move on
         self.serving = False
         # Looked up per call, so a test can watch the engine's tokenize.
@@ -85,22 +87,48 @@ class EmbeddingService:
 
     @property
     def healthy(self) -> bool:
-        """Serving, and every worker process alive (not being restarted, not given up)."""
+        """Serving, no worker given up, and some worker able to embed now."""
         return self.unhealthy_reason() is None
 
+    def worker_ready(self, worker: int) -> bool:
+        """Whether worker ``worker`` can embed a batch now (an engine process being
+        restarted, or given up on, cannot; an engine on a thread always can)."""
+        return getattr(self.workers[worker], "alive", True)
+
+    @property
+    def workers_ready(self) -> int:
+        """Workers that can embed a batch now."""
+        return sum(self.worker_ready(w) for w in range(len(self.workers)))
+
+    def _down_states(self) -> list[str]:
+        return [getattr(worker, "state", "ready") for w, worker in enumerate(self.workers) if not self.worker_ready(w)]
+
     def unhealthy_reason(self) -> str | None:
-        """Why :attr:`healthy` is false, in a few words; None when it is true."""
+        """Why :attr:`healthy` is false, in a few words; None when it is true.
+
+        A worker whose engine process is being restarted makes the server unhealthy only
+        when no other worker can take its batches (:meth:`degraded_reason` says so
+        otherwise); one that is given up makes it unhealthy until it is restarted."""
         if not self.serving:
             return "the server is starting or shutting down"
-        states = {getattr(worker, "state", "ready") for worker in self.workers
-                  if not getattr(worker, "alive", True)}
-        if not states:
+        down = self._down_states()
+        if not down:
             return None
-        if "failed" in states:
+        if "failed" in down:
             return "an engine process kept failing and is not restarted any more"
-        if "restarting" in states:
+        if len(down) < len(self.workers):
+            return None
+        if "restarting" in down:
             return "an engine process died; another is starting"
         return "an engine process died"
+
+    def degraded_reason(self) -> str | None:
+        """Healthy, but with fewer workers than configured: why, in a few words; else None."""
+        down = self._down_states()
+        if not down or self.unhealthy_reason() is not None:
+            return None
+        return (f"{len(down)} of {len(self.workers)} engine processes died; "
+                f"{'another is' if len(down) == 1 else 'others are'} starting")
 
     @property
     def model(self) -> str:

@@ -386,3 +386,53 @@ def test_the_last_worker_is_never_retired_so_requests_fail_rather_than_wait():
 
     assert all(isinstance(r, RuntimeError) for r in run(main()))
     assert dead.texts == 5
+
+
+class Restarting:
+    """A worker whose engine process is being restarted: a batch waits until ``up`` is set."""
+
+    def __init__(self) -> None:
+        self.up = threading.Event()
+        self.texts = 0
+
+    def __call__(self, token_ids):
+        assert self.up.wait(60)
+        self.texts += len(token_ids)
+        return fake_vectors(token_ids)
+
+
+def test_batches_go_to_a_ready_worker_while_another_restarts():
+    restarting, serving = Restarting(), Recorder(delay=0.005)
+    batcher = Batcher([restarting, serving], DIM, max_batch_tokens=2, max_wait=0.0, max_queue=100,
+                      ready=lambda worker: worker == 1 or restarting.up.is_set())
+
+    async def main():
+        batcher.start()
+        # Without ``ready`` the restarting worker, idle, takes a batch and holds it until it is up.
+        results = await asyncio.wait_for(asyncio.gather(*(batcher.embed([[i + 1]]) for i in range(30))), 60)
+        restarting.up.set()
+        await batcher.close()
+        return results
+
+    results = run(main())
+    assert [r[0, 0] for r in results] == [i + 1 for i in range(30)]
+    assert restarting.texts == 0 and sum(len(b) for b in serving.batches) == 30
+
+
+def test_a_restarting_worker_gets_the_batch_when_no_worker_is_ready():
+    restarting = Restarting()
+    batcher = Batcher([restarting], DIM, max_batch_tokens=2, max_wait=0.0, max_queue=100,
+                      ready=lambda worker: restarting.up.is_set())
+
+    async def main():
+        batcher.start()
+        pending = asyncio.ensure_future(batcher.embed([[7]]))
+        while batcher.waiting:  # handed to the worker, not held back
+            await asyncio.sleep(0.01)
+        assert not pending.done()
+        restarting.up.set()
+        result = await asyncio.wait_for(pending, 60)
+        await batcher.close()
+        return result
+
+    assert run(main())[0, 0] == 7 and restarting.texts == 1

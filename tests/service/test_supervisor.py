@@ -144,6 +144,41 @@ def test_health_is_bad_while_a_new_engine_process_starts_and_its_batches_wait(ti
         until(lambda: grpc_health(addresses.grpc_target) == SERVING, "gRPC health SERVING again")
 
 
+def test_while_one_of_two_engine_processes_restarts_the_other_serves_and_health_stays_good(tiny_dir):
+    gate = threading.Event()
+    starts = 0
+
+    def start() -> ProcessEngine:
+        nonlocal starts
+        starts += 1
+        if starts > 1:
+            assert gate.wait(DEADLINE)
+        return ProcessEngine(tiny_dir)
+
+    engine = Engine(tiny_dir, backend="cpu", threads=1)
+    restarting, serving = SupervisedEngine(start, name="worker-0"), SupervisedEngine(lambda: ProcessEngine(tiny_dir))
+    service = EmbeddingService(engine, ServiceConfig(port=0, grpc_port=0), [restarting, serving])
+    expected = engine.embed(TEXTS).tobytes()
+    with running_server(service) as addresses, httpx.Client(base_url=addresses.http_url, timeout=60) as http:
+        try:
+            os.kill(restarting.pid, signal.SIGKILL)
+            until(lambda: restarting.state == "restarting", "the restart")
+            r = http.get("/health")
+            assert r.status_code == 200, r.text
+            assert r.json() == {"status": "ok", "degraded": "1 of 2 engine processes died; another is starting"}
+            assert metric(http, "sae_workers_ready") == 1
+            # Every request is answered by the other worker while the restart is held back.
+            for _ in range(5):
+                assert embed(http, TEXTS).tobytes() == expected
+            assert grpc_health(addresses.grpc_target) == SERVING
+            assert restarting.state == "restarting"
+        finally:
+            gate.set()
+        until(lambda: restarting.state == "ready", "the new engine process")
+        assert http.get("/health").json() == {"status": "ok"} and metric(http, "sae_workers_ready") == 2
+    assert restarting.counters_snapshot().texts == 0 and serving.counters_snapshot().texts == 5 * len(TEXTS)
+
+
 def test_restarts_that_keep_failing_give_up_and_leave_the_worker_down(tiny_dir, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="sae.service.supervisor")
     directory = shutil.copytree(tiny_dir, tmp_path / "tiny")
