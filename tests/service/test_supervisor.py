@@ -61,6 +61,20 @@ def grpc_health(target: str) -> int:
         return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=30).status
 
 
+def restarts_held_by(gate: threading.Event, tiny_dir) -> Callable[[], ProcessEngine]:
+    """A worker's ``start``: the first engine process at once, every restart once ``gate`` is set."""
+    starts = 0
+
+    def start() -> ProcessEngine:
+        nonlocal starts
+        starts += 1
+        if starts > 1:
+            assert gate.wait(DEADLINE)
+        return ProcessEngine(tiny_dir)
+
+    return start
+
+
 def test_a_killed_engine_process_is_replaced_and_serves_the_same_bytes(tiny_dir, caplog):
     caplog.set_level(logging.INFO, logger="sae.service.supervisor")
     service = tiny_service(tiny_dir, workers=1, processes=True)
@@ -112,15 +126,7 @@ def test_the_batch_in_a_dying_process_fails_and_the_next_ones_do_not(tiny_dir, c
 
 def test_health_is_bad_while_a_new_engine_process_starts_and_its_batches_wait(tiny_dir):
     gate = threading.Event()
-    starts = 0
-
-    def start() -> ProcessEngine:
-        nonlocal starts
-        starts += 1
-        if starts > 1:
-            assert gate.wait(DEADLINE)
-        return ProcessEngine(tiny_dir)
-
+    start = restarts_held_by(gate, tiny_dir)
     engine = Engine(tiny_dir, backend="cpu", threads=1)
     worker = SupervisedEngine(start)
     service = EmbeddingService(engine, ServiceConfig(port=0, grpc_port=0), [worker])
@@ -146,15 +152,7 @@ def test_health_is_bad_while_a_new_engine_process_starts_and_its_batches_wait(ti
 
 def test_while_one_of_two_engine_processes_restarts_the_other_serves_and_health_stays_good(tiny_dir):
     gate = threading.Event()
-    starts = 0
-
-    def start() -> ProcessEngine:
-        nonlocal starts
-        starts += 1
-        if starts > 1:
-            assert gate.wait(DEADLINE)
-        return ProcessEngine(tiny_dir)
-
+    start = restarts_held_by(gate, tiny_dir)
     engine = Engine(tiny_dir, backend="cpu", threads=1)
     restarting, serving = SupervisedEngine(start, name="worker-0"), SupervisedEngine(lambda: ProcessEngine(tiny_dir))
     service = EmbeddingService(engine, ServiceConfig(port=0, grpc_port=0), [restarting, serving])
