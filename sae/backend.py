@@ -52,6 +52,16 @@ class DoneBatch:
         return self._result
 
 
+def step_limit(algorithm_steps: int, max_steps: int | None) -> int:
+    """The steps an anneal may take: the Algorithm's ``params.max_steps``, or fewer when
+    ``Backend.anneal`` is given ``max_steps``."""
+    if max_steps is None:
+        return algorithm_steps
+    if max_steps < 0:
+        raise ValueError(f"anneal: max_steps must be >= 0, got {max_steps}")
+    return min(algorithm_steps, max_steps)
+
+
 class Backend(Protocol):
     """Runs the annealing loop and the VM: a batch of token ids, or a host batch in place."""
 
@@ -79,8 +89,13 @@ class Backend(Protocol):
         """Bid keys of the current streams, ``(n, stream capacity, rules)`` uint32, 0 = no bid."""
         ...
 
-    def anneal(self, batch: ProgramBatch) -> None:
-        """Rewrite every stream of the batch and fill its journal (docs/ENGINE.md §3)."""
+    def anneal(self, batch: ProgramBatch, max_steps: int | None = None) -> None:
+        """Rewrite every stream of the batch and fill its journal (docs/ENGINE.md §3).
+
+        ``max_steps`` stops the loop after that many steps, as if the Algorithm's
+        ``params.max_steps`` were that (never more): the streams as they stand at the
+        start of that step (the viewer's timeline). None: the Algorithm's.
+        """
         ...
 
     def execute(self, batch: ProgramBatch) -> np.ndarray:

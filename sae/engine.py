@@ -498,9 +498,12 @@ class Engine(Closable):
         self._warn_truncated(cut)
         return out
 
-    def explain(self, text: str) -> Explanation:
+    def explain(self, text: str, max_steps: int | None = None) -> Explanation:
         """Anneal one text and return its initial and final program and journal (one
-        document: of a text longer than the stream capacity, its first tokens', with a warning)."""
+        document: of a text longer than the stream capacity, its first tokens', with a warning).
+
+        ``max_steps`` stops the annealing loop after that many steps (``Backend.anneal``):
+        the program as it stands at the start of that step, and its embedding."""
         if not isinstance(text, str):
             raise TypeError(f"Engine.explain: the text is {type(text).__name__}, not str")
         with self._call("Engine.explain"):
@@ -518,7 +521,7 @@ class Engine(Closable):
             batch.widen(token_ids, self.algorithm.symbol_rows)
             initial = batch.items[0, : batch.lengths[0]].copy()
             with self._device_turn:
-                self.backend.anneal(batch)
+                self.backend.anneal(batch, max_steps)
                 embedding = self.backend.execute(batch)[0]
         final = batch.items[0, : batch.lengths[0]].copy()
         journal = batch.journal[0, : batch.journal_len[0]].copy()

@@ -39,6 +39,7 @@ from functools import lru_cache
 import numpy as np
 
 from sae.algorithm import Algorithm, ItemUpdate, Rule, element_fields
+from sae.backend import step_limit
 from sae.batch import AnnealStats, ProgramBatch
 from sae.layout import (
     ANY,
@@ -464,16 +465,16 @@ def anneal_step(alg: Algorithm, caps: Capacities, doc: DocumentState, step: int)
 
 
 def anneal_document(
-    alg: Algorithm, caps: Capacities, stream: Stream, journal_len: int = 0
+    alg: Algorithm, caps: Capacities, stream: Stream, journal_len: int = 0, max_steps: int | None = None
 ) -> tuple[Stream, list[dict[str, int]], int]:
-    """Run the loop on one document.
+    """Run the loop on one document (for at most ``max_steps`` steps, when given).
 
     Returns the final stream, the journal entries written (after ``journal_len``
     entries already there) and the number of steps in which the document was live.
     """
     doc = DocumentState(stream=stream, inhibit=[0] * len(alg.rules), journal_len=journal_len, entries=[])
     live_steps = 0
-    for step in range(alg.params.max_steps):
+    for step in range(step_limit(alg.params.max_steps, max_steps)):
         anneal_step(alg, caps, doc, step)
         if doc.finished:
             break
@@ -585,12 +586,14 @@ class ReferenceBackend:
                 out[d, b.anchor, b.rule] = b.key
         return out
 
-    def anneal(self, batch: ProgramBatch) -> None:
-        """Anneal every document; journals are appended after ``batch.journal_len``."""
+    def anneal(self, batch: ProgramBatch, max_steps: int | None = None) -> None:
+        """Anneal every document (for at most ``max_steps`` steps, when given); journals
+        are appended after ``batch.journal_len``."""
         stats = AnnealStats()
+        limit = step_limit(self.alg.params.max_steps, max_steps)
         for d in range(batch.n):
             start = int(batch.journal_len[d])
-            stream, entries, live_steps = anneal_document(self.alg, self.caps, read_stream(batch, d), start)
+            stream, entries, live_steps = anneal_document(self.alg, self.caps, read_stream(batch, d), start, limit)
             write_stream(batch, d, stream)
             for i, entry in enumerate(entries):
                 batch.journal[d, start + i] = tuple(entry[name] for name in JOURNAL_ENTRY.names)

@@ -9,6 +9,8 @@ first document and field that differ, with both values.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from sae.algorithm import Algorithm
@@ -36,10 +38,12 @@ def widened(alg: Algorithm, token_ids: list[list[int]], caps: Capacities) -> Pro
 
 
 def assert_backends_agree(
-    a, b, alg: Algorithm, token_ids: list[list[int]], caps: Capacities = DEFAULT_CAPACITIES
+    a, b, alg: Algorithm, token_ids: list[list[int]], caps: Capacities = DEFAULT_CAPACITIES,
+    max_steps: int | None = None,
 ) -> tuple[ProgramBatch, ProgramBatch]:
     """Run ``token_ids`` through backends ``a`` and ``b`` (built for ``alg`` and ``caps``) and
-    assert they agree on everything docs/ENGINE.md fixes; returns both annealed batches."""
+    assert they agree on everything docs/ENGINE.md fixes; returns both annealed batches.
+    ``max_steps`` is given to both anneals."""
     n = len(token_ids)
     ba, bb = widened(alg, token_ids, caps), widened(alg, token_ids, caps)
     who = f"{a.name} vs {b.name}"
@@ -52,8 +56,8 @@ def assert_backends_agree(
             raise AssertionError(f"{who}: step-0 bid keys differ in document {d} at anchor {p}, rule {r}: "
                                  f"{ka[d, p, r]} != {kb[d, p, r]}")
 
-    a.anneal(ba)
-    b.anneal(bb)
+    a.anneal(ba, max_steps)
+    b.anneal(bb, max_steps)
     for d in range(n):
         la, lb = int(ba.lengths[d]), int(bb.lengths[d])
         assert la == lb, f"{who}: final length of document {d}: {la} != {lb}"
@@ -153,3 +157,23 @@ def extreme_accumulators() -> list[tuple[str, Algorithm, list[list[int]]]]:
         alg = make_tiny(rules=rules, params=LoopParams(max_steps=4, tolerance=0, inhibit_steps=0), dim=8)
         cases.append((name, alg, [ids(text)]))
     return cases
+
+
+def assert_step_limit_is_the_algorithms(make_backend, alg: Algorithm, token_ids: list[list[int]], max_steps: int,
+                                        caps: Capacities = DEFAULT_CAPACITIES) -> None:
+    """``anneal(batch, max_steps)`` on a backend ``make_backend(alg, caps)`` gives the bytes
+    (streams, lengths, journals, stats) of the same Algorithm with ``params.max_steps``
+    lowered to it; then a plain anneal on the same backend runs the Algorithm's own steps."""
+    limited = make_backend(alg, caps)
+    as_algorithm = replace(alg, params=replace(alg.params, max_steps=min(max_steps, alg.params.max_steps)))
+    for check in ("limit", "then the Algorithm's own"):
+        got, want = widened(alg, token_ids, caps), widened(alg, token_ids, caps)
+        if check == "limit":
+            limited.anneal(got, max_steps)
+            make_backend(as_algorithm, caps).anneal(want)
+        else:
+            limited.anneal(got)
+            make_backend(alg, caps).anneal(want)
+        for field in ("items", "lengths", "journal", "journal_len"):
+            assert getattr(got, field).tobytes() == getattr(want, field).tobytes(), f"{check}: {field} differ"
+        assert got.stats == want.stats, f"{check}: stats {got.stats} != {want.stats}"

@@ -80,6 +80,24 @@ def test_explain_reports_the_journal(engine):
     np.testing.assert_allclose(np.linalg.norm(x.embedding), 1, atol=1e-6)
 
 
+def test_explain_stops_after_max_steps_as_a_lower_max_steps_would(tiny_alg):
+    from dataclasses import replace
+
+    text = "the new york city player ##s , not very big"
+    engine = Engine(tiny_alg, backend="cpu")
+    full = engine.explain(text)
+    steps = int(full.journal["step"].max()) + 1
+    assert steps >= 2
+    for s in range(steps + 2):
+        lowered = Engine(replace(tiny_alg, params=replace(tiny_alg.params, max_steps=s)), backend="cpu")
+        got, want = engine.explain(text, max_steps=s), lowered.explain(text)
+        assert got.final.tobytes() == want.final.tobytes() and got.journal.tobytes() == want.journal.tobytes()
+        assert got.embedding.tobytes() == want.embedding.tobytes()
+    assert engine.explain(text, max_steps=0).final.tobytes() == full.initial.tobytes()
+    assert engine.explain(text, max_steps=steps).final.tobytes() == full.final.tobytes()
+    assert engine.explain(text, max_steps=1).final.tobytes() != full.final.tobytes()
+
+
 def test_unknown_backend_is_a_clear_error(tiny_alg):
     with pytest.raises(BackendUnavailableError, match="unknown backend 'tpu'"):
         Engine(tiny_alg, backend="tpu")

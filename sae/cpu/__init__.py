@@ -79,9 +79,9 @@ class CpuBackend:
             out[:, :length] = keys.transpose(1, 2, 0)
         return out
 
-    def anneal(self, batch: ProgramBatch) -> None:
+    def anneal(self, batch: ProgramBatch, max_steps: int | None = None) -> None:
         self._check_open("anneal")
-        self.annealer.run(batch)
+        self.annealer.run(batch, max_steps)
 
     def execute(self, batch: ProgramBatch) -> np.ndarray:
         self._check_open("execute")

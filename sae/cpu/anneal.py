@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from sae.algorithm import Algorithm
+from sae.backend import step_limit
 from sae.batch import ProgramBatch
 from sae.cpu.match import Matcher, StreamView
 from sae.cpu.rewrite import apply_winners
@@ -66,11 +67,13 @@ class Annealer:
         self._footprint_scopes = [f"footprint {rule.name}" for rule in alg.rules]
         self.packing = PACK_WHEN  #: see :meth:`Rows.of`; the results are the same bytes either way
 
-    def run(self, batch: ProgramBatch) -> None:
-        """Anneal every document of ``batch`` in place, filling its journal."""
+    def run(self, batch: ProgramBatch, max_steps: int | None = None) -> None:
+        """Anneal every document of ``batch`` in place, filling its journal (for at most
+        ``max_steps`` steps, when given: ``Backend.anneal``)."""
         m = self.m
         n, length = batch.n, batch.max_length()
-        if n == 0 or length == 0 or m.actors.size == 0 or self.params.max_steps == 0:
+        steps = step_limit(self.params.max_steps, max_steps)
+        if n == 0 or length == 0 or m.actors.size == 0 or steps == 0:
             return
         rows = Rows.of(batch, self.packing)
         view = m.segment_view(rows.words, *rows.bounds())  # kept current: rewritten rows are replaced
@@ -79,7 +82,7 @@ class Annealer:
         potential = rows.doc_sums(m.potential_at(keys))  # per document, kept current with the keys
         inhibit = np.zeros((n, m.n_rules), dtype=np.uint32)  # per document
         live = np.arange(rows.count)  # rows with a document not finished yet
-        for step in range(self.params.max_steps):
+        for step in range(steps):
             actors = keys if self._all_act else keys[m.actors]
             top = actors[:, live].max(axis=0)  # the best rewrite or merge key at each anchor
             has_bid = top.any(axis=1)

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from sae.algorithm import Algorithm
-from sae.backend import BatchResult, DoneBatch
+from sae.backend import BatchResult, DoneBatch, step_limit
 from sae.batch import AnnealStats, ProgramBatch, token_lengths
 from sae.errors import BackendUnavailableError, InputError
 from sae.gpu import device as gpu_device
@@ -509,6 +509,7 @@ class GpuBackend:
         if len(self._floats):
             q.write_buffer(self.buffers["floats"], 0, self._floats)
         self._floats = np.zeros((0, 4), dtype=np.float32)
+        self._max_steps_written = self.population[0].params.max_steps  # the first record's, as uploaded
         p = self._params
         p["n_algs"] = 1
         p["vocab_size"] = alg.vocab_size
@@ -1007,9 +1008,10 @@ class GpuBackend:
         return out
 
     @_device_errors
-    def anneal(self, batch: ProgramBatch) -> None:
+    def anneal(self, batch: ProgramBatch, max_steps: int | None = None) -> None:
         self._check_open("anneal")
-        if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or self.alg.params.max_steps == 0:
+        steps = step_limit(self.alg.params.max_steps, max_steps)
+        if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or steps == 0:
             return
         item_bytes = self.caps.stream * PROGRAM_ITEM.itemsize
         journal_bytes = self.caps.journal * JOURNAL_ENTRY.itemsize
@@ -1018,11 +1020,17 @@ class GpuBackend:
             if max_len == 0:
                 continue
             self._upload(batch, start, n, journal=True)
-            enc = self.device.create_command_encoder(label="sae anneal")
-            self._encode_anneal(enc, n, max_len, GPU_MODE_JOURNAL)
-            items, state, journal = self._download(
-                enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
-            )
+            # A step limit is the Algorithm record's max_steps, the shader's loop bound,
+            # lowered for this run and put back after it.
+            self._write_max_steps(steps)
+            try:
+                enc = self.device.create_command_encoder(label="sae anneal")
+                self._encode_anneal(enc, n, max_len, GPU_MODE_JOURNAL)
+                items, state, journal = self._download(
+                    enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
+                )
+            finally:
+                self._write_max_steps(self.alg.params.max_steps)
             sl = slice(start, start + n)
             batch.items[sl] = np.frombuffer(items, dtype=PROGRAM_ITEM).reshape(n, self.caps.stream)
             st = np.frombuffer(state, dtype=self._state_dtype)
@@ -1032,6 +1040,14 @@ class GpuBackend:
             batch.stats.steps = max(batch.stats.steps, int(st["steps"].max()))
             batch.stats.committed += int(st["committed"].sum())
             batch.stats.reverted += int(st["reverted"].sum())
+
+    def _write_max_steps(self, steps: int) -> None:
+        """Set the max_steps of the one Algorithm record on the device (``_single``'s)."""
+        if steps == self._max_steps_written:
+            return
+        offset = 4 * self._alg_base + ALG_RECORD.fields["max_steps"][1]
+        self.device.queue.write_buffer(self.buffers["tables"], offset, np.array([steps], dtype=np.uint32))
+        self._max_steps_written = steps
 
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:

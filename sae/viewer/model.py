@@ -5,9 +5,9 @@ annealing step with the stream at its start, every bid on that stream and the
 journal entries the step wrote, then one last row for the final program. Nothing
 here knows how a backend works inside:
 
-* the stream after ``s`` steps is the final stream of the same Algorithm run with
-  ``max_steps = s`` (the loop is deterministic, so fewer steps give a prefix of the
-  same history);
+* the stream after ``s`` steps is the final stream of the same engine stopped after
+  ``s`` steps (``Engine.explain(text, max_steps=s)``; the loop is deterministic, so
+  fewer steps give a prefix of the same history);
 * the bids of a stream come from ``backend.bids`` on a one-document
   :class:`~sae.batch.ProgramBatch` holding it;
 * item and journal fields are read by name from :mod:`sae.layout`, so new fields
@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -280,11 +280,11 @@ def _quiet_truncation() -> Iterator[None]:
         logger.removeFilter(drop)
 
 
-def build_timeline(engine: Engine, text: str, adapter: str | None = None) -> Timeline:
+def build_timeline(engine: Engine, text: str) -> Timeline:
     """Anneal ``text`` with ``engine`` and rebuild the stream at the start of every step.
 
-    Costs one run of the engine per step (each with ``max_steps`` set to that step),
-    on the engine's own backend (and GPU ``adapter``, the one ``engine`` was made with).
+    Costs one run of the engine per step (each stopped after that step: ``Engine.explain``'s
+    ``max_steps``), on the engine's own backend.
     """
     alg = engine.algorithm
     truncated = len(engine.algorithm.tokenizer.encode(text, add_special_tokens=False).ids) > engine.caps.stream
@@ -292,15 +292,7 @@ def build_timeline(engine: Engine, text: str, adapter: str | None = None) -> Tim
         full = engine.explain(text)
         n_steps = steps_taken(full.journal)
         streams = [full.initial]
-        for s in range(1, n_steps + 1):
-            prefix = Engine(
-                replace(alg, params=replace(alg.params, max_steps=s)),
-                backend=engine.backend.name,
-                batch_size=1,
-                caps=engine.caps,
-                adapter=adapter,
-            )
-            streams.append(prefix.explain(text).final)
+        streams += [engine.explain(text, max_steps=s).final for s in range(1, n_steps + 1)]
     if streams[-1].tobytes() != full.final.tobytes():
         raise RuntimeError(
             f"build_timeline: the stream after {n_steps} steps differs from the final one on the "

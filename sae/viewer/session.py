@@ -25,7 +25,6 @@ class Session:
 
     texts: list[str]
     engines: dict[str, Engine]  # backend name -> engine, in panel order
-    adapter: str | None = None
     listing: bool = False  # texts came from a file: show the list to pick from
     notes: list[str] = field(default_factory=list)  # shown in the header (e.g. no GPU)
     _timelines: dict[tuple[int, str], Timeline] = field(default_factory=dict)
@@ -43,7 +42,7 @@ class Session:
     def timeline(self, text: int, backend: str) -> Timeline:
         key = (text, backend)
         if key not in self._timelines:
-            timeline = build_timeline(self.engines[backend], self.texts[text], self.adapter)
+            timeline = build_timeline(self.engines[backend], self.texts[text])
             if timeline.truncated and backend == self.backends[0]:  # once per text
                 log.warning("text %d is longer than %d tokens; the viewer shows its first %d",
                             text + 1, self.engines[backend].caps.stream, self.engines[backend].caps.stream)
@@ -104,4 +103,4 @@ def open_session(
                 raise
             notes.append(f"GPU not shown: {exc}")
             log.warning("GPU timeline not shown: %s", exc)
-    return Session(texts=texts, engines=engines, adapter=adapter, listing=listing, notes=notes)
+    return Session(texts=texts, engines=engines, listing=listing, notes=notes)

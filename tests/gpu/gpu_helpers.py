@@ -46,8 +46,10 @@ def gpu_agrees(
     chunk: int | None = None,
     gpu=None,
     reference: bool = False,
+    max_steps: int | None = None,
 ) -> tuple[ProgramBatch, ProgramBatch]:
-    """WGSL == numpy on everything docs/ENGINE.md fixes (and == the reference when asked).
+    """WGSL == numpy on everything docs/ENGINE.md fixes (and == the reference when asked),
+    annealing with the step limit ``max_steps`` when given.
 
     Returns the numpy and the GPU batch after annealing.
     """
@@ -58,8 +60,8 @@ def gpu_agrees(
     if reference:
         from sae.reference import ReferenceBackend
 
-        assert_backends_agree(ReferenceBackend(alg, caps), gpu, alg, token_ids, caps)
-    return assert_backends_agree(CpuBackend(alg, caps), gpu, alg, token_ids, caps)
+        assert_backends_agree(ReferenceBackend(alg, caps), gpu, alg, token_ids, caps, max_steps)
+    return assert_backends_agree(CpuBackend(alg, caps), gpu, alg, token_ids, caps, max_steps)
 
 
 def watch_buffer_creation(monkeypatch, on_create) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from equivalence import RULE_CASES, TEXTS
+from equivalence import RULE_CASES, TEXTS, assert_step_limit_is_the_algorithms
 from gpu_helpers import gpu_agrees, skip_without_gpu
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -171,6 +171,30 @@ def test_random_algorithms_agree(alg, docs, caps, chunk):
 @given(algorithms(), st.lists(token_streams(24), max_size=4))
 def test_random_algorithms_agree_with_the_reference(alg, docs):
     gpu_agrees(alg, docs, reference=True)
+
+
+@settings(max_examples=15)
+@given(algorithms(), st.lists(token_streams(24), max_size=4), st.integers(0, 6))
+def test_a_step_limit_stops_the_loop_as_a_lower_max_steps_would(alg, docs, max_steps):
+    from sae.gpu import GpuBackend
+
+    gpu_agrees(alg, docs, reference=True, max_steps=max_steps)
+    assert_step_limit_is_the_algorithms(GpuBackend, alg, docs, max_steps)
+
+
+@pytest.mark.parametrize("per_dispatch", [1, 2, 32])
+def test_a_step_limit_across_dispatches(monkeypatch, per_dispatch):
+    """The limit is the loop bound the shader reads, whatever the steps per dispatch; the
+    Algorithm's own bound is back for the next anneal."""
+    from sae.gpu import GpuBackend
+
+    alg = make_tiny(params=LoopParams(max_steps=8, tolerance=0, inhibit_steps=2))
+    monkeypatch.setattr(GpuBackend, "_steps_per_dispatch", lambda self, width: per_dispatch)
+    docs = _ids(alg, TEXTS)
+    for max_steps in range(4):
+        bc, _ = gpu_agrees(alg, docs, max_steps=max_steps)
+        assert bc.stats.steps == max_steps  # the tiny rules still bid after three steps
+        assert_step_limit_is_the_algorithms(GpuBackend, alg, docs, max_steps)
 
 
 @settings(max_examples=10)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from equivalence import RULE_CASES, TEXTS, assert_backends_agree
+from equivalence import RULE_CASES, TEXTS, assert_backends_agree, assert_step_limit_is_the_algorithms
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from strategies import algorithms, token_streams
 from tiny import WORDS, ids, make_tiny, parse
 
 from sae.algorithm import ItemUpdate, LoopParams, PatternElement, Rule, default_algorithm_path, load_algorithm
+from sae.batch import ProgramBatch
 from sae.cpu import CpuBackend
 from sae.layout import DEFAULT_CAPACITIES, TOLERANCE_MAX, Capacities
 from sae.reference import ReferenceBackend
@@ -82,6 +83,30 @@ capacities = st.sampled_from([CAPS, CAPS, Capacities(journal=3), Capacities(stre
 @given(algorithms(), st.lists(token_streams(24), max_size=6), capacities)
 def test_random_algorithms_agree(alg, docs, caps):
     agree(alg, docs, caps)
+
+
+@settings(max_examples=60)
+@given(algorithms(), st.lists(token_streams(24), max_size=5), st.integers(0, 6))
+def test_a_step_limit_stops_the_loop_as_a_lower_max_steps_would(alg, docs, max_steps):
+    assert_backends_agree(CpuBackend(alg, CAPS), ReferenceBackend(alg, CAPS), alg, docs, CAPS, max_steps)
+    for backend in (CpuBackend, ReferenceBackend):
+        assert_step_limit_is_the_algorithms(backend, alg, docs, max_steps)
+
+
+def test_a_step_limit_stops_the_tiny_rules_midway():
+    alg = make_tiny(params=LoopParams(max_steps=8, tolerance=0, inhibit_steps=2))
+    docs = tokenized(alg, TEXTS)
+    for max_steps in range(4):
+        cpu, _ = assert_backends_agree(CpuBackend(alg, CAPS), ReferenceBackend(alg, CAPS), alg, docs, CAPS, max_steps)
+        assert cpu.stats.steps == max_steps  # the tiny rules still bid after three steps: the limit stopped them
+        assert_step_limit_is_the_algorithms(CpuBackend, alg, docs, max_steps)
+
+
+@pytest.mark.parametrize("backend", [CpuBackend, ReferenceBackend])
+def test_a_negative_step_limit_is_refused(backend):
+    alg = make_tiny()
+    with pytest.raises(ValueError, match="max_steps must be >= 0, got -1"):
+        backend(alg, CAPS).anneal(ProgramBatch(1, CAPS), -1)
 
 
 @settings(max_examples=15)
