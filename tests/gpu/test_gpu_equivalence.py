@@ -258,3 +258,16 @@ def test_extreme_accumulators_normalize_as_on_the_numpy_path():
         gpu = executed(GpuBackend(alg, DEFAULT_CAPACITIES), alg, docs)[0]
         numpy_path = executed(CpuBackend(alg, DEFAULT_CAPACITIES), alg, docs)[0]
         assert np.abs(gpu - numpy_path).max() <= EMBEDDING_TOLERANCE, name
+
+
+def test_embedding_after_a_step_limited_explanation_is_the_algorithms():
+    """The record's max_steps is put back after a limited anneal: the embedding path, which
+    reads the same record, runs the Algorithm's own steps."""
+    from sae import Engine
+
+    alg = make_tiny(params=LoopParams(max_steps=8, tolerance=0, inhibit_steps=2))
+    engine = Engine(alg, backend="gpu")
+    assert engine.explain(TEXTS[0], max_steps=1).final.size > 0
+    assert engine.embed(TEXTS).tobytes() == Engine(alg, backend="gpu").embed(TEXTS).tobytes()
+    assert engine.embed(TEXTS).tobytes() != Engine(
+        make_tiny(params=LoopParams(max_steps=1, tolerance=0, inhibit_steps=2)), backend="gpu").embed(TEXTS).tobytes()
