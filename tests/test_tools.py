@@ -235,6 +235,19 @@ def test_loadtest_runs_a_level_against_sae_serve(tiny_dir, tmp_path):
     assert re.search(r"^\s+2\s+\d+\s+[\d,]+\s+\d+%\s+[\d.]+\s+[\d.]+\s+0\s+0\s", out, re.M), out  # no error, mismatch
 
 
+
+def test_serve_restart_kills_an_engine_process_under_load(tiny_dir):
+    missing = [m for m in ("starlette", "uvicorn", "grpc", "orjson", "prometheus_client", "httpx")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.skip(f"serve_restart.py needs sae serve and httpx: pip install -e '.[serve,serve-test]' "
+                    f"(missing: {', '.join(missing)})")
+    out = run_tool("serve_restart.py", "--algorithm", str(tiny_dir), "--workers", "2", "--clients", "1",
+                   "--seconds", "2.5")
+    assert_lines(out, "workers 2, clients 1:", "after the kill:", "median", "p99", "server exit code after SIGTERM: 0")
+    # The other worker serves through the restart: health never fails.
+    assert "/health not 200 in 0 looks" in out, out
+
 # -- the viewer's tools
 
 

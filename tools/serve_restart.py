@@ -1,12 +1,13 @@
 """What clients see when an engine process of `sae serve` dies under load.
 
-Starts `sae serve --workers N` (engine processes) on the bundled Algorithm, runs
+Starts `sae serve --workers N` (engine processes; the bundled Algorithm unless
+``--algorithm``) on free ports, runs
 ``--clients`` threads that post 16 texts to ``/embed`` in a loop, kills one engine process
 with SIGKILL after one second, and prints what the clients saw from then on: failed
 requests (the batch in the dying process fails), latency, and how long ``/health``
 was not 200 (looked at every 50 ms) — docs/SERVE.md, "When an engine process dies".
 
-    python tools/serve_restart.py [--workers 2] [--clients 4] [--seconds 6]
+    python tools/serve_restart.py [--workers 2] [--clients 4] [--seconds 6] [--algorithm DIR]
 """
 
 from __future__ import annotations
@@ -14,22 +15,22 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
+from loadtest import start_server  # tools/: the script's own folder is on the path
 
 TEXTS = ["A man is playing the guitar while 3 dogs bark at a cat in the yard."] * 16
 HEALTH_EVERY = 0.05
 
 
 def engine_processes(server: int) -> list[int]:
-    """The server's engine processes (its children but multiprocessing's resource tracker)."""
-    children = subprocess.run(["pgrep", "-P", str(server)], capture_output=True, text=True).stdout.split()
-    with_cmdline = [(int(p), open(f"/proc/{p}/cmdline").read()) for p in children]
-    return [pid for pid, cmdline in with_cmdline if "resource_tracker" not in cmdline]
+    """The server's engine processes: its children but multiprocessing's resource tracker (Linux /proc)."""
+    children = [int(c) for task in Path(f"/proc/{server}/task").iterdir()
+                for c in (task / "children").read_text().split()]
+    return [pid for pid in children if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def main() -> None:
@@ -37,21 +38,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=6.0)
-    ap.add_argument("--port", type=int, default=18181)
+    ap.add_argument("--algorithm", help="an Algorithm directory (default: the bundled one)")
     args = ap.parse_args()
-    url = f"http://127.0.0.1:{args.port}"
-    server = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--port", str(args.port), "--grpc-port", "0",
-                               "--workers", str(args.workers)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if args.seconds < 2 or args.workers < 1 or args.clients < 1:
+        ap.error("--seconds must be at least 2 (the kill comes after 1), --workers and --clients at least 1")
+    server = start_server(args.algorithm, ["--workers", str(args.workers), "--worker-processes"])
+    url = f"http://127.0.0.1:{server.http_port}"
     try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None:
-                sys.exit(f"serve_restart: sae serve exited with code {server.returncode}")
-            time.sleep(0.1)
         with httpx.Client(base_url=url, timeout=60) as http:
             for _ in range(50):  # warm: every worker has embedded
                 http.post("/embed", json={"inputs": TEXTS})
@@ -78,7 +71,7 @@ def main() -> None:
             t.start()
         time.sleep(1.0)
         killed = time.monotonic() - start
-        os.kill(engine_processes(server.pid)[0], signal.SIGKILL)
+        os.kill(engine_processes(server.process.pid)[0], signal.SIGKILL)
         for t in threads[:-1]:
             t.join()
         done.set()
@@ -93,8 +86,7 @@ def main() -> None:
         print(f"after the kill: {len(after)} requests, median {after[len(after) // 2] * 1000:.1f} ms, "
               f"p99 {after[int(len(after) * 0.99)] * 1000:.1f} ms, max {after[-1] * 1000:.0f} ms")
     finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
+        print(f"server exit code after SIGTERM: {server.stop()}")
 
 
 if __name__ == "__main__":
