@@ -349,8 +349,8 @@ class Batcher:
     def _next_worker(self) -> int | None:
         """The idle worker to hand the next batch to, None to wait for one.
 
-        An idle worker that is ready first (the one idle longest last: the same order as
-        without ``ready``). A worker being restarted would hold the batch until its new
+        A ready idle worker, the one that became idle last first (the order without
+        ``ready``). A worker being restarted would hold the batch until its new
         engine process is up (seconds), so it gets one only when no worker, busy or idle,
         is ready; while a busy one is, the batch waits for it instead (milliseconds)."""
         if not self._idle:
