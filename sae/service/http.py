@@ -203,9 +203,8 @@ class _Endpoints:
             self.duration[api].observe(time.perf_counter() - started)
 
     async def health(self, request: Request) -> Response:
-        reason = self.service.unhealthy_reason()
+        reason, degraded = self.service.health()
         if reason is None:
-            degraded = self.service.degraded_reason()
             return _json({"status": "ok"} if degraded is None else {"status": "ok", "degraded": degraded})
         return _json({"status": "unavailable", "error": reason}, 503)
 

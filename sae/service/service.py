@@ -88,7 +88,7 @@ class EmbeddingService:
     @property
     def healthy(self) -> bool:
         """Serving, no worker given up, and some worker able to embed now."""
-        return self.unhealthy_reason() is None
+        return self.health()[0] is None
 
     def worker_ready(self, worker: int) -> bool:
         """Whether worker ``worker`` can embed a batch now (an engine process being
@@ -100,35 +100,27 @@ class EmbeddingService:
         """Workers that can embed a batch now."""
         return sum(self.worker_ready(w) for w in range(len(self.workers)))
 
-    def _down_states(self) -> list[str]:
-        return [getattr(worker, "state", "ready") for w, worker in enumerate(self.workers) if not self.worker_ready(w)]
-
-    def unhealthy_reason(self) -> str | None:
-        """Why :attr:`healthy` is false, in a few words; None when it is true.
+    def health(self) -> tuple[str | None, str | None]:
+        """``(why the server is unhealthy, why it is degraded)`` in a few words each, from
+        one look at the workers; None where it is not.
 
         A worker whose engine process is being restarted makes the server unhealthy only
-        when no other worker can take its batches (:meth:`degraded_reason` says so
-        otherwise); one that is given up makes it unhealthy until it is restarted."""
+        when no other worker can take its batches (degraded otherwise); one that is given
+        up makes it unhealthy until the server is restarted."""
         if not self.serving:
-            return "the server is starting or shutting down"
-        down = self._down_states()
+            return "the server is starting or shutting down", None
+        down = [getattr(worker, "state", "ready") for w, worker in enumerate(self.workers)
+                if not self.worker_ready(w)]
         if not down:
-            return None
+            return None, None
         if "failed" in down:
-            return "an engine process kept failing and is not restarted any more"
+            return "an engine process kept failing and is not restarted any more", None
         if len(down) < len(self.workers):
-            return None
+            return None, (f"{len(down)} of {len(self.workers)} engine processes died; "
+                          f"{'another is' if len(down) == 1 else 'others are'} starting")
         if "restarting" in down:
-            return "an engine process died; another is starting"
-        return "an engine process died"
-
-    def degraded_reason(self) -> str | None:
-        """Healthy, but with fewer workers than configured: why, in a few words; else None."""
-        down = self._down_states()
-        if not down or self.unhealthy_reason() is not None:
-            return None
-        return (f"{len(down)} of {len(self.workers)} engine processes died; "
-                f"{'another is' if len(down) == 1 else 'others are'} starting")
+            return "an engine process died; another is starting", None
+        return "an engine process died", None
 
     @property
     def model(self) -> str:
