@@ -286,7 +286,8 @@ class Batcher:
                 if not self._idle:
                     await self._wait_for_change()
                     continue
-                if self._next_worker() is None:
+                worker = self._next_worker()
+                if worker is None:
                     # Only restarting workers are idle: a busy one that serves wakes the loop
                     # when it is done; the poll notices a restart that finishes first.
                     await self._wait_for_change(READY_POLL)
@@ -295,7 +296,7 @@ class Batcher:
                 if delay > 0:
                     await self._wait_for_change(delay)
                     continue
-                self._start(self._take())
+                self._start(worker, self._take())
         except Exception as exc:  # a bug here would leave every request waiting forever
             log.exception("batcher stopped")
             self._closed = True
@@ -364,10 +365,8 @@ class Batcher:
             return None
         return self._idle[-1]
 
-    def _start(self, batch: _Batch) -> None:
-        """Hand ``batch`` to the worker :meth:`_next_worker` picks (its thread starts at once)."""
-        worker = self._next_worker()
-        assert worker is not None
+    def _start(self, worker: int, batch: _Batch) -> None:
+        """Hand ``batch`` to idle ``worker`` (:meth:`_next_worker`'s pick) now: its thread starts at once."""
         self._idle.remove(worker)
         token_ids = batch.token_ids()
         running = asyncio.get_running_loop().create_future()
@@ -415,8 +414,8 @@ class Batcher:
         seconds = time.perf_counter() - started
         self._return(worker, failed=exc is not None)
         self._drop_abandoned()
-        if self._waiting and self._fill_delay() <= 0 and self._next_worker() is not None:
-            self._start(self._take())
+        if self._waiting and self._fill_delay() <= 0 and (free := self._next_worker()) is not None:
+            self._start(free, self._take())
         if exc is not None:
             log.error("inference failed on a batch of %d texts", texts, exc_info=exc)
             for request, _, _ in batch.parts:
