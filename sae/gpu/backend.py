@@ -509,7 +509,6 @@ class GpuBackend:
         if len(self._floats):
             q.write_buffer(self.buffers["floats"], 0, self._floats)
         self._floats = np.zeros((0, 4), dtype=np.float32)
-        self._max_steps_written = self.population[0].params.max_steps  # the first record's, as uploaded
         p = self._params
         p["n_algs"] = 1
         p["vocab_size"] = alg.vocab_size
@@ -1022,7 +1021,9 @@ class GpuBackend:
             self._upload(batch, start, n, journal=True)
             # A step limit is the Algorithm record's max_steps, the shader's loop bound,
             # lowered for this run and put back after it.
-            self._write_max_steps(steps)
+            limited = steps != self.alg.params.max_steps
+            if limited:
+                self._write_max_steps(steps)
             try:
                 enc = self.device.create_command_encoder(label="sae anneal")
                 self._encode_anneal(enc, n, max_len, GPU_MODE_JOURNAL)
@@ -1030,7 +1031,8 @@ class GpuBackend:
                     enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
                 )
             finally:
-                self._write_max_steps(self.alg.params.max_steps)
+                if limited:
+                    self._write_max_steps(self.alg.params.max_steps)
             sl = slice(start, start + n)
             batch.items[sl] = np.frombuffer(items, dtype=PROGRAM_ITEM).reshape(n, self.caps.stream)
             st = np.frombuffer(state, dtype=self._state_dtype)
@@ -1043,11 +1045,8 @@ class GpuBackend:
 
     def _write_max_steps(self, steps: int) -> None:
         """Set the max_steps of the one Algorithm record on the device (``_single``'s)."""
-        if steps == self._max_steps_written:
-            return
         offset = 4 * self._alg_base + ALG_RECORD.fields["max_steps"][1]
         self.device.queue.write_buffer(self.buffers["tables"], offset, np.array([steps], dtype=np.uint32))
-        self._max_steps_written = steps
 
     @_device_errors
     def execute(self, batch: ProgramBatch) -> np.ndarray:
