@@ -222,11 +222,17 @@ def test_bench_stream_compares_streaming_with_in_memory_and_measures_memory(tmp_
                  "peak memory", "this script's own peak")
 
 
-def test_loadtest_runs_a_level_against_sae_serve(tiny_dir, tmp_path):
-    missing = [m for m in ("starlette", "uvicorn", "grpc", "orjson", "prometheus_client")
+def needs_serve(tool: str, *more: str) -> None:
+    """Skip unless ``sae serve`` can run for ``tool``, and the test extra's ``more`` modules are there."""
+    missing = [m for m in ("starlette", "uvicorn", "grpc", "orjson", "prometheus_client", *more)
                if importlib.util.find_spec(m) is None]
     if missing:
-        pytest.skip(f"loadtest.py needs sae serve: pip install -e '.[serve]' (missing: {', '.join(missing)})")
+        extras = "serve,serve-test" if more else "serve"
+        pytest.skip(f"{tool} needs sae serve: pip install -e '.[{extras}]' (missing: {', '.join(missing)})")
+
+
+def test_loadtest_runs_a_level_against_sae_serve(tiny_dir, tmp_path):
+    needs_serve("loadtest.py")
     out = run_tool("loadtest.py", "--shared", NOWHERE, "--algorithm", str(tiny_dir), "--levels", "2",
                    "--seconds", "1", "--requests", "4", "--json", str(tmp_path / "load.json"))
     assert_lines(out, "corpus: 61 texts from bundled demo pairs", "round 1: in-process Engine.embed",
@@ -235,18 +241,14 @@ def test_loadtest_runs_a_level_against_sae_serve(tiny_dir, tmp_path):
     assert re.search(r"^\s+2\s+\d+\s+[\d,]+\s+\d+%\s+[\d.]+\s+[\d.]+\s+0\s+0\s", out, re.M), out  # no error, mismatch
 
 
-
 def test_serve_restart_kills_an_engine_process_under_load(tiny_dir):
-    missing = [m for m in ("starlette", "uvicorn", "grpc", "orjson", "prometheus_client", "httpx")
-               if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"serve_restart.py needs sae serve and httpx: pip install -e '.[serve,serve-test]' "
-                    f"(missing: {', '.join(missing)})")
+    needs_serve("serve_restart.py", "httpx")
     out = run_tool("serve_restart.py", "--algorithm", str(tiny_dir), "--workers", "2", "--clients", "1",
                    "--seconds", "2.5")
     assert_lines(out, "workers 2, clients 1:", "after the kill:", "median", "p99", "server exit code after SIGTERM: 0")
     # The other worker serves through the restart: health never fails.
     assert "/health not 200 in 0 looks" in out, out
+
 
 # -- the viewer's tools
 

@@ -72,6 +72,11 @@ def corpus(shared: Path) -> tuple[list[str], str]:
 # -- the server
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes ``pid`` started (Linux /proc; OSError where there is none)."""
+    return [int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()]
+
+
 @dataclass
 class Server:
     process: subprocess.Popen
@@ -86,8 +91,7 @@ class Server:
             pid = pending.pop()
             try:
                 fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-                for task in Path(f"/proc/{pid}/task").iterdir():
-                    pending.extend(int(c) for c in (task / "children").read_text().split())
+                pending.extend(child_pids(pid))
             except OSError:
                 if pid == self.process.pid:
                     return float("nan")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import httpx
-from loadtest import start_server  # tools/: the script's own folder is on the path
+from loadtest import child_pids, start_server  # tools/: the script's own folder is on the path
 
 TEXTS = ["A man is playing the guitar while 3 dogs bark at a cat in the yard."] * 16
 HEALTH_EVERY = 0.05
@@ -28,9 +28,7 @@ HEALTH_EVERY = 0.05
 
 def engine_processes(server: int) -> list[int]:
     """The server's engine processes: its children but multiprocessing's resource tracker (Linux /proc)."""
-    children = [int(c) for task in Path(f"/proc/{server}/task").iterdir()
-                for c in (task / "children").read_text().split()]
-    return [pid for pid in children if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    return [pid for pid in child_pids(server) if b"resource_tracker" not in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def main() -> None:
