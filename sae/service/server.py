@@ -2,7 +2,8 @@
 SIGTERM drains and stops.
 
 On SIGTERM or SIGINT the health checks turn bad, both listeners stop taking
-connections and calls, every request already received is answered, and
+connections and calls (the HTTP one without resetting those its backlog holds),
+every request already received is answered, and
 :func:`serve` returns. Past ``drain_seconds``, or at a second signal, the requests
 still running are answered 503 / UNAVAILABLE at once.
 """
@@ -62,6 +63,31 @@ def _bind(host: str, port: int, what: str = "HTTP") -> socket.socket:
     except OSError as exc:  # create_server's strerror repeats the address: the errno's own text instead
         reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
         raise OSError(f"cannot listen on {host}:{port} ({what}): {reason}") from None
+
+
+#: How long the event loop has to accept what the HTTP listener's backlog holds before it closes.
+ACCEPT_BACKLOG_SECONDS = 0.05
+#: How long a connection accepted last has for its request to arrive before shutdown closes it.
+REQUEST_ARRIVAL_SECONDS = 0.25
+
+
+async def _stop_listening(http: uvicorn.Server, sock: socket.socket) -> None:
+    """Close the HTTP listener without resetting the connections the kernel already took.
+
+    Closing a listening socket resets every connection still in its backlog: the client
+    connected and sent its request, and gets no answer (7-11 requests a SIGTERM under 16
+    clients that connect for every request). So the backlog is first cut to nothing (a new
+    connection's SYN is then dropped, and the client's retry a second later is refused), the
+    event loop accepts what it already holds, and only then the listener closes. uvicorn's
+    shutdown closes every connection that has no request yet, so the connections accepted
+    last get a moment for theirs to arrive; with it they are answered like any other.
+    """
+    with contextlib.suppress(OSError):
+        sock.listen(0)
+    await asyncio.sleep(ACCEPT_BACKLOG_SECONDS)
+    for server in http.servers:
+        server.close()
+    await asyncio.sleep(REQUEST_ARRIVAL_SECONDS)
 
 
 def check_ports(host: str, http_port: int, grpc_port: int) -> None:
@@ -160,6 +186,8 @@ async def serve(
         log.info("shutting down: answering the requests in flight (up to %.0f s)", config.drain_seconds)
         service.begin_shutdown()
         cut_timer = loop.call_later(config.drain_seconds, drain_ended)
+        if not http_task.done():
+            await _stop_listening(http, http_socket)
         http.should_exit = True
         await asyncio.gather(http_task, grpc_front.stop(config.drain_seconds))
     finally:

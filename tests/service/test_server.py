@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -18,6 +19,7 @@ from service_helpers import running_server
 
 from sae import Engine
 from sae.service import EmbeddingService, ServiceConfig, serve
+from sae.service import server as server_module
 from sae.service.proto import embed_pb2, embed_pb2_grpc
 
 
@@ -173,3 +175,126 @@ def test_an_http_client_that_goes_away_is_counted_and_its_texts_leave_the_queue(
     assert worker.batches == [1, 1]  # the abandoned texts never reached the engine
     assert 'sae_http_client_disconnects_total{api="openai"} 1.0' in text
     assert 'sae_http_client_disconnects_total{api="tei"} 0.0' in text
+
+
+# -- connections at the moment the listener closes: answered or refused, never reset
+
+
+def send_embed_request(port: int, connection: socket.socket | None = None) -> socket.socket | str:
+    """A raw ``POST /embed`` on a new connection (or ``connection``); the socket, or "refused"."""
+    if connection is None:
+        connection = socket.socket()
+        connection.settimeout(30)
+        try:
+            connection.connect(("127.0.0.1", port))
+        except ConnectionRefusedError:
+            connection.close()
+            return "refused"
+    body = b'{"inputs": "the cat sat"}'
+    connection.sendall(b"POST /embed HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+                       b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    return connection
+
+
+def answer_of(connection: socket.socket | str) -> str:
+    """The HTTP status the server answered on ``connection``, or how it failed to."""
+    if isinstance(connection, str):
+        return connection
+    data = b""
+    try:
+        while chunk := connection.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        return "reset" if not data else "reset after part of an answer"
+    finally:
+        connection.close()
+    return data.split(b" ", 2)[1].decode() if data else "closed without an answer"
+
+
+class RequestsSentMeanwhile:
+    """``send`` opens ``n`` connections and sends a request on each; the server's event loop
+    calls it, so it accepts none of them meanwhile and they wait in the listener's backlog."""
+
+    def __init__(self, port: int, n: int = 6) -> None:
+        self.port, self.n = port, n
+        self._readers: list[threading.Thread] = []
+        self._outcomes: list[str] = []
+
+    def send(self) -> None:
+        for _ in range(self.n):
+            connection = send_embed_request(self.port)
+            reader = threading.Thread(target=lambda c=connection: self._outcomes.append(answer_of(c)))
+            reader.start()
+            self._readers.append(reader)
+
+    def outcomes(self) -> list[str]:
+        for reader in self._readers:
+            reader.join(30)
+        return self._outcomes
+
+
+def test_requests_in_the_backlog_when_shutdown_begins_are_answered(tiny_dir, monkeypatch):
+    """Connections the kernel accepted while the server was busy are served before the
+    listener closes (closing it resets them: the client sent its request and gets no answer)."""
+    service, worker = held_service(tiny_dir)
+    worker.gate.set()
+    with running_server(service) as addresses:
+        clients = RequestsSentMeanwhile(addresses.http_port)
+        begin_shutdown = service.begin_shutdown
+
+        def busy_then_begin_shutdown() -> None:
+            clients.send()
+            begin_shutdown()
+
+        monkeypatch.setattr(service, "begin_shutdown", busy_then_begin_shutdown)
+    assert clients.outcomes() == ["200"] * 6
+
+
+def test_connections_after_the_listener_closed_are_refused_not_reset(tiny_dir, monkeypatch):
+    """By the time uvicorn shuts down, the listener is closed: a connection made then is
+    refused (the client knows nothing was sent), where it used to wait in the backlog and be
+    reset with its request unanswered."""
+    service, worker = held_service(tiny_dir)
+    worker.gate.set()
+    shutdown = server_module._Uvicorn.shutdown
+    with running_server(service) as addresses:
+        clients = RequestsSentMeanwhile(addresses.http_port)
+
+        async def send_then_shut_down(self, sockets=None) -> None:
+            clients.send()
+            await shutdown(self, sockets)
+
+        monkeypatch.setattr(server_module._Uvicorn, "shutdown", send_then_shut_down)
+    assert clients.outcomes() == ["refused"] * 6
+
+
+def test_a_request_arriving_on_a_connection_made_before_shutdown_is_answered(tiny_dir):
+    """uvicorn's shutdown closes every connection without a request; one that was opened
+    before the signal and whose request arrives just after the listener closed is answered."""
+    service, worker = held_service(tiny_dir)
+    worker.gate.set()
+    result: list[str] = []
+    with running_server(service) as addresses:
+        early = socket.create_connection(("127.0.0.1", addresses.http_port), timeout=30)
+        time.sleep(0.1)  # accepted by the server, no request yet
+
+        def send_once_the_listener_closed() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                probe = socket.socket()
+                probe.settimeout(0.2)  # a SYN the shrunk backlog drops is retried only after 1 s
+                try:
+                    probe.connect(("127.0.0.1", addresses.http_port))
+                except ConnectionRefusedError:
+                    break
+                except OSError:  # timed out: not refused yet
+                    pass
+                finally:
+                    probe.close()
+                time.sleep(0.005)
+            result.append(answer_of(send_embed_request(addresses.http_port, early)))
+
+        sender = threading.Thread(target=send_once_the_listener_closed)
+        sender.start()
+    sender.join(30)
+    assert result == ["200"]
