@@ -219,8 +219,9 @@ class Recipe:
             raise InputError(f"{shared}: no shared data here (data/stsb, data/teacher); name the shared folder "
                              "with --shared (default: ../shared, from the current directory)")
         self.train = read_pairs(self.shared / "data/stsb/sts-train.csv")
-        if tune:
-            holdout_split(self.train)  # too few pairs to hold a fifth out: said before the teacher runs
+        #: ``--tune``'s (fit sentences, held-out pairs); split now, so that too few pairs to
+        #: hold a fifth out is said before the teacher runs.
+        self.holdout = holdout_split(self.train) if tune else None
         # Read now so that a missing or bad dev file is said before the fit, not after --out is
         # written; only ever scored at the end (_print_dev), never fitted on.
         self.dev = read_pairs(self.shared / "data/stsb/sts-dev.csv") if dev else None
@@ -526,7 +527,7 @@ def run(args: argparse.Namespace) -> int:
     recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune, dev=args.dev)
     log.info("config: %s", cfg)
     if args.tune:
-        fit, held = holdout_split(recipe.train)
+        fit, held = recipe.holdout
         alg = recipe.build(fit, cfg)
         print(json.dumps({"holdout": report(alg, recipe, held)}, indent=1))
         return 0
@@ -566,7 +567,7 @@ def _run_output_map(args: argparse.Namespace, cfg: Config) -> int:
     recipe = Recipe(args.shared, args.cache, args.teacher_python, tune=args.tune, dev=args.dev)
     log.info("config: %s", cfg)
     if args.tune:
-        fit, held = holdout_split(recipe.train)
+        fit, held = recipe.holdout
         mapped = recipe.output_map(alg, fit_pairs(recipe.train), fit, cfg)
         print(json.dumps({"holdout": {"without_map": report(alg, recipe, held),
                                       "with_map": report(mapped, recipe, held)}}, indent=1))
