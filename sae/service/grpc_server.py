@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import threading
 import time
@@ -89,6 +90,7 @@ class EmbedderServicer:
         self.texts = service.metrics.request_texts.labels("grpc")
         self.errors = service.metrics.errors
         self.cancelled = service.metrics.grpc_cancelled
+        self._streams: set[asyncio.Queue] = set()  #: the answer queue of every open EmbedStream
 
     async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
         _check_parsed(request, embed_pb2.EmbedRequest)
@@ -133,7 +135,8 @@ class EmbedderServicer:
 
     async def EmbedStream(self, requests: AsyncIterator, context: grpc.aio.ServicerContext):
         """Each request is answered in order; requests are embedded concurrently as they arrive."""
-        answers: asyncio.Queue[asyncio.Task | None] = asyncio.Queue(maxsize=64)
+        answers: asyncio.Queue[asyncio.Future | None] = asyncio.Queue(maxsize=64)
+        self._streams.add(answers)
 
         async def read() -> None:
             try:
@@ -154,11 +157,23 @@ class EmbedderServicer:
             self._count_cancelled()
             raise
         finally:
+            self._streams.discard(answers)
             reader.cancel()
             while not answers.empty():
                 pending = answers.get_nowait()
                 if pending is not None:
                     pending.cancel()
+
+    def cut_streams(self) -> None:
+        """End every open stream UNAVAILABLE (a cut: the drain may not wait any longer).
+
+        A stream waiting for its client's next request would otherwise hold the shutdown
+        open; one with requests queued ends as the service fails them (``service.cut()``)."""
+        for answers in self._streams:
+            cut = asyncio.get_running_loop().create_future()
+            cut.set_exception(ShuttingDownError("the server is shutting down; the request was cut"))
+            with contextlib.suppress(asyncio.QueueFull):
+                answers.put_nowait(cut)
 
     async def _timed(self, request) -> embed_pb2.EmbedResponse:
         started = time.perf_counter()
@@ -175,51 +190,18 @@ class EmbedderServicer:
         return embed_pb2.InfoResponse(**self.service.info())
 
 
-class _Calls:
-    """The Embedder's calls running now, so that a shutdown waits for them itself and then
-    stops the server once: grpc.aio's ``stop()`` called while another ran (a drain's, then a
-    cut's) crashed the process with a segmentation fault in 3 of 8 test runs."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.idle = asyncio.Event()
-        self.idle.set()
-
-    def __enter__(self) -> None:
-        self.count += 1
-        self.idle.clear()
-
-    def __exit__(self, *exc: object) -> None:
-        self.count -= 1
-        if self.count == 0:
-            self.idle.set()
-
-    def unary(self, method: Callable) -> Callable:
-        async def call(request, context):
-            with self:
-                return await method(request, context)
-        return call
-
-    def stream(self, method: Callable) -> Callable:
-        async def call(requests, context):
-            with self:
-                async for response in method(requests, context):
-                    yield response
-        return call
-
-
-def _handlers(servicer: EmbedderServicer, calls: _Calls) -> grpc.GenericRpcHandler:
+def _handlers(servicer: EmbedderServicer) -> grpc.GenericRpcHandler:
     # As the generated add_EmbedderServicer_to_server, but with a deserializer that lets a
     # malformed request reach the servicer (INVALID_ARGUMENT) instead of failing as INTERNAL.
     respond = embed_pb2.EmbedResponse.SerializeToString
     parse = _parser(embed_pb2.EmbedRequest)
     return grpc.method_handlers_generic_handler(SERVICE_NAME, {
         "Embed": grpc.unary_unary_rpc_method_handler(
-            calls.unary(servicer.Embed), request_deserializer=parse, response_serializer=respond),
+            servicer.Embed, request_deserializer=parse, response_serializer=respond),
         "EmbedStream": grpc.stream_stream_rpc_method_handler(
-            calls.stream(servicer.EmbedStream), request_deserializer=parse, response_serializer=respond),
+            servicer.EmbedStream, request_deserializer=parse, response_serializer=respond),
         "Info": grpc.unary_unary_rpc_method_handler(
-            calls.unary(servicer.Info), request_deserializer=_parser(embed_pb2.InfoRequest),
+            servicer.Info, request_deserializer=_parser(embed_pb2.InfoRequest),
             response_serializer=embed_pb2.InfoResponse.SerializeToString),
     })
 
@@ -239,10 +221,9 @@ class GrpcFrontEnd:
         self._thread.start()
         self._service_loop: asyncio.AbstractEventLoop | None = None
         self._server: grpc.aio.Server | None = None
+        self._servicer: EmbedderServicer | None = None
         self._health: health.aio.HealthServicer | None = None
         self._health_follower: asyncio.Future | None = None
-        self._calls = _Calls()
-        self._cut = asyncio.Event()  # set on this front end's loop by cut()
 
     def _in_thread(self, coroutine) -> concurrent.futures.Future:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
@@ -257,8 +238,8 @@ class GrpcFrontEnd:
             ("grpc.max_receive_message_length", self.service.config.max_body_bytes),
             ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
         ])
-        servicer = EmbedderServicer(self.service, self._embed_on_service_loop)
-        self._server.add_generic_rpc_handlers((_handlers(servicer, self._calls),))
+        self._servicer = EmbedderServicer(self.service, self._embed_on_service_loop)
+        self._server.add_generic_rpc_handlers((_handlers(self._servicer),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -308,13 +289,13 @@ class GrpcFrontEnd:
         if self._health_follower is not None:
             self._health_follower.cancel()
         await self._health.enter_graceful_shutdown()
-        # Calls that arrive meanwhile are refused by the service (UNAVAILABLE); the running
-        # ones end as the service answers them, or when cut() answers them for it.
-        waits = {asyncio.ensure_future(self._calls.idle.wait()), asyncio.ensure_future(self._cut.wait())}
-        await asyncio.wait(waits, timeout=grace, return_when=asyncio.FIRST_COMPLETED)
-        for wait in waits:
-            wait.cancel()
-        await self._server.stop(0)  # the one stop: what still runs (idle streams, past the grace) ends now
+        # The one stop, at once: the listener closes and new calls are refused UNAVAILABLE by
+        # gRPC itself; the running ones end as the service answers them, or as cut() answers
+        # them for it, and what still runs after ``grace`` is cancelled. (Served during the
+        # drain and stopped once idle, new calls kept the listener open under load and one
+        # arriving as it closed was CANCELLED; a second stop() while one runs crashed the
+        # process, so a cut does not call it.)
+        await self._server.stop(grace)
         # grpc's task around each call can still be one loop turn from done when stop()
         # returns; closing the loop then destroys it pending (a traceback in the log).
         calls = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
@@ -328,10 +309,10 @@ class GrpcFrontEnd:
         await asyncio.get_running_loop().run_in_executor(None, self._close_loop)
 
     def cut(self) -> None:
-        """End :meth:`stop`'s wait for the running calls now (the service has answered its
-        requests UNAVAILABLE; idle streams are closed); callable from any thread."""
-        if self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._cut.set)
+        """End the calls that :meth:`stop` waits for now: the service has answered its requests
+        UNAVAILABLE; open streams end UNAVAILABLE too. Callable from any thread."""
+        if self._thread.is_alive() and self._servicer is not None:
+            self._loop.call_soon_threadsafe(self._servicer.cut_streams)
 
     def _close_loop(self) -> None:
         if self._thread.is_alive():

@@ -186,10 +186,11 @@ async def serve(
         log.info("shutting down: answering the requests in flight (up to %.0f s)", config.drain_seconds)
         service.begin_shutdown()
         cut_timer = loop.call_later(config.drain_seconds, drain_ended)
+        grpc_stopped = loop.create_task(grpc_front.stop(config.drain_seconds))
         if not http_task.done():
             await _stop_listening(http, http_socket)
         http.should_exit = True
-        await asyncio.gather(http_task, grpc_front.stop(config.drain_seconds))
+        await asyncio.gather(http_task, grpc_stopped)
     finally:
         if cut_timer is not None:
             cut_timer.cancel()

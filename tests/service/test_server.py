@@ -15,6 +15,7 @@ import grpc
 import httpx
 import orjson
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from service_helpers import running_server
 
 from sae import Engine
@@ -298,3 +299,93 @@ def test_a_request_arriving_on_a_connection_made_before_shutdown_is_answered(tin
         sender.start()
     sender.join(30)
     assert result == ["200"]
+
+
+# -- gRPC at shutdown
+
+
+def test_grpc_calls_after_the_signal_are_refused_while_the_running_ones_finish(tiny_dir):
+    """The gRPC listener closes at the signal, as the HTTP one does: a call made then is
+    UNAVAILABLE (it used to be served for as long as calls kept coming, and the drain only
+    ended when none ran), and the call already running is answered."""
+    service, worker = held_service(tiny_dir)
+    expected = Engine(tiny_dir, backend="cpu").embed(["a dog"])[0].astype("<f4").tobytes()
+    box: dict = {}
+    with running_server(service) as addresses:
+        def held_call() -> None:
+            with grpc.insecure_channel(addresses.grpc_target) as channel:
+                box["held"] = embed_pb2_grpc.EmbedderStub(channel).Embed(
+                    embed_pb2.EmbedRequest(inputs=["a dog"], encoding=embed_pb2.BYTES), timeout=60)
+
+        def call_once_the_listener_closed() -> None:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                with grpc.insecure_channel(addresses.grpc_target) as channel:
+                    try:
+                        health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=5)
+                    except grpc.RpcError as exc:
+                        if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                            break
+                time.sleep(0.02)
+            with grpc.insecure_channel(addresses.grpc_target) as channel:
+                try:
+                    embed_pb2_grpc.EmbedderStub(channel).Embed(embed_pb2.EmbedRequest(inputs=["a cat"]), timeout=5)
+                    box["late"] = grpc.StatusCode.OK
+                except grpc.RpcError as exc:
+                    box["late"] = exc.code()
+            worker.gate.set()
+
+        held = threading.Thread(target=held_call)
+        held.start()
+        deadline = time.monotonic() + 20
+        while service.batcher.admitted < 1:
+            assert time.monotonic() < deadline, "the call was not admitted"
+            time.sleep(0.01)
+        late = threading.Thread(target=call_once_the_listener_closed)
+        late.start()
+    late.join(30)
+    held.join(30)
+    assert box["late"] == grpc.StatusCode.UNAVAILABLE
+    assert box["held"].embeddings[0].data == expected
+    assert worker.batches == [1]  # the late call never reached the engine
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_a_second_signal_ends_an_idle_grpc_stream_unavailable(tiny_dir):
+    """A stream waiting for its client's next request held the shutdown for the whole drain
+    (20 s here) once the listener closed at the first signal; the second signal ends it."""
+    service, worker = held_service(tiny_dir, drain_seconds=20)
+    worker.gate.set()
+    ready, more = threading.Event(), threading.Event()
+    box: dict = {}
+
+    def requests():
+        yield embed_pb2.EmbedRequest(inputs=["a dog"])
+        more.wait(30)  # idle: no next request
+
+    def client() -> None:
+        ready.wait(30)
+        with grpc.insecure_channel(box["addresses"].grpc_target) as channel:
+            stream = embed_pb2_grpc.EmbedderStub(channel).EmbedStream(requests(), timeout=60)
+            next(stream)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.3)
+            box["cut"] = time.monotonic()
+            os.kill(os.getpid(), signal.SIGTERM)
+            try:
+                next(stream)
+            except grpc.RpcError as exc:
+                box["code"] = exc.code()
+            more.set()
+
+    def on_ready(addresses) -> None:
+        box["addresses"] = addresses
+        ready.set()
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    asyncio.run(asyncio.wait_for(serve(service, ready=on_ready), 60))
+    stopped = time.monotonic() - box["cut"]
+    thread.join(30)
+    assert box["code"] == grpc.StatusCode.UNAVAILABLE
+    assert stopped < 5
