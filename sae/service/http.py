@@ -19,6 +19,7 @@ import pybase64
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -249,6 +250,29 @@ async def _server_error(request: Request, exc: Exception) -> Response:
     return _json({"error": f"internal error ({type(exc).__name__})", "error_type": "Backend"}, 500)
 
 
+class _CloseOnceShuttingDown:
+    """ASGI middleware: an answer that starts once a shutdown has begun says
+    ``Connection: close``, so that its client opens a new connection for its next request
+    (refused: the listener is closed) instead of sending it on one that the shutdown is about
+    to close, where it got no answer (1-5 requests a SIGTERM under 16 keep-alive clients)."""
+
+    def __init__(self, app: Callable, service: EmbeddingService) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_closing(message: dict) -> None:
+            if message["type"] == "http.response.start" and not self.service.serving:
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, send_closing)
+
+
 def create_app(service: EmbeddingService) -> Starlette:
     """The ASGI application of ``service`` (its batcher is started and closed by the caller)."""
     ep = _Endpoints(service)
@@ -261,4 +285,5 @@ def create_app(service: EmbeddingService) -> Starlette:
         Route("/info", ep.info, methods=["GET"]),
         Route("/metrics", ep.metrics, methods=["GET"]),
     ]
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error})
+    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
+                     middleware=[Middleware(_CloseOnceShuttingDown, service=service)])

@@ -181,7 +181,8 @@ def test_an_http_client_that_goes_away_is_counted_and_its_texts_leave_the_queue(
 # -- connections at the moment the listener closes: answered or refused, never reset
 
 
-def send_embed_request(port: int, connection: socket.socket | None = None) -> socket.socket | str:
+def send_embed_request(port: int, connection: socket.socket | None = None, *,
+                       keep_alive: bool = False) -> socket.socket | str:
     """A raw ``POST /embed`` on a new connection (or ``connection``); the socket, or "refused"."""
     if connection is None:
         connection = socket.socket()
@@ -192,13 +193,15 @@ def send_embed_request(port: int, connection: socket.socket | None = None) -> so
             connection.close()
             return "refused"
     body = b'{"inputs": "the cat sat"}'
-    connection.sendall(b"POST /embed HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
-                       b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    close = b"" if keep_alive else b"Connection: close\r\n"
+    connection.sendall(b"POST /embed HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s"
+                       b"Content-Length: %d\r\n\r\n%s" % (close, len(body), body))
     return connection
 
 
-def answer_of(connection: socket.socket | str) -> str:
-    """The HTTP status the server answered on ``connection``, or how it failed to."""
+def answer_of(connection: socket.socket | str, headers: list[bytes] | None = None) -> str:
+    """The HTTP status the server answered on ``connection``, or how it failed to; the
+    answer's header lines (lower case) go to ``headers``."""
     if isinstance(connection, str):
         return connection
     data = b""
@@ -209,6 +212,8 @@ def answer_of(connection: socket.socket | str) -> str:
         return "reset" if not data else "reset after part of an answer"
     finally:
         connection.close()
+    if headers is not None:
+        headers.extend(data.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:])
     return data.split(b" ", 2)[1].decode() if data else "closed without an answer"
 
 
@@ -271,10 +276,13 @@ def test_connections_after_the_listener_closed_are_refused_not_reset(tiny_dir, m
 
 def test_a_request_arriving_on_a_connection_made_before_shutdown_is_answered(tiny_dir):
     """uvicorn's shutdown closes every connection without a request; one that was opened
-    before the signal and whose request arrives just after the listener closed is answered."""
+    before the signal and whose request arrives just after the listener closed is answered,
+    with ``Connection: close``: its client must not send another request on it, which the
+    shutdown would close unanswered."""
     service, worker = held_service(tiny_dir)
     worker.gate.set()
     result: list[str] = []
+    headers: list[bytes] = []
     with running_server(service) as addresses:
         early = socket.create_connection(("127.0.0.1", addresses.http_port), timeout=30)
         time.sleep(0.1)  # accepted by the server, no request yet
@@ -293,12 +301,13 @@ def test_a_request_arriving_on_a_connection_made_before_shutdown_is_answered(tin
                 finally:
                     probe.close()
                 time.sleep(0.005)
-            result.append(answer_of(send_embed_request(addresses.http_port, early)))
+            result.append(answer_of(send_embed_request(addresses.http_port, early, keep_alive=True), headers))
 
         sender = threading.Thread(target=send_once_the_listener_closed)
         sender.start()
     sender.join(30)
     assert result == ["200"]
+    assert b"connection: close" in headers, headers
 
 
 # -- gRPC at shutdown
