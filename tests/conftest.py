@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from sae.algorithm import Algorithm, save_algorithm  # noqa: E402
 # CI machines have 2 cores shared with other work: no per-example deadline.
 settings.register_profile("sae", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("sae")
+
+# A key in the developer's environment would make every `sae serve` the tests start ask for it.
+os.environ.pop("SAE_API_KEY", None)
 
 
 

@@ -125,7 +125,8 @@ def start_server(algorithm: str | None, extra: list[str], timeout: float = 120) 
     """``sae serve`` on 127.0.0.1 with free ports; returns once it listens."""
     cmd = [sys.executable, "-m", "sae", "serve", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0",
            "--backend", "cpu", *(["--algorithm", algorithm] if algorithm else []), *extra]
-    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    env = {name: value for name, value in os.environ.items() if name != "SAE_API_KEY"}  # its clients send none
+    process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO, env=env)
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
     line = process.stdout.readline()  # "sae serve: listening on http://127.0.0.1:PORT (HTTP) and 127.0.0.1:PORT (gRPC)"

@@ -48,6 +48,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "which starts faster and holds one copy of the vectors")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take to finish (default 30; at most 86,400)")
+    p.add_argument("--api-key", default=os.environ.get("SAE_API_KEY") or None, metavar="KEY",
+                   help="require KEY as 'Authorization: Bearer KEY' (gRPC: that metadata) on every request but "
+                   "/health, /metrics and gRPC health; answered 401 / UNAUTHENTICATED without it (default: env "
+                   "SAE_API_KEY, which keeps the key out of the process list; unset: no key)")
     p.set_defaults(run=run)
 
 
@@ -62,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         config = ServiceConfig(
             host=args.host, port=args.port, grpc_port=args.grpc_port, max_batch_tokens=args.max_batch_tokens,
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
-            max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds,
+            max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=args.api_key,
         )
     except ValueError as exc:
         raise InputError(str(exc)) from None
@@ -81,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
     # Truncation to the stream capacity is documented (GET /info); a warning per request would flood the log.
     logging.getLogger("sae.engine").setLevel(logging.ERROR)
     service = EmbeddingService(engine, config, workers)
+    if config.api_key is not None:
+        log.info("every request needs the API key (Authorization: Bearer KEY) but /health, /metrics and gRPC health")
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.

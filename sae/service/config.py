@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sae.layout import DEFAULT_CAPACITIES
+from sae.service.auth import check_api_key
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class ServiceConfig:
     max_body_bytes: int = 2 * 1024 * 1024
     #: on SIGTERM, how long in-flight requests may take to finish before they are cut
     drain_seconds: float = 30.0
+    #: when set, every request but a health check or a metrics scrape must carry it
+    #: (``sae.service.auth``); kept out of the ``repr``
+    api_key: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):
@@ -44,6 +48,8 @@ class ServiceConfig:
         # NaN compares false with everything
         if not 0 <= self.drain_seconds <= MAX_DRAIN_SECONDS:
             raise ValueError(f"drain_seconds must be in 0..{MAX_DRAIN_SECONDS:,}, got {self.drain_seconds}")
+        if self.api_key is not None:
+            check_api_key(self.api_key)
 
 
 #: A day: longer than any orchestrator waits after its SIGTERM.

@@ -21,6 +21,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from sae.service.auth import OPEN_GRPC_PREFIX, UNAUTHORIZED, bearer_matches
 from sae.service.batcher import QueueFullError, ShuttingDownError
 from sae.service.proto import embed_pb2
 from sae.service.schema import RequestError
@@ -38,6 +39,7 @@ _CODES = {
     "too_large": grpc.StatusCode.INVALID_ARGUMENT,
     "queue_full": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "shutting_down": grpc.StatusCode.UNAVAILABLE,
+    "unauthorized": grpc.StatusCode.UNAUTHENTICATED,
     "internal": grpc.StatusCode.INTERNAL,
 }
 
@@ -190,6 +192,33 @@ class EmbedderServicer:
         return embed_pb2.InfoResponse(**self.service.info())
 
 
+class _RequireApiKey(grpc.aio.ServerInterceptor):
+    """Every call but the health service's without the API key in its ``authorization``
+    metadata is answered UNAUTHENTICATED (its request is not read)."""
+
+    def __init__(self, key: str, errors) -> None:
+        self.key = key.encode("ascii")
+        self.errors = errors
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(OPEN_GRPC_PREFIX):
+            return handler
+        authorization = next((value for name, value in details.invocation_metadata or ()
+                              if name == "authorization"), None)
+        if bearer_matches(authorization, self.key):
+            return handler
+
+        async def refuse(request, context: grpc.aio.ServicerContext) -> None:
+            self.errors.labels("grpc", "unauthorized").inc()
+            await context.abort(_CODES["unauthorized"], UNAUTHORIZED)
+
+        make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming and handler.response_streaming
+                else grpc.unary_unary_rpc_method_handler)
+        return make(refuse, request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer)
+
+
 def _handlers(servicer: EmbedderServicer) -> grpc.GenericRpcHandler:
     # As the generated add_EmbedderServicer_to_server, but with a deserializer that lets a
     # malformed request reach the servicer (INVALID_ARGUMENT) instead of failing as INTERNAL.
@@ -234,7 +263,9 @@ class GrpcFrontEnd:
                                                                            self._service_loop))
 
     async def _create(self, host: str, port: int) -> int:
-        self._server = grpc.aio.server(options=[
+        key = self.service.config.api_key
+        interceptors = [_RequireApiKey(key, self.service.metrics.errors)] if key is not None else []
+        self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", self.service.config.max_body_bytes),
             ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
         ])

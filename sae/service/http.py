@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sae.service.auth import OPEN_HTTP_PATHS, UNAUTHORIZED, bearer_matches
 from sae.service.batcher import QueueFullError, ShuttingDownError
 from sae.service.schema import RequestError, parse_openai, parse_tei
 from sae.service.service import EmbeddingService
@@ -38,6 +39,7 @@ _OPENAI_TYPES = {
     "too_large": "invalid_request_error",
     "queue_full": "server_overloaded",
     "shutting_down": "server_shutting_down",
+    "unauthorized": "invalid_request_error",
     "internal": "server_error",
 }
 #: text-embeddings-inference's "error_type" by kind.
@@ -46,12 +48,24 @@ _TEI_TYPES = {
     "too_large": "Validation",
     "queue_full": "Overloaded",
     "shutting_down": "Unhealthy",
+    "unauthorized": "Unauthorized",
     "internal": "Backend",
 }
 
 
 def _json(value: object, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(value, option=_NUMPY), status, headers, media_type="application/json")
+
+
+def _error_body(api: str, kind: str, message: str, param: str | None = None) -> dict:
+    """An error answer's body in the shape of ``api`` ("openai", or TEI's for the rest)."""
+    if api == "openai":
+        return {"error": {"message": message, "type": _OPENAI_TYPES[kind], "param": param, "code": kind}}
+    return {"error": message, "error_type": _TEI_TYPES[kind]}
+
+
+def _api_of(path: str) -> str:
+    return "openai" if path.startswith("/v1/") else "tei"
 
 
 def _failure(exc: Exception) -> tuple[int, str, str, str | None]:
@@ -155,11 +169,7 @@ class _Endpoints:
         status, kind, message, param = _failure(exc)
         self.errors.labels(api, kind).inc()
         headers = {"Retry-After": "1"} if status in (429, 503) else None
-        if api == "openai":
-            body = {"error": {"message": message, "type": _OPENAI_TYPES[kind], "param": param, "code": kind}}
-        else:
-            body = {"error": message, "error_type": _TEI_TYPES[kind]}
-        return _json(body, status, headers)
+        return _json(_error_body(api, kind, message, param), status, headers)
 
     def _cut(self, api: str) -> Response:
         """The answer of a request cancelled at shutdown (sae.service.server cancels what still
@@ -237,12 +247,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     shape of the API asked."""
     assert isinstance(exc, HTTPException)
     message = f"{request.method} {request.url.path}: {exc.detail}"
-    if request.url.path.startswith("/v1/"):
-        body: dict = {"error": {"message": message, "type": _OPENAI_TYPES["bad_request"], "param": None,
-                                "code": "bad_request"}}
-    else:
-        body = {"error": message, "error_type": "Validation"}
-    return _json(body, exc.status_code, exc.headers)
+    return _json(_error_body(_api_of(request.url.path), "bad_request", message), exc.status_code, exc.headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -273,6 +278,29 @@ class _CloseOnceShuttingDown:
         await self.app(scope, receive, send_closing)
 
 
+class _RequireApiKey:
+    """ASGI middleware: a request to anything but :data:`~sae.service.auth.OPEN_HTTP_PATHS`
+    without the API key is answered 401 in its API's shape, before its body is read."""
+
+    def __init__(self, app: Callable, service: EmbeddingService, key: str) -> None:
+        self.app = app
+        self.key = key.encode("ascii")
+        self.errors = service.metrics.errors
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] in OPEN_HTTP_PATHS:
+            await self.app(scope, receive, send)
+            return
+        authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
+        if bearer_matches(authorization, self.key):
+            await self.app(scope, receive, send)
+            return
+        api = _api_of(scope["path"])
+        self.errors.labels(api, "unauthorized").inc()
+        refusal = _json(_error_body(api, "unauthorized", UNAUTHORIZED), 401, {"WWW-Authenticate": "Bearer"})
+        await refusal(scope, receive, send)
+
+
 def create_app(service: EmbeddingService) -> Starlette:
     """The ASGI application of ``service`` (its batcher is started and closed by the caller)."""
     ep = _Endpoints(service)
@@ -285,5 +313,8 @@ def create_app(service: EmbeddingService) -> Starlette:
         Route("/info", ep.info, methods=["GET"]),
         Route("/metrics", ep.metrics, methods=["GET"]),
     ]
+    middleware = [Middleware(_CloseOnceShuttingDown, service=service)]
+    if service.config.api_key is not None:
+        middleware.append(Middleware(_RequireApiKey, service=service, key=service.config.api_key))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
-                     middleware=[Middleware(_CloseOnceShuttingDown, service=service)])
+                     middleware=middleware)

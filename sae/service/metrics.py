@@ -21,7 +21,7 @@ from sae.engine import Engine
 APIS = ("openai", "tei", "grpc")
 #: Why a request failed: bad input (4xx / INVALID_ARGUMENT), too large (413),
 #: queue full (429 / RESOURCE_EXHAUSTED), shutting down (503 / UNAVAILABLE), a server fault (500 / INTERNAL).
-ERROR_KINDS = ("bad_request", "too_large", "queue_full", "shutting_down", "internal")
+ERROR_KINDS = ("bad_request", "too_large", "queue_full", "shutting_down", "unauthorized", "internal")
 
 _SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _TEXTS = tuple(float(2**k) for k in range(13))  # 1 .. 4096

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -16,12 +17,15 @@ from sae import Engine
 EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "serve_clients.py"
 
 
-def test_serve_clients_gets_the_same_bytes_over_http_and_grpc():
+@pytest.mark.parametrize("key", [None, "sk-example"])
+def test_serve_clients_gets_the_same_bytes_over_http_and_grpc(key):
     pytest.importorskip("openai", reason="the example uses the OpenAI client: pip install -e '.[serve-test]'")
-    process, http_port, grpc_port = start(["--workers", "1", "--no-worker-processes"])  # the bundled default
+    keyed = ["--api-key", key] if key else []
+    process, http_port, grpc_port = start(["--workers", "1", "--no-worker-processes", *keyed])  # the bundled default
+    env = {name: value for name, value in os.environ.items() if name != "SAE_API_KEY"}
     try:
         result = subprocess.run([sys.executable, str(EXAMPLE), str(http_port), str(grpc_port)],
-                                capture_output=True, text=True, timeout=120)
+                                capture_output=True, text=True, timeout=120, env={**env, "SAE_API_KEY": key} if key else env)
     finally:
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
