@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="require KEY as 'Authorization: Bearer KEY' (gRPC: that metadata) on every request but "
                    "/health, /metrics and gRPC health; answered 401 / UNAUTHENTICATED without it (default: env "
                    "SAE_API_KEY, which keeps the key out of the process list; unset: no key)")
+    p.add_argument("--ssl-certfile", default=None, metavar="PEM",
+                   help="serve HTTPS and gRPC over TLS with this certificate chain (with --ssl-keyfile)")
+    p.add_argument("--ssl-keyfile", default=None, metavar="PEM", help="the certificate's private key, unencrypted")
     p.set_defaults(run=run)
 
 
@@ -60,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
         from sae.service import EmbeddingService, ServiceConfig, make_workers
         from sae.service import run as run_server
         from sae.service.server import check_ports
+        from sae.service.tls import load_tls_files
     except ImportError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -67,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
             host=args.host, port=args.port, grpc_port=args.grpc_port, max_batch_tokens=args.max_batch_tokens,
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
             max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=args.api_key,
+            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         )
+        if config.ssl_certfile is not None and config.ssl_keyfile is not None:
+            load_tls_files(config.ssl_certfile, config.ssl_keyfile)  # before the seconds of loading
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:

@@ -35,6 +35,10 @@ class ServiceConfig:
     #: when set, every request but a health check or a metrics scrape must carry it
     #: (``sae.service.auth``); kept out of the ``repr``
     api_key: str | None = field(default=None, repr=False)
+    #: TLS for both front ends when set (``sae.service.tls``): the certificate chain's and
+    #: the private key's PEM files, read once at start
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):
@@ -50,6 +54,12 @@ class ServiceConfig:
             raise ValueError(f"drain_seconds must be in 0..{MAX_DRAIN_SECONDS:,}, got {self.drain_seconds}")
         if self.api_key is not None:
             check_api_key(self.api_key)
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("--ssl-certfile and --ssl-keyfile go together: give both or neither")
+
+    @property
+    def tls(self) -> bool:
+        return self.ssl_certfile is not None
 
 
 #: A day: longer than any orchestrator waits after its SIGTERM.

@@ -26,6 +26,7 @@ from sae.service.batcher import QueueFullError, ShuttingDownError
 from sae.service.proto import embed_pb2
 from sae.service.schema import RequestError
 from sae.service.service import EmbeddingService
+from sae.service.tls import load_tls_files
 
 log = logging.getLogger(__name__)
 
@@ -274,8 +275,13 @@ class GrpcFrontEnd:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        config = self.service.config
         try:
-            return self._server.add_insecure_port(address)
+            if config.ssl_certfile is None or config.ssl_keyfile is None:
+                return self._server.add_insecure_port(address)
+            files = load_tls_files(config.ssl_certfile, config.ssl_keyfile)
+            credentials = grpc.ssl_server_credentials([(files.private_key, files.certificate)])
+            return self._server.add_secure_port(address, credentials)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {address} (gRPC): {exc}") from None
 

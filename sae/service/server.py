@@ -36,11 +36,12 @@ class Addresses:
     host: str
     http_port: int
     grpc_port: int
+    tls: bool = False
 
     @property
     def http_url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.http_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.http_port}"
 
     @property
     def grpc_target(self) -> str:
@@ -140,6 +141,7 @@ async def serve(
     # 500 and logged a traceback each. cut() ends the drain instead.
     http = _Uvicorn(uvicorn.Config(
         create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
+        ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile,
     ))
     cut_timer: asyncio.TimerHandle | None = None
 
@@ -177,7 +179,7 @@ async def serve(
         if http_task.done():
             http_task.result()  # uvicorn failed to start: its error
             raise RuntimeError("the HTTP server stopped while starting")
-        addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port)
+        addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port, config.tls)
         if ready is not None:
             ready(addresses)
         stopping = loop.create_task(stop.wait())

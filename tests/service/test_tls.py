@@ -1,0 +1,117 @@
+"""``--ssl-certfile`` / ``--ssl-keyfile``: HTTPS and gRPC over TLS with one certificate;
+files that cannot serve are refused in one line before anything loads."""
+
+from __future__ import annotations
+
+import re
+import signal
+import ssl
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+import httpx
+import numpy as np
+import pytest
+from service_helpers import running_server, tiny_service
+
+from sae import Engine
+from sae.service.proto import embed_pb2, embed_pb2_grpc
+from sae.service.tls import load_tls_files
+
+trustme = pytest.importorskip("trustme", reason="the TLS tests make certificates with trustme: "
+                              "pip install -e '.[serve-test]'")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory) -> tuple[object, Path, Path]:
+    """A test CA, and a certificate it issued for 127.0.0.1 with its key, as PEM files."""
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1", "localhost")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key))
+    return ca, cert, key
+
+
+def test_https_and_grpc_over_tls_answer_the_engines_bytes(tiny_dir, certificate):
+    ca, cert, key = certificate
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    expected = Engine(tiny_dir, backend="cpu").embed(["a cat"])
+    service = tiny_service(tiny_dir, workers=1, ssl_certfile=str(cert), ssl_keyfile=str(key))
+    with running_server(service) as addresses:
+        assert addresses.http_url.startswith("https://")
+        r = httpx.post(f"{addresses.http_url}/embed", json={"inputs": "a cat"}, verify=trusting, timeout=30)
+        assert r.status_code == 200
+        assert np.array(r.json(), dtype=np.float32).tobytes() == expected.tobytes()
+        with pytest.raises(httpx.TransportError):  # plain HTTP to the TLS port
+            httpx.post(f"http://127.0.0.1:{addresses.http_port}/embed", json={"inputs": "a cat"}, timeout=10)
+        with pytest.raises(httpx.ConnectError):  # a client that does not trust the CA
+            httpx.post(f"{addresses.http_url}/embed", json={"inputs": "a cat"}, timeout=10)
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca.cert_pem.bytes())
+        request = embed_pb2.EmbedRequest(inputs=["a cat"], encoding=embed_pb2.BYTES)
+        with grpc.secure_channel(addresses.grpc_target, credentials) as channel:
+            answer = embed_pb2_grpc.EmbedderStub(channel).Embed(request, timeout=30)
+        assert answer.embeddings[0].data == expected[0].astype("<f4").tobytes()
+        with grpc.insecure_channel(addresses.grpc_target) as channel, pytest.raises(grpc.RpcError) as refused:
+            embed_pb2_grpc.EmbedderStub(channel).Embed(request, timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+
+
+def serve(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sae", "serve", "--backend", "cpu", "--port", "0",
+                           "--grpc-port", "0", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def one_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sae serve: error: "), result.stderr
+    return lines[0]
+
+
+def test_bad_tls_files_are_one_line_before_anything_loads(tiny_dir, certificate, tmp_path):
+    _, cert, key = certificate
+    alg = ["--algorithm", str(tiny_dir)]
+    assert one_line(serve(*alg, "--ssl-certfile", str(cert))).endswith(
+        "--ssl-certfile and --ssl-keyfile go together: give both or neither")
+    missing = tmp_path / "missing.pem"
+    assert one_line(serve(*alg, "--ssl-certfile", str(missing), "--ssl-keyfile", str(key))).endswith(
+        f"--ssl-certfile {missing}: No such file or directory")
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    line = one_line(serve(*alg, "--ssl-certfile", str(junk), "--ssl-keyfile", str(key)))
+    assert f"--ssl-certfile {junk} and --ssl-keyfile {key}: not a PEM certificate and its private key" in line
+    line = one_line(serve(*alg, "--ssl-certfile", str(cert), "--ssl-keyfile", str(cert)))  # the key file mixed up
+    assert "not a PEM certificate and its private key" in line
+
+
+def test_an_encrypted_key_is_refused_instead_of_asking_for_its_password(certificate, tmp_path):
+    from cryptography.hazmat.primitives import serialization
+
+    _, cert, key = certificate
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    locked = tmp_path / "locked.pem"
+    locked.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                             serialization.BestAvailableEncryption(b"secret")))
+    with pytest.raises(ValueError, match=f"--ssl-keyfile {locked}: the private key is encrypted"):
+        load_tls_files(str(cert), str(locked))
+
+
+def test_sae_serve_over_tls_says_https_and_exits_0_on_sigterm(tiny_dir, certificate):
+    _, cert, key = certificate
+    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                "--port", "0", "--grpc-port", "0", "--ssl-certfile", str(cert), "--ssl-keyfile",
+                                str(key)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert re.match(r"sae serve: listening on https://127\.0\.0\.1:\d+ \(HTTP\) and 127\.0\.0\.1:\d+ \(gRPC\)",
+                        line), (line, process.stderr.read() if process.poll() is not None else "")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
