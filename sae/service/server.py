@@ -91,6 +91,30 @@ async def _stop_listening(http: uvicorn.Server, sock: socket.socket) -> None:
     await asyncio.sleep(REQUEST_ARRIVAL_SECONDS)
 
 
+@contextlib.contextmanager
+def _calling_on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], None],
+                        signals: tuple[signal.Signals, ...]) -> Iterator[None]:
+    """Call ``callback`` on ``loop`` at each of ``signals`` within the block: through the
+    loop's own signal handlers, or, where it has none (the event loops of Windows, where
+    ``sae serve`` stopped at start with NotImplementedError), through ``signal.signal``,
+    whose handler runs on the main thread and hands the call to the loop."""
+    replaced: dict[signal.Signals, Any] = {}
+    added: list[signal.Signals] = []
+    try:
+        for sig in signals:
+            try:
+                loop.add_signal_handler(sig, callback)
+                added.append(sig)
+            except NotImplementedError:
+                replaced[sig] = signal.signal(sig, lambda *_: loop.call_soon_threadsafe(callback))
+        yield
+    finally:
+        for sig in added:
+            loop.remove_signal_handler(sig)
+        for sig, handler in replaced.items():
+            signal.signal(sig, handler)
+
+
 def check_ports(host: str, http_port: int, grpc_port: int) -> None:
     """Raise ``OSError`` naming the port and why (``Address already in use``) if either
     port cannot be bound now (0, any free port, always can).
@@ -168,37 +192,34 @@ async def serve(
         cut()
 
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
-    for sig in signals:
-        loop.add_signal_handler(sig, on_signal)
-    try:
-        service.start()
-        await grpc_front.start()
-        http_task = loop.create_task(http.serve(sockets=[http_socket]))
-        while not http.started and not http_task.done():
-            await asyncio.sleep(0.005)
-        if http_task.done():
-            http_task.result()  # uvicorn failed to start: its error
-            raise RuntimeError("the HTTP server stopped while starting")
-        addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port, config.tls)
-        if ready is not None:
-            ready(addresses)
-        stopping = loop.create_task(stop.wait())
-        await asyncio.wait({http_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
-        log.info("shutting down: answering the requests in flight (up to %.0f s)", config.drain_seconds)
-        service.begin_shutdown()
-        cut_timer = loop.call_later(config.drain_seconds, drain_ended)
-        grpc_stopped = loop.create_task(grpc_front.stop(config.drain_seconds))
-        if not http_task.done():
-            await _stop_listening(http, http_socket)
-        http.should_exit = True
-        await asyncio.gather(http_task, grpc_stopped)
-    finally:
-        if cut_timer is not None:
-            cut_timer.cancel()
-        await service.close()
-        for sig in signals:
-            loop.remove_signal_handler(sig)
+    with _calling_on_signals(loop, on_signal, signals):
+        try:
+            service.start()
+            await grpc_front.start()
+            http_task = loop.create_task(http.serve(sockets=[http_socket]))
+            while not http.started and not http_task.done():
+                await asyncio.sleep(0.005)
+            if http_task.done():
+                http_task.result()  # uvicorn failed to start: its error
+                raise RuntimeError("the HTTP server stopped while starting")
+            addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port, config.tls)
+            if ready is not None:
+                ready(addresses)
+            stopping = loop.create_task(stop.wait())
+            await asyncio.wait({http_task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            log.info("shutting down: answering the requests in flight (up to %.0f s)", config.drain_seconds)
+            service.begin_shutdown()
+            cut_timer = loop.call_later(config.drain_seconds, drain_ended)
+            grpc_stopped = loop.create_task(grpc_front.stop(config.drain_seconds))
+            if not http_task.done():
+                await _stop_listening(http, http_socket)
+            http.should_exit = True
+            await asyncio.gather(http_task, grpc_stopped)
+        finally:
+            if cut_timer is not None:
+                cut_timer.cancel()
+            await service.close()
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:

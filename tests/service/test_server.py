@@ -398,3 +398,31 @@ def test_a_second_signal_ends_an_idle_grpc_stream_unavailable(tiny_dir):
     thread.join(30)
     assert box["code"] == grpc.StatusCode.UNAVAILABLE
     assert stopped < 5
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+def test_signals_reach_the_server_on_an_event_loop_without_signal_handlers(tiny_dir, monkeypatch):
+    """Windows' event loops have no add_signal_handler: sae serve stopped at start with
+    NotImplementedError. It takes the signals through signal.signal there, and puts the
+    process's own handlers back when it returns."""
+    def no_signal_handlers(self, sig, callback, *args):
+        raise NotImplementedError
+
+    monkeypatch.setattr(asyncio.SelectorEventLoop, "add_signal_handler", no_signal_handlers)
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    service, worker = held_service(tiny_dir, drain_seconds=20)
+    worker.gate.set()
+    box: dict = {}
+
+    def client(addresses) -> None:  # not on the server's loop, which calls on_ready
+        box["answer"] = httpx.post(f"{addresses.http_url}/embed", json={"inputs": "a cat"}, timeout=30)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_ready(addresses) -> None:
+        box["client"] = threading.Thread(target=client, args=(addresses,))
+        box["client"].start()
+
+    asyncio.run(asyncio.wait_for(serve(service, ready=on_ready), 60))
+    box["client"].join(30)
+    assert box["answer"].status_code == 200
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
