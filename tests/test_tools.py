@@ -250,7 +250,7 @@ def test_serve_restart_kills_an_engine_process_under_load(tiny_dir):
     assert "/health not 200 in 0 looks" in out, out
 
 
-@pytest.mark.parametrize("connections", [[], ["--keep-alive"]])
+@pytest.mark.parametrize("connections", [[], ["--keep-alive"], ["--grpc"]])
 def test_serve_shutdown_counts_what_clients_saw_after_sigterm(tiny_dir, connections):
     needs_serve("serve_shutdown.py", "httpx")
     out = run_tool("serve_shutdown.py", "--algorithm", str(tiny_dir), "--clients", "2", "--rounds", "1", *connections)

@@ -7,9 +7,12 @@ when the server closes it), sends SIGTERM after one second, and counts how each 
 made from then on ended: answered (its status), refused (the listener was closed: the
 client knows nothing was sent), or reset / closed without an answer (the request was sent
 and nobody answered it: the case a graceful shutdown must not have) — docs/SERVE.md,
-"Shutdown". ``--rounds`` repeats it with a new server each time.
+"Shutdown". ``--grpc`` makes the clients call gRPC's ``Embed`` instead (a new channel for
+every call; with ``--keep-alive``, one channel each); a call the server dropped (CANCELLED,
+a lost connection, a deadline) counts as never answered. ``--rounds`` repeats it with a new
+server each time.
 
-    python tools/serve_shutdown.py [--clients 16] [--rounds 5] [--keep-alive] [--algorithm DIR]
+    python tools/serve_shutdown.py [--clients 16] [--rounds 5] [--keep-alive] [--grpc] [--algorithm DIR]
 """
 
 from __future__ import annotations
@@ -21,13 +24,23 @@ import socket
 import threading
 import time
 
+import grpc
 import httpx
-from loadtest import start_server  # tools/: the script's own folder is on the path
+from loadtest import start_server
+
+from sae.service.proto import embed_pb2, embed_pb2_grpc  # tools/: the script's own folder is on the path
 
 BODY = b'{"inputs": ["A man is playing the guitar.", "The cat sat on the mat."]}'
 REQUEST = (b"POST /embed HTTP/1.1\r\nHost: sae\r\nContent-Type: application/json\r\nConnection: close\r\n"
            b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
-UNANSWERED = ("reset", "closed without an answer")
+UNANSWERED = ("reset", "closed without an answer", "timed out", "CANCELLED")
+EMBED = embed_pb2.EmbedRequest(inputs=["A man is playing the guitar.", "The cat sat on the mat."])
+
+
+def unanswered(outcome: str) -> bool:
+    """Whether a request so ended was sent and never answered (a gRPC UNAVAILABLE other than
+    a refused connection or the server's own "shutting down" is a connection lost)."""
+    return outcome in UNANSWERED or outcome.startswith("UNAVAILABLE: ")
 
 
 def one_request(port: int) -> str:
@@ -64,17 +77,45 @@ def pooled_request(http: httpx.Client) -> str:
         return "timed out"
 
 
-def one_round(algorithm: str | None, clients: int, keep_alive: bool) -> tuple[collections.Counter, int]:
+def grpc_call(channel: grpc.Channel) -> str:
+    """How one ``Embed`` call ended: OK, refused, or its status and why."""
+    try:
+        embed_pb2_grpc.EmbedderStub(channel).Embed(EMBED, timeout=30)
+        return "OK"
+    except grpc.RpcError as exc:
+        code, details = exc.code(), (exc.details() or "").lower()
+        if code == grpc.StatusCode.UNAVAILABLE and "refused" in details:
+            return "refused"
+        if code == grpc.StatusCode.UNAVAILABLE and "shutting down" in details:
+            return "UNAVAILABLE (shutting down)"
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return "timed out"
+        return code.name if code != grpc.StatusCode.UNAVAILABLE else f"UNAVAILABLE: {details[:40]}"
+
+
+def one_round(algorithm: str | None, clients: int, keep_alive: bool, use_grpc: bool) -> tuple[collections.Counter, int]:
     """Outcomes of the requests made after SIGTERM, and the server's exit code."""
     server = start_server(algorithm, [])
     before, after = collections.Counter(), collections.Counter()
     signalled, done = threading.Event(), threading.Event()
 
+    def count(outcome: str) -> None:
+        (after if signalled.is_set() else before)[outcome] += 1
+
     def client() -> None:
+        if use_grpc:
+            target = f"127.0.0.1:{server.grpc_port}"
+            with grpc.insecure_channel(target) as kept:
+                while not done.is_set():
+                    if keep_alive:
+                        count(grpc_call(kept))
+                    else:
+                        with grpc.insecure_channel(target) as channel:
+                            count(grpc_call(channel))
+            return
         with httpx.Client(base_url=f"http://127.0.0.1:{server.http_port}", timeout=30) as http:
             while not done.is_set():
-                outcome = pooled_request(http) if keep_alive else one_request(server.http_port)
-                (after if signalled.is_set() else before)[outcome] += 1
+                count(pooled_request(http) if keep_alive else one_request(server.http_port))
 
     threads = [threading.Thread(target=client) for _ in range(clients)]
     for t in threads:
@@ -87,7 +128,7 @@ def one_round(algorithm: str | None, clients: int, keep_alive: bool) -> tuple[co
     done.set()
     for t in threads:
         t.join()
-    if set(before) != {"200"}:
+    if set(before) - {"200", "OK"}:
         raise RuntimeError(f"requests failed before SIGTERM: {dict(before)}")
     return after, code
 
@@ -96,19 +137,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--keep-alive", action="store_true", help="one kept-alive connection per client")
+    ap.add_argument("--keep-alive", action="store_true", help="one kept-alive connection (gRPC: channel) per client")
+    ap.add_argument("--grpc", action="store_true", help="call gRPC's Embed instead of POST /embed")
     ap.add_argument("--algorithm", help="an Algorithm directory (default: the bundled one)")
     args = ap.parse_args()
     if args.clients < 1 or args.rounds < 1:
         ap.error("--clients and --rounds must be at least 1")
-    unanswered = []
+    lost: list[int] = []
     for r in range(1, args.rounds + 1):
-        after, code = one_round(args.algorithm, args.clients, args.keep_alive)
-        unanswered.append(sum(after[kind] for kind in UNANSWERED))
+        after, code = one_round(args.algorithm, args.clients, args.keep_alive, args.grpc)
+        lost.append(sum(n for outcome, n in after.items() if unanswered(outcome)))
         outcomes = ", ".join(f"{kind} {n}" for kind, n in sorted(after.items()))
-        print(f"round {r}: after SIGTERM {outcomes}; sent and never answered {unanswered[-1]}; exit code {code}")
-    print(f"sent and never answered, per round: {' '.join(map(str, unanswered))} "
-          f"(mean {sum(unanswered) / len(unanswered):.1f}, {args.clients} clients"
+        print(f"round {r}: after SIGTERM {outcomes}; sent and never answered {lost[-1]}; exit code {code}")
+    print(f"sent and never answered, per round: {' '.join(map(str, lost))} "
+          f"(mean {sum(lost) / len(lost):.1f}, {args.clients} {'gRPC' if args.grpc else 'HTTP'} clients"
           f"{', kept-alive connections' if args.keep_alive else ', a connection a request'})")
 
 
