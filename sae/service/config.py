@@ -55,7 +55,7 @@ class ServiceConfig:
         if self.api_key is not None:
             check_api_key(self.api_key)
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
-            raise ValueError("--ssl-certfile and --ssl-keyfile go together: give both or neither")
+            raise ValueError("ssl_certfile and ssl_keyfile go together: give both or neither")
 
     @property
     def tls(self) -> bool:

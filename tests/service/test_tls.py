@@ -77,7 +77,7 @@ def test_bad_tls_files_are_one_line_before_anything_loads(tiny_dir, certificate,
     _, cert, key = certificate
     alg = ["--algorithm", str(tiny_dir)]
     assert one_line(serve(*alg, "--ssl-certfile", str(cert))).endswith(
-        "--ssl-certfile and --ssl-keyfile go together: give both or neither")
+        "ssl_certfile and ssl_keyfile go together: give both or neither")
     missing = tmp_path / "missing.pem"
     assert one_line(serve(*alg, "--ssl-certfile", str(missing), "--ssl-keyfile", str(key))).endswith(
         f"--ssl-certfile {missing}: No such file or directory")
