@@ -94,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
     service = EmbeddingService(engine, config, workers)
     if config.api_key is not None:
         log.info("every request needs the API key (Authorization: Bearer KEY) but /health, /metrics and gRPC health")
+    elif not config.loopback_only:
+        log.warning("listening on %s without an API key: anyone who can reach it can embed (--api-key, or "
+                    "SAE_API_KEY)", config.host)
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.

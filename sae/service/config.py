@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from sae.layout import DEFAULT_CAPACITIES
@@ -60,6 +61,16 @@ class ServiceConfig:
     @property
     def tls(self) -> bool:
         return self.ssl_certfile is not None
+
+    @property
+    def loopback_only(self) -> bool:
+        """Whether ``host`` is reachable from this machine alone (``localhost`` or a loopback address)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:  # a name: it may resolve to anything
+            return False
 
 
 #: A day: longer than any orchestrator waits after its SIGTERM.

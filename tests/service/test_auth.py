@@ -3,6 +3,7 @@ over HTTP and gRPC; the key is never written anywhere."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -139,3 +140,25 @@ def test_the_cli_refuses_an_empty_key_in_one_line_and_reads_the_environment(tiny
             "print(build_parser().parse_args(['serve']).api_key)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60).stdout.strip() == "from-env"
+
+
+@pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),
+                                                ("localhost", True), ("0.0.0.0", False), ("::", False),
+                                                ("192.168.1.7", False), ("sae.example", False)])
+def test_which_hosts_are_loopback_only(host, loopback):
+    assert ServiceConfig(host=host).loopback_only is loopback
+
+
+def test_serving_beyond_loopback_without_a_key_is_warned_about(tiny_dir):
+    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                "--host", "0.0.0.0", "--port", "0", "--grpc-port", "0", "--workers", "1",
+                                "--no-worker-processes"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert "listening on 0.0.0.0 without an API key" in stderr, stderr
