@@ -286,10 +286,11 @@ class GrpcFrontEnd:
             raise OSError(f"cannot listen on {address} (gRPC): {exc}") from None
 
     def listen(self, host: str, port: int) -> int:
-        """Bind ``host:port`` (0: a free port); the port bound. Raises ``OSError``."""
+        """Bind ``host:port`` (0: a free port); the port bound. Raises ``OSError``, or
+        ``ValueError`` for TLS files that cannot serve (``sae.service.tls``)."""
         try:
             return self._in_thread(self._create(host, port)).result()
-        except OSError:
+        except (OSError, ValueError):
             self._close_loop()
             raise
 

@@ -144,7 +144,8 @@ async def serve(
     """Serve until SIGTERM/SIGINT (``handle_signals``) or ``stop`` is set, then drain.
 
     ``ready`` is called with the bound addresses once both front ends listen.
-    Raises ``OSError`` when a port cannot be bound.
+    Raises ``OSError`` when a port cannot be bound, ``ValueError`` for TLS files that
+    cannot serve.
     """
     config = service.config
     loop = asyncio.get_running_loop()
@@ -156,7 +157,7 @@ async def serve(
         grpc_front = GrpcFrontEnd(service)
         try:
             grpc_port = grpc_front.listen(config.host, config.grpc_port)
-        except OSError:
+        except (OSError, ValueError):  # a busy port; TLS files that cannot serve
             http_socket.close()
             raise
     except BaseException:
