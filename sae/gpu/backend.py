@@ -1012,6 +1012,18 @@ class GpuBackend:
         steps = step_limit(self.alg.params.max_steps, max_steps)
         if batch.n == 0 or batch.max_length() == 0 or self.n_rules == 0 or steps == 0:
             return
+        # A step limit is the Algorithm record's max_steps, the shader's loop bound,
+        # lowered for this call (all its chunks) and put back after it.
+        limited = steps != self.alg.params.max_steps
+        if limited:
+            self._write_max_steps(steps)
+        try:
+            self._anneal_chunks(batch)
+        finally:
+            if limited:
+                self._write_max_steps(self.alg.params.max_steps)
+
+    def _anneal_chunks(self, batch: ProgramBatch) -> None:
         item_bytes = self.caps.stream * PROGRAM_ITEM.itemsize
         journal_bytes = self.caps.journal * JOURNAL_ENTRY.itemsize
         state_bytes = self._state_dtype.itemsize
@@ -1019,20 +1031,11 @@ class GpuBackend:
             if max_len == 0:
                 continue
             self._upload(batch, start, n, journal=True)
-            # A step limit is the Algorithm record's max_steps, the shader's loop bound,
-            # lowered for this run and put back after it.
-            limited = steps != self.alg.params.max_steps
-            if limited:
-                self._write_max_steps(steps)
-            try:
-                enc = self.device.create_command_encoder(label="sae anneal")
-                self._encode_anneal(enc, n, max_len, GPU_MODE_JOURNAL)
-                items, state, journal = self._download(
-                    enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
-                )
-            finally:
-                if limited:
-                    self._write_max_steps(self.alg.params.max_steps)
+            enc = self.device.create_command_encoder(label="sae anneal")
+            self._encode_anneal(enc, n, max_len, GPU_MODE_JOURNAL)
+            items, state, journal = self._download(
+                enc, [("items", n * item_bytes), ("state", n * state_bytes), ("journal", n * journal_bytes)]
+            )
             sl = slice(start, start + n)
             batch.items[sl] = np.frombuffer(items, dtype=PROGRAM_ITEM).reshape(n, self.caps.stream)
             st = np.frombuffer(state, dtype=self._state_dtype)
