@@ -31,9 +31,10 @@ from loadtest import start_server
 from sae.service.proto import embed_pb2, embed_pb2_grpc  # tools/: the script's own folder is on the path
 
 BODY = b'{"inputs": ["A man is playing the guitar.", "The cat sat on the mat."]}'
-REQUEST = (b"POST /embed HTTP/1.1\r\nHost: sae\r\nContent-Type: application/json\r\nConnection: close\r\n"
-           b"Content-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
-UNANSWERED = ("reset", "closed without an answer", "timed out", "CANCELLED")
+_HEAD = b"POST /embed HTTP/1.1\r\nHost: sae\r\nContent-Type: application/json\r\nContent-Length: %d\r\n" % len(BODY)
+REQUEST = _HEAD + b"Connection: close\r\n\r\n" + BODY
+KEPT_ALIVE_REQUEST = _HEAD + b"\r\n" + BODY
+UNANSWERED = ("reset", "reset after part of an answer", "closed without an answer", "timed out", "CANCELLED")
 EMBED = embed_pb2.EmbedRequest(inputs=["A man is playing the guitar.", "The cat sat on the mat."])
 
 
@@ -43,24 +44,49 @@ def unanswered(outcome: str) -> bool:
     return outcome in UNANSWERED or outcome.startswith("UNAVAILABLE: ")
 
 
-def one_request(port: int) -> str:
-    """How one request on a new connection ended: the HTTP status, or how it failed."""
-    with socket.socket() as connection:
+def send_embed_request(port: int, connection: socket.socket | None = None, *,
+                       keep_alive: bool = False) -> socket.socket | str:
+    """A raw ``POST /embed`` on a new connection (or ``connection``): the socket to read
+    the answer from (:func:`answer_of`), or how it failed ("refused", "reset")."""
+    if connection is None:
+        connection = socket.socket()
         connection.settimeout(30)
         try:
             connection.connect(("127.0.0.1", port))
         except ConnectionRefusedError:
+            connection.close()
             return "refused"
-        data = b""
-        try:
-            connection.sendall(REQUEST)
-            while chunk := connection.recv(65536):
-                data += chunk
-        except (ConnectionResetError, BrokenPipeError):
-            return "reset"
-        except TimeoutError:
-            return "timed out"
+    try:
+        connection.sendall(KEPT_ALIVE_REQUEST if keep_alive else REQUEST)
+    except (ConnectionResetError, BrokenPipeError):
+        connection.close()
+        return "reset"
+    return connection
+
+
+def answer_of(connection: socket.socket | str, headers: list[bytes] | None = None) -> str:
+    """The HTTP status answered on ``connection`` (read to its end, then closed), or how
+    it failed; the answer's header lines (lower case) go to ``headers``."""
+    if isinstance(connection, str):
+        return connection
+    data = b""
+    try:
+        while chunk := connection.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        return "reset" if not data else "reset after part of an answer"
+    except TimeoutError:
+        return "timed out"
+    finally:
+        connection.close()
+    if headers is not None:
+        headers.extend(data.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:])
     return data.split(b" ", 2)[1].decode() if data else "closed without an answer"
+
+
+def one_request(port: int) -> str:
+    """How one request on a new connection ended: the HTTP status, or how it failed."""
+    return answer_of(send_embed_request(port))
 
 
 def pooled_request(http: httpx.Client) -> str:

@@ -16,6 +16,7 @@ import httpx
 import orjson
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from serve_shutdown import answer_of, send_embed_request  # tools/: the shutdown tool's raw HTTP client
 from service_helpers import running_server
 
 from sae import Engine
@@ -179,42 +180,6 @@ def test_an_http_client_that_goes_away_is_counted_and_its_texts_leave_the_queue(
 
 
 # -- connections at the moment the listener closes: answered or refused, never reset
-
-
-def send_embed_request(port: int, connection: socket.socket | None = None, *,
-                       keep_alive: bool = False) -> socket.socket | str:
-    """A raw ``POST /embed`` on a new connection (or ``connection``); the socket, or "refused"."""
-    if connection is None:
-        connection = socket.socket()
-        connection.settimeout(30)
-        try:
-            connection.connect(("127.0.0.1", port))
-        except ConnectionRefusedError:
-            connection.close()
-            return "refused"
-    body = b'{"inputs": "the cat sat"}'
-    close = b"" if keep_alive else b"Connection: close\r\n"
-    connection.sendall(b"POST /embed HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n%s"
-                       b"Content-Length: %d\r\n\r\n%s" % (close, len(body), body))
-    return connection
-
-
-def answer_of(connection: socket.socket | str, headers: list[bytes] | None = None) -> str:
-    """The HTTP status the server answered on ``connection``, or how it failed to; the
-    answer's header lines (lower case) go to ``headers``."""
-    if isinstance(connection, str):
-        return connection
-    data = b""
-    try:
-        while chunk := connection.recv(65536):
-            data += chunk
-    except ConnectionResetError:
-        return "reset" if not data else "reset after part of an answer"
-    finally:
-        connection.close()
-    if headers is not None:
-        headers.extend(data.split(b"\r\n\r\n", 1)[0].lower().split(b"\r\n")[1:])
-    return data.split(b" ", 2)[1].decode() if data else "closed without an answer"
 
 
 class RequestsSentMeanwhile:
