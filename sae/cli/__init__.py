@@ -35,11 +35,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: bool) -> None:
-    from rich.console import Console
-    from rich.logging import RichHandler
+    """Rich's log lines on a terminal; elsewhere (a service's log, a pipe) one plain line a
+    record: rich wraps at 80 columns when it cannot see a terminal's width, and a log
+    collector takes each piece for a record of its own."""
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.console import Console
+        from rich.logging import RichHandler
 
-    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format="%(message)s", handlers=[handler])
+        handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)-8s %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
     # Not "wgpu": creating its logger before wgpu is imported breaks wgpu's own setup.
     logging.getLogger("tokenizers").setLevel(logging.WARNING)
 
