@@ -52,8 +52,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="require KEY as 'Authorization: Bearer KEY' (gRPC: that metadata) on every request but "
                    "/health, /metrics and gRPC health; answered 401 / UNAUTHENTICATED without it (default: env "
                    "SAE_API_KEY, which keeps the key out of the process list; unset: no key)")
+    p.add_argument("--api-key-file", default=None, metavar="FILE",
+                   help="in place of --api-key: accept any key in FILE (one a line, at most 256; lines starting "
+                   "with # are comments); SIGHUP reads it again, so a key is rotated without a restart")
     p.add_argument("--ssl-certfile", default=None, metavar="PEM",
-                   help="serve HTTPS and gRPC over TLS with this certificate chain (with --ssl-keyfile)")
+                   help="serve HTTPS and gRPC over TLS with this certificate chain (with --ssl-keyfile); SIGHUP "
+                   "reads both files again (a renewed certificate) without dropping a connection")
     p.add_argument("--ssl-keyfile", default=None, metavar="PEM", help="the certificate's private key, unencrypted")
     p.set_defaults(run=run)
 
@@ -62,19 +66,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         from sae.service import EmbeddingService, ServiceConfig, make_workers
         from sae.service import run as run_server
+        from sae.service.credentials import Credentials
         from sae.service.server import check_ports
-        from sae.service.tls import load_tls_files
     except ImportError as exc:
         raise InputError(str(exc)) from None
+    if args.api_key is not None and args.api_key_file is not None:
+        raise InputError("--api-key (or SAE_API_KEY) and --api-key-file exclude each other: give one")
     try:
         config = ServiceConfig(
             host=args.host, port=args.port, grpc_port=args.grpc_port, max_batch_tokens=args.max_batch_tokens,
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
             max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=args.api_key,
-            ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+            api_key_file=args.api_key_file, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
         )
-        if config.ssl_certfile is not None and config.ssl_keyfile is not None:
-            load_tls_files(config.ssl_certfile, config.ssl_keyfile)  # before the seconds of loading
+        credentials = Credentials(config)  # the files read and checked before the seconds of loading
     except ValueError as exc:
         raise InputError(str(exc)) from None
     try:
@@ -91,12 +96,16 @@ def run(args: argparse.Namespace) -> int:
              engine.backend.description, len(workers), kind, engine.algorithm.name, engine.algorithm.content_hash[:12])
     # Truncation to the stream capacity is documented (GET /info); a warning per request would flood the log.
     logging.getLogger("sae.engine").setLevel(logging.ERROR)
-    service = EmbeddingService(engine, config, workers)
-    if config.api_key is not None:
-        log.info("every request needs the API key (Authorization: Bearer KEY) but /health, /metrics and gRPC health")
+    service = EmbeddingService(engine, config, workers, credentials=credentials)
+    if credentials.requires_key:
+        log.info("every request needs an API key (Authorization: Bearer KEY) but /health, /metrics and gRPC health")
     elif not config.loopback_only:
-        log.warning("listening on %s without an API key: anyone who can reach it can embed (--api-key, or "
-                    "SAE_API_KEY)", config.host)
+        log.warning("listening on %s without an API key: anyone who can reach it can embed (--api-key, "
+                    "SAE_API_KEY or --api-key-file)", config.host)
+    if credentials.reloadable:
+        log.info("SIGHUP reads %s again", " and ".join(
+            ([config.api_key_file] if config.api_key_file else []) +
+            ([f"{config.ssl_certfile} and {config.ssl_keyfile}"] if config.tls else [])))
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.

@@ -36,8 +36,11 @@ class ServiceConfig:
     #: when set, every request but a health check or a metrics scrape must carry it
     #: (``sae.service.auth``); kept out of the ``repr``
     api_key: str | None = field(default=None, repr=False)
+    #: in place of ``api_key``: a file of keys, one a line, any of which a request may carry;
+    #: read at start and on SIGHUP (``sae.service.credentials``)
+    api_key_file: str | None = None
     #: TLS for both front ends when set (``sae.service.tls``): the certificate chain's and
-    #: the private key's PEM files, read once at start
+    #: the private key's PEM files, read at start and on SIGHUP
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
 
@@ -55,6 +58,8 @@ class ServiceConfig:
             raise ValueError(f"drain_seconds must be in 0..{MAX_DRAIN_SECONDS:,}, got {self.drain_seconds}")
         if self.api_key is not None:
             check_api_key(self.api_key)
+            if self.api_key_file is not None:
+                raise ValueError("api_key and api_key_file exclude each other: give one")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together: give both or neither")
 

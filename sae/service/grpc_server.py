@@ -21,12 +21,13 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from sae.service.auth import OPEN_GRPC_PREFIX, UNAUTHORIZED, bearer_matches
+from sae.service.auth import OPEN_GRPC_PREFIX, UNAUTHORIZED
 from sae.service.batcher import QueueFullError, ShuttingDownError
+from sae.service.credentials import Credentials
 from sae.service.proto import embed_pb2
 from sae.service.schema import RequestError
 from sae.service.service import EmbeddingService
-from sae.service.tls import load_tls_files
+from sae.service.tls import TlsFiles
 
 log = logging.getLogger(__name__)
 
@@ -197,8 +198,8 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
     """Every call but the health service's without the API key in its ``authorization``
     metadata is answered UNAUTHENTICATED (its request is not read)."""
 
-    def __init__(self, key: str, errors) -> None:
-        self.key = key.encode("ascii")
+    def __init__(self, credentials: Credentials, errors) -> None:
+        self.credentials = credentials  # the keys of the moment: a reload replaces them
         self.errors = errors
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
@@ -207,7 +208,7 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
             return handler
         authorization = next((value for name, value in details.invocation_metadata or ()
                               if name == "authorization"), None)
-        if bearer_matches(authorization, self.key):
+        if self.credentials.key_matches(authorization):
             return handler
 
         async def refuse(request, context: grpc.aio.ServicerContext) -> None:
@@ -218,6 +219,26 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
                 else grpc.unary_unary_rpc_method_handler)
         return make(refuse, request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer)
+
+
+def _current_certificate(credentials: Credentials) -> grpc.ServerCredentials:
+    """TLS credentials that serve each new connection the certificate of the moment: gRPC
+    asks at every handshake, and is told of a change once per reload."""
+    served = credentials.generation
+
+    def certificate(tls: TlsFiles) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(tls.private_key, tls.certificate)])
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:  # on gRPC's own threads
+        nonlocal served
+        tls, generation = credentials.tls_and_generation()
+        if generation == served or tls is None:
+            return None  # no change
+        served = generation
+        return certificate(tls)
+
+    assert credentials.tls is not None
+    return grpc.dynamic_ssl_server_credentials(certificate(credentials.tls), fetch)
 
 
 def _handlers(servicer: EmbedderServicer) -> grpc.GenericRpcHandler:
@@ -264,8 +285,8 @@ class GrpcFrontEnd:
                                                                            self._service_loop))
 
     async def _create(self, host: str, port: int) -> int:
-        key = self.service.config.api_key
-        interceptors = [_RequireApiKey(key, self.service.metrics.errors)] if key is not None else []
+        credentials = self.service.credentials
+        interceptors = [_RequireApiKey(credentials, self.service.metrics.errors)] if credentials.requires_key else []
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", self.service.config.max_body_bytes),
             ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
@@ -275,22 +296,18 @@ class GrpcFrontEnd:
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-        config = self.service.config
         try:
-            if config.ssl_certfile is None or config.ssl_keyfile is None:
+            if credentials.tls is None:
                 return self._server.add_insecure_port(address)
-            files = load_tls_files(config.ssl_certfile, config.ssl_keyfile)
-            credentials = grpc.ssl_server_credentials([(files.private_key, files.certificate)])
-            return self._server.add_secure_port(address, credentials)
+            return self._server.add_secure_port(address, _current_certificate(credentials))
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {address} (gRPC): {exc}") from None
 
     def listen(self, host: str, port: int) -> int:
-        """Bind ``host:port`` (0: a free port); the port bound. Raises ``OSError``, or
-        ``ValueError`` for TLS files that cannot serve (``sae.service.tls``)."""
+        """Bind ``host:port`` (0: a free port); the port bound. Raises ``OSError``."""
         try:
             return self._in_thread(self._create(host, port)).result()
-        except (OSError, ValueError):
+        except BaseException:
             self._close_loop()
             raise
 

@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from sae.service.auth import OPEN_HTTP_PATHS, UNAUTHORIZED, bearer_matches
+from sae.service.auth import OPEN_HTTP_PATHS, UNAUTHORIZED
 from sae.service.batcher import QueueFullError, ShuttingDownError
 from sae.service.schema import RequestError, parse_openai, parse_tei
 from sae.service.service import EmbeddingService
@@ -281,11 +281,11 @@ class _CloseOnceShuttingDown:
 
 class _RequireApiKey:
     """ASGI middleware: a request to anything but :data:`~sae.service.auth.OPEN_HTTP_PATHS`
-    without the API key is answered 401 in its API's shape, before its body is read."""
+    without an API key is answered 401 in its API's shape, before its body is read."""
 
-    def __init__(self, app: Callable, service: EmbeddingService, key: str) -> None:
+    def __init__(self, app: Callable, service: EmbeddingService) -> None:
         self.app = app
-        self.key = key.encode("ascii")
+        self.credentials = service.credentials  # the keys of the moment: a reload replaces them
         self.errors = service.metrics.errors
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
@@ -293,7 +293,7 @@ class _RequireApiKey:
             await self.app(scope, receive, send)
             return
         authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-        if bearer_matches(authorization, self.key):
+        if self.credentials.key_matches(authorization):
             await self.app(scope, receive, send)
             return
         api = _api_of(scope["path"])
@@ -315,7 +315,7 @@ def create_app(service: EmbeddingService) -> Starlette:
         Route("/metrics", ep.metrics, methods=["GET"]),
     ]
     middleware = [Middleware(_CloseOnceShuttingDown, service=service)]
-    if service.config.api_key is not None:
-        middleware.append(Middleware(_RequireApiKey, service=service, key=service.config.api_key))
+    if service.credentials.requires_key:
+        middleware.append(Middleware(_RequireApiKey, service=service))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
                      middleware=middleware)

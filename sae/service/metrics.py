@@ -115,6 +115,11 @@ class ServiceMetrics:
         self.workers_ready = Gauge(
             "sae_workers_ready", "Inference workers able to embed a batch now (not restarting an engine "
             "process, not given up)", registry=r)
+        self.credential_reloads = Counter(
+            "sae_credential_reloads", "Reloads of the API key file and TLS certificate (SIGHUP), by result: "
+            "reloaded, or refused (the previous ones kept serving)", ["result"], registry=r)
+        for result in ("reloaded", "refused"):
+            self.credential_reloads.labels(result)
         r.register(EngineCounters(workers))
         r.register(WorkerRestarts(workers))
 

@@ -1,11 +1,14 @@
 """Running a service: HTTP (uvicorn) on the main event loop, gRPC on its own in a thread;
-SIGTERM drains and stops.
+SIGTERM drains and stops, SIGHUP reloads the API key file and the TLS files.
 
 On SIGTERM or SIGINT the health checks turn bad, both listeners stop taking
 connections and calls (the HTTP one without resetting those its backlog holds),
 every request already received is answered, and
 :func:`serve` returns. Past ``drain_seconds``, or at a second signal, the requests
 still running are answered 503 / UNAVAILABLE at once.
+
+On SIGHUP, when there is something to reload (``--api-key-file``, TLS), the credentials
+are read again (``sae.service.credentials``); otherwise SIGHUP keeps its default.
 """
 
 from __future__ import annotations
@@ -144,8 +147,7 @@ async def serve(
     """Serve until SIGTERM/SIGINT (``handle_signals``) or ``stop`` is set, then drain.
 
     ``ready`` is called with the bound addresses once both front ends listen.
-    Raises ``OSError`` when a port cannot be bound, ``ValueError`` for TLS files that
-    cannot serve.
+    Raises ``OSError`` when a port cannot be bound.
     """
     config = service.config
     loop = asyncio.get_running_loop()
@@ -157,7 +159,7 @@ async def serve(
         grpc_front = GrpcFrontEnd(service)
         try:
             grpc_port = grpc_front.listen(config.host, config.grpc_port)
-        except (OSError, ValueError):  # a busy port; TLS files that cannot serve
+        except BaseException:
             http_socket.close()
             raise
     except BaseException:
@@ -169,6 +171,9 @@ async def serve(
         create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
         ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile,
     ))
+    http.config.load()  # its SSL context, which then serves the certificate of the moment
+    if http.config.ssl is not None:
+        service.credentials.serve_from(http.config.ssl)
     cut_timer: asyncio.TimerHandle | None = None
 
     def cut() -> None:
@@ -188,13 +193,21 @@ async def serve(
             cut()
         stop.set()
 
+    def on_reload() -> None:
+        try:
+            log.info("SIGHUP: reloaded %s", service.reload_credentials())
+        except ValueError as exc:
+            log.error("SIGHUP: reload refused, the previous credentials still serve: %s", exc)
+
     def drain_ended() -> None:
         log.warning("--drain-seconds %g is up: answering the requests in flight 503 / UNAVAILABLE",
                     config.drain_seconds)
         cut()
 
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
-    with _calling_on_signals(loop, on_signal, signals):
+    reload_signals = (signal.SIGHUP,) if handle_signals and hasattr(signal, "SIGHUP") \
+        and service.credentials.reloadable else ()
+    with _calling_on_signals(loop, on_signal, signals), _calling_on_signals(loop, on_reload, reload_signals):
         try:
             service.start()
             await grpc_front.start()

@@ -1,4 +1,5 @@
-"""What the HTTP and gRPC front ends share: the engines, the batcher, the metrics, the limits."""
+"""What the HTTP and gRPC front ends share: the engines, the batcher, the metrics, the limits,
+the credentials."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from sae.engine import Engine, EngineCounters
 from sae.errors import InputError
 from sae.service.batcher import Batcher, ShuttingDownError
 from sae.service.config import ServiceConfig
+from sae.service.credentials import Credentials
 from sae.service.metrics import ServiceMetrics
 from sae.service.process_worker import ProcessEngine
 from sae.service.schema import RequestError
@@ -48,7 +50,8 @@ class EmbeddingService:
     the word cache cannot answer) and describes the service;
     ``workers`` embed the batches, each on a thread of its own: by default the engine
     itself; see :func:`make_workers`. Call :meth:`start` and :meth:`close` on the
-    event loop that serves requests.
+    event loop that serves requests. ``credentials`` are read from ``config`` when not given
+    (``ValueError`` for files that cannot serve).
     """
 
     def __init__(
@@ -57,6 +60,7 @@ class EmbeddingService:
         config: ServiceConfig,
         workers: Sequence[InferenceWorker] | None = None,
         registry: CollectorRegistry | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self.workers = list(workers) if workers is not None else [engine]
         if not self.workers:
@@ -66,6 +70,9 @@ class EmbeddingService:
                              "time; give it one worker")
         self.engine = engine
         self.config = config
+        if credentials is not None and credentials.config != config:
+            raise ValueError("EmbeddingService: the credentials were read for another configuration")
+        self.credentials = credentials if credentials is not None else Credentials(config)
         self.metrics = ServiceMetrics(engine, self.workers, registry)
         self.batcher = Batcher(
             # The ids come from the tokenizer stage, this Algorithm's own tokenizer: in range.
@@ -147,6 +154,18 @@ class EmbeddingService:
             "stream_capacity": engine.caps.stream,
             "workers": len(self.workers),
         }
+
+    def reload_credentials(self) -> str:
+        """Read the API key file and the TLS files again (SIGHUP): a few words on what now
+        serves. Raises ``ValueError`` in one line, the previous credentials still serving,
+        when a file cannot serve; counted either way (``sae_credential_reloads_total``)."""
+        try:
+            done = self.credentials.reload()
+        except ValueError:
+            self.metrics.credential_reloads.labels("refused").inc()
+            raise
+        self.metrics.credential_reloads.labels("reloaded").inc()
+        return done
 
     def start(self) -> None:
         self.batcher.start()

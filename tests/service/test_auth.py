@@ -123,7 +123,7 @@ def test_the_key_stays_out_of_the_configurations_repr():
 
 
 def test_bearer_matches_only_the_key():
-    key = KEY.encode()
+    key = (KEY.encode(),)
     assert bearer_matches(f"Bearer {KEY}", key) and bearer_matches(f"BEARER {KEY}".encode(), key)
     assert not bearer_matches(None, key) and not bearer_matches("", key) and not bearer_matches("Bearer", key)
     assert not bearer_matches(f"Token {KEY}", key) and not bearer_matches(f"Bearer {KEY} extra", key)

@@ -117,21 +117,19 @@ def test_sae_serve_over_tls_says_https_and_exits_0_on_sigterm(tiny_dir, certific
             process.kill()
 
 
-def test_serve_with_bad_tls_files_raises_and_leaves_no_thread_behind(tiny_dir, tmp_path):
-    """A Python caller of serve() (no CLI check first) gets the one-line ValueError, and the
-    gRPC front end's thread and event loop are closed (they were left running)."""
-    import asyncio
+def test_a_service_with_bad_tls_files_is_refused_before_anything_starts(tiny_dir, tmp_path):
+    """A Python caller (no CLI check first) gets the one-line ValueError when it makes the
+    service, before serve() starts the gRPC front end's thread and binds the HTTP socket
+    (a refusal from within serve() left them behind once)."""
     import threading
-
-    from sae.service import serve
 
     junk = tmp_path / "junk.pem"
     junk.write_text("not a certificate\n")
+
     def grpc_threads() -> set[threading.Thread]:
         return {t for t in threading.enumerate() if t.name == "sae-grpc"}
 
     before = grpc_threads()
-    service = tiny_service(tiny_dir, workers=1, ssl_certfile=str(junk), ssl_keyfile=str(junk))
     with pytest.raises(ValueError, match="not a PEM certificate and its private key"):
-        asyncio.run(serve(service, handle_signals=False))
+        tiny_service(tiny_dir, workers=1, ssl_certfile=str(junk), ssl_keyfile=str(junk))
     assert grpc_threads() <= before

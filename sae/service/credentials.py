@@ -1,0 +1,115 @@
+"""What a client must show and what the server shows it: the API keys (``sae.service.auth``)
+and the TLS certificate (``sae.service.tls``), read at start and again on SIGHUP.
+
+A reload reads and checks everything first and then replaces it all at once; a file that
+cannot serve (a key file left empty, a certificate without its key) leaves the previous
+credentials serving and says why in one line. Connections already open keep what they
+were accepted with: a reload drops nothing. New HTTPS connections are switched to the
+current certificate while they shake hands (the server context's SNI callback, which runs
+with or without a server name); gRPC asks for it at each handshake
+(``grpc.dynamic_ssl_server_credentials``, see ``sae.service.grpc_server``).
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from sae.service.auth import bearer_matches, read_api_key_file
+from sae.service.config import ServiceConfig
+from sae.service.tls import TlsFiles, load_tls_files
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """One reading of every credential; replaced whole, so that a reader on another thread
+    (gRPC's) sees one reading or the next, never half of each."""
+
+    keys: tuple[bytes, ...] | None  # None: no key is asked for
+    tls: TlsFiles | None
+    #: counts readings: 0 at start, then one more for each reload that took
+    generation: int
+
+
+class Credentials:
+    """The API keys a request must carry and the certificate both front ends serve.
+
+    Built from a :class:`~sae.service.config.ServiceConfig` (``api_key``, ``api_key_file``,
+    ``ssl_certfile`` / ``ssl_keyfile``); raises ``ValueError`` for a file that cannot serve.
+    """
+
+    def __init__(self, config: ServiceConfig) -> None:
+        self.config = config
+        self._loaded = self._read(0)
+
+    def _read(self, generation: int) -> _Loaded:
+        config = self.config
+        if config.api_key_file is not None:
+            keys: tuple[bytes, ...] | None = tuple(k.encode("ascii") for k in read_api_key_file(config.api_key_file))
+        else:
+            keys = (config.api_key.encode("ascii"),) if config.api_key is not None else None
+        tls = None
+        if config.ssl_certfile is not None and config.ssl_keyfile is not None:
+            tls = load_tls_files(config.ssl_certfile, config.ssl_keyfile)
+        return _Loaded(keys, tls, generation)
+
+    @property
+    def reloadable(self) -> bool:
+        """Whether anything is read from a file, and so can change on a reload."""
+        return self.config.api_key_file is not None or self.config.tls
+
+    @property
+    def requires_key(self) -> bool:
+        """Whether requests need an API key (fixed at start: a reload changes which keys)."""
+        return self._loaded.keys is not None
+
+    @property
+    def key_count(self) -> int:
+        return len(self._loaded.keys or ())
+
+    @property
+    def tls(self) -> TlsFiles | None:
+        """The certificate and key served now."""
+        return self._loaded.tls
+
+    @property
+    def generation(self) -> int:
+        """How many reloads took."""
+        return self._loaded.generation
+
+    def tls_and_generation(self) -> tuple[TlsFiles | None, int]:
+        """The certificate served now and the reload that read it, from one reading (what
+        gRPC's certificate fetcher compares, on a thread of its own)."""
+        loaded = self._loaded
+        return loaded.tls, loaded.generation
+
+    def key_matches(self, authorization: str | bytes | None) -> bool:
+        """Whether an ``Authorization`` value carries one of the keys (always, without keys)."""
+        keys = self._loaded.keys
+        return keys is None or bearer_matches(authorization, keys)
+
+    def reload(self) -> str:
+        """Read every file again and serve what it holds now; a few words on what was read.
+
+        Raises ``ValueError`` (one line, naming the file) and keeps the previous
+        credentials when any file cannot serve.
+        """
+        loaded = self._read(self._loaded.generation + 1)
+        self._loaded = loaded
+        parts = []
+        if self.config.api_key_file is not None:
+            count = len(loaded.keys or ())
+            parts.append(f"{count} API key{'s' if count != 1 else ''} from {self.config.api_key_file}")
+        if loaded.tls is not None:
+            parts.append(f"the certificate {loaded.tls.certfile}")
+        return " and ".join(parts) if parts else "nothing (no key file, no TLS)"
+
+    def serve_from(self, context: ssl.SSLContext) -> None:
+        """Make the HTTPS server ``context`` hand each new connection the current certificate."""
+
+        def current_certificate(connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+            tls = self._loaded.tls
+            if tls is not None:
+                connection.context = tls.context
+
+        context.sni_callback = current_certificate
