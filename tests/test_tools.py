@@ -258,6 +258,15 @@ def test_serve_shutdown_counts_what_clients_saw_after_sigterm(tiny_dir, connecti
     assert_lines(out, "round 1: after SIGTERM", "refused", "exit code 0", "sent and never answered, per round:")
 
 
+def test_serve_reload_counts_what_clients_saw_while_credentials_reload(tiny_dir):
+    needs_serve("serve_reload.py", "httpx", "trustme")
+    out = run_tool("serve_reload.py", "--algorithm", str(tiny_dir), "--clients", "1", "--reloads", "4")
+    assert_lines(out, "4 SIGHUPs, 0.15 s apart; the server counted reloaded 4, refused 0",
+                 "HTTPS, a new connection a request: 200", "HTTPS, one connection kept: 200",
+                 "gRPC, a new channel a call: OK", "requests not answered 200 / OK: 0",
+                 "server exit code after SIGTERM: 0")
+
+
 # -- the viewer's tools
 
 
