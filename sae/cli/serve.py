@@ -59,6 +59,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="serve HTTPS and gRPC over TLS with this certificate chain (with --ssl-keyfile); SIGHUP "
                    "reads both files again (a renewed certificate) without dropping a connection")
     p.add_argument("--ssl-keyfile", default=None, metavar="PEM", help="the certificate's private key, unencrypted")
+    p.add_argument("--ssl-client-ca", default=None, metavar="PEM",
+                   help="mutual TLS: every connection must present a client certificate issued by a CA in PEM "
+                   "(health checks too); SIGHUP reads it again")
     p.set_defaults(run=run)
 
 
@@ -78,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
             max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=args.api_key,
             api_key_file=args.api_key_file, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+            ssl_client_ca=args.ssl_client_ca,
         )
         credentials = Credentials(config)  # the files read and checked before the seconds of loading
     except ValueError as exc:
@@ -103,9 +107,8 @@ def run(args: argparse.Namespace) -> int:
         log.warning("listening on %s without an API key: anyone who can reach it can embed (--api-key, "
                     "SAE_API_KEY or --api-key-file)", config.host)
     if credentials.reloadable:
-        log.info("SIGHUP reads %s again", " and ".join(
-            ([config.api_key_file] if config.api_key_file else []) +
-            ([f"{config.ssl_certfile} and {config.ssl_keyfile}"] if config.tls else [])))
+        files = credentials.files
+        log.info("SIGHUP reads %s again", ", ".join(files[:-1]) + " and " + files[-1] if len(files) > 1 else files[0])
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.

@@ -43,6 +43,9 @@ class ServiceConfig:
     #: the private key's PEM files, read at start and on SIGHUP
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    #: with TLS, mutual TLS: every client presents a certificate that a CA in this PEM file
+    #: issued (HTTP and gRPC alike, health checks too); read at start and on SIGHUP
+    ssl_client_ca: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):
@@ -62,6 +65,8 @@ class ServiceConfig:
                 raise ValueError("api_key and api_key_file exclude each other: give one")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together: give both or neither")
+        if self.ssl_client_ca is not None and self.ssl_certfile is None:
+            raise ValueError("ssl_client_ca needs ssl_certfile and ssl_keyfile: clients are checked over TLS")
 
     @property
     def tls(self) -> bool:

@@ -50,13 +50,20 @@ class Credentials:
             keys = (config.api_key.encode("ascii"),) if config.api_key is not None else None
         tls = None
         if config.ssl_certfile is not None and config.ssl_keyfile is not None:
-            tls = load_tls_files(config.ssl_certfile, config.ssl_keyfile)
+            tls = load_tls_files(config.ssl_certfile, config.ssl_keyfile, config.ssl_client_ca)
         return _Loaded(keys, tls, generation)
+
+    @property
+    def files(self) -> list[str]:
+        """The files a reload reads."""
+        config = self.config
+        return [path for path in (config.api_key_file, config.ssl_certfile, config.ssl_keyfile, config.ssl_client_ca)
+                if path is not None]
 
     @property
     def reloadable(self) -> bool:
         """Whether anything is read from a file, and so can change on a reload."""
-        return self.config.api_key_file is not None or self.config.tls
+        return bool(self.files)
 
     @property
     def requires_key(self) -> bool:
@@ -102,10 +109,16 @@ class Credentials:
             parts.append(f"{count} API key{'s' if count != 1 else ''} from {self.config.api_key_file}")
         if loaded.tls is not None:
             parts.append(f"the certificate {loaded.tls.certfile}")
-        return " and ".join(parts) if parts else "nothing (no key file, no TLS)"
+            if loaded.tls.client_ca_file is not None:
+                parts.append(f"the client CA {loaded.tls.client_ca_file}")
+        if not parts:
+            return "nothing (no key file, no TLS)"
+        return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
     def serve_from(self, context: ssl.SSLContext) -> None:
-        """Make the HTTPS server ``context`` hand each new connection the current certificate."""
+        """Make the HTTPS server ``context`` hand each new connection the current certificate
+        (and check its client's against the current client CA: the connection verifies with
+        the context it switched to)."""
 
         def current_certificate(connection: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
             tls = self._loaded.tls

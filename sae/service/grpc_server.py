@@ -222,12 +222,13 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
 
 
 def _current_certificate(credentials: Credentials) -> grpc.ServerCredentials:
-    """TLS credentials that serve each new connection the certificate of the moment: gRPC
-    asks at every handshake, and is told of a change once per reload."""
+    """TLS credentials that serve each new connection the certificate (and check its
+    client's against the client CA) of the moment: gRPC asks at every handshake, and is
+    told of a change once per reload."""
     served = credentials.generation
 
     def certificate(tls: TlsFiles) -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration([(tls.private_key, tls.certificate)])
+        return grpc.ssl_server_certificate_configuration([(tls.private_key, tls.certificate)], tls.client_ca)
 
     def fetch() -> grpc.ServerCertificateConfiguration | None:  # on gRPC's own threads
         nonlocal served
@@ -238,7 +239,8 @@ def _current_certificate(credentials: Credentials) -> grpc.ServerCredentials:
         return certificate(tls)
 
     assert credentials.tls is not None
-    return grpc.dynamic_ssl_server_credentials(certificate(credentials.tls), fetch)
+    return grpc.dynamic_ssl_server_credentials(certificate(credentials.tls), fetch,
+                                               require_client_authentication=credentials.tls.client_ca is not None)
 
 
 def _handlers(servicer: EmbedderServicer) -> grpc.GenericRpcHandler:

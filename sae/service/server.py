@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -170,6 +171,8 @@ async def serve(
     http = _Uvicorn(uvicorn.Config(
         create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
         ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if config.ssl_client_ca is not None else ssl.CERT_NONE,
+        ssl_ca_certs=config.ssl_client_ca,
     ))
     http.config.load()  # its SSL context, which then serves the certificate of the moment
     if http.config.ssl is not None:

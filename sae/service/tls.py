@@ -1,9 +1,11 @@
-"""TLS for both front ends: ``--ssl-certfile`` and ``--ssl-keyfile`` (PEM), read and
-checked at start, before the Algorithm loads, and again on SIGHUP
+"""TLS for both front ends: ``--ssl-certfile`` and ``--ssl-keyfile`` (PEM), and with
+``--ssl-client-ca`` mutual TLS (every client presents a certificate that CA issued); read
+and checked at start, before the Algorithm loads, and again on SIGHUP
 (``sae.service.credentials``).
 
-A file that cannot be read, that is not a certificate with its private key, or whose key
-is encrypted (uvicorn would ask for its password on the terminal) is refused in one line.
+A file that cannot be read, that is not a certificate with its private key, whose key is
+encrypted (uvicorn would ask for its password on the terminal), or a client CA file
+without a certificate is refused in one line.
 """
 
 from __future__ import annotations
@@ -14,22 +16,26 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class TlsFiles:
-    """A server certificate chain and its private key, PEM, as read, and a server context
-    that serves them (what HTTPS connections switch to: ``Credentials.serve_from``)."""
+    """A server certificate chain and its private key, PEM, as read, the client CA
+    certificates when clients must present one, and a server context that does both
+    (what HTTPS connections switch to: ``Credentials.serve_from``)."""
 
     certfile: str
     keyfile: str
     certificate: bytes = field(repr=False)
     private_key: bytes = field(repr=False)
     context: ssl.SSLContext = field(repr=False, compare=False)
+    client_ca_file: str | None = None
+    client_ca: bytes | None = field(default=None, repr=False)
 
 
 def _no_password() -> bytes:
     raise ValueError("the private key is encrypted")
 
 
-def load_tls_files(certfile: str, keyfile: str) -> TlsFiles:
-    """Read and check the pair; raises ``ValueError`` naming the file and what is wrong.
+def load_tls_files(certfile: str, keyfile: str, client_ca_file: str | None = None) -> TlsFiles:
+    """Read and check the pair (and the client CA file); raises ``ValueError`` naming the
+    file and what is wrong.
 
     The bytes (what gRPC serves) and the context (what HTTPS serves) are the same files:
     a pair replaced while it was read (a renewal being written) is refused, not mixed.
@@ -48,19 +54,28 @@ def load_tls_files(certfile: str, keyfile: str) -> TlsFiles:
     if _read_pair(certfile, keyfile) != contents:
         raise ValueError(f"--ssl-certfile {certfile} and --ssl-keyfile {keyfile}: changed while being read; "
                          "try again once they are written")
-    return TlsFiles(certfile, keyfile, contents[0], contents[1], context)
+    client_ca = None
+    if client_ca_file is not None:
+        client_ca = _read(client_ca_file, "--ssl-client-ca")
+        context.verify_mode = ssl.CERT_REQUIRED
+        try:
+            context.load_verify_locations(cadata=client_ca.decode("ascii"))
+        except (ValueError, ssl.SSLError):  # empty, not ASCII, or no certificate in it
+            raise ValueError(f"--ssl-client-ca {client_ca_file}: no PEM certificate in it") from None
+    return TlsFiles(certfile, keyfile, contents[0], contents[1], context, client_ca_file, client_ca)
 
 
 #: Bytes of a PEM file read at most: a chain of a few certificates is a few kB.
 MAX_PEM_BYTES = 1 << 20
 
 
+def _read(path: str, flag: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(MAX_PEM_BYTES)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path}: {exc.strerror or exc}") from None
+
+
 def _read_pair(certfile: str, keyfile: str) -> tuple[bytes, bytes]:
-    contents = []
-    for path, flag in ((certfile, "--ssl-certfile"), (keyfile, "--ssl-keyfile")):
-        try:
-            with open(path, "rb") as f:
-                contents.append(f.read(MAX_PEM_BYTES))
-        except OSError as exc:
-            raise ValueError(f"{flag} {path}: {exc.strerror or exc}") from None
-    return contents[0], contents[1]
+    return _read(certfile, "--ssl-certfile"), _read(keyfile, "--ssl-keyfile")

@@ -250,3 +250,37 @@ def test_the_cli_refuses_a_key_file_that_cannot_serve_in_one_line(tiny_dir, tmp_
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("sae serve: error: ") and message in lines[0], lines
+
+
+def test_a_new_client_ca_is_checked_on_new_connections_after_a_reload(tiny_dir, tmp_path):
+    server_ca, old_clients, new_clients = trustme.CA(), trustme.CA(), trustme.CA()
+    cert, key, client_ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "clients.pem"
+    server_cert, server_key = issue(server_ca, tmp_path)
+    write(cert, server_cert)
+    write(key, server_key)
+    write(client_ca, old_clients.cert_pem.bytes())
+    old_client, new_client = old_clients.issue_cert("a@sae.example"), new_clients.issue_cert("b@sae.example")
+    service = tiny_service(tiny_dir, workers=1, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                           ssl_client_ca=str(client_ca))
+
+    def answered(client) -> tuple[bool, bool]:
+        context = trusting(server_ca)
+        client.configure_cert(context)
+        try:
+            over_http = embed_over_http(addresses.http_url, None, verify=context) == 200
+        except httpx.TransportError:
+            over_http = False
+        pair = grpc.ssl_channel_credentials(server_ca.cert_pem.bytes(), client.private_key_pem.bytes(),
+                                            b"".join(blob.bytes() for blob in client.cert_chain_pems))
+        with grpc.secure_channel(addresses.grpc_target, pair) as channel:
+            return over_http, embed_over_grpc(channel, None) == grpc.StatusCode.OK
+
+    with running_server(service) as addresses:
+        assert answered(old_client) == (True, True) and answered(new_client) == (False, False)
+        write(client_ca, new_clients.cert_pem.bytes())
+        assert service.reload_credentials() == f"the certificate {cert} and the client CA {client_ca}"
+        assert answered(new_client) == (True, True) and answered(old_client) == (False, False)
+        write(client_ca, b"")
+        with pytest.raises(ValueError, match=f"--ssl-client-ca {client_ca}: no PEM certificate in it"):
+            service.reload_credentials()
+        assert answered(new_client) == (True, True)

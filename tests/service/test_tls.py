@@ -133,3 +133,64 @@ def test_a_service_with_bad_tls_files_is_refused_before_anything_starts(tiny_dir
     with pytest.raises(ValueError, match="not a PEM certificate and its private key"):
         tiny_service(tiny_dir, workers=1, ssl_certfile=str(junk), ssl_keyfile=str(junk))
     assert grpc_threads() <= before
+
+
+def client_context(server_ca, client=None) -> ssl.SSLContext:
+    """A client that trusts ``server_ca`` and presents ``client`` (a trustme certificate)."""
+    context = ssl.create_default_context()
+    server_ca.configure_trust(context)
+    if client is not None:
+        client.configure_cert(context)
+    return context
+
+
+def grpc_code(target: str, server_ca, client=None) -> grpc.StatusCode:
+    pair = {}
+    if client is not None:
+        pair = {"private_key": client.private_key_pem.bytes(),
+                "certificate_chain": b"".join(blob.bytes() for blob in client.cert_chain_pems)}
+    credentials = grpc.ssl_channel_credentials(root_certificates=server_ca.cert_pem.bytes(), **pair)
+    with grpc.secure_channel(target, credentials) as channel:
+        try:
+            embed_pb2_grpc.EmbedderStub(channel).Embed(embed_pb2.EmbedRequest(inputs=["a cat"]), timeout=30)
+        except grpc.RpcError as exc:
+            return exc.code()
+    return grpc.StatusCode.OK
+
+
+def test_mutual_tls_answers_only_clients_with_a_certificate_from_the_client_ca(tiny_dir, certificate, tmp_path):
+    server_ca, cert, key = certificate
+    client_ca, stranger_ca = trustme.CA(), trustme.CA()
+    client_ca_file = tmp_path / "clients.pem"
+    client_ca.cert_pem.write_to_path(str(client_ca_file))
+    member, stranger = client_ca.issue_cert("worker@sae.example"), stranger_ca.issue_cert("worker@sae.example")
+    service = tiny_service(tiny_dir, workers=1, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                           ssl_client_ca=str(client_ca_file))
+    with running_server(service) as addresses:
+        def http_status(client) -> int | str:
+            try:
+                return httpx.get(f"{addresses.http_url}/health", verify=client_context(server_ca, client),
+                                 timeout=30).status_code
+            except httpx.TransportError:
+                return "refused"
+
+        assert http_status(member) == 200
+        assert http_status(None) == "refused" and http_status(stranger) == "refused"
+        assert grpc_code(addresses.grpc_target, server_ca, member) == grpc.StatusCode.OK
+        assert grpc_code(addresses.grpc_target, server_ca) == grpc.StatusCode.UNAVAILABLE
+        assert grpc_code(addresses.grpc_target, server_ca, stranger) == grpc.StatusCode.UNAVAILABLE
+
+
+def test_a_client_ca_without_tls_or_without_a_certificate_is_one_line(tiny_dir, certificate, tmp_path):
+    _, cert, key = certificate
+    alg = ["--algorithm", str(tiny_dir)]
+    assert one_line(serve(*alg, "--ssl-client-ca", str(cert))).endswith(
+        "ssl_client_ca needs ssl_certfile and ssl_keyfile: clients are checked over TLS")
+    tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+    for content in ("", "not a certificate\n", key.read_text()):
+        junk = tmp_path / "ca.pem"
+        junk.write_text(content)
+        assert one_line(serve(*alg, *tls, "--ssl-client-ca", str(junk))).endswith(
+            f"--ssl-client-ca {junk}: no PEM certificate in it")
+    assert one_line(serve(*alg, *tls, "--ssl-client-ca", str(tmp_path / "missing.pem"))).endswith(
+        "No such file or directory")
