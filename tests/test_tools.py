@@ -242,6 +242,15 @@ def test_loadtest_runs_a_level_against_sae_serve(tiny_dir, tmp_path):
     assert re.search(r"^\s+2\s+\d+\s+[\d,]+\s+\d+%\s+[\d.]+\s+[\d.]+\s+0\s+0\s", out, re.M), out  # no error, mismatch
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_loadtest_runs_over_tls(tiny_dir, protocol):
+    needs_serve("loadtest.py", "trustme")
+    out = run_tool("loadtest.py", "--shared", NOWHERE, "--algorithm", str(tiny_dir), "--levels", "2",
+                   "--seconds", "1", "--requests", "4", "--protocol", protocol, "--tls")
+    assert_lines(out, f"{protocol} over TLS (base64)", "server exit code after SIGTERM: 0")
+    assert re.search(r"^\s+2\s+\d+\s+[\d,]+\s+\d+%\s+[\d.]+\s+[\d.]+\s+0\s+0\s", out, re.M), out
+
+
 def test_serve_restart_kills_an_engine_process_under_load(tiny_dir):
     needs_serve("serve_restart.py", "httpx")
     out = run_tool("serve_restart.py", "--algorithm", str(tiny_dir), "--workers", "2", "--clients", "1",

@@ -1,7 +1,7 @@
 """Load test of ``sae serve`` on loopback, next to in-process ``Engine.embed`` in the same run.
 
     python tools/loadtest.py [--shared ../shared] [--levels 1,8,64] [--seconds 10] \
-        [--requests 10000] [--rounds 3] [--protocol http|grpc] [--encoding base64|float] \
+        [--requests 10000] [--rounds 3] [--protocol http|grpc] [--encoding base64|float] [--tls] \
         [--server-args "--max-wait-ms 2"] [--json OUT.json]
 
 Starts ``sae serve --backend cpu`` on 127.0.0.1 (free ports) in a subprocess, then for
@@ -20,7 +20,9 @@ generator's own; from the server's ``/metrics``, the mean texts per engine batch
 share of the level's time a batch was in an inference worker; and, for the largest
 level, the rate of one engine thread alone on random batches of that mean size (token
 ids ready, nothing else running): the ceiling of a server with one inference worker.
-``--rounds`` repeats everything and prints each level's spread.
+``--rounds`` repeats everything and prints each level's spread. ``--tls`` serves over
+HTTPS and gRPC over TLS with a certificate from a test CA (trustme: ``pip install
+'sae[serve-test]'``), each client shaking hands once for its connection.
 Exit 1 on any error or mismatch.
 
 The clients are a minimal HTTP/1.1 writer on asyncio streams rather than httpx: on a
@@ -39,9 +41,11 @@ import os
 import random
 import shlex
 import signal
+import ssl
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -82,6 +86,9 @@ class Server:
     process: subprocess.Popen
     http_port: int
     grpc_port: int
+    #: with TLS (``start_server``'s ``tls``): a client context that trusts the server, and its CA's PEM
+    client_tls: ssl.SSLContext | None = None
+    ca_pem: bytes | None = None
 
     def cpu_seconds(self) -> float:
         """CPU time the server and its worker processes have used (user + system; Linux /proc, else nan)."""
@@ -113,7 +120,9 @@ class Server:
         """The server's running totals of engine batches, their texts and their seconds (GET /metrics)."""
         from prometheus_client.parser import text_string_to_metric_families
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=10) as answer:
+        scheme = "https" if self.client_tls is not None else "http"
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.http_port}/metrics", timeout=10,
+                                    context=self.client_tls) as answer:
             text = answer.read().decode()
         wanted = {"sae_batch_texts_count": "batches", "sae_batch_texts_sum": "batch_texts",
                   "sae_inference_duration_seconds_sum": "inference_seconds"}
@@ -121,8 +130,22 @@ class Server:
                 for sample in family.samples if sample.name in wanted}
 
 
-def start_server(algorithm: str | None, extra: list[str], timeout: float = 120) -> Server:
-    """``sae serve`` on 127.0.0.1 with free ports; returns once it listens."""
+def start_server(algorithm: str | None, extra: list[str], timeout: float = 120, tls: str | None = None) -> Server:
+    """``sae serve`` on 127.0.0.1 with free ports; returns once it listens. With ``tls`` (a
+    folder), over TLS with a certificate from a test CA written there."""
+    client_tls = ca_pem = None
+    if tls is not None:
+        import trustme
+
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1")
+        cert, key = Path(tls, "cert.pem"), Path(tls, "key.pem")
+        cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+        key.write_bytes(issued.private_key_pem.bytes())
+        extra = [*extra, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
+        client_tls = ssl.create_default_context()
+        ca.configure_trust(client_tls)
+        ca_pem = ca.cert_pem.bytes()
     cmd = [sys.executable, "-m", "sae", "serve", "--host", "127.0.0.1", "--port", "0", "--grpc-port", "0",
            "--backend", "cpu", *(["--algorithm", algorithm] if algorithm else []), *extra]
     env = {name: value for name, value in os.environ.items() if name != "SAE_API_KEY"}  # its clients send none
@@ -136,7 +159,7 @@ def start_server(algorithm: str | None, extra: list[str], timeout: float = 120) 
     words = line.split()
     http_port = int(words[4].rsplit(":", 1)[1])
     grpc_port = int(words[7].rsplit(":", 1)[1])
-    return Server(process, http_port, grpc_port)
+    return Server(process, http_port, grpc_port, client_tls, ca_pem)
 
 
 # -- the clients
@@ -197,9 +220,9 @@ def _request_plan(seed: int, n_texts: int, count: int) -> list[list[int]]:
     return [[rng.randrange(n_texts) for _ in range(rng.randint(1, MAX_TEXTS_PER_REQUEST))] for _ in range(count)]
 
 
-async def _http_client(port: int, texts: list[str], ref: Reference, plan: list[list[int]], encoding: str,
+async def _http_client(server: Server, texts: list[str], ref: Reference, plan: list[list[int]], encoding: str,
                        stop_at: float, budget: list[int], result: LevelResult) -> None:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.http_port, ssl=server.client_tls)
     try:
         for picks in plan:
             if budget[0] <= 0 or time.perf_counter() > stop_at:
@@ -233,13 +256,16 @@ async def _http_client(port: int, texts: list[str], ref: Reference, plan: list[l
         writer.close()
 
 
-async def _grpc_client(port: int, texts: list[str], ref: Reference, plan: list[list[int]], encoding: str,
+async def _grpc_client(server: Server, texts: list[str], ref: Reference, plan: list[list[int]], encoding: str,
                        stop_at: float, budget: list[int], result: LevelResult) -> None:
     import grpc
 
     from sae.service.proto import embed_pb2, embed_pb2_grpc
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    target = f"127.0.0.1:{server.grpc_port}"
+    channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(server.ca_pem))
+               if server.ca_pem is not None else grpc.aio.insecure_channel(target))
+    async with channel:
         stub = embed_pb2_grpc.EmbedderStub(channel)
         for picks in plan:
             if budget[0] <= 0 or time.perf_counter() > stop_at:
@@ -277,7 +303,6 @@ def run_level(server: Server, texts: list[str], ref: Reference, clients: int, *,
     """
     result = LevelResult(clients)
     client = _http_client if protocol == "http" else _grpc_client
-    port = server.http_port if protocol == "http" else server.grpc_port
     per_client = requests // clients + 1
     if plans is None:
         plans = [_request_plan(seed * 1000 + c, len(texts), per_client) for c in range(clients)]
@@ -287,7 +312,7 @@ def run_level(server: Server, texts: list[str], ref: Reference, clients: int, *,
         started = time.perf_counter()
         stop_at = started + seconds
         await asyncio.gather(*(
-            client(port, texts, ref, plans[c], encoding, stop_at, budget, result) for c in range(clients)))
+            client(server, texts, ref, plans[c], encoding, stop_at, budget, result) for c in range(clients)))
         result.seconds = time.perf_counter() - started
 
     totals_before = server.metrics()
@@ -358,6 +383,7 @@ def main() -> int:
     ap.add_argument("--encoding", choices=("base64", "float"), default="base64",
                     help="OpenAI encoding_format (base64: what the OpenAI client asks by default); "
                     "for gRPC base64 means Encoding BYTES, float FLOAT")
+    ap.add_argument("--tls", action="store_true", help="serve over TLS (a certificate from a test CA; needs trustme)")
     ap.add_argument("--server-args", default="", help="more options for sae serve, e.g. '--max-wait-ms 2'")
     ap.add_argument("--json", default=None, help="write every figure to this file")
     args = ap.parse_args()
@@ -371,9 +397,11 @@ def main() -> int:
     single = Engine(engine.algorithm, backend="cpu", threads=1)
     token_ids = single.tokenize(texts)
     print(f"corpus: {len(texts)} texts from {source}; requests of 1–{MAX_TEXTS_PER_REQUEST} texts; "
-          f"{args.protocol} ({args.encoding})"
+          f"{args.protocol}{' over TLS' if args.tls else ''} ({args.encoding})"
           + f"; {os.cpu_count()} CPUs; engine threads {engine.threads}", flush=True)
-    server = start_server(args.algorithm, shlex.split(args.server_args))
+    tls_folder = tempfile.TemporaryDirectory(prefix="sae-loadtest-") if args.tls else None
+    server = start_server(args.algorithm, shlex.split(args.server_args),
+                          tls=tls_folder.name if tls_folder is not None else None)
     print(f"server: pid {server.process.pid}, http {server.http_port}, grpc {server.grpc_port}, "
           f"args {args.server_args or '(defaults)'}", flush=True)
     rounds: list[dict] = []
@@ -418,6 +446,8 @@ def main() -> int:
                       f"level's mean): {ceiling:,.0f} texts/s = {ceiling / anchor:.0%} of in-process")
     finally:
         code = server.stop()
+        if tls_folder is not None:
+            tls_folder.cleanup()
     print(f"\nserver exit code after SIGTERM: {code}")
     if args.rounds > 1:
         print("\nover rounds: ratio to in-process (min / median / max)")
@@ -434,7 +464,8 @@ def main() -> int:
                   f"{statistics.median(ceilings):.0%} / {max(ceilings):.0%} of in-process")
     failures = warm.errors + warm.mismatches + sum(res.errors + res.mismatches for rd in rounds for res in rd["levels"])
     if args.json:
-        out = {"corpus": source, "texts": len(texts), "protocol": args.protocol, "encoding": args.encoding,
+        out = {"corpus": source, "texts": len(texts), "protocol": args.protocol, "tls": args.tls,
+               "encoding": args.encoding,
                "server_args": args.server_args, "server_exit": code, "rounds": [
                    {"anchor_texts_per_s": rd["anchor"], "anchor_cpu_us_per_text": rd["anchor_cpu"],
                     "one_by_one_texts_per_s": rd["one_by_one"], "one_engine_batch": rd["ceiling_batch"],

@@ -154,6 +154,17 @@ async def serve(
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
     try:
+        # No drain timeout of uvicorn's own: it cancels the requests, which answered a plain-text
+        # 500 and logged a traceback each. cut() ends the drain instead.
+        http = _Uvicorn(uvicorn.Config(
+            create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
+            ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if config.ssl_client_ca is not None else ssl.CERT_NONE,
+            ssl_ca_certs=config.ssl_client_ca,
+        ))
+        http.config.load()  # its SSL context, which then serves the certificate of the moment
+        if http.config.ssl is not None:
+            service.credentials.serve_from(http.config.ssl)
         http_socket = _bind(config.host, config.port)
         if config.grpc_port:  # why it is busy, in one line, before gRPC tries (see check_ports)
             _bind(config.host, config.grpc_port, "gRPC").close()
@@ -166,17 +177,6 @@ async def serve(
     except BaseException:
         await service.close()  # its worker processes, which started with it
         raise
-    # No drain timeout of uvicorn's own: it cancels the requests, which answered a plain-text
-    # 500 and logged a traceback each. cut() ends the drain instead.
-    http = _Uvicorn(uvicorn.Config(
-        create_app(service), lifespan="off", log_config=None, log_level="warning", access_log=False,
-        ssl_certfile=config.ssl_certfile, ssl_keyfile=config.ssl_keyfile,
-        ssl_cert_reqs=ssl.CERT_REQUIRED if config.ssl_client_ca is not None else ssl.CERT_NONE,
-        ssl_ca_certs=config.ssl_client_ca,
-    ))
-    http.config.load()  # its SSL context, which then serves the certificate of the moment
-    if http.config.ssl is not None:
-        service.credentials.serve_from(http.config.ssl)
     cut_timer: asyncio.TimerHandle | None = None
 
     def cut() -> None:
