@@ -384,7 +384,8 @@ def main() -> int:
                     help="OpenAI encoding_format (base64: what the OpenAI client asks by default); "
                     "for gRPC base64 means Encoding BYTES, float FLOAT")
     ap.add_argument("--tls", action="store_true", help="serve over TLS (a certificate from a test CA; needs trustme)")
-    ap.add_argument("--server-args", default="", help="more options for sae serve, e.g. '--max-wait-ms 2'")
+    ap.add_argument("--server-args", default="", help="more options for sae serve, e.g. '--max-wait-ms 2' "
+                    "(one flag alone with '=': --server-args=--access-log)")
     ap.add_argument("--json", default=None, help="write every figure to this file")
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]

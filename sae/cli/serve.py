@@ -62,6 +62,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ssl-client-ca", default=None, metavar="PEM",
                    help="mutual TLS: every connection must present a client certificate issued by a CA in PEM "
                    "(health checks too); SIGHUP reads it again")
+    p.add_argument("--access-log", action="store_true",
+                   help="log one line a request: client, what it asked, the answer's status, texts, tokens, time")
     p.set_defaults(run=run)
 
 
@@ -81,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
             max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=args.api_key,
             api_key_file=args.api_key_file, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-            ssl_client_ca=args.ssl_client_ca,
+            ssl_client_ca=args.ssl_client_ca, access_log=args.access_log,
         )
         credentials = Credentials(config)  # the files read and checked before the seconds of loading
     except ValueError as exc:

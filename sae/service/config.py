@@ -46,6 +46,8 @@ class ServiceConfig:
     #: with TLS, mutual TLS: every client presents a certificate that a CA in this PEM file
     #: issued (HTTP and gRPC alike, health checks too); read at start and on SIGHUP
     ssl_client_ca: str | None = None
+    #: one line a request on the ``sae.access`` logger (``sae.service.access_log``)
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         for name in ("port", "grpc_port"):

@@ -35,7 +35,8 @@ class Credentials:
     """The API keys a request must carry and the certificate both front ends serve.
 
     Built from a :class:`~sae.service.config.ServiceConfig` (``api_key``, ``api_key_file``,
-    ``ssl_certfile`` / ``ssl_keyfile``); raises ``ValueError`` for a file that cannot serve.
+    ``ssl_certfile`` / ``ssl_keyfile`` / ``ssl_client_ca``); raises ``ValueError`` for a file that
+    cannot serve.
     """
 
     def __init__(self, config: ServiceConfig) -> None:
@@ -105,7 +106,7 @@ class Credentials:
         self._loaded = loaded
         parts = []
         if self.config.api_key_file is not None:
-            count = len(loaded.keys or ())
+            count = self.key_count
             parts.append(f"{count} API key{'s' if count != 1 else ''} from {self.config.api_key_file}")
         if loaded.tls is not None:
             parts.append(f"the certificate {loaded.tls.certfile}")

@@ -21,6 +21,7 @@ import numpy as np
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from sae.service import access_log
 from sae.service.auth import OPEN_GRPC_PREFIX, UNAUTHORIZED
 from sae.service.batcher import QueueFullError, ShuttingDownError
 from sae.service.credentials import Credentials
@@ -94,7 +95,16 @@ class EmbedderServicer:
         self.texts = service.metrics.request_texts.labels("grpc")
         self.errors = service.metrics.errors
         self.cancelled = service.metrics.grpc_cancelled
+        self.access_log = service.config.access_log
         self._streams: set[asyncio.Queue] = set()  #: the answer queue of every open EmbedStream
+
+    def _log(self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode | str, started: float,
+             answer: embed_pb2.EmbedResponse | None = None) -> None:
+        if self.access_log:
+            name = code.name if isinstance(code, grpc.StatusCode) else code
+            texts, tokens = (len(answer.embeddings), answer.prompt_tokens) if answer is not None else (None, None)
+            access_log.record(access_log.client_of_peer(context.peer()), f"gRPC {method}", name,
+                              time.perf_counter() - started, texts, tokens)
 
     async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
         _check_parsed(request, embed_pb2.EmbedRequest)
@@ -113,23 +123,29 @@ class EmbedderServicer:
             embeddings = [embed_pb2.Embedding(values=row) for row in vectors.tolist()]
         return embed_pb2.EmbedResponse(embeddings=embeddings, prompt_tokens=tokens)
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception) -> None:
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception, method: str = "",
+                     started: float = 0.0) -> None:
         kind, message = _failure(exc)
         self.errors.labels("grpc", kind).inc()
+        if method:
+            self._log(context, method, _CODES[kind], started)
         await context.abort(_CODES[kind], message)
 
     async def Embed(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.EmbedResponse:
         started = time.perf_counter()
         try:
-            return await self._embed(request)
+            answer = await self._embed(request)
         except asyncio.CancelledError:
             self._count_cancelled()
+            self._log(context, "Embed", "CANCELLED", started)
             raise
         except Exception as exc:
-            await self._abort(context, exc)
+            await self._abort(context, exc, "Embed", started)
             raise  # not reached: abort raises
         finally:
             self.duration.observe(time.perf_counter() - started)
+        self._log(context, "Embed", grpc.StatusCode.OK, started, answer)
+        return answer
 
     def _count_cancelled(self) -> None:
         # grpc.aio cancels the handler when the client cancels or its deadline passes; a
@@ -139,23 +155,25 @@ class EmbedderServicer:
 
     async def EmbedStream(self, requests: AsyncIterator, context: grpc.aio.ServicerContext):
         """Each request is answered in order; requests are embedded concurrently as they arrive."""
-        answers: asyncio.Queue[asyncio.Future | None] = asyncio.Queue(maxsize=64)
+        #: (when the request arrived, its answer) in the order they arrived
+        answers: asyncio.Queue[tuple[float, asyncio.Future] | None] = asyncio.Queue(maxsize=64)
         self._streams.add(answers)
 
         async def read() -> None:
             try:
                 async for request in requests:
-                    await answers.put(asyncio.ensure_future(self._timed(request)))
+                    await answers.put((time.perf_counter(), asyncio.ensure_future(self._timed(request, context))))
             finally:
                 await answers.put(None)
 
         reader = asyncio.ensure_future(read())
         try:
-            while (task := await answers.get()) is not None:
+            while (item := await answers.get()) is not None:
+                started, task = item
                 try:
                     yield await task
                 except Exception as exc:
-                    await self._abort(context, exc)
+                    await self._abort(context, exc, "EmbedStream", started)
             await reader  # a reading error surfaces here
         except asyncio.CancelledError:
             self._count_cancelled()
@@ -166,7 +184,7 @@ class EmbedderServicer:
             while not answers.empty():
                 pending = answers.get_nowait()
                 if pending is not None:
-                    pending.cancel()
+                    pending[1].cancel()
 
     def cut_streams(self) -> None:
         """End every open stream UNAVAILABLE (a cut: the drain may not wait any longer).
@@ -177,20 +195,25 @@ class EmbedderServicer:
             cut = asyncio.get_running_loop().create_future()
             cut.set_exception(ShuttingDownError("the server is shutting down; the request was cut"))
             with contextlib.suppress(asyncio.QueueFull):
-                answers.put_nowait(cut)
+                answers.put_nowait((time.perf_counter(), cut))
 
-    async def _timed(self, request) -> embed_pb2.EmbedResponse:
+    async def _timed(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.EmbedResponse:
+        """One message of a stream; a failure is logged where the stream answers it."""
         started = time.perf_counter()
         try:
-            return await self._embed(request)
+            answer = await self._embed(request)
         finally:
             self.duration.observe(time.perf_counter() - started)
+        self._log(context, "EmbedStream", grpc.StatusCode.OK, started, answer)
+        return answer
 
     async def Info(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.InfoResponse:
+        started = time.perf_counter()
         try:
             _check_parsed(request, embed_pb2.InfoRequest)
         except RequestError as exc:
-            await self._abort(context, exc)
+            await self._abort(context, exc, "Info", started)
+        self._log(context, "Info", grpc.StatusCode.OK, started)
         return embed_pb2.InfoResponse(**self.service.info())
 
 
@@ -198,9 +221,10 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
     """Every call but the health service's without the API key in its ``authorization``
     metadata is answered UNAUTHENTICATED (its request is not read)."""
 
-    def __init__(self, credentials: Credentials, errors) -> None:
+    def __init__(self, credentials: Credentials, errors, access_log: bool = False) -> None:
         self.credentials = credentials  # the keys of the moment: a reload replaces them
         self.errors = errors
+        self.access_log = access_log
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
         handler = await continuation(details)
@@ -213,6 +237,9 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
 
         async def refuse(request, context: grpc.aio.ServicerContext) -> None:
             self.errors.labels("grpc", "unauthorized").inc()
+            if self.access_log:
+                access_log.record(access_log.client_of_peer(context.peer()), f"gRPC {details.method.rsplit('/', 1)[-1]}",
+                                  _CODES["unauthorized"].name, 0.0)
             await context.abort(_CODES["unauthorized"], UNAUTHORIZED)
 
         make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming and handler.response_streaming
@@ -288,7 +315,8 @@ class GrpcFrontEnd:
 
     async def _create(self, host: str, port: int) -> int:
         credentials = self.service.credentials
-        interceptors = [_RequireApiKey(credentials, self.service.metrics.errors)] if credentials.requires_key else []
+        interceptors = ([_RequireApiKey(credentials, self.service.metrics.errors, self.service.config.access_log)]
+                        if credentials.requires_key else [])
         self._server = grpc.aio.server(interceptors=interceptors, options=[
             ("grpc.max_receive_message_length", self.service.config.max_body_bytes),
             ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener

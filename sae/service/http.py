@@ -24,6 +24,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from sae.service import access_log
 from sae.service.auth import OPEN_HTTP_PATHS, UNAUTHORIZED
 from sae.service.batcher import QueueFullError, ShuttingDownError
 from sae.service.schema import RequestError, parse_openai, parse_tei
@@ -182,6 +183,7 @@ class _Endpoints:
             parsed = parse_openai(await read_body(request, self.limit), self.service.config.max_texts)
             vectors, tokens = await self._embed(request, parsed.texts)
             self.texts["openai"].observe(len(parsed.texts))
+            request.state.embedded = (len(parsed.texts), tokens)  # for the access log
             return Response(openai_response(vectors, tokens, self.service.model, parsed.base64),
                             media_type="application/json")
 
@@ -190,8 +192,9 @@ class _Endpoints:
     async def tei(self, request: Request) -> Response:
         async def answer() -> Response:
             parsed = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
-            vectors, _ = await self._embed(request, parsed.texts, parsed.truncate)
+            vectors, tokens = await self._embed(request, parsed.texts, parsed.truncate)
             self.texts["tei"].observe(len(parsed.texts))
+            request.state.embedded = (len(parsed.texts), tokens)  # for the access log
             return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
 
         return await self._answer("tei", answer)
@@ -279,6 +282,37 @@ class _CloseOnceShuttingDown:
         await self.app(scope, receive, send_closing)
 
 
+class _AccessLog:
+    """ASGI middleware, outermost: one line a request (``sae.service.access_log``), with the
+    texts and tokens an endpoint embedded (``request.state.embedded``)."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status: list[int] = []
+
+        async def send_noting_status(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        except Exception:
+            status.append(500)  # what the server's error handler answers, outside this middleware
+            raise
+        finally:
+            host, port = scope.get("client") or ("-", 0)
+            texts, tokens = scope.get("state", {}).get("embedded", (None, None))
+            access_log.record(f"{host}:{port}", f"{scope['method']} {scope['path']}",
+                              status[0] if status else "-", time.perf_counter() - started, texts, tokens)
+
+
 class _RequireApiKey:
     """ASGI middleware: a request to anything but :data:`~sae.service.auth.OPEN_HTTP_PATHS`
     without an API key is answered 401 in its API's shape, before its body is read."""
@@ -317,5 +351,7 @@ def create_app(service: EmbeddingService) -> Starlette:
     middleware = [Middleware(_CloseOnceShuttingDown, service=service)]
     if service.credentials.requires_key:
         middleware.append(Middleware(_RequireApiKey, service=service))
+    if service.config.access_log:
+        middleware.insert(0, Middleware(_AccessLog))
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
                      middleware=middleware)

@@ -172,7 +172,7 @@ def test_a_renewed_certificate_is_served_to_new_connections_and_open_ones_go_on(
         first_channel.close()
 
 
-def test_credentials_read_once_for_a_configuration_serve_only_it(tmp_path):
+def test_what_credentials_hold_and_whether_they_can_reload(tmp_path):
     keys = tmp_path / "keys"
     write(keys, OLD)
     credentials = Credentials(ServiceConfig(api_key_file=str(keys)))

@@ -94,6 +94,19 @@ def test_sigterm_on_an_idle_server_exits_0_quickly(tiny_dir):
     assert time.monotonic() - started < 10
 
 
+def test_access_log_lines_reach_the_log(tiny_dir):
+    process, http_port, _ = start(["--algorithm", str(tiny_dir), "--backend", "cpu", "--workers", "1",
+                                   "--no-worker-processes", "--access-log"])
+    try:
+        assert httpx.post(f"http://127.0.0.1:{http_port}/embed", json={"inputs": ["a cat"]}).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert re.search(r"^INFO +127\.0\.0\.1:\d+ POST /embed 200 1 text \d+ tokens \d+\.\d ms$", stderr, re.M), stderr
+
+
 def run_cli(args: list[str], code: str | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "sae", *args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
