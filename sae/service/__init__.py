@@ -6,7 +6,9 @@ One module per part: :mod:`~sae.service.batcher` (dynamic batching),
 :mod:`~sae.service.grpc_server`, :mod:`~sae.service.metrics`,
 :mod:`~sae.service.service` (what the front ends share), :mod:`~sae.service.process_worker`
 (an engine in a process of its own), :mod:`~sae.service.supervisor` (replacing such a
-process when it dies), :mod:`~sae.service.server`
+process when it dies), :mod:`~sae.service.auth` (API keys), :mod:`~sae.service.tls`
+(certificates), :mod:`~sae.service.credentials` (both, reloaded on SIGHUP),
+:mod:`~sae.service.access_log`, :mod:`~sae.service.server`
 (HTTP on the main event loop, gRPC on its own in a thread; draining on SIGTERM).
 """
 
@@ -33,6 +35,7 @@ for _module, _dist in _NEEDS.items():
 
 from sae.service.batcher import Batcher, QueueFullError, ShuttingDownError  # noqa: E402
 from sae.service.config import ServiceConfig  # noqa: E402
+from sae.service.credentials import Credentials  # noqa: E402
 from sae.service.process_worker import ProcessEngine, WorkerProcessError  # noqa: E402
 from sae.service.server import Addresses, run, serve  # noqa: E402
 from sae.service.service import EmbeddingService, InferenceWorker, make_workers  # noqa: E402
@@ -41,6 +44,7 @@ from sae.service.supervisor import SupervisedEngine  # noqa: E402
 __all__ = [
     "Addresses",
     "Batcher",
+    "Credentials",
     "EmbeddingService",
     "InferenceWorker",
     "ProcessEngine",
