@@ -20,7 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Serve embeddings: POST /v1/embeddings (OpenAI), POST /embed (text-embeddings-inference), "
         "GET /health, /info, /metrics, and gRPC sae.v1.Embedder with the standard health service. "
         "Requests are batched together by a token budget; SIGTERM answers the requests in flight and "
-        "exits 0. Listens on loopback unless --host says otherwise. Needs: pip install 'sae[serve]'.",
+        "exits 0; SIGHUP reads --api-key-file and the TLS files again. Listens on loopback unless --host says "
+        "otherwise. Needs: pip install 'sae[serve]'.",
     )
     add_engine_options(p, batch=False)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
