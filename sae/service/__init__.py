@@ -24,6 +24,7 @@ _NEEDS = {
     "pybase64": "pybase64",
     "grpc": "grpcio",
     "grpc_health": "grpcio-health-checking",
+    "grpc_reflection": "grpcio-reflection",
     "google.protobuf": "protobuf",
     "prometheus_client": "prometheus-client",
 }

@@ -20,6 +20,7 @@ import grpc
 import numpy as np
 from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
 
 from sae.service import access_log
 from sae.service.auth import OPEN_GRPC_PREFIX, UNAUTHORIZED
@@ -325,6 +326,9 @@ class GrpcFrontEnd:
         self._server.add_generic_rpc_handlers((_handlers(self._servicer),))
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        # Server reflection, for clients that read the API from the server (grpcurl list / describe).
+        reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME),
+                                            self._server)
         address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         try:
             if credentials.tls is None:

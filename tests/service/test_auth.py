@@ -162,3 +162,23 @@ def test_serving_beyond_loopback_without_a_key_is_warned_about(tiny_dir):
         if process.poll() is None:
             process.kill()
     assert "listening on 0.0.0.0 without an API key" in stderr, stderr
+
+
+def test_grpc_reflection_needs_the_key_too(keyed_server):
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    addresses, _ = keyed_server
+    with grpc.insecure_channel(addresses.grpc_target) as channel, pytest.raises(grpc.RpcError) as refused:
+        ProtoReflectionDescriptorDatabase(channel).get_services()
+    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    keyed = grpc.intercept_channel(grpc.insecure_channel(addresses.grpc_target), _WithKey())
+    with keyed:
+        assert "sae.v1.Embedder" in ProtoReflectionDescriptorDatabase(keyed).get_services()
+
+
+class _WithKey(grpc.StreamStreamClientInterceptor):
+    """Adds the key to a stream's metadata (the reflection client sends none of its own)."""
+
+    def intercept_stream_stream(self, continuation, details, requests):
+        details = details._replace(metadata=[*(details.metadata or ()), ("authorization", f"Bearer {KEY}")])
+        return continuation(details, requests)

@@ -153,3 +153,17 @@ def test_still_serving_after_the_fuzzing(channel):
     health = health_pb2_grpc.HealthStub(channel)
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
     assert len(embed_pb2_grpc.EmbedderStub(channel).Embed(embed_pb2.EmbedRequest(inputs=["a"])).embeddings) == 1
+
+
+def test_the_server_describes_its_api_through_reflection(channel):
+    """What ``grpcurl list`` / ``describe`` read: the services and their messages, from the server."""
+    from google.protobuf.descriptor_pool import DescriptorPool
+    from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+    database = ProtoReflectionDescriptorDatabase(channel)
+    assert set(database.get_services()) == {"sae.v1.Embedder", "grpc.health.v1.Health",
+                                            "grpc.reflection.v1alpha.ServerReflection"}
+    embedder = DescriptorPool(database).FindServiceByName("sae.v1.Embedder")
+    assert {method.name for method in embedder.methods} == {"Embed", "EmbedStream", "Info"}
+    assert embedder.methods_by_name["Embed"].input_type.full_name == "sae.v1.EmbedRequest"
+    assert "inputs" in embedder.methods_by_name["Embed"].input_type.fields_by_name
