@@ -36,7 +36,8 @@ def serve_missing() -> tuple[str, ...]:
     environment lacks. Looked up when the first service module is collected, not at start-up:
     importing grpc, uvicorn and httpx takes about 0.4 s."""
     missing = []
-    for name in ("starlette", "uvicorn", "grpc", "grpc_health", "prometheus_client", "orjson", "httpx"):
+    for name in ("starlette", "uvicorn", "grpc", "grpc_health", "grpc_reflection", "prometheus_client", "orjson",
+                 "httpx"):
         try:
             importlib.import_module(name)
         except ImportError:

@@ -225,7 +225,7 @@ def test_bench_stream_compares_streaming_with_in_memory_and_measures_memory(tmp_
 
 def needs_serve(tool: str, *more: str) -> None:
     """Skip unless ``sae serve`` can run for ``tool``, and the test extra's ``more`` modules are there."""
-    missing = [m for m in ("starlette", "uvicorn", "grpc", "orjson", "prometheus_client", *more)
+    missing = [m for m in ("starlette", "uvicorn", "grpc", "grpc_reflection", "orjson", "prometheus_client", *more)
                if importlib.util.find_spec(m) is None]
     if missing:
         extras = "serve,serve-test" if more else "serve"

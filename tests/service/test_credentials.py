@@ -113,8 +113,11 @@ def test_keys_rotate_on_a_reload_and_a_bad_file_keeps_the_previous_ones(tiny_dir
     assert 'sae_credential_reloads_total{result="refused"} 1.0' in metrics
 
 
-trustme = pytest.importorskip("trustme", reason="the TLS tests make certificates with trustme: "
-                              "pip install -e '.[serve-test]'")
+@pytest.fixture
+def trustme():
+    """The TLS tests' certificates; only they skip without it (the key file's tests run)."""
+    return pytest.importorskip("trustme", reason="the TLS tests make certificates with trustme: "
+                               "pip install -e '.[serve-test]'")
 
 
 def issue(ca, folder: Path) -> tuple[bytes, bytes]:
@@ -128,7 +131,7 @@ def trusting(ca) -> ssl.SSLContext:
     return context
 
 
-def test_a_renewed_certificate_is_served_to_new_connections_and_open_ones_go_on(tiny_dir, tmp_path):
+def test_a_renewed_certificate_is_served_to_new_connections_and_open_ones_go_on(tiny_dir, tmp_path, trustme):
     """The renewal comes from another CA here, so that which certificate a handshake got
     shows in whom a client must trust."""
     first_ca, second_ca = trustme.CA(), trustme.CA()
@@ -252,7 +255,7 @@ def test_the_cli_refuses_a_key_file_that_cannot_serve_in_one_line(tiny_dir, tmp_
         assert len(lines) == 1 and lines[0].startswith("sae serve: error: ") and message in lines[0], lines
 
 
-def test_a_new_client_ca_is_checked_on_new_connections_after_a_reload(tiny_dir, tmp_path):
+def test_a_new_client_ca_is_checked_on_new_connections_after_a_reload(tiny_dir, tmp_path, trustme):
     server_ca, old_clients, new_clients = trustme.CA(), trustme.CA(), trustme.CA()
     cert, key, client_ca = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "clients.pem"
     server_cert, server_key = issue(server_ca, tmp_path)
