@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from sae.service import EmbeddingService, ServiceConfig, make_workers
         from sae.service import run as run_server
-        from sae.service.credentials import Credentials
+        from sae.service.credentials import Credentials, listed
         from sae.service.server import check_ports
     except ImportError as exc:
         raise InputError(str(exc)) from None
@@ -110,8 +110,7 @@ def run(args: argparse.Namespace) -> int:
         log.warning("listening on %s without an API key: anyone who can reach it can embed (--api-key, "
                     "SAE_API_KEY or --api-key-file)", config.host)
     if credentials.reloadable:
-        files = credentials.files
-        log.info("SIGHUP reads %s again", ", ".join(files[:-1]) + " and " + files[-1] if len(files) > 1 else files[0])
+        log.info("SIGHUP reads %s again", listed(credentials.files))
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.

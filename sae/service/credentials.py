@@ -112,9 +112,7 @@ class Credentials:
             parts.append(f"the certificate {loaded.tls.certfile}")
             if loaded.tls.client_ca_file is not None:
                 parts.append(f"the client CA {loaded.tls.client_ca_file}")
-        if not parts:
-            return "nothing (no key file, no TLS)"
-        return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+        return listed(parts) if parts else "nothing (no key file, no TLS)"
 
     def serve_from(self, context: ssl.SSLContext) -> None:
         """Make the HTTPS server ``context`` hand each new connection the current certificate
@@ -127,3 +125,8 @@ class Credentials:
                 connection.context = tls.context
 
         context.sni_callback = current_certificate
+
+
+def listed(parts: list[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``: what a log line names."""
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
