@@ -124,12 +124,10 @@ class EmbedderServicer:
             embeddings = [embed_pb2.Embedding(values=row) for row in vectors.tolist()]
         return embed_pb2.EmbedResponse(embeddings=embeddings, prompt_tokens=tokens)
 
-    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception, method: str = "",
-                     started: float = 0.0) -> None:
+    async def _abort(self, context: grpc.aio.ServicerContext, exc: Exception, method: str, started: float) -> None:
         kind, message = _failure(exc)
         self.errors.labels("grpc", kind).inc()
-        if method:
-            self._log(context, method, _CODES[kind], started)
+        self._log(context, method, _CODES[kind], started)
         await context.abort(_CODES[kind], message)
 
     async def Embed(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.EmbedResponse:
