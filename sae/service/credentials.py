@@ -80,11 +80,6 @@ class Credentials:
         """The certificate and key served now."""
         return self._loaded.tls
 
-    @property
-    def generation(self) -> int:
-        """How many reloads took."""
-        return self._loaded.generation
-
     def tls_and_generation(self) -> tuple[TlsFiles | None, int]:
         """The certificate served now and the reload that read it, from one reading (what
         gRPC's certificate fetcher compares, on a thread of its own)."""

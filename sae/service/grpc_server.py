@@ -84,6 +84,14 @@ def _failure(exc: Exception) -> tuple[str, str]:
     return "internal", f"internal error ({type(exc).__name__}); see the server log"
 
 
+def _log_call(context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, started: float,
+              answer: embed_pb2.EmbedResponse | None = None) -> None:
+    """The access log's line of one call (or stream message) of ``method``."""
+    texts, tokens = (len(answer.embeddings), answer.prompt_tokens) if answer is not None else (None, None)
+    access_log.record(access_log.client_of_peer(context.peer()), f"gRPC {method}", code.name,
+                      time.perf_counter() - started, texts, tokens)
+
+
 class EmbedderServicer:
     """Answers ``sae.v1.Embedder`` from an :class:`EmbeddingService`."""
 
@@ -99,13 +107,10 @@ class EmbedderServicer:
         self.access_log = service.config.access_log
         self._streams: set[asyncio.Queue] = set()  #: the answer queue of every open EmbedStream
 
-    def _log(self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode | str, started: float,
+    def _log(self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, started: float,
              answer: embed_pb2.EmbedResponse | None = None) -> None:
         if self.access_log:
-            name = code.name if isinstance(code, grpc.StatusCode) else code
-            texts, tokens = (len(answer.embeddings), answer.prompt_tokens) if answer is not None else (None, None)
-            access_log.record(access_log.client_of_peer(context.peer()), f"gRPC {method}", name,
-                              time.perf_counter() - started, texts, tokens)
+            _log_call(context, method, code, started, answer)
 
     async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
         _check_parsed(request, embed_pb2.EmbedRequest)
@@ -136,7 +141,7 @@ class EmbedderServicer:
             answer = await self._embed(request)
         except asyncio.CancelledError:
             self._count_cancelled()
-            self._log(context, "Embed", "CANCELLED", started)
+            self._log(context, "Embed", grpc.StatusCode.CANCELLED, started)
             raise
         except Exception as exc:
             await self._abort(context, exc, "Embed", started)
@@ -237,8 +242,7 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
         async def refuse(request, context: grpc.aio.ServicerContext) -> None:
             self.errors.labels("grpc", "unauthorized").inc()
             if self.access_log:
-                access_log.record(access_log.client_of_peer(context.peer()), f"gRPC {details.method.rsplit('/', 1)[-1]}",
-                                  _CODES["unauthorized"].name, 0.0)
+                _log_call(context, details.method.rsplit("/", 1)[-1], _CODES["unauthorized"], time.perf_counter())
             await context.abort(_CODES["unauthorized"], UNAUTHORIZED)
 
         make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming and handler.response_streaming
@@ -251,7 +255,7 @@ def _current_certificate(credentials: Credentials) -> grpc.ServerCredentials:
     """TLS credentials that serve each new connection the certificate (and check its
     client's against the client CA) of the moment: gRPC asks at every handshake, and is
     told of a change once per reload."""
-    served = credentials.generation
+    served = credentials.tls_and_generation()[1]
 
     def certificate(tls: TlsFiles) -> grpc.ServerCertificateConfiguration:
         return grpc.ssl_server_certificate_configuration([(tls.private_key, tls.certificate)], tls.client_ca)

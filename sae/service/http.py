@@ -149,7 +149,8 @@ class _Endpoints:
     async def _embed(self, request: Request, texts: list[str], truncate: bool = False) -> tuple[np.ndarray, int]:
         """The service's embedding of ``texts``, given up when the client goes away first:
         its texts leave the queue rather than be embedded for nobody (a client that timed out
-        and retried queued behind its own abandoned request)."""
+        and retried queued behind its own abandoned request). What was embedded is noted for
+        the access log (``request.state.embedded``: texts, tokens)."""
         embedding = asyncio.ensure_future(self.service.embed(texts, truncate=truncate))
         gone = asyncio.ensure_future(_client_gone(request))
         try:
@@ -158,7 +159,9 @@ class _Endpoints:
             gone.cancel()
             embedding.cancel()  # nothing, once it is done
         if embedding in done:
-            return embedding.result()
+            vectors, tokens = embedding.result()
+            request.state.embedded = (len(texts), tokens)
+            return vectors, tokens
         gone.result()  # what receiving raised, if it did
         raise ClientDisconnect()
 
@@ -183,7 +186,6 @@ class _Endpoints:
             parsed = parse_openai(await read_body(request, self.limit), self.service.config.max_texts)
             vectors, tokens = await self._embed(request, parsed.texts)
             self.texts["openai"].observe(len(parsed.texts))
-            request.state.embedded = (len(parsed.texts), tokens)  # for the access log
             return Response(openai_response(vectors, tokens, self.service.model, parsed.base64),
                             media_type="application/json")
 
@@ -192,9 +194,8 @@ class _Endpoints:
     async def tei(self, request: Request) -> Response:
         async def answer() -> Response:
             parsed = parse_tei(await read_body(request, self.limit), self.service.config.max_texts)
-            vectors, tokens = await self._embed(request, parsed.texts, parsed.truncate)
+            vectors, _ = await self._embed(request, parsed.texts, parsed.truncate)
             self.texts["tei"].observe(len(parsed.texts))
-            request.state.embedded = (len(parsed.texts), tokens)  # for the access log
             return Response(orjson.dumps(vectors, option=_NUMPY), media_type="application/json")
 
         return await self._answer("tei", answer)
