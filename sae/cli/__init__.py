@@ -15,8 +15,16 @@ COMMANDS = ("embed", "trace", "compare", "info", "eval", "demo", "teach", "disti
             "evolve", "lineage")
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Usage errors in one line, as every other bad input is (argparse prints the whole
+    usage block first: ten lines for ``sae serve``); ``--help`` still shows the usage."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineErrors(
         prog="sae",
         description="Semantic Annealing Engine: text to embeddings by rewriting token programs.",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 
 from sae.cli.common import add_engine_options, non_negative_int, port, positive_int
 from sae.engine import Engine
@@ -49,7 +50,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "which starts faster and holds one copy of the vectors")
     p.add_argument("--drain-seconds", type=float, default=30.0, metavar="S",
                    help="on SIGTERM, how long requests in flight may take to finish (default 30; at most 86,400)")
-    p.add_argument("--api-key", default=os.environ.get("SAE_API_KEY") or None, metavar="KEY",
+    p.add_argument("--api-key", default=None, metavar="KEY",
                    help="require KEY as 'Authorization: Bearer KEY' (gRPC: that metadata) on every request but "
                    "/health, /metrics and gRPC health; answered 401 / UNAUTHENTICATED without it (default: env "
                    "SAE_API_KEY, which keeps the key out of the process list; unset: no key)")
@@ -76,19 +77,20 @@ def run(args: argparse.Namespace) -> int:
         from sae.service.server import check_ports
     except ImportError as exc:
         raise InputError(str(exc)) from None
-    if args.api_key is not None and args.api_key_file is not None:
+    api_key = _api_key(args)
+    if api_key is not None and args.api_key_file is not None:
         raise InputError("--api-key (or SAE_API_KEY) and --api-key-file exclude each other: give one")
     try:
         config = ServiceConfig(
             host=args.host, port=args.port, grpc_port=args.grpc_port, max_batch_tokens=args.max_batch_tokens,
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
-            max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=args.api_key,
+            max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=api_key,
             api_key_file=args.api_key_file, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
             ssl_client_ca=args.ssl_client_ca, access_log=args.access_log,
         )
         credentials = Credentials(config)  # the files read and checked before the seconds of loading
     except ValueError as exc:
-        raise InputError(str(exc)) from None
+        raise InputError(_as_flags(str(exc))) from None
     try:
         check_ports(config.host, config.port, config.grpc_port)  # before the seconds of loading
     except OSError as exc:
@@ -122,3 +124,36 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(str(exc)) from None
     log.info("stopped")
     return 0
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    """``--api-key``, else ``SAE_API_KEY``. A variable that is set but empty is refused: a
+    secret that expanded to nothing would otherwise start a server that asks for no key."""
+    if args.api_key is not None:
+        return args.api_key
+    key = os.environ.get("SAE_API_KEY")
+    if key is None:
+        return None
+    if not key:
+        raise InputError("SAE_API_KEY is set but empty: give it a key, or unset it to serve without one")
+    from sae.service.auth import check_api_key  # sae[serve], checked by run() before this
+
+    try:
+        check_api_key(key)
+    except ValueError as exc:
+        raise InputError(str(exc).replace("api_key", "SAE_API_KEY", 1)) from None
+    return key
+
+
+#: ServiceConfig's fields as ``sae serve`` spells them, for its messages.
+_FLAGS = {"max_batch_tokens": "--max-batch-tokens", "max_wait_ms": "--max-wait-ms", "max_queue": "--max-queue",
+          "max_texts": "--max-texts", "max_body_bytes": "--max-body-bytes", "drain_seconds": "--drain-seconds",
+          "api_key_file": "--api-key-file", "api_key": "--api-key", "ssl_certfile": "--ssl-certfile",
+          "ssl_keyfile": "--ssl-keyfile", "ssl_client_ca": "--ssl-client-ca", "grpc_port": "--grpc-port"}
+
+
+def _as_flags(message: str) -> str:
+    """A ServiceConfig message (which names its fields, for Python callers) in the flags'
+    names the user typed: ``max_queue must be ...`` -> ``--max-queue must be ...``."""
+    message = re.sub(r"\b(" + "|".join(_FLAGS) + r")\b", lambda m: _FLAGS[m.group(1)], message)
+    return re.sub(r"^(host|port)\b", r"--\1", message)

@@ -50,6 +50,10 @@ class ServiceConfig:
     access_log: bool = False
 
     def __post_init__(self) -> None:
+        if not self.host.strip():
+            # gRPC refuses an empty host only once the Algorithm is loaded, and Python's
+            # sockets read it as every address: neither is what was meant.
+            raise ValueError("host must not be empty (0.0.0.0 or :: listens on every address)")
         for name in ("port", "grpc_port"):
             value = getattr(self, name)
             if not 0 <= value <= 65535:

@@ -105,7 +105,8 @@ class EmbedderServicer:
         self.errors = service.metrics.errors
         self.cancelled = service.metrics.grpc_cancelled
         self.access_log = service.config.access_log
-        self._streams: set[asyncio.Queue] = set()  #: the answer queue of every open EmbedStream
+        #: the answer queue of every open EmbedStream, and when it opened
+        self._streams: dict[asyncio.Queue, float] = {}
 
     def _log(self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, started: float,
              answer: embed_pb2.EmbedResponse | None = None) -> None:
@@ -161,7 +162,7 @@ class EmbedderServicer:
         """Each request is answered in order; requests are embedded concurrently as they arrive."""
         #: (when the request arrived, its answer) in the order they arrived
         answers: asyncio.Queue[tuple[float, asyncio.Future] | None] = asyncio.Queue(maxsize=64)
-        self._streams.add(answers)
+        self._streams[answers] = time.perf_counter()
 
         async def read() -> None:
             try:
@@ -183,7 +184,7 @@ class EmbedderServicer:
             self._count_cancelled()
             raise
         finally:
-            self._streams.discard(answers)
+            self._streams.pop(answers, None)
             reader.cancel()
             while not answers.empty():
                 pending = answers.get_nowait()
@@ -194,12 +195,13 @@ class EmbedderServicer:
         """End every open stream UNAVAILABLE (a cut: the drain may not wait any longer).
 
         A stream waiting for its client's next request would otherwise hold the shutdown
-        open; one with requests queued ends as the service fails them (``service.cut()``)."""
-        for answers in self._streams:
+        open; one with requests queued ends as the service fails them (``service.cut()``).
+        The access log times a cut from the stream's opening: no request of it was cut."""
+        for answers, opened in self._streams.items():
             cut = asyncio.get_running_loop().create_future()
             cut.set_exception(ShuttingDownError("the server is shutting down; the request was cut"))
             with contextlib.suppress(asyncio.QueueFull):
-                answers.put_nowait((time.perf_counter(), cut))
+                answers.put_nowait((opened, cut))
 
     async def _timed(self, request, context: grpc.aio.ServicerContext) -> embed_pb2.EmbedResponse:
         """One message of a stream; a failure is logged where the stream answers it."""
@@ -231,6 +233,7 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
         self.access_log = access_log
 
     async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        arrived = time.perf_counter()
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_GRPC_PREFIX):
             return handler
@@ -242,7 +245,7 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
         async def refuse(request, context: grpc.aio.ServicerContext) -> None:
             self.errors.labels("grpc", "unauthorized").inc()
             if self.access_log:
-                _log_call(context, details.method.rsplit("/", 1)[-1], _CODES["unauthorized"], time.perf_counter())
+                _log_call(context, details.method.rsplit("/", 1)[-1], _CODES["unauthorized"], arrived)
             await context.abort(_CODES["unauthorized"], UNAUTHORIZED)
 
         make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming and handler.response_streaming

@@ -245,13 +245,17 @@ class _Endpoints:
     async def metrics(self, request: Request) -> Response:
         return Response(self.service.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
+    async def refused(self, request: Request, exc: Exception) -> Response:
+        """Starlette's own refusals (unknown path, wrong method) as one-line JSON too, in the
+        shape of the API asked, and counted as a bad request of it (as a request without the
+        key to such a path is counted unauthorized)."""
+        assert isinstance(exc, HTTPException)
+        api = _api_of(request.url.path)
+        self.errors.labels(api, "bad_request").inc()
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return _json(_error_body(api, "bad_request", message), exc.status_code, exc.headers)
 
-async def _http_error(request: Request, exc: Exception) -> Response:
-    """Starlette's own refusals (unknown path, wrong method) as one-line JSON too, in the
-    shape of the API asked."""
-    assert isinstance(exc, HTTPException)
-    message = f"{request.method} {request.url.path}: {exc.detail}"
-    return _json(_error_body(_api_of(request.url.path), "bad_request", message), exc.status_code, exc.headers)
+
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
@@ -354,5 +358,5 @@ def create_app(service: EmbeddingService) -> Starlette:
         middleware.append(Middleware(_RequireApiKey, service=service))
     if service.config.access_log:
         middleware.insert(0, Middleware(_AccessLog))
-    return Starlette(routes=routes, exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    return Starlette(routes=routes, exception_handlers={HTTPException: ep.refused, Exception: _server_error},
                      middleware=middleware)

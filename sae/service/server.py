@@ -63,6 +63,10 @@ class _Uvicorn(uvicorn.Server):
 
 def _bind(host: str, port: int, what: str = "HTTP") -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:  # create_server reports a name that does not resolve by the resolver's code as if an errno
+        socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise OSError(f"cannot listen on {host}:{port} ({what}): {exc.strerror or exc}") from None
     try:
         return socket.create_server((host, port), family=family, backlog=2048)
     except OSError as exc:  # create_server's strerror repeats the address: the errno's own text instead

@@ -135,11 +135,12 @@ def test_the_cli_refuses_an_empty_key_in_one_line_and_reads_the_environment(tiny
                              "--api-key", ""], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
-        "sae serve: error: api_key must be 1 to 4,096 visible ASCII characters, without spaces; the one given has 0"]
+        "sae serve: error: --api-key must be 1 to 4,096 visible ASCII characters, without spaces; the one given has 0"]
     code = ("import os, sys; os.environ['SAE_API_KEY'] = 'from-env'; from sae.cli import build_parser; "
-            "print(build_parser().parse_args(['serve']).api_key)")
+            "from sae.cli.serve import _api_key; print(_api_key(build_parser().parse_args(['serve'])), "
+            "_api_key(build_parser().parse_args(['serve', '--api-key', 'flag'])))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60).stdout.strip() == "from-env"
+                          timeout=60).stdout.strip() == "from-env flag"
 
 
 @pytest.mark.parametrize(("host", "loopback"), [("127.0.0.1", True), ("127.0.0.2", True), ("::1", True),

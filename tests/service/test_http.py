@@ -193,13 +193,16 @@ def test_metrics(tiny_dir):
         assert http.post("/embed", json={"inputs": ["the cat", ""]}).status_code == 200
         assert http.post("/embed", json={"inputs": []}).status_code == 400
         assert http.post("/v1/embeddings", content=b"x" * (3 * 1024 * 1024)).status_code == 413
+        assert http.get("/v1/embeddings").status_code == 405  # starlette's refusals are counted too
+        assert http.get("/nope").status_code == 404
         text = http.get("/metrics").text
     families = {f.name: f for f in text_string_to_metric_families(text)}
     value = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in families.values() for s in f.samples}
     assert value[("sae_request_duration_seconds_count", (("api", "openai"),))] == 4
     assert value[("sae_request_duration_seconds_count", (("api", "tei"),))] == 2
     assert value[("sae_request_texts_sum", (("api", "openai"),))] == 6
-    assert value[("sae_request_errors_total", (("api", "tei"), ("kind", "bad_request")))] == 1
+    assert value[("sae_request_errors_total", (("api", "tei"), ("kind", "bad_request")))] == 2
+    assert value[("sae_request_errors_total", (("api", "openai"), ("kind", "bad_request")))] == 1
     assert value[("sae_request_errors_total", (("api", "openai"), ("kind", "too_large")))] == 1
     assert value[("sae_batch_texts_sum", ())] == 8
     # The batcher's cost: the empty text counts 1 token, as against --max-batch-tokens.

@@ -122,12 +122,36 @@ def one_line_error(result: subprocess.CompletedProcess) -> str:
 def test_bad_limits_exit_2(tiny_dir):
     line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
                                    "--max-batch-tokens", "10"]))
-    assert "max_batch_tokens must be in 128..16,777,216, got 10" in line
-    result = run_cli(["serve", "--port", "70000"])
-    assert result.returncode == 2 and "0..65535" in result.stderr
+    assert "--max-batch-tokens must be in 128..16,777,216, got 10" in line  # the flag, not the field
+    # argparse's own refusals are one line too (they printed the ten lines of usage first)
+    for flag, value, why in (("--port", "70000", "0..65535"), ("--max-queue", "0", "must be >= 1, got 0"),
+                             ("--workers", "x", "not an integer")):
+        line = one_line_error(run_cli(["serve", flag, value]))
+        assert why in line and "sae serve --help" in line and "usage:" not in line, line
     line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
                                    "--drain-seconds", "nan"]))
-    assert "drain_seconds must be in 0..86,400, got nan" in line  # was accepted, then crashed on SIGTERM
+    assert "--drain-seconds must be in 0..86,400, got nan" in line  # was accepted, then crashed on SIGTERM
+    line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu", "--max-queue", "2000000"]))
+    assert "--max-queue must be in 1..1,000,000" in line
+
+
+def test_bad_hosts_exit_2_before_loading(tiny_dir):
+    result = run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu", "--host", ""])
+    line = one_line_error(result)  # was taken for every address, and gRPC failed once all was loaded
+    assert "--host must not be empty" in line and "backend:" not in result.stderr
+    result = run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu", "--host", "999.1.1.1"])
+    line = one_line_error(result)
+    assert "cannot listen on 999.1.1.1:8080 (HTTP): " in line and "Unknown error" not in line, line
+
+
+def test_an_empty_api_key_variable_is_refused(tiny_dir, monkeypatch):
+    # A secret that expanded to nothing served without a key, and said nothing.
+    monkeypatch.setenv("SAE_API_KEY", "")
+    line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu"]))
+    assert "SAE_API_KEY is set but empty" in line
+    monkeypatch.setenv("SAE_API_KEY", "two words")
+    line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu"]))
+    assert "SAE_API_KEY must be 1 to 4,096 visible ASCII characters" in line and "two words" not in line
 
 
 def test_a_busy_port_exits_2(tiny_dir):
