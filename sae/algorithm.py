@@ -443,6 +443,40 @@ def rule_to_json(rule: Rule) -> dict[str, Any]:
             "pattern": [_element_to_json(el) for el in rule.pattern], "action": action}
 
 
+def check_rules(alg: Algorithm, caps: Capacities = DEFAULT_CAPACITIES) -> None:
+    """Raise :class:`AlgorithmError` naming the rule, the field and the reason unless
+    ``alg``'s rules and loop parameters are what :func:`load_algorithm` accepts.
+
+    An Algorithm built in Python (``dataclasses.replace(base, rules=parse_rules(...))``)
+    skips the loader; :class:`~sae.engine.Engine` and :func:`save_algorithm` call this so
+    that such rules are checked as a loaded Algorithm's are (a gap past the capacity was
+    run, and saved into a directory the loader then refused).
+    """
+    loader = _Loader(Path("."), caps)
+    loader.json_file = f"Algorithm {_short(alg.name)}"
+    params = alg.params
+    loader.int_in(params.max_steps, "params.max_steps", 0, caps.steps)
+    loader.int_in(params.tolerance, "params.tolerance", 0, TOLERANCE_MAX)
+    loader.int_in(params.inhibit_steps, "params.inhibit_steps", 0, caps.steps)
+    if len(alg.rules) > caps.rules:
+        raise loader.fail("rules", f"{len(alg.rules)} rules exceed the capacity of {caps.rules}")
+    n_phrases = alg.phrases.shape[0]
+    limits = _RuleLimits(list(alg.classes), alg.n_symbols, int(alg.vectors.shape[0]), int(alg.phrases.shape[1]),
+                         int(alg.phrase_bonus.max()) if n_phrases else 0, alg.n_transforms)
+    for i, rule in enumerate(alg.rules):
+        if not isinstance(rule, Rule):
+            raise loader.fail(f"rules[{i}]", f"must be a sae.algorithm.Rule, got {type(rule).__name__}")
+        try:
+            doc = rule_to_json(rule)
+        except (TypeError, ValueError) as exc:  # an opcode that is not one
+            raise loader.fail(f"rules[{i}]", _one_line(exc)) from None
+        loader._rule(doc, i, limits)
+    names = [r.name for r in alg.rules]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise loader.fail("rules", f"rule name {dup!r} is used twice")
+
+
 def phrase_table(sequences: list[tuple[int, ...]], width: int) -> np.ndarray:
     """Lexicon phrases as the sorted, -1 padded ``(n, width)`` int32 table the engine reads.
 
@@ -479,6 +513,7 @@ def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str =
         raise ValueError(f"save_algorithm: vector_dtype must be one of {VECTOR_DTYPES}, got {vector_dtype!r}")
     if str(directory) in ("", "."):  # the current directory, replaced whole
         raise ValueError(f"save_algorithm: name a directory to write, got {str(directory)!r}")
+    check_rules(alg)  # what the loader would refuse is not written
     Path(directory).parent.mkdir(parents=True, exist_ok=True)
     out = check_algorithm_output(directory, "save_algorithm")
     return _replace_whole(out, lambda tmp: _write_files(alg, tmp, vector_dtype))
@@ -993,6 +1028,7 @@ __all__ = [
     "PatternElement",
     "Rule",
     "canonical_json",
+    "check_rules",
     "default_algorithm_path",
     "element_fields",
     "load_algorithm",

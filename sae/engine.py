@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.algorithm import Algorithm, load_algorithm
+from sae.algorithm import Algorithm, check_rules, load_algorithm
 from sae.backend import Backend
 from sae.batch import AnnealStats, ProgramBatch, check_lengths, check_token_ids, lengths_of
 from sae.errors import BackendUnavailableError
@@ -144,7 +144,15 @@ class EngineCounters:
 
 @dataclass(frozen=True)
 class Explanation:
-    """Everything the engine did with one text."""
+    """Everything the engine did with one text (``Engine.explain``; ``sae trace`` prints it).
+
+    ``initial`` and ``final`` are structured arrays of ``sae.layout.PROGRAM_ITEM``, one
+    record an item: ``symbol``, ``token``, ``pos``, ``span``, ``opcode`` (``sae.layout.Op``),
+    ``arg0`` (vector row), ``arg1`` (weight, Q16), ``mod`` (transform), ``marks``.
+    ``journal`` is one ``sae.layout.JOURNAL_ENTRY`` record an attempted rewrite, in order:
+    ``step``, ``rule`` (an index into ``rule_names``), ``outcome`` (``COMMITTED`` or
+    ``REVERTED``) and the rest ``sae.layout.JOURNAL_ENTRY_FIELDS`` describes.
+    """
 
     text: str
     tokens: list[str]
@@ -223,7 +231,11 @@ class Engine(Closable):
         if not isinstance(caps, Capacities):
             raise TypeError(f"Engine: caps must be a sae.layout.Capacities, got {type(caps).__name__}")
         self.caps = caps
-        self.algorithm = algorithm if isinstance(algorithm, Algorithm) else load_algorithm(algorithm, caps)
+        if isinstance(algorithm, Algorithm):
+            check_rules(algorithm, caps)  # built in Python: the loader's checks were skipped
+            self.algorithm = algorithm
+        else:
+            self.algorithm = load_algorithm(algorithm, caps)
         self.backend: Backend = make_backend(backend, self.algorithm, caps, adapter, batch_size)
         self.batch_size = batch_size if batch_size is not None else self.backend.default_batch
         #: batches embedded at once, each by its own thread, on a backend that allows it

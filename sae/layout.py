@@ -92,7 +92,7 @@ class Capacities:
     run unboundedly.
     """
 
-    stream: int = 128  #: items per document (longer texts are truncated, with a warning)
+    stream: int = 128  #: items per document (a longer text is embedded in windows, or truncated with a warning)
     rules: int = 256  #: rules per Algorithm
     pattern: int = 4  #: elements per rule pattern
     gap: int = 3  #: items a pattern element may skip

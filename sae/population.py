@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sae.algorithm import Algorithm
+from sae.algorithm import Algorithm, check_rules
 from sae.batch import check_token_ids, token_lengths
 from sae.engine import Closable, make_backend
 from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
@@ -81,6 +81,8 @@ class PopulationEvaluator(Closable):
         does (the GPU would read out of bounds)."""
         self._check_open("PopulationEvaluator.evaluate")
         algorithms = list(algorithms)
+        for alg in algorithms:
+            check_rules(alg, self.caps)  # members built in Python skipped the loader's checks
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.evaluate")
         check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.evaluate")
         if hasattr(self.backend, "evaluate_population"):
@@ -112,6 +114,8 @@ class PopulationEvaluator(Closable):
         job on a GPU."""
         self._check_open("PopulationEvaluator.runs")
         algorithms = list(algorithms)
+        for alg in algorithms:
+            check_rules(alg, self.caps)  # members built in Python skipped the loader's checks
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.runs")
         check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.runs")
         if hasattr(self.backend, "population_runs"):

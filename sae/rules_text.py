@@ -59,7 +59,9 @@ def parse_rules(
 ) -> tuple[Rule, ...]:
     """Parse the text form; raises :class:`InputError` naming ``source``, line and reason.
 
-    Values are range-checked when the rules are loaded into an Algorithm.
+    Values are range-checked against an Algorithm (its classes, symbols, rows and the
+    capacities) by :func:`~sae.algorithm.check_rules`, which :class:`~sae.Engine`,
+    :func:`~sae.algorithm.save_algorithm` and the loader apply.
     """
     rules = []
     for lineno, raw in enumerate(text.splitlines(), start=1):

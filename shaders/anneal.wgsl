@@ -357,9 +357,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                 bits &= bits - 1u;
                 let m = match_rule(s, len, p, rb + r, tests);
                 if (m.ok) {
-                    let signed = signed_score(rb + r, m.score);
-                    potential += signed;
-                    if (signed > 0) {
+                    let bid_score = signed_score(rb + r, m.score);
+                    potential += bid_score;
+                    if (bid_score > 0) {
                         rewrites = 1u;
                         let key = bid_key(m.score, p, r);
                         if (key > best && scratch[sb + SCRATCH_INHIBIT + r] == 0u) {
@@ -526,8 +526,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
                                 bits &= bits - 1u;
                                 let m = match_rule(src, n, x, ri, tests);
                                 if (m.ok && m.z >= p) {
-                                    let signed = signed_score(ri, m.score);
-                                    delta += select(-signed, signed, side == 1u);
+                                    let bid_score = signed_score(ri, m.score);
+                                    delta += select(-bid_score, bid_score, side == 1u);
                                 }
                             }
                         }

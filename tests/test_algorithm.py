@@ -221,3 +221,33 @@ def test_distill_out_dot_is_refused_before_anything_is_read(tmp_path, monkeypatc
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["sae distill: error: .: --out names the Algorithm directory to write by a path that ends in its "
                    "name, not the current directory, its parent or the root"], err
+
+
+@pytest.mark.parametrize(("rule", "reason"), [
+    ("rule far score 10: [word] ~4 [word] => set 0 arg1=1", "rules[0].pattern[1].gap: 4 is out of range 0..3"),
+    ("rule long score 10: [word]+9 => set 0 arg1=1", "rules[0].pattern[0].run: 9 is out of range 0..8"),
+    ("rule loud score 40000: [word] => set 0 arg1=1", "rules[0].score: 40000 is out of range 1..32767"),
+    ("rule wide score 10: [word] [word] [word] [word] [word] => set 0 arg1=1", "must be a list of 1..4 elements"),
+])
+def test_rules_built_in_python_are_checked_as_loaded_ones_are(tmp_path, tiny_alg, rule, reason):
+    """parse_rules and dataclasses.replace skipped the loader: the Engine ran a gap past the
+    capacity (or failed with a bare IndexError), and save_algorithm wrote a directory the
+    loader then refused."""
+    from dataclasses import replace
+
+    from sae import Engine
+    from sae.algorithm import check_rules
+    from sae.population import PopulationEvaluator
+    from sae.rules_text import parse_rules
+
+    bad = replace(tiny_alg, rules=parse_rules(rule))
+    for attempt in (lambda: check_rules(bad), lambda: Engine(bad, backend="cpu"),
+                    lambda: save_algorithm(bad, tmp_path / "bad"),
+                    lambda: PopulationEvaluator(tiny_alg, backend="cpu").evaluate([bad], [[1, 2]])):
+        with pytest.raises(AlgorithmError) as info:
+            attempt()
+        assert str(info.value) == f"Algorithm 'tiny': {reason}" or str(info.value).endswith(reason)
+    assert not (tmp_path / "bad").exists()
+    check_rules(tiny_alg)  # the loaded one passes
+    with pytest.raises(AlgorithmError, match=r"params\.max_steps"):
+        check_rules(replace(tiny_alg, params=LoopParams(max_steps=10_000)))

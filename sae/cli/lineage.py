@@ -86,4 +86,7 @@ def _print(report: dict) -> None:
                             f"params {best['params']}, lexicon {best['lexicon']}:"))
     con.print(best["rules"], highlight=False)
     if report["final"]:
-        con.print(f"final pick: {report['final']['rule']}; validation {report['final']['valid']}")
+        final = report["final"]
+        # The stored rule names --final-candidates; a small front validates fewer.
+        con.print(f"final pick: {final['rule']} ({len(final['candidates'])} validated); "
+                  f"validation {final['valid']}")
