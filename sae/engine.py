@@ -16,7 +16,7 @@ import numpy as np
 from sae.algorithm import Algorithm, check_rules, load_algorithm
 from sae.backend import Backend
 from sae.batch import AnnealStats, ProgramBatch, check_lengths, check_token_ids, lengths_of
-from sae.errors import BackendUnavailableError
+from sae.errors import AlgorithmError, BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
 from sae.windows import Windows, cut_to_capacity
@@ -374,11 +374,23 @@ class Engine(Closable):
         with self._call("Engine.embed"):
             if not self.backend.concurrent_batches:
                 with self._device_turn:
-                    return self._embed_pipelined(texts, None, progress)
+                    return self._finite(self._embed_pipelined(texts, None, progress))
             with maybe_scope(self._profiler, "tokenize", texts=len(texts)):
                 token_ids, cut = self._tokenize(texts)
                 self._warn_truncated(cut)
-            return self._embed_token_ids(token_ids, progress)
+            return self._finite(self._embed_token_ids(token_ids, progress))
+
+    def _finite(self, vectors: np.ndarray) -> np.ndarray:
+        """``vectors``, unless the Algorithm made one that is not finite: values that its
+        sums or products overflow float32 with (the loader checks that they are finite, not
+        how large they are). An :class:`AlgorithmError` then, not NaN rows in an output."""
+        finite = np.isfinite(vectors).all(axis=1)
+        if not finite.all():
+            row = int(np.flatnonzero(~finite)[0])
+            raise AlgorithmError(f"Algorithm {self.algorithm.name!r}", "values",
+                                 f"text {row + 1} embeds to NaN or infinity: its vectors, weights or transforms "
+                                 f"overflow float32 ({int((~finite).sum())} text(s))")
+        return vectors
 
     def embed_tokens(
         self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None = None, *,
@@ -397,7 +409,7 @@ class Engine(Closable):
         with self._call("Engine.embed_tokens"):
             if check:
                 check_token_ids(token_ids, len(self.algorithm.symbol_rows), "Engine.embed_tokens")
-            return self._embed_token_ids(token_ids, progress)
+            return self._finite(self._embed_token_ids(token_ids, progress))
 
     def documents(self, token_ids: Sequence[Sequence[int]]) -> list[Sequence[int]]:
         """The documents the backends anneal for texts tokenized by :meth:`tokenize`: one per

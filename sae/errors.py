@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from collections.abc import Callable
@@ -55,6 +56,10 @@ class _CheckedStdout:
         self._stream = stream
 
     def _call(self, method: str, *args):
+        if self._stream is None:  # started with it closed (>&-): an error once something is written
+            if method == "flush":
+                return None
+            raise StdoutError("standard output is closed")
         try:
             return getattr(self._stream, method)(*args)
         except BrokenPipeError:
@@ -88,6 +93,12 @@ def _drop_stdout(stream) -> None:
         pass
 
 
+#: Errors of a path as given (exit code 2, bad input); any other error of a file is the
+#: job's (a full disk, an I/O error: exit code 1).
+PATH_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENAMETOOLONG,
+                         errno.ELOOP, errno.EROFS, errno.EEXIST})
+
+
 def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
     """Run a script's ``main()`` (the ``tools/`` scripts) the way the CLI runs a command:
     a :class:`SaeError` becomes one line on stderr (``PROG: error: …``, the script's file
@@ -110,5 +121,13 @@ def run_script(main: Callable[[], int | None], prog: str | None = None) -> int:
             _drop_stdout(stream)
         print(f"{prog or Path(sys.argv[0]).name}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A file the command was pointed at that a check before it did not foresee (a
+        # directory that cannot be entered, a full disk): one line naming it. Without a
+        # file name it is not the user's, and keeps its traceback.
+        if exc.filename is None:
+            raise
+        print(f"{prog or Path(sys.argv[0]).name}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+        return 2 if exc.errno in PATH_ERRNOS else 1
     finally:
         sys.stdout = stream

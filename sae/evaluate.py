@@ -8,7 +8,6 @@ characters. Spearman is computed with numpy (average ranks for ties).
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from sae.errors import InputError
-from sae.io import decode_utf8, existing_file
+from sae.io import decode_utf8, existing_file, stdin_bytes
 
 if TYPE_CHECKING:
     from sae.teacher import TeacherTable
@@ -69,9 +68,13 @@ def read_pairs(path: str | Path) -> Pairs:
     name = str(path)
     if name == "-":
         name = "<stdin>"  # as the corpus reader names it
-        text = decode_utf8(sys.stdin.buffer.read(), name)
+        text = decode_utf8(stdin_bytes().read(), name)
     else:
-        text = decode_utf8(existing_file(path, "an STS pairs file").read_bytes(), name)
+        try:
+            data = existing_file(path, "an STS pairs file").read_bytes()
+        except OSError as exc:
+            raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
+        text = decode_utf8(data, name)
     s1: list[str] = []
     s2: list[str] = []
     scores: list[float] = []

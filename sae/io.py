@@ -16,11 +16,22 @@ from sae.errors import InputError, SaeError
 def existing_file(source: str | Path, expected: str, kind: str = "file") -> Path:
     """``source`` as a Path when it is an existing file; else an InputError naming it."""
     path = Path(source)
-    if not path.exists():
-        raise InputError(f"{source}: no such {kind}")
-    if path.is_dir():
-        raise InputError(f"{source}: is a directory, expected {expected}")
+    try:  # exists() raises for a directory that cannot be entered, or a name too long
+        if not path.exists():
+            raise InputError(f"{source}: no such {kind}")
+        if path.is_dir():
+            raise InputError(f"{source}: is a directory, expected {expected}")
+    except OSError as exc:
+        raise InputError(f"{source}: cannot read ({exc.strerror or exc})") from None
     return path
+
+
+def stdin_bytes():  # -> BinaryIO
+    """Standard input's byte stream, for an input named ``-``; an :class:`InputError` when
+    the process has none (started with it closed, ``<&-``)."""
+    if sys.stdin is None:
+        raise InputError("-: standard input is closed; give a file, or pipe the input in")
+    return sys.stdin.buffer
 
 
 def invalid_utf8(name: str, line: int, exc: UnicodeDecodeError, first_byte: int = 0) -> InputError:
@@ -39,18 +50,33 @@ def decode_utf8(data: bytes, name: str) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def text_column(table, name: str):  # (pyarrow.Table, str) -> pyarrow.ChunkedArray
-    """The table's ``text`` column, checked to be strings without nulls."""
+def text_column(table, name: str) -> list[str]:  # table: pyarrow.Table
+    """The table's ``text`` column as Python strings: string, large or view strings, or
+    dictionary-encoded ones (as ``sae embed`` reads them), without nulls; invalid UTF-8
+    is refused naming its row."""
     import pyarrow as pa
 
     if "text" not in table.column_names:
         raise InputError(f"{name}: no 'text' column (columns: {', '.join(table.column_names)})")
     column = table.column("text")
-    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+    kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
         raise InputError(f"{name}: column 'text' has type {column.type}, expected string")
     if column.null_count:
         raise InputError(f"{name}: column 'text' has {column.null_count} null value(s)")
-    return column
+    try:
+        return column.to_pylist()
+    except UnicodeDecodeError:  # pyarrow does not check UTF-8 when it reads a file
+        row = next(i for i, value in enumerate(column) if not _decodes(value))
+        raise InputError(f"{name}: column 'text': invalid UTF-8 in row {row + 1}") from None
+
+
+def _decodes(value) -> bool:  # value: a pyarrow scalar
+    try:
+        value.as_py()
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_texts(source: str) -> list[str]:
@@ -61,7 +87,7 @@ def read_texts(source: str) -> list[str]:
     or a table without a string ``text`` column.
     """
     if source == "-":
-        return _lines(sys.stdin.buffer.read(), "<stdin>")
+        return _lines(stdin_bytes().read(), "<stdin>")
     path = existing_file(source, "a .txt, .parquet or .arrow file")
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".arrow", ".feather", ".ipc"):
@@ -96,7 +122,7 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
                     table = pa.ipc.open_stream(source).read_all()
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable {suffix} table ({exc})") from None
-    return text_column(table, str(path)).to_pylist()
+    return text_column(table, str(path))
 
 
 def check_writable(out: str | Path, inputs: tuple[str | Path | None, ...] = ()) -> Path:
@@ -107,20 +133,39 @@ def check_writable(out: str | Path, inputs: tuple[str | Path | None, ...] = ()) 
         raise InputError("-: sae writes files, not to standard output; name the output file")
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise InputError(f"{out}: is a directory")
-    if path.exists() and not path.is_file():
-        raise InputError(f"{out}: is not a regular file (a device or a pipe); name a file to write")
-    for source in inputs:
-        if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
-            raise InputError(f"{out}: is also an input of this command; name another output")
-    if not parent.is_dir():
-        raise InputError(f"{out}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise InputError(f"{out}: directory {parent} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise InputError(f"{out}: file is not writable")
-    return Path(os.path.realpath(path)) if path.is_symlink() else path  # written through
+    try:  # is_dir() and exists() raise for a directory that cannot be entered, or a name too long
+        if path.is_dir():
+            raise InputError(f"{out}: is a directory")
+        if path.exists() and not path.is_file():
+            raise InputError(f"{out}: is not a regular file (a device or a pipe); name a file to write")
+        for source in inputs:
+            if source is not None and path.exists() and Path(source).exists() and os.path.samefile(path, source):
+                raise InputError(f"{out}: is also an input of this command; name another output")
+        if not parent.is_dir():
+            raise InputError(f"{out}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise InputError(f"{out}: directory {parent} is not writable")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise InputError(f"{out}: file is not writable")
+        longest = _longest_name(parent) - SIBLING_NAME_EXTRA
+        if len(os.fsencode(path.name)) > longest:
+            raise InputError(f"{out}: the file name has {len(os.fsencode(path.name))} bytes, at most {longest} "
+                             "here (sae writes beside it under a longer name first)")
+        return Path(os.path.realpath(path)) if path.is_symlink() else path  # written through
+    except OSError as exc:
+        raise InputError(f"{out}: cannot write ({exc.strerror or exc})") from None
+
+
+#: Bytes the longest name sae writes beside an output adds to the output's own: the
+#: temporary file ``.NAME.XXXXXXXX.tmp`` and the resume state ``.NAME.resume``.
+SIBLING_NAME_EXTRA = 16
+
+
+def _longest_name(directory: Path) -> int:
+    try:
+        return os.pathconf(directory, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not on this system (Windows): the common limit
+        return 255
 
 
 def check_png_output(out: str | Path, flag: str, inputs: tuple[str | Path | None, ...] = ()) -> Path:

@@ -96,7 +96,7 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{name}: not a readable Parquet teacher file ({one_line(exc)})") from None
 
-    text_col = text_column(table, name)
+    texts = text_column(table, name)
     if "embedding" not in table.column_names:
         raise InputError(f"{name}: no 'embedding' column (columns: {', '.join(table.column_names)})")
 
@@ -136,7 +136,6 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
                 f"(± {NORM_TOLERANCE}); {int(off.sum())} row(s) are not normalized"
             )
     meta = {k.decode(errors="replace"): v.decode(errors="replace") for k, v in (table.schema.metadata or {}).items()}
-    texts = text_col.to_pylist()
     _check_repeats(texts, embeddings, name)
     return TeacherTable(path=name, texts=texts, embeddings=embeddings, metadata=meta)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from sae import __version__
@@ -63,8 +64,23 @@ def _setup_logging(verbose: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sae`` console script; returns the exit code."""
+    if sys.stderr is None:  # started with it closed (2>&-): the command still runs, its messages go nowhere
+        sys.stderr = open(os.devnull, "w")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    parsed: list[argparse.Namespace] = []
+
+    def parse() -> int:
+        try:
+            parsed.append(parser.parse_args(argv))
+        except SystemExit as exc:
+            if exc.code:
+                raise  # a usage error, on stderr
+        return 0  # --help and --version: what they wrote to stdout is checked as a command's output
+
+    code = run_script(parse, "sae")
+    if not parsed:
+        return code
+    args = parsed[0]
     _setup_logging(args.verbose)
     try:
         return run_script(lambda: args.run(args), f"sae {args.command}")

@@ -50,9 +50,9 @@ def port(text: str) -> int:
 
 
 def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, backend: bool = True,
-                       backend_help: str | None = None) -> None:
+                       backend_help: str | None = None, threads: bool = True) -> None:
     """--algorithm, --adapter, and unless turned off --backend (``backend_help`` for a command
-    that reads it otherwise), --batch-size and --threads."""
+    that reads it otherwise), --batch-size and --threads (``threads``: only with ``batch``)."""
     parser.add_argument("--algorithm", metavar="PATH", help="Algorithm directory (default: the bundled one)")
     if backend:
         parser.add_argument(
@@ -70,6 +70,7 @@ def add_engine_options(parser: argparse.ArgumentParser, *, batch: bool = True, b
     if batch:
         parser.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                             help="documents per batch (default: the backend's, 2048 on the CPU, 1024 on the GPU)")
+    if batch and threads:
         parser.add_argument("--threads", type=positive_int, default=None, metavar="N",
                             help="batches embedded side by side on the CPU path (default: CPU count, at most 8)")
 

@@ -44,7 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=".txt (one text per line), .parquet/.arrow with a text column, or - for stdin "
                    "(default: a few built-in sentences)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    add_engine_options(p, backend=False)  # both backends run
+    add_engine_options(p, backend=False, threads=False)  # both backends run, one batch at a time
     p.set_defaults(run=run)
 
 
@@ -75,12 +75,13 @@ def compare(texts: list[str], algorithm: str | None, adapter: str | None, batch_
     engine = Engine(algorithm, backend="cpu", batch_size=batch_size)
     alg, caps = engine.algorithm, engine.caps
     gpu = GpuBackend(alg, caps, adapter=adapter)
+    token_ids = engine.documents(engine.tokenize(texts))  # a long text's windows, each a document
     batch_size = gpu.default_batch if batch_size is None else batch_size
+    batch_size = min(batch_size, max(len(token_ids), 1))  # the batches are allocated whole, up front
     backends = {"cpu": engine.backend, "gpu": gpu}
     batches = {name: ProgramBatch(batch_size, caps) for name in backends}
     seconds = dict.fromkeys(backends, 0.0)
     stages = {name: _Stage(name) for name in ("bids", "items", "lengths", "journal", "embeddings")}
-    token_ids = engine.documents(engine.tokenize(texts))  # a long text's windows, each a document
     for start in range(0, len(token_ids), batch_size):
         ids = token_ids[start : start + batch_size]
         n = len(ids)

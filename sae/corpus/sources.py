@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any, BinaryIO
 
 from sae.corpus import lines as _lines
 from sae.errors import InputError
-from sae.io import existing_file
+from sae.io import existing_file, stdin_bytes
 
 #: Table formats by file suffix; anything else is read as text, one text per line.
 PARQUET_SUFFIXES = (".parquet",)
@@ -185,7 +184,7 @@ class StdinSource(Source):
 
     def _open(self) -> contextlib.AbstractContextManager[BinaryIO]:
         """The stream to read (stdin stays open once read)."""
-        return contextlib.nullcontext(self._stream if self._stream is not None else sys.stdin.buffer)
+        return contextlib.nullcontext(self._stream if self._stream is not None else stdin_bytes())
 
     def chunks(self) -> Iterator[Any]:
         with self._open() as stream:

@@ -92,4 +92,7 @@ class CpuBackend:
             # apart, the first batches' execute no longer reads as the VM's own cost.
             with self.profiler.scope("vector rows"):
                 self.table.index(words[..., F.ARG0], words[..., F.MOD])
-        return run_vm(words, batch.lengths[:n], self.table, self.alg.weights, self.caps.stack)
+        # An Algorithm whose values overflow float32 is reported once, by the Engine
+        # (Engine._finite), not by a numpy warning per array it reaches.
+        with np.errstate(over="ignore", invalid="ignore"):
+            return run_vm(words, batch.lengths[:n], self.table, self.alg.weights, self.caps.stack)

@@ -49,7 +49,7 @@ def lineage_report(store: RunStore) -> dict[str, Any]:
         key = main
     steps.reverse()
     front = pareto_front([Scored(k, quality(k), float(r["objectives"]["cost"])) for k, r in records.items()])
-    best_genome = Genome.from_json(json.loads(store.genome_json(best_key)))
+    best_genome = Genome.from_json(store.genome_doc(best_key))
     from sae.rules_text import format_rules
 
     return {

@@ -100,7 +100,7 @@ class RunStore:
         self._lock = None
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+                self.db = sqlite3.connect(_read_only_uri(self.path), uri=True)
             else:
                 self.db = sqlite3.connect(str(self.path), isolation_level=None)
         except sqlite3.DatabaseError as exc:
@@ -168,7 +168,7 @@ class RunStore:
     # -- configuration ----------------------------------------------------------------------
     def config(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT value FROM meta WHERE key='config'").fetchone()
-        return json.loads(row[0]) if row else None
+        return self._json(row[0], "meta.config") if row else None
 
     def start(self, config: dict[str, Any]) -> None:
         with self.transaction():
@@ -193,8 +193,10 @@ class RunStore:
         row = self.db.execute(
             "SELECT rng_state, best_quality, median_quality, best_genome, diversity, evaluated, summary "
             "FROM generations WHERE gen=?", (gen,)).fetchone()
-        return {"gen": gen, "rng_state": json.loads(row[0]), "best_quality": row[1], "median_quality": row[2],
-                "best_genome": row[3], "diversity": row[4], "evaluated": row[5], "summary": json.loads(row[6])}
+        where = f"generations[{gen}]"
+        return {"gen": gen, "rng_state": self._json(row[0], f"{where}.rng_state"), "best_quality": row[1],
+                "median_quality": row[2], "best_genome": row[3], "diversity": row[4], "evaluated": row[5],
+                "summary": self._json(row[6], f"{where}.summary")}
 
     def generations(self) -> list[dict[str, Any]]:
         return [self.generation(g) for (g,) in self.db.execute("SELECT gen FROM generations ORDER BY gen")]
@@ -209,8 +211,20 @@ class RunStore:
             raise InputError(f"{self.path}: genome {key[:16]} is missing")
         return row[0]
 
+    def genome_doc(self, key: str) -> Any:
+        """The genome's JSON, parsed."""
+        return self._json(self.genome_json(key), f"genomes[{key[:16]}]")
+
+    def _json(self, text: Any, where: str) -> Any:
+        """A stored JSON value; a run file edited or damaged outside sae is one line naming
+        the row (SQLite's own checks do not see inside a value)."""
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError):
+            raise InputError(f"{self.path}: {where}: not valid JSON; the run database is damaged") from None
+
     def evaluations(self, stage: str = "fit") -> dict[str, dict[str, Any]]:
-        return {g: json.loads(r) for g, r in self.db.execute(
+        return {g: self._json(r, f"evaluations[{g[:16]}]") for g, r in self.db.execute(
             "SELECT genome, record FROM evaluations WHERE stage=?", (stage,))}
 
     def births(self) -> dict[str, tuple[int, str, list[str]]]:
@@ -218,15 +232,15 @@ class RunStore:
         out: dict[str, tuple[int, str, list[str]]] = {}
         for gen, child, op, parents in self.db.execute(
                 "SELECT gen, child, operator, parents FROM births ORDER BY gen, slot"):
-            out.setdefault(child, (gen, op, json.loads(parents)))
+            out.setdefault(child, (gen, op, self._json(parents, f"births[{child[:16]}].parents")))
         return out
 
     def final(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT genome, algorithm, record FROM final WHERE id=0").fetchone()
-        return {"genome": row[0], "algorithm": row[1], **json.loads(row[2])} if row else None
+        return {"genome": row[0], "algorithm": row[1], **self._json(row[2], "final.record")} if row else None
 
     def telemetry(self) -> dict[int, dict[str, Any]]:
-        return {g: json.loads(r) for g, r in self.db.execute("SELECT gen, record FROM telemetry")}
+        return {g: self._json(r, f"telemetry[{g}]") for g, r in self.db.execute("SELECT gen, record FROM telemetry")}
 
     def digest(self) -> str:
         """SHA-256 over every deterministic table, row by row in key order."""
@@ -297,6 +311,12 @@ class _Transaction:
         return False
 
 
+def _read_only_uri(path: Path) -> str:
+    """SQLite's URI of ``path`` opened read-only: the path percent-encoded, as a name with
+    ``#`` or ``?`` would otherwise end it there (and open, or create, another file)."""
+    return f"{path.resolve().as_uri()}?mode=ro"
+
+
 def open_existing(path: str | Path) -> RunStore:
     """Open a run file for reading (``sae lineage``); one-line error when it is not one."""
     p = Path(path)
@@ -305,7 +325,7 @@ def open_existing(path: str | Path) -> RunStore:
     if not p.is_file():
         raise InputError(f"{p}: no such run database")
     try:
-        db = sqlite3.connect(f"file:{p}?mode=ro", uri=True)
+        db = sqlite3.connect(_read_only_uri(p), uri=True)
         row = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
         db.close()
     except sqlite3.DatabaseError as exc:

@@ -129,7 +129,8 @@ def test_an_interrupted_teacher_leaves_no_partial_token_file(tmp_path, monkeypat
 
 
 @pytest.mark.parametrize("damage, message", [
-    (lambda f: f.write_bytes(f.read_bytes()[:200]), "tokens-f64.npy: not a readable .npy file (Failed to read all data"),
+    # (numpy's own reason varies by version: "Failed to read all data", "cannot reshape array")
+    (lambda f: f.write_bytes(f.read_bytes()[:200]), "tokens-f64.npy: not a readable .npy file ("),
     (lambda f: f.write_text("hello\n"), "tokens-f64.npy: not an .npy file;"),
     (lambda f: np.save(f, np.zeros((8, 384))), "tokens-f64.npy: holds a float64 array of shape (8, 384), expected"),
     (lambda f: np.save(f, np.full((8, 384), np.nan, dtype=np.float32)), "tokens-f64.npy: contains NaN or infinity;"),

@@ -3,6 +3,7 @@ resume, refusals with one line and exit 2, lineage, metrics."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -309,6 +310,20 @@ def test_lineage(reference, tmp_path, capsys):
     odd.write_bytes(before)
     code, out, _ = run_cli(["lineage", str(odd)], capsys)
     assert code == 0 and f"{odd}:" in out.replace("\n", "")
+    # '#' and '?' ended the path of SQLite's URI: "not a run database", and a stray file made.
+    for name in ("run#2.sqlite", "run?x.sqlite", "run%41.sqlite"):
+        (tmp_path / name).write_bytes(before)
+        code, out, _ = run_cli(["lineage", str(tmp_path / name), "--json"], capsys)
+        assert code == 0 and json.loads(out)["digest"] == reference["digest"]
+    assert not (tmp_path / "run").exists()
+    # A value damaged outside sae was a JSONDecodeError's traceback.
+    damaged = tmp_path / "damaged.sqlite"
+    damaged.write_bytes(before)
+    with contextlib.closing(sqlite3.connect(damaged)) as db:
+        db.execute("UPDATE evaluations SET record='x'")
+        db.commit()
+    line = one_line_error(*run_cli(["lineage", str(damaged)], capsys)[::2])
+    assert "evaluations[" in line and "not valid JSON" in line
 
 
 def test_metrics_are_served(caplog):
