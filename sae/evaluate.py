@@ -90,6 +90,8 @@ def read_pairs(path: str | Path) -> Pairs:
                 "(genre, file, year, id, score, sentence 1, sentence 2)"
             )
         try:
+            if "_" in cols[4]:  # Python's float() reads "1_0" as 10: not how a data file writes a number
+                raise ValueError
             score = float(cols[4])
         except ValueError:
             raise InputError(f"{name}: line {number}: score {cols[4]!r} is not a number") from None

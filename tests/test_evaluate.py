@@ -58,6 +58,7 @@ def test_read_stsb_layout_with_quotes_and_extra_columns(tmp_path):
     [
         ("a\tb\tc\n", "line 1: 3 tab-separated column(s), expected at least 7"),
         ("g\tf\ty\t1\tfive\ts1\ts2\ng\tf\ty\t1\t1\ts1\ts2\n", "line 1: score 'five' is not a number"),
+        ("g\tf\ty\t1\t1_0\ts1\ts2\ng\tf\ty\t1\t1\ts1\ts2\n", "line 1: score '1_0' is not a number"),
         ("g\tf\ty\t1\t1\ts1\ts2\n", "1 pair(s)"),
     ],
 )
