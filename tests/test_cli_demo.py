@@ -38,3 +38,10 @@ def test_demo_bundled_sample_is_not_msr():
     text = SAMPLE.read_text(encoding="utf-8")
     assert "MSRpar" not in text and "MSRvid" not in text
     assert sum(1 for line in text.splitlines() if line and not line.startswith("#")) == 40
+
+
+def test_demo_says_when_the_correlation_is_undefined(tmp_path, tiny_dir, caplog):
+    pairs = tmp_path / "same.tsv"
+    pairs.write_text("g\tf\ty\t1\t3\tthe cat\ta cat\ng\tf\ty\t2\t3\ta dog runs\tthe dog\n")  # one gold score
+    assert main(["demo", "--pairs", str(pairs), "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 0
+    assert "the correlations are undefined" in caplog.text

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     rows: list[tuple[str, str]] = []
     cpu_emb, cpu_rate = _rate(cpu, texts)
     rho = score_embeddings(pairs, texts, cpu_emb)[0]
+    if np.isnan(rho):  # as sae eval says it
+        log.warning("%s: the correlations are undefined (the gold scores or the cosines are all equal)", args.pairs)
     rows.append(("Algorithm", f"{alg.name} {alg.content_hash[:12]} ({alg.dim}-d, {len(alg.rules)} rules, "
                  f"{alg.n_phrases} phrases)"))
     rows.append(("sample", f"{len(pairs)} pairs, {len(texts)} sentences ({Path(args.pairs).name})"))
