@@ -165,9 +165,10 @@ def test_other_float_lists_of_one_length_are_read_as_float32(tmp_path, layout):
     """What pandas or ``pa.table`` make of Python lists (and ``sae embed --dtype float16``)
     is a teacher too: the same values as float32."""
     emb = unit_rows(3, 4)
-    value_type = pa.float16() if layout.endswith("<half>") else pa.float64() if "double" in layout else pa.float32()
+    numpy_type = np.float16 if layout.endswith("<half>") else np.float64 if "double" in layout else np.float32
+    value_type = pa.from_numpy_dtype(numpy_type)  # (to_pandas_dtype needs pandas on some pyarrow versions)
     if layout.startswith("fixed"):
-        col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1).astype(value_type.to_pandas_dtype()),
+        col = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1).astype(numpy_type),
                                                          type=value_type), 4)
     else:
         list_type = pa.large_list if layout.startswith("large") else pa.list_
@@ -175,7 +176,7 @@ def test_other_float_lists_of_one_length_are_read_as_float32(tmp_path, layout):
     path = tmp_path / "t.parquet"
     write_raw(path, ["a", "b", "c"], col)
     table = read_teacher(path, dim=4)
-    expected = emb.astype(value_type.to_pandas_dtype()).astype(np.float32)
+    expected = emb.astype(numpy_type).astype(np.float32)
     np.testing.assert_array_equal(table.embeddings, expected)
     assert table.embeddings.dtype == np.float32 and not table.embeddings.flags.writeable
 
