@@ -55,8 +55,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    "/health, /metrics and gRPC health; answered 401 / UNAUTHENTICATED without it (default: env "
                    "SAE_API_KEY, which keeps the key out of the process list; unset: no key)")
     p.add_argument("--api-key-file", default=None, metavar="FILE",
-                   help="in place of --api-key: accept any key in FILE (one a line, at most 256; lines starting "
-                   "with # are comments); SIGHUP reads it again, so a key is rotated without a restart")
+                   help="in place of --api-key: accept any key in FILE (one a line, KEY or NAME KEY, at most 256; "
+                   "lines starting with # are comments; a name is what the access log says); SIGHUP reads it "
+                   "again, so a key is rotated without a restart")
     p.add_argument("--ssl-certfile", default=None, metavar="PEM",
                    help="serve HTTPS and gRPC over TLS with this certificate chain (with --ssl-keyfile); SIGHUP "
                    "reads both files again (a renewed certificate) without dropping a connection")

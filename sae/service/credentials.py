@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-from sae.service.auth import bearer_matches, read_api_key_file
+from sae.service.auth import bearer_matches, matching_key, read_api_key_file
 from sae.service.config import ServiceConfig
 from sae.service.tls import TlsFiles, load_tls_files
 
@@ -26,6 +26,7 @@ class _Loaded:
     (gRPC's) sees one reading or the next, never half of each."""
 
     keys: tuple[bytes, ...] | None  # None: no key is asked for
+    names: tuple[str | None, ...]  # each key's name in the key file (None: none given)
     tls: TlsFiles | None
     #: counts readings: 0 at start, then one more for each reload that took
     generation: int
@@ -45,14 +46,19 @@ class Credentials:
 
     def _read(self, generation: int) -> _Loaded:
         config = self.config
+        names: tuple[str | None, ...] = ()
         if config.api_key_file is not None:
-            keys: tuple[bytes, ...] | None = tuple(k.encode("ascii") for k in read_api_key_file(config.api_key_file))
+            named = read_api_key_file(config.api_key_file)
+            keys: tuple[bytes, ...] | None = tuple(key.encode("ascii") for _, key in named)
+            names = tuple(name for name, _ in named)
+        elif config.api_key is not None:
+            keys, names = (config.api_key.encode("ascii"),), (None,)
         else:
-            keys = (config.api_key.encode("ascii"),) if config.api_key is not None else None
+            keys = None
         tls = None
         if config.ssl_certfile is not None and config.ssl_keyfile is not None:
             tls = load_tls_files(config.ssl_certfile, config.ssl_keyfile, config.ssl_client_ca)
-        return _Loaded(keys, tls, generation)
+        return _Loaded(keys, names, tls, generation)
 
     @property
     def files(self) -> list[str]:
@@ -91,6 +97,16 @@ class Credentials:
         keys = self._loaded.keys
         return keys is None or bearer_matches(authorization, keys)
 
+    def holder(self, authorization: str | bytes | None) -> tuple[bool, str | None]:
+        """Whether an ``Authorization`` value carries one of the keys, and the key's name
+        in the key file (None: a key without one, or none carried): who the access log
+        says sent a request."""
+        loaded = self._loaded  # keys and names of one reading
+        if loaded.keys is None:
+            return True, None
+        index = matching_key(authorization, loaded.keys)
+        return (False, None) if index is None else (True, loaded.names[index])
+
     def reload(self) -> str:
         """Read every file again and serve what it holds now; a few words on what was read.
 
@@ -101,8 +117,9 @@ class Credentials:
         self._loaded = loaded
         parts = []
         if self.config.api_key_file is not None:
-            count = self.key_count
-            parts.append(f"{count} API key{'s' if count != 1 else ''} from {self.config.api_key_file}")
+            count, named = self.key_count, sum(name is not None for name in loaded.names)
+            parts.append(f"{count} API key{'s' if count != 1 else ''}{f' ({named} named)' if named else ''} "
+                         f"from {self.config.api_key_file}")
         if loaded.tls is not None:
             parts.append(f"the certificate {loaded.tls.certfile}")
             if loaded.tls.client_ca_file is not None:

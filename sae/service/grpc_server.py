@@ -85,11 +85,16 @@ def _failure(exc: Exception) -> tuple[str, str]:
 
 
 def _log_call(context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, started: float,
-              answer: embed_pb2.EmbedResponse | None = None) -> None:
-    """The access log's line of one call (or stream message) of ``method``."""
+              answer: embed_pb2.EmbedResponse | None = None, holder: str | None = None) -> None:
+    """The access log's line of one call (or stream message) of ``method``; ``holder`` as
+    :func:`sae.service.access_log.record` takes it."""
     texts, tokens = (len(answer.embeddings), answer.prompt_tokens) if answer is not None else (None, None)
     access_log.record(access_log.client_of_peer(context.peer()), f"gRPC {method}", code.name,
-                      time.perf_counter() - started, texts, tokens)
+                      time.perf_counter() - started, texts, tokens, holder)
+
+
+def _authorization(metadata) -> str | None:
+    return next((value for name, value in metadata or () if name == "authorization"), None)
 
 
 class EmbedderServicer:
@@ -111,7 +116,10 @@ class EmbedderServicer:
     def _log(self, context: grpc.aio.ServicerContext, method: str, code: grpc.StatusCode, started: float,
              answer: embed_pb2.EmbedResponse | None = None) -> None:
         if self.access_log:
-            _log_call(context, method, code, started, answer)
+            credentials = self.service.credentials
+            name = credentials.holder(_authorization(context.invocation_metadata()))[1] \
+                if credentials.requires_key else None
+            _log_call(context, method, code, started, answer, access_log.holder_field(credentials.requires_key, name))
 
     async def _embed(self, request: embed_pb2.EmbedRequest | _Malformed) -> embed_pb2.EmbedResponse:
         _check_parsed(request, embed_pb2.EmbedRequest)
@@ -237,15 +245,13 @@ class _RequireApiKey(grpc.aio.ServerInterceptor):
         handler = await continuation(details)
         if handler is None or details.method.startswith(OPEN_GRPC_PREFIX):
             return handler
-        authorization = next((value for name, value in details.invocation_metadata or ()
-                              if name == "authorization"), None)
-        if self.credentials.key_matches(authorization):
+        if self.credentials.key_matches(_authorization(details.invocation_metadata)):
             return handler
 
         async def refuse(request, context: grpc.aio.ServicerContext) -> None:
             self.errors.labels("grpc", "unauthorized").inc()
             if self.access_log:
-                _log_call(context, details.method.rsplit("/", 1)[-1], _CODES["unauthorized"], arrived)
+                _log_call(context, details.method.rsplit("/", 1)[-1], _CODES["unauthorized"], arrived, holder="-")
             await context.abort(_CODES["unauthorized"], UNAUTHORIZED)
 
         make = (grpc.stream_stream_rpc_method_handler if handler.request_streaming and handler.response_streaming

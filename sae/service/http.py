@@ -291,8 +291,9 @@ class _AccessLog:
     """ASGI middleware, outermost: one line a request (``sae.service.access_log``), with the
     texts and tokens an endpoint embedded (``request.state.embedded``)."""
 
-    def __init__(self, app: Callable) -> None:
+    def __init__(self, app: Callable, requires_key: bool) -> None:
         self.app = app
+        self.requires_key = requires_key
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -313,9 +314,11 @@ class _AccessLog:
             raise
         finally:
             host, port = scope.get("client") or ("-", 0)
-            texts, tokens = scope.get("state", {}).get("embedded", (None, None))
+            state = scope.get("state", {})
+            texts, tokens = state.get("embedded", (None, None))
             access_log.record(f"{host}:{port}", f"{scope['method']} {scope['path']}",
-                              status[0] if status else "-", time.perf_counter() - started, texts, tokens)
+                              status[0] if status else "-", time.perf_counter() - started, texts, tokens,
+                              access_log.holder_field(self.requires_key, state.get("key_name")))
 
 
 class _RequireApiKey:
@@ -332,7 +335,9 @@ class _RequireApiKey:
             await self.app(scope, receive, send)
             return
         authorization = next((value for name, value in scope["headers"] if name == b"authorization"), None)
-        if self.credentials.key_matches(authorization):
+        matched, key_name = self.credentials.holder(authorization)
+        if matched:
+            scope.setdefault("state", {})["key_name"] = key_name  # for the access log
             await self.app(scope, receive, send)
             return
         api = _api_of(scope["path"])
@@ -357,6 +362,6 @@ def create_app(service: EmbeddingService) -> Starlette:
     if service.credentials.requires_key:
         middleware.append(Middleware(_RequireApiKey, service=service))
     if service.config.access_log:
-        middleware.insert(0, Middleware(_AccessLog))
+        middleware.insert(0, Middleware(_AccessLog, requires_key=service.credentials.requires_key))
     return Starlette(routes=routes, exception_handlers={HTTPException: ep.refused, Exception: _server_error},
                      middleware=middleware)

@@ -16,18 +16,22 @@ from sae.service.access_log import client_of_peer
 from sae.service.proto import embed_pb2, embed_pb2_grpc
 
 KEY = "sk-access-log-test"
-LINE = re.compile(r"^127\.0\.0\.1:\d+ (?P<what>.+?) (?P<answer>\S+)(?P<counts>( \d+ texts?)( \d+ tokens?)?)? "
-                  r"\d+\.\d ms$")
+LINE = re.compile(r"^127\.0\.0\.1:\d+ (?:(?P<holder>[\w.-]+) )?(?P<what>(?:POST|GET|gRPC) .+?) (?P<answer>\S+)"
+                  r"(?P<counts>( \d+ texts?)( \d+ tokens?)?)? \d+\.\d ms$")
 
 
-def access_lines(caplog) -> list[tuple[str, str, str]]:
-    """(what, answer, counts) of every access log line, in order."""
+def access_lines(caplog, holders: bool = False) -> list[tuple[str, ...]]:
+    """(what, answer, counts) of every access log line, in order; (holder, what, answer) with
+    ``holders``."""
     lines = []
     for record in caplog.records:
         if record.name == "sae.access":
             match = LINE.match(record.getMessage())
             assert match, record.getMessage()
-            lines.append((match["what"], match["answer"], (match["counts"] or "").strip()))
+            if holders:
+                lines.append((match["holder"], match["what"], match["answer"]))
+            else:
+                lines.append((match["what"], match["answer"], (match["counts"] or "").strip()))
     return lines
 
 
@@ -69,6 +73,31 @@ def test_every_request_is_one_line_on_both_front_ends(tiny_dir, caplog):
         ("gRPC Info", "OK", ""),
     ])
     assert not any(KEY in record.getMessage() for record in caplog.records)
+
+
+def test_a_named_key_names_its_requests(tiny_dir, tmp_path, caplog):
+    """A key file's names say who sent each request (keys alone, none given: '-'); a server
+    without keys writes no such field."""
+    caplog.set_level(logging.INFO, logger="sae.access")
+    keys = tmp_path / "keys"
+    keys.write_text("alice sk-alice-0123456789\nsk-unnamed-0123456789\n")
+    service = tiny_service(tiny_dir, workers=1, api_key_file=str(keys), access_log=True)
+    with running_server(service) as addresses:
+        for key in ("sk-alice-0123456789", "sk-unnamed-0123456789", "sk-wrong"):
+            httpx.post(f"{addresses.http_url}/embed", json={"inputs": "a cat"}, headers={"Authorization": f"Bearer {key}"},
+                       timeout=30)
+        with grpc.insecure_channel(addresses.grpc_target) as channel:
+            stub = embed_pb2_grpc.EmbedderStub(channel)
+            stub.Embed(embed_pb2.EmbedRequest(inputs=["a cat"]), timeout=30,
+                       metadata=[("authorization", "Bearer sk-alice-0123456789")])
+            list(stub.EmbedStream(iter([embed_pb2.EmbedRequest(inputs=["a cat"])]), timeout=30,
+                                  metadata=[("authorization", "Bearer sk-unnamed-0123456789")]))
+            with pytest.raises(grpc.RpcError):
+                stub.Embed(embed_pb2.EmbedRequest(inputs=["a cat"]), timeout=30)
+    assert sorted(access_lines(caplog, holders=True)) == sorted([
+        ("alice", "POST /embed", "200"), ("-", "POST /embed", "200"), ("-", "POST /embed", "401"),
+        ("alice", "gRPC Embed", "OK"), ("-", "gRPC EmbedStream", "OK"), ("-", "gRPC Embed", "UNAUTHENTICATED")])
+    assert not any("sk-" in record.getMessage() for record in caplog.records)
 
 
 def test_without_the_flag_nothing_is_logged(tiny_dir, caplog):

@@ -36,18 +36,25 @@ def write(path: Path, text: str | bytes) -> None:
 def test_a_key_file_holds_keys_one_a_line(tmp_path):
     keys = tmp_path / "keys"
     write(keys, f"# rotated 2026-12-03\n\n  {OLD}  \r\n{NEW}\n#{OLD}x\n")
-    assert read_api_key_file(str(keys)) == (OLD, NEW)
+    assert read_api_key_file(str(keys)) == ((None, OLD), (None, NEW))
+    write(keys, f"alice {OLD}\n  team.b-2\t{NEW}  \n")  # a name first says whose the key is
+    assert read_api_key_file(str(keys)) == (("alice", OLD), ("team.b-2", NEW))
 
 
 @pytest.mark.parametrize(("content", "message"), [
     ("", "no key in it (one a line; lines starting with # are comments)"),
     ("# only a comment\n\n", "no key in it"),
-    (f"{OLD}\nsk two words\n", "line 2: a key must be 1 to 4,096 visible ASCII characters, without spaces; the one "
+    (f"{OLD}\nsk\x01two\n", "line 2: a key must be 1 to 4,096 visible ASCII characters, without spaces; the one "
      "given has a space"),
     (f"{OLD}\nclé-secrète\n", "line 2: a key must be"),
     ("x" * 4097, "line 1: a key must be 1 to 4,096 visible ASCII characters, without spaces; the one given has 4,097"),
     (b"\xff\xfe" + OLD.encode(), "not UTF-8 text (byte 0)"),
     ("".join(f"key{i}\n" for i in range(MAX_API_KEYS + 1)), f"257 keys, more than the limit of {MAX_API_KEYS}"),
+    (f"{OLD}\nsk two words\n", "line 2: 3 words; a line is KEY or NAME KEY"),
+    (f"al/ice {OLD}\n", "line 1: a key's name is 1 to 64 letters, digits"),
+    (f"alice {OLD}\nalice {NEW}\n", "line 2: the name 'alice' is given to two keys"),
+    (f"alice {OLD}\nbob {OLD}\n", "line 2: a key listed twice"),
+    ("alice clé-secrète\n", "line 1: a key must be"),
 ])
 def test_a_key_file_that_cannot_serve_is_one_line_without_its_keys(tmp_path, content, message):
     keys = tmp_path / "keys"
