@@ -28,6 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: loopback only)")
     p.add_argument("--port", type=port, default=8080, help="HTTP port (default 8080; 0: any free port)")
     p.add_argument("--grpc-port", type=port, default=50051, help="gRPC port (default 50051; 0: any free port)")
+    p.add_argument("--health-port", type=port, default=None, metavar="PORT",
+                   help="also serve GET /health and /metrics here over plain HTTP, without TLS or a key: for probes "
+                   "and scrapes that cannot show a client certificate (--ssl-client-ca) or speak TLS (default: none)")
     p.add_argument("--max-batch-tokens", type=positive_int, default=16384, metavar="N",
                    help="tokens one engine batch may hold (default 16384; 128 to 16,777,216)")
     p.add_argument("--max-wait-ms", type=non_negative_int, default=0, metavar="N",
@@ -87,13 +90,13 @@ def run(args: argparse.Namespace) -> int:
             max_wait_ms=args.max_wait_ms, max_queue=args.max_queue, max_texts=args.max_texts,
             max_body_bytes=args.max_body_bytes, drain_seconds=args.drain_seconds, api_key=api_key,
             api_key_file=args.api_key_file, ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
-            ssl_client_ca=args.ssl_client_ca, access_log=args.access_log,
+            ssl_client_ca=args.ssl_client_ca, access_log=args.access_log, health_port=args.health_port,
         )
         credentials = Credentials(config)  # the files read and checked before the seconds of loading
     except ValueError as exc:
         raise InputError(_as_flags(str(exc))) from None
     try:
-        check_ports(config.host, config.port, config.grpc_port)  # before the seconds of loading
+        check_ports(config.host, config.port, config.grpc_port, config.health_port)  # before the seconds of loading
     except OSError as exc:
         raise InputError(str(exc)) from None
     # Requests are tokenized on one thread (sae.service.tokenizer); the tokenizer's own
@@ -117,7 +120,9 @@ def run(args: argparse.Namespace) -> int:
 
     def ready(addresses) -> None:
         # One plain line on stdout that scripts (and the tests) read the ports from.
-        print(f"sae serve: listening on {addresses.http_url} (HTTP) and {addresses.grpc_target} (gRPC)", flush=True)
+        health = f", health on {addresses.health_url}" if addresses.health_url is not None else ""
+        print(f"sae serve: listening on {addresses.http_url} (HTTP) and {addresses.grpc_target} (gRPC){health}",
+              flush=True)
 
     try:
         run_server(service, ready=ready)
@@ -150,7 +155,8 @@ def _api_key(args: argparse.Namespace) -> str | None:
 _FLAGS = {"max_batch_tokens": "--max-batch-tokens", "max_wait_ms": "--max-wait-ms", "max_queue": "--max-queue",
           "max_texts": "--max-texts", "max_body_bytes": "--max-body-bytes", "drain_seconds": "--drain-seconds",
           "api_key_file": "--api-key-file", "api_key": "--api-key", "ssl_certfile": "--ssl-certfile",
-          "ssl_keyfile": "--ssl-keyfile", "ssl_client_ca": "--ssl-client-ca", "grpc_port": "--grpc-port"}
+          "ssl_keyfile": "--ssl-keyfile", "ssl_client_ca": "--ssl-client-ca", "grpc_port": "--grpc-port",
+          "health_port": "--health-port"}
 
 
 def _as_flags(message: str) -> str:

@@ -48,15 +48,19 @@ class ServiceConfig:
     ssl_client_ca: str | None = None
     #: one line a request on the ``sae.access`` logger (``sae.service.access_log``)
     access_log: bool = False
+    #: when set, ``GET /health`` and ``/metrics`` are served on this port too, over plain
+    #: HTTP without a key: for probes and scrapes that cannot show a client certificate
+    #: (mutual TLS) or speak TLS at all (0: a free port)
+    health_port: int | None = None
 
     def __post_init__(self) -> None:
         if not self.host.strip():
             # gRPC refuses an empty host only once the Algorithm is loaded, and Python's
             # sockets read it as every address: neither is what was meant.
             raise ValueError("host must not be empty (0.0.0.0 or :: listens on every address)")
-        for name in ("port", "grpc_port"):
+        for name in ("port", "grpc_port", "health_port"):
             value = getattr(self, name)
-            if not 0 <= value <= 65535:
+            if value is not None and not 0 <= value <= 65535:
                 raise ValueError(f"{name} must be in 0..65535, got {value}")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)

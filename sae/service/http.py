@@ -346,6 +346,20 @@ class _RequireApiKey:
         await refusal(scope, receive, send)
 
 
+def create_health_app(service: EmbeddingService) -> Starlette:
+    """``GET /health`` and ``/metrics`` alone, without a key: what ``--health-port`` serves
+    over plain HTTP beside the API."""
+    ep = _Endpoints(service)
+    routes = [Route("/health", ep.health, methods=["GET"]), Route("/metrics", ep.metrics, methods=["GET"])]
+
+    async def refused(request: Request, exc: Exception) -> Response:  # not an API's request: not counted
+        assert isinstance(exc, HTTPException)
+        message = f"{request.method} {request.url.path}: {exc.detail} (this port serves GET /health and /metrics)"
+        return _json({"error": message}, exc.status_code, exc.headers)
+
+    return Starlette(routes=routes, exception_handlers={HTTPException: refused, Exception: _server_error})
+
+
 def create_app(service: EmbeddingService) -> Starlette:
     """The ASGI application of ``service`` (its batcher is started and closed by the caller)."""
     ep = _Endpoints(service)

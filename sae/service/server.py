@@ -27,7 +27,7 @@ from typing import Any
 import uvicorn
 
 from sae.service.grpc_server import GrpcFrontEnd
-from sae.service.http import create_app
+from sae.service.http import create_app, create_health_app
 from sae.service.service import EmbeddingService
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,13 @@ class Addresses:
     http_port: int
     grpc_port: int
     tls: bool = False
+    #: the plain HTTP port of ``/health`` and ``/metrics`` (``--health-port``), if any
+    health_port: int | None = None
+
+    @property
+    def health_url(self) -> str | None:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return None if self.health_port is None else f"http://{host}:{self.health_port}"
 
     @property
     def http_url(self) -> str:
@@ -124,9 +131,9 @@ def _calling_on_signals(loop: asyncio.AbstractEventLoop, callback: Callable[[], 
             signal.signal(sig, handler)
 
 
-def check_ports(host: str, http_port: int, grpc_port: int) -> None:
-    """Raise ``OSError`` naming the port and why (``Address already in use``) if either
-    port cannot be bound now (0, any free port, always can).
+def check_ports(host: str, http_port: int, grpc_port: int, health_port: int | None = None) -> None:
+    """Raise ``OSError`` naming the port and why (``Address already in use``) if a port
+    cannot be bound now (0, any free port, always can).
 
     Call it before loading the Algorithm and starting workers: a busy port was found
     only after them (5 s, 23 s with two GPU workers). gRPC itself reports a busy port
@@ -134,7 +141,7 @@ def check_ports(host: str, http_port: int, grpc_port: int) -> None:
     """
     sockets: list[socket.socket] = []
     try:
-        for port, what in ((http_port, "HTTP"), (grpc_port, "gRPC")):
+        for port, what in ((http_port, "HTTP"), (grpc_port, "gRPC"), (health_port, "health")):
             if port:
                 sockets.append(_bind(host, port, what))  # both held: the same port twice is refused
     finally:
@@ -170,13 +177,26 @@ async def serve(
         if http.config.ssl is not None:
             service.credentials.serve_from(http.config.ssl)
         http_socket = _bind(config.host, config.port)
-        if config.grpc_port:  # why it is busy, in one line, before gRPC tries (see check_ports)
-            _bind(config.host, config.grpc_port, "gRPC").close()
-        grpc_front = GrpcFrontEnd(service)
+        health: _Uvicorn | None = None
+        health_socket: socket.socket | None = None
+        if config.health_port is not None:
+            health = _Uvicorn(uvicorn.Config(create_health_app(service), lifespan="off", log_config=None,
+                                             log_level="warning", access_log=False))
+            health.config.load()
+            try:
+                health_socket = _bind(config.host, config.health_port, "health")
+            except BaseException:
+                http_socket.close()
+                raise
+        sockets = [s for s in (http_socket, health_socket) if s is not None]
         try:
+            if config.grpc_port:  # why it is busy, in one line, before gRPC tries (see check_ports)
+                _bind(config.host, config.grpc_port, "gRPC").close()
+            grpc_front = GrpcFrontEnd(service)
             grpc_port = grpc_front.listen(config.host, config.grpc_port)
         except BaseException:
-            http_socket.close()
+            for sock in sockets:
+                sock.close()
             raise
     except BaseException:
         await service.close()  # its worker processes, which started with it
@@ -218,13 +238,10 @@ async def serve(
         try:
             service.start()
             await grpc_front.start()
-            http_task = loop.create_task(http.serve(sockets=[http_socket]))
-            while not http.started and not http_task.done():
-                await asyncio.sleep(0.005)
-            if http_task.done():
-                http_task.result()  # uvicorn failed to start: its error
-                raise RuntimeError("the HTTP server stopped while starting")
-            addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port, config.tls)
+            http_task = await _started(loop, http, http_socket, "HTTP")
+            health_task = await _started(loop, health, health_socket, "health") if health is not None else None
+            addresses = Addresses(config.host, http_socket.getsockname()[1], grpc_port, config.tls,
+                                  health_socket.getsockname()[1] if health_socket is not None else None)
             if ready is not None:
                 ready(addresses)
             stopping = loop.create_task(stop.wait())
@@ -238,10 +255,24 @@ async def serve(
                 await _stop_listening(http, http_socket)
             http.should_exit = True
             await asyncio.gather(http_task, grpc_stopped)
+            if health is not None:  # last: probes see the drain's 503 until it ends
+                health.should_exit = True
+                await health_task
         finally:
             if cut_timer is not None:
                 cut_timer.cancel()
             await service.close()
+
+
+async def _started(loop: asyncio.AbstractEventLoop, server: _Uvicorn, sock: socket.socket, what: str) -> asyncio.Task:
+    """``server`` serving on ``sock`` in a task, once it has started."""
+    task = loop.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.005)
+    if task.done():
+        task.result()  # uvicorn failed to start: its error
+        raise RuntimeError(f"the {what} server stopped while starting")
+    return task
 
 
 def run_coroutine(coroutine: Coroutine[Any, Any, None]) -> None:

@@ -169,6 +169,9 @@ def test_a_busy_port_exits_2(tiny_dir):
         # gRPC's C core printed a line of its own ("E1202 ... add_port.cc ... Failed to add port").
         assert "add_port" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
         assert "backend:" not in result.stderr  # found before loading the Algorithm and starting workers
+        line = one_line_error(run_cli(["serve", "--algorithm", str(tiny_dir), "--backend", "cpu", "--port", "0",
+                                       "--grpc-port", "0", "--health-port", str(port)]))
+        assert line.endswith(f"cannot listen on 127.0.0.1:{port} (health): Address already in use"), line
 
 
 def test_without_the_extra_the_error_names_the_install(tiny_dir):

@@ -181,6 +181,26 @@ def test_mutual_tls_answers_only_clients_with_a_certificate_from_the_client_ca(t
         assert grpc_code(addresses.grpc_target, server_ca, stranger) == grpc.StatusCode.UNAVAILABLE
 
 
+def test_the_health_port_answers_probes_without_a_certificate_and_nothing_else(tiny_dir, certificate, tmp_path):
+    """With mutual TLS an orchestrator's plain probe could not pass: --health-port serves
+    /health and /metrics over plain HTTP, and no embedding."""
+    _, cert, key = certificate
+    client_ca_file = tmp_path / "clients.pem"
+    trustme.CA().cert_pem.write_to_path(str(client_ca_file))
+    service = tiny_service(tiny_dir, workers=1, ssl_certfile=str(cert), ssl_keyfile=str(key),
+                           ssl_client_ca=str(client_ca_file), api_key="sk-health-port-test", health_port=0)
+    with running_server(service) as addresses:
+        assert addresses.health_url is not None and addresses.health_url.startswith("http://127.0.0.1:")
+        assert httpx.get(f"{addresses.health_url}/health", timeout=30).json() == {"status": "ok"}
+        assert "sae_request_errors_total" in httpx.get(f"{addresses.health_url}/metrics", timeout=30).text
+        refused = httpx.post(f"{addresses.health_url}/v1/embeddings", json={"input": "a cat"}, timeout=30)
+        assert refused.status_code == 404 and "this port serves GET /health and /metrics" in refused.json()["error"]
+        with pytest.raises(httpx.TransportError):  # the API port still asks for a certificate
+            httpx.get(f"{addresses.http_url}/health", verify=False, timeout=30)
+        service.begin_shutdown()  # a drain: the probe says so while the API finishes its requests
+        assert httpx.get(f"{addresses.health_url}/health", timeout=30).status_code == 503
+
+
 def test_a_client_ca_without_tls_or_without_a_certificate_is_one_line(tiny_dir, certificate, tmp_path):
     _, cert, key = certificate
     alg = ["--algorithm", str(tiny_dir)]
