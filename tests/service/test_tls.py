@@ -77,7 +77,7 @@ def test_bad_tls_files_are_one_line_before_anything_loads(tiny_dir, certificate,
     _, cert, key = certificate
     alg = ["--algorithm", str(tiny_dir)]
     assert one_line(serve(*alg, "--ssl-certfile", str(cert))).endswith(
-        "ssl_certfile and ssl_keyfile go together: give both or neither")
+        "--ssl-certfile and --ssl-keyfile go together: give both or neither")
     missing = tmp_path / "missing.pem"
     assert one_line(serve(*alg, "--ssl-certfile", str(missing), "--ssl-keyfile", str(key))).endswith(
         f"--ssl-certfile {missing}: No such file or directory")
@@ -205,7 +205,7 @@ def test_a_client_ca_without_tls_or_without_a_certificate_is_one_line(tiny_dir, 
     _, cert, key = certificate
     alg = ["--algorithm", str(tiny_dir)]
     assert one_line(serve(*alg, "--ssl-client-ca", str(cert))).endswith(
-        "ssl_client_ca needs ssl_certfile and ssl_keyfile: clients are checked over TLS")
+        "--ssl-client-ca needs --ssl-certfile and --ssl-keyfile: clients are checked over TLS")
     tls = ["--ssl-certfile", str(cert), "--ssl-keyfile", str(key)]
     for content in ("", "not a certificate\n", key.read_text()):
         junk = tmp_path / "ca.pem"
