@@ -505,7 +505,8 @@ def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str =
     ``directory`` as it was. A directory holding anything but an Algorithm's files is
     refused with :class:`~sae.errors.InputError` (it is replaced whole); missing parents
     are created. A bad argument raises ``TypeError`` / ``ValueError`` before anything is
-    written.
+    replaced: the files are loaded back first, and what :func:`load_algorithm` refuses (a
+    value float16 cannot hold, an empty name, a row out of range) is a ``ValueError``.
     """
     if not isinstance(alg, Algorithm):
         raise TypeError(f"save_algorithm: expected an Algorithm, got {type(alg).__name__}")
@@ -516,7 +517,18 @@ def save_algorithm(alg: Algorithm, directory: str | Path, *, vector_dtype: str =
     check_rules(alg)  # what the loader would refuse is not written
     Path(directory).parent.mkdir(parents=True, exist_ok=True)
     out = check_algorithm_output(directory, "save_algorithm")
-    return _replace_whole(out, lambda tmp: _write_files(alg, tmp, vector_dtype))
+
+    def write(tmp: Path) -> None:
+        with np.errstate(over="ignore"):  # a value float16 cannot hold is the loader's to name
+            _write_files(alg, tmp, vector_dtype)
+        try:  # what the loader refuses never replaces a directory (an Algorithm built in Python)
+            load_algorithm(tmp)
+        except AlgorithmError as exc:
+            file = Path(exc.file).name
+            raise ValueError(f"save_algorithm: the Algorithm would not load back: {file}: {exc.field}: "
+                             f"{exc.reason}") from None
+
+    return _replace_whole(out, write)
 
 
 def _write_files(alg: Algorithm, out: Path, vector_dtype: str) -> None:

@@ -7,7 +7,7 @@ exact bytes; the engine allocates them once and reuses them for every batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import chain
 
@@ -35,12 +35,36 @@ def token_lengths(token_ids: Sequence[Sequence[int]], caps: Capacities, caller: 
     return check_lengths(lengths_of(token_ids), caps, caller)
 
 
+def as_documents(token_ids: Iterable[Sequence[int]], caller: str) -> Sequence[Sequence[int]]:
+    """``token_ids`` as a sequence of documents (a generator is read into a list), after a
+    ``TypeError`` naming ``caller`` (and the text) unless it is an iterable of sequences:
+    ``None``, a flat list of ids or a set of them failed deep inside a batch."""
+    if token_ids is None or isinstance(token_ids, str | bytes | set | frozenset | dict):
+        raise TypeError(f"{caller}: expected a list of token id lists, got {type(token_ids).__name__}")
+    if not isinstance(token_ids, Sequence | np.ndarray):
+        try:
+            token_ids = list(token_ids)  # a generator, as Engine.embed takes one
+        except TypeError:
+            raise TypeError(f"{caller}: expected a list of token id lists, got {type(token_ids).__name__}") from None
+    for i, ids in enumerate(token_ids):
+        if not isinstance(ids, Sequence | np.ndarray) or isinstance(ids, str | bytes):
+            why = " (a set has no order to embed)" if isinstance(ids, set | frozenset) else ""
+            raise TypeError(f"{caller}: text {i} is a {type(ids).__name__}, not a sequence of token ids{why}")
+    return token_ids
+
+
 def check_token_ids(token_ids: Sequence[Sequence[int]], symbols: int, caller: str) -> None:
     """Raise ``ValueError``, naming ``caller``, the text and the id, unless every token id is
     an integer in ``0 .. symbols - 1``. (The tokenizer only makes such ids; this guards ids
     from elsewhere, which the numpy path would index with and the GPU read out of bounds.)"""
-    flat = np.asarray(list(chain.from_iterable(token_ids)))
-    if flat.size == 0 or (flat.dtype.kind in "iu" and int(flat.min()) >= 0 and int(flat.max()) < symbols):
+    ids = list(chain.from_iterable(token_ids))
+    try:
+        flat = np.asarray(ids)
+    except ValueError:  # ragged: a document of nested lists; named below
+        flat = np.zeros((0, 0))
+    # A bool among ints becomes an int in the array: looked for apart ("is", not "==": 1 == True).
+    if not ids or (flat.ndim == 1 and flat.dtype.kind in "iu" and int(flat.min()) >= 0
+                   and int(flat.max()) < symbols and not any(t is True or t is False for t in ids)):
         return
     for i, ids in enumerate(token_ids):
         for t in ids:

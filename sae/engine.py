@@ -15,7 +15,7 @@ import numpy as np
 
 from sae.algorithm import Algorithm, check_rules, load_algorithm
 from sae.backend import Backend
-from sae.batch import AnnealStats, ProgramBatch, check_lengths, check_token_ids, lengths_of
+from sae.batch import AnnealStats, ProgramBatch, as_documents, check_lengths, check_token_ids, lengths_of
 from sae.errors import AlgorithmError, BackendUnavailableError
 from sae.layout import DEFAULT_CAPACITIES, Capacities
 from sae.profile import Profiler, maybe_scope
@@ -230,6 +230,11 @@ class Engine(Closable):
                 raise ValueError(f"Engine: {name} must be an integer >= 1, got {value!r}")
         if not isinstance(caps, Capacities):
             raise TypeError(f"Engine: caps must be a sae.layout.Capacities, got {type(caps).__name__}")
+        if adapter is not None and not isinstance(adapter, str):
+            raise TypeError(f"Engine: adapter must be a str (part of an adapter's name), got {type(adapter).__name__}")
+        if algorithm is not None and not isinstance(algorithm, str | os.PathLike | Algorithm):
+            raise TypeError(f"Engine: algorithm must be a path (str or os.PathLike), an Algorithm or None, "
+                            f"got {type(algorithm).__name__}")
         self.caps = caps
         if isinstance(algorithm, Algorithm):
             check_rules(algorithm, caps)  # built in Python: the loader's checks were skipped
@@ -408,6 +413,7 @@ class Engine(Closable):
         """
         with self._call("Engine.embed_tokens"):
             if check:
+                token_ids = as_documents(token_ids, "Engine.embed_tokens")
                 check_token_ids(token_ids, len(self.algorithm.symbol_rows), "Engine.embed_tokens")
             return self._finite(self._embed_token_ids(token_ids, progress))
 
@@ -529,6 +535,9 @@ class Engine(Closable):
         the program as it stands at the start of that step, and its embedding."""
         if not isinstance(text, str):
             raise TypeError(f"Engine.explain: the text is {type(text).__name__}, not str")
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer)
+                                      or max_steps < 0):
+            raise ValueError(f"Engine.explain: max_steps must be None or an integer >= 0, got {max_steps!r}")
         with self._call("Engine.explain"):
             # One document: a long text's first caps.stream tokens are what is explained.
             token_ids, _ = self._tokenize([text], truncate=False)

@@ -10,7 +10,7 @@ has the same offsets and the same array stride (no implicit padding).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import IntEnum
 
 import numpy as np
@@ -105,6 +105,10 @@ class Capacities:
     transforms: int = 16  #: fitted linear transforms the VM applies (item ``mod`` 1..transforms)
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError(f"Capacities.{f.name} must be an integer, got {value!r}")
         for name in ("stream", "rules", "pattern", "phrase", "stack", "steps", "journal", "dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"Capacities.{name} must be >= 1, got {getattr(self, name)}")

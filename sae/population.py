@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sae.algorithm import Algorithm, check_rules
-from sae.batch import check_token_ids, token_lengths
+from sae.batch import as_documents, check_token_ids, token_lengths
 from sae.engine import Closable, make_backend
 from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
 
@@ -64,8 +64,13 @@ class PopulationEvaluator(Closable):
         adapter: str | None = None,
         jobs: int | None = None,
     ) -> None:
-        if jobs is not None and jobs < 1:
-            raise ValueError(f"PopulationEvaluator: jobs must be >= 1, got {jobs}")
+        if not isinstance(base, Algorithm):
+            raise TypeError(f"PopulationEvaluator: base must be an Algorithm (sae.algorithm.load_algorithm(PATH)), "
+                            f"got {type(base).__name__}")
+        if not isinstance(caps, Capacities):
+            raise TypeError(f"PopulationEvaluator: caps must be a sae.layout.Capacities, got {type(caps).__name__}")
+        if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or jobs < 1):
+            raise ValueError(f"PopulationEvaluator: jobs must be an integer >= 1, got {jobs!r}")
         self.base, self.caps = base, caps
         self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
 
@@ -81,8 +86,11 @@ class PopulationEvaluator(Closable):
         does (the GPU would read out of bounds)."""
         self._check_open("PopulationEvaluator.evaluate")
         algorithms = list(algorithms)
-        for alg in algorithms:
+        for i, alg in enumerate(algorithms):
+            if not isinstance(alg, Algorithm):
+                raise TypeError(f"PopulationEvaluator.evaluate: member {i} is a {type(alg).__name__}, not an Algorithm")
             check_rules(alg, self.caps)  # members built in Python skipped the loader's checks
+        token_ids = as_documents(token_ids, "PopulationEvaluator.evaluate")
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.evaluate")
         check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.evaluate")
         if hasattr(self.backend, "evaluate_population"):
@@ -114,8 +122,11 @@ class PopulationEvaluator(Closable):
         job on a GPU."""
         self._check_open("PopulationEvaluator.runs")
         algorithms = list(algorithms)
-        for alg in algorithms:
+        for i, alg in enumerate(algorithms):
+            if not isinstance(alg, Algorithm):
+                raise TypeError(f"PopulationEvaluator.runs: member {i} is a {type(alg).__name__}, not an Algorithm")
             check_rules(alg, self.caps)  # members built in Python skipped the loader's checks
+        token_ids = as_documents(token_ids, "PopulationEvaluator.runs")
         lengths = token_lengths(token_ids, self.caps, "PopulationEvaluator.runs")
         check_token_ids(token_ids, len(self.base.symbol_rows), "PopulationEvaluator.runs")
         if hasattr(self.backend, "population_runs"):

@@ -34,11 +34,12 @@ from sae.algorithm import ItemUpdate, PatternElement, Rule
 from sae.errors import InputError
 from sae.layout import ANY, Q16_ONE, Op
 
-_RULE = re.compile(
-    r"^rule\s+(?P<name>\S+)\s+score\s+(?P<score>-?\d+)(\s+mark\s+(?P<mark>\d+))?\s*:"
-    r"\s*(?P<pattern>.*?)\s*=>\s*(?P<action>.*)$"
-)
-_ELEMENT = re.compile(r'(~(?P<gap>\d+)\s*)?\[(?P<body>(?:[^\]"]|"[^"]*")*)\](\+(?P<run>\d+))?')
+#: A rule line's head; the rest is the pattern and the action, split at the first "=>"
+#: outside double quotes (a regular expression over both was quadratic in the line).
+_HEAD = re.compile(r"rule\s+(?P<name>[^\s\"#]+)\s+score\s+(?P<score>-?[0-9]+)(\s+mark\s+(?P<mark>[0-9]+))?\s*:")
+_ELEMENT = re.compile(r'(~(?P<gap>[0-9]+)\s*)?\[(?P<body>(?:[^\]"]|"[^"]*")*)\](\+(?P<run>[0-9]+))?')
+#: A rule name the text form carries: no space, and no '"' or '#', which quote and comment.
+_NAME = re.compile(r'[^\s"#]+')
 _TERM = re.compile(r'"[^"]*"|\S+')
 _TOKEN_SAFE = re.compile(r'[^\s"]+')
 
@@ -72,14 +73,40 @@ def parse_rules(
         def fail(reason: str, lineno: int = lineno) -> InputError:
             return InputError(f"{source}: line {lineno}: {reason}")
 
-        m = _RULE.match(line)
-        if not m:
-            raise fail("expected 'rule NAME score N: [..] [..] => ACTION'")
-        pattern = _parse_pattern(m["pattern"], token_to_id, fail)
-        kind, perm, updates = _parse_action(m["action"], len(pattern), fail)
+        m = _HEAD.match(line)
+        arrow = _outside_quotes(line, "=>", m.end()) if m else -1
+        if not m or arrow < 0:
+            raise fail("expected 'rule NAME score N: [..] [..] => ACTION' (a NAME without spaces, '\"' or '#')")
+        pattern = _parse_pattern(line[m.end():arrow].strip(), token_to_id, fail)
+        kind, perm, updates = _parse_action(line[arrow + 2:].strip(), len(pattern), fail)
         mark = int(m["mark"]) if m["mark"] is not None else None
         rules.append(Rule(m["name"], int(m["score"]), pattern, kind, perm, updates, mark))
     return tuple(rules)
+
+
+def _integer(text: str) -> int:
+    """An integer written in ASCII digits: ``int()`` also reads ``1_0``, ``１２`` and
+    surrounding spaces, which no rule means."""
+    if not re.fullmatch(r"-?[0-9]+", text):
+        raise ValueError(text)
+    return int(text)
+
+
+def _outside_quotes(line: str, needle: str, start: int) -> int:
+    """Where ``needle`` first stands in ``line`` from ``start`` outside double quotes; -1."""
+    quoted = False
+    for i in range(start, len(line)):
+        if line[i] == '"':
+            quoted = not quoted
+        elif not quoted and line.startswith(needle, i):
+            return i
+    return -1
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """``repr`` of a piece of a rule line, cut: a message stays one short line."""
+    shown = repr(text)
+    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
 
 
 def _symbol(value: str, token_to_id, fail) -> int:
@@ -90,7 +117,7 @@ def _symbol(value: str, token_to_id, fail) -> int:
         if resolved is None:
             raise fail(f"token {value} is not in the vocabulary")
         return resolved
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value)
     raise fail(f"sym= takes a number or a quoted token, got {value!r}")
 
@@ -99,7 +126,7 @@ def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
     elements, pos = [], 0
     for m in _ELEMENT.finditer(text):
         if text[pos : m.start()].strip():
-            raise fail(f"unexpected {text[pos:m.start()].strip()!r} in pattern")
+            raise fail(f"unexpected {_shown(text[pos:m.start()].strip())} in pattern")
         pos = m.end()
         fields: dict = {"gap": int(m["gap"] or 0), "run": int(m["run"] or 0)}
         any_of, all_of, none_of = [], [], []
@@ -117,7 +144,7 @@ def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
                 fields["not_symbol"] = term.startswith("!")
                 fields["symbol"] = _symbol(term.split("=", 1)[1], token_to_id, fail)
             elif term.startswith("mod="):
-                if not term[4:].isdigit():
+                if not (term[4:].isascii() and term[4:].isdigit()):
                     raise fail(f"mod= takes a number, got {term[4:]!r}")
                 fields["mod"] = int(term[4:])
             elif term.startswith("&"):
@@ -125,13 +152,13 @@ def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
             elif term.startswith("!"):
                 none_of.append(term[1:])
             elif "=" in term or '"' in term:
-                raise fail(f"unknown term {term!r} in an element")
+                raise fail(f"unknown term {_shown(term)} in an element")
             else:
                 any_of.append(term)
         elements.append(PatternElement(classes=tuple(any_of), all_classes=tuple(all_of),
                                        none_classes=tuple(none_of), **fields))
     if text[pos:].strip():
-        raise fail(f"unexpected {text[pos:].strip()!r} in pattern")
+        raise fail(f"unexpected {_shown(text[pos:].strip())} in pattern")
     if not elements:
         raise fail("a pattern needs at least one [element]")
     return tuple(elements)
@@ -151,16 +178,16 @@ def _parse_action(text: str, k: int, fail) -> tuple[str, tuple[int, ...], tuple[
             pass
         elif words[0] == "perm":
             try:
-                perm = tuple(int(w) for w in words[1:])
+                perm = tuple(_integer(w) for w in words[1:])
             except ValueError:
                 raise fail(f"perm takes numbers, got {part!r}") from None
-        elif words[0] == "set" and len(words) >= 3 and words[1].isdigit():
+        elif words[0] == "set" and len(words) >= 3 and words[1].isascii() and words[1].isdigit():
             e = int(words[1])
             if e >= k:
                 raise fail(f"set {e}: the pattern has {k} elements")
             sets[e] = _parse_set(words[2:], fail)
         else:
-            raise fail(f"unknown action {part!r} (merge, guard, keep, perm ..., set E ...)")
+            raise fail(f"unknown action {_shown(part)} (merge, guard, keep, perm ..., set E ...)")
     updates = tuple(sets.get(e, ItemUpdate()) for e in range(max(sets) + 1)) if sets else ()
     return kind, perm, updates
 
@@ -175,7 +202,7 @@ def _parse_set(words: list[str], fail) -> ItemUpdate:
             fields["opcode"] = int(Op[value])
         elif key in ("arg0", "arg1", "mod"):
             try:
-                fields[key] = int(value)
+                fields[key] = _integer(value)
             except ValueError:
                 raise fail(f"{key} takes an integer, got {value!r}") from None
         elif key == "scale":
@@ -210,9 +237,13 @@ def _format_element(el: PatternElement, id_to_token) -> str:
 
 
 def format_rules(rules: tuple[Rule, ...] | list[Rule], id_to_token: Callable[[int], str | None] | None = None) -> str:
-    """The text form of ``rules`` (parses back to the same rules)."""
+    """The text form of ``rules`` (parses back to the same rules); ``ValueError`` for a rule
+    name the text form cannot hold."""
     lines = []
     for rule in rules:
+        if not _NAME.fullmatch(rule.name):
+            raise ValueError(f"format_rules: the rule name {rule.name!r} has a space, '\"' or '#', which the text "
+                             "form cannot hold (algorithm.json can)")
         elements = [_format_element(el, id_to_token) for el in rule.pattern]
         parts = [rule.kind] if rule.kind in ("merge", "guard") else []
         if rule.perm:

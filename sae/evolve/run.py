@@ -489,8 +489,10 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
     check_executor(executor_kind, ray_address)
     if not isinstance(name, str) or not name:  # what loading the written Algorithm would refuse, after the run
         raise InputError("--name must be a non-empty string")
-    out = check_algorithm_output(out, "--out", inputs=(run_path, inputs.base or default_algorithm_path(),
-                                                       inputs.teacher, inputs.pairs))
+    base_dir = inputs.base or default_algorithm_path()
+    out = check_algorithm_output(out, "--out", inputs=(run_path, base_dir, inputs.teacher, inputs.pairs))
+    if Path(base_dir).resolve() in out.resolve().parents:  # the base would hold a directory not its own
+        raise InputError(f"{out}: lies inside the base Algorithm {base_dir}; name another --out")
     base, data, identity = load_inputs(inputs, config)
     if config.linear:
         from sae.distill.output_map import check_linear

@@ -231,6 +231,9 @@ def test_out_may_not_be_an_input(world, tmp_path, capsys):
     args[args.index("--base") + 1] = str(base)
     assert "is also an input of this command" in one_line_error(*run_cli(args, capsys)[::2])
     assert load_algorithm(base).content_hash == before and not (tmp_path / "r.sqlite").exists()
+    args[args.index("--out") + 1] = str(base / "sub")  # the base would hold a directory not its own
+    assert "lies inside the base Algorithm" in one_line_error(*run_cli(args, capsys)[::2])
+    assert not (base / "sub").exists() and not (tmp_path / "r.sqlite").exists()
     line = one_line_error(*run_cli(evolve_args(world, tmp_path / "r.sqlite", "-"), capsys)[::2])
     assert "not standard output" in line and not Path("-").exists()
 
