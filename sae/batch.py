@@ -62,9 +62,9 @@ def check_token_ids(token_ids: Sequence[Sequence[int]], symbols: int, caller: st
         flat = np.asarray(ids)
     except ValueError:  # ragged: a document of nested lists; named below
         flat = np.zeros((0, 0))
-    # A bool among ints becomes an int in the array: looked for apart ("is", not "==": 1 == True).
+    # A bool among ints becomes an int in the array: looked for apart (by type: 1 == True).
     if not ids or (flat.ndim == 1 and flat.dtype.kind in "iu" and int(flat.min()) >= 0
-                   and int(flat.max()) < symbols and not any(t is True or t is False for t in ids)):
+                   and int(flat.max()) < symbols and bool not in set(map(type, ids))):
         return
     for i, ids in enumerate(token_ids):
         for t in ids:
