@@ -60,6 +60,10 @@ def test_sae_profile_writes_a_loadable_trace(tiny_dir, tmp_path, capsys):
 def test_profile_refuses_an_unwritable_trace(tiny_dir, tmp_path, capsys):
     assert main(["profile", "--trace", str(tmp_path / "no" / "t.json"), "--algorithm", str(tiny_dir)]) == 2
     assert "does not exist" in capsys.readouterr().err
+    # A Chrome trace named .txt was written as asked, and opened as text by what reads it next.
+    assert main(["profile", "--trace", str(tmp_path / "out.txt"), "--algorithm", str(tiny_dir)]) == 2
+    assert "--trace writes a Chrome trace (JSON); name the file .json" in capsys.readouterr().err
+    assert not (tmp_path / "out.txt").exists()
 
 
 def test_the_numpy_path_times_each_rules_matching_and_footprints_inside_the_anneal_and_changes_no_result():

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from sae.cli.common import add_engine_options, engine_from_args
+from sae.errors import InputError
 from sae.io import check_writable, read_texts, write_atomically
 from sae.profile import Profiler
 
@@ -39,6 +40,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_writable(args.trace, inputs=(args.input,))
+    if Path(args.trace).suffix.lower() != ".json":  # as --png: a trace named .txt would be opened as text
+        raise InputError(f"{args.trace}: --trace writes a Chrome trace (JSON); name the file .json")
     texts = read_texts(args.input) if args.input else SAMPLE
     engine = engine_from_args(args)
     engine.embed(texts[: min(len(texts), 64)])  # warm-up: pipelines and buffers, not measured
