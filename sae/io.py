@@ -227,8 +227,14 @@ def argument_text(text: str, name: str = "TEXT") -> str:
     (Python hands such bytes over as lone surrogates, which no tokenizer takes)."""
     try:
         text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InputError(f"{name}: invalid UTF-8 in {text.encode('utf-8', 'backslashreplace').decode()[:60]!r}") from None
+    except UnicodeEncodeError as exc:
+        try:  # the bytes as they were given (argv's undecodable bytes are kept as surrogates)
+            given = text.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:  # a lone surrogate that was no byte
+            given = text.encode("utf-8", "backslashreplace")
+        shown = given.decode("utf-8", "backslashreplace")[:60]
+        at = len(text[: exc.start].encode("utf-8"))
+        raise InputError(f"{name}: invalid UTF-8 at byte {at} of '{shown}'") from None
     return text
 
 

@@ -142,5 +142,9 @@ def test_a_command_line_text_must_be_utf8():
 
     assert argument_text("café") == "café"
     bad = b"caf\xe9".decode("utf-8", "surrogateescape")  # how Python hands over such argv bytes
-    with pytest.raises(InputError, match=r"TEXT: invalid UTF-8 in 'caf\\\\udce9'"):
+    with pytest.raises(InputError) as raised:
         argument_text(bad)
+    assert str(raised.value) == r"TEXT: invalid UTF-8 at byte 3 of 'caf\xe9'"  # the byte given, once escaped
+    with pytest.raises(InputError) as raised:
+        argument_text("a\ud800b")  # a lone surrogate from Python, not from a byte
+    assert str(raised.value) == r"TEXT: invalid UTF-8 at byte 1 of 'a\ud800b'"
