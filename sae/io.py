@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import tempfile
@@ -11,6 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from sae.errors import InputError, SaeError
+
+log = logging.getLogger(__name__)
 
 
 def existing_file(source: str | Path, expected: str, kind: str = "file") -> Path:
@@ -100,10 +103,25 @@ def read_texts(source: str) -> list[str]:
 
 
 def _lines(data: bytes, name: str) -> list[str]:
-    lines = decode_utf8(data, name).split("\n")
+    text = decode_utf8(data, name)
+    lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
-    return [line.rstrip("\r") for line in lines]
+    lines = [line.rstrip("\r") for line in lines]
+    if "\r" in text:
+        warn_inner_carriage_return(lines, name, 1)
+    return lines
+
+
+def warn_inner_carriage_return(lines: list[str], name: str, first_line: int) -> None:
+    """Warn once when one of ``lines`` (numbered from ``first_line``) holds a carriage return
+    that ends no line: lines end at ``\\n``, so a file written with CR line ends (classic
+    Mac OS) would be read as one text, silently. The text is kept as it is."""
+    for offset, line in enumerate(lines):
+        if "\r" in line:
+            log.warning("%s: line %d holds a carriage return inside it; lines end at \\n only, so a file with "
+                        "CR line ends is read as one text", name, first_line + offset)
+            return
 
 
 def _table_texts(path: Path, suffix: str) -> list[str]:

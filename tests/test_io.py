@@ -148,3 +148,25 @@ def test_a_command_line_text_must_be_utf8():
     with pytest.raises(InputError) as raised:
         argument_text("a\ud800b")  # a lone surrogate from Python, not from a byte
     assert str(raised.value) == r"TEXT: invalid UTF-8 at byte 1 of 'a\ud800b'"
+
+
+def test_a_carriage_return_inside_a_line_is_warned_of_once(tmp_path, caplog):
+    """A file with classic Mac line ends (CR alone) was read as one text without a word."""
+    import logging
+
+    from sae.corpus.lines import decode_lines
+    from sae.io import read_texts
+
+    caplog.set_level(logging.WARNING)
+    path = tmp_path / "mac.txt"
+    path.write_bytes(b"the cat\rthe dog\ra bird\r")
+    assert read_texts(str(path)) == ["the cat\rthe dog\ra bird"]  # kept as it is: one text
+    assert decode_lines(b"a\r\nb\rc\nd\re\n", "x.txt", 10) == ["a", "b\rc", "d\re"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{path}: line 1 holds a carriage return inside it; lines end at \\n only, so a file "
+                        "with CR line ends is read as one text",
+                        "x.txt: line 11 holds a carriage return inside it; lines end at \\n only, so a file "
+                        "with CR line ends is read as one text"]
+    caplog.clear()
+    (tmp_path / "dos.txt").write_bytes(b"a\r\nb\r\n")
+    assert read_texts(str(tmp_path / "dos.txt")) == ["a", "b"] and not caplog.records  # CRLF is a line end

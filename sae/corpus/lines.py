@@ -17,7 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from sae.errors import InputError
-from sae.io import invalid_utf8
+from sae.io import invalid_utf8, warn_inner_carriage_return
 
 BOM = "\ufeff".encode()
 #: Bytes read at a time. A line longer than this is carried into the next read.
@@ -39,7 +39,10 @@ def decode_lines(data: bytes, name: str, first_line: int, *, bom: bool = False, 
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line
-    return [line.rstrip("\r") for line in lines]
+    lines = [line.rstrip("\r") for line in lines]
+    if "\r" in text:
+        warn_inner_carriage_return(lines, name, first_line)
+    return lines
 
 
 def _pieces(stream: BinaryIO, block: int) -> Iterator[bytes]:
