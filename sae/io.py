@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable
@@ -103,25 +104,27 @@ def read_texts(source: str) -> list[str]:
 
 
 def _lines(data: bytes, name: str) -> list[str]:
-    text = decode_utf8(data, name)
-    lines = text.split("\n")
+    lines = decode_utf8(data, name).split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # the newline that ends the last line
-    lines = [line.rstrip("\r") for line in lines]
-    if "\r" in text:
-        warn_inner_carriage_return(lines, name, 1)
-    return lines
+    warn_inner_carriage_return(data, name)
+    return [line.rstrip("\r") for line in lines]
 
 
-def warn_inner_carriage_return(lines: list[str], name: str, first_line: int) -> None:
-    """Warn once when one of ``lines`` (numbered from ``first_line``) holds a carriage return
-    that ends no line: lines end at ``\\n``, so a file written with CR line ends (classic
-    Mac OS) would be read as one text, silently. The text is kept as it is."""
-    for offset, line in enumerate(lines):
-        if "\r" in line:
-            log.warning("%s: line %d holds a carriage return inside it; lines end at \\n only, so a file with "
-                        "CR line ends is read as one text", name, first_line + offset)
-            return
+#: A carriage return that ends no line: neither a line's trailing ones nor the file's last.
+_INNER_CR = re.compile(rb"\r(?!\r*(?:\n|\Z))")
+
+
+def warn_inner_carriage_return(data: bytes, name: str, first_line: int = 1) -> bool:
+    """Warn when ``data`` (whose first line is ``first_line``) holds a carriage return that
+    ends no line, and say whether it did: lines end at ``\\n``, so a file written with CR
+    line ends (classic Mac OS) would be read as one text, silently. The text is kept."""
+    found = _INNER_CR.search(data) if b"\r" in data else None
+    if found is None:
+        return False
+    log.warning("%s: line %d holds a carriage return inside it; lines end at \\n only, so a file with CR "
+                "line ends is read as one text", name, first_line + data.count(b"\n", 0, found.start()))
+    return True
 
 
 def _table_texts(path: Path, suffix: str) -> list[str]:

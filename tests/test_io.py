@@ -152,21 +152,24 @@ def test_a_command_line_text_must_be_utf8():
 
 def test_a_carriage_return_inside_a_line_is_warned_of_once(tmp_path, caplog):
     """A file with classic Mac line ends (CR alone) was read as one text without a word."""
+    import io
     import logging
 
-    from sae.corpus.lines import decode_lines
+    from sae.corpus.lines import index_lines, iter_lines
     from sae.io import read_texts
 
     caplog.set_level(logging.WARNING)
     path = tmp_path / "mac.txt"
     path.write_bytes(b"the cat\rthe dog\ra bird\r")
     assert read_texts(str(path)) == ["the cat\rthe dog\ra bird"]  # kept as it is: one text
-    assert decode_lines(b"a\r\nb\rc\nd\re\n", "x.txt", 10) == ["a", "b\rc", "d\re"]
+    data = b"a\r\nb\r\r\nc\n" + b"x\n" * 50 + b"d\re\n" + b"y\n" * 50 + b"f\rg\n"
+    (tmp_path / "mixed.txt").write_bytes(data)
+    index_lines(tmp_path / "mixed.txt", chunk_rows=8, block=64)  # many pieces, one warning
+    assert [line for chunk in iter_lines(io.BytesIO(data), "<stdin>", 8, block=64) for line in chunk][53] == "d\re"
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert warnings == [f"{path}: line 1 holds a carriage return inside it; lines end at \\n only, so a file "
-                        "with CR line ends is read as one text",
-                        "x.txt: line 11 holds a carriage return inside it; lines end at \\n only, so a file "
-                        "with CR line ends is read as one text"]
+    assert [w.split(" holds")[0] for w in warnings] == [f"{path}: line 1", f"{tmp_path / 'mixed.txt'}: line 54",
+                                                        "<stdin>: line 54"], warnings
+    assert warnings[0].endswith("lines end at \\n only, so a file with CR line ends is read as one text")
     caplog.clear()
-    (tmp_path / "dos.txt").write_bytes(b"a\r\nb\r\n")
-    assert read_texts(str(tmp_path / "dos.txt")) == ["a", "b"] and not caplog.records  # CRLF is a line end
+    (tmp_path / "dos.txt").write_bytes(b"a\r\nb\r\r\nc\r")  # CRLF, a doubled CR before LF, a last CR
+    assert read_texts(str(tmp_path / "dos.txt")) == ["a", "b", "c"] and not caplog.records

@@ -39,10 +39,7 @@ def decode_lines(data: bytes, name: str, first_line: int, *, bom: bool = False, 
     lines = text.split("\n")
     if lines[-1] == "":
         lines.pop()  # the newline that ends the last line
-    lines = [line.rstrip("\r") for line in lines]
-    if "\r" in text:
-        warn_inner_carriage_return(lines, name, first_line)
-    return lines
+    return [line.rstrip("\r") for line in lines]
 
 
 def _pieces(stream: BinaryIO, block: int) -> Iterator[bytes]:
@@ -70,8 +67,10 @@ def iter_lines(stream: BinaryIO, name: str, chunk_rows: int, block: int = BLOCK_
     pending: list[str] = []
     line = 1
     offset = 0  # bytes before the current piece
+    warned = False
     for piece in _pieces(stream, block):
         lines = decode_lines(piece, name, line, bom=line == 1, first_byte=offset)
+        warned = warned or warn_inner_carriage_return(piece, name, line)
         line += len(lines)
         offset += len(piece)
         pending.extend(lines)
@@ -108,6 +107,7 @@ def index_lines(path: Path, chunk_rows: int, block: int = BLOCK_BYTES) -> LineIn
     lines = 0  # lines before the current piece
     offset = 0  # bytes before the current piece
     name = str(path)
+    warned = False
     try:
         with open(path, "rb") as stream:
             for piece in _pieces(stream, block):
@@ -116,6 +116,7 @@ def index_lines(path: Path, chunk_rows: int, block: int = BLOCK_BYTES) -> LineIn
                 except UnicodeDecodeError as exc:
                     line = lines + 1 + piece[: exc.start].count(b"\n")
                     raise invalid_utf8(name, line, exc, offset) from None
+                warned = warned or warn_inner_carriage_return(piece, name, lines + 1)
                 newlines = np.flatnonzero(np.frombuffer(piece, dtype=np.uint8) == 0x0A)
                 count = len(newlines) if piece.endswith(b"\n") else len(newlines) + 1
                 if offset == 0 and piece == BOM:
