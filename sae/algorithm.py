@@ -27,14 +27,14 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from sae.errors import AlgorithmError, InputError, SaeError
+from sae.errors import AlgorithmError, InputError, SaeError, short_repr
 from sae.layout import (
     ANY,
     ARG1_LIMIT,
@@ -452,29 +452,19 @@ def check_rules(alg: Algorithm, caps: Capacities = DEFAULT_CAPACITIES) -> None:
     that such rules are checked as a loaded Algorithm's are (a gap past the capacity was
     run, and saved into a directory the loader then refused).
     """
-    loader = _Loader(Path("."), caps)
-    loader.json_file = f"Algorithm {_short(alg.name)}"
-    params = alg.params
-    loader.int_in(params.max_steps, "params.max_steps", 0, caps.steps)
-    loader.int_in(params.tolerance, "params.tolerance", 0, TOLERANCE_MAX)
-    loader.int_in(params.inhibit_steps, "params.inhibit_steps", 0, caps.steps)
-    if len(alg.rules) > caps.rules:
-        raise loader.fail("rules", f"{len(alg.rules)} rules exceed the capacity of {caps.rules}")
-    n_phrases = alg.phrases.shape[0]
-    limits = _RuleLimits(list(alg.classes), alg.n_symbols, int(alg.vectors.shape[0]), int(alg.phrases.shape[1]),
-                         int(alg.phrase_bonus.max()) if n_phrases else 0, alg.n_transforms)
+    loader = _Loader(Path("."), caps, json_file=f"Algorithm {short_repr(alg.name)}")
+    loader.loop_params(asdict(alg.params))
+    docs = []
     for i, rule in enumerate(alg.rules):
         if not isinstance(rule, Rule):
             raise loader.fail(f"rules[{i}]", f"must be a sae.algorithm.Rule, got {type(rule).__name__}")
         try:
-            doc = rule_to_json(rule)
+            docs.append(rule_to_json(rule))
         except (TypeError, ValueError) as exc:  # an opcode that is not one
             raise loader.fail(f"rules[{i}]", _one_line(exc)) from None
-        loader._rule(doc, i, limits)
-    names = [r.name for r in alg.rules]
-    if len(set(names)) != len(names):
-        dup = next(n for n in names if names.count(n) > 1)
-        raise loader.fail("rules", f"rule name {dup!r} is used twice")
+    limits = _RuleLimits(list(alg.classes), alg.n_symbols, int(alg.vectors.shape[0]), int(alg.phrases.shape[1]),
+                         int(alg.phrase_bonus.max()) if alg.phrases.shape[0] else 0, alg.n_transforms)
+    loader.rules(docs, limits)  # the loader's own checks, on the rules as algorithm.json holds them
 
 
 def phrase_table(sequences: list[tuple[int, ...]], width: int) -> np.ndarray:
@@ -679,9 +669,9 @@ def _read_text(path: Path, what: str) -> str:
 class _Loader:
     """Validates one Algorithm directory; every check names file and field."""
 
-    def __init__(self, root: Path, caps: Capacities) -> None:
+    def __init__(self, root: Path, caps: Capacities, json_file: str | None = None) -> None:
         self.root, self.caps = root, caps
-        self.json_file = str(root / ALGORITHM_JSON)
+        self.json_file = json_file or str(root / ALGORITHM_JSON)  # what a message names
 
     def fail(self, field_name: str, reason: str, file: str | None = None) -> AlgorithmError:
         return AlgorithmError(file or self.json_file, field_name, reason)
@@ -702,19 +692,19 @@ class _Loader:
 
     def int_in(self, value: Any, name: str, lo: int, hi: int) -> int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(name, f"must be an integer, got {_short(value)}")
+            raise self.fail(name, f"must be an integer, got {short_repr(value)}")
         if not lo <= value <= hi:
             raise self.fail(name, f"{value} is out of range {lo}..{hi}")
         return value
 
     def flag(self, value: Any, name: str) -> bool:
         if not isinstance(value, bool):
-            raise self.fail(name, f"must be true or false, got {_short(value)}")
+            raise self.fail(name, f"must be true or false, got {short_repr(value)}")
         return value
 
     def opcode(self, value: Any, name: str) -> int:
         if not isinstance(value, str) or value not in Op.__members__:
-            raise self.fail(name, f"unknown opcode {_short(value)} (known: {', '.join(Op.__members__)})")
+            raise self.fail(name, f"unknown opcode {short_repr(value)} (known: {', '.join(Op.__members__)})")
         return int(Op[value])
 
     def class_list(self, value: Any, name: str, classes: list[str]) -> tuple[str, ...]:
@@ -722,7 +712,7 @@ class _Loader:
             raise self.fail(name, "must be a list of class names")
         for c in value:
             if not isinstance(c, str) or c not in classes:
-                raise self.fail(name, f"unknown class {_short(c)}")
+                raise self.fail(name, f"unknown class {short_repr(c)}")
         if len(set(value)) != len(value):
             raise self.fail(name, "names a class twice")
         return tuple(value)
@@ -765,9 +755,9 @@ class _Loader:
         top_keys = {"format", "version", "name", "description", "dim", "classes", "transforms", "params", "rules"}
         self.obj(doc, "", top_keys, top_keys - {"description", "transforms"})
         if doc["format"] != FORMAT:
-            raise self.fail("format", f"must be {FORMAT!r}, got {_short(doc['format'])}")
+            raise self.fail("format", f"must be {FORMAT!r}, got {short_repr(doc['format'])}")
         if doc["version"] not in READABLE_VERSIONS or isinstance(doc["version"], bool):
-            raise self.fail("version", f"unsupported version {_short(doc['version'])} (this sae reads "
+            raise self.fail("version", f"unsupported version {short_repr(doc['version'])} (this sae reads "
                                        f"{', '.join(map(str, READABLE_VERSIONS))})")
         if not isinstance(doc["name"], str) or not doc["name"]:
             raise self.fail("name", "must be a non-empty string")
@@ -784,13 +774,7 @@ class _Loader:
         if len(set(classes)) != len(classes):
             raise self.fail("classes", "names must be unique")
 
-        pkeys = {"max_steps", "tolerance", "inhibit_steps"}
-        params = self.obj(doc["params"], "params", pkeys, pkeys)
-        loop = LoopParams(
-            max_steps=self.int_in(params["max_steps"], "params.max_steps", 0, caps.steps),
-            tolerance=self.int_in(params["tolerance"], "params.tolerance", 0, TOLERANCE_MAX),
-            inhibit_steps=self.int_in(params["inhibit_steps"], "params.inhibit_steps", 0, caps.steps),
-        )
+        loop = self.loop_params(doc["params"])
 
         # Arrays, then the cross-checks between them.
         tok_file = self.root / TOKENIZER_JSON
@@ -876,17 +860,8 @@ class _Loader:
         if len(classes) < 32 and (symbol_classes >> np.uint32(len(classes))).any():
             raise self.fail("values", f"use class bits beyond the {len(classes)} declared classes", cfile)
 
-        rules_doc = doc["rules"]
-        if not isinstance(rules_doc, list):
-            raise self.fail("rules", "must be a list")
-        if len(rules_doc) > caps.rules:
-            raise self.fail("rules", f"{len(rules_doc)} rules exceed the capacity of {caps.rules}")
         limits = _RuleLimits(classes, n_symbols, rows, width, int(bonus.max()) if n_phrases else 0, n_transforms)
-        rules = tuple(self._rule(r, i, limits) for i, r in enumerate(rules_doc))
-        names = [r.name for r in rules]
-        if len(set(names)) != len(names):
-            dup = next(n for n in names if names.count(n) > 1)
-            raise self.fail("rules", f"rule name {dup!r} is used twice")
+        rules = self.rules(doc["rules"], limits)
 
         return Algorithm(
             name=doc["name"],
@@ -904,6 +879,27 @@ class _Loader:
             transforms=_frozen(transforms),
             transform_names=tuple(transform_names),
         )
+
+    def loop_params(self, doc: Any) -> LoopParams:
+        keys = {"max_steps", "tolerance", "inhibit_steps"}
+        params = self.obj(doc, "params", keys, keys)
+        return LoopParams(
+            max_steps=self.int_in(params["max_steps"], "params.max_steps", 0, self.caps.steps),
+            tolerance=self.int_in(params["tolerance"], "params.tolerance", 0, TOLERANCE_MAX),
+            inhibit_steps=self.int_in(params["inhibit_steps"], "params.inhibit_steps", 0, self.caps.steps),
+        )
+
+    def rules(self, rules_doc: Any, limits: _RuleLimits) -> tuple[Rule, ...]:
+        if not isinstance(rules_doc, list):
+            raise self.fail("rules", "must be a list")
+        if len(rules_doc) > self.caps.rules:
+            raise self.fail("rules", f"{len(rules_doc)} rules exceed the capacity of {self.caps.rules}")
+        rules = tuple(self._rule(r, i, limits) for i, r in enumerate(rules_doc))
+        names = [r.name for r in rules]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise self.fail("rules", f"rule name {dup!r} is used twice")
+        return rules
 
     def _check_phrases(self, phrases: np.ndarray, vocab_size: int, pfile: str) -> None:
         if phrases.shape[0] == 0:
@@ -976,7 +972,7 @@ class _Loader:
         action = self.obj(doc["action"], f"{name}.action", {"kind", "perm", "set"}, {"kind"})
         kind = action["kind"]
         if not isinstance(kind, str) or kind not in RULE_KINDS:
-            raise self.fail(f"{name}.action.kind", f"unknown action {_short(kind)} (known: {', '.join(RULE_KINDS)})")
+            raise self.fail(f"{name}.action.kind", f"unknown action {short_repr(kind)} (known: {', '.join(RULE_KINDS)})")
         pattern_doc = doc["pattern"]
         if not isinstance(pattern_doc, list) or not 1 <= len(pattern_doc) <= caps.pattern:
             raise self.fail(f"{name}.pattern", f"must be a list of 1..{caps.pattern} elements")
@@ -1021,15 +1017,9 @@ class _RuleLimits:
     n_transforms: int
 
 
-def _short(value: Any, limit: int = 60) -> str:
-    """``repr`` of a value, cut to ``limit`` characters (error messages stay one short line)."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    return _short(text[0], 200).strip("'\"") if text else type(exc).__name__
+    return short_repr(text[0], 200).strip("'\"") if text else type(exc).__name__
 
 
 __all__ = [

@@ -33,6 +33,12 @@ class BackendUnavailableError(InputError):
     """An explicitly requested backend cannot run here (for example no GPU adapter)."""
 
 
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr`` of a value, cut to ``limit`` characters (error messages stay one short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (a library's multi-line error inside ours), or
     its type's name when it has none."""

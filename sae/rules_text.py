@@ -31,7 +31,7 @@ import re
 from collections.abc import Callable
 
 from sae.algorithm import ItemUpdate, PatternElement, Rule
-from sae.errors import InputError
+from sae.errors import InputError, short_repr
 from sae.layout import ANY, Q16_ONE, Op
 
 #: A rule line's head; the rest is the pattern and the action, split at the first "=>"
@@ -103,12 +103,6 @@ def _outside_quotes(line: str, needle: str, start: int) -> int:
     return -1
 
 
-def _shown(text: str, limit: int = 60) -> str:
-    """``repr`` of a piece of a rule line, cut: a message stays one short line."""
-    shown = repr(text)
-    return shown if len(shown) <= limit else shown[: limit - 4] + "...'"
-
-
 def _symbol(value: str, token_to_id, fail) -> int:
     if value.startswith('"') and value.endswith('"') and len(value) >= 2:
         if token_to_id is None:
@@ -126,7 +120,7 @@ def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
     elements, pos = [], 0
     for m in _ELEMENT.finditer(text):
         if text[pos : m.start()].strip():
-            raise fail(f"unexpected {_shown(text[pos:m.start()].strip())} in pattern")
+            raise fail(f"unexpected {short_repr(text[pos:m.start()].strip())} in pattern")
         pos = m.end()
         fields: dict = {"gap": int(m["gap"] or 0), "run": int(m["run"] or 0)}
         any_of, all_of, none_of = [], [], []
@@ -152,13 +146,13 @@ def _parse_pattern(text: str, token_to_id, fail) -> tuple[PatternElement, ...]:
             elif term.startswith("!"):
                 none_of.append(term[1:])
             elif "=" in term or '"' in term:
-                raise fail(f"unknown term {_shown(term)} in an element")
+                raise fail(f"unknown term {short_repr(term)} in an element")
             else:
                 any_of.append(term)
         elements.append(PatternElement(classes=tuple(any_of), all_classes=tuple(all_of),
                                        none_classes=tuple(none_of), **fields))
     if text[pos:].strip():
-        raise fail(f"unexpected {_shown(text[pos:].strip())} in pattern")
+        raise fail(f"unexpected {short_repr(text[pos:].strip())} in pattern")
     if not elements:
         raise fail("a pattern needs at least one [element]")
     return tuple(elements)
@@ -187,7 +181,7 @@ def _parse_action(text: str, k: int, fail) -> tuple[str, tuple[int, ...], tuple[
                 raise fail(f"set {e}: the pattern has {k} elements")
             sets[e] = _parse_set(words[2:], fail)
         else:
-            raise fail(f"unknown action {_shown(part)} (merge, guard, keep, perm ..., set E ...)")
+            raise fail(f"unknown action {short_repr(part)} (merge, guard, keep, perm ..., set E ...)")
     updates = tuple(sets.get(e, ItemUpdate()) for e in range(max(sets) + 1)) if sets else ()
     return kind, perm, updates
 
