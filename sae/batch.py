@@ -61,9 +61,9 @@ def check_token_ids(token_ids: Sequence[Sequence[int]], symbols: int, caller: st
     try:
         flat = np.asarray(ids)
     except ValueError:  # ragged: a document of nested lists; named below
-        flat = np.zeros((0, 0))
+        flat = None
     # A bool among ints becomes an int in the array: looked for apart (by type: 1 == True).
-    if not ids or (flat.ndim == 1 and flat.dtype.kind in "iu" and int(flat.min()) >= 0
+    if not ids or (flat is not None and flat.ndim == 1 and flat.dtype.kind in "iu" and int(flat.min()) >= 0
                    and int(flat.max()) < symbols and bool not in set(map(type, ids))):
         return
     for i, ids in enumerate(token_ids):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 
-from sae.service.auth import bearer_matches, matching_key, read_api_key_file
+from sae.service.auth import matching_key, read_api_key_file
 from sae.service.config import ServiceConfig
 from sae.service.tls import TlsFiles, load_tls_files
 
@@ -94,8 +94,7 @@ class Credentials:
 
     def key_matches(self, authorization: str | bytes | None) -> bool:
         """Whether an ``Authorization`` value carries one of the keys (always, without keys)."""
-        keys = self._loaded.keys
-        return keys is None or bearer_matches(authorization, keys)
+        return self.holder(authorization)[0]
 
     def holder(self, authorization: str | bytes | None) -> tuple[bool, str | None]:
         """Whether an ``Authorization`` value carries one of the keys, and the key's name

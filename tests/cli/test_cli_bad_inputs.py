@@ -13,16 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from cli_helpers import one_line_error
 
 from sae.cli import main
 
 PAIRS = "g\tf\ty\ti\t1\tthe cat\ta cat\ng\tf\ty\ti\t4\ta dog runs\ta dog is running\n"
-
-
-def one_line_error(capsys) -> str:
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    return err[0]
 
 
 def sae(*args: str, shell: str = "", **kwargs) -> subprocess.CompletedProcess:

@@ -8,14 +8,9 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+from cli_helpers import one_line_error
 
 from sae.cli import main
-
-
-def one_line_error(capsys) -> str:
-    err = [line for line in capsys.readouterr().err.strip().splitlines() if line.strip()]
-    assert len(err) == 1 and "Traceback" not in err[0], err
-    return err[0]
 
 
 def test_an_output_that_is_the_input_is_refused_and_the_input_kept(tmp_path, tiny_dir, capsys):
