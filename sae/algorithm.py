@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -467,6 +467,67 @@ def check_rules(alg: Algorithm, caps: Capacities = DEFAULT_CAPACITIES) -> None:
     loader.rules(docs, limits)  # the loader's own checks, on the rules as algorithm.json holds them
 
 
+@dataclass(frozen=True)
+class _Tables:
+    """An Algorithm's arrays, in the dtypes :class:`Algorithm` holds them in."""
+
+    vectors: np.ndarray
+    weights: np.ndarray
+    transforms: np.ndarray
+    phrases: np.ndarray
+    phrase_bonus: np.ndarray
+    symbol_rows: np.ndarray
+    symbol_classes: np.ndarray
+
+
+#: Each array field of :class:`Algorithm`: the dtype and dimensions the backends read it as.
+_TABLE_FIELDS = {"vectors": (np.float32, 2), "weights": (np.float32, 1), "transforms": (np.float32, 3),
+                 "phrases": (np.int32, 2), "phrase_bonus": (np.int32, 1), "symbol_rows": (np.int32, 1),
+                 "symbol_classes": (np.uint32, 1)}
+
+
+def check_algorithm(alg: Algorithm, caps: Capacities = DEFAULT_CAPACITIES) -> None:
+    """Raise :class:`AlgorithmError` naming the field and the reason unless ``alg`` is
+    what :func:`load_algorithm` accepts: its arrays (dtypes, shapes, finite values, rows and
+    token ids in range), its tokenizer, classes and sizes, then :func:`check_rules`.
+
+    An Algorithm built in Python skips the loader; :class:`~sae.engine.Engine` calls this,
+    so that a table of the wrong shape or with NaN in it is refused with one line instead
+    of an ``IndexError`` deep in a backend or, for NaN vectors, zero vectors."""
+    label = f"Algorithm {short_repr(alg.name)}"
+    loader = _Loader(Path("."), caps, json_file=label)
+    if not isinstance(alg.name, str) or not alg.name:
+        raise loader.fail("name", "must be a non-empty string")
+    for name, (dtype, ndim) in _TABLE_FIELDS.items():
+        value = getattr(alg, name)
+        if not isinstance(value, np.ndarray):
+            raise loader.fail(name, f"must be a numpy array, got {type(value).__name__}")
+        if value.dtype != dtype or value.ndim != ndim:
+            raise loader.fail(name, f"must be a {ndim}-dimensional {np.dtype(dtype)} array, got {value.ndim} "
+                                    f"dimension(s) of {value.dtype}")
+    dim = int(alg.vectors.shape[1])
+    if not 1 <= dim <= caps.dim:
+        raise loader.fail("vectors", f"dim {dim} is out of range 1..{caps.dim}")
+    classes = alg.classes
+    if not isinstance(classes, tuple) or not all(isinstance(c, str) and c for c in classes):
+        raise loader.fail("classes", "must be a tuple of non-empty strings")
+    if len(classes) > MAX_CLASSES:
+        raise loader.fail("classes", f"{len(classes)} classes exceed the limit of {MAX_CLASSES}")
+    if len(set(classes)) != len(classes):
+        raise loader.fail("classes", "names must be unique")
+    if not isinstance(alg.transform_names, tuple) or not all(isinstance(n, str) for n in alg.transform_names):
+        raise loader.fail("transform_names", "must be a tuple of strings")
+    try:
+        vocab_size = alg.tokenizer.get_vocab_size(with_added_tokens=True)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # tokenizers raises its own types, a Rust panic included
+        raise loader.fail("tokenizer_json", f"not a valid tokenizer ({_one_line(exc)})") from None
+    tables = _Tables(*(getattr(alg, f.name) for f in fields(_Tables)))
+    loader.tables(tables, dim, vocab_size, classes, alg.transform_names, lambda array: f"{label}: {array}")
+    check_rules(alg, caps)
+
+
 def phrase_table(sequences: list[tuple[int, ...]], width: int) -> np.ndarray:
     """Lexicon phrases as the sorted, -1 padded ``(n, width)`` int32 table the engine reads.
 
@@ -790,77 +851,22 @@ class _Loader:
         if vocab_size < 1:
             raise self.fail("file", "the tokenizer has an empty vocabulary", str(tok_file))
 
-        vectors = self.array("vectors", ("f2", "f4"), 2)
-        vfile = str(self.root / "vectors.npy")
-        if vectors.shape[1] != dim:
-            raise self.fail("shape", f"{vectors.shape} has dim {vectors.shape[1]}, algorithm.json says {dim}", vfile)
-        if vectors.shape[0] < 1:
-            raise self.fail("shape", "needs at least one row", vfile)
-        vectors = vectors.astype(np.float32)
-        if not np.isfinite(vectors).all():
-            raise self.fail("values", "contain NaN or infinity", vfile)
-        rows = vectors.shape[0]
-
+        vectors = self.array("vectors", ("f2", "f4"), 2).astype(np.float32)
         weights = self.array("weights", ("f4",), 1)
-        wfile = str(self.root / "weights.npy")
-        if weights.shape[0] != rows:
-            raise self.fail("shape", f"{weights.shape} must be ({rows},), one weight per vector row", wfile)
-        if not np.isfinite(weights).all():
-            raise self.fail("values", "contain NaN or infinity", wfile)
-
         transforms = self.array("transforms", ("f2", "f4"), 3, required=doc["version"] >= 2)
-        tfile = str(self.root / "transforms.npy")
         if transforms is None:
             transforms = np.zeros((0, dim, dim + 1), dtype=np.float32)
-        if transforms.shape[1:] != (dim, dim + 1):
-            raise self.fail("shape", f"{transforms.shape} must be (transforms, {dim}, {dim + 1})", tfile)
-        if transforms.shape[0] > caps.transforms:
-            raise self.fail("shape", f"{transforms.shape[0]} transforms exceed the capacity of {caps.transforms}",
-                            tfile)
-        transforms = transforms.astype(np.float32)
-        if not np.isfinite(transforms).all():
-            raise self.fail("values", "contain NaN or infinity", tfile)
-        n_transforms = transforms.shape[0]
         transform_names = doc.get("transforms", [])
         if not isinstance(transform_names, list) or not all(isinstance(n, str) for n in transform_names):
             raise self.fail("transforms", "must be a list of names")
-        if transform_names and len(transform_names) != n_transforms:
-            raise self.fail("transforms", f"names {len(transform_names)} transforms, transforms.npy holds "
-                                          f"{n_transforms}")
-
-        phrases = self.array("phrases", ("i4",), 2)
-        pfile = str(self.root / "phrases.npy")
-        n_phrases, width = phrases.shape
-        if width > caps.phrase or (n_phrases and width < 2):
-            raise self.fail("shape", f"width {width} must be in 2..{caps.phrase}", pfile)
-        self._check_phrases(phrases, vocab_size, pfile)
-        bonus = self.array("phrase_bonus", ("i4",), 1)
-        bfile = str(self.root / "phrase_bonus.npy")
-        if bonus.shape[0] != n_phrases:
-            raise self.fail("shape", f"{bonus.shape} must be ({n_phrases},)", bfile)
-        if n_phrases and (bonus.min() < 0 or bonus.max() > SCORE_MAX):
-            raise self.fail("values", f"must be in 0..{SCORE_MAX}", bfile)
-
-        n_symbols = vocab_size + n_phrases
-        symbol_rows = self.array("symbol_rows", ("i4",), 1)
-        sfile = str(self.root / "symbol_rows.npy")
-        if symbol_rows.shape[0] != n_symbols:
-            raise self.fail(
-                "shape",
-                f"{symbol_rows.shape} must be ({n_symbols},): vocab {vocab_size} + phrases {n_phrases}",
-                sfile,
-            )
-        if symbol_rows.min() < 0 or symbol_rows.max() >= rows:
-            bad = int(np.flatnonzero((symbol_rows < 0) | (symbol_rows >= rows))[0])
-            raise self.fail(f"[{bad}]", f"row {symbol_rows[bad]} is out of range 0..{rows - 1}", sfile)
-        symbol_classes = self.array("symbol_classes", ("u4",), 1)
-        cfile = str(self.root / "symbol_classes.npy")
-        if symbol_classes.shape[0] != n_symbols:
-            raise self.fail("shape", f"{symbol_classes.shape} must be ({n_symbols},)", cfile)
-        if len(classes) < 32 and (symbol_classes >> np.uint32(len(classes))).any():
-            raise self.fail("values", f"use class bits beyond the {len(classes)} declared classes", cfile)
-
-        limits = _RuleLimits(classes, n_symbols, rows, width, int(bonus.max()) if n_phrases else 0, n_transforms)
+        tables = _Tables(vectors, weights, transforms.astype(np.float32), self.array("phrases", ("i4",), 2),
+                         self.array("phrase_bonus", ("i4",), 1), self.array("symbol_rows", ("i4",), 1),
+                         self.array("symbol_classes", ("u4",), 1))
+        self.tables(tables, dim, vocab_size, classes, transform_names, lambda array: str(self.root / f"{array}.npy"))
+        rows, (n_phrases, width) = vectors.shape[0], tables.phrases.shape
+        bonus = tables.phrase_bonus
+        limits = _RuleLimits(classes, vocab_size + n_phrases, rows, width, int(bonus.max()) if n_phrases else 0,
+                             tables.transforms.shape[0])
         rules = self.rules(doc["rules"], limits)
 
         return Algorithm(
@@ -869,16 +875,71 @@ class _Loader:
             tokenizer_json=tokenizer_json,
             vectors=_frozen(vectors),
             weights=_frozen(weights.astype(np.float32)),
-            symbol_rows=_frozen(symbol_rows.astype(np.int32)),
-            symbol_classes=_frozen(symbol_classes.astype(np.uint32)),
-            phrases=_frozen(phrases.astype(np.int32)),
+            symbol_rows=_frozen(tables.symbol_rows.astype(np.int32)),
+            symbol_classes=_frozen(tables.symbol_classes.astype(np.uint32)),
+            phrases=_frozen(tables.phrases.astype(np.int32)),
             phrase_bonus=_frozen(bonus.astype(np.int32)),
             classes=tuple(classes),
             rules=rules,
             params=loop,
-            transforms=_frozen(transforms),
+            transforms=_frozen(tables.transforms),
             transform_names=tuple(transform_names),
         )
+
+    def tables(self, t: _Tables, dim: int, vocab_size: int, classes: list[str] | tuple[str, ...],
+               transform_names: list[str] | tuple[str, ...], where: Callable[[str], str]) -> None:
+        """The checks within and between an Algorithm's arrays, each failure naming
+        ``where(array)``: the loader's ``.npy`` file, or a field of an Algorithm built in Python."""
+        caps, vectors = self.caps, t.vectors
+        if vectors.shape[1] != dim:
+            raise self.fail("shape", f"{vectors.shape} has dim {vectors.shape[1]}, algorithm.json says {dim}",
+                            where("vectors"))
+        if vectors.shape[0] < 1:
+            raise self.fail("shape", "needs at least one row", where("vectors"))
+        if not np.isfinite(vectors).all():
+            raise self.fail("values", "contain NaN or infinity", where("vectors"))
+        rows = vectors.shape[0]
+        if t.weights.shape[0] != rows:
+            raise self.fail("shape", f"{t.weights.shape} must be ({rows},), one weight per vector row",
+                            where("weights"))
+        if not np.isfinite(t.weights).all():
+            raise self.fail("values", "contain NaN or infinity", where("weights"))
+
+        transforms = t.transforms
+        if transforms.shape[1:] != (dim, dim + 1):
+            raise self.fail("shape", f"{transforms.shape} must be (transforms, {dim}, {dim + 1})",
+                            where("transforms"))
+        if transforms.shape[0] > caps.transforms:
+            raise self.fail("shape", f"{transforms.shape[0]} transforms exceed the capacity of {caps.transforms}",
+                            where("transforms"))
+        if not np.isfinite(transforms).all():
+            raise self.fail("values", "contain NaN or infinity", where("transforms"))
+        if transform_names and len(transform_names) != transforms.shape[0]:
+            raise self.fail("transforms", f"names {len(transform_names)} transforms, there are "
+                                          f"{transforms.shape[0]} ({where('transforms')})")
+
+        phrases, bonus = t.phrases, t.phrase_bonus
+        n_phrases, width = phrases.shape
+        if width > caps.phrase or (n_phrases and width < 2):
+            raise self.fail("shape", f"width {width} must be in 2..{caps.phrase}", where("phrases"))
+        self._check_phrases(phrases, vocab_size, where("phrases"))
+        if bonus.shape[0] != n_phrases:
+            raise self.fail("shape", f"{bonus.shape} must be ({n_phrases},)", where("phrase_bonus"))
+        if n_phrases and (bonus.min() < 0 or bonus.max() > SCORE_MAX):
+            raise self.fail("values", f"must be in 0..{SCORE_MAX}", where("phrase_bonus"))
+
+        n_symbols, symbol_rows = vocab_size + n_phrases, t.symbol_rows
+        if symbol_rows.shape[0] != n_symbols:
+            raise self.fail("shape", f"{symbol_rows.shape} must be ({n_symbols},): vocab {vocab_size} + phrases "
+                                     f"{n_phrases}", where("symbol_rows"))
+        if symbol_rows.min() < 0 or symbol_rows.max() >= rows:
+            bad = int(np.flatnonzero((symbol_rows < 0) | (symbol_rows >= rows))[0])
+            raise self.fail(f"[{bad}]", f"row {symbol_rows[bad]} is out of range 0..{rows - 1}", where("symbol_rows"))
+        if t.symbol_classes.shape[0] != n_symbols:
+            raise self.fail("shape", f"{t.symbol_classes.shape} must be ({n_symbols},)", where("symbol_classes"))
+        if len(classes) < 32 and (t.symbol_classes >> np.uint32(len(classes))).any():
+            raise self.fail("values", f"use class bits beyond the {len(classes)} declared classes",
+                            where("symbol_classes"))
 
     def loop_params(self, doc: Any) -> LoopParams:
         keys = {"max_steps", "tolerance", "inhibit_steps"}
@@ -1030,6 +1091,7 @@ __all__ = [
     "PatternElement",
     "Rule",
     "canonical_json",
+    "check_algorithm",
     "check_rules",
     "default_algorithm_path",
     "element_fields",

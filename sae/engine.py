@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.algorithm import Algorithm, check_rules, load_algorithm
+from sae.algorithm import Algorithm, check_algorithm, load_algorithm
 from sae.backend import Backend
 from sae.batch import AnnealStats, ProgramBatch, as_documents, check_lengths, check_token_ids, lengths_of
 from sae.errors import AlgorithmError, BackendUnavailableError
@@ -237,7 +237,7 @@ class Engine(Closable):
                             f"got {type(algorithm).__name__}")
         self.caps = caps
         if isinstance(algorithm, Algorithm):
-            check_rules(algorithm, caps)  # built in Python: the loader's checks were skipped
+            check_algorithm(algorithm, caps)  # built in Python: the loader's checks were skipped
             self.algorithm = algorithm
         else:
             self.algorithm = load_algorithm(algorithm, caps)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sae.algorithm import Algorithm, check_rules
+from sae.algorithm import Algorithm, check_algorithm, check_rules
 from sae.batch import as_documents, check_token_ids, token_lengths
 from sae.engine import Closable, make_backend
 from sae.layout import DEFAULT_CAPACITIES, JOURNAL_ENTRY, Capacities
@@ -71,6 +71,7 @@ class PopulationEvaluator(Closable):
             raise TypeError(f"PopulationEvaluator: caps must be a sae.layout.Capacities, got {type(caps).__name__}")
         if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int | np.integer) or jobs < 1):
             raise ValueError(f"PopulationEvaluator: jobs must be an integer >= 1, got {jobs!r}")
+        check_algorithm(base, caps)  # built in Python: the loader's checks were skipped
         self.base, self.caps = base, caps
         self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from sae import Engine
-from sae.algorithm import load_algorithm, save_algorithm
+from sae.algorithm import check_algorithm, load_algorithm, save_algorithm
+from sae.errors import AlgorithmError
 from sae.layout import Capacities
 from sae.population import PopulationEvaluator, evaluate_population
 from sae.rules_text import format_rules, parse_rules
@@ -67,6 +68,36 @@ def test_population_arguments_of_the_wrong_type(tiny_alg, tiny_dir):
             PopulationEvaluator(tiny_alg, backend="cpu", jobs=jobs)
     with pytest.raises(TypeError, match=r"PopulationEvaluator\.evaluate: member 1 is a NoneType, not an Algorithm"):
         evaluate_population([tiny_alg, None], [[1, 2]], backend="cpu")
+
+
+def _bad_tables(alg):
+    """Algorithms built in Python with a table the loader would refuse, and what is said."""
+    nan = np.array(alg.vectors)
+    nan[0, 0] = np.nan
+    return [
+        (replace(alg, symbol_rows=np.full_like(alg.symbol_rows, len(alg.vectors))),
+         f"symbol_rows: [0]: row {len(alg.vectors)} is out of range"),  # was an IndexError in the matcher
+        (replace(alg, weights=alg.weights[:2]), "weights: shape: (2,) must be"),
+        (replace(alg, vectors=nan), "vectors: values: contain NaN or infinity"),  # embedded to zero vectors
+        (replace(alg, vectors=alg.vectors.astype(np.float64)),
+         "vectors: must be a 2-dimensional float32 array, got 2 dimension(s) of float64"),
+        (replace(alg, vectors=alg.vectors.tolist()), "vectors: must be a numpy array, got list"),
+        (replace(alg, symbol_classes=np.full_like(alg.symbol_classes, 1 << 30)),
+         "symbol_classes: values: use class bits beyond"),
+        (replace(alg, transforms=np.zeros((1, 3, 4), np.float32)), "transforms: shape: (1, 3, 4) must be"),
+        (replace(alg, tokenizer_json="{}"), "tokenizer_json: not a valid tokenizer"),
+        (replace(alg, classes=("a", "a")), "classes: names must be unique"),
+    ]
+
+
+def test_engine_refuses_an_algorithm_built_in_python_with_bad_tables(tiny_alg):
+    for bad, message in _bad_tables(tiny_alg):
+        with pytest.raises(AlgorithmError) as raised:
+            Engine(bad, backend="cpu")
+        assert str(raised.value).startswith("Algorithm 'tiny': ") and message in str(raised.value)
+        with pytest.raises(AlgorithmError, match=r"^Algorithm 'tiny': "):
+            PopulationEvaluator(bad, backend="cpu")
+    check_algorithm(tiny_alg)  # the loaded one passes
 
 
 def test_save_algorithm_never_replaces_a_directory_with_what_would_not_load(tmp_path, tiny_alg):
