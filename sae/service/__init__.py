@@ -27,6 +27,7 @@ _NEEDS = {
     "grpc_reflection": "grpcio-reflection",
     "google.protobuf": "protobuf",
     "prometheus_client": "prometheus-client",
+    "cryptography": "cryptography",
 }
 for _module, _dist in _NEEDS.items():
     try:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sae.service.auth import matching_key, read_api_key_file
 from sae.service.config import ServiceConfig
-from sae.service.tls import TlsFiles, load_tls_files
+from sae.service.tls import TlsFiles, load_tls_files, validity
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Credentials:
             parts.append(f"{count} API key{'s' if count != 1 else ''}{f' ({named} named)' if named else ''} "
                          f"from {self.config.api_key_file}")
         if loaded.tls is not None:
-            parts.append(f"the certificate {loaded.tls.certfile}")
+            parts.append(f"the certificate {loaded.tls.certfile} ({validity(loaded.tls)})")
             if loaded.tls.client_ca_file is not None:
                 parts.append(f"the client CA {loaded.tls.client_ca_file}")
         return listed(parts) if parts else "nothing (no key file, no TLS)"

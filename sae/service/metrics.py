@@ -128,6 +128,13 @@ class ServiceMetrics:
         self.requests_admitted.set_function(admitted)
         self.requests_waiting.set_function(waiting)
 
+    def track_certificate(self, not_after: Callable[[], float]) -> None:
+        """Report the served certificate's end of validity, read at scrape time (so a reload
+        shows at once); only a server with TLS has the gauge."""
+        Gauge("sae_tls_certificate_expiry_timestamp_seconds", "Unix time at which the TLS certificate served "
+              "now stops being valid (its notAfter; read again on SIGHUP)",
+              registry=self.registry).set_function(not_after)
+
     def track_workers(self, ready: Callable[[], int]) -> None:
         """Read the ready workers' gauge from the service at scrape time."""
         self.workers_ready.set_function(ready)

@@ -87,6 +87,8 @@ class EmbeddingService:
         )
         self.metrics.track_queue(lambda: self.batcher.admitted, lambda: self.batcher.waiting)
         self.metrics.track_workers(lambda: self.workers_ready)
+        if self.credentials.tls is not None:  # TLS is fixed at start; a reload changes the certificate
+            self.metrics.track_certificate(lambda: self.credentials.tls.not_after)
         #: false before start and once a shutdown has begun: health checks fail, load balancers move on
         self.serving = False
         # Looked up per call, so a test can watch the engine's tokenize.

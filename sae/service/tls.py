@@ -5,13 +5,19 @@ and checked at start, before the Algorithm loads, and again on SIGHUP
 
 A file that cannot be read, that is not a certificate with its private key, whose key is
 encrypted (uvicorn would ask for its password on the terminal), or a client CA file
-without a certificate is refused in one line.
+without a certificate is refused in one line. A certificate past its end of validity is
+served (a client that checks it refuses the connection), and said: :func:`validity` for the
+log, ``TlsFiles.not_after`` for the metric ``sae_tls_certificate_expiry_timestamp_seconds``.
 """
 
 from __future__ import annotations
 
 import ssl
+import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from cryptography import x509
 
 
 @dataclass(frozen=True)
@@ -27,6 +33,8 @@ class TlsFiles:
     context: ssl.SSLContext = field(repr=False, compare=False)
     client_ca_file: str | None = None
     client_ca: bytes | None = field(default=None, repr=False)
+    #: Unix time at which the served certificate (the file's first) stops being valid (notAfter)
+    not_after: float = float("inf")
 
 
 def _no_password() -> bytes:
@@ -62,7 +70,25 @@ def load_tls_files(certfile: str, keyfile: str, client_ca_file: str | None = Non
             context.load_verify_locations(cadata=client_ca.decode("ascii"))
         except (ValueError, ssl.SSLError):  # empty, not ASCII, or no certificate in it
             raise ValueError(f"--ssl-client-ca {client_ca_file}: no PEM certificate in it") from None
-    return TlsFiles(certfile, keyfile, contents[0], contents[1], context, client_ca_file, client_ca)
+    return TlsFiles(certfile, keyfile, contents[0], contents[1], context, client_ca_file, client_ca,
+                    _not_after(contents[0], certfile))
+
+
+def _not_after(certificate: bytes, certfile: str) -> float:
+    """When the leaf, the first certificate in the file (the one a TLS server presents),
+    stops being valid, in Unix seconds."""
+    try:
+        leaf = x509.load_pem_x509_certificate(certificate)
+    except ValueError as exc:  # the ssl module took it; a certificate cryptography cannot parse
+        raise ValueError(f"--ssl-certfile {certfile}: its certificate cannot be read ({exc})") from None
+    return leaf.not_valid_after_utc.timestamp()
+
+
+def validity(tls: TlsFiles, now: float | None = None) -> str:
+    """``valid until 2027-03-01 12:00 UTC``, or ``EXPIRED on ...`` once past it: what the
+    start and a reload log of the certificate served."""
+    when = datetime.fromtimestamp(tls.not_after, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"valid until {when}" if tls.not_after > (time.time() if now is None else now) else f"EXPIRED on {when}"
 
 
 #: Bytes of a PEM file read at most: a chain of a few certificates is a few kB.

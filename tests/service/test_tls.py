@@ -8,6 +8,7 @@ import signal
 import ssl
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
@@ -18,7 +19,7 @@ from service_helpers import running_server, tiny_service
 
 from sae import Engine
 from sae.service.proto import embed_pb2, embed_pb2_grpc
-from sae.service.tls import load_tls_files
+from sae.service.tls import load_tls_files, validity
 
 trustme = pytest.importorskip("trustme", reason="the TLS tests make certificates with trustme: "
                               "pip install -e '.[serve-test]'")
@@ -214,3 +215,55 @@ def test_a_client_ca_without_tls_or_without_a_certificate_is_one_line(tiny_dir, 
             f"--ssl-client-ca {junk}: no PEM certificate in it")
     assert one_line(serve(*alg, *tls, "--ssl-client-ca", str(tmp_path / "missing.pem"))).endswith(
         "No such file or directory")
+
+
+def _issue(ca, folder: Path, ends: datetime) -> tuple[Path, Path]:
+    issued = ca.issue_cert("127.0.0.1", "localhost", not_after=ends)
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    cert.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key))
+    return cert, key
+
+
+def _expiry_metric(url: str, verify: ssl.SSLContext) -> float:
+    text = httpx.get(f"{url}/metrics", verify=verify, timeout=30).text
+    (value,) = re.findall(r"^sae_tls_certificate_expiry_timestamp_seconds (\S+)$", text, re.MULTILINE)
+    return float(value)
+
+
+def test_the_served_certificates_end_of_validity_is_a_metric_that_follows_a_reload(tiny_dir, tmp_path):
+    ca = trustme.CA()
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    first, renewed = datetime(2031, 5, 6, 7, 8, tzinfo=timezone.utc), datetime(2032, 1, 2, 3, 4, tzinfo=timezone.utc)
+    cert, key = _issue(ca, tmp_path, first)
+    service = tiny_service(tiny_dir, workers=1, ssl_certfile=str(cert), ssl_keyfile=str(key))
+    assert validity(service.credentials.tls) == "valid until 2031-05-06 07:08 UTC"
+    with running_server(service) as addresses:
+        assert _expiry_metric(addresses.http_url, trusting) == first.timestamp()
+        _issue(ca, tmp_path, renewed)
+        assert service.reload_credentials() == f"the certificate {cert} (valid until 2032-01-02 03:04 UTC)"
+        assert _expiry_metric(addresses.http_url, trusting) == renewed.timestamp()
+    plain = tiny_service(tiny_dir, workers=1)  # without TLS there is no certificate to report
+    assert "sae_tls_certificate_expiry" not in plain.metrics.exposition().decode()
+
+
+def test_an_expired_certificate_is_served_with_a_warning(tiny_dir, tmp_path):
+    cert, key = _issue(trustme.CA(), tmp_path, datetime(2020, 2, 3, 4, 5, tzinfo=timezone.utc))
+    tls = load_tls_files(str(cert), str(key))
+    assert validity(tls) == "EXPIRED on 2020-02-03 04:05 UTC"
+    assert validity(tls, now=datetime(2019, 1, 1, tzinfo=timezone.utc).timestamp()).startswith("valid until")
+    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--backend", "cpu", "--port", "0",
+                                "--grpc-port", "0", "--workers", "1", "--no-worker-processes", "--algorithm",
+                                str(tiny_dir), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening on https://" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert (f"the certificate {cert} EXPIRED on 2020-02-03 04:05 UTC: clients that check it refuse to connect"
+            in stderr)
