@@ -129,5 +129,5 @@ class Windows:
             weights = np.array([len(self.documents[d]) for d in docs], dtype=np.float64)
             total = (vectors[first[text] : first[text] + counts[text]].astype(np.float64) * weights[:, None]).sum(axis=0)
             norm = np.linalg.norm(total)
-            out[text] = (total / norm if norm > 0 else 0.0).astype(np.float32)
+            out[text] = (total / norm).astype(np.float32) if norm > 0 else 0.0  # every window silenced
         return out

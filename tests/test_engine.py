@@ -44,6 +44,19 @@ def test_long_texts_are_truncated_with_a_warning_when_asked(tiny_alg, caplog):
         engine.embed_tokens([[1] * 9])
 
 
+def test_a_long_text_whose_windows_are_all_silenced_embeds_to_zero(tiny_alg):
+    """As a one-document text does (docs/ENGINE.md §5); it was an AttributeError in
+    ``Windows.combine`` (found by an adversarial pass)."""
+    from dataclasses import replace
+
+    from sae.rules_text import parse_rules
+
+    silenced = replace(tiny_alg, rules=parse_rules("rule nop score 100: [] => set 0 op=NOP"))
+    engine = Engine(silenced, backend="cpu", caps=Capacities(stream=8))
+    out = engine.embed(["cat dog " * 10, "cat dog", "cat"])
+    assert out.dtype == np.float32 and not out.any()
+
+
 def test_long_texts_are_embedded_in_windows_by_default(tiny_alg, caplog):
     """A text past the stream capacity was cut to its first tokens: the rest was lost."""
     engine = Engine(tiny_alg, backend="cpu", caps=Capacities(stream=8))

@@ -67,3 +67,11 @@ def test_owners_and_starts_place_each_document_in_its_text(lengths):
     for document, text, start in zip(windows.documents, owners, starts):
         assert list(document) == texts[text][start : start + len(document)]
     assert sorted(set(owners.tolist())) == list(range(len(texts)))
+
+
+def test_combine_gives_the_zero_vector_where_the_windows_sum_to_zero():
+    windows = Windows.of([list(range(10)) * 3, [1, 2]], 16, STARTS)
+    vectors = np.zeros((len(windows.documents), 5), dtype=np.float32)
+    vectors[-1] = 1  # the short text's one document
+    out = windows.combine(vectors)
+    assert out.dtype == np.float32 and not out[0].any() and out[1].tobytes() == vectors[-1].tobytes()
