@@ -694,6 +694,8 @@ def load_algorithm(
     ``None`` loads the bundled default. Raises :class:`AlgorithmError` naming the
     file, the field and the reason of the first problem found.
     """
+    if path is not None and str(path) == "":  # Path("") is the current directory
+        raise AlgorithmError("''", "path", "an empty name; name an Algorithm directory")
     root = Path(path) if path is not None else default_algorithm_path()
     if root.is_file() and root.name == ALGORITHM_JSON:
         root = root.parent

@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 def existing_file(source: str | Path, expected: str, kind: str = "file") -> Path:
     """``source`` as a Path when it is an existing file; else an InputError naming it."""
+    if str(source) == "":  # Path("") is the current directory
+        raise InputError(f"an empty name where {expected} was expected; name the {kind}")
     path = Path(source)
     try:  # exists() raises for a directory that cannot be entered, or a name too long
         if not path.exists():
@@ -152,6 +154,8 @@ def check_writable(out: str | Path, inputs: tuple[str | Path | None, ...] = ()) 
     which would replace such a file), or it is the same file as one of ``inputs``."""
     if str(out) == "-":  # stdin's name as an input; as an output it would be a file named "-"
         raise InputError("-: sae writes files, not to standard output; name the output file")
+    if str(out) == "":  # Path("") is the current directory
+        raise InputError("an empty name where an output file was expected; name the file to write")
     path = Path(out)
     parent = path.parent if str(path.parent) else Path(".")
     try:  # is_dir() and exists() raise for a directory that cannot be entered, or a name too long

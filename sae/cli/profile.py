@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.trace, inputs=(args.input,))
     if Path(args.trace).suffix.lower() != ".json":  # as --png: a trace named .txt would be opened as text
         raise InputError(f"{args.trace}: --trace writes a Chrome trace (JSON); name the file .json")
-    texts = read_texts(args.input) if args.input else SAMPLE
+    texts = read_texts(args.input) if args.input is not None else SAMPLE
     engine = engine_from_args(args)
     engine.embed(texts[: min(len(texts), 64)])  # warm-up: pipelines and buffers, not measured
     profiler = Profiler()

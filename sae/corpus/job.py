@@ -207,6 +207,8 @@ class Job:
         # Paths from Python may be os.PathLike; the job keeps them as the str the CLI gives.
         self.input = path_arg("input", self.input)
         self.output = path_arg("output", self.output)
+        if not self.input:  # Path("") is the current directory, which would be embedded as a dataset
+            raise InputError("INPUT is empty: name a file, a directory or glob of Parquet files, or - for stdin")
         if not isinstance(self.options, EmbedOptions):  # a dict would fail later, as an AttributeError
             raise TypeError(f"options must be an EmbedOptions, got {type(self.options).__name__}")
         opts = self.options
@@ -217,8 +219,8 @@ class Job:
             try:
                 parts = find_parts(self.input, exclude=self.dataset_dir)
                 self.outputs = [
-                    Output(open_source(p.path, columns, opts.chunk_rows), self.dataset_dir / p.relative, "parquet",
-                           p.relative)
+                    Output(open_source(p.path, columns, opts.chunk_rows),
+                           part_output(self.dataset_dir, p.relative, p.path), "parquet", p.relative)
                     for p in parts
                 ]
             except BaseException:
@@ -320,6 +322,21 @@ class Job:
         return OutputRun(output, self.schema(output), self.identity(output), self.options.resume)
 
 
+def part_output(out_dir: Path, relative: str, source: Path) -> Path:
+    """Where a dataset part's output goes, checked before any work as a single OUT is
+    (:func:`~sae.io.check_writable`: not a directory, pipe or device; a symbolic link
+    written through), and the directories it needs below ``out_dir`` not files."""
+    path = out_dir / relative
+    folder = out_dir
+    for name in Path(relative).parts[:-1]:
+        folder = folder / name
+        if folder.exists() and not folder.is_dir():
+            raise InputError(f"{folder}: is a file, where the output of the part {relative} needs a directory")
+        if not folder.exists():
+            return path  # created by Job.open; nothing below it exists yet
+    return check_writable(path, inputs=(source,))
+
+
 class OutputRun:
     """Writing one output, chunk after chunk; a context manager that keeps the resume
     state on failure (except when the input itself is bad and the ``policy`` says that a
@@ -387,7 +404,10 @@ class OutputRun:
             return
         self._closed = True
         self.sink.abort()
-        bad_input = isinstance(exc, InputError) and not isinstance(exc, ResumeRefusedError)
+        # Input that fails while the finished chunks are read back (a closed stdin, another
+        # stream) is no reason to lose them: as a refused resume, the state stays.
+        replaying = self.chunk < len(self.state.chunks)
+        bad_input = isinstance(exc, InputError) and not isinstance(exc, ResumeRefusedError) and not replaying
         if bad_input and not self.policy.keep_on_bad_input:
             self.state.remove()
         else:

@@ -319,6 +319,8 @@ def _read_only_uri(path: Path) -> str:
 
 def open_existing(path: str | Path) -> RunStore:
     """Open a run file for reading (``sae lineage``); one-line error when it is not one."""
+    if str(path) == "":  # Path("") is the current directory
+        raise InputError("an empty name where a run database was expected; name the file")
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a run database")

@@ -46,6 +46,26 @@ def test_a_name_too_long_is_one_line_for_inputs_and_outputs(tmp_path, tiny_dir, 
     assert not list(tmp_path.glob(".f*"))
 
 
+def test_an_empty_name_is_one_line_and_reads_nothing(tmp_path, tiny_dir, capsys, monkeypatch):
+    """An empty name was the current directory: ``sae embed ''`` embedded every Parquet
+    file below it as a dataset, ``sae profile ''`` the built-in sample, and the others
+    said ": is a directory" or "algorithm.json: file: missing" (an adversarial pass)."""
+    monkeypatch.chdir(tmp_path)
+    pq.write_table(pa.table({"text": ["the cat"]}), tmp_path / "x.parquet")
+    (tmp_path / "t.txt").write_text("the cat\n")
+    alg = ["--algorithm", str(tiny_dir), "--backend", "cpu"]
+    for args, said in ((["embed", "", "-o", "out", *alg], "INPUT is empty"),
+                       (["embed", "t.txt", "-o", "", *alg], "an empty name where an output file was expected"),
+                       (["profile", "", "--trace", "t.json", *alg], "an empty name where a .txt, .parquet or"),
+                       (["eval", "", *alg], "an empty name where an STS pairs file was expected"),
+                       (["embed", "t.txt", "-o", "o.parquet", "--algorithm", ""],
+                        "'': path: an empty name; name an Algorithm directory"),
+                       (["lineage", ""], "an empty name where a run database was expected")):
+        assert main(args) == 2, args
+        assert said in one_line_error(capsys), args
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "x.parquet"]
+
+
 def test_tables_read_as_sae_embed_reads_them(tmp_path, tiny_dir, capsys):
     """profile, compare and eval --teacher refused dictionary-encoded texts that embed takes,
     and invalid UTF-8 in a table's texts was a UnicodeDecodeError's traceback."""

@@ -238,6 +238,25 @@ def test_a_resume_from_stdin_checks_the_texts(tmp_path, engine, monkeypatch):
     assert pq.read_table(out).column("text").to_pylist() == texts
 
 
+def test_a_resume_whose_stdin_fails_keeps_the_finished_chunks(tmp_path, engine, monkeypatch):
+    """A closed or undecodable stdin given to --resume deleted the interrupted run's state
+    (found by an adversarial pass): it is no reason to lose the chunks already embedded."""
+    out = tmp_path / "out.parquet"
+    texts = corpus(200, seed=3)
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(("\n".join(texts) + "\n").encode())))
+    with pytest.raises(InterruptError):
+        embed_corpus("-", str(out), engine, options(), progress=StopAfter(120))
+    kept = resumable_rows(out)
+    assert kept > 0
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"a\xff\n")))
+    with pytest.raises(InputError, match="invalid UTF-8"):
+        embed_corpus("-", str(out), engine, options(resume=True))
+    assert resumable_rows(out) == kept
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(("\n".join(texts) + "\n").encode())))
+    assert embed_corpus("-", str(out), engine, options(resume=True)).embedded == 200 - kept
+    assert pq.read_table(out).column("text").to_pylist() == texts
+
+
 def test_a_pipe_embeds_as_its_file_and_resumes_from_another_pipe(txt, tmp_path, engine):
     """``sae embed <(zcat corpus.gz) -o OUT`` was refused; it reads the pipe as stdin, and a
     resume may come through another pipe (a process substitution's /dev/fd/N changes)."""
@@ -416,6 +435,43 @@ def test_dataset_problems(dataset, tmp_path, engine):
         os.mkfifo(dataset / "pipe.parquet")
         with pytest.raises(InputError, match=r"pipe\.parquet: not a regular file \(a pipe or a device\) in the dataset"):
             embed_corpus(str(dataset), str(tmp_path / "o"), engine)
+
+
+def test_a_dataset_checks_every_parts_output_before_any_work(dataset, tmp_path, engine):
+    """Found by an adversarial pass: a pipe or a link where a part's output goes was replaced
+    by a file, a directory or file in the way failed after earlier parts were written."""
+    out = tmp_path / "out"
+    (out / "2024" / "b.parquet").mkdir(parents=True)
+    with pytest.raises(InputError, match=r"out/2024/b\.parquet: is a directory"):
+        embed_corpus(str(dataset), str(out), engine)
+    assert sorted(p.name for p in out.rglob("*")) == ["2024", "b.parquet"]  # nothing written
+    (out / "2024" / "b.parquet").rmdir()
+    (out / "2024").rmdir()
+    (out / "2024").write_text("a file")
+    with pytest.raises(InputError, match=r"out/2024: is a file, where the output of the part 2024/b\.parquet needs "
+                                         r"a directory"):
+        embed_corpus(str(dataset), str(out), engine)
+    assert not (out / "a.parquet").exists()
+    (out / "2024").unlink()
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(out / "a.parquet")
+        with pytest.raises(InputError, match=r"a\.parquet: is not a regular file \(a device or a pipe\)"):
+            embed_corpus(str(dataset), str(out), engine)
+        (out / "a.parquet").unlink()
+    target = tmp_path / "elsewhere.parquet"
+    target.write_text("old")
+    (out / "a.parquet").symlink_to(target)
+    embed_corpus(str(dataset), str(out), engine)
+    assert (out / "a.parquet").is_symlink()  # written through, as a single OUT is
+    assert pq.read_table(target).num_rows == 60
+
+
+def test_an_empty_input_name_is_refused(tmp_path, engine, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # it named the current directory: every Parquet file below was embedded
+    pq.write_table(pa.table({"text": ["a cat"]}), tmp_path / "x.parquet")
+    with pytest.raises(InputError, match="INPUT is empty"):
+        embed_corpus("", "out", engine)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.parquet"]
 
 
 def test_a_dataset_inside_its_output_is_named_so(dataset, tmp_path, engine):
