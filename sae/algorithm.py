@@ -22,6 +22,7 @@ problem is reported as ``file: field: reason`` (:class:`~sae.errors.AlgorithmErr
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -606,6 +607,7 @@ def _replace_whole(out: Path, write: Callable[[Path], None]) -> Path:
     Algorithm already there is replaced only then). A failure leaves ``out`` as it was."""
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
     old = out.parent / f".{out.name}.old-{os.getpid()}"
+    _clear_dead_siblings(out)
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         write(tmp)
@@ -623,6 +625,34 @@ def _replace_whole(out: Path, write: Callable[[Path], None]) -> Path:
         shutil.rmtree(tmp, ignore_errors=True)
     shutil.rmtree(old, ignore_errors=True)
     return out
+
+
+def _clear_dead_siblings(out: Path) -> None:
+    """Remove what a killed writer of ``out`` left beside it (its process is gone): a
+    temporary Algorithm (13 MB for the default) that no later run would otherwise touch, and
+    an old one set aside, which is put back first when ``out`` itself is missing (killed
+    between the two renames)."""
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        return
+    for kind in ("old", "tmp"):
+        for sibling in out.parent.glob(f".{glob.escape(out.name)}.{kind}-*"):
+            pid = sibling.name.rsplit("-", 1)[1]
+            if not pid.isdigit() or _alive(int(pid)):
+                continue
+            if kind == "old" and not out.exists():
+                sibling.rename(out)
+            else:
+                shutil.rmtree(sibling, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 def check_algorithm_output(out: str | Path, flag: str, inputs: tuple[str | Path | None, ...] = ()) -> Path:

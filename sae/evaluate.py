@@ -90,7 +90,9 @@ def read_pairs(path: str | Path) -> Pairs:
                 "(genre, file, year, id, score, sentence 1, sentence 2)"
             )
         try:
-            if "_" in cols[4]:  # Python's float() reads "1_0" as 10: not how a data file writes a number
+            # Python's float() reads "1_0" as 10 and Arabic-Indic or full-width digits as
+            # theirs: not how a data file writes a number.
+            if "_" in cols[4] or not cols[4].isascii():
                 raise ValueError
             score = float(cols[4])
         except ValueError:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sae.errors import InputError, SaeError
+from sae.errors import InputError, SaeError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -62,19 +62,36 @@ def text_column(table, name: str) -> list[str]:  # table: pyarrow.Table
     is refused naming its row."""
     import pyarrow as pa
 
-    if "text" not in table.column_names:
-        raise InputError(f"{name}: no 'text' column (columns: {', '.join(table.column_names)})")
+    names = column_names(table, name)
+    if "text" not in names:
+        raise InputError(f"{name}: no 'text' column (columns: {', '.join(names)})")
+    if names.count("text") > 1:
+        raise InputError(f"{name}: {names.count('text')} columns are named 'text'; the texts must have a column "
+                         "of their own")
     column = table.column("text")
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
         raise InputError(f"{name}: column 'text' has type {column.type}, expected string")
     if column.null_count:
         raise InputError(f"{name}: column 'text' has {column.null_count} null value(s)")
+    try:  # offsets past the data would be read as they are (sae embed's reader validates too)
+        column.validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise InputError(f"{name}: column 'text' is damaged ({one_line(exc)})") from None
     try:
         return column.to_pylist()
     except UnicodeDecodeError:  # pyarrow does not check UTF-8 when it reads a file
         row = next(i for i, value in enumerate(column) if not _decodes(value))
         raise InputError(f"{name}: column 'text': invalid UTF-8 in row {row + 1}") from None
+
+
+def column_names(table, name: str) -> list[str]:  # table: pyarrow.Table
+    """The table's column names; an :class:`InputError` naming the file when one is not
+    UTF-8 (pyarrow decodes them as they are asked for, with a ``UnicodeDecodeError``)."""
+    try:
+        return list(table.column_names)
+    except UnicodeDecodeError:
+        raise InputError(f"{name}: its schema names a column in bytes that are not UTF-8") from None
 
 
 def _decodes(value) -> bool:  # value: a pyarrow scalar
@@ -143,8 +160,8 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
                 except pa.ArrowInvalid:
                     source.seek(0)
                     table = pa.ipc.open_stream(source).read_all()
-    except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"{path}: not a readable {suffix} table ({exc})") from None
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"{path}: not a readable {suffix} table ({one_line(exc)})") from None
     return text_column(table, str(path))
 
 

@@ -204,7 +204,7 @@ def _parse_set(words: list[str], fail) -> ItemUpdate:
                 factor = float(value)
             except ValueError:
                 factor = math.nan
-            if not math.isfinite(factor):
+            if not math.isfinite(factor * Q16_ONE):  # 1e300 is finite, its fixed-point value is not
                 raise fail(f"scale takes a number, got {value!r}")
             fields["scale"] = round(factor * Q16_ONE)
         else:

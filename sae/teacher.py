@@ -93,7 +93,7 @@ def read_teacher(path: str | Path, *, dim: int | None = None, check_norm: bool =
     try:
         with pa.memory_map(name, "r") as source:
             table = pq.read_table(source, memory_map=True)
-    except (pa.ArrowException, OSError) as exc:
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{name}: not a readable Parquet teacher file ({one_line(exc)})") from None
 
     texts = text_column(table, name)

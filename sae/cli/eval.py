@@ -60,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     if math.isnan(result.spearman):
         print(f"sae eval: warning: {args.pairs}: the correlations are undefined (the gold scores or the cosines "
               "are all equal)", file=sys.stderr)
+    undefined = [genre for genre, rho in result.by_genre.items() if math.isnan(rho)]
+    if undefined and not math.isnan(result.spearman):
+        print(f"sae eval: warning: {args.pairs}: the correlation of {', '.join(map(repr, undefined))} is undefined "
+              "(its gold scores or cosines are all equal, or it has one pair)", file=sys.stderr)
     if args.json:
         doc = {"pairs_file": args.pairs, "algorithm": engine.algorithm.name,
                "algorithm_hash": engine.algorithm.content_hash, "backend": engine.backend.name,

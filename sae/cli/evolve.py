@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
@@ -82,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from sae.evolve.fitness import FitnessSettings
     from sae.evolve.observe import LiveView, Metrics, Observers
     from sae.evolve.run import EvolveConfig, Inputs, evolve
+    from sae.evolve.store import readable_run
 
     # EvolveConfig and FitnessSettings check these too (for callers from Python, with the
     # bounds defined there); checked here first for messages in the flags' names.
@@ -106,9 +108,11 @@ def run(args: argparse.Namespace) -> int:
     )
     metrics = Metrics(args.metrics_port) if args.metrics_port is not None else None
     observer = Observers(LiveView(), metrics)
-    result = evolve(Inputs(args.teacher, args.base, args.pairs), config, args.run_path, args.out, resume=args.resume,
-                    executor_kind=args.executor, workers=args.workers, ray_address=args.ray_address,
-                    observer=observer, name=args.name)
+    # A resumed run reads back what the interrupted one wrote: a damaged page is one line.
+    with readable_run(args.run_path) if args.resume else contextlib.nullcontext():
+        result = evolve(Inputs(args.teacher, args.base, args.pairs), config, args.run_path, args.out,
+                        resume=args.resume, executor_kind=args.executor, workers=args.workers,
+                        ray_address=args.ray_address, observer=observer, name=args.name)
     fit, valid = result.final["fit"], result.final["valid"]
     if args.json:
         print(json.dumps({"genome": result.genome, "algorithm": result.algorithm, "out": str(result.out),

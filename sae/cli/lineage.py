@@ -22,12 +22,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sae.evolve.lineage import lineage_report, plot
-    from sae.evolve.store import open_existing
+    from sae.evolve.store import open_existing, readable_run
     store = open_existing(args.run_path)
     try:
-        report = lineage_report(store)
-        if args.plot:
-            plot(report, store, args.plot)
+        with readable_run(args.run_path):
+            report = lineage_report(store)
+            if args.plot:
+                plot(report, store, args.plot)
     finally:
         store.close()
     if args.json:

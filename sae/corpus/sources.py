@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sae.corpus import lines as _lines
-from sae.errors import InputError
+from sae.errors import InputError, one_line
 from sae.io import existing_file, stdin_bytes
 
 #: Table formats by file suffix; anything else is read as text, one text per line.
@@ -233,8 +233,11 @@ class _TableSource(Source):
         self.columns = columns
         self.chunk_rows = chunk_rows
         self._handle: Any = None
-        self._input_schema = self._open_schema()
-        self._check_columns()
+        try:
+            self._input_schema = self._open_schema()
+            self._check_columns()
+        except UnicodeDecodeError:  # pyarrow decodes the footer's names as it reads them
+            raise InputError(f"{self.name}: its schema names a column in bytes that are not UTF-8") from None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -249,6 +252,9 @@ class _TableSource(Source):
 
         names = self._input_schema.names
         for name in self.columns.read:
+            if names.count(name) > 1:  # pyarrow would answer "does not exist" (a KeyError) or pick one
+                raise InputError(f"{self.name}: {names.count(name)} columns are named {name!r}; the column read "
+                                 "must have a name of its own")
             if name not in names and not self.columns.flags:  # as sae.io.read_texts words it
                 raise InputError(f"{self.name}: no {name!r} column (columns: {', '.join(names)})")
             if name not in names:
@@ -410,7 +416,7 @@ class ParquetSource(_TableSource):
                 # Not memory-mapped: mapped pages would count as the process's memory.
                 self._handle = pq.ParquetFile(self.path)
             except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"{self.path}: not a readable .parquet table ({exc})") from None
+                raise InputError(f"{self.path}: not a readable .parquet table ({one_line(exc)})") from None
         return self._handle
 
     def _open_schema(self) -> Any:
@@ -433,7 +439,7 @@ class ParquetSource(_TableSource):
                 batch_size=self.chunk_rows, row_groups=groups, columns=self.columns.read
             )
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.path}: cannot read its rows ({exc})") from None
+            raise InputError(f"{self.path}: cannot read its rows ({one_line(exc)})") from None
 
 
 class ArrowSource(_TableSource):
@@ -452,7 +458,7 @@ class ArrowSource(_TableSource):
                 source.seek(0)
                 return pa.ipc.open_stream(source), False
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.path}: not a readable {self.path.suffix} table ({exc})") from None
+            raise InputError(f"{self.path}: not a readable {self.path.suffix} table ({one_line(exc)})") from None
 
     def _open_schema(self) -> Any:
         import pyarrow as pa
@@ -464,7 +470,7 @@ class ArrowSource(_TableSource):
             else:  # a stream: count its rows, one batch in memory at a time
                 self._sizes = [batch.num_rows for batch in reader]
         except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.path}: not a readable {self.path.suffix} table ({exc})") from None
+            raise InputError(f"{self.path}: not a readable {self.path.suffix} table ({one_line(exc)})") from None
         self.rows = sum(self._sizes)
         return reader.schema
 

@@ -23,11 +23,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from sae.algorithm import canonical_json
-from sae.errors import InputError, SaeError
+from sae.errors import InputError, SaeError, one_line
 
 try:
     import fcntl
@@ -134,6 +136,12 @@ class RunStore:
         if complete and set(TABLES) - have:
             missing = sorted(set(TABLES) - have)
             raise InputError(f"{self.path}: not a complete sae evolve run database (table {missing[0]!r} is missing)")
+        if "meta" in have:  # checked before our tables are added to a file that is refused
+            keys = sorted({key for (key,) in self.db.execute("SELECT key FROM meta")} - {"format", "config", "probe"})
+            if keys:
+                raise InputError(f"{self.path}: not a sae evolve run database (its meta table holds {keys[0]!r}); "
+                                 "name a new or an empty --run file")
+            self.check_format()
 
     def _lock_file(self) -> None:
         if fcntl is None:
@@ -215,16 +223,20 @@ class RunStore:
         """The genome's JSON, parsed."""
         return self._json(self.genome_json(key), f"genomes[{key[:16]}]")
 
-    def _json(self, text: Any, where: str) -> Any:
-        """A stored JSON value; a run file edited or damaged outside sae is one line naming
-        the row (SQLite's own checks do not see inside a value)."""
+    def _json(self, text: Any, where: str, kind: type = object) -> Any:
+        """A stored JSON value (of ``kind``); a run file edited or damaged outside sae is one
+        line naming the row (SQLite's own checks do not see inside a value)."""
         try:
-            return json.loads(text)
+            value = json.loads(text)
         except (TypeError, ValueError):
             raise InputError(f"{self.path}: {where}: not valid JSON; the run database is damaged") from None
+        if not isinstance(value, kind):
+            raise InputError(f"{self.path}: {where}: not a JSON {'object' if kind is dict else kind.__name__}; "
+                             "the run database is damaged")
+        return value
 
     def evaluations(self, stage: str = "fit") -> dict[str, dict[str, Any]]:
-        return {g: self._json(r, f"evaluations[{g[:16]}]") for g, r in self.db.execute(
+        return {g: self._json(r, f"evaluations[{g[:16]}]", dict) for g, r in self.db.execute(
             "SELECT genome, record FROM evaluations WHERE stage=?", (stage,))}
 
     def births(self) -> dict[str, tuple[int, str, list[str]]]:
@@ -237,10 +249,10 @@ class RunStore:
 
     def final(self) -> dict[str, Any] | None:
         row = self.db.execute("SELECT genome, algorithm, record FROM final WHERE id=0").fetchone()
-        return {"genome": row[0], "algorithm": row[1], **self._json(row[2], "final.record")} if row else None
+        return {"genome": row[0], "algorithm": row[1], **self._json(row[2], "final.record", dict)} if row else None
 
     def telemetry(self) -> dict[int, dict[str, Any]]:
-        return {g: self._json(r, f"telemetry[{g}]") for g, r in self.db.execute("SELECT gen, record FROM telemetry")}
+        return {g: self._json(r, f"telemetry[{g}]", dict) for g, r in self.db.execute("SELECT gen, record FROM telemetry")}
 
     def digest(self) -> str:
         """SHA-256 over every deterministic table, row by row in key order."""
@@ -309,6 +321,17 @@ class _Transaction:
         if issubclass(exc_type, sqlite3.DatabaseError):
             raise SaeError(f"{self.path}: cannot write the run database ({exc})") from None
         return False
+
+
+@contextmanager
+def readable_run(path: str | Path) -> Iterator[None]:
+    """SQLite refusing a run file midway (a damaged page, a value that is not UTF-8) as one
+    line naming it: what ``sae lineage`` and ``sae evolve --resume`` read past the checks
+    of :func:`open_existing` and :class:`RunStore`."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        raise InputError(f"{path}: not a usable run database ({one_line(exc)})") from None
 
 
 def _read_only_uri(path: Path) -> str:
