@@ -77,12 +77,12 @@ def text_column(table, name: str) -> list[str]:  # table: pyarrow.Table
     try:  # offsets past the data would be read as they are (sae embed's reader validates too)
         column.validate(full=True)
     except pa.ArrowInvalid as exc:
-        raise InputError(f"{name}: column 'text' is damaged ({one_line(exc)})") from None
-    try:
-        return column.to_pylist()
-    except UnicodeDecodeError:  # pyarrow does not check UTF-8 when it reads a file
+        if "UTF8" not in str(exc):
+            raise InputError(f"{name}: column 'text' is damaged ({one_line(exc)})") from None
+        # pyarrow does not check UTF-8 when it reads a file: the row is named
         row = next(i for i, value in enumerate(column) if not _decodes(value))
         raise InputError(f"{name}: column 'text': invalid UTF-8 in row {row + 1}") from None
+    return column.to_pylist()
 
 
 def column_names(table, name: str) -> list[str]:  # table: pyarrow.Table
@@ -152,6 +152,9 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
 
     try:
         if suffix == ".parquet":
+            if pq.read_schema(path).names.count("text") > 1:  # read_table would fail on it in many lines
+                raise InputError(f"{path}: {pq.read_schema(path).names.count('text')} columns are named 'text'; "
+                                 "the texts must have a column of their own")
             table = pq.read_table(path, columns=None, memory_map=True)
         else:
             with pa.memory_map(str(path)) as source:
@@ -160,7 +163,9 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
                 except pa.ArrowInvalid:
                     source.seek(0)
                     table = pa.ipc.open_stream(source).read_all()
-    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError:  # pyarrow decodes the schema's names as it reads them
+        raise InputError(f"{path}: its schema names a column in bytes that are not UTF-8") from None
+    except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable {suffix} table ({one_line(exc)})") from None
     return text_column(table, str(path))
 

@@ -156,6 +156,32 @@ def test_an_algorithm_output_replaces_only_an_algorithm(tmp_path, tiny_alg):
         check_algorithm_output(tmp_path / "missing" / "alg", "--out")
 
 
+def test_what_a_killed_writer_left_beside_an_algorithm_is_cleared(tmp_path, tiny_alg):
+    """A ``kill -9`` while ``--out`` was written left ``.OUT.tmp-PID`` (13 MB for the
+    default) that no later run removed (an adversarial pass); one killed between the two
+    renames left the previous Algorithm set aside as ``.OUT.old-PID`` and no ``OUT``."""
+    import os
+    import subprocess
+    import sys
+    from dataclasses import replace
+
+    from sae.algorithm import load_algorithm, save_algorithm_atomically
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has ended
+    out = tmp_path / "alg"
+    save_algorithm_atomically(tiny_alg, out, "--out", vector_dtype="float32")
+    (tmp_path / f".alg.tmp-{pid}").mkdir()
+    (tmp_path / f".alg.tmp-{pid}" / "vectors.npy").write_bytes(b"partial")
+    (tmp_path / f".alg.tmp-{os.getpid()}x").mkdir()  # not a process id: not ours to touch
+    save_algorithm_atomically(tiny_alg, out, "--out", vector_dtype="float32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".alg.tmp-{os.getpid()}x", "alg"]
+    out.rename(tmp_path / f".alg.old-{pid}")  # killed between the renames: the old one set aside
+    save_algorithm_atomically(replace(tiny_alg, name="next"), out, "--out", vector_dtype="float32")
+    assert load_algorithm(out).name == "next"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".alg.tmp-{os.getpid()}x", "alg"]
+
+
 def test_save_algorithm_checks_first_and_writes_whole(tmp_path, tiny_alg, monkeypatch):
     """A failed save left the new algorithm.json beside the old arrays (a mixed Algorithm
     that loaded without error), a bad vector_dtype wrote files the loader refuses, and a

@@ -66,6 +66,56 @@ def test_an_empty_name_is_one_line_and_reads_nothing(tmp_path, tiny_dir, capsys,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.txt", "x.parquet"]
 
 
+def test_tables_with_odd_schemas_or_damaged_texts_are_one_line(tmp_path, tiny_dir, capsys):
+    """Found by an adversarial pass: two columns named 'text' were a KeyError, a column name
+    that is not UTF-8 a UnicodeDecodeError, and string offsets past the data were read as
+    they were (texts of stray bytes) or a SystemError."""
+    texts = pa.array(["the cat", "a dog", ""])
+    pq.write_table(pa.Table.from_arrays([texts, texts], names=["text", "text"]), tmp_path / "dup.parquet")
+    with pa.ipc.new_file(str(tmp_path / "dup.arrow"), pa.schema([("text", pa.string())] * 2)) as f:
+        f.write_table(pa.Table.from_arrays([texts, texts], names=["text", "text"]))
+    pq.write_table(pa.table({"text": texts, "zzq": [1, 2, 3]}), tmp_path / "name.parquet", store_schema=False)
+    data = (tmp_path / "name.parquet").read_bytes()
+    (tmp_path / "name.parquet").write_bytes(data.replace(b"zzq", b"\xffzq"))
+    with pa.ipc.new_file(str(tmp_path / "offsets.arrow"), pa.schema([("text", pa.string())])) as f:
+        f.write_table(pa.table({"text": texts}))
+    offsets = np.array([0, 7, 12, 12], np.int32).tobytes()
+    data = (tmp_path / "offsets.arrow").read_bytes()
+    assert data.count(offsets) == 1
+    (tmp_path / "offsets.arrow").write_bytes(data.replace(offsets, np.array([0, 7, 12, 16], np.int32).tobytes()))
+    (tmp_path / "pairs.tsv").write_text(PAIRS)
+    alg = ["--algorithm", str(tiny_dir), "--backend", "cpu"]
+    for args, said in (
+        (["embed", str(tmp_path / "dup.parquet"), "-o", str(tmp_path / "o.parquet")],
+         "dup.parquet: 2 columns are named 'text'"),
+        (["compare", str(tmp_path / "dup.arrow")], "dup.arrow: 2 columns are named 'text'"),
+        (["compare", str(tmp_path / "dup.parquet")], "dup.parquet: 2 columns are named 'text'"),
+        (["embed", str(tmp_path / "name.parquet"), "-o", str(tmp_path / "o.parquet")],
+         "name.parquet: its schema names a column in bytes that are not UTF-8"),
+        (["compare", str(tmp_path / "name.parquet")], "name.parquet: its schema names a column in bytes"),
+        (["eval", str(tmp_path / "pairs.tsv"), "--teacher", str(tmp_path / "name.parquet")],
+         "name.parquet: its schema names a column in bytes"),
+        (["compare", str(tmp_path / "offsets.arrow")], "offsets.arrow: column 'text' is damaged (In chunk 0: "),
+    ):
+        assert main([*args, *alg] if args[0] != "compare" else [*args, "--algorithm", str(tiny_dir)]) == 2, args
+        assert said in one_line_error(capsys), args
+    assert not (tmp_path / "o.parquet").exists()
+
+
+def test_pairs_scores_in_other_digits_and_undefined_genres(tmp_path, tiny_dir, capsys):
+    from sae.errors import InputError
+    from sae.evaluate import read_pairs
+
+    for score in ("\u0663", "\uff11"):  # Arabic-Indic 3, full-width 1: float() reads them
+        (tmp_path / "p.tsv").write_text(f"g\tf\ty\ti\t{score}\tthe cat\ta cat\n")
+        with pytest.raises(InputError, match=r"score .* is not a number"):
+            read_pairs(tmp_path / "p.tsv")
+    (tmp_path / "p.tsv").write_text(PAIRS + "h\tf\ty\ti\t4\tthe dog\ta dog\nh\tf\ty\ti\t4\tthe cat\tthe dog\n")
+    assert main(["eval", str(tmp_path / "p.tsv"), "--algorithm", str(tiny_dir), "--backend", "cpu"]) == 0
+    err = capsys.readouterr().err  # the overall figure is defined, genre h's is not
+    assert "the correlation of 'h' is undefined (its gold scores or cosines are all equal" in err
+
+
 def test_tables_read_as_sae_embed_reads_them(tmp_path, tiny_dir, capsys):
     """profile, compare and eval --teacher refused dictionary-encoded texts that embed takes,
     and invalid UTF-8 in a table's texts was a UnicodeDecodeError's traceback."""

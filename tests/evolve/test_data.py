@@ -77,3 +77,28 @@ def test_a_teacher_file_without_minimal_pairs_is_said(tmp_path, caplog):
     teacher_file(tmp_path / "teacher.parquet")
     build_eval_data(make_tiny(), tmp_path / "teacher.parquet", None, 0, 0)
     assert not any("holds no minimal pair" in r.getMessage() for r in caplog.records)
+
+
+def test_pairs_whose_correlation_is_undefined_are_refused(tmp_path):
+    """Constant gold scores, or a teacher file that holds none of the validation fifth's
+    sentences, ran to the end with a Spearman of 0 or none (an adversarial pass): the search
+    then selected, or the final pick chose, on the minimal-pair error alone."""
+    import pytest
+
+    from sae.errors import InputError
+
+    texts = teacher_file(tmp_path / "teacher.parquet")
+    base = make_tiny()
+
+    def pairs(scores, first=lambda i: SENTENCES[4 + i]) -> str:
+        path = tmp_path / "pairs.tsv"
+        path.write_text("".join(f"g\tf\ty\t{i}\t{score}\t{first(i)}\t{SENTENCES[5 + i]}\n"
+                                for i, score in enumerate(scores)))
+        return str(path)
+
+    with pytest.raises(InputError, match=r"the fit pairs .* 1 distinct gold score\(s\); their Spearman"):
+        build_eval_data(base, str(tmp_path / "teacher.parquet"), pairs([2.0] * 15), 0, 0)
+    unknown = pairs([float(i % 4) for i in range(15)], lambda i: "not in the teacher." if i % 5 == 4 else SENTENCES[4 + i])
+    with pytest.raises(InputError, match=r"the validation \(every fifth\) pairs .* are 0, with 0 distinct"):
+        build_eval_data(base, str(tmp_path / "teacher.parquet"), unknown, 0, 0)
+    assert len(texts) > 20

@@ -327,6 +327,18 @@ def test_lineage(reference, tmp_path, capsys):
         db.commit()
     line = one_line_error(*run_cli(["lineage", str(damaged)], capsys)[::2])
     assert "evaluations[" in line and "not valid JSON" in line
+    # SQLite's own refusals past the first read, and JSON of another shape, were tracebacks
+    # (an adversarial pass): a value that is not UTF-8, a record that is not an object.
+    with contextlib.closing(sqlite3.connect(damaged)) as db:
+        db.execute("UPDATE evaluations SET record=CAST(X'7B22FF7D' AS TEXT)")
+        db.commit()
+    line = one_line_error(*run_cli(["lineage", str(damaged)], capsys)[::2])
+    assert f"{damaged}: not a usable run database (Could not decode to UTF-8" in line
+    with contextlib.closing(sqlite3.connect(damaged)) as db:
+        db.execute("UPDATE evaluations SET record='[1, 2]'")
+        db.commit()
+    line = one_line_error(*run_cli(["lineage", str(damaged)], capsys)[::2])
+    assert "evaluations[" in line and "not a JSON object" in line
 
 
 def test_metrics_are_served(caplog):

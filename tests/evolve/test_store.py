@@ -96,3 +96,29 @@ def test_a_write_refused_mid_run_is_one_line(tmp_path):
         store.add_birth(0, 0, "child", "random", [])
     with pytest.raises(SaeError, match="changed underneath this run"), store.transaction():
         store.add_birth(0, 0, "child", "random", [])
+
+
+def test_a_file_of_another_program_or_format_is_refused_unchanged(tmp_path):
+    """Found by an adversarial pass: a database whose only table was a ``meta`` of the same
+    columns was adopted, and a run file of another format gained our tables before the refusal."""
+    import contextlib
+    import sqlite3
+
+    foreign = tmp_path / "foreign.sqlite"
+    with contextlib.closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('app', 'someapp')")
+        db.commit()
+    before = foreign.read_bytes()
+    with pytest.raises(InputError, match="not a sae evolve run database \\(its meta table holds 'app'\\)"):
+        RunStore(foreign)
+    assert foreign.read_bytes() == before
+    older = tmp_path / "older.sqlite"
+    with contextlib.closing(sqlite3.connect(older)) as db:
+        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        db.execute("INSERT INTO meta VALUES ('format', 'sae-evolve-run 0')")
+        db.commit()
+    before = older.read_bytes()
+    with pytest.raises(InputError, match="run format 'sae-evolve-run 0'"):
+        RunStore(older)
+    assert older.read_bytes() == before
