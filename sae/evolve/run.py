@@ -491,6 +491,10 @@ def evolve(inputs: Inputs, config: EvolveConfig, run_path: str | Path, out: str 
         raise InputError("--name must be a non-empty string")
     base_dir = inputs.base or default_algorithm_path()
     out = check_algorithm_output(out, "--out", inputs=(run_path, base_dir, inputs.teacher, inputs.pairs))
+    # SQLite writes beside the run file: a directory by one of those names breaks the run.
+    sidecars = {f"{Path(run_path).name}{suffix}" for suffix in ("-journal", "-wal", "-shm")}
+    if out.name in sidecars and out.resolve().parent == Path(run_path).resolve().parent:
+        raise InputError(f"{out}: SQLite writes the run file {run_path}'s journal by that name; name another --out")
     if Path(base_dir).resolve() in out.resolve().parents:  # the base would hold a directory not its own
         raise InputError(f"{out}: lies inside the base Algorithm {base_dir}; name another --out")
     base, data, identity = load_inputs(inputs, config)

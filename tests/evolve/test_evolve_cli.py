@@ -587,3 +587,12 @@ def test_the_final_pick_drops_settings_that_change_nothing_and_rules_that_add_no
         for split in (0, 1):
             before, after = pick[split]["objectives"], records[key][split]["objectives"]
             assert round(after["quality"], 6) >= round(before["quality"], 6) and after["cost"] <= before["cost"]
+
+
+def test_out_may_not_take_the_name_of_the_run_files_journal(world, tmp_path, capsys):
+    """``--out RUN.sqlite-journal`` was taken, and every later write of the run failed
+    (an adversarial pass)."""
+    run = tmp_path / "run.sqlite"
+    code, _, err = run_cli(evolve_args(world, run, tmp_path / "run.sqlite-journal"), capsys)
+    assert code == 2 and "SQLite writes the run file" in err and "journal by that name" in err
+    assert not (tmp_path / "run.sqlite-journal").exists()
