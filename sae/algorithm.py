@@ -509,13 +509,7 @@ def check_algorithm(alg: Algorithm, caps: Capacities = DEFAULT_CAPACITIES) -> No
     dim = int(alg.vectors.shape[1])
     if not 1 <= dim <= caps.dim:
         raise loader.fail("vectors", f"dim {dim} is out of range 1..{caps.dim}")
-    classes = alg.classes
-    if not isinstance(classes, tuple) or not all(isinstance(c, str) and c for c in classes):
-        raise loader.fail("classes", "must be a tuple of non-empty strings")
-    if len(classes) > MAX_CLASSES:
-        raise loader.fail("classes", f"{len(classes)} classes exceed the limit of {MAX_CLASSES}")
-    if len(set(classes)) != len(classes):
-        raise loader.fail("classes", "names must be unique")
+    classes = loader.class_names(alg.classes, tuple)
     if not isinstance(alg.transform_names, tuple) or not all(isinstance(n, str) for n in alg.transform_names):
         raise loader.fail("transform_names", "must be a tuple of strings")
     try:
@@ -800,6 +794,16 @@ class _Loader:
             raise self.fail(name, f"unknown opcode {short_repr(value)} (known: {', '.join(Op.__members__)})")
         return int(Op[value])
 
+    def class_names(self, classes: Any, container: type) -> Any:
+        """An Algorithm's class names (a ``list`` in algorithm.json, a ``tuple`` on an Algorithm)."""
+        if not isinstance(classes, container) or not all(isinstance(c, str) and c for c in classes):
+            raise self.fail("classes", f"must be a {container.__name__} of non-empty strings")
+        if len(classes) > MAX_CLASSES:
+            raise self.fail("classes", f"{len(classes)} classes exceed the limit of {MAX_CLASSES}")
+        if len(set(classes)) != len(classes):
+            raise self.fail("classes", "names must be unique")
+        return classes
+
     def class_list(self, value: Any, name: str, classes: list[str]) -> tuple[str, ...]:
         if not isinstance(value, list):
             raise self.fail(name, "must be a list of class names")
@@ -859,13 +863,7 @@ class _Loader:
             raise self.fail("description", "must be a string")
         dim = self.int_in(doc["dim"], "dim", 1, caps.dim)
 
-        classes = doc["classes"]
-        if not isinstance(classes, list) or not all(isinstance(c, str) and c for c in classes):
-            raise self.fail("classes", "must be a list of non-empty strings")
-        if len(classes) > MAX_CLASSES:
-            raise self.fail("classes", f"{len(classes)} classes exceed the limit of {MAX_CLASSES}")
-        if len(set(classes)) != len(classes):
-            raise self.fail("classes", "names must be unique")
+        classes = self.class_names(doc["classes"], list)
 
         loop = self.loop_params(doc["params"])
 

@@ -104,21 +104,18 @@ def test_a_file_of_another_program_or_format_is_refused_unchanged(tmp_path):
     import contextlib
     import sqlite3
 
-    foreign = tmp_path / "foreign.sqlite"
-    with contextlib.closing(sqlite3.connect(foreign)) as db:
-        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute("INSERT INTO meta VALUES ('app', 'someapp')")
-        db.commit()
-    before = foreign.read_bytes()
-    with pytest.raises(InputError, match="not a sae evolve run database \\(its meta table holds 'app'\\)"):
-        RunStore(foreign)
-    assert foreign.read_bytes() == before
-    older = tmp_path / "older.sqlite"
-    with contextlib.closing(sqlite3.connect(older)) as db:
-        db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        db.execute("INSERT INTO meta VALUES ('format', 'sae-evolve-run 0')")
-        db.commit()
-    before = older.read_bytes()
-    with pytest.raises(InputError, match="run format 'sae-evolve-run 0'"):
-        RunStore(older)
-    assert older.read_bytes() == before
+    def meta_only(name: str, key: str, value: str):
+        path = tmp_path / name
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+            db.commit()
+        return path, path.read_bytes()
+
+    for (path, before), refusal in ((meta_only("foreign.sqlite", "app", "someapp"),
+                                     "not a sae evolve run database \\(its meta table holds 'app'\\)"),
+                                    (meta_only("older.sqlite", "format", "sae-evolve-run 0"),
+                                     "run format 'sae-evolve-run 0'")):
+        with pytest.raises(InputError, match=refusal):
+            RunStore(path)
+        assert path.read_bytes() == before

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +62,19 @@ def tiny_service(tiny_dir: Path, workers: int = 2, processes: bool = False, **li
     config = ServiceConfig(port=0, grpc_port=0, **limits)
     engine = Engine(tiny_dir, backend="cpu", threads=1)
     return EmbeddingService(engine, config, make_workers(engine, tiny_dir, workers, processes=processes))
+
+
+def serve_once(tiny_dir: Path, *args: str) -> tuple[int, str, str]:
+    """``sae serve`` on the tiny Algorithm (one worker thread, ports picked by the system)
+    with ``args``, stopped by SIGTERM once it listens: its exit code, ready line and log."""
+    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
+                                "--port", "0", "--grpc-port", "0", "--workers", "1", "--no-worker-processes", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready = process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    return process.returncode, ready, stderr

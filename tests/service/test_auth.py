@@ -3,7 +3,6 @@ over HTTP and gRPC; the key is never written anywhere."""
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 
@@ -13,7 +12,7 @@ import numpy as np
 import orjson
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from service_helpers import running_server, tiny_service
+from service_helpers import running_server, serve_once, tiny_service
 
 from sae import Engine
 from sae.service.auth import bearer_matches, check_api_key
@@ -151,17 +150,8 @@ def test_which_hosts_are_loopback_only(host, loopback):
 
 
 def test_serving_beyond_loopback_without_a_key_is_warned_about(tiny_dir):
-    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--algorithm", str(tiny_dir), "--backend", "cpu",
-                                "--host", "0.0.0.0", "--port", "0", "--grpc-port", "0", "--workers", "1",
-                                "--no-worker-processes"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "listening on" in process.stdout.readline()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
+    _, ready, stderr = serve_once(tiny_dir, "--host", "0.0.0.0")
+    assert "listening on" in ready
     assert "listening on 0.0.0.0 without an API key" in stderr, stderr
 
 

@@ -15,7 +15,7 @@ import grpc
 import httpx
 import numpy as np
 import pytest
-from service_helpers import running_server, tiny_service
+from service_helpers import running_server, serve_once, tiny_service
 
 from sae import Engine
 from sae.service.proto import embed_pb2, embed_pb2_grpc
@@ -253,17 +253,7 @@ def test_an_expired_certificate_is_served_with_a_warning(tiny_dir, tmp_path):
     tls = load_tls_files(str(cert), str(key))
     assert validity(tls) == "EXPIRED on 2020-02-03 04:05 UTC"
     assert validity(tls, now=datetime(2019, 1, 1, tzinfo=timezone.utc).timestamp()).startswith("valid until")
-    process = subprocess.Popen([sys.executable, "-m", "sae", "serve", "--backend", "cpu", "--port", "0",
-                                "--grpc-port", "0", "--workers", "1", "--no-worker-processes", "--algorithm",
-                                str(tiny_dir), "--ssl-certfile", str(cert), "--ssl-keyfile", str(key)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert "listening on https://" in process.stdout.readline()
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == 0, stderr
+    code, ready, stderr = serve_once(tiny_dir, "--ssl-certfile", str(cert), "--ssl-keyfile", str(key))
+    assert code == 0 and "listening on https://" in ready, stderr
     assert (f"the certificate {cert} EXPIRED on 2020-02-03 04:05 UTC: clients that check it refuse to connect"
             in stderr)
