@@ -65,9 +65,7 @@ def text_column(table, name: str) -> list[str]:  # table: pyarrow.Table
     names = column_names(table, name)
     if "text" not in names:
         raise InputError(f"{name}: no 'text' column (columns: {', '.join(names)})")
-    if names.count("text") > 1:
-        raise InputError(f"{name}: {names.count('text')} columns are named 'text'; the texts must have a column "
-                         "of their own")
+    check_named_once(names, "text", name)
     column = table.column("text")
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)):
@@ -91,7 +89,20 @@ def column_names(table, name: str) -> list[str]:  # table: pyarrow.Table
     try:
         return list(table.column_names)
     except UnicodeDecodeError:
-        raise InputError(f"{name}: its schema names a column in bytes that are not UTF-8") from None
+        raise non_utf8_column_name(name) from None
+
+
+def non_utf8_column_name(name: str) -> InputError:
+    """The error for a table whose schema names a column in bytes that are not UTF-8."""
+    return InputError(f"{name}: its schema names a column in bytes that are not UTF-8")
+
+
+def check_named_once(names: list[str], column: str, name: str) -> None:
+    """An :class:`InputError` when more than one of a table's columns is named ``column``
+    (pyarrow answers "does not exist", picks one, or fails in many lines)."""
+    if names.count(column) > 1:
+        raise InputError(f"{name}: {names.count(column)} columns are named {column!r}; the column read must have "
+                         "a name of its own")
 
 
 def _decodes(value) -> bool:  # value: a pyarrow scalar
@@ -152,9 +163,7 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
 
     try:
         if suffix == ".parquet":
-            if pq.read_schema(path).names.count("text") > 1:  # read_table would fail on it in many lines
-                raise InputError(f"{path}: {pq.read_schema(path).names.count('text')} columns are named 'text'; "
-                                 "the texts must have a column of their own")
+            check_named_once(pq.read_schema(path).names, "text", str(path))  # before read_table fails on it
             table = pq.read_table(path, columns=None, memory_map=True)
         else:
             with pa.memory_map(str(path)) as source:
@@ -164,7 +173,7 @@ def _table_texts(path: Path, suffix: str) -> list[str]:
                     source.seek(0)
                     table = pa.ipc.open_stream(source).read_all()
     except UnicodeDecodeError:  # pyarrow decodes the schema's names as it reads them
-        raise InputError(f"{path}: its schema names a column in bytes that are not UTF-8") from None
+        raise non_utf8_column_name(str(path)) from None
     except (pa.ArrowException, OSError) as exc:
         raise InputError(f"{path}: not a readable {suffix} table ({one_line(exc)})") from None
     return text_column(table, str(path))

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         from sae.service import run as run_server
         from sae.service.credentials import Credentials, listed
         from sae.service.server import check_ports
-        from sae.service.tls import validity
+        from sae.service.tls import expired, validity
     except ImportError as exc:
         raise InputError(str(exc)) from None
     api_key = _api_key(args)
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                     "SAE_API_KEY or --api-key-file)", config.host)
     if credentials.tls is not None:
         said = validity(credentials.tls)
-        if said.startswith("EXPIRED"):
+        if expired(credentials.tls):
             log.warning("the certificate %s %s: clients that check it refuse to connect", config.ssl_certfile, said)
         else:
             log.info("the certificate %s is %s", config.ssl_certfile, said)

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 
 from sae.corpus import lines as _lines
 from sae.errors import InputError, one_line
-from sae.io import existing_file, stdin_bytes
+from sae.io import check_named_once, existing_file, non_utf8_column_name, stdin_bytes
 
 #: Table formats by file suffix; anything else is read as text, one text per line.
 PARQUET_SUFFIXES = (".parquet",)
@@ -237,7 +237,7 @@ class _TableSource(Source):
             self._input_schema = self._open_schema()
             self._check_columns()
         except UnicodeDecodeError:  # pyarrow decodes the footer's names as it reads them
-            raise InputError(f"{self.name}: its schema names a column in bytes that are not UTF-8") from None
+            raise non_utf8_column_name(self.name) from None
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -252,9 +252,7 @@ class _TableSource(Source):
 
         names = self._input_schema.names
         for name in self.columns.read:
-            if names.count(name) > 1:  # pyarrow would answer "does not exist" (a KeyError) or pick one
-                raise InputError(f"{self.name}: {names.count(name)} columns are named {name!r}; the column read "
-                                 "must have a name of its own")
+            check_named_once(names, name, self.name)
             if name not in names and not self.columns.flags:  # as sae.io.read_texts words it
                 raise InputError(f"{self.name}: no {name!r} column (columns: {', '.join(names)})")
             if name not in names:

@@ -198,14 +198,6 @@ def build_eval_data(
                              f"teacher file {teacher_path} (need at least 10)")
         fit_rows = sorted(((s1, s2, g) for i, s1, s2, g in usable if i % 5 != 4), key=lambda r: _order_key(r[0], r[1]))
         valid_rows = [(s1, s2, g) for i, s1, s2, g in usable if i % 5 == 4]
-        # A Spearman correlation of either part would be undefined: the search would select,
-        # or the final pick choose, on the minimal-pair error alone and say nothing.
-        for part, part_rows in (("fit", fit_rows[:fit_pairs] if fit_pairs else fit_rows),
-                                ("validation (every fifth)", valid_rows)):
-            if len({g for _, _, g in part_rows}) < 2:
-                raise InputError(f"{pairs_path}: the {part} pairs whose sentences the teacher file {teacher_path} "
-                                 f"holds are {len(part_rows)}, with {len({g for _, _, g in part_rows})} distinct "
-                                 "gold score(s); their Spearman correlation needs two different scores")
     else:
         # Teacher-only fitness: pairs of teacher texts in hash order (a text with the next one).
         uniq = sorted(dict.fromkeys(teacher.texts), key=_order_key)
@@ -216,6 +208,15 @@ def build_eval_data(
         valid_rows = [r for k, r in enumerate(rows) if k % 5 == 4]
     if fit_pairs:
         fit_rows = fit_rows[:fit_pairs]
+    if pairs_path is not None:
+        # A Spearman correlation of either part would be undefined: the search would select,
+        # or the final pick choose, on the minimal-pair error alone and say nothing.
+        for part, part_rows in (("fit", fit_rows), ("validation (every fifth)", valid_rows)):
+            scores = {g for _, _, g in part_rows}
+            if len(scores) < 2:
+                raise InputError(f"{pairs_path}: the {part} pairs whose sentences the teacher file {teacher_path} "
+                                 f"holds are {len(part_rows)}, with {len(scores)} distinct gold score(s); their "
+                                 "Spearman correlation needs two different scores")
     fit = pair_set(fit_rows)
 
     found = reported_pairs(list(dict.fromkeys(teacher.texts)))

@@ -177,8 +177,8 @@ def load_inputs(inputs: Inputs, config: EvolveConfig) -> tuple[Algorithm, EvalDa
 
 
 def check_identity(store: RunStore, identity: dict[str, Any], resume: bool) -> bool:
-    """True when the run store already holds this run; InputError when it holds another."""
-    store.check_format()
+    """True when the run store already holds this run; InputError when it holds another
+    (its format was checked when the store opened the file)."""
     stored = store.config()
     if stored is None:
         return False

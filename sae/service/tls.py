@@ -84,11 +84,16 @@ def _not_after(certificate: bytes, certfile: str) -> float:
     return leaf.not_valid_after_utc.timestamp()
 
 
+def expired(tls: TlsFiles, now: float | None = None) -> bool:
+    """Whether the served certificate's validity has ended (at ``now``, Unix seconds)."""
+    return tls.not_after <= (time.time() if now is None else now)
+
+
 def validity(tls: TlsFiles, now: float | None = None) -> str:
     """``valid until 2027-03-01 12:00 UTC``, or ``EXPIRED on ...`` once past it: what the
     start and a reload log of the certificate served."""
     when = datetime.fromtimestamp(tls.not_after, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    return f"valid until {when}" if tls.not_after > (time.time() if now is None else now) else f"EXPIRED on {when}"
+    return f"EXPIRED on {when}" if expired(tls, now) else f"valid until {when}"
 
 
 #: Bytes of a PEM file read at most: a chain of a few certificates is a few kB.
