@@ -510,7 +510,7 @@ def weighted_vector(alg: Algorithm, x: Item) -> np.ndarray:
 
 
 def run_vm(alg: Algorithm, caps: Capacities, stream: Stream) -> np.ndarray:
-    """The L2-normalized embedding of one stream (zero when ``acc`` is zero)."""
+    """The L2-normalized embedding of one stream (zero when ``‖acc‖₂`` is zero or not a number)."""
     acc = np.zeros(alg.dim, dtype=np.float32)
     stack: list[np.ndarray] = []  # sp = len(stack)
     for x in stream:
@@ -537,7 +537,7 @@ def run_vm(alg: Algorithm, caps: Capacities, stream: Stream) -> np.ndarray:
     if np.isfinite(peak) and peak > 0:
         acc = acc / peak
     norm = np.sqrt(np.sum(acc * acc, dtype=np.float32))
-    if norm == 0:
+    if not norm > 0:  # zero, or NaN: an overflow that cancelled (+inf + -inf)
         return np.zeros(alg.dim, dtype=np.float32)
     return (acc / norm).astype(np.float32)
 

@@ -159,6 +159,21 @@ def extreme_accumulators() -> list[tuple[str, Algorithm, list[list[int]]]]:
     return cases
 
 
+def cancelled_overflow() -> tuple[Algorithm, list[list[int]]]:
+    """An Algorithm and documents whose ``acc`` overflows to +inf in one component and
+    to -inf in it again ("cat dog": NaN there, so ``‖acc‖₂`` is NaN: the zero vector,
+    docs/ENGINE.md §5), or only once ("cat cat": inf, compared by which components are
+    not finite)."""
+    from tiny import ids, make_tiny, token_id
+
+    alg = make_tiny(rules=())
+    vectors, weights = alg.vectors.copy(), alg.weights.copy()
+    for word, sign in (("cat", 1), ("dog", -1)):
+        vectors[token_id(word), 0] = sign * 3e38
+        weights[token_id(word)] = 1.5
+    return replace(alg, vectors=vectors, weights=weights), [ids("cat dog"), ids("cat cat"), ids("red big")]
+
+
 def assert_step_limit_is_the_algorithms(make_backend, alg: Algorithm, token_ids: list[list[int]], max_steps: int,
                                         caps: Capacities = DEFAULT_CAPACITIES) -> None:
     """``anneal(batch, max_steps)`` on a backend ``make_backend(alg, caps)`` gives the bytes

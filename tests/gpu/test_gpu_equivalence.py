@@ -260,6 +260,16 @@ def test_extreme_accumulators_normalize_as_on_the_numpy_path():
         assert np.abs(gpu - numpy_path).max() <= EMBEDDING_TOLERANCE, name
 
 
+def test_an_overflow_that_cancels_is_the_zero_vector_on_every_path():
+    """+inf and -inf in one component of acc: WGSL, numpy and the reference all give the
+    zero vector (docs/ENGINE.md §5)."""
+    from equivalence import cancelled_overflow
+
+    alg, docs = cancelled_overflow()
+    with np.errstate(over="ignore", invalid="ignore"):
+        gpu_agrees(alg, docs, reference=True)
+
+
 def test_embedding_after_a_step_limited_explanation_is_the_algorithms():
     """The record's max_steps is put back after a limited anneal: the embedding path, which
     reads the same record, runs the Algorithm's own steps."""

@@ -129,3 +129,16 @@ def test_extreme_accumulators_normalize_as_on_the_numpy_path():
         numpy_path = executed(CpuBackend(alg, DEFAULT_CAPACITIES), alg, docs)[0]
         assert np.linalg.norm(reference.astype(np.float64)) == pytest.approx(1, abs=1e-6), name
         assert np.abs(reference - numpy_path).max() <= EMBEDDING_TOLERANCE, name
+
+
+def test_an_overflow_that_cancels_is_the_zero_vector_as_on_the_numpy_path():
+    """+inf and -inf in one component of acc make its norm NaN: the numpy path (and WGSL)
+    gave the zero vector, the reference a vector of NaN."""
+    from equivalence import cancelled_overflow, executed
+
+    alg, docs = cancelled_overflow()
+    with np.errstate(over="ignore", invalid="ignore"):
+        reference = executed(ReferenceBackend(alg, DEFAULT_CAPACITIES), alg, docs)
+    assert not reference[0].any()
+    assert not np.isfinite(reference[1]).all() and np.isfinite(reference[2]).all()
+    agree(alg, docs)
