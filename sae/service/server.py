@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -149,6 +150,45 @@ def check_ports(host: str, http_port: int, grpc_port: int, health_port: int | No
             sock.close()
 
 
+class _Reloads:
+    """SIGHUP's reloads, each on a thread of its own: a credential file that blocks when read
+    (a FIFO without a writer, a hung network mount) must not stop the event loop, which
+    answers every request. One reload reads at a time; SIGHUPs that arrive meanwhile make
+    one more reload follow it, so the last signal always sees the files as they are then."""
+
+    def __init__(self, reload: Callable[[], str]) -> None:
+        self._reload = reload
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+
+    def request(self) -> None:
+        with self._lock:
+            if self._running:
+                if not self._again:
+                    log.info("SIGHUP: a reload is still reading its files; another follows it")
+                self._again = True
+                return
+            self._running = True
+        # A daemon thread, not the loop's executor: one stuck in open() must not hold up
+        # the interpreter's exit after the drain.
+        threading.Thread(target=self._run, name="sae-reload", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            try:
+                log.info("SIGHUP: reloaded %s", self._reload())
+            except ValueError as exc:
+                log.error("SIGHUP: reload refused, the previous credentials still serve: %s", exc)
+            except Exception:  # a reload must never end the thread silently with _running set
+                log.exception("SIGHUP: reload failed, the previous credentials still serve")
+            with self._lock:
+                if not self._again:
+                    self._running = False
+                    return
+                self._again = False
+
+
 async def serve(
     service: EmbeddingService,
     *,
@@ -220,11 +260,7 @@ async def serve(
             cut()
         stop.set()
 
-    def on_reload() -> None:
-        try:
-            log.info("SIGHUP: reloaded %s", service.reload_credentials())
-        except ValueError as exc:
-            log.error("SIGHUP: reload refused, the previous credentials still serve: %s", exc)
+    reloads = _Reloads(service.reload_credentials)
 
     def drain_ended() -> None:
         log.warning("--drain-seconds %g is up: answering the requests in flight 503 / UNAVAILABLE",
@@ -234,7 +270,7 @@ async def serve(
     signals = (signal.SIGTERM, signal.SIGINT) if handle_signals else ()
     reload_signals = (signal.SIGHUP,) if handle_signals and hasattr(signal, "SIGHUP") \
         and service.credentials.reloadable else ()
-    with _calling_on_signals(loop, on_signal, signals), _calling_on_signals(loop, on_reload, reload_signals):
+    with _calling_on_signals(loop, on_signal, signals), _calling_on_signals(loop, reloads.request, reload_signals):
         try:
             service.start()
             await grpc_front.start()

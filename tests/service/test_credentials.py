@@ -235,6 +235,39 @@ def test_sighup_reloads_the_key_file_of_sae_serve(tiny_dir, tmp_path):
     assert OLD not in stderr and NEW not in stderr
 
 
+def test_a_key_file_that_blocks_when_read_does_not_stop_the_server(tiny_dir, tmp_path):
+    """The key file replaced by a FIFO nobody writes to: the reload waits in open() on its
+    own thread while requests are answered (it waited on the event loop, and every request
+    with it); a second SIGHUP makes a reload follow; a writer lets the first one finish;
+    SIGTERM ends the server although the second still waits."""
+    keys = tmp_path / "keys"
+    write(keys, OLD)
+    process = serve_process("--algorithm", str(tiny_dir), "--api-key-file", str(keys))
+    try:
+        url = http_url_of(process)
+        os.remove(keys)
+        os.mkfifo(keys)
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGHUP)
+        assert httpx.post(f"{url}/embed", json={"inputs": "a cat"}, headers={"Authorization": f"Bearer {OLD}"},
+                          timeout=5).status_code == 200
+        with open(keys, "w") as fifo:  # meets the first reload's open()
+            fifo.write(NEW + "\n")
+        deadline = time.monotonic() + 30
+        while embed_over_http(url, NEW) != 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert embed_over_http(url, NEW) == 200 and embed_over_http(url, OLD) == 401
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    assert "SIGHUP: a reload is still reading its files; another follows it" in stderr
+    assert f"SIGHUP: reloaded 1 API key from {keys}" in stderr
+
+
 def test_without_anything_to_reload_sighup_keeps_its_default(tiny_dir):
     if signal.getsignal(signal.SIGHUP) == signal.SIG_IGN:  # the server inherits it, and should
         pytest.skip("SIGHUP is ignored in this process (run under nohup?): so is it in the server")
