@@ -8,7 +8,7 @@ Embeds the 2,910 unique dev sentences with ``Engine(backend="cpu")`` (best of
 same sentences with Model2Vec in a subprocess of its own interpreter (its own
 venv); ``--rounds`` alternates the three, and it prints each one's best round
 and the ratios. Without ``--m2v-python`` and ``--m2v-model`` Model2Vec runs from
-``/work/venv-m2v/bin/python`` and ``out/m2v/minilm-m2v`` when both exist, and is
+``/work/venv-m2v/bin/python`` and ``out/m2v/minilm-m2v`` when both exist (``--no-m2v``: never), and is
 reported as not run otherwise; paths given must exist. ``--profile`` splits sae's time into tokenize / widen / anneal / VM and,
 within the anneal, each rule's matching and footprints (the engine's own profiler, the
 mean of ``--profile-passes`` passes).
@@ -56,13 +56,14 @@ def main() -> int:
     ap.add_argument("--algorithm", default=None, help="Algorithm directory (default: the bundled one)")
     ap.add_argument("--m2v-python", help=f"an interpreter with model2vec (default {M2V_DEFAULT[0]} if it exists)")
     ap.add_argument("--m2v-model", help=f"a Model2Vec model directory (default {M2V_DEFAULT[1]} if it exists)")
+    ap.add_argument("--no-m2v", action="store_true", help="leave Model2Vec out even where its defaults exist")
     ap.add_argument("--repeats", type=positive_int, default=3, help="timed runs per system and round")
     ap.add_argument("--rounds", type=positive_int, default=3, help="alternating rounds of the three systems")
     ap.add_argument("--profile", action="store_true",
                     help="split sae's time into stages and rules (the engine's profiler)")
     ap.add_argument("--profile-passes", type=positive_int, default=10, help="passes the --profile figures average")
     args = ap.parse_args()
-    anchor = model2vec_anchor(args.m2v_python, args.m2v_model, M2V_DEFAULT)
+    anchor = None if args.no_m2v else model2vec_anchor(args.m2v_python, args.m2v_model, M2V_DEFAULT)
 
     dev = read_pairs(Path(args.shared) / "data/stsb/sts-dev.csv")
     texts = dev.unique_texts()
