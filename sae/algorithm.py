@@ -192,6 +192,12 @@ class Algorithm:
     transform_names: tuple[str, ...] = ()  # what each transform models, for explanations (may be empty)
 
     def __post_init__(self) -> None:
+        # An Algorithm built in Python may hold arrays its caller can still write: copied and
+        # made read-only, so that what Engine checked is what it runs (and content_hash stays true).
+        for name in ("vectors", "weights", "symbol_rows", "symbol_classes", "phrases", "phrase_bonus", "transforms"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray) and value.flags.writeable:
+                object.__setattr__(self, name, _frozen(value.copy()))
         # Every rule's mark is resolved here, so equal Algorithms have equal rules.
         if any(rule.mark is None for rule in self.rules):
             resolved = tuple(rule if rule.mark is not None else replace(rule, mark=r % MARK_BITS)
@@ -200,6 +206,10 @@ class Algorithm:
         if self.transforms is None:
             dim = int(self.vectors.shape[1])
             object.__setattr__(self, "transforms", _frozen(np.zeros((0, dim, dim + 1), dtype=np.float32)))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached tokenizer and word cache (a lock) are rebuilt where it is unpickled.
+        return {k: v for k, v in self.__dict__.items() if k not in ("tokenizer", "token_ids", "word_starts")}
 
     # -- derived sizes ---------------------------------------------------------------
     @property

@@ -253,13 +253,18 @@ class Engine(Closable):
         # A device backend has one queue and reusable readback buffers: calls from two
         # threads at once aborted the process (wgpu: "buffer is still mapped") or mixed
         # their results. They take turns; the numpy path embeds batches side by side.
-        self._device_turn = contextlib.nullcontext() if self.backend.concurrent_batches else threading.Lock()
+        self._device_turn = contextlib.nullcontext() if self.backend.concurrent_batches else threading.RLock()
         # Calls in progress: close() waits for them rather than releasing the backend under
         # another thread's batch. The thread-local depth finds a close() from inside a call
         # (a progress callback), which would wait for itself.
         self._calls = threading.Condition()
         self._active = 0
         self._depth = threading.local()
+
+    def __reduce__(self):
+        # Without this: "cannot pickle '_thread.lock' object", naming nothing of sae's.
+        raise TypeError("an Engine cannot be pickled (it holds a backend, its device or threads); pickle its "
+                        "Algorithm (or pass the Algorithm's directory) and make an Engine in the other process")
 
     def close(self) -> None:
         """Release what the backend holds (on the GPU: its device buffers); idempotent.
@@ -434,19 +439,20 @@ class Engine(Closable):
         return Windows.of(token_ids, cap, self.algorithm.word_starts)
 
     def _embed_token_ids(
-        self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None
+        self, token_ids: Sequence[Sequence[int]], progress: Callable[[int], None] | None, count_texts: bool = True
     ) -> np.ndarray:
         lengths = lengths_of(token_ids)
         windows = self._windows(token_ids, lengths)
         if windows is not None:
-            vectors = self._embed_token_ids(windows.documents, _TextProgress(progress, windows))
-            with self._counters_lock:  # texts, not documents
-                self._counters.texts -= len(windows.documents) - windows.texts
+            # texts, not documents: counted once they are done, so the counter never goes down
+            vectors = self._embed_token_ids(windows.documents, _TextProgress(progress, windows), count_texts=False)
+            with self._counters_lock:
+                self._counters.texts += windows.texts
             return windows.combine(vectors)
         check_lengths(lengths, self.caps, "Engine.embed_tokens")
         if not self.backend.concurrent_batches:
             with self._device_turn:
-                return self._embed_pipelined(None, token_ids, progress)
+                return self._embed_pipelined(None, token_ids, progress, count_texts)
         prof = self._profiler
         out = np.zeros((len(token_ids), self.dim), dtype=np.float32)
         # Documents are independent, so batching them by length changes no result
@@ -459,7 +465,7 @@ class Engine(Closable):
             with maybe_scope(prof, "batch", documents=len(chunk)):
                 result = self.backend.submit_batch([token_ids[i] for i in chunk], lengths[chunk]).result()
                 out[chunk] = result.embeddings
-            self._count(len(chunk), result.stats, int(lengths[chunk].sum()))
+            self._count(len(chunk) if count_texts else 0, result.stats, int(lengths[chunk].sum()))
 
         threads = min(self.threads, len(chunks))
         if threads < 2 or prof is not None:
@@ -484,6 +490,7 @@ class Engine(Closable):
         texts: list[str] | None,
         token_ids: Sequence[Sequence[int]] | None,
         progress: Callable[[int], None] | None,
+        count_texts: bool = True,
     ) -> np.ndarray:
         """A device backend: two batches in flight, so that tokenizing and uploading batch
         k + 1 overlaps the device's work on batch k; the batches are slices of the input
@@ -500,7 +507,7 @@ class Engine(Closable):
             with maybe_scope(prof, "wait + readback", documents=len(lengths)):
                 result = handle.result()
             out[part] = result.embeddings if windows is None else windows.combine(result.embeddings)
-            self._count(part.stop - part.start, result.stats, int(lengths.sum()))
+            self._count(part.stop - part.start if count_texts else 0, result.stats, int(lengths.sum()))
             if progress is not None:
                 progress(part.stop - part.start)  # texts, not windows
 
@@ -572,6 +579,8 @@ class Engine(Closable):
         """Readable text of a symbol: the token, or the phrase's tokens joined."""
         alg = self.algorithm
         tok = alg.tokenizer
+        if isinstance(symbol, bool) or not isinstance(symbol, int | np.integer) or not 0 <= symbol < alg.n_symbols:
+            raise ValueError(f"Engine.symbol_name: symbol must be an integer in 0..{alg.n_symbols - 1}, got {symbol!r}")
         if symbol < alg.vocab_size:
             return tok.id_to_token(symbol) or f"<{symbol}>"
         ids = [int(t) for t in alg.phrases[symbol - alg.vocab_size] if t >= 0]

@@ -18,6 +18,7 @@ the CPU the Algorithms run one after another on the numpy path.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -74,14 +75,25 @@ class PopulationEvaluator(Closable):
         check_algorithm(base, caps)  # built in Python: the loader's checks were skipped
         self.base, self.caps = base, caps
         self.backend = make_backend(backend, base, caps, adapter, jobs or DEFAULT_JOBS)
+        # One call at a time (the GPU backend has one set of device buffers), and close()
+        # waits for the call in progress, as Engine.close does.
+        self._turn = threading.Lock()
 
     def close(self) -> None:
         """Release the backend's device buffers (idempotent); :meth:`evaluate` and
         :meth:`runs` then raise ``ValueError``."""
-        self._closed = True
-        self.backend.close()
+        with self._turn:
+            self._closed = True
+            self.backend.close()
 
     def evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
+        """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order. Raises
+        ``ValueError`` for a token id outside the shared tables, as ``Engine.embed_tokens``
+        does (the GPU would read out of bounds)."""
+        with self._turn:
+            return self._evaluate(algorithms, token_ids)
+
+    def _evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
         """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order. Raises
         ``ValueError`` for a token id outside the shared tables, as ``Engine.embed_tokens``
         does (the GPU would read out of bounds)."""
@@ -117,6 +129,11 @@ class PopulationEvaluator(Closable):
                              "Algorithm; a population shares everything but rules and parameters")
 
     def runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
+        """See :meth:`_runs`; one call at a time."""
+        with self._turn:
+            return self._runs(algorithms, token_ids)
+
+    def _runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
         """What :meth:`evaluate` gives, with each document's journal (which rules committed
         or were reverted where, in which step): what an evolutionary search reads besides
         the embeddings. The journals cost a readback of ``Capacities.journal`` entries per

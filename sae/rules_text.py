@@ -42,6 +42,9 @@ _ELEMENT = re.compile(r'(~(?P<gap>[0-9]+)\s*)?\[(?P<body>(?:[^\]"]|"[^"]*")*)\](
 _NAME = re.compile(r'[^\s"#]+')
 _TERM = re.compile(r'"[^"]*"|\S+')
 _TOKEN_SAFE = re.compile(r'[^\s"]+')
+#: A class name the text form reads back as that class: no space, quote, comment, bracket or
+#: '=', not one of the markers '^' and '$', not starting with '&' or '!' (all / none of).
+_CLASS_SAFE = re.compile(r'(?![&!])[^\s"#\[\]=]+')
 
 
 def strip_comment(line: str) -> str:
@@ -238,6 +241,11 @@ def format_rules(rules: tuple[Rule, ...] | list[Rule], id_to_token: Callable[[in
         if not _NAME.fullmatch(rule.name):
             raise ValueError(f"format_rules: the rule name {rule.name!r} has a space, '\"' or '#', which the text "
                              "form cannot hold (algorithm.json can)")
+        for el in rule.pattern:
+            for c in (*el.classes, *el.all_classes, *el.none_classes):
+                if not _CLASS_SAFE.fullmatch(c) or c in ("^", "$"):
+                    raise ValueError(f"format_rules: rule {rule.name!r} names the class {c!r}, which the text form "
+                                     "cannot hold (algorithm.json can)")
         elements = [_format_element(el, id_to_token) for el in rule.pattern]
         parts = [rule.kind] if rule.kind in ("merge", "guard") else []
         if rule.perm:

@@ -277,3 +277,37 @@ def test_rules_built_in_python_are_checked_as_loaded_ones_are(tmp_path, tiny_alg
     check_rules(tiny_alg)  # the loaded one passes
     with pytest.raises(AlgorithmError, match=r"params\.max_steps"):
         check_rules(replace(tiny_alg, params=LoopParams(max_steps=10_000)))
+
+
+def test_arrays_given_by_the_caller_are_copied_and_frozen(tiny_alg):
+    """An Algorithm kept the caller's writable arrays: a change after an Engine was made
+    reached the numpy path's weights but not its vectors, nor the GPU, skipped the checks
+    (an IndexError in numpy) and left content_hash stale."""
+    from dataclasses import replace
+
+    from sae import Engine
+
+    weights, rows = tiny_alg.weights.copy(), tiny_alg.symbol_rows.copy()
+    alg = replace(tiny_alg, weights=weights, symbol_rows=rows)
+    engine = Engine(alg, backend="cpu")
+    before, digest = engine.embed(["the cat is not happy ."]), alg.content_hash
+    weights[:] = 0
+    rows[:] = 10**6
+    assert engine.embed(["the cat is not happy ."]).tobytes() == before.tobytes()
+    assert alg.content_hash == digest == replace(alg).content_hash
+    for name in ("vectors", "weights", "symbol_rows", "symbol_classes", "phrases", "phrase_bonus", "transforms"):
+        assert not getattr(alg, name).flags.writeable, name
+    assert tiny_alg.weights is replace(tiny_alg, name="again").weights  # frozen arrays are not copied again
+
+
+def test_an_algorithm_pickles_after_an_engine_has_used_it(tiny_alg):
+    """Its cached word cache holds a lock: pickling failed once an Engine had tokenized with it."""
+    import pickle
+
+    from sae import Engine
+
+    Engine(tiny_alg, backend="cpu").embed(["the cat"])
+    copy = pickle.loads(pickle.dumps(tiny_alg))
+    assert copy.content_hash == tiny_alg.content_hash
+    assert Engine(copy, backend="cpu").embed(["the cat"]).tobytes() == Engine(tiny_alg, backend="cpu").embed(
+        ["the cat"]).tobytes()

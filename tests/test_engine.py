@@ -336,10 +336,43 @@ def test_warm_up_computes_every_vector_row_first_and_changes_no_bytes():
     first = cold.embed(texts)
     assert not cold.backend.table.ready.all()  # only the rows (blocks) these texts needed
     warm = Engine(alg, backend="cpu")
-    assert warm.backend.table is not cold.backend.table  # writable arrays: tables of their own
+    assert warm.backend.table is cold.backend.table  # one Algorithm's frozen arrays: one table
+    cold.close()
     warm.warm_up()
     assert warm.backend.table.ready.all()
     assert warm.embed(texts).tobytes() == first.tobytes()
     warm.close()
     with pytest.raises(ValueError, match="closed"):
         warm.warm_up()
+
+
+def test_the_texts_counter_only_grows_during_a_call_with_long_texts(tiny_alg):
+    """A long text's windows were counted as texts and the excess taken off at the end of
+    the call: a reader meanwhile (the service's /metrics, a Prometheus counter) saw the
+    counter fall, which Prometheus reads as a restart."""
+    from tiny import WORDS
+
+    engine = Engine(tiny_alg, backend="cpu", batch_size=2, threads=1)
+    long_text = " ".join(WORDS[2:30] * 12)  # several windows
+    seen = [engine.counters_snapshot().texts]
+    vectors = engine.embed([long_text, "a cat", long_text], progress=lambda _: seen.append(
+        engine.counters_snapshot().texts))
+    seen.append(engine.counters_snapshot().texts)
+    assert vectors.shape[0] == 3 and len(seen) > 3
+    assert seen == sorted(seen), seen
+    assert seen[-1] - seen[0] == 3
+
+
+def test_symbol_name_refuses_what_is_not_a_symbol_in_one_line(tiny_alg):
+    engine = Engine(tiny_alg, backend="cpu")
+    assert engine.symbol_name(2) == "the"
+    for bad in (-1, tiny_alg.n_symbols, 10**30, 1.5, True, "2"):
+        with pytest.raises(ValueError, match=rf"Engine.symbol_name: symbol must be an integer in 0..{tiny_alg.n_symbols - 1}"):
+            engine.symbol_name(bad)
+
+
+def test_pickling_an_engine_says_what_to_pickle_instead(tiny_alg):
+    import pickle
+
+    with pytest.raises(TypeError, match=r"an Engine cannot be pickled .* pickle its Algorithm"):
+        pickle.dumps(Engine(tiny_alg, backend="cpu"))

@@ -156,3 +156,11 @@ def test_evaluate_times_a_warmed_engine(tmp_path):
     assert not engine.backend.table.ready.all()
     result = evaluate(engine, read_pairs(f))
     assert engine.backend.table.ready.all() and result.sentences == 7
+
+
+def test_pearson_of_a_constant_side_is_nan_as_documented():
+    """The mean of 0.1, 0.1, 0.1 is not exactly 0.1: the residuals were tiny, not zero, and
+    the correlation came out 0.0."""
+    assert np.isnan(pearson(np.full(3, 0.1), [1, 2, 3]))
+    assert np.isnan(pearson([1, 2, 3], np.full(3, 0.7, dtype=np.float32)))
+    assert pearson([1, 2, 3], [2, 4, 7]) > 0.9

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 from hypothesis import given, settings
 from strategies import algorithms
@@ -78,3 +80,15 @@ def test_version_2_terms_parse():
 def test_version_2_errors_name_the_line(line, reason):
     with pytest.raises(InputError, match=f"rules.txt: line 1: {reason}"):
         parse_rules(line, source="rules.txt")
+
+
+@pytest.mark.parametrize("name", ["^", "$", "&x", "!x", "op=ACC", "a b", "x]", "#c", 'q"'])
+def test_a_class_name_the_text_form_cannot_hold_is_refused_not_misread(name):
+    """A class named "^" was written as the start anchor and read back as one (a different
+    rule, no error); "x]" and "#c" wrote text that did not parse."""
+    from dataclasses import replace
+
+    rule = default_rules()[2]  # negate: [neg] ~2 [word]
+    renamed = replace(rule, pattern=(replace(rule.pattern[0], classes=(name,)), *rule.pattern[1:]))
+    with pytest.raises(ValueError, match=f"names the class {re.escape(repr(name))}, which the text form cannot hold"):
+        format_rules((renamed,))

@@ -305,6 +305,10 @@ class GpuBackend:
         # is_device_lost would take for a lost device and re-create everything.
         if self._closed:
             raise ValueError(f"GpuBackend.{caller}: the backend is closed")
+        if os.getpid() != self._pid:
+            raise GpuError(f"GpuBackend.{caller}: this GPU backend was made in process {self._pid}, and a forked "
+                           "child cannot use its device; start child processes with the 'spawn' method to use "
+                           "the GPU in them")
 
     def _population_rules(self) -> np.ndarray:
         """The compiled rules of every Algorithm of the population, one after another."""
@@ -320,6 +324,7 @@ class GpuBackend:
         """Device, pipelines, buffers and tables: at construction, and again after a lost device."""
         alg, caps = self.alg, self.caps
         self.info = info
+        self._pid = os.getpid()  # a forked child cannot use this device (_check_open)
         self.description = f"{info.name} ({info.backend}, {info.device_type})"
         self.workgroup = self._workgroup_for(info)
         need = workgroup_bytes(caps, self.workgroup)

@@ -208,8 +208,28 @@ def forget_device(device: Any) -> None:
 _forget_hooks: list = []
 
 
+#: The process this one was forked from after that process opened a GPU device (None: not
+#: so). Its devices are not usable here (a readback waited forever), and dropping them would
+#: run their destructors against the parent's driver state, so they are kept, unused.
+_forked_from: int | None = None
+
+
+def _after_fork_in_child() -> None:
+    global _forked_from
+    if _devices and _forked_from is None:
+        _forked_from = os.getppid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def get_device(info: AdapterInfo) -> Any:
     """The device of ``info`` (one per adapter per process, with the adapter's limits)."""
+    if _forked_from is not None:
+        raise BackendUnavailableError(
+            f"this process was forked from process {_forked_from} after it had opened a GPU device, and wgpu "
+            "cannot run here then; start child processes with the 'spawn' method to use the GPU in them")
     device = _devices.get(info.index)
     if device is None:
         features = ["timestamp-query"] if info.timestamp_query else []

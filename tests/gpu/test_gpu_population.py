@@ -116,3 +116,34 @@ def test_random_populations(rule_sets, docs):
     results = PopulationEvaluator(BASE, backend="gpu", jobs=16).evaluate(population, docs)
     for alg, rows in zip(population, results):
         assert np.abs(rows - _alone(alg, docs)).max() <= EMBEDDING_TOLERANCE
+
+
+def test_calls_from_two_threads_take_turns_and_close_waits_for_the_one_running():
+    """Two threads evaluating on one GPU evaluator at once failed ('Buffer is already mapped',
+    an AttributeError), and close() during a call released the buffers under it (a KeyError,
+    a false "device lost", once an abort): now one call runs at a time and close() waits."""
+    import threading
+
+    population = _population()
+    docs = [list(d) for d in ([4, 9, 10, 12, 30], [10, 11, 8, 19], [2, 16, 17, 18, 31, 9])] * 200
+    with PopulationEvaluator(BASE, backend="gpu") as alone:
+        want = [e.tobytes() for e in alone.evaluate(population, docs)]
+    evaluator = PopulationEvaluator(BASE, backend="gpu")
+    got: list = []
+
+    def evaluate() -> None:
+        try:
+            got.append([e.tobytes() for e in evaluator.evaluate(population, docs)])
+        except Exception as exc:  # reported below
+            got.append(exc)
+
+    threads = [threading.Thread(target=evaluate) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    evaluator.close()  # waits for the call that runs; the others then find it closed
+    for thread in threads:
+        thread.join(120)
+    assert len(got) == 3
+    finished = [g for g in got if not isinstance(g, Exception)]
+    assert all(g == want for g in finished), "a call's results differ from the evaluator alone"
+    assert all(isinstance(g, ValueError) and "closed" in str(g) for g in got if isinstance(g, Exception)), got

@@ -210,3 +210,28 @@ def test_population_token_ids_are_checked_on_both_backends():
                 evaluator.evaluate([alg], ids)
             with pytest.raises(ValueError, match=message):
                 evaluator.runs([alg], ids)
+
+
+def test_a_progress_callback_may_call_the_same_engine_with_two_batches_in_flight():
+    """A progress callback that embedded or explained with its own GPU Engine waited forever
+    for the device turn its caller held (the numpy path had no such lock)."""
+    import threading
+
+    from sae import Engine
+
+    engine = Engine(make_tiny(), backend="gpu", batch_size=2)
+    texts = [" ".join(WORDS[2 + i : 7 + i]) for i in range(9)]
+    alone = engine.embed(texts)
+    nested: list = []
+
+    def progress(_: int) -> None:
+        nested.append((engine.embed(texts[:3]).tobytes(), engine.explain(texts[4]).embedding.tobytes()))
+
+    got: list = []
+    thread = threading.Thread(target=lambda: got.append(engine.embed(texts, progress=progress)), daemon=True)
+    thread.start()
+    thread.join(120)
+    assert got, "the nested call waited for itself"
+    assert got[0].tobytes() == alone.tobytes()
+    assert len(nested) == 5
+    assert all(n == (alone[:3].tobytes(), alone[4].tobytes()) for n in nested)
