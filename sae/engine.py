@@ -58,11 +58,11 @@ def as_texts(texts: Sequence[str], caller: str) -> list[str]:
     return texts
 
 
-def check_encodable(texts: Sequence[str], caller: str) -> None:
+def check_encodable(texts: Sequence[str], caller: str, first: int = 0) -> None:
     """Raise ``ValueError`` naming the first text that is not valid Unicode (a lone
-    surrogate, which no UTF-8 tokenizer can take). Called after the tokenizer failed, so
-    the common path pays nothing."""
-    for i, text in enumerate(texts):
+    surrogate, which no UTF-8 tokenizer can take); ``texts`` start at index ``first`` of
+    the caller's. Called after the tokenizer failed, so the common path pays nothing."""
+    for i, text in enumerate(texts, first):
         try:
             text.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -353,13 +353,14 @@ class Engine(Closable):
         self._warn_truncated(cut)
         return ids
 
-    def _tokenize(self, texts: Sequence[str], *, truncate: bool | None = None) -> tuple[list[list[int]], int]:
+    def _tokenize(self, texts: Sequence[str], *, truncate: bool | None = None,
+                  first: int = 0) -> tuple[list[list[int]], int]:
         """Token ids per text and how many were truncated to the stream capacity (by
         default when the Engine truncates long texts)."""
         try:
             ids = self.algorithm.token_ids(texts)
         except (TypeError, UnicodeEncodeError):  # the tokenizer's words for a lone surrogate name no text
-            check_encodable(texts, "Engine")
+            check_encodable(texts, "Engine", first)
             raise
         if not (self.long_texts == "truncate" if truncate is None else truncate):
             return ids, 0
@@ -515,7 +516,7 @@ class Engine(Closable):
             part = slice(start, min(start + self.batch_size, n))
             if texts is not None:
                 with maybe_scope(prof, "tokenize", texts=part.stop - part.start):
-                    ids, c = self._tokenize(texts[part])
+                    ids, c = self._tokenize(texts[part], first=part.start)
                 cut += c
             else:
                 ids = token_ids[part]

@@ -43,6 +43,10 @@ DEFAULT_CHUNK_ROWS = 32768
 DATASET_STATE = ".dataset.resume.json"
 
 
+#: The most rows a chunk may have (far more than any chunk's memory allows).
+MAX_CHUNK_ROWS = (1 << 31) - 1
+
+
 @dataclass(frozen=True)
 class EmbedOptions:
     """What a job writes. Every field is part of a run's identity: a resumed run must match."""
@@ -78,6 +82,8 @@ class EmbedOptions:
             raise InputError(f"--dtype: {self.dtype!r} is not one of {', '.join(DTYPES)}")
         if self.chunk_rows < 1:
             raise InputError(f"--chunk-rows: must be >= 1, got {self.chunk_rows}")
+        if self.chunk_rows > MAX_CHUNK_ROWS:  # pyarrow takes a batch size as a C long
+            raise InputError(f"--chunk-rows: must be at most {MAX_CHUNK_ROWS:,}, got {self.chunk_rows}")
 
 
 def path_arg(name: str, value: Any) -> str:

@@ -311,7 +311,12 @@ class _TableSource(Source):
             row = first_row + pc.index(pc.is_null(text), True).as_py() + 1
             raise InputError(f"{self.name}: column {self.columns.text!r} has a null value in row {row}")
         if text.type != pa.string():
-            text = text.cast(pa.string())
+            try:
+                text = text.cast(pa.string())
+            except (pa.ArrowInvalid, pa.ArrowCapacityError):  # one array of over 2 GiB of text
+                raise InputError(f"{self.name}: column {self.columns.text!r}: rows {first_row + 1}-"
+                                 f"{first_row + table.num_rows} hold more than 2 GiB of text, more than one "
+                                 "chunk can (use a smaller --chunk-rows)") from None
         self._check_valid(self.columns.text, text, first_row)
         kept = [table.column(name) for name in self.columns.keep]
         # Kept columns are copied as they are, so they are checked as the texts are: Parquet
@@ -406,22 +411,27 @@ class ParquetSource(_TableSource):
     kind = "parquet"
 
     def _file(self) -> Any:
+        """The file, opened anew: a handle is held only while it is read (a dataset's parts
+        are all opened when the job is planned; kept open, a thousand of them ran out of
+        file descriptors)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if self._handle is None:
-            try:
-                # Not memory-mapped: mapped pages would count as the process's memory.
-                self._handle = pq.ParquetFile(self.path)
-            except (pa.ArrowException, OSError) as exc:
-                raise InputError(f"{self.path}: not a readable .parquet table ({one_line(exc)})") from None
-        return self._handle
+        try:
+            # Not memory-mapped: mapped pages would count as the process's memory. Not
+            # pre-buffered either: pyarrow keeps every pre-buffered row group's bytes until
+            # the file is closed (the whole input, by the last chunk); a 1 MiB buffered
+            # stream reads a row group's pages as they are decoded, not the group at once.
+            return pq.ParquetFile(self.path, pre_buffer=False, buffer_size=1 << 20)
+        except (pa.ArrowException, OSError) as exc:
+            raise InputError(f"{self.path}: not a readable .parquet table ({one_line(exc)})") from None
 
     def _open_schema(self) -> Any:
-        meta = self._file().metadata
-        self.rows = meta.num_rows
-        self._groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
-        return self._file().schema_arrow
+        with contextlib.closing(self._file()) as file:
+            meta = file.metadata
+            self.rows = meta.num_rows
+            self._groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+            return file.schema_arrow
 
     def _units(self) -> list[int]:
         return self._groups
@@ -432,12 +442,13 @@ class ParquetSource(_TableSource):
         groups = list(range(first_batch, len(self._groups)))
         if not groups:
             return
-        try:
-            yield from self._file().iter_batches(
-                batch_size=self.chunk_rows, row_groups=groups, columns=self.columns.read
-            )
-        except (pa.ArrowException, OSError) as exc:
-            raise InputError(f"{self.path}: cannot read its rows ({one_line(exc)})") from None
+        with contextlib.closing(self._file()) as file:
+            try:
+                yield from file.iter_batches(
+                    batch_size=self.chunk_rows, row_groups=groups, columns=self.columns.read
+                )
+            except (pa.ArrowException, OSError) as exc:
+                raise InputError(f"{self.path}: cannot read its rows ({one_line(exc)})") from None
 
 
 class ArrowSource(_TableSource):

@@ -395,7 +395,11 @@ class GpuBackend:
         limits = self.info.limits
         binding = self._binding_limit()
         per_doc = self._per_doc_bytes()
-        fits = min(binding // b for b in per_doc.values())
+        # As _create_buffers sizes them: after the jobs' scratch areas the live job list
+        # (3 + one word a job), after their DocStates the batch's totals.
+        extra = {"scratch": (4 * 3, 4), "state": (self._state_dtype.itemsize, 0)}
+        fits = min((binding - extra.get(name, (0, 0))[0]) // (b + extra.get(name, (0, 0))[1])
+                   for name, b in per_doc.items())
         # The staging buffer holds the largest download of a chunk.
         fits = min(fits, limits["max-buffer-size"] // max(self._download_bytes_per_doc(per_doc), 1))
         fits = min(fits, limits["max-compute-workgroups-per-dimension"])

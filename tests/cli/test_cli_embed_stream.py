@@ -162,3 +162,30 @@ def test_the_progress_bar_shows_rate_and_time_left(monkeypatch):
     logged = ProgressBar("teaching")  # none in logs
     logged.start(total=None, done=0)
     assert logged._bar is None
+
+
+def test_chunk_rows_beyond_what_pyarrow_takes_is_one_line(tmp_path, tiny_dir, capsys):
+    """--chunk-rows 2**63 on a Parquet input was an OverflowError traceback from pyarrow."""
+    table = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"text": ["the cat", "a dog"]}), table)
+    assert embed(table, "-o", tmp_path / "a.npy", "--chunk-rows", str(2**63), tiny_dir=tiny_dir) == 2
+    assert one_line_error(capsys).endswith(f"--chunk-rows: must be at most 2,147,483,647, got {2**63}")
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_a_dataset_of_more_parts_than_open_files_allowed(tmp_path, tiny_dir):
+    """Every part was opened when the job was planned and kept open: past the process's
+    file limit a good part was reported 'not a readable .parquet table (Too many open files)'."""
+    import subprocess
+
+    parts = tmp_path / "ds"
+    parts.mkdir()
+    for i in range(120):
+        pq.write_table(pa.table({"text": [f"the cat {i}", "a dog"]}), parts / f"part-{i:04d}.parquet")
+    script = ("import resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+              "from sae.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", script, "embed", str(parts), "-o", str(tmp_path / "out"),
+                           "--algorithm", str(tiny_dir), "--backend", "cpu"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list((tmp_path / "out").glob("*.parquet"))) == 120

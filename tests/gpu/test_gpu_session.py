@@ -235,3 +235,24 @@ def test_a_progress_callback_may_call_the_same_engine_with_two_batches_in_flight
     assert got[0].tobytes() == alone.tobytes()
     assert len(nested) == 5
     assert all(n == (alone[:3].tobytes(), alone[4].tobytes()) for n in nested)
+
+
+def test_a_lone_surrogate_is_named_by_its_index_in_the_whole_call():
+    """The GPU path tokenizes a batch at a time and named the text by its index in the batch."""
+    from sae import Engine
+
+    engine = Engine(make_tiny(), backend="gpu", batch_size=4)
+    with pytest.raises(ValueError, match=r"texts\[9\]"):
+        engine.embed(["the cat"] * 9 + ["a \ud800 dog"])
+
+
+def test_a_huge_batch_size_with_many_rules_fits_its_buffers_to_the_binding_limit():
+    """The chunk was sized without the scratch buffer's live job list and the DocStates'
+    totals: a wgpu validation error (a binding range past the limit) making the Engine."""
+    from sae import Engine
+    from sae.layout import Capacities
+
+    caps = Capacities(stream=8, rules=4096)
+    engine = Engine(make_tiny(), backend="gpu", caps=caps, batch_size=2**31)
+    texts = ["the cat is not happy", "a dog", ""]
+    assert np.abs(engine.embed(texts) - Engine(make_tiny(), backend="cpu", caps=caps).embed(texts)).max() <= 1e-5
