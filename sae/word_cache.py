@@ -60,6 +60,11 @@ CACHED_CHARS = 32
 #: machine, and keeps what ran before.
 PARALLEL_CORES = 8
 PARALLEL_BATCH = 256
+#: a text longer than this many characters goes to the tokenizer a part at a time, cut at
+#: spaces: the tokenizer's ``Encoding`` of a whole text costs about 450 bytes a token (a
+#: 50 MB line took 5.3 GB). The same ids for the BERT pipelines the cache serves, where
+#: nothing crosses a space (an added token with whitespace in it turns the cutting off).
+LONG_TEXT_CHARS = 1 << 16
 #: tab, line feed and carriage return: BERT's normalizer makes each a space (every other
 #: control character it deletes, so a text holding one goes to the tokenizer)
 _LINE_SPACE = str.maketrans("\t\n\r", "   ")
@@ -94,6 +99,7 @@ class TokenIds:
         # case, so tokens matched after lowercasing are covered as well.
         added = [t["content"] for t in spec.get("added_tokens") or [] if t.get("content")]
         self._added = re.compile("|".join(map(re.escape, added)), re.IGNORECASE) if added else None
+        self._cut_long_texts = self.cached and not any(re.search(r"\s", token) for token in added)
 
     def __call__(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of each text."""
@@ -137,7 +143,17 @@ class TokenIds:
         return text
 
     def _tokenizer_ids(self, texts: list[str]) -> list[list[int]]:
-        return [e.ids for e in self.tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        encode = self.tokenizer.encode_batch_fast
+        if not self._cut_long_texts or all(len(text) <= LONG_TEXT_CHARS for text in texts):
+            return [e.ids for e in encode(texts, add_special_tokens=False)]
+        out: list[list[int]] = []
+        for text in texts:
+            ids: list[int] = []
+            for start in range(0, len(text), LONG_TEXT_CHARS):
+                ids += self.tokenizer.encode(_part_at_spaces(text, start, LONG_TEXT_CHARS),
+                                             add_special_tokens=False).ids
+            out.append(ids)
+        return out
 
     def _text_ids(self, text: str) -> list[int]:
         """A printable text's ids, a space-separated word at a time."""
@@ -210,4 +226,18 @@ def _bert_and_replacements(normalizer: dict) -> tuple[dict, list[tuple[str, str]
     return first, replacements
 
 
-__all__ = ["CACHED_CHARS", "CACHE_LIMIT", "PARALLEL_BATCH", "PARALLEL_CORES", "TokenIds"]
+def _part_at_spaces(text: str, start: int, length: int) -> str:
+    """The part of ``text`` cut at the first space at or after ``start`` (at its beginning
+    for ``start`` 0) and the first at or after ``start + length`` (at its end when there is
+    none), without the spaces: the parts of ``start`` 0, ``length``, ``2·length``, ... cover
+    the text once, every cut at a space (an empty part where one word spans the range)."""
+    begin = 0 if start == 0 else _space_at_or_after(text, start) + 1
+    return text[begin : _space_at_or_after(text, start + length)]
+
+
+def _space_at_or_after(text: str, i: int) -> int:
+    found = text.find(" ", i) if i < len(text) else -1
+    return len(text) if found < 0 else found
+
+
+__all__ = ["CACHED_CHARS", "CACHE_LIMIT", "LONG_TEXT_CHARS", "PARALLEL_BATCH", "PARALLEL_CORES", "TokenIds"]

@@ -58,6 +58,37 @@ def test_random_texts_match_the_contracting_tokenizer(contracted, texts):
     assert ids.cached and ids(texts) == reference(contracted, texts)
 
 
+@given(st.lists(st.lists(PIECES, max_size=24).map("".join), max_size=4), st.integers(1, 40))
+def test_long_texts_cut_at_spaces_give_the_tokenizers_ids(contracted, texts, long_chars):
+    """A text over LONG_TEXT_CHARS goes to the tokenizer in parts cut at spaces (its whole
+    Encoding cost ~450 bytes a token); lowered here so that every text is cut, often."""
+    import sae.word_cache
+
+    ids = TokenIds(contracted, cores=2)
+    saved = sae.word_cache.LONG_TEXT_CHARS
+    sae.word_cache.LONG_TEXT_CHARS = long_chars
+    try:
+        assert ids._tokenizer_ids(texts) == reference(contracted, texts)
+        assert ids(texts) == reference(contracted, texts)
+    finally:
+        sae.word_cache.LONG_TEXT_CHARS = saved
+
+
+def test_a_long_text_is_tokenized_in_parts(contracted, monkeypatch):
+    import sae.word_cache
+
+    calls: list[int] = []
+    encode = contracted.encode
+    ids = TokenIds(contracted, cores=2)
+    monkeypatch.setattr(ids, "tokenizer", type("Spy", (), {
+        "encode": lambda self, text, **kw: calls.append(len(text)) or encode(text, **kw),
+        "encode_batch_fast": contracted.encode_batch_fast})())
+    text = "the cat\u00a0isn't here . " * 20_000  # not printable: the tokenizer's, 500,000 characters
+    assert ids([text]) == reference(contracted, [text])
+    assert len(calls) >= len(text) // sae.word_cache.LONG_TEXT_CHARS
+    assert max(calls) <= sae.word_cache.LONG_TEXT_CHARS + 32
+
+
 def test_contractions_are_read_as_not(bert, contracted):
     texts = ["The man isn't playing.", "He CAN'T, won't, don’t; shan't", "The man is not playing."]
     ids = TokenIds(contracted, cores=2)(texts)
