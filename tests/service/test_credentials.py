@@ -205,6 +205,21 @@ def http_url_of(process: subprocess.Popen) -> str:
     return line.split("listening on ")[1].split(" ")[0]
 
 
+def wait_until_accepted(http_url: str, key: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while embed_over_http(http_url, key) != 200 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert embed_over_http(http_url, key) == 200
+
+
+def terminated(process: subprocess.Popen) -> str:
+    """SIGTERM, then the server's stderr once it has ended with exit code 0."""
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    return stderr
+
+
 def test_sighup_reloads_the_key_file_of_sae_serve(tiny_dir, tmp_path):
     keys = tmp_path / "keys"
     write(keys, OLD)
@@ -214,20 +229,16 @@ def test_sighup_reloads_the_key_file_of_sae_serve(tiny_dir, tmp_path):
         assert embed_over_http(url, OLD) == 200 and embed_over_http(url, NEW) == 401
         write(keys, NEW)
         process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 30
-        while embed_over_http(url, NEW) != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert embed_over_http(url, NEW) == 200 and embed_over_http(url, OLD) == 401
+        wait_until_accepted(url, NEW)
+        assert embed_over_http(url, OLD) == 401
         write(keys, "\n")
         process.send_signal(signal.SIGHUP)
         time.sleep(0.5)
         assert embed_over_http(url, NEW) == 200
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        stderr = terminated(process)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, stderr
     assert f"SIGHUP reads {keys} again" in stderr
     assert f"SIGHUP: reloaded 1 API key from {keys}" in stderr
     assert (f"SIGHUP: reload refused, the previous credentials still serve: --api-key-file {keys}: no key in it"
@@ -254,16 +265,12 @@ def test_a_key_file_that_blocks_when_read_does_not_stop_the_server(tiny_dir, tmp
                           timeout=5).status_code == 200
         with open(keys, "w") as fifo:  # meets the first reload's open()
             fifo.write(NEW + "\n")
-        deadline = time.monotonic() + 30
-        while embed_over_http(url, NEW) != 200 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert embed_over_http(url, NEW) == 200 and embed_over_http(url, OLD) == 401
-        process.send_signal(signal.SIGTERM)
-        _, stderr = process.communicate(timeout=60)
+        wait_until_accepted(url, NEW)
+        assert embed_over_http(url, OLD) == 401
+        stderr = terminated(process)
     finally:
         if process.poll() is None:
             process.kill()
-    assert process.returncode == 0, stderr
     assert "SIGHUP: a reload is still reading its files; another follows it" in stderr
     assert f"SIGHUP: reloaded 1 API key from {keys}" in stderr
 
