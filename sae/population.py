@@ -94,9 +94,6 @@ class PopulationEvaluator(Closable):
             return self._evaluate(algorithms, token_ids)
 
     def _evaluate(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[np.ndarray]:
-        """``(n, dim)`` float32 embeddings of ``token_ids`` per Algorithm, in order. Raises
-        ``ValueError`` for a token id outside the shared tables, as ``Engine.embed_tokens``
-        does (the GPU would read out of bounds)."""
         self._check_open("PopulationEvaluator.evaluate")
         algorithms = list(algorithms)
         for i, alg in enumerate(algorithms):
@@ -129,15 +126,14 @@ class PopulationEvaluator(Closable):
                              "Algorithm; a population shares everything but rules and parameters")
 
     def runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
-        """See :meth:`_runs`; one call at a time."""
-        with self._turn:
-            return self._runs(algorithms, token_ids)
-
-    def _runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
         """What :meth:`evaluate` gives, with each document's journal (which rules committed
         or were reverted where, in which step): what an evolutionary search reads besides
         the embeddings. The journals cost a readback of ``Capacities.journal`` entries per
         job on a GPU."""
+        with self._turn:
+            return self._runs(algorithms, token_ids)
+
+    def _runs(self, algorithms: Sequence[Algorithm], token_ids: Sequence[Sequence[int]]) -> list[PopulationRun]:
         self._check_open("PopulationEvaluator.runs")
         algorithms = list(algorithms)
         for i, alg in enumerate(algorithms):

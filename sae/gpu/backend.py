@@ -395,11 +395,12 @@ class GpuBackend:
         limits = self.info.limits
         binding = self._binding_limit()
         per_doc = self._per_doc_bytes()
-        # As _create_buffers sizes them: after the jobs' scratch areas the live job list
-        # (3 + one word a job), after their DocStates the batch's totals.
-        extra = {"scratch": (4 * 3, 4), "state": (self._state_dtype.itemsize, 0)}
-        fits = min((binding - extra.get(name, (0, 0))[0]) // (b + extra.get(name, (0, 0))[1])
-                   for name, b in per_doc.items())
+        # As _create_buffers sizes them: the scratch buffer holds the live job list after the
+        # jobs' areas (3 words, and one a job), the state buffer the batch's totals after the
+        # DocStates.
+        fixed = {"scratch": 4 * 3, "state": self._state_dtype.itemsize}
+        per_job = {"scratch": 4}
+        fits = min((binding - fixed.get(name, 0)) // (b + per_job.get(name, 0)) for name, b in per_doc.items())
         # The staging buffer holds the largest download of a chunk.
         fits = min(fits, limits["max-buffer-size"] // max(self._download_bytes_per_doc(per_doc), 1))
         fits = min(fits, limits["max-compute-workgroups-per-dimension"])
