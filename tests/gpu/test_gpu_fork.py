@@ -38,6 +38,8 @@ def _in_forked_child(work) -> tuple[str, str]:
         process.join()
 
 
+# Forking a process with threads (wgpu's) is what this tests; Python 3.12+ warns of it.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded, use of fork:DeprecationWarning")
 def test_a_forked_child_is_told_to_spawn_instead_of_waiting_forever():
     engine = Engine(make_tiny(), backend="gpu")
     before = engine.embed(SAMPLE_TEXTS)
