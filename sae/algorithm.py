@@ -194,7 +194,7 @@ class Algorithm:
     def __post_init__(self) -> None:
         # An Algorithm built in Python may hold arrays its caller can still write: copied and
         # made read-only, so that what Engine checked is what it runs (and content_hash stays true).
-        for name in ("vectors", "weights", "symbol_rows", "symbol_classes", "phrases", "phrase_bonus", "transforms"):
+        for name in ARRAY_FILES:
             value = getattr(self, name)
             if isinstance(value, np.ndarray) and value.flags.writeable:
                 object.__setattr__(self, name, _frozen(value.copy()))

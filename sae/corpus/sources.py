@@ -232,17 +232,11 @@ class _TableSource(Source):
         self.name = str(path)
         self.columns = columns
         self.chunk_rows = chunk_rows
-        self._handle: Any = None
         try:
             self._input_schema = self._open_schema()
             self._check_columns()
         except UnicodeDecodeError:  # pyarrow decodes the footer's names as it reads them
             raise non_utf8_column_name(self.name) from None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_handle"] = None  # reopened where it is unpickled
-        return state
 
     def _open_schema(self) -> Any:
         raise NotImplementedError
